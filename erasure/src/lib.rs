@@ -1,0 +1,598 @@
+//! Stripe codec and fragment format for Tessera objects.
+//!
+//! This crate is pure logic (no I/O, no async): it cuts an object into
+//! Reed-Solomon stripes, writes the per-fragment frames, and verifies,
+//! decodes and rebuilds them.
+//!
+//! # Fragment format
+//!
+//! An object of `size` bytes is cut into stripes of `k * block_size` data
+//! bytes; the last stripe may be shorter. A stripe holding `r` data bytes has
+//! block length `ceil(r / k)`: its data is split into `k` blocks of that length
+//! (the last one zero-padded) and Reed-Solomon adds `m` parity blocks of the
+//! same length. A zero-size object has zero stripes.
+//!
+//! Fragment `i` (`0..k+m`) is the concatenation, stripe after stripe, of
+//! frames:
+//!
+//! ```text
+//! frame = block i of the stripe || hash (32 bytes)
+//! hash  = blake3::keyed_hash(KEY, stripe_index as u64 LE || i as u8 || block)
+//! KEY   = blake3::derive_key("tessera fragment block v1", b"")
+//! ```
+//!
+//! The stripe and fragment indices are part of the hashed input, so a valid
+//! block served from the wrong position fails verification.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+pub const HASH_LEN: usize = 32;
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ErasureError {
+    #[error("invalid geometry: {0}")]
+    InvalidGeometry(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("object size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("not enough valid fragments: need {needed}, have {valid}")]
+    NotEnoughFragments { needed: usize, valid: usize },
+    #[error("reed-solomon: {0}")]
+    ReedSolomon(#[from] reed_solomon_erasure::Error),
+}
+
+/// Geometry of one object's stripes; all sizes derive from (size, k, block_size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StripeLayout {
+    pub size: u64,
+    pub data_shards: usize,
+    pub block_size: usize,
+}
+
+impl StripeLayout {
+    pub fn stripe_data_len(&self) -> u64 {
+        self.data_shards as u64 * self.block_size as u64
+    }
+
+    pub fn stripe_count(&self) -> u64 {
+        self.size.div_ceil(self.stripe_data_len())
+    }
+
+    pub fn block_len(&self, stripe: u64) -> usize {
+        self.stripe_data_len_of(stripe).div_ceil(self.data_shards)
+    }
+
+    pub fn frame_len(&self, stripe: u64) -> usize {
+        self.block_len(stripe) + HASH_LEN
+    }
+
+    pub fn fragment_len(&self) -> u64 {
+        match self.stripe_count() {
+            0 => 0,
+            n => self.frame_offset(n - 1) + self.frame_len(n - 1) as u64,
+        }
+    }
+
+    /// Every stripe before `stripe` is full, so its frame starts at a fixed multiple.
+    pub fn frame_offset(&self, stripe: u64) -> u64 {
+        stripe * (self.block_size + HASH_LEN) as u64
+    }
+
+    pub fn data_offset(&self, stripe: u64) -> u64 {
+        stripe * self.stripe_data_len()
+    }
+
+    /// Zero for stripes past the end of the object.
+    pub fn stripe_data_len_of(&self, stripe: u64) -> usize {
+        let left = self.size.saturating_sub(self.data_offset(stripe));
+        left.min(self.stripe_data_len()) as usize
+    }
+
+    /// Stripes [first, last] covering object bytes [start, end] inclusive (end < size).
+    pub fn stripes_for_range(&self, start: u64, end: u64) -> (u64, u64) {
+        let len = self.stripe_data_len();
+        (start / len, end / len)
+    }
+
+    fn check(&self, codec_k: usize) -> Result<(), ErasureError> {
+        if self.data_shards != codec_k || self.block_size == 0 {
+            return Err(ErasureError::InvalidGeometry(format!(
+                "layout k={} block_size={} for a codec with k={codec_k}",
+                self.data_shards, self.block_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn hash_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| blake3::derive_key("tessera fragment block v1", b""))
+}
+
+pub fn block_hash(stripe: u64, fragment: usize, block: &[u8]) -> [u8; HASH_LEN] {
+    let mut hasher = blake3::Hasher::new_keyed(hash_key());
+    hasher.update(&stripe.to_le_bytes());
+    hasher.update(&[fragment as u8]);
+    hasher.update(block);
+    *hasher.finalize().as_bytes()
+}
+
+/// Reed-Solomon k+m; cheap to clone (Arc inside).
+#[derive(Clone)]
+pub struct Codec {
+    rs: Arc<ReedSolomon>,
+}
+
+/// Verified blocks (None when missing or bad) and the indices of bad frames.
+type Verified<'a> = (Vec<Option<&'a [u8]>>, Vec<usize>);
+
+pub struct DecodedStripe {
+    pub data: Vec<u8>,
+    pub bad: Vec<usize>,
+}
+
+impl Codec {
+    pub fn new(data_shards: usize, parity_shards: usize) -> Result<Codec, ErasureError> {
+        let rs = ReedSolomon::new(data_shards, parity_shards)?;
+        Ok(Codec { rs: Arc::new(rs) })
+    }
+
+    pub fn data_shards(&self) -> usize {
+        self.rs.data_shard_count()
+    }
+
+    pub fn parity_shards(&self) -> usize {
+        self.rs.parity_shard_count()
+    }
+
+    pub fn width(&self) -> usize {
+        self.rs.total_shard_count()
+    }
+
+    /// Streaming encoder for one object of known size.
+    pub fn encoder(&self, layout: StripeLayout) -> StripeEncoder {
+        StripeEncoder {
+            codec: self.clone(),
+            layout,
+            stripe: 0,
+            filled: 0,
+            pushed: 0,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Checks frame count and hashes of one stripe's frames.
+    fn verify<'a>(
+        &self,
+        layout: &StripeLayout,
+        stripe: u64,
+        frames: &[Option<&'a [u8]>],
+    ) -> Result<Verified<'a>, ErasureError> {
+        layout.check(self.data_shards())?;
+        if frames.len() != self.width() || stripe >= layout.stripe_count() {
+            let (n, count) = (frames.len(), layout.stripe_count());
+            return Err(ErasureError::InvalidArgument(format!(
+                "{n} frames for stripe {stripe} of {count}; codec width {}",
+                self.width()
+            )));
+        }
+        let block_len = layout.block_len(stripe);
+        let mut bad = Vec::new();
+        let mut blocks = Vec::with_capacity(frames.len());
+        for (i, frame) in frames.iter().enumerate() {
+            let block = frame.and_then(|f| {
+                let ok = f.len() == block_len + HASH_LEN
+                    && block_hash(stripe, i, &f[..block_len]) == f[block_len..];
+                if !ok {
+                    bad.push(i);
+                }
+                ok.then(|| &f[..block_len])
+            });
+            blocks.push(block);
+        }
+        let valid = blocks.iter().flatten().count();
+        if valid < self.data_shards() {
+            return Err(ErasureError::NotEnoughFragments {
+                needed: self.data_shards(),
+                valid,
+            });
+        }
+        Ok((blocks, bad))
+    }
+
+    /// Owned shards for Reed-Solomon: only the first k valid blocks are kept,
+    /// since more would just be copied and ignored.
+    fn shards_for_reconstruct(&self, blocks: &[Option<&[u8]>]) -> Vec<Option<Vec<u8>>> {
+        let mut kept = 0;
+        blocks
+            .iter()
+            .map(|b| {
+                let b = b.filter(|_| kept < self.data_shards())?;
+                kept += 1;
+                Some(b.to_vec())
+            })
+            .collect()
+    }
+
+    /// Decode one stripe: `frames[i]` is fragment i's frame for this stripe (block + hash) or None when unavailable.
+    /// Verifies every given frame's hash; a frame that fails is treated as missing and its index reported.
+    /// Returns the stripe's data bytes (exactly stripe_data_len_of(stripe) long) and the list of bad fragment indices.
+    /// Fast path: when all k data frames are present and valid, no Reed-Solomon work is done.
+    /// Error `NotEnoughFragments` when fewer than k valid frames remain.
+    pub fn decode_stripe(
+        &self,
+        layout: &StripeLayout,
+        stripe: u64,
+        frames: &[Option<&[u8]>],
+    ) -> Result<DecodedStripe, ErasureError> {
+        let (blocks, bad) = self.verify(layout, stripe, frames)?;
+        let k = self.data_shards();
+        let len = layout.stripe_data_len_of(stripe);
+        let mut data = Vec::with_capacity(k * layout.block_len(stripe));
+        if blocks[..k].iter().all(Option::is_some) {
+            blocks[..k].iter().flatten().for_each(|b| data.extend(*b));
+        } else {
+            let mut shards = self.shards_for_reconstruct(&blocks);
+            self.rs.reconstruct_data(&mut shards)?;
+            shards[..k].iter().flatten().for_each(|b| data.extend(b));
+        }
+        data.truncate(len);
+        Ok(DecodedStripe { data, bad })
+    }
+
+    /// Rebuild the frames of the given missing fragment indices for one stripe from any k valid frames (for repair/healing).
+    pub fn rebuild_frames(
+        &self,
+        layout: &StripeLayout,
+        stripe: u64,
+        frames: &[Option<&[u8]>],
+        wanted: &[usize],
+    ) -> Result<Vec<Vec<u8>>, ErasureError> {
+        if let Some(&w) = wanted.iter().find(|&&w| w >= self.width()) {
+            return Err(ErasureError::InvalidArgument(format!(
+                "fragment {w} out of range"
+            )));
+        }
+        let (blocks, _) = self.verify(layout, stripe, frames)?;
+        let mut shards = self.shards_for_reconstruct(&blocks);
+        self.rs.reconstruct(&mut shards)?;
+        Ok(wanted
+            .iter()
+            .map(|&w| {
+                // reconstruct() filled every shard, so each is Some here.
+                let block = shards[w].as_deref().unwrap_or_default();
+                let mut frame = Vec::with_capacity(block.len() + HASH_LEN);
+                frame.extend_from_slice(block);
+                frame.extend_from_slice(&block_hash(stripe, w, block));
+                frame
+            })
+            .collect())
+    }
+}
+
+/// Push object bytes in any chunking; get back, per completed stripe, one frame per fragment.
+pub struct StripeEncoder {
+    codec: Codec,
+    layout: StripeLayout,
+    /// Index of the stripe being filled.
+    stripe: u64,
+    /// Data bytes of the current stripe written so far.
+    filled: usize,
+    pushed: u64,
+    /// Frame buffers of the current stripe, allocated when its first byte arrives.
+    frames: Vec<BytesMut>,
+}
+
+impl StripeEncoder {
+    /// Feed bytes. For every stripe this completes, calls `emit(stripe_index, frames)` where frames.len() == k+m
+    /// and frames[i] is the frame (block || hash) for fragment i as `bytes::Bytes`.
+    pub fn push(
+        &mut self,
+        mut data: &[u8],
+        emit: &mut dyn FnMut(u64, Vec<Bytes>),
+    ) -> Result<(), ErasureError> {
+        self.layout.check(self.codec.data_shards())?;
+        let actual = self.pushed + data.len() as u64;
+        if actual > self.layout.size {
+            return Err(ErasureError::SizeMismatch {
+                expected: self.layout.size,
+                actual,
+            });
+        }
+        self.pushed = actual;
+        while !data.is_empty() {
+            let block_len = self.layout.block_len(self.stripe);
+            if self.frames.is_empty() {
+                // Zeroed so the tail of the last data block is already padded.
+                let frame_len = block_len + HASH_LEN;
+                self.frames = (0..self.codec.width())
+                    .map(|_| BytesMut::zeroed(frame_len))
+                    .collect();
+            }
+            // Copy straight into the data block at the current position.
+            let (block, offset) = (self.filled / block_len, self.filled % block_len);
+            let n = (block_len - offset).min(data.len());
+            self.frames[block][offset..offset + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == self.layout.stripe_data_len_of(self.stripe) {
+                self.flush_stripe(emit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush the final partial stripe; error `SizeMismatch` if the bytes pushed != layout.size (too many bytes pushed must also error in push).
+    pub fn finish(self, _emit: &mut dyn FnMut(u64, Vec<Bytes>)) -> Result<(), ErasureError> {
+        // push() flushes every stripe as soon as its last byte arrives, so
+        // once all bytes are in there is nothing left to emit.
+        if self.pushed != self.layout.size {
+            return Err(ErasureError::SizeMismatch {
+                expected: self.layout.size,
+                actual: self.pushed,
+            });
+        }
+        Ok(())
+    }
+
+    fn flush_stripe(&mut self, emit: &mut dyn FnMut(u64, Vec<Bytes>)) -> Result<(), ErasureError> {
+        let block_len = self.layout.block_len(self.stripe);
+        let (data, parity) = self.frames.split_at_mut(self.codec.data_shards());
+        let data_blocks: Vec<&[u8]> = data.iter().map(|f| &f[..block_len]).collect();
+        let mut parity_blocks: Vec<&mut [u8]> =
+            parity.iter_mut().map(|f| &mut f[..block_len]).collect();
+        self.codec.rs.encode_sep(&data_blocks, &mut parity_blocks)?;
+        let frames = std::mem::take(&mut self.frames)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut frame)| {
+                let hash = block_hash(self.stripe, i, &frame[..block_len]);
+                frame[block_len..].copy_from_slice(&hash);
+                frame.freeze()
+            })
+            .collect();
+        emit(self.stripe, frames);
+        self.stripe += 1;
+        self.filled = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErasureError::{NotEnoughFragments, SizeMismatch};
+
+    const K: usize = 4;
+    const M: usize = 2;
+    const BS: usize = 16;
+    const SDL: usize = K * BS;
+
+    fn layout(size: usize) -> StripeLayout {
+        let (data_shards, block_size) = (K, BS);
+        StripeLayout {
+            size: size as u64,
+            data_shards,
+            block_size,
+        }
+    }
+
+    /// Deterministic xorshift so tests need no rand dependency.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    fn object(size: usize) -> Vec<u8> {
+        let mut seed = 0x9e37_79b9_7f4a_7c15 ^ size as u64;
+        (0..size).map(|_| rng(&mut seed) as u8).collect()
+    }
+
+    /// Encodes with random push chunking; returns frames[stripe][fragment].
+    fn encode(codec: &Codec, data: &[u8], seed: u64) -> Vec<Vec<Bytes>> {
+        let mut out = Vec::new();
+        let mut emit = |s: u64, f: Vec<Bytes>| {
+            assert_eq!((s as usize, f.len()), (out.len(), K + M));
+            out.push(f);
+        };
+        let mut enc = codec.encoder(layout(data.len()));
+        let (mut seed, mut rest) = (seed | 1, data);
+        while !rest.is_empty() {
+            let n = (rng(&mut seed) as usize % (2 * SDL + 3)).min(rest.len());
+            enc.push(&rest[..n], &mut emit).unwrap();
+            rest = &rest[n..];
+        }
+        enc.finish(&mut emit).unwrap();
+        out
+    }
+
+    fn refs(frames: &[Bytes]) -> Vec<Option<&[u8]>> {
+        frames.iter().map(|f| Some(&f[..])).collect()
+    }
+
+    fn decode_all(codec: &Codec, size: usize, stripes: &[Vec<Bytes>], drop: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (s, frames) in stripes.iter().enumerate() {
+            let mut given = refs(frames);
+            drop.iter().for_each(|&d| given[d] = None);
+            let dec = codec
+                .decode_stripe(&layout(size), s as u64, &given)
+                .unwrap();
+            assert!(dec.bad.is_empty());
+            out.extend(dec.data);
+        }
+        out
+    }
+
+    #[test]
+    fn round_trip_every_small_size_and_chunking() {
+        let codec = Codec::new(K, M).unwrap();
+        // Covers 0, 1, k-1, every block and stripe boundary +-1, and remainders.
+        for size in 0..=3 * SDL + 7 {
+            let data = object(size);
+            for seed in 1..4 {
+                let stripes = encode(&codec, &data, seed);
+                assert_eq!(stripes.len() as u64, layout(size).stripe_count());
+                assert_eq!(decode_all(&codec, size, &stripes, &[]), data, "size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_two_missing_decodes() {
+        let codec = Codec::new(K, M).unwrap();
+        let data = object(3 * SDL + 5);
+        let stripes = encode(&codec, &data, 7);
+        for a in 0..K + M {
+            for b in a + 1..K + M {
+                assert_eq!(decode_all(&codec, data.len(), &stripes, &[a, b]), data);
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_byte_is_reported_and_data_correct() {
+        let codec = Codec::new(K, M).unwrap();
+        let data = object(SDL + 9);
+        let l = layout(data.len());
+        for (s, frames) in encode(&codec, &data, 3).iter().enumerate() {
+            let s = s as u64;
+            // Flip a block byte or a hash byte, in a data or a parity frame.
+            for (frag, pos) in [(0, 0), (K - 1, l.block_len(s)), (K, 0)] {
+                let mut broken = frames[frag].to_vec();
+                broken[pos] ^= 1;
+                let mut given = refs(frames);
+                given[frag] = Some(&broken);
+                let dec = codec.decode_stripe(&l, s, &given).unwrap();
+                assert_eq!(dec.bad, vec![frag]);
+                let start = l.data_offset(s) as usize;
+                assert_eq!(dec.data, data[start..start + l.stripe_data_len_of(s)]);
+            }
+        }
+    }
+
+    #[test]
+    fn three_missing_is_not_enough() {
+        let codec = Codec::new(K, M).unwrap();
+        let stripes = encode(&codec, &object(100), 1);
+        let mut given = refs(&stripes[0]);
+        (given[0], given[2], given[5]) = (None, None, Some(&b"garbage"[..]));
+        let err = codec.decode_stripe(&layout(100), 0, &given).err();
+        assert_eq!(
+            err,
+            Some(NotEnoughFragments {
+                needed: 4,
+                valid: 3
+            })
+        );
+    }
+
+    #[test]
+    fn moved_frame_fails_verification() {
+        let codec = Codec::new(K, M).unwrap();
+        let data = object(3 * SDL);
+        let stripes = encode(&codec, &data, 5);
+        // All frames have the same length, so only the hashed indices catch a move.
+        for moved in [&stripes[0][2], &stripes[1][3]] {
+            let mut given = refs(&stripes[1]);
+            given[2] = Some(moved);
+            let dec = codec.decode_stripe(&layout(data.len()), 1, &given).unwrap();
+            assert_eq!(dec.bad, vec![2]);
+            assert_eq!(dec.data, data[SDL..2 * SDL]);
+        }
+    }
+
+    #[test]
+    fn rebuild_frames_is_byte_identical() {
+        let codec = Codec::new(K, M).unwrap();
+        let data = object(2 * SDL + 11);
+        for (s, frames) in encode(&codec, &data, 9).iter().enumerate() {
+            let mut given = refs(frames);
+            (given[1], given[4]) = (None, None);
+            let l = layout(data.len());
+            let rebuilt = codec
+                .rebuild_frames(&l, s as u64, &given, &[4, 1, 0])
+                .unwrap();
+            let want = [&frames[4], &frames[1], &frames[0]].map(|f| f.to_vec());
+            assert_eq!(rebuilt, want);
+        }
+    }
+
+    #[test]
+    fn layout_offsets_match_encoder_output() {
+        let codec = Codec::new(K, M).unwrap();
+        for size in [0, 1, SDL, 2 * SDL + 1, 3 * SDL + 50] {
+            let (data, l) = (object(size), layout(size));
+            let stripes = encode(&codec, &data, 2);
+            for frag in 0..K + M {
+                let fragment: Vec<u8> = stripes.iter().flat_map(|s| s[frag].to_vec()).collect();
+                assert_eq!(fragment.len() as u64, l.fragment_len());
+                for s in 0..l.stripe_count() {
+                    let off = l.frame_offset(s) as usize;
+                    let frame = &fragment[off..off + l.frame_len(s)];
+                    assert_eq!(frame, &stripes[s as usize][frag][..]);
+                    // Data blocks hold the stripe's bytes verbatim, zero-padded.
+                    let (start, blen) = (l.data_offset(s) as usize, l.block_len(s));
+                    let mut padded = data[start..start + l.stripe_data_len_of(s)].to_vec();
+                    padded.resize(K * blen, 0);
+                    if frag < K {
+                        assert_eq!(&frame[..blen], &padded[frag * blen..][..blen]);
+                    }
+                }
+            }
+        }
+        let l = layout(1000);
+        assert_eq!(l.stripes_for_range(0, 999), (0, 15));
+        assert_eq!(l.stripes_for_range(63, 64), (0, 1));
+        assert_eq!((l.stripe_data_len_of(15), l.block_len(15)), (40, 10));
+    }
+
+    #[test]
+    fn size_mismatch() {
+        let codec = Codec::new(K, M).unwrap();
+        let mut emit = |_: u64, _: Vec<Bytes>| {};
+        let mut enc = codec.encoder(layout(10));
+        enc.push(&[0; 6], &mut emit).unwrap();
+        let err = enc.push(&[0; 5], &mut emit).err();
+        assert_eq!(
+            err,
+            Some(SizeMismatch {
+                expected: 10,
+                actual: 11
+            })
+        );
+        let err = enc.finish(&mut emit).err();
+        assert_eq!(
+            err,
+            Some(SizeMismatch {
+                expected: 10,
+                actual: 6
+            })
+        );
+    }
+
+    #[test]
+    fn bad_parameters() {
+        assert!(Codec::new(0, 2).is_err());
+        assert!(Codec::new(200, 100).is_err());
+        let codec = Codec::new(K, M).unwrap();
+        let wrong_k = StripeLayout {
+            data_shards: 3,
+            ..layout(10)
+        };
+        assert!(codec
+            .encoder(wrong_k)
+            .push(&[0; 4], &mut |_, _| {})
+            .is_err());
+        assert!(codec.decode_stripe(&layout(10), 0, &[None; 5]).is_err());
+        let frames = encode(&codec, &object(10), 1).remove(0);
+        assert!(codec.decode_stripe(&layout(10), 1, &refs(&frames)).is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! Bucket operations and object listings.
+
+use crate::cluster::Cluster;
+use crate::error::S3Error;
+use crate::http_util::Query;
+use crate::list::{list, ListQuery};
+use crate::router::{xml_response, Gateway, S3Request, S3Response};
+use crate::xml::XmlWriter;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::DateTime;
+use http::Response;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use storage_node::body::empty;
+use storage_node::record::{BucketRecord, Version};
+
+const MAX_KEYS: usize = 1000;
+/// `encoding-type=url` encodes all but unreserved characters and `/`, which every client decodes.
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+/// Owner shown in listings: a single-tenant store has one.
+const OWNER_ID: &str = "tessera";
+
+fn ok_empty() -> S3Response {
+    Response::new(empty())
+}
+
+pub async fn list_buckets(gw: &Gateway) -> Result<S3Response, S3Error> {
+    let mut buckets: Vec<BucketRecord> = gw
+        .cluster
+        .buckets(true)
+        .await?
+        .into_values()
+        .filter(|b| !b.deleted)
+        .collect();
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut xml = XmlWriter::new("ListAllMyBucketsResult");
+    xml.open("Owner")
+        .elem("ID", OWNER_ID)
+        .elem("DisplayName", OWNER_ID)
+        .close();
+    xml.open("Buckets");
+    for bucket in &buckets {
+        xml.open("Bucket")
+            .elem("Name", &bucket.name)
+            .elem("CreationDate", iso8601(bucket.version))
+            .close();
+    }
+    xml.close();
+    Ok(xml_response(xml))
+}
+
+pub async fn create_bucket(
+    gw: &Gateway,
+    name: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    if !valid_bucket_name(name) {
+        return Err(S3Error::InvalidBucketName);
+    }
+    // A CreateBucketConfiguration may name a location; this store has one region, so it is read
+    // (to check its signature) and otherwise ignored.
+    req.read_small_body(64 * 1024).await?;
+    if let Some(existing) = gw.cluster.buckets(true).await?.get(name) {
+        if !existing.deleted {
+            return Err(S3Error::BucketAlreadyOwnedByYou);
+        }
+    }
+    gw.cluster
+        .put_bucket(Cluster::new_bucket_record(name))
+        .await?;
+    Ok(Response::builder()
+        .header(http::header::LOCATION, format!("/{name}"))
+        .body(empty())
+        .expect("response parts are valid"))
+}
+
+pub async fn head_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
+    gw.cluster.bucket(name).await?;
+    let mut response = ok_empty();
+    if let Ok(region) = gw.config.region.parse() {
+        response.headers_mut().insert("x-amz-bucket-region", region);
+    }
+    Ok(response)
+}
+
+pub async fn delete_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
+    let bucket = gw
+        .cluster
+        .buckets(true)
+        .await?
+        .remove(name)
+        .filter(|b| !b.deleted)
+        .ok_or(S3Error::NoSuchBucket)?;
+    let query = ListQuery {
+        prefix: String::new(),
+        delimiter: None,
+        after: None,
+        max_keys: 1,
+    };
+    if !list(&gw.cluster, &bucket.id, &query).await?.keys.is_empty() {
+        return Err(S3Error::BucketNotEmpty);
+    }
+    gw.cluster
+        .put_bucket(BucketRecord {
+            version: Version::now(),
+            deleted: true,
+            ..bucket
+        })
+        .await?;
+    Ok(Response::builder()
+        .status(http::StatusCode::NO_CONTENT)
+        .body(empty())
+        .expect("response parts are valid"))
+}
+
+pub async fn location(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
+    gw.cluster.bucket(name).await?;
+    // S3 answers an empty constraint for us-east-1.
+    let region = if gw.config.region == "us-east-1" {
+        ""
+    } else {
+        &gw.config.region
+    };
+    Ok(Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/xml")
+        .body(storage_node::body::full(format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{}</LocationConstraint>"#,
+            crate::xml::escape(region)
+        )))
+        .expect("response parts are valid"))
+}
+
+pub async fn versioning(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
+    gw.cluster.bucket(name).await?;
+    Ok(xml_response(XmlWriter::new("VersioningConfiguration")))
+}
+
+/// ListObjects (V1, with `marker`) and ListObjectsV2 (`list-type=2`).
+pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3Response, S3Error> {
+    let bucket = gw.cluster.bucket(name).await?;
+    let v2 = query.get("list-type") == Some("2");
+    let max_keys = match query.get("max-keys") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| {
+                S3Error::InvalidArgument("max-keys must be a non-negative integer".into())
+            })?
+            .min(MAX_KEYS),
+        None => MAX_KEYS,
+    };
+    let url_encode = match query.get("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => {
+            return Err(S3Error::InvalidArgument(
+                "Invalid Encoding Method specified in Request".into(),
+            ))
+        }
+    };
+    let prefix = query.get("prefix").unwrap_or("").to_string();
+    let delimiter = query
+        .get("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let token = query.get("continuation-token");
+    let after = if v2 {
+        match token {
+            Some(t) => Some(decode_token(t)?),
+            None => query.get("start-after").map(str::to_string),
+        }
+    } else {
+        query.get("marker").map(str::to_string)
+    }
+    .filter(|a| !a.is_empty());
+    let listing = list(
+        &gw.cluster,
+        &bucket.id,
+        &ListQuery {
+            prefix: prefix.clone(),
+            delimiter: delimiter.clone(),
+            after,
+            max_keys,
+        },
+    )
+    .await?;
+    let enc = |s: &str| {
+        if url_encode {
+            utf8_percent_encode(s, URL_ENCODE).to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let mut xml = XmlWriter::new("ListBucketResult");
+    xml.elem("Name", &bucket.name).elem("Prefix", enc(&prefix));
+    if let Some(d) = &delimiter {
+        xml.elem("Delimiter", enc(d));
+    }
+    xml.elem("MaxKeys", max_keys.to_string());
+    if url_encode {
+        xml.elem("EncodingType", "url");
+    }
+    xml.elem("IsTruncated", listing.next_after.is_some().to_string());
+    if v2 {
+        xml.elem(
+            "KeyCount",
+            (listing.keys.len() + listing.prefixes.len()).to_string(),
+        );
+        if let Some(t) = token {
+            xml.elem("ContinuationToken", t);
+        }
+        if let Some(s) = query.get("start-after") {
+            xml.elem("StartAfter", enc(s));
+        }
+        if let Some(next) = &listing.next_after {
+            xml.elem("NextContinuationToken", URL_SAFE_NO_PAD.encode(next));
+        }
+    } else {
+        xml.elem("Marker", enc(query.get("marker").unwrap_or("")));
+        if let (Some(next), Some(_)) = (&listing.next_after, &delimiter) {
+            xml.elem("NextMarker", enc(next));
+        }
+    }
+    let fetch_owner = !v2 || query.get("fetch-owner") == Some("true");
+    for entry in &listing.keys {
+        xml.open("Contents")
+            .elem("Key", enc(&entry.key))
+            .elem("LastModified", iso8601(entry.version))
+            .elem("ETag", format!("\"{}\"", entry.etag))
+            .elem("Size", entry.size.to_string());
+        if fetch_owner {
+            xml.open("Owner")
+                .elem("ID", OWNER_ID)
+                .elem("DisplayName", OWNER_ID)
+                .close();
+        }
+        xml.elem("StorageClass", "STANDARD").close();
+    }
+    for prefix in &listing.prefixes {
+        xml.open("CommonPrefixes")
+            .elem("Prefix", enc(prefix))
+            .close();
+    }
+    Ok(xml_response(xml))
+}
+
+fn decode_token(token: &str) -> Result<String, S3Error> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            S3Error::InvalidArgument("The continuation token provided is incorrect".into())
+        })
+}
+
+pub fn iso8601(version: Version) -> String {
+    DateTime::from_timestamp_millis(version.unix_millis())
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// S3's rules: 3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending
+/// with a letter or digit, and not shaped like an IP address.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for good in ["abc", "my-bucket.1", "a1b", &"a".repeat(63)] {
+            assert!(valid_bucket_name(good), "{good}");
+        }
+        for bad in [
+            "ab",
+            "Abc",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "a_b",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        let key = "a/b c+é";
+        assert_eq!(decode_token(&URL_SAFE_NO_PAD.encode(key)).unwrap(), key);
+        assert!(decode_token("!!!").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Configuration of one S3 gateway.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address the S3 API listens on.
+    pub listen: SocketAddr,
+    /// Region name clients sign requests for. Default `us-east-1`, which SDKs use when unconfigured.
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretKey,
+    /// PEM certificate chain and key: when both are set the S3 API speaks only TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Objects (and parts) up to this size keep their fragments inside the metadata record. Default 64 KiB.
+    #[serde(default = "default_inline_threshold")]
+    pub inline_threshold: u64,
+    /// Bytes per erasure block; a stripe carries k of them. Default 256 KiB.
+    #[serde(default = "default_block_size")]
+    pub block_size: usize,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_inline_threshold() -> u64 {
+    64 * 1024
+}
+fn default_block_size() -> usize {
+    256 * 1024
+}
+
+/// An S3 secret access key. Never printed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretKey(pub String);
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}

@@ -1,0 +1,135 @@
+//! Every way an S3 request can fail, and the one place that maps each to its S3 code and status.
+
+use http::StatusCode;
+use storage_node::RpcError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    #[error("Access Denied: {0}")]
+    AccessDenied(&'static str),
+    #[error("The AWS access key Id you provided does not exist in our records.")]
+    InvalidAccessKeyId,
+    #[error("The request signature we calculated does not match the signature you provided.")]
+    SignatureDoesNotMatch,
+    #[error("The authorization header is malformed: {0}")]
+    AuthorizationHeaderMalformed(&'static str),
+    #[error("The difference between the request time and the server's time is too large.")]
+    RequestTimeTooSkewed,
+    #[error("The specified bucket does not exist")]
+    NoSuchBucket,
+    #[error("The specified key does not exist.")]
+    NoSuchKey,
+    #[error("The specified multipart upload does not exist.")]
+    NoSuchUpload,
+    #[error("Your previous request to create the named bucket succeeded and you already own it.")]
+    BucketAlreadyOwnedByYou,
+    #[error("The bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    #[error("The specified bucket is not valid.")]
+    InvalidBucketName,
+    #[error("Your key is too long")]
+    KeyTooLongError,
+    #[error("The requested range is not satisfiable")]
+    InvalidRange,
+    #[error("The {0} you specified did not match the calculated checksum.")]
+    BadDigest(&'static str),
+    #[error("The Content-MD5 or checksum value you specified is not valid.")]
+    InvalidDigest,
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    ContentSha256Mismatch,
+    #[error(
+        "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    )]
+    IncompleteBody,
+    #[error("You must provide the Content-Length HTTP header.")]
+    MissingContentLength,
+    #[error("Your proposed upload exceeds the maximum allowed size.")]
+    EntityTooLarge,
+    #[error("Your proposed upload is smaller than the minimum allowed object size.")]
+    EntityTooSmall,
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
+    MalformedXml,
+    #[error(
+        "One or more of the specified parts could not be found or its entity tag did not match."
+    )]
+    InvalidPart,
+    #[error("The list of parts was not in ascending order.")]
+    InvalidPartOrder,
+    #[error("At least one of the preconditions you specified did not hold.")]
+    PreconditionFailed,
+    #[error("The specified method is not allowed against this resource.")]
+    MethodNotAllowed,
+    #[error("{0} is not implemented by Tessera.")]
+    NotImplemented(&'static str),
+    #[error("Not enough storage nodes answered: {0}")]
+    ServiceUnavailable(String),
+    #[error("We encountered an internal error. Please try again.")]
+    Internal(String),
+}
+
+impl S3Error {
+    pub fn code(&self) -> &'static str {
+        use S3Error::*;
+        match self {
+            AccessDenied(_) => "AccessDenied",
+            InvalidAccessKeyId => "InvalidAccessKeyId",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
+            RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            NoSuchBucket => "NoSuchBucket",
+            NoSuchKey => "NoSuchKey",
+            NoSuchUpload => "NoSuchUpload",
+            BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            BucketNotEmpty => "BucketNotEmpty",
+            InvalidBucketName => "InvalidBucketName",
+            KeyTooLongError => "KeyTooLongError",
+            InvalidRange => "InvalidRange",
+            BadDigest(_) => "BadDigest",
+            InvalidDigest => "InvalidDigest",
+            ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
+            IncompleteBody => "IncompleteBody",
+            MissingContentLength => "MissingContentLength",
+            EntityTooLarge => "EntityTooLarge",
+            EntityTooSmall => "EntityTooSmall",
+            InvalidArgument(_) => "InvalidArgument",
+            InvalidRequest(_) => "InvalidRequest",
+            MalformedXml => "MalformedXML",
+            InvalidPart => "InvalidPart",
+            InvalidPartOrder => "InvalidPartOrder",
+            PreconditionFailed => "PreconditionFailed",
+            MethodNotAllowed => "MethodNotAllowed",
+            NotImplemented(_) => "NotImplemented",
+            ServiceUnavailable(_) => "ServiceUnavailable",
+            Internal(_) => "InternalError",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use S3Error::*;
+        match self {
+            AccessDenied(_) | InvalidAccessKeyId | SignatureDoesNotMatch | RequestTimeTooSkewed => {
+                StatusCode::FORBIDDEN
+            }
+            NoSuchBucket | NoSuchKey | NoSuchUpload => StatusCode::NOT_FOUND,
+            BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
+            InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<RpcError> for S3Error {
+    fn from(e: RpcError) -> S3Error {
+        S3Error::ServiceUnavailable(e.to_string())
+    }
+}

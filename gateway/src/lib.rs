@@ -1,0 +1,23 @@
+//! The Tessera S3 gateway: SigV4 authentication, the S3 operations, and the read and write paths
+//! that erasure-code objects across the storage nodes.
+
+mod buckets;
+mod checksum;
+mod cluster;
+pub mod config;
+mod error;
+mod get;
+mod http_util;
+mod list;
+mod multipart;
+mod objects;
+mod payload;
+mod put;
+mod router;
+mod server;
+mod sigv4;
+mod xml;
+
+pub use config::{GatewayConfig, SecretKey};
+pub use error::S3Error;
+pub use server::run;

@@ -1,0 +1,351 @@
+//! Multipart uploads: each part is erasure-coded on its own onto the key's holders; completing
+//! commits one object record that lists the parts.
+
+use crate::buckets::iso8601;
+use crate::error::S3Error;
+use crate::objects::{commit_record, stored_headers, stripe_layout, MAX_PUT_SIZE};
+use crate::payload::PayloadReader;
+use crate::put::{commit_quorum, store_part, PartPlan};
+use crate::router::{xml_response, Gateway, S3Request, S3Response};
+use crate::xml::{parse_complete_parts, XmlWriter};
+use futures::future::join_all;
+use http::Response;
+use md5::{Digest, Md5};
+use std::collections::BTreeMap;
+use storage_node::body::empty;
+use storage_node::protocol::{PartRequest, UploadRequest};
+use storage_node::record::{
+    fragment_id, BucketRecord, ObjectRecord, PartData, PartRecord, UploadRecord, Version,
+};
+
+const MAX_PART_NUMBER: u32 = 10_000;
+/// Every part but the last must be at least this large, as in S3.
+const MIN_PART_SIZE: u64 = 5 << 20;
+
+pub async fn create(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let bucket = gw.cluster.bucket(bucket).await?;
+    let record = UploadRecord {
+        upload_id: hex::encode(rand::random::<[u8; 16]>()),
+        key: key.to_string(),
+        version: Version::now(),
+        headers: stored_headers(&req),
+        checksum_algorithm: req.header("x-amz-checksum-algorithm").map(str::to_string),
+    };
+    let holders = gw.cluster.holders(&bucket.id, key);
+    let request = UploadRequest {
+        bucket: bucket.id,
+        record: record.clone(),
+    };
+    let client = &gw.cluster.client;
+    commit_quorum(&gw.cluster, &holders, &vec![true; holders.len()], |h| {
+        let request = &request;
+        async move {
+            client
+                .put_upload(&h.node.addr, request)
+                .await
+                .map(|()| true)
+        }
+    })
+    .await?;
+    let mut xml = XmlWriter::new("InitiateMultipartUploadResult");
+    xml.elem("Bucket", &bucket.name)
+        .elem("Key", key)
+        .elem("UploadId", &record.upload_id);
+    Ok(xml_response(xml))
+}
+
+/// The upload's record from a read quorum of the key's holders, or `NoSuchUpload`.
+async fn find_upload(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+) -> Result<UploadRecord, S3Error> {
+    if !storage_node::record::is_fragment_id(upload_id) {
+        return Err(S3Error::NoSuchUpload);
+    }
+    let holders = gw.cluster.holders(&bucket.id, key);
+    let answers = join_all(holders.iter().map(|h| {
+        gw.cluster
+            .client
+            .upload(&h.node.addr, &bucket.id, upload_id)
+    }))
+    .await;
+    let answered = answers.iter().filter(|a| a.is_ok()).count();
+    if answered < gw.cluster.read_quorum() {
+        return Err(S3Error::ServiceUnavailable(format!(
+            "{answered} holders answered for the upload"
+        )));
+    }
+    answers
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|u| u.key == key)
+        .ok_or(S3Error::NoSuchUpload)
+}
+
+pub async fn upload_part(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let number: u32 = req
+        .query
+        .get("partNumber")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            S3Error::InvalidArgument("Part number must be an integer between 1 and 10000".into())
+        })?;
+    let bucket = gw.cluster.bucket(bucket).await?;
+    find_upload(gw, &bucket, key, upload_id).await?;
+    let size = req.content_length()?;
+    if size > MAX_PUT_SIZE {
+        return Err(S3Error::EntityTooLarge);
+    }
+    let expected = req.expected_digests()?;
+    let version = Version::now();
+    let holders = gw.cluster.holders(&bucket.id, key);
+    let plan = PartPlan {
+        holders: &holders,
+        layout: stripe_layout(gw, size),
+        number,
+        fragment_id: fragment_id(&[
+            upload_id.as_bytes(),
+            &number.to_be_bytes(),
+            version.to_string().as_bytes(),
+        ]),
+        inline: size <= gw.config.inline_threshold,
+    };
+    let mut payload = PayloadReader::new(req.body, req.auth, size);
+    let stored = store_part(&gw.cluster, &gw.codec, plan, &mut payload, &expected).await?;
+    let client = &gw.cluster.client;
+    commit_quorum(&gw.cluster, &holders, &stored.stored, |h| {
+        let request = PartRequest {
+            upload_id: upload_id.to_string(),
+            record: PartRecord {
+                version,
+                fragment: h.fragment,
+                part: stored.for_holder(h.fragment as usize),
+            },
+        };
+        async move { client.put_part(&h.node.addr, &request).await }
+    })
+    .await?;
+    let mut response =
+        Response::builder().header(http::header::ETAG, format!("\"{}\"", stored.data.md5));
+    if let Some(c) = &stored.verified.checksum {
+        response = response.header(
+            format!("x-amz-checksum-{}", c.algorithm.to_ascii_lowercase()),
+            &c.value,
+        );
+    }
+    Ok(response.body(empty()).expect("response parts are valid"))
+}
+
+/// Each holder's part records (None: it did not answer), and the newest version of each part.
+async fn gather_parts(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+) -> Result<(Vec<Option<Vec<PartRecord>>>, BTreeMap<u32, PartRecord>), S3Error> {
+    let holders = gw.cluster.holders(&bucket.id, key);
+    let answers: Vec<Option<Vec<PartRecord>>> = join_all(
+        holders
+            .iter()
+            .map(|h| gw.cluster.client.parts(&h.node.addr, upload_id)),
+    )
+    .await
+    .into_iter()
+    .map(Result::ok)
+    .collect();
+    let mut newest: BTreeMap<u32, PartRecord> = BTreeMap::new();
+    for record in answers.iter().flatten().flatten() {
+        match newest.get(&record.part.number) {
+            Some(have) if have.version >= record.version => {}
+            _ => {
+                newest.insert(record.part.number, record.clone());
+            }
+        }
+    }
+    Ok((answers, newest))
+}
+
+pub async fn complete(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let bucket_record = gw.cluster.bucket(bucket).await?;
+    let upload = find_upload(gw, &bucket_record, key, upload_id).await?;
+    let requested = parse_complete_parts(&req.read_small_body(4 << 20).await?)?;
+    if requested.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(S3Error::InvalidPartOrder);
+    }
+    let (per_holder, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
+    let mut chosen = Vec::with_capacity(requested.len());
+    for (i, (number, etag)) in requested.iter().enumerate() {
+        let part = newest
+            .get(number)
+            .filter(|p| p.part.md5 == *etag)
+            .ok_or(S3Error::InvalidPart)?;
+        if i + 1 < requested.len() && part.part.size < MIN_PART_SIZE {
+            return Err(S3Error::EntityTooSmall);
+        }
+        chosen.push(part);
+    }
+    let mut md5s = Md5::new();
+    for part in &chosen {
+        md5s.update(hex::decode(&part.part.md5).map_err(|e| S3Error::Internal(e.to_string()))?);
+    }
+    let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+    let size: u64 = chosen.iter().map(|p| p.part.size).sum();
+    let version = Version::now();
+    // A holder can only record the object if it has every chosen part version (its own fragment).
+    let holder_parts: Vec<Option<Vec<PartData>>> = per_holder
+        .iter()
+        .map(|records| {
+            let records = records.as_ref()?;
+            chosen
+                .iter()
+                .map(|want| {
+                    records
+                        .iter()
+                        .find(|r| r.part.number == want.part.number && r.version == want.version)
+                        .map(|r| r.part.clone())
+                })
+                .collect()
+        })
+        .collect();
+    let holders = gw.cluster.holders(&bucket_record.id, key);
+    let stored: Vec<bool> = holder_parts.iter().map(Option::is_some).collect();
+    let record_for = |fragment: u8| ObjectRecord {
+        version,
+        deleted: false,
+        size,
+        etag: etag.clone(),
+        headers: upload.headers.clone(),
+        checksum: None,
+        data_shards: gw.codec.data_shards() as u8,
+        parity_shards: gw.codec.parity_shards() as u8,
+        fragment,
+        parts: holder_parts[fragment as usize].clone().unwrap_or_default(),
+    };
+    commit_record(
+        gw,
+        &bucket_record,
+        key,
+        &holders,
+        &stored,
+        record_for,
+        Some(upload_id),
+    )
+    .await?;
+    let mut xml = XmlWriter::new("CompleteMultipartUploadResult");
+    xml.elem("Location", format!("/{bucket}/{key}"))
+        .elem("Bucket", bucket)
+        .elem("Key", key)
+        .elem("ETag", format!("\"{etag}\""));
+    Ok(xml_response(xml))
+}
+
+pub async fn abort(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<S3Response, S3Error> {
+    let bucket = gw.cluster.bucket(bucket).await?;
+    find_upload(gw, &bucket, key, upload_id).await?;
+    let holders = gw.cluster.holders(&bucket.id, key);
+    let client = &gw.cluster.client;
+    let bucket_id = bucket.id;
+    commit_quorum(
+        &gw.cluster,
+        &holders,
+        &vec![true; holders.len()],
+        |h| async move {
+            client
+                .abort_upload(&h.node.addr, &bucket_id, upload_id)
+                .await
+                .map(|()| true)
+        },
+    )
+    .await?;
+    Ok(Response::builder()
+        .status(http::StatusCode::NO_CONTENT)
+        .body(empty())
+        .expect("response parts are valid"))
+}
+
+pub async fn list_parts(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<S3Response, S3Error> {
+    let bucket_record = gw.cluster.bucket(bucket).await?;
+    find_upload(gw, &bucket_record, key, upload_id).await?;
+    let (_, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
+    let mut xml = XmlWriter::new("ListPartsResult");
+    xml.elem("Bucket", bucket)
+        .elem("Key", key)
+        .elem("UploadId", upload_id)
+        .elem("IsTruncated", "false");
+    for part in newest.values() {
+        xml.open("Part")
+            .elem("PartNumber", part.part.number.to_string())
+            .elem("LastModified", iso8601(part.version))
+            .elem("ETag", format!("\"{}\"", part.part.md5))
+            .elem("Size", part.part.size.to_string())
+            .close();
+    }
+    Ok(xml_response(xml))
+}
+
+pub async fn list_uploads(
+    gw: &Gateway,
+    bucket: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let bucket_record = gw.cluster.bucket(bucket).await?;
+    let prefix = req.query.get("prefix").unwrap_or("");
+    let nodes = gw.cluster.all_nodes();
+    let answers = gw
+        .cluster
+        .on_all(&nodes, |n| {
+            gw.cluster.client.uploads(&n.addr, &bucket_record.id)
+        })
+        .await;
+    let mut uploads: BTreeMap<(String, String), UploadRecord> = BTreeMap::new();
+    for upload in answers.into_iter().flatten().flatten() {
+        if upload.key.starts_with(prefix) {
+            uploads.insert((upload.key.clone(), upload.upload_id.clone()), upload);
+        }
+    }
+    let mut xml = XmlWriter::new("ListMultipartUploadsResult");
+    xml.elem("Bucket", bucket)
+        .elem("Prefix", prefix)
+        .elem("MaxUploads", "1000")
+        .elem("IsTruncated", "false");
+    for upload in uploads.values() {
+        xml.open("Upload")
+            .elem("Key", &upload.key)
+            .elem("UploadId", &upload.upload_id)
+            .elem("Initiated", iso8601(upload.version))
+            .elem("StorageClass", "STANDARD")
+            .close();
+    }
+    Ok(xml_response(xml))
+}

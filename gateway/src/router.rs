@@ -1,0 +1,313 @@
+//! The gateway's request handling: authenticate, pick the S3 operation, turn errors into S3 XML.
+
+use crate::checksum::{Algorithm, Expected};
+use crate::cluster::Cluster;
+use crate::config::GatewayConfig;
+use crate::error::S3Error;
+use crate::http_util::{header, Query};
+use crate::payload::PayloadReader;
+use crate::sigv4::{parse_query, Authenticated, Credentials};
+use crate::xml::XmlWriter;
+use crate::{buckets, multipart, objects};
+use bytes::{Bytes, BytesMut};
+use erasure::Codec;
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+use std::sync::Arc;
+use storage_node::body::{empty, full, HttpBody};
+use storage_node::ClusterConfig;
+
+/// S3 keys are at most this many bytes.
+const MAX_KEY_LEN: usize = 1024;
+
+pub type S3Response = Response<HttpBody>;
+
+/// One S3 gateway: the cluster it writes to, its codec and the credentials it accepts.
+pub struct Gateway {
+    pub cluster: Arc<Cluster>,
+    pub codec: Codec,
+    pub config: GatewayConfig,
+    credentials: Credentials,
+}
+
+/// What a handler gets: the request head, its decoded query and its authenticated body.
+pub struct S3Request {
+    pub parts: Parts,
+    pub query: Query,
+    pub body: Incoming,
+    pub auth: Authenticated,
+}
+
+impl S3Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.parts, name)
+    }
+
+    /// The content length the client declared (the decoded length for `aws-chunked` bodies).
+    pub fn content_length(&self) -> Result<u64, S3Error> {
+        let name = if self.header("x-amz-decoded-content-length").is_some() {
+            "x-amz-decoded-content-length"
+        } else {
+            "content-length"
+        };
+        match self.header(name) {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| S3Error::InvalidArgument(format!("bad {name}"))),
+            None if self
+                .parts
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING) =>
+            {
+                Err(S3Error::MissingContentLength)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// What the client claimed about the body: Content-MD5 and at most one S3 checksum.
+    pub fn expected_digests(&self) -> Result<Expected, S3Error> {
+        let checksum = if let Some(trailer) = self.header("x-amz-trailer") {
+            let algorithm = Algorithm::from_header(trailer.trim())
+                .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported trailer {trailer}")))?;
+            Some((algorithm, None))
+        } else {
+            Algorithm::ALL.into_iter().find_map(|a| {
+                self.header(&a.header())
+                    .map(|v| (a, Some(v.trim().to_string())))
+            })
+        };
+        Expected::new(self.header("content-md5"), checksum)
+    }
+
+    /// Reads a small body (XML) whole, checking its length, signature and digests.
+    pub async fn read_small_body(self, limit: u64) -> Result<Bytes, S3Error> {
+        let len = self.content_length()?;
+        if len > limit {
+            return Err(S3Error::EntityTooLarge);
+        }
+        let expected = self.expected_digests()?;
+        let mut reader = PayloadReader::new(self.body, self.auth, len);
+        let mut digests = crate::checksum::Digests::new(expected.checksum.as_ref().map(|c| c.0));
+        let mut out = BytesMut::new();
+        while let Some(chunk) = reader.next().await? {
+            digests.update(&chunk);
+            out.extend_from_slice(&chunk);
+        }
+        let trailer = expected
+            .checksum
+            .as_ref()
+            .and_then(|(a, _)| reader.trailer(&a.header()));
+        digests.verify(&expected, trailer)?;
+        Ok(out.freeze())
+    }
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, cluster: &ClusterConfig) -> anyhow::Result<Gateway> {
+        let credentials = Credentials {
+            access_key_id: config.access_key_id.clone(),
+            secret_access_key: config.secret_access_key.0.clone(),
+            region: config.region.clone(),
+        };
+        Ok(Gateway {
+            cluster: Arc::new(Cluster::new(cluster)?),
+            codec: Codec::new(cluster.data_shards, cluster.parity_shards)?,
+            config,
+            credentials,
+        })
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> S3Response {
+        let request_id = format!("{:016X}", rand::random::<u64>());
+        let is_head = req.method() == Method::HEAD;
+        let resource = req.uri().path().to_string();
+        let mut response = match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(code = e.code(), error = %e, %resource, "request failed");
+                }
+                error_response(&e, &resource, &request_id, is_head)
+            }
+        };
+        if let Ok(v) = request_id.parse() {
+            response.headers_mut().insert("x-amz-request-id", v);
+        }
+        response
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> Result<S3Response, S3Error> {
+        let (parts, body) = req.into_parts();
+        let auth = self.credentials.authenticate(&parts)?;
+        let query = Query(parse_query(parts.uri.query().unwrap_or("")));
+        let (bucket, key) = split_path(parts.uri.path())?;
+        let req = S3Request {
+            parts,
+            query,
+            body,
+            auth,
+        };
+        let method = req.parts.method.clone();
+        let q = |name| req.query.has(name);
+        match (bucket, key) {
+            (None, _) if method == Method::GET => buckets::list_buckets(self).await,
+            (None, _) => Err(S3Error::MethodNotAllowed),
+            (Some(bucket), None) => match method {
+                Method::PUT if req.parts.uri.query().is_none() => {
+                    buckets::create_bucket(self, &bucket, req).await
+                }
+                Method::HEAD => buckets::head_bucket(self, &bucket).await,
+                Method::DELETE if req.parts.uri.query().is_none() => {
+                    buckets::delete_bucket(self, &bucket).await
+                }
+                Method::GET if q("location") => buckets::location(self, &bucket).await,
+                Method::GET if q("versioning") => buckets::versioning(self, &bucket).await,
+                Method::GET if q("uploads") => multipart::list_uploads(self, &bucket, req).await,
+                Method::GET if is_listing(&req.query) => {
+                    buckets::list_objects(self, &bucket, &req.query).await
+                }
+                _ => Err(S3Error::NotImplemented("This bucket operation")),
+            },
+            (Some(bucket), Some(key)) => {
+                let upload = req.query.get("uploadId").map(str::to_string);
+                match (method, upload) {
+                    (Method::PUT, Some(upload)) if q("partNumber") => {
+                        if req.header("x-amz-copy-source").is_some() {
+                            return Err(S3Error::NotImplemented("UploadPartCopy"));
+                        }
+                        multipart::upload_part(self, &bucket, &key, &upload, req).await
+                    }
+                    (Method::PUT, None) if req.header("x-amz-copy-source").is_some() => {
+                        Err(S3Error::NotImplemented("CopyObject"))
+                    }
+                    (Method::PUT, None) if sub_resource(&req.query) => {
+                        Err(S3Error::NotImplemented("This object operation"))
+                    }
+                    (Method::PUT, None) => objects::put_object(self, &bucket, &key, req).await,
+                    (Method::GET, Some(upload)) => {
+                        multipart::list_parts(self, &bucket, &key, &upload).await
+                    }
+                    (Method::GET | Method::HEAD, None) if sub_resource(&req.query) => {
+                        Err(S3Error::NotImplemented("This object operation"))
+                    }
+                    (Method::GET, None) => {
+                        objects::get_object(self, &bucket, &key, req, false).await
+                    }
+                    (Method::HEAD, None) => {
+                        objects::get_object(self, &bucket, &key, req, true).await
+                    }
+                    (Method::DELETE, Some(upload)) => {
+                        multipart::abort(self, &bucket, &key, &upload).await
+                    }
+                    (Method::DELETE, None) => objects::delete_object(self, &bucket, &key).await,
+                    (Method::POST, None) if q("uploads") => {
+                        multipart::create(self, &bucket, &key, req).await
+                    }
+                    (Method::POST, Some(upload)) => {
+                        multipart::complete(self, &bucket, &key, &upload, req).await
+                    }
+                    _ => Err(S3Error::MethodNotAllowed),
+                }
+            }
+        }
+    }
+}
+
+/// True when a bucket GET is a plain listing rather than a sub-resource we do not serve.
+fn is_listing(query: &Query) -> bool {
+    const LISTING: [&str; 9] = [
+        "list-type",
+        "prefix",
+        "delimiter",
+        "max-keys",
+        "continuation-token",
+        "start-after",
+        "encoding-type",
+        "fetch-owner",
+        "marker",
+    ];
+    query.0.iter().all(|(k, _)| LISTING.contains(&k.as_str()))
+}
+
+/// Object sub-resources (`?acl`, `?tagging`, ...) that this gateway does not implement.
+fn sub_resource(query: &Query) -> bool {
+    query.0.iter().any(|(k, _)| {
+        !k.starts_with("response-")
+            && !k.starts_with("X-Amz-")
+            && !matches!(k.as_str(), "partNumber" | "versionId" | "x-id")
+    })
+}
+
+/// `/bucket/key...` into its decoded parts; the key may hold any UTF-8, including `/` runs.
+fn split_path(path: &str) -> Result<(Option<String>, Option<String>), S3Error> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (bucket, key) = match path.split_once('/') {
+        Some((b, k)) => (b, Some(k)),
+        None => (path, None),
+    };
+    if bucket.is_empty() {
+        return Ok((None, None));
+    }
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| S3Error::InvalidArgument("the key is not valid UTF-8".into()))
+    };
+    let key = key.filter(|k| !k.is_empty()).map(decode).transpose()?;
+    if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
+        return Err(S3Error::KeyTooLongError);
+    }
+    Ok((Some(decode(bucket)?), key))
+}
+
+pub fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> S3Response {
+    let builder = Response::builder().status(e.status());
+    if is_head {
+        return builder
+            .body(empty())
+            .expect("static response parts are valid");
+    }
+    let mut xml = XmlWriter::bare("Error");
+    xml.elem("Code", e.code())
+        .elem("Message", e.to_string())
+        .elem("Resource", resource)
+        .elem("RequestId", request_id);
+    builder
+        .header(http::header::CONTENT_TYPE, "application/xml")
+        .body(full(xml.finish()))
+        .expect("static response parts are valid")
+}
+
+pub fn xml_response(xml: XmlWriter) -> S3Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/xml")
+        .body(full(xml.finish()))
+        .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_bucket_and_key() {
+        assert_eq!(split_path("/").unwrap(), (None, None));
+        assert_eq!(split_path("/b").unwrap(), (Some("b".into()), None));
+        assert_eq!(split_path("/b/").unwrap(), (Some("b".into()), None));
+        assert_eq!(
+            split_path("/b/a%20b//c%2B").unwrap(),
+            (Some("b".into()), Some("a b//c+".into()))
+        );
+        assert!(split_path("/b/%FF").is_err());
+        assert!(matches!(
+            split_path(&format!("/b/{}", "k".repeat(1025))),
+            Err(S3Error::KeyTooLongError)
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! Writing S3's XML answers and reading the XML bodies clients send.
+
+use crate::error::S3Error;
+use quick_xml::events::Event;
+use quick_xml::Reader;
+use std::fmt::Write;
+
+const DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// Builds one XML document; element text is escaped as it is added.
+pub struct XmlWriter {
+    out: String,
+    open: Vec<&'static str>,
+}
+
+impl XmlWriter {
+    /// A document whose root element carries the S3 namespace.
+    pub fn new(root: &'static str) -> XmlWriter {
+        let mut out = String::with_capacity(1024);
+        out.push_str(DECLARATION);
+        let _ = write!(out, r#"<{root} xmlns="{NAMESPACE}">"#);
+        XmlWriter {
+            out,
+            open: vec![root],
+        }
+    }
+
+    /// A document without a namespace (S3's `<Error>`).
+    pub fn bare(root: &'static str) -> XmlWriter {
+        let mut out = String::from(DECLARATION);
+        let _ = write!(out, "<{root}>");
+        XmlWriter {
+            out,
+            open: vec![root],
+        }
+    }
+
+    pub fn open(&mut self, name: &'static str) -> &mut Self {
+        let _ = write!(self.out, "<{name}>");
+        self.open.push(name);
+        self
+    }
+
+    pub fn close(&mut self) -> &mut Self {
+        if let Some(name) = self.open.pop() {
+            let _ = write!(self.out, "</{name}>");
+        }
+        self
+    }
+
+    pub fn elem(&mut self, name: &str, text: impl AsRef<str>) -> &mut Self {
+        let _ = write!(self.out, "<{name}>{}</{name}>", escape(text.as_ref()));
+        self
+    }
+
+    pub fn finish(mut self) -> String {
+        while !self.open.is_empty() {
+            self.close();
+        }
+        self.out
+    }
+}
+
+/// Escapes text for XML, including the control characters XML 1.0 cannot carry literally.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n') => {
+                let _ = write!(out, "&#x{:X};", c as u32);
+            }
+            '\r' => out.push_str("&#xD;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The parts list of a CompleteMultipartUpload body: (part number, ETag without quotes).
+pub fn parse_complete_parts(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+    let mut reader = Reader::from_reader(body);
+    let mut parts = Vec::new();
+    let mut current: (Option<u32>, Option<String>) = (None, None);
+    let mut field: Option<Vec<u8>> = None;
+    let mut saw_root = false;
+    loop {
+        match reader.read_event().map_err(|_| S3Error::MalformedXml)? {
+            Event::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if name == b"CompleteMultipartUpload" {
+                    saw_root = true;
+                } else if name == b"Part" {
+                    current = (None, None);
+                }
+                field = Some(name);
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(|_| S3Error::MalformedXml)?;
+                match field.as_deref() {
+                    Some(b"PartNumber") => {
+                        current.0 = Some(text.trim().parse().map_err(|_| S3Error::MalformedXml)?)
+                    }
+                    Some(b"ETag") => current.1 = Some(text.trim().trim_matches('"').to_string()),
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                if e.local_name().as_ref() == b"Part" {
+                    match std::mem::take(&mut current) {
+                        (Some(n), Some(etag)) => parts.push((n, etag)),
+                        _ => return Err(S3Error::MalformedXml),
+                    }
+                }
+                field = None;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !saw_root || parts.is_empty() {
+        return Err(S3Error::MalformedXml);
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_escapes_and_closes() {
+        let mut w = XmlWriter::new("R");
+        w.open("A").elem("K", "a<b&\"c\u{1}").close().elem("N", "1");
+        let xml = w.finish();
+        assert!(xml.ends_with("<A><K>a&lt;b&amp;&quot;c&#x1;</K></A><N>1</N></R>"));
+    }
+
+    #[test]
+    fn complete_parts_parse() {
+        let body = br#"<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+            <Part><ETag>"aa"</ETag><PartNumber>1</PartNumber></Part>
+            <Part><PartNumber>2</PartNumber><ETag>bb</ETag><ChecksumCRC32>x</ChecksumCRC32></Part>
+        </CompleteMultipartUpload>"#;
+        assert_eq!(
+            parse_complete_parts(body).unwrap(),
+            vec![(1, "aa".to_string()), (2, "bb".to_string())]
+        );
+        assert!(parse_complete_parts(b"<CompleteMultipartUpload><Part>").is_err());
+        assert!(parse_complete_parts(b"garbage").is_err());
+        assert!(parse_complete_parts(b"<Other/>").is_err());
+    }
+}

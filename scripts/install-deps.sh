@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing Tessera needs on a fresh Debian machine with Rust, gcc and
+# Python: libclang (for the rocksdb crate), the S3 clients the tests drive, and a Python venv.
+#   scripts/install-deps.sh build   # only what `cargo build` needs
+#   scripts/install-deps.sh test    # everything the test suite needs (default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-test}"
+
+apt_packages=(clang libclang-dev)
+if [ "$what" = test ]; then
+  apt_packages+=(awscli openssl)
+fi
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  echo "installing apt packages: ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$what" = test ]; then
+  # boto3 and the pip aws CLI (v1) are current releases: their botocore sends CRC32 checksums by
+  # default, as a header over http and as an aws-chunked trailer over https.
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade boto3 awscli pytest
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: Rust unit and integration tests (real node and gateway processes),
+# then the client tests that drive the cluster with boto3 and two aws CLIs over http and https.
+# One release build serves both. TESSERA_SKIP_LARGE=1 skips the 1 GiB transfers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
+cargo build --release --all-targets
+cargo test --release --workspace
+export TESSERA_BIN="$PWD/target/release/tessera"
+pytest_args=(-v -ra tests/clients)
+if [ "${TESSERA_SKIP_LARGE:-0}" != 1 ]; then
+  pytest_args+=(-m "large or not large")
+fi
+.venv/bin/python -m pytest "${pytest_args[@]}" -s

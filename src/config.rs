@@ -1,0 +1,59 @@
+//! The one configuration file of a Tessera process: the cluster it belongs to, and the roles it runs.
+//!
+//! ```toml
+//! [cluster]
+//! secret = "..."            # shared by every node and gateway
+//! data_shards = 4           # k (default 4)
+//! parity_shards = 2         # m (default 2)
+//! # write_quorum = 5        # default k+1
+//! nodes = [ { id = "z1-n1", zone = "z1", addr = "10.0.0.1:7001" }, ... ]
+//!
+//! [node]                    # run a storage node
+//! id = "z1-n1"
+//! data_dir = "/var/lib/tessera"
+//!
+//! [gateway]                 # run an S3 gateway
+//! listen = "0.0.0.0:9000"
+//! access_key_id = "..."
+//! secret_access_key = "..."
+//! ```
+
+use anyhow::Context;
+use gateway::GatewayConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use storage_node::{ClusterConfig, NodeConfig};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cluster: ClusterConfig,
+    /// Present when this process runs a storage node.
+    #[serde(default)]
+    pub node: Option<NodeConfig>,
+    /// Present when this process runs an S3 gateway.
+    #[serde(default)]
+    pub gateway: Option<GatewayConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if config.node.is_none() && config.gateway.is_none() {
+            anyhow::bail!(
+                "{}: neither [node] nor [gateway] is configured",
+                path.display()
+            );
+        }
+        config.cluster.layout().context("the cluster's node list")?;
+        Ok(config)
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, toml::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}

@@ -1,0 +1,220 @@
+//! `tessera dev`: a whole cluster on this machine, each node and the gateway a child process of
+//! this one, with data, configs and logs under one folder. Re-running it on the same folder
+//! reuses the cluster (same secret, nodes and ports).
+
+use crate::config::Config;
+use anyhow::Context;
+use gateway::{GatewayConfig, SecretKey};
+use placement::NodeInfo;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use storage_node::protocol::ClusterSecret;
+use storage_node::{ClusterConfig, NodeConfig};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+
+const ZONES: usize = 3;
+const NODES_PER_ZONE: usize = 2;
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Folder for every node's data, the configs and the logs.
+    #[arg(long, default_value = "tessera-data")]
+    data_dir: PathBuf,
+    /// Port of the S3 endpoint (on 127.0.0.1).
+    #[arg(long, default_value_t = 9000)]
+    s3_port: u16,
+    /// PEM certificate for the S3 endpoint: serve HTTPS instead of HTTP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Access key id clients sign with (generated when unset).
+    #[arg(long, env = "TESSERA_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: Option<String>,
+    /// Secret access key clients sign with (generated when unset).
+    #[arg(long, env = "TESSERA_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: Option<String>,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let data_dir = absolute(&args.data_dir)?;
+    let config_dir = data_dir.join("config");
+    let log_dir = data_dir.join("logs");
+    for dir in [&config_dir, &log_dir, &data_dir.join("gateway")] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let gateway_path = config_dir.join("gateway.toml");
+    let previous = gateway_path
+        .exists()
+        .then(|| Config::load(&gateway_path))
+        .transpose()?;
+    let cluster = match &previous {
+        Some(p) => p.cluster.clone(),
+        None => new_cluster()?,
+    };
+    let old_gateway = previous.and_then(|p| p.gateway);
+    let access_key_id = args
+        .access_key_id
+        .or_else(|| old_gateway.as_ref().map(|g| g.access_key_id.clone()))
+        .unwrap_or_else(|| format!("TESS{}", hex::encode_upper(rand::random::<[u8; 8]>())));
+    let secret_access_key = args
+        .secret_access_key
+        .or_else(|| old_gateway.as_ref().map(|g| g.secret_access_key.0.clone()))
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>()));
+    let tls = args.tls_cert.is_some();
+    let gateway = GatewayConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], args.s3_port)),
+        region: "us-east-1".into(),
+        access_key_id: access_key_id.clone(),
+        secret_access_key: SecretKey(secret_access_key.clone()),
+        tls_cert: args.tls_cert.map(|p| absolute(&p)).transpose()?,
+        tls_key: args.tls_key.map(|p| absolute(&p)).transpose()?,
+        inline_threshold: 64 * 1024,
+        block_size: 256 * 1024,
+    };
+
+    let mut children = Vec::new();
+    for node in &cluster.nodes {
+        let path = config_dir.join(format!("{}.toml", node.id));
+        Config {
+            cluster: cluster.clone(),
+            node: Some(NodeConfig {
+                id: node.id.clone(),
+                data_dir: data_dir.join(&node.id),
+                listen: None,
+            }),
+            gateway: None,
+        }
+        .save(&path)?;
+        children.push((
+            node.id.clone(),
+            spawn(&path, &log_dir.join(format!("{}.log", node.id)))?,
+        ));
+    }
+    for node in &cluster.nodes {
+        wait_for_port(node.addr.parse()?, &node.id).await?;
+    }
+    Config {
+        cluster: cluster.clone(),
+        node: None,
+        gateway: Some(gateway.clone()),
+    }
+    .save(&gateway_path)?;
+    let gateway_child = spawn(&gateway_path, &log_dir.join("gateway.log"))?;
+    if let Some(pid) = gateway_child.id() {
+        std::fs::write(data_dir.join("gateway").join("pid"), pid.to_string())?;
+    }
+    children.push(("gateway".into(), gateway_child));
+    wait_for_port(gateway.listen, "gateway").await?;
+
+    let scheme = if tls { "https" } else { "http" };
+    println!(
+        "Tessera dev cluster: 1 region, {ZONES} zones, {} storage nodes, erasure coding {}+{}",
+        cluster.nodes.len(),
+        cluster.data_shards,
+        cluster.parity_shards
+    );
+    println!("  data dir:    {}", data_dir.display());
+    println!("  logs:        {}", log_dir.display());
+    println!("  region:      {}", gateway.region);
+    println!("  access key:  {access_key_id}");
+    println!("  secret key:  {secret_access_key}");
+    println!("S3 endpoint: {scheme}://{}", gateway.listen);
+    println!("Stop with Ctrl-C.");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    for (_, child) in &mut children {
+        if let Some(pid) = child.id() {
+            // SIGTERM first so that processes end cleanly; RocksDB's WAL makes SIGKILL safe too.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+    for (name, child) in &mut children {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("{name} did not stop in time; killing it");
+            let _ = child.kill().await;
+        }
+    }
+    Ok(())
+}
+
+fn new_cluster() -> anyhow::Result<ClusterConfig> {
+    let mut nodes = Vec::new();
+    for zone in 1..=ZONES {
+        for n in 1..=NODES_PER_ZONE {
+            nodes.push(NodeInfo {
+                id: format!("z{zone}-n{n}"),
+                zone: format!("z{zone}"),
+                addr: format!("127.0.0.1:{}", free_port()?),
+                weight: 100,
+            });
+        }
+    }
+    Ok(ClusterConfig {
+        secret: ClusterSecret::new(hex::encode(rand::random::<[u8; 32]>())),
+        data_shards: 4,
+        parity_shards: 2,
+        write_quorum: None,
+        shard_count: 256,
+        rpc_timeout_ms: 10_000,
+        nodes,
+    })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_dir()?.join(path))
+}
+
+/// Starts `tessera server --config path`, logging to `log`. The child is killed if this process
+/// dies, so that an interrupted dev cluster leaves no orphans holding its ports.
+fn spawn(config: &Path, log: &Path) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .arg("server")
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the process for {}", config.display()))
+}
+
+async fn wait_for_port(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if start.elapsed() > START_TIMEOUT {
+            anyhow::bail!("{what} did not start listening on {addr}; see its log");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The gateway's side of the node protocol: one signed HTTP call per method, over pooled connections.
+
+use crate::body::{empty, full, HttpBody};
+use crate::protocol::{
+    unix_now, ClusterSecret, CommitRequest, ListRequest, ListResponse, PartRequest, UploadRequest,
+    BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+};
+use crate::record::{BucketId, BucketRecord, ObjectRecord, PartRecord, UploadRecord};
+use bytes::Bytes;
+use erasure::StripeLayout;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("node unreachable: {0}")]
+    Unreachable(#[from] hyper_util::client::legacy::Error),
+    #[error("node did not answer in time")]
+    Timeout,
+    #[error("node answered {0}: {1}")]
+    Status(StatusCode, String),
+    #[error("reading the node's answer: {0}")]
+    Body(#[from] hyper::Error),
+    #[error("undecodable answer: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl RpcError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RpcError::Status(StatusCode::NOT_FOUND, _))
+    }
+}
+
+#[derive(Clone)]
+pub struct NodeClient {
+    http: Client<HttpConnector, HttpBody>,
+    secret: ClusterSecret,
+    timeout: Duration,
+}
+
+impl NodeClient {
+    pub fn new(secret: ClusterSecret, timeout: Duration) -> NodeClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        NodeClient {
+            http,
+            secret,
+            timeout,
+        }
+    }
+
+    /// Sends a signed request and waits (at most the timeout) for the response head. Statuses other
+    /// than 2xx come back as `RpcError::Status`.
+    async fn send(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: HttpBody,
+    ) -> Result<Incoming, RpcError> {
+        let date = unix_now();
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{addr}{path}"))
+            .header(DATE_HEADER, date)
+            .header(
+                SIGNATURE_HEADER,
+                self.secret.sign(method.as_str(), path, date),
+            );
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let req = builder.body(body).expect("request parts are valid");
+        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.into_body());
+        }
+        let text = tokio::time::timeout(self.timeout, resp.into_body().collect())
+            .await
+            .map_err(|_| RpcError::Timeout)??
+            .to_bytes();
+        Err(RpcError::Status(
+            status,
+            String::from_utf8_lossy(&text).into_owned(),
+        ))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, RpcError> {
+        let body = match body {
+            Some(b) => full(serde_json::to_vec(b)?),
+            None => empty(),
+        };
+        let incoming = self.send(addr, method, path, &[], body).await?;
+        let bytes = tokio::time::timeout(self.timeout, incoming.collect())
+            .await
+            .map_err(|_| RpcError::Timeout)??
+            .to_bytes();
+        if bytes.is_empty() {
+            return Ok(serde_json::from_slice(b"null")?);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    pub async fn health(&self, addr: &str) -> Result<(), RpcError> {
+        self.call(addr, Method::GET, "/v1/health", None::<&()>)
+            .await
+    }
+
+    /// Uploads one fragment; returns once the node has made it durable.
+    pub async fn put_fragment(
+        &self,
+        addr: &str,
+        id: &str,
+        index: u8,
+        layout: StripeLayout,
+        body: HttpBody,
+    ) -> Result<(), RpcError> {
+        let headers = [
+            (SIZE_HEADER, layout.size.to_string()),
+            (DATA_SHARDS_HEADER, layout.data_shards.to_string()),
+            (BLOCK_SIZE_HEADER, layout.block_size.to_string()),
+        ];
+        let path = format!("/v1/fragment/{id}/{index}");
+        let answer = self.send(addr, Method::PUT, &path, &headers, body).await?;
+        answer.collect().await?;
+        Ok(())
+    }
+
+    /// Streams `len` bytes of a fragment from `offset`.
+    pub async fn get_fragment(
+        &self,
+        addr: &str,
+        id: &str,
+        index: u8,
+        offset: u64,
+        len: u64,
+    ) -> Result<Incoming, RpcError> {
+        let path = format!("/v1/fragment/{id}/{index}?offset={offset}&len={len}");
+        self.send(addr, Method::GET, &path, &[], empty()).await
+    }
+
+    pub async fn delete_fragment(&self, addr: &str, id: &str, index: u8) -> Result<(), RpcError> {
+        let path = format!("/v1/fragment/{id}/{index}");
+        self.call(addr, Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Returns whether the node applied the record (false: it had the same or a newer version).
+    pub async fn commit(&self, addr: &str, commit: &CommitRequest) -> Result<bool, RpcError> {
+        self.call(addr, Method::POST, "/v1/commit", Some(commit))
+            .await
+    }
+
+    pub async fn object(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>, RpcError> {
+        let path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn list(&self, addr: &str, req: &ListRequest) -> Result<ListResponse, RpcError> {
+        self.call(addr, Method::POST, "/v1/list", Some(req)).await
+    }
+
+    pub async fn put_bucket(&self, addr: &str, record: &BucketRecord) -> Result<bool, RpcError> {
+        self.call(addr, Method::PUT, "/v1/bucket", Some(record))
+            .await
+    }
+
+    pub async fn buckets(&self, addr: &str) -> Result<Vec<BucketRecord>, RpcError> {
+        self.call(addr, Method::GET, "/v1/buckets", None::<&()>)
+            .await
+    }
+
+    pub async fn put_upload(&self, addr: &str, req: &UploadRequest) -> Result<(), RpcError> {
+        self.call(addr, Method::PUT, "/v1/upload", Some(req)).await
+    }
+
+    pub async fn upload(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, RpcError> {
+        let path = format!("/v1/upload/{}/{upload_id}", hex::encode(bucket));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn uploads(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+    ) -> Result<Vec<UploadRecord>, RpcError> {
+        let path = format!("/v1/uploads/{}", hex::encode(bucket));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn abort_upload(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        upload_id: &str,
+    ) -> Result<(), RpcError> {
+        let path = format!("/v1/upload/{}/{upload_id}", hex::encode(bucket));
+        self.call(addr, Method::DELETE, &path, None::<&()>).await
+    }
+
+    pub async fn put_part(&self, addr: &str, req: &PartRequest) -> Result<bool, RpcError> {
+        self.call(addr, Method::PUT, "/v1/part", Some(req)).await
+    }
+
+    pub async fn parts(&self, addr: &str, upload_id: &str) -> Result<Vec<PartRecord>, RpcError> {
+        let path = format!("/v1/parts/{upload_id}");
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+}
+
+/// Reads an answer body to its end as bytes.
+pub async fn collect_body(body: Incoming) -> Result<Bytes, RpcError> {
+    Ok(body.collect().await?.to_bytes())
+}

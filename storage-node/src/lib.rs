@@ -1,0 +1,13 @@
+//! A Tessera storage node: fragment files and RocksDB metadata on one disk, the node protocol's
+//! server, and the client the gateway uses to call it.
+
+pub mod body;
+pub mod client;
+pub mod config;
+pub mod protocol;
+pub mod record;
+pub mod server;
+pub mod store;
+
+pub use client::{NodeClient, RpcError};
+pub use config::{ClusterConfig, NodeConfig};

@@ -1,0 +1,286 @@
+//! What a holder stores about objects, buckets and uploads, and the ids that name them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A totally ordered write version: hybrid-logical-clock microseconds, then a random tie-breaker, so
+/// that concurrent writes to one key resolve the same way on every holder (last writer wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version {
+    pub micros: u64,
+    pub salt: u32,
+}
+
+static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+impl Version {
+    /// A version newer than every version this process made before, and close to the wall clock.
+    pub fn now() -> Version {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut last = LAST_MICROS.load(Ordering::Relaxed);
+        loop {
+            let next = wall.max(last + 1);
+            match LAST_MICROS.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Version {
+                        micros: next,
+                        salt: rand::random(),
+                    }
+                }
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    pub fn unix_millis(&self) -> i64 {
+        (self.micros / 1000) as i64
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}{:08x}", self.micros, self.salt)
+    }
+}
+
+impl FromStr for Version {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        if s.len() != 24 || !s.is_ascii() {
+            return Err(());
+        }
+        Ok(Version {
+            micros: u64::from_str_radix(&s[..16], 16).map_err(|_| ())?,
+            salt: u32::from_str_radix(&s[16..], 16).map_err(|_| ())?,
+        })
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("invalid version"))
+    }
+}
+
+/// A bucket's random 128-bit id, which (not the name) keys its objects.
+pub type BucketId = [u8; 16];
+
+/// Names the fragment files of one part of one object version on every holder.
+pub fn fragment_id(parts: &[&[u8]]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hex::encode(&hasher.finalize().as_bytes()[..16])
+}
+
+/// True for a string that `fragment_id` could have made: it is used in file names.
+pub fn is_fragment_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A checksum the client sent with the object, kept to return it on GET.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChecksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// Base64 of the digest, as S3 shows it.
+    pub value: String,
+}
+
+/// One erasure-coded run of bytes: a whole simple object, or one multipart part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartData {
+    pub number: u32,
+    pub size: u64,
+    /// MD5 of the part's bytes, hex.
+    pub md5: String,
+    pub block_size: u32,
+    /// Names this part's fragment files (see `fragment_id`).
+    pub fragment_id: String,
+    /// This holder's fragment when the part is small enough to live in the record itself.
+    #[serde(default, with = "base64_opt", skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
+}
+
+/// The newest version of one key as one holder knows it. `deleted` marks a tombstone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub version: Version,
+    #[serde(default)]
+    pub deleted: bool,
+    pub size: u64,
+    /// The S3 ETag without quotes.
+    pub etag: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+    /// Which fragment of each part this holder keeps.
+    pub fragment: u8,
+    pub parts: Vec<PartData>,
+}
+
+impl ObjectRecord {
+    pub fn tombstone(version: Version) -> ObjectRecord {
+        ObjectRecord {
+            version,
+            deleted: true,
+            size: 0,
+            etag: String::new(),
+            headers: Vec::new(),
+            checksum: None,
+            data_shards: 0,
+            parity_shards: 0,
+            fragment: 0,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Fragment files this record refers to (inline parts have none).
+    pub fn fragment_files(&self) -> impl Iterator<Item = (&str, u8)> {
+        self.parts
+            .iter()
+            .filter(|p| p.inline.is_none())
+            .map(move |p| (p.fragment_id.as_str(), self.fragment))
+    }
+}
+
+/// A bucket in the system table; every node holds every bucket record (last writer wins).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub name: String,
+    #[serde(with = "hex_id")]
+    pub id: BucketId,
+    pub version: Version,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// An open multipart upload, kept by the holders of its key's shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub key: String,
+    pub version: Version,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+}
+
+/// One uploaded part of an open upload as one holder keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub version: Version,
+    pub fragment: u8,
+    pub part: PartData,
+}
+
+/// A summary of one key for listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    pub key: String,
+    pub version: Version,
+    pub deleted: bool,
+    pub size: u64,
+    pub etag: String,
+}
+
+mod base64_opt {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_some(&STANDARD.encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| STANDARD.decode(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(s, &mut id).map_err(serde::de::Error::custom)?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_and_round_trip() {
+        let a = Version::now();
+        let b = Version::now();
+        assert!(b > a);
+        assert_eq!(a.to_string().parse::<Version>(), Ok(a));
+        assert!(
+            a.to_string() < b.to_string(),
+            "string order follows version order"
+        );
+        assert!("xyz".parse::<Version>().is_err());
+    }
+
+    #[test]
+    fn fragment_ids_depend_on_every_part() {
+        let a = fragment_id(&[b"ab", b"c"]);
+        assert_ne!(a, fragment_id(&[b"a", b"bc"]));
+        assert!(is_fragment_id(&a));
+        assert!(!is_fragment_id("../etc/passwd"));
+    }
+
+    #[test]
+    fn inline_bytes_survive_json() {
+        let part = PartData {
+            number: 1,
+            size: 3,
+            md5: "00".into(),
+            block_size: 4,
+            fragment_id: fragment_id(&[b"x"]),
+            inline: Some(vec![0, 255, 7]),
+            checksum: None,
+        };
+        let json = serde_json::to_string(&part).unwrap();
+        assert_eq!(serde_json::from_str::<PartData>(&json).unwrap(), part);
+    }
+}

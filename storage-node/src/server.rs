@@ -1,0 +1,378 @@
+//! The storage node's HTTP server: one handler per protocol call, over `Store`.
+
+use crate::body::{empty, full, ChannelBody, HttpBody};
+use crate::config::{ClusterConfig, NodeConfig};
+use crate::protocol::{
+    ClusterSecret, CommitRequest, ListRequest, PartRequest, UploadRequest, BLOCK_SIZE_HEADER,
+    DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+};
+use crate::record::{is_fragment_id, BucketId, BucketRecord};
+use crate::store::{FragmentFile, Store, StoreError};
+use anyhow::Context;
+use bytes::{Buf, Bytes, BytesMut};
+use erasure::StripeLayout;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
+const IO_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+enum NodeError {
+    #[error("unauthenticated request")]
+    Unauthenticated,
+    #[error("no such route")]
+    NotFound,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("request body: {0}")]
+    Body(#[from] hyper::Error),
+}
+
+impl NodeError {
+    fn status(&self) -> StatusCode {
+        match self {
+            NodeError::Unauthenticated => StatusCode::FORBIDDEN,
+            NodeError::NotFound | NodeError::Store(StoreError::NoSuchFragment) => {
+                StatusCode::NOT_FOUND
+            }
+            NodeError::BadRequest(_) | NodeError::Body(_) => StatusCode::BAD_REQUEST,
+            NodeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> NodeError {
+    NodeError::BadRequest(msg.into())
+}
+
+struct Node {
+    store: Arc<Store>,
+    secret: ClusterSecret,
+}
+
+/// Opens the node's store and serves the node protocol until the process ends.
+pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()> {
+    let me = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == node.id)
+        .with_context(|| format!("node {} is not in the cluster's node list", node.id))?;
+    let listen = match node.listen {
+        Some(addr) => addr,
+        None => me.addr.parse().context("node addr")?,
+    };
+    std::fs::create_dir_all(&node.data_dir)?;
+    let store = Arc::new(Store::open(&node.data_dir).context("opening the node's store")?);
+    std::fs::write(node.data_dir.join("pid"), std::process::id().to_string())?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(node = %node.id, %listen, "storage node listening");
+    let state = Arc::new(Node {
+        store,
+        secret: cluster.secret.clone(),
+    });
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+impl Node {
+    async fn handle(&self, req: Request<Incoming>) -> Response<HttpBody> {
+        let result = match self.authenticate(&req) {
+            Ok(()) => self.route(req).await,
+            Err(e) => Err(e),
+        };
+        result.unwrap_or_else(|e| {
+            if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(error = %e, "node request failed");
+            }
+            Response::builder()
+                .status(e.status())
+                .body(full(e.to_string()))
+                .expect("static response parts are valid")
+        })
+    }
+
+    fn authenticate(&self, req: &Request<Incoming>) -> Result<(), NodeError> {
+        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let date = header(DATE_HEADER).and_then(|d| d.parse().ok());
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        match (date, header(SIGNATURE_HEADER)) {
+            (Some(date), Some(sig))
+                if self.secret.verify(req.method().as_str(), path, date, sig) =>
+            {
+                Ok(())
+            }
+            _ => Err(NodeError::Unauthenticated),
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<HttpBody>, NodeError> {
+        let path: Vec<String> = req
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .map(str::to_string)
+            .collect();
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let store = self.store.clone();
+        match (req.method().clone(), path.as_slice()) {
+            (Method::GET, ["v1", "health"]) => Ok(Response::new(empty())),
+            (Method::PUT, ["v1", "fragment", id, index]) => {
+                let (id, index) = fragment_name(id, index)?;
+                receive_fragment(&store, &id, index, req).await
+            }
+            (Method::GET, ["v1", "fragment", id, index]) => {
+                let (id, index) = fragment_name(id, index)?;
+                let query = parse_query(req.uri().query());
+                let offset = query_u64(&query, "offset")?;
+                let len = query_u64(&query, "len")?;
+                send_fragment(store, id, index, offset, len).await
+            }
+            (Method::DELETE, ["v1", "fragment", id, index]) => {
+                let (id, index) = fragment_name(id, index)?;
+                blocking(move || store.remove_fragment(&id, index)).await?;
+                Ok(Response::new(empty()))
+            }
+            (Method::POST, ["v1", "commit"]) => {
+                let commit: CommitRequest = read_json(req).await?;
+                let applied = blocking(move || {
+                    store.commit_object(
+                        &commit.bucket,
+                        &commit.key,
+                        &commit.record,
+                        commit.upload_id.as_deref(),
+                    )
+                })
+                .await?;
+                json(&applied)
+            }
+            (Method::GET, ["v1", "object", bucket, key]) => {
+                let bucket = bucket_id(bucket)?;
+                let key = hex_string(key)?;
+                json(&blocking(move || store.object(&bucket, &key)).await?)
+            }
+            (Method::POST, ["v1", "list"]) => {
+                let list: ListRequest = read_json(req).await?;
+                json(&blocking(move || store.list(&list)).await?)
+            }
+            (Method::PUT, ["v1", "bucket"]) => {
+                let record: BucketRecord = read_json(req).await?;
+                json(&blocking(move || store.put_bucket(&record)).await?)
+            }
+            (Method::GET, ["v1", "buckets"]) => json(&blocking(move || store.buckets()).await?),
+            (Method::PUT, ["v1", "upload"]) => {
+                let upload: UploadRequest = read_json(req).await?;
+                blocking(move || store.put_upload(&upload.bucket, &upload.record)).await?;
+                Ok(Response::new(empty()))
+            }
+            (Method::GET, ["v1", "upload", bucket, upload_id]) => {
+                let bucket = bucket_id(bucket)?;
+                let upload_id = upload_id.to_string();
+                json(&blocking(move || store.upload(&bucket, &upload_id)).await?)
+            }
+            (Method::GET, ["v1", "uploads", bucket]) => {
+                let bucket = bucket_id(bucket)?;
+                json(&blocking(move || store.uploads(&bucket)).await?)
+            }
+            (Method::DELETE, ["v1", "upload", bucket, upload_id]) => {
+                let bucket = bucket_id(bucket)?;
+                let upload_id = upload_id.to_string();
+                blocking(move || store.abort_upload(&bucket, &upload_id)).await?;
+                Ok(Response::new(empty()))
+            }
+            (Method::PUT, ["v1", "part"]) => {
+                let part: PartRequest = read_json(req).await?;
+                json(&blocking(move || store.put_part(&part.upload_id, &part.record)).await?)
+            }
+            (Method::GET, ["v1", "parts", upload_id]) => {
+                let upload_id = upload_id.to_string();
+                json(&blocking(move || store.parts(&upload_id)).await?)
+            }
+            _ => Err(NodeError::NotFound),
+        }
+    }
+}
+
+/// Receives one fragment, checking every frame's hash as it arrives, and commits the file only
+/// when exactly the expected frames came: a truncated or corrupted upload leaves nothing behind.
+async fn receive_fragment(
+    store: &Store,
+    id: &str,
+    index: u8,
+    req: Request<Incoming>,
+) -> Result<Response<HttpBody>, NodeError> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| bad(format!("missing {name}")))
+    };
+    let layout = StripeLayout {
+        size: header(SIZE_HEADER)?,
+        data_shards: header(DATA_SHARDS_HEADER)? as usize,
+        block_size: header(BLOCK_SIZE_HEADER)? as usize,
+    };
+    if layout.data_shards == 0 || layout.block_size == 0 {
+        return Err(bad("bad stripe geometry"));
+    }
+    let mut file = store.create_fragment(id, index)?;
+    let mut body = req.into_body();
+    let mut pending = BytesMut::new();
+    let mut verified = 0usize;
+    let mut stripe = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while stripe < layout.stripe_count() && pending.len() - verified >= layout.frame_len(stripe)
+        {
+            let frame_len = layout.frame_len(stripe);
+            let frame = &pending[verified..verified + frame_len];
+            let (block, hash) = frame.split_at(frame_len - erasure::HASH_LEN);
+            if erasure::block_hash(stripe, index as usize, block) != hash {
+                return Err(bad(format!("frame {stripe} fails its hash")));
+            }
+            verified += frame_len;
+            stripe += 1;
+        }
+        if verified < pending.len() && stripe == layout.stripe_count() {
+            return Err(bad("more bytes than the fragment holds"));
+        }
+        if verified >= IO_CHUNK {
+            let chunk = pending.split_to(verified).freeze();
+            verified = 0;
+            file = write_chunk(file, chunk).await?;
+        }
+    }
+    if stripe != layout.stripe_count() || verified != pending.len() {
+        return Err(bad("fragment body ended early"));
+    }
+    let file = write_chunk(file, pending.freeze()).await?;
+    blocking(move || file.commit()).await?;
+    Ok(Response::new(empty()))
+}
+
+async fn write_chunk(mut file: FragmentFile, chunk: Bytes) -> Result<FragmentFile, NodeError> {
+    blocking(move || file.write(&chunk).map(|()| file)).await
+}
+
+/// Streams a byte range of a fragment file from a blocking reader, `IO_CHUNK` at a time.
+async fn send_fragment(
+    store: Arc<Store>,
+    id: String,
+    index: u8,
+    offset: u64,
+    len: u64,
+) -> Result<Response<HttpBody>, NodeError> {
+    let first_len = len.min(IO_CHUNK as u64);
+    let first = {
+        let (store, id) = (store.clone(), id.clone());
+        blocking(move || store.read_fragment(&id, index, offset, first_len)).await?
+    };
+    if (first.len() as u64) < first_len {
+        return Err(bad("range past the end of the fragment"));
+    }
+    let (tx, body) = ChannelBody::new(2, Some(len));
+    tokio::task::spawn_blocking(move || {
+        let mut sent = first.len() as u64;
+        if tx.blocking_send(Ok(first.into())).is_err() {
+            return;
+        }
+        while sent < len {
+            let want = (len - sent).min(IO_CHUNK as u64);
+            let chunk = match store.read_fragment(&id, index, offset + sent, want) {
+                Ok(c) if c.len() as u64 == want => Ok(Bytes::from(c)),
+                Ok(_) => Err(std::io::Error::other("fragment shrank while being read")),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let failed = chunk.is_err();
+            sent += want;
+            if tx.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Ok(Response::new(body.boxed()))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NodeError::Store(StoreError::Io(std::io::Error::other(e))))?
+        .map_err(NodeError::from)
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, NodeError> {
+    let body = req.into_body().collect().await?.aggregate();
+    serde_json::from_reader(body.reader()).map_err(|e| bad(e.to_string()))
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Response<HttpBody>, NodeError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| bad(e.to_string()))?;
+    Ok(Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(full(bytes))
+        .expect("static response parts are valid"))
+}
+
+fn fragment_name(id: &str, index: &str) -> Result<(String, u8), NodeError> {
+    if !is_fragment_id(id) {
+        return Err(bad("bad fragment id"));
+    }
+    let index = index.parse().map_err(|_| bad("bad fragment index"))?;
+    Ok((id.to_string(), index))
+}
+
+fn bucket_id(hex_id: &str) -> Result<BucketId, NodeError> {
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(hex_id, &mut id).map_err(|_| bad("bad bucket id"))?;
+    Ok(id)
+}
+
+fn hex_string(hex_key: &str) -> Result<String, NodeError> {
+    let bytes = hex::decode(hex_key).map_err(|_| bad("bad hex"))?;
+    String::from_utf8(bytes).map_err(|_| bad("key is not UTF-8"))
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .collect()
+}
+
+fn query_u64(query: &[(&str, &str)], name: &str) -> Result<u64, NodeError> {
+    query
+        .iter()
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| bad(format!("missing {name}")))
+}

@@ -1,0 +1,373 @@
+//! One node's disk: fragment files plus RocksDB metadata.
+//!
+//! Invariants:
+//! - A fragment file is only ever visible under its final name complete and fsynced: it is written
+//!   under `fragments/tmp/`, fsynced, renamed, and the directory fsynced. `tmp/` is emptied on open.
+//! - Every metadata write is a synced RocksDB write; a record only replaces an older version.
+//! - Fragment files of a superseded record are removed after the newer record is durable.
+
+use crate::protocol::{ListItem, ListRequest, ListResponse};
+use crate::record::{BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord};
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use std::fs::{self, File};
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("disk: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt metadata record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("no such fragment")]
+    NoSuchFragment,
+}
+
+const TAG_BUCKET: u8 = b'b';
+const TAG_OBJECT: u8 = b'o';
+const TAG_UPLOAD: u8 = b'u';
+const TAG_PART: u8 = b'p';
+/// Commits to one key are serialised by one of these locks, so that "newer version wins" is a
+/// read-compare-write without a global lock (concurrent synced writes still share WAL fsyncs).
+const COMMIT_LOCKS: usize = 64;
+
+pub struct Store {
+    db: DB,
+    fragments: PathBuf,
+    locks: Vec<Mutex<()>>,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let fragments = data_dir.join("fragments");
+        let tmp = fragments.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_max_background_jobs(2);
+        let db = DB::open(&opts, data_dir.join("meta"))?;
+        Ok(Store {
+            db,
+            fragments,
+            locks: (0..COMMIT_LOCKS).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    pub fn fragment_path(&self, id: &str, index: u8) -> PathBuf {
+        self.fragments.join(&id[..2]).join(format!("{id}.{index}"))
+    }
+
+    /// Starts a fragment file under a temporary name; `FragmentFile::commit` makes it durable.
+    pub fn create_fragment(&self, id: &str, index: u8) -> Result<FragmentFile, StoreError> {
+        let tmp = self
+            .fragments
+            .join("tmp")
+            .join(format!("{id}.{index}.{:016x}", rand::random::<u64>()));
+        Ok(FragmentFile {
+            file: File::create(&tmp)?,
+            tmp,
+            target: self.fragment_path(id, index),
+        })
+    }
+
+    /// Reads `len` bytes of a fragment file from `offset` (short only at the end of the file).
+    pub fn read_fragment(
+        &self,
+        id: &str,
+        index: u8,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut file = match File::open(self.fragment_path(id, index)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NoSuchFragment)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
+        file.take(len).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn remove_fragment(&self, id: &str, index: u8) -> Result<(), StoreError> {
+        match fs::remove_file(self.fragment_path(id, index)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records `record` for a key unless this node already has the same or a newer version.
+    /// Returns whether it was applied.
+    pub fn commit_object(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        record: &ObjectRecord,
+        upload_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let db_key = object_key(bucket, key);
+        let _guard = self.lock_for(&db_key);
+        let old: Option<ObjectRecord> = self.get_json(&db_key)?;
+        if old.as_ref().is_some_and(|o| o.version >= record.version) {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(&db_key, serde_json::to_vec(record)?);
+        let mut dropped_parts = Vec::new();
+        if let Some(upload_id) = upload_id {
+            batch.delete(upload_key(bucket, upload_id));
+            for part in self.parts(upload_id)? {
+                batch.delete(part_key(upload_id, part.part.number));
+                dropped_parts.push(part);
+            }
+        }
+        self.write_synced(batch)?;
+        let kept: Vec<(&str, u8)> = record.fragment_files().collect();
+        if let Some(old) = &old {
+            for (id, index) in old.fragment_files() {
+                if !kept.contains(&(id, index)) {
+                    self.remove_fragment(id, index)?;
+                }
+            }
+        }
+        for part in dropped_parts {
+            if part.part.inline.is_none()
+                && !kept.contains(&(&part.part.fragment_id, part.fragment))
+            {
+                self.remove_fragment(&part.part.fragment_id, part.fragment)?;
+            }
+        }
+        Ok(true)
+    }
+
+    pub fn object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRecord>, StoreError> {
+        self.get_json(&object_key(bucket, key))
+    }
+
+    /// Keys of a bucket in order, rolled up at the delimiter (see `ListRequest`).
+    pub fn list(&self, req: &ListRequest) -> Result<ListResponse, StoreError> {
+        let mut base = vec![TAG_OBJECT];
+        base.extend_from_slice(&req.bucket);
+        let mut full_prefix = base.clone();
+        full_prefix.extend_from_slice(req.prefix.as_bytes());
+        let mut seek = full_prefix.clone();
+        if let Some(after) = &req.start_after {
+            let mut after_key = base.clone();
+            after_key.extend_from_slice(after.as_bytes());
+            after_key.push(0);
+            seek = seek.max(after_key);
+        }
+        let mut iter = self.db.raw_iterator();
+        iter.seek(&seek);
+        let mut items = Vec::new();
+        let mut truncated = false;
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&full_prefix) {
+                break;
+            }
+            let key = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+            let record: ObjectRecord = serde_json::from_slice(v)?;
+            let rolled = req
+                .delimiter
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .and_then(|d| {
+                    key[req.prefix.len()..]
+                        .find(d)
+                        .map(|i| key[..req.prefix.len() + i + d.len()].to_string())
+                });
+            if items.len() == req.limit {
+                truncated = true;
+                break;
+            }
+            match rolled {
+                Some(common) if !record.deleted => {
+                    // Skip every key under this common prefix: no UTF-8 key holds byte 0xFF.
+                    let mut next = base.clone();
+                    next.extend_from_slice(common.as_bytes());
+                    next.push(0xFF);
+                    if req.start_after.as_deref() < Some(common.as_str()) {
+                        items.push(ListItem::Prefix(common));
+                    }
+                    iter.seek(&next);
+                    continue;
+                }
+                Some(_) => {}
+                None => items.push(ListItem::Key(ListEntry {
+                    key,
+                    version: record.version,
+                    deleted: record.deleted,
+                    size: record.size,
+                    etag: record.etag,
+                })),
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(ListResponse { items, truncated })
+    }
+
+    pub fn put_bucket(&self, record: &BucketRecord) -> Result<bool, StoreError> {
+        let db_key = [&[TAG_BUCKET][..], record.name.as_bytes()].concat();
+        let _guard = self.lock_for(&db_key);
+        let old: Option<BucketRecord> = self.get_json(&db_key)?;
+        if old.is_some_and(|o| o.version >= record.version) {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(db_key, serde_json::to_vec(record)?);
+        self.write_synced(batch)?;
+        Ok(true)
+    }
+
+    pub fn buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
+        self.scan(&[TAG_BUCKET])
+    }
+
+    pub fn put_upload(&self, bucket: &BucketId, record: &UploadRecord) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put(
+            upload_key(bucket, &record.upload_id),
+            serde_json::to_vec(record)?,
+        );
+        self.write_synced(batch)
+    }
+
+    pub fn upload(
+        &self,
+        bucket: &BucketId,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, StoreError> {
+        self.get_json(&upload_key(bucket, upload_id))
+    }
+
+    pub fn uploads(&self, bucket: &BucketId) -> Result<Vec<UploadRecord>, StoreError> {
+        self.scan(&[&[TAG_UPLOAD][..], bucket].concat())
+    }
+
+    /// Forgets an upload and removes its parts' fragments.
+    pub fn abort_upload(&self, bucket: &BucketId, upload_id: &str) -> Result<(), StoreError> {
+        let parts = self.parts(upload_id)?;
+        let mut batch = WriteBatch::default();
+        batch.delete(upload_key(bucket, upload_id));
+        for part in &parts {
+            batch.delete(part_key(upload_id, part.part.number));
+        }
+        self.write_synced(batch)?;
+        for part in parts.iter().filter(|p| p.part.inline.is_none()) {
+            self.remove_fragment(&part.part.fragment_id, part.fragment)?;
+        }
+        Ok(())
+    }
+
+    /// Records an uploaded part unless a newer upload of the same part number is already here.
+    pub fn put_part(&self, upload_id: &str, record: &PartRecord) -> Result<bool, StoreError> {
+        let db_key = part_key(upload_id, record.part.number);
+        let _guard = self.lock_for(&db_key);
+        let old: Option<PartRecord> = self.get_json(&db_key)?;
+        if old.as_ref().is_some_and(|o| o.version >= record.version) {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(&db_key, serde_json::to_vec(record)?);
+        self.write_synced(batch)?;
+        if let Some(old) = old.filter(|o| o.part.inline.is_none()) {
+            self.remove_fragment(&old.part.fragment_id, old.fragment)?;
+        }
+        Ok(true)
+    }
+
+    pub fn parts(&self, upload_id: &str) -> Result<Vec<PartRecord>, StoreError> {
+        self.scan(&[&[TAG_PART][..], upload_id.as_bytes(), b"/"].concat())
+    }
+
+    fn lock_for(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let lock = &self.locks[hasher.finish() as usize % COMMIT_LOCKS];
+        lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        Ok(self.db.write_opt(batch, &opts)?)
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get_pinned(key)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.prefix_iterator(prefix) {
+            let (k, v) = entry?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(serde_json::from_slice(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+/// A fragment being received: a temporary file until `commit`.
+pub struct FragmentFile {
+    file: File,
+    tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl FragmentFile {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        Ok(self.file.write_all(bytes)?)
+    }
+
+    /// fsync, rename into place, fsync the directory: after this the fragment survives a crash.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.file.sync_all()?;
+        let dir = self.target.parent().expect("fragment paths have a parent");
+        fs::create_dir_all(dir)?;
+        fs::rename(&self.tmp, &self.target)?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+impl Drop for FragmentFile {
+    fn drop(&mut self) {
+        // After a successful commit the temporary name is gone and this is a no-op.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+fn object_key(bucket: &BucketId, key: &str) -> Vec<u8> {
+    [&[TAG_OBJECT][..], bucket, key.as_bytes()].concat()
+}
+
+fn upload_key(bucket: &BucketId, upload_id: &str) -> Vec<u8> {
+    [&[TAG_UPLOAD][..], bucket, upload_id.as_bytes()].concat()
+}
+
+fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
+    [
+        &[TAG_PART][..],
+        upload_id.as_bytes(),
+        b"/",
+        &number.to_be_bytes(),
+    ]
+    .concat()
+}

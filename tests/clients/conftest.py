@@ -1,0 +1,454 @@
+"""Fixtures that run real `tessera dev` clusters and real S3 clients against them.
+
+Environment knobs:
+  TESSERA_BIN             tessera binary (default <repo>/target/release/tessera)
+  TESSERA_AWS_V2          Debian's aws CLI v2 (default /usr/bin/aws)
+  TESSERA_AWS_V1          pip's aws CLI v1 (default: `aws` next to sys.executable)
+  TESSERA_THROUGHPUT_LOG  file the large test appends THROUGHPUT lines to
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from helpers import unique_bucket
+
+REPO = Path(__file__).resolve().parents[2]
+TESSERA_BIN = Path(os.environ.get("TESSERA_BIN", REPO / "target" / "release" / "tessera"))
+REGION = "us-east-1"
+NODE_IDS = ["z1-n1", "z1-n2", "z2-n1", "z2-n2", "z3-n1", "z3-n2"]
+STARTUP_TIMEOUT = 120
+STOP_GRACE = 10
+ENDPOINT_RE = re.compile(r"S3 endpoint: (https?://[^\s]+)")
+
+# Fixed random credentials for the whole session.
+ACCESS_KEY = "TSR" + secrets.token_hex(8).upper()
+SECRET_KEY = secrets.token_urlsafe(30)
+
+AWS_CLIS = {
+    "v1": Path(os.environ.get("TESSERA_AWS_V1", Path(sys.executable).parent / "aws")),
+    "v2": Path(os.environ.get("TESSERA_AWS_V2", "/usr/bin/aws")),
+}
+
+_RUNNING_CLUSTERS: list["Cluster"] = []
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_tcp(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists"; treat it as dead.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def is_tessera_pid(pid: int) -> bool:
+    try:
+        return b"tessera" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop_process(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
+    """SIGTERM, then SIGKILL the process group after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def tail(path: Path, lines: int = 200) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as err:
+        return f"<cannot read {path}: {err}>"
+
+
+def make_tls_cert(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA plus a server cert for 127.0.0.1/localhost signed by it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = directory / "ca.key", directory / "ca.pem"
+    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "server.ext"
+    ext.write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
+    openssl = ["openssl"]
+    commands = [
+        [*openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3",
+         "-keyout", ca_key, "-out", ca_crt, "-subj", "/CN=Tessera test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [*openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", "/CN=127.0.0.1"],
+        [*openssl, "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
+         "-CAcreateserial", "-days", "3", "-extfile", ext, "-out", crt],
+    ]
+    for cmd in commands:
+        res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.fail(f"openssl failed: {' '.join(map(str, cmd))}\n{res.stderr}")
+    return ca_crt, crt, key
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@dataclass
+class Cluster:
+    name: str
+    data_dir: Path
+    log_path: Path
+    port: int
+    tls: tuple[Path, Path] | None = None  # (cert, key)
+    ca_bundle: str | None = None
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+    region: str = REGION
+    endpoint: str = ""
+    proc: subprocess.Popen | None = None
+    restarted: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["TESSERA_ACCESS_KEY_ID"] = self.access_key
+        env["TESSERA_SECRET_ACCESS_KEY"] = self.secret_key
+        return env
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        if not TESSERA_BIN.is_file():
+            pytest.fail(f"tessera binary not found at {TESSERA_BIN} (set TESSERA_BIN)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [str(TESSERA_BIN), "dev", "--data-dir", str(self.data_dir),
+               "--s3-port", str(self.port)]
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.env(),
+                                         start_new_session=True)
+        _RUNNING_CLUSTERS.append(self)
+        try:
+            self.endpoint = self._wait_for_endpoint()
+            if not wait_for_tcp("127.0.0.1", self.port, 30):
+                raise RuntimeError(f"endpoint printed but port {self.port} does not accept")
+        except Exception as err:
+            self.stop()
+            pytest.fail(f"{self.name}: tessera dev did not start: {err}\n"
+                        f"--- output ({self.log_path}) ---\n{tail(self.log_path)}")
+
+    def _wait_for_endpoint(self) -> str:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            match = ENDPOINT_RE.search(self.log_path.read_text(errors="replace"))
+            if match:
+                endpoint = match.group(1).rstrip("/")
+                if not endpoint.startswith(self.scheme + "://"):
+                    raise RuntimeError(f"expected a {self.scheme} endpoint, got {endpoint}")
+                return endpoint
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with status {self.proc.returncode}")
+            time.sleep(0.2)
+        raise RuntimeError(f"no 'S3 endpoint:' line within {STARTUP_TIMEOUT}s")
+
+    def stop(self) -> None:
+        for proc in self.restarted.values():
+            stop_process(proc)
+        if self.proc is not None:
+            stop_process(self.proc)
+            rc = self.proc.returncode
+            if rc not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
+                print(f"\n{self.name}: tessera dev exited with {rc}\n{tail(self.log_path)}")
+        # Anything dev failed to reap is still ours to clean up.
+        for node_id in NODE_IDS + ["gateway"]:
+            pid = self._read_pid(node_id)
+            if pid and pid_alive(pid) and is_tessera_pid(pid):
+                os.kill(pid, signal.SIGKILL)
+        if self in _RUNNING_CLUSTERS:
+            _RUNNING_CLUSTERS.remove(self)
+
+    # -- nodes ---------------------------------------------------------------
+
+    def node_dir(self, node_id: str) -> Path:
+        return self.data_dir / node_id
+
+    def fragments_dir(self, node_id: str) -> Path:
+        return self.node_dir(node_id) / "fragments"
+
+    def config_path(self, node_id: str) -> Path:
+        return self.data_dir / "config" / f"{node_id}.toml"
+
+    def _pid_file(self, node_id: str) -> Path:
+        return self.data_dir / node_id / "pid"
+
+    def _read_pid(self, node_id: str) -> int | None:
+        try:
+            return int(self._pid_file(node_id).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def node_pid(self, node_id: str) -> int:
+        pid = self._read_pid(node_id)
+        assert pid, f"no pid in {self._pid_file(node_id)}"
+        return pid
+
+    def node_alive(self, node_id: str) -> bool:
+        pid = self._read_pid(node_id)
+        return bool(pid) and pid_alive(pid)
+
+    def kill_node(self, node_id: str) -> None:
+        pid = self.node_pid(node_id)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid), f"{node_id} (pid {pid}) survived SIGKILL"
+
+    def start_node(self, node_id: str, timeout: float = 60) -> None:
+        config = self.config_path(node_id)
+        assert config.is_file(), f"missing node config {config}"
+        log = open(self.node_dir(node_id) / "restart.log", "ab")
+        proc = subprocess.Popen([str(TESSERA_BIN), "server", "--config", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=self.env(), start_new_session=True)
+        log.close()
+        self.restarted[node_id] = proc
+        ports = _listen_ports(config)
+        deadline = time.monotonic() + timeout
+        for port in ports:
+            if not wait_for_tcp("127.0.0.1", port, max(1.0, deadline - time.monotonic())):
+                pytest.fail(f"restarted {node_id} not listening on {port}\n"
+                            f"{tail(self.node_dir(node_id) / 'restart.log')}")
+        if not ports:
+            time.sleep(2)
+        if proc.poll() is not None:
+            pytest.fail(f"restarted {node_id} exited with {proc.returncode}\n"
+                        f"{tail(self.node_dir(node_id) / 'restart.log')}")
+        # Keep the pid file pointing at the live process so kill_node works again.
+        self._pid_file(node_id).write_text(f"{proc.pid}\n")
+
+    # -- clients -------------------------------------------------------------
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None, **config):
+        # s3v4 explicitly: otherwise botocore presigns with SigV2 query auth.
+        cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                     retries={"max_attempts": 3},
+                     connect_timeout=10, read_timeout=120, **config)
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=self.region,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            verify=self.ca_bundle if self.tls else None, config=cfg,
+        )
+
+
+def _listen_ports(config_path: Path) -> list[int]:
+    """Best effort: ports of `*listen*`/`*bind*` addresses in a node config."""
+    try:
+        config = tomllib.loads(config_path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    ports = []
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if isinstance(value, str) and re.search(r"listen|bind", key):
+                    m = re.search(r":(\d+)$", value)
+                    if m:
+                        ports.append(int(m.group(1)))
+                walk(value)
+
+    walk(config)
+    return ports
+
+
+def start_cluster(tmp_path_factory, name: str, tls: bool) -> Cluster:
+    base = tmp_path_factory.mktemp(name)
+    cluster = Cluster(name=name, data_dir=base / "data", log_path=base / "tessera-dev.log",
+                      port=free_port())
+    if tls:
+        ca, cert, key = make_tls_cert(base / "tls")
+        cluster.tls = (cert, key)
+        cluster.ca_bundle = str(ca)
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def cluster_http(tmp_path_factory):
+    cluster = start_cluster(tmp_path_factory, "http", tls=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_https(tmp_path_factory):
+    cluster = start_cluster(tmp_path_factory, "https", tls=True)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["http", "https"])
+def cluster(request) -> Cluster:
+    """Either transport; tests using it run once per transport."""
+    return request.getfixturevalue(f"cluster_{request.param}")
+
+
+@pytest.fixture(scope="session")
+def s3_http(cluster_http):
+    return cluster_http.client()
+
+
+@pytest.fixture(scope="session")
+def s3_https(cluster_https):
+    return cluster_https.client()
+
+
+@pytest.fixture
+def s3(cluster, request):
+    return request.getfixturevalue(f"s3_{cluster.scheme}")
+
+
+def empty_and_delete_bucket(client, bucket: str) -> None:
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+        client.delete_bucket(Bucket=bucket)
+    except Exception:  # best effort cleanup; the test result is what matters
+        pass
+
+
+@pytest.fixture
+def bucket(s3):
+    name = unique_bucket()
+    s3.create_bucket(Bucket=name)
+    yield name
+    empty_and_delete_bucket(s3, name)
+
+
+# --------------------------------------------------------------------------- aws CLI
+
+
+@dataclass
+class AwsCli:
+    version: str
+    binary: Path
+    cluster: Cluster
+    config_dir: Path
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        config = self.config_dir / "config"
+        config.write_text(f"[default]\nregion = {REGION}\ns3 =\n  addressing_style = path\n")
+        env.update(
+            AWS_ACCESS_KEY_ID=self.cluster.access_key,
+            AWS_SECRET_ACCESS_KEY=self.cluster.secret_key,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_CONFIG_FILE=str(config),
+            AWS_SHARED_CREDENTIALS_FILE=str(self.config_dir / "credentials-unused"),
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_PAGER="",
+        )
+        if self.cluster.ca_bundle:
+            env["AWS_CA_BUNDLE"] = self.cluster.ca_bundle
+        return env
+
+    def run(self, *args, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        cmd = [str(self.binary), "--endpoint-url", self.cluster.endpoint, *map(str, args)]
+        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            pytest.fail(f"aws {self.version} failed ({res.returncode}): {' '.join(cmd)}\n"
+                        f"stdout:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-4000:]}")
+        return res
+
+
+def aws_cli_or_skip(version: str) -> Path:
+    binary = AWS_CLIS[version]
+    env_name = f"TESSERA_AWS_{version.upper()}"
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.skip(f"aws CLI {version} not found at {binary} (set {env_name})")
+    return binary
+
+
+@pytest.fixture
+def make_aws(request, tmp_path_factory):
+    """make_aws(version, cluster) -> AwsCli, skipping if that CLI is missing."""
+
+    def make(version: str, cluster: Cluster) -> AwsCli:
+        binary = aws_cli_or_skip(version)
+        return AwsCli(version, binary, cluster, tmp_path_factory.mktemp(f"aws-{version}"))
+
+    return make
+
+
+# --------------------------------------------------------------------------- pytest hooks
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the tail of each running cluster's output to failing tests."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for cluster in list(_RUNNING_CLUSTERS):
+            report.sections.append(
+                (f"tessera dev [{cluster.name}] output (tail)", tail(cluster.log_path, 80)))

@@ -1,0 +1,100 @@
+//! Acknowledged writes against failures of real processes: killed nodes, bitrot on disk, and
+//! kill -9 of every process at once.
+
+mod common;
+
+use bytes::Bytes;
+use common::{random_bytes, TestCluster};
+
+fn sizes() -> Vec<(String, Vec<u8>)> {
+    [100usize, 4096, 70_000, 1 << 20, 3 * (1 << 20) + 1]
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| (format!("/f/obj{i}"), random_bytes(size, i as u64 + 100)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/f", Bytes::new()).await;
+    let objects = sizes();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    // Two nodes of different zones: 4+2 tolerates any two missing fragments.
+    cluster.kill("z1-n1");
+    cluster.kill("z2-n2");
+    for (key, data) in &objects {
+        let got = s3.get(key).await;
+        assert_eq!(got.status, 200, "{key}: {}", got.text());
+        assert!(
+            got.body[..] == data[..],
+            "{key} reads back identical with two nodes down"
+        );
+    }
+    // With only four holders left a write cannot reach its quorum of five: refused, not partial.
+    let refused = s3.put("/f/late", random_bytes(200_000, 7)).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    cluster.restart("z1-n1");
+    cluster.restart("z2-n2");
+    assert_eq!(
+        s3.head("/f/late").await.status,
+        404,
+        "a refused write is not visible"
+    );
+
+    // Bitrot: flip a byte in the middle of two fragment files of the largest object.
+    let mut files = cluster.fragment_files();
+    files.sort_by_key(|f| std::cmp::Reverse(std::fs::metadata(f).unwrap().len()));
+    for file in files.iter().take(2) {
+        let mut bytes = std::fs::read(file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x5A;
+        std::fs::write(file, bytes).unwrap();
+    }
+    let (key, data) = objects.last().unwrap();
+    let got = s3.get(key).await;
+    assert!(
+        got.body[..] == data[..],
+        "corrupt blocks are detected and rebuilt from parity"
+    );
+    let ranged = s3
+        .send(
+            "GET",
+            key,
+            &[("range", "bytes=1000000-2000000")],
+            Bytes::new(),
+        )
+        .await;
+    assert!(ranged.body[..] == data[1000000..=2000000]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_kill_9_of_every_process() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/f", Bytes::new()).await;
+    let objects = sizes();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    assert_eq!(s3.delete("/f/obj0").await.status, 204);
+    for process in common::NODES.iter().chain(["gateway"].iter()) {
+        cluster.kill(process);
+    }
+    for process in common::NODES.iter().chain(["gateway"].iter()) {
+        cluster.restart(process);
+    }
+    for (key, data) in &objects[1..] {
+        let got = s3.get(key).await;
+        assert_eq!(got.status, 200, "{key}: {}", got.text());
+        assert!(got.body[..] == data[..], "{key} survived kill -9");
+    }
+    assert_eq!(
+        s3.head("/f/obj0").await.status,
+        404,
+        "the delete survived too"
+    );
+}
