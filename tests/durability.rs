@@ -10,7 +10,12 @@ fn sizes() -> Vec<(String, Vec<u8>)> {
     [100usize, 4096, 70_000, 1 << 20, 3 * (1 << 20) + 1]
         .iter()
         .enumerate()
-        .map(|(i, &size)| (format!("/f/obj{i}"), random_bytes(size, i as u64 + 100)))
+        .map(|(i, &size)| {
+            (
+                format!("/f-bucket/obj{i}"),
+                random_bytes(size, i as u64 + 100),
+            )
+        })
         .collect()
 }
 
@@ -18,7 +23,7 @@ fn sizes() -> Vec<(String, Vec<u8>)> {
 async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
-    s3.put("/f", Bytes::new()).await;
+    s3.put("/f-bucket", Bytes::new()).await;
     let objects = sizes();
     for (key, data) in &objects {
         assert_eq!(s3.put(key, data.clone()).await.status, 200);
@@ -35,12 +40,12 @@ async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
         );
     }
     // With only four holders left a write cannot reach its quorum of five: refused, not partial.
-    let refused = s3.put("/f/late", random_bytes(200_000, 7)).await;
+    let refused = s3.put("/f-bucket/late", random_bytes(200_000, 7)).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     cluster.restart("z1-n1");
     cluster.restart("z2-n2");
     assert_eq!(
-        s3.head("/f/late").await.status,
+        s3.head("/f-bucket/late").await.status,
         404,
         "a refused write is not visible"
     );
@@ -75,12 +80,12 @@ async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
 async fn acknowledged_writes_survive_kill_9_of_every_process() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
-    s3.put("/f", Bytes::new()).await;
+    s3.put("/f-bucket", Bytes::new()).await;
     let objects = sizes();
     for (key, data) in &objects {
         assert_eq!(s3.put(key, data.clone()).await.status, 200);
     }
-    assert_eq!(s3.delete("/f/obj0").await.status, 204);
+    assert_eq!(s3.delete("/f-bucket/obj0").await.status, 204);
     for process in common::NODES.iter().chain(["gateway"].iter()) {
         cluster.kill(process);
     }
@@ -93,7 +98,7 @@ async fn acknowledged_writes_survive_kill_9_of_every_process() {
         assert!(got.body[..] == data[..], "{key} survived kill -9");
     }
     assert_eq!(
-        s3.head("/f/obj0").await.status,
+        s3.head("/f-bucket/obj0").await.status,
         404,
         "the delete survived too"
     );

@@ -122,9 +122,15 @@ impl TestCluster {
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for node in NODES {
-            walk(&self.path().join(node).join("fragments"), &mut files);
+            let dir = self.path().join(node).join("fragments");
+            let mut found = Vec::new();
+            walk(&dir, &mut found);
+            files.extend(
+                found
+                    .into_iter()
+                    .filter(|f| !f.starts_with(dir.join("tmp"))),
+            );
         }
-        files.retain(|f| !f.components().any(|c| c.as_os_str() == "tmp"));
         files
     }
 }
