@@ -126,25 +126,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("S3 endpoint: {scheme}://{}", gateway.listen);
     println!("Stop with Ctrl-C.");
 
+    // Reap children as they exit (a killed node must not linger as a zombie), and say so.
+    let mut pids = Vec::new();
+    let mut exits = Vec::new();
+    for (name, mut child) in children {
+        pids.push(child.id());
+        exits.push(tokio::spawn(async move {
+            let status = child.wait().await;
+            eprintln!("{name} exited: {status:?}");
+            (name, child)
+        }));
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = interrupt.recv() => {}
     }
-    for (_, child) in &mut children {
-        if let Some(pid) = child.id() {
-            // SIGTERM first so that processes end cleanly; RocksDB's WAL makes SIGKILL safe too.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
+    for pid in pids.into_iter().flatten() {
+        // SIGTERM first so that processes end cleanly; RocksDB's WAL makes SIGKILL safe too.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    for (name, child) in &mut children {
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+    for exit in exits {
+        if tokio::time::timeout(Duration::from_secs(10), exit)
             .await
             .is_err()
         {
-            eprintln!("{name} did not stop in time; killing it");
-            let _ = child.kill().await;
+            eprintln!("a process did not stop in time; it is killed as this one exits");
         }
     }
     Ok(())

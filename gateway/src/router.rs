@@ -125,6 +125,7 @@ impl Gateway {
         let request_id = format!("{:016X}", rand::random::<u64>());
         let is_head = req.method() == Method::HEAD;
         let resource = req.uri().path().to_string();
+        let (expect, empty) = expect_continue(&req);
         let mut response = match self.dispatch(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -136,6 +137,16 @@ impl Gateway {
         };
         if let Ok(v) = request_id.parse() {
             response.headers_mut().insert("x-amz-request-id", v);
+        }
+        // botocore (boto3, aws CLI v1) mis-parses the next response on a connection where it sent
+        // `Expect: 100-continue` and got a final answer without `100 Continue` (hyper sends that
+        // only once the body is read), then stalls for its 60 s read timeout. Closing such
+        // connections keeps the poisoned state from being reused.
+        if expect && (empty || !response.status().is_success()) {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         response
     }
@@ -215,6 +226,18 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Whether a request asks for `100 Continue`, and whether it declares an empty body.
+fn expect_continue(req: &Request<Incoming>) -> (bool, bool) {
+    let headers = req.headers();
+    let expect = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let empty = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0");
+    (expect, empty)
 }
 
 /// True when a bucket GET is a plain listing rather than a sub-resource we do not serve.

@@ -371,3 +371,154 @@ fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
     ]
     .concat()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{fragment_id, PartData, Version};
+
+    const BUCKET: BucketId = [7; 16];
+
+    fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
+        ObjectRecord {
+            version: Version { micros, salt: 0 },
+            deleted: false,
+            size: 3,
+            etag: format!("etag{micros}"),
+            headers: Vec::new(),
+            checksum: None,
+            data_shards: 4,
+            parity_shards: 2,
+            fragment: 1,
+            parts: vec![PartData {
+                number: 1,
+                size: 3,
+                md5: String::new(),
+                block_size: 16,
+                fragment_id: fragment_id
+                    .unwrap_or("00000000000000000000000000000000")
+                    .into(),
+                inline: fragment_id.is_none().then(|| vec![1, 2, 3]),
+                checksum: None,
+            }],
+        }
+    }
+
+    fn write_fragment(store: &Store, id: &str) {
+        let mut file = store.create_fragment(id, 1).unwrap();
+        file.write(b"frame").unwrap();
+        file.commit().unwrap();
+    }
+
+    #[test]
+    fn newer_versions_win_and_superseded_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old_id = fragment_id(&[b"old"]);
+        write_fragment(&store, &old_id);
+        assert!(store
+            .commit_object(&BUCKET, "k", &record(10, Some(&old_id)), None)
+            .unwrap());
+        assert!(!store
+            .commit_object(&BUCKET, "k", &record(5, None), None)
+            .unwrap());
+        assert_eq!(
+            store.object(&BUCKET, "k").unwrap().unwrap().version.micros,
+            10
+        );
+        assert!(store.fragment_path(&old_id, 1).exists());
+        assert!(store
+            .commit_object(&BUCKET, "k", &record(20, None), None)
+            .unwrap());
+        assert!(
+            !store.fragment_path(&old_id, 1).exists(),
+            "replaced fragment removed"
+        );
+        drop(store);
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened
+                .object(&BUCKET, "k")
+                .unwrap()
+                .unwrap()
+                .version
+                .micros,
+            20
+        );
+    }
+
+    #[test]
+    fn unfinished_fragments_never_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = fragment_id(&[b"x"]);
+        let mut file = store.create_fragment(&id, 0).unwrap();
+        file.write(b"partial").unwrap();
+        drop(file);
+        assert!(!store.fragment_path(&id, 0).exists());
+        assert!(matches!(
+            store.read_fragment(&id, 0, 0, 1),
+            Err(StoreError::NoSuchFragment)
+        ));
+        assert_eq!(
+            fs::read_dir(dir.path().join("fragments/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn listings_roll_up_and_keep_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (i, key) in ["a/1", "a/2", "b", "c/1", "d/x"].iter().enumerate() {
+            store
+                .commit_object(&BUCKET, key, &record(i as u64 + 1, None), None)
+                .unwrap();
+        }
+        store
+            .commit_object(
+                &BUCKET,
+                "b",
+                &ObjectRecord::tombstone(Version {
+                    micros: 99,
+                    salt: 0,
+                }),
+                None,
+            )
+            .unwrap();
+        store
+            .commit_object(
+                &BUCKET,
+                "d/x",
+                &ObjectRecord::tombstone(Version {
+                    micros: 99,
+                    salt: 0,
+                }),
+                None,
+            )
+            .unwrap();
+        let list = |start_after: Option<&str>, limit| {
+            store
+                .list(&ListRequest {
+                    bucket: BUCKET,
+                    prefix: String::new(),
+                    start_after: start_after.map(String::from),
+                    delimiter: Some("/".into()),
+                    limit,
+                })
+                .unwrap()
+        };
+        let all = list(None, 10);
+        let names: Vec<&str> = all.items.iter().map(ListItem::name).collect();
+        assert_eq!(names, ["a/", "b", "c/"], "tombstoned d/x makes no prefix");
+        assert!(matches!(&all.items[1], ListItem::Key(e) if e.deleted));
+        assert!(!all.truncated);
+        let page = list(None, 1);
+        assert!(page.truncated);
+        let rest = list(Some("a/"), 10);
+        let names: Vec<&str> = rest.items.iter().map(ListItem::name).collect();
+        assert_eq!(names, ["b", "c/"], "resuming after a prefix skips its keys");
+    }
+}
