@@ -19,6 +19,8 @@ pub struct Cluster {
     pub client: NodeClient,
     /// Holders that must commit before a write is acknowledged (W).
     pub write_quorum: usize,
+    /// Longest wait for any one node: a call, or the next block of a fragment stream.
+    pub timeout: Duration,
     buckets: Mutex<Option<(Instant, HashMap<String, BucketRecord>)>>,
 }
 
@@ -35,6 +37,7 @@ impl Cluster {
             layout: config.layout()?,
             client: NodeClient::new(config.secret.clone(), config.rpc_timeout()),
             write_quorum: config.write_quorum(),
+            timeout: config.rpc_timeout(),
             buckets: Mutex::new(None),
         })
     }

@@ -7,9 +7,10 @@ use crate::error::S3Error;
 use bytes::{Bytes, BytesMut};
 use erasure::{Codec, StripeLayout, HASH_LEN};
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use storage_node::body::{ChannelBody, HttpBody};
 use storage_node::record::{BucketId, ObjectRecord};
@@ -23,6 +24,11 @@ pub struct Found {
     pub record: ObjectRecord,
     /// Holders with this exact version, each with its own record (carrying its inline fragments).
     pub sources: Vec<Source>,
+    /// Fragment slots whose holders answered with an older version or none: to be repaired.
+    pub stale: Vec<u8>,
+    /// Holders not waited for (slow, or not needed): asked only if the sources fall short.
+    pub unasked: Vec<(String, u8)>,
+    pub target: Target,
 }
 
 #[derive(Clone)]
@@ -32,67 +38,105 @@ pub struct Source {
     pub record: ObjectRecord,
 }
 
-/// Reads the key's record from its holders. `Ok(None)`: no live version.
+/// Reads the key's record from its holders. Returns as soon as a read quorum has answered and k
+/// of the answers carry the newest version (enough to read it), so a slow or paused holder does
+/// not hold up the request. `Ok(None)`: no live version.
 pub async fn find(
     cluster: &Cluster,
     bucket: &BucketId,
     key: &str,
 ) -> Result<Option<Found>, S3Error> {
     let holders = cluster.holders(bucket, key);
-    let answers = join_all(
-        holders
-            .iter()
-            .map(|h| cluster.client.object(&h.node.addr, bucket, key)),
-    )
-    .await;
-    let answered = answers.iter().filter(|a| a.is_ok()).count();
-    if answered < cluster.read_quorum() {
+    let mut pending: FuturesUnordered<_> = holders
+        .iter()
+        .map(|h| async move { (*h, cluster.client.object(&h.node.addr, bucket, key).await) })
+        .collect();
+    let k = cluster.layout.data_shards();
+    let mut answered = Vec::new();
+    while let Some((holder, answer)) = pending.next().await {
+        if let Ok(record) = answer {
+            answered.push((holder, record));
+        }
+        if answered.len() >= cluster.read_quorum() && readable(&answered, k) {
+            break;
+        }
+    }
+    if answered.len() < cluster.read_quorum() {
         return Err(S3Error::ServiceUnavailable(format!(
-            "{answered} of {} holders answered; {} needed",
+            "{} of {} holders answered; {} needed",
+            answered.len(),
             holders.len(),
             cluster.read_quorum()
         )));
     }
-    let records: Vec<(Holder, ObjectRecord)> = holders
-        .into_iter()
-        .zip(answers)
-        .filter_map(|(h, a)| a.ok().flatten().map(|r| (h, r)))
-        .collect();
-    let Some(newest) = records
-        .iter()
-        .map(|(_, r)| r)
-        .max_by_key(|r| r.version)
-        .cloned()
-    else {
+    let Some(newest) = newest(&answered).cloned() else {
         return Ok(None);
     };
     if newest.deleted {
         return Ok(None);
     }
-    let sources = records
-        .into_iter()
-        .filter(|(_, r)| r.version == newest.version)
-        .map(|(h, record)| Source {
-            addr: h.node.addr.clone(),
-            fragment: record.fragment,
-            record,
-        })
+    drop(pending);
+    let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.fragment).collect();
+    let unasked = holders
+        .iter()
+        .filter(|h| !answered_slots.contains(&h.fragment))
+        .map(|h| (h.node.addr.clone(), h.fragment))
         .collect();
+    let mut sources = Vec::new();
+    let mut stale = Vec::new();
+    for (holder, record) in answered {
+        match record {
+            Some(record) if record.version == newest.version => sources.push(Source {
+                addr: holder.node.addr.clone(),
+                fragment: record.fragment,
+                record,
+            }),
+            _ => stale.push(holder.fragment),
+        }
+    }
     Ok(Some(Found {
         record: newest,
         sources,
+        stale,
+        unasked,
+        target: Target {
+            bucket: *bucket,
+            key: key.to_string(),
+        },
     }))
+}
+
+fn newest<'a>(answered: &'a [(Holder, Option<ObjectRecord>)]) -> Option<&'a ObjectRecord> {
+    answered
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .max_by_key(|r| r.version)
+}
+
+/// True when the answers so far can serve a read: no live version, or k holders with the newest.
+fn readable(answered: &[(Holder, Option<ObjectRecord>)], k: usize) -> bool {
+    match newest(answered) {
+        None => true,
+        Some(n) if n.deleted => true,
+        Some(n) => {
+            answered
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.version == n.version))
+                .count()
+                >= k
+        }
+    }
 }
 
 /// Streams object bytes `[start, end]` (inclusive) as a response body. A failure part-way through
 /// ends the body with an error, so the client sees a broken transfer rather than short data.
+/// Afterwards, holders found stale, missing a fragment or holding a corrupt one are repaired in
+/// the background.
 pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end: u64) -> HttpBody {
     let len = end + 1 - start;
     let (tx, body) = ChannelBody::new(CHUNK_DEPTH, Some(len));
     tokio::spawn(async move {
-        if len == 0 {
-            return;
-        }
+        let mut bad = BTreeSet::new();
         let mut offset = 0u64;
         for (index, part) in found.record.parts.iter().enumerate() {
             let (part_start, part_end) = (offset, offset + part.size);
@@ -104,44 +148,91 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
                 start.max(part_start) - part_start,
                 end.min(part_end - 1) - part_start,
             );
-            let reader = PartReader {
-                cluster: &cluster,
-                codec: &codec,
-                index,
-                sources: &found.sources,
-                layout: StripeLayout {
-                    size: part.size,
-                    data_shards: codec.data_shards(),
-                    block_size: part.block_size as usize,
-                },
-            };
-            if let Err(e) = reader.send_range(local.0, local.1, &tx).await {
+            let reader = PartReader::new(&cluster, &codec, &found, index);
+            let sent = reader.send_range(local.0, local.1, &tx, &mut bad).await;
+            if let Err(e) = sent {
                 tracing::warn!(error = %e, "read failed part-way");
                 let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                return;
+                break;
             }
+        }
+        drop(tx);
+        bad.extend(found.stale.iter().copied());
+        bad.extend(stale_unasked(&cluster, &found).await);
+        if !bad.is_empty() {
+            let slots: Vec<u8> = bad.into_iter().collect();
+            crate::repair::repair(&cluster, &codec, &found, &slots).await;
         }
     });
     body.boxed()
 }
 
-struct PartReader<'a> {
+/// Slots among the holders `find` did not wait for whose record is missing or older: checked
+/// after the response, so that read repair also reaches holders that were slow to answer.
+async fn stale_unasked(cluster: &Cluster, found: &Found) -> Vec<u8> {
+    let checks = found.unasked.iter().map(|(addr, slot)| async move {
+        let answer = cluster
+            .client
+            .object(addr, &found.target.bucket, &found.target.key)
+            .await;
+        match answer {
+            Ok(Some(r)) if r.version >= found.record.version => None,
+            Ok(_) => Some(*slot),
+            Err(_) => None, // down: nothing to repair it with now
+        }
+    });
+    join_all(checks).await.into_iter().flatten().collect()
+}
+
+/// The object a read is for, to repair it afterwards.
+#[derive(Clone)]
+pub struct Target {
+    pub bucket: BucketId,
+    pub key: String,
+}
+
+/// Reads the stripes of one part of an object version from its sources.
+pub(crate) struct PartReader<'a> {
     cluster: &'a Cluster,
     codec: &'a Codec,
     /// The part's position in each source's record.
     index: usize,
-    sources: &'a [Source],
-    layout: StripeLayout,
+    found: &'a Found,
+    pub layout: StripeLayout,
 }
 
 type ChunkSender = Sender<Result<Bytes, std::io::Error>>;
 
-impl PartReader<'_> {
-    async fn send_range(&self, start: u64, end: u64, tx: &ChunkSender) -> Result<(), S3Error> {
+impl<'a> PartReader<'a> {
+    pub fn new(cluster: &'a Cluster, codec: &'a Codec, found: &'a Found, index: usize) -> Self {
+        let part = &found.record.parts[index];
+        PartReader {
+            cluster,
+            codec,
+            index,
+            found,
+            layout: StripeLayout {
+                size: part.size,
+                data_shards: codec.data_shards(),
+                block_size: part.block_size as usize,
+            },
+        }
+    }
+
+    /// Sends the part's bytes `[start, end]`; notes in `bad` the slots that failed to serve.
+    async fn send_range(
+        &self,
+        start: u64,
+        end: u64,
+        tx: &ChunkSender,
+        bad: &mut BTreeSet<u8>,
+    ) -> Result<(), S3Error> {
         let (first, last) = self.layout.stripes_for_range(start, end);
-        let mut fetcher = Fetcher::new(self, last);
+        let mut fetcher = self.fetcher(last);
         for stripe in first..=last {
-            let frames = fetcher.frames(stripe).await?;
+            let frames = fetcher.frames(stripe).await;
+            bad.append(&mut fetcher.bad);
+            let frames = frames?;
             let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
             let decoded = self
                 .codec
@@ -157,52 +248,72 @@ impl PartReader<'_> {
         }
         Ok(())
     }
+
+    /// Reads stripes up to `last` (inclusive), in order.
+    pub fn fetcher(&self, last: u64) -> Fetcher<'a, '_> {
+        let mut spare: Vec<Source> = self.found.sources.clone();
+        spare.sort_by_key(|s| s.fragment);
+        Fetcher {
+            reader: self,
+            end_offset: self.layout.frame_offset(last) + self.layout.frame_len(last) as u64,
+            active: Vec::new(),
+            spare: spare.into(),
+            unasked: self.found.unasked.clone().into(),
+            bad: BTreeSet::new(),
+        }
+    }
 }
 
-/// Keeps k verified frame streams open over a run of stripes, replacing any that fail.
-struct Fetcher<'a, 'r> {
+/// Keeps k verified frame streams open over a run of stripes, replacing any that fail, are
+/// corrupt, or stall for longer than the node timeout.
+pub(crate) struct Fetcher<'a, 'r> {
     reader: &'r PartReader<'a>,
     end_offset: u64,
     active: Vec<(u8, FragmentStream)>,
-    spare: VecDeque<&'r Source>,
+    spare: VecDeque<Source>,
+    unasked: VecDeque<(String, u8)>,
+    /// Slots that could not serve a valid frame.
+    pub bad: BTreeSet<u8>,
 }
 
-impl<'a, 'r> Fetcher<'a, 'r> {
-    fn new(reader: &'r PartReader<'a>, last: u64) -> Fetcher<'a, 'r> {
-        let mut spare: Vec<&Source> = reader.sources.iter().collect();
-        spare.sort_by_key(|s| s.fragment);
-        Fetcher {
-            reader,
-            end_offset: reader.layout.frame_offset(last) + reader.layout.frame_len(last) as u64,
-            active: Vec::new(),
-            spare: spare.into(),
-        }
-    }
-
+impl Fetcher<'_, '_> {
     /// One stripe's frames: at least k of them present and hash-verified.
-    async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Bytes>>, S3Error> {
+    pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Bytes>>, S3Error> {
         let k = self.reader.codec.data_shards();
+        let timeout = self.reader.cluster.timeout;
         let mut frames = vec![None; self.reader.codec.width()];
         let mut have = 0;
         let mut pending = std::mem::take(&mut self.active);
         loop {
             while have + pending.len() < k {
-                let Some(source) = self.spare.pop_front() else {
+                let Some(source) = self.next_source().await else {
                     return Err(S3Error::ServiceUnavailable(format!(
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     )));
                 };
-                if let Some(stream) = self.open(source, stripe).await {
-                    pending.push((source.fragment, stream));
+                match self.open(&source, stripe).await {
+                    Some(stream) => pending.push((source.fragment, stream)),
+                    None => {
+                        self.bad.insert(source.fragment);
+                    }
                 }
             }
             let len = self.reader.layout.frame_len(stripe);
-            let reads = join_all(pending.iter_mut().map(|(_, s)| s.read_frame(len))).await;
+            let reads = join_all(
+                pending
+                    .iter_mut()
+                    .map(|(_, s)| tokio::time::timeout(timeout, s.read_frame(len))),
+            )
+            .await;
             for ((fragment, stream), read) in pending.drain(..).zip(reads) {
-                let Some(frame) = read else { continue };
+                let Ok(Some(frame)) = read else {
+                    self.bad.insert(fragment);
+                    continue;
+                };
                 let (block, hash) = frame.split_at(frame.len() - HASH_LEN);
                 if erasure::block_hash(stripe, fragment as usize, block) != hash {
                     tracing::warn!(fragment, stripe, "corrupt block found on read");
+                    self.bad.insert(fragment);
                     continue;
                 }
                 frames[fragment as usize] = Some(frame);
@@ -213,6 +324,35 @@ impl<'a, 'r> Fetcher<'a, 'r> {
                 return Ok(frames);
             }
         }
+    }
+
+    /// The next holder to read from: one known to have the version, else one not yet asked.
+    async fn next_source(&mut self) -> Option<Source> {
+        if let Some(source) = self.spare.pop_front() {
+            return Some(source);
+        }
+        let found = self.reader.found;
+        while let Some((addr, slot)) = self.unasked.pop_front() {
+            let answer = self
+                .reader
+                .cluster
+                .client
+                .object(&addr, &found.target.bucket, &found.target.key)
+                .await;
+            match answer {
+                Ok(Some(record)) if record.version == found.record.version => {
+                    return Some(Source {
+                        addr,
+                        fragment: record.fragment,
+                        record,
+                    })
+                }
+                _ => {
+                    self.bad.insert(slot);
+                }
+            }
+        }
+        None
     }
 
     async fn open(&self, source: &Source, stripe: u64) -> Option<FragmentStream> {

@@ -13,6 +13,7 @@ mod multipart;
 mod objects;
 mod payload;
 mod put;
+mod repair;
 mod router;
 mod server;
 mod sigv4;

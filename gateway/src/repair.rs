@@ -1,0 +1,156 @@
+//! Read repair: rebuild, from k good fragments, the fragments and records of holders that are
+//! stale, missing a fragment, or hold a corrupt one, and commit them there. Healing a node runs
+//! the same repair for every object the node should hold.
+
+use crate::cluster::{Cluster, Holder};
+use crate::error::S3Error;
+use crate::get::{Found, PartReader, Target};
+use bytes::Bytes;
+use erasure::Codec;
+use futures::future::join_all;
+use storage_node::body::ChannelBody;
+use storage_node::protocol::CommitRequest;
+
+/// Frames queued per repaired holder.
+const FRAME_DEPTH: usize = 4;
+
+/// Repairs the given fragment slots of `found`'s version; failures are logged, not returned, since
+/// repair runs after the client has been answered. Returns the bytes of fragments rewritten.
+pub async fn repair(cluster: &Cluster, codec: &Codec, found: &Found, slots: &[u8]) -> u64 {
+    let target = &found.target;
+    match try_repair(cluster, codec, target, found, slots).await {
+        Ok(bytes) => {
+            tracing::info!(key = %target.key, ?slots, bytes, "repaired fragments");
+            bytes
+        }
+        Err(e) => {
+            tracing::warn!(key = %target.key, ?slots, error = %e, "repair failed");
+            0
+        }
+    }
+}
+
+async fn try_repair(
+    cluster: &Cluster,
+    codec: &Codec,
+    target: &Target,
+    found: &Found,
+    slots: &[u8],
+) -> Result<u64, S3Error> {
+    let holders = cluster.holders(&target.bucket, &target.key);
+    let wanted: Vec<usize> = slots.iter().map(|s| *s as usize).collect();
+    let mut inline: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); found.record.parts.len()];
+    let mut rewritten = 0u64;
+    for index in 0..found.record.parts.len() {
+        let reader = PartReader::new(cluster, codec, found, index);
+        let is_inline = found.sources.iter().any(|s| {
+            s.record
+                .parts
+                .get(index)
+                .is_some_and(|p| p.inline.is_some())
+        });
+        let stripes = reader.layout.stripe_count();
+        if is_inline {
+            let mut rebuilt = vec![Vec::new(); wanted.len()];
+            if stripes > 0 {
+                let mut fetcher = reader.fetcher(stripes - 1);
+                for stripe in 0..stripes {
+                    let frames =
+                        rebuild_stripe(codec, &reader, &mut fetcher, stripe, &wanted).await?;
+                    for (out, frame) in rebuilt.iter_mut().zip(frames) {
+                        out.extend_from_slice(&frame);
+                    }
+                }
+            }
+            inline[index] = rebuilt.into_iter().map(Some).collect();
+        } else {
+            rewritten +=
+                stream_part(cluster, codec, &reader, found, index, &holders, &wanted).await?;
+            inline[index] = vec![None; wanted.len()];
+        }
+    }
+    let commits = wanted.iter().enumerate().map(|(i, &slot)| {
+        let mut record = found.record.clone();
+        record.fragment = slot as u8;
+        for (part, rebuilt) in record.parts.iter_mut().zip(&inline) {
+            part.inline = rebuilt[i].clone();
+        }
+        let request = CommitRequest {
+            bucket: target.bucket,
+            key: target.key.clone(),
+            record,
+            upload_id: None,
+        };
+        let addr = holders[slot].node.addr.clone();
+        async move { cluster.client.commit(&addr, &request).await }
+    });
+    for answer in join_all(commits).await {
+        answer?;
+    }
+    Ok(rewritten)
+}
+
+async fn rebuild_stripe(
+    codec: &Codec,
+    reader: &PartReader<'_>,
+    fetcher: &mut crate::get::Fetcher<'_, '_>,
+    stripe: u64,
+    wanted: &[usize],
+) -> Result<Vec<Vec<u8>>, S3Error> {
+    let frames = fetcher.frames(stripe).await?;
+    let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
+    codec
+        .rebuild_frames(&reader.layout, stripe, &refs, wanted)
+        .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))
+}
+
+/// Streams the rebuilt fragment of one file part to each wanted holder.
+async fn stream_part(
+    cluster: &Cluster,
+    codec: &Codec,
+    reader: &PartReader<'_>,
+    found: &Found,
+    index: usize,
+    holders: &[Holder<'_>],
+    wanted: &[usize],
+) -> Result<u64, S3Error> {
+    let part = &found.record.parts[index];
+    let layout = reader.layout;
+    let mut senders = Vec::new();
+    let mut uploads = Vec::new();
+    for &slot in wanted {
+        let (tx, body) = ChannelBody::new(FRAME_DEPTH, Some(layout.fragment_len()));
+        senders.push(Some(tx));
+        uploads.push(cluster.client.put_fragment(
+            &holders[slot].node.addr,
+            &part.fragment_id,
+            slot as u8,
+            layout,
+            body.boxed(),
+        ));
+    }
+    let feed = async move {
+        let stripes = layout.stripe_count();
+        if stripes == 0 {
+            return Ok(());
+        }
+        let mut fetcher = reader.fetcher(stripes - 1);
+        for stripe in 0..stripes {
+            let frames = rebuild_stripe(codec, reader, &mut fetcher, stripe, wanted).await?;
+            for (slot, frame) in senders.iter_mut().zip(frames) {
+                if let Some(tx) = slot {
+                    if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        Ok::<_, S3Error>(())
+    };
+    let (fed, outcomes) = tokio::join!(feed, join_all(uploads));
+    fed?;
+    for outcome in outcomes {
+        outcome?;
+    }
+    Ok(layout.fragment_len() * wanted.len() as u64)
+}
