@@ -1,6 +1,7 @@
 //! The `tessera` command: run a storage node or gateway from a config file, or a whole local
 //! cluster for development.
 
+mod bench;
 mod config;
 mod dev;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Start a local cluster: one region, three zones of two storage nodes, 4+2 erasure coding,
     /// each node and the gateway in its own process.
     Dev(dev::DevArgs),
+    /// Load an S3 endpoint with PUT, GET, mixed or LIST requests and report throughput and
+    /// latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server { config } => server(config).await,
             Command::Dev(args) => dev::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

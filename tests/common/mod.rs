@@ -1,18 +1,13 @@
 //! Test harness: a `tessera dev` cluster of real processes in a temporary folder, and a small
-//! SigV4-signing S3 client over real TCP.
+//! SigV4-signing S3 client over real TCP (`tessera::client`).
 #![allow(dead_code)] // each test file uses part of the harness
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tessera::client;
 
 pub const ACCESS_KEY: &str = "TESTACCESSKEY";
 pub const SECRET_KEY: &str = "test-secret-key-0123456789";
@@ -29,6 +24,11 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start() -> TestCluster {
+        TestCluster::start_with(&[])
+    }
+
+    /// Starts `tessera dev` with extra arguments.
+    pub fn start_with(extra: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -39,6 +39,7 @@ impl TestCluster {
             .args(["dev", "--data-dir"])
             .arg(dir.path())
             .args(["--s3-port", &port.to_string()])
+            .args(extra)
             .env("TESSERA_ACCESS_KEY_ID", ACCESS_KEY)
             .env("TESSERA_SECRET_ACCESS_KEY", SECRET_KEY)
             .stdout(Stdio::piped())
@@ -77,13 +78,22 @@ impl TestCluster {
         self.path().join(process).join("pid")
     }
 
-    /// SIGKILLs a node (or "gateway") by the pid it recorded.
-    pub fn kill(&self, process: &str) {
-        let pid: i32 = std::fs::read_to_string(self.pid_file(process))
+    fn pid(&self, process: &str) -> i32 {
+        std::fs::read_to_string(self.pid_file(process))
             .expect("pid file")
             .trim()
             .parse()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, ...) to a node or "gateway".
+    pub fn signal(&self, process: &str, signal: i32) {
+        unsafe { libc::kill(self.pid(process), signal) };
+    }
+
+    /// SIGKILLs a node (or "gateway") by the pid it recorded.
+    pub fn kill(&self, process: &str) {
+        let pid = self.pid(process);
         unsafe { libc::kill(pid, libc::SIGKILL) };
         // Wait until the port is closed, so that the next request sees it down.
         let start = Instant::now();
@@ -186,63 +196,21 @@ impl Drop for TestCluster {
     }
 }
 
-/// An S3 answer.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: Bytes,
-}
+#[allow(unused_imports)] // each test file uses part of the harness
+pub use tessera::client::{hmac, BodySigning, Reply};
 
-impl Reply {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The `<Code>` of an S3 error body.
-    pub fn code(&self) -> String {
-        let text = self.text();
-        text.split("<Code>")
-            .nth(1)
-            .and_then(|s| s.split("</Code>").next())
-            .unwrap_or("")
-            .to_string()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-/// How a request body is signed.
-pub enum BodySigning {
-    /// x-amz-content-sha256 is the body's SHA-256.
-    Hashed,
-    /// x-amz-content-sha256 is this literal value (UNSIGNED-PAYLOAD, STREAMING-...).
-    Literal(&'static str),
-}
-
+/// The harness's client: `tessera::client` with the test credentials, panicking when the
+/// gateway does not answer.
 pub struct S3Client {
-    endpoint: String,
-    host: String,
-    access_key: String,
-    secret_key: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    inner: client::Client,
 }
 
 impl S3Client {
     pub fn new(endpoint: &str, access_key: &str, secret_key: &str) -> S3Client {
+        let mut config = client::ClientConfig::new(endpoint, access_key, secret_key);
+        config.region = REGION.into();
         S3Client {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            host: endpoint
-                .split("://")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string(),
-            access_key: access_key.into(),
-            secret_key: secret_key.into(),
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            inner: client::Client::new(config).expect("an S3 client"),
         }
     }
 
@@ -282,12 +250,14 @@ impl S3Client {
         body: Bytes,
         signing: BodySigning,
     ) -> Reply {
-        let (mut all, _) = self.sign(method, path, headers, &body, signing);
-        all.retain(|(k, _)| k != "host");
-        self.raw(method, path, &all, body).await
+        self.inner
+            .send_signed(method, path, headers, body, signing)
+            .await
+            .expect("the gateway answered")
     }
 
-    /// Signs a request; returns all headers to send (with Authorization) and the seed signature.
+    /// Signs a request; returns all headers to send (with Host and Authorization) and the seed
+    /// signature.
     pub fn sign(
         &self,
         method: &str,
@@ -296,57 +266,7 @@ impl S3Client {
         body: &[u8],
         signing: BodySigning,
     ) -> (Vec<(String, String)>, String) {
-        let now = chrono::Utc::now();
-        let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-        let date = &amz_date[..8];
-        let payload = match signing {
-            BodySigning::Hashed => hex::encode(Sha256::digest(body)),
-            BodySigning::Literal(v) => v.to_string(),
-        };
-        let mut all: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect();
-        all.push(("host".into(), self.host.clone()));
-        all.push(("x-amz-date".into(), amz_date.clone()));
-        all.push(("x-amz-content-sha256".into(), payload.clone()));
-        all.sort();
-        let (uri, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut pairs: Vec<(String, String)> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect();
-        pairs.sort();
-        let canonical_query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let signed: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
-        let signed = signed.join(";");
-        let canonical_headers: String = all
-            .iter()
-            .map(|(k, v)| format!("{k}:{}\n", v.trim()))
-            .collect();
-        let canonical = format!(
-            "{method}\n{uri}\n{}\n{canonical_headers}\n{signed}\n{payload}",
-            canonical_query.join("&")
-        );
-        let scope = format!("{date}/{REGION}/s3/aws4_request");
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let key = signing_key(&self.secret_key, date);
-        let signature = hex::encode(hmac(&key, to_sign.as_bytes()));
-        all.push((
-            "authorization".into(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-                self.access_key
-            ),
-        ));
-        (all, signature)
+        self.inner.sign(method, path, headers, body, signing)
     }
 
     /// Sends exactly these headers, unsigned unless they carry a signature.
@@ -357,48 +277,15 @@ impl S3Client {
         headers: &[(String, String)],
         body: Bytes,
     ) -> Reply {
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.endpoint));
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = self
-            .http
-            .request(req.body(Full::new(body)).unwrap())
+        self.inner
+            .raw(method, path, headers, body)
             .await
-            .expect("the gateway answered");
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+            .expect("the gateway answered")
     }
 }
 
 pub fn signing_key(secret: &str, date: &str) -> [u8; 32] {
-    let k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    let k = hmac(&k, REGION.as_bytes());
-    let k = hmac(&k, b"s3");
-    hmac(&k, b"aws4_request")
-}
-
-pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    client::signing_key(secret, date, REGION)
 }
 
 /// Deterministic pseudo-random bytes, so a failure can be reproduced.
