@@ -32,6 +32,17 @@ pub enum Workload {
     List,
 }
 
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::Get => "get",
+            Workload::Mixed => "mixed",
+            Workload::List => "list",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// S3 endpoint.
@@ -597,8 +608,8 @@ impl OpReport {
 impl Report {
     fn table(&self) -> String {
         let mut out = format!(
-            "{:?} of {} objects, concurrency {}, {:.1} s, {} bucket {}\n",
-            self.workload,
+            "{} of {} objects, concurrency {}, {:.1} s, {} bucket {}\n",
+            self.workload.name(),
             human_size(self.size),
             self.concurrency,
             self.elapsed_s,
