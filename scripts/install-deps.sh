@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tessera needs on a fresh Debian machine with Rust, gcc and
-# Python: libclang (for the rocksdb crate), the S3 clients the tests drive, and a Python venv.
+# Python: libclang (for the rocksdb crate), the S3 clients the tests drive (aws CLI, rclone), and a
+# Python venv.
 #   scripts/install-deps.sh build   # only what `cargo build` needs
 #   scripts/install-deps.sh test    # everything the test suite needs (default)
 set -euo pipefail
@@ -9,7 +10,7 @@ what="${1:-test}"
 
 apt_packages=(clang libclang-dev)
 if [ "$what" = test ]; then
-  apt_packages+=(awscli openssl)
+  apt_packages+=(awscli openssl rclone)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -16,6 +16,7 @@
 //! listen = "0.0.0.0:9000"
 //! access_key_id = "..."
 //! secret_access_key = "..."
+//! # root_domain = "s3.example.com"  # also serve <bucket>.s3.example.com (default: none)
 //! ```
 
 use anyhow::Context;

@@ -69,6 +69,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let gateway = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], args.s3_port)),
         region: "us-east-1".into(),
+        // Browsers and curl resolve `<bucket>.localhost` to the loopback address: virtual-hosted style.
+        root_domain: Some("localhost".into()),
         access_key_id: access_key_id.clone(),
         secret_access_key: SecretKey(secret_access_key.clone()),
         tls_cert: args.tls_cert.map(|p| absolute(&p)).transpose()?,

@@ -46,7 +46,7 @@ pub async fn list_buckets(gw: &Gateway) -> Result<S3Response, S3Error> {
     for bucket in &buckets {
         xml.open("Bucket")
             .elem("Name", &bucket.name)
-            .elem("CreationDate", iso8601(bucket.version))
+            .elem("CreationDate", iso8601(bucket.created()))
             .close();
     }
     xml.close();
@@ -88,13 +88,7 @@ pub async fn head_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error
 }
 
 pub async fn delete_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
-    let bucket = gw
-        .cluster
-        .buckets(true)
-        .await?
-        .remove(name)
-        .filter(|b| !b.deleted)
-        .ok_or(S3Error::NoSuchBucket)?;
+    let bucket = live_bucket(gw, name).await?;
     let query = ListQuery {
         prefix: String::new(),
         delimiter: None,
@@ -115,6 +109,46 @@ pub async fn delete_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Err
         .status(http::StatusCode::NO_CONTENT)
         .body(empty())
         .expect("response parts are valid"))
+}
+
+/// The bucket's record read fresh from the nodes (not the cache), for read-modify-write.
+async fn live_bucket(gw: &Gateway, name: &str) -> Result<BucketRecord, S3Error> {
+    gw.cluster
+        .buckets(true)
+        .await?
+        .remove(name)
+        .filter(|b| !b.deleted)
+        .ok_or(S3Error::NoSuchBucket)
+}
+
+/// Changes a live bucket's settings: a new version of its record, written to every node (the
+/// system table converges by last writer wins, so of two concurrent changes one is lost whole).
+pub async fn update_bucket(
+    gw: &Gateway,
+    name: &str,
+    change: impl FnOnce(&mut BucketRecord),
+) -> Result<(), S3Error> {
+    let mut record = live_bucket(gw, name).await?;
+    record.created = Some(record.created());
+    record.version = Version::now();
+    change(&mut record);
+    gw.cluster.put_bucket(record).await
+}
+
+/// Operations for which S3 requires an integrity check on the body: Content-MD5 or a checksum.
+pub fn require_integrity(req: &S3Request) -> Result<(), S3Error> {
+    let has_checksum = req.header("content-md5").is_some()
+        || req.header("x-amz-trailer").is_some()
+        || crate::checksum::Algorithm::ALL
+            .into_iter()
+            .any(|a| req.header(&a.header()).is_some());
+    if has_checksum {
+        Ok(())
+    } else {
+        Err(S3Error::InvalidRequest(
+            "Missing required header for this request: Content-MD5".into(),
+        ))
+    }
 }
 
 pub async fn location(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {

@@ -148,6 +148,7 @@ impl Cluster {
             id: rand::random(),
             version: Version::now(),
             deleted: false,
+            ..BucketRecord::default()
         }
     }
 }

@@ -23,6 +23,11 @@ pub struct GatewayConfig {
     /// Objects (and parts) up to this size keep their fragments inside the metadata record. Default 64 KiB.
     #[serde(default = "default_inline_threshold")]
     pub inline_threshold: u64,
+    /// Domain for virtual-hosted-style requests: a `Host` of `<bucket>.<root_domain>` names the
+    /// bucket, and the path is the key. Default: none (path-style only). Path-style requests keep
+    /// working either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_domain: Option<String>,
     /// Bytes per erasure block; a stripe carries k of them. Default 256 KiB.
     #[serde(default = "default_block_size")]
     pub block_size: usize,

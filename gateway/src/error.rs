@@ -63,6 +63,18 @@ pub enum S3Error {
     PreconditionFailed,
     #[error("The specified method is not allowed against this resource.")]
     MethodNotAllowed,
+    #[error("The TagSet does not exist")]
+    NoSuchTagSet,
+    #[error("The CORS configuration does not exist")]
+    NoSuchCorsConfiguration,
+    #[error("{0}")]
+    InvalidTag(&'static str),
+    /// A CORS preflight that no rule allows (S3's `AccessForbidden`).
+    #[error("CORSResponse: {0}")]
+    CorsForbidden(&'static str),
+    /// A CORS preflight without the headers it needs (S3's `BadRequest`).
+    #[error("{0}")]
+    CorsBadRequest(&'static str),
     #[error("{0} is not implemented by Tessera.")]
     NotImplemented(&'static str),
     #[error("Not enough storage nodes answered: {0}")]
@@ -102,6 +114,11 @@ impl S3Error {
             InvalidPartOrder => "InvalidPartOrder",
             PreconditionFailed => "PreconditionFailed",
             MethodNotAllowed => "MethodNotAllowed",
+            NoSuchTagSet => "NoSuchTagSet",
+            NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
+            InvalidTag(_) => "InvalidTag",
+            CorsForbidden(_) => "AccessForbidden",
+            CorsBadRequest(_) => "BadRequest",
             NotImplemented(_) => "NotImplemented",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalError",
@@ -111,10 +128,14 @@ impl S3Error {
     pub fn status(&self) -> StatusCode {
         use S3Error::*;
         match self {
-            AccessDenied(_) | InvalidAccessKeyId | SignatureDoesNotMatch | RequestTimeTooSkewed => {
-                StatusCode::FORBIDDEN
+            AccessDenied(_)
+            | InvalidAccessKeyId
+            | SignatureDoesNotMatch
+            | RequestTimeTooSkewed
+            | CorsForbidden(_) => StatusCode::FORBIDDEN,
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchTagSet | NoSuchCorsConfiguration => {
+                StatusCode::NOT_FOUND
             }
-            NoSuchBucket | NoSuchKey | NoSuchUpload => StatusCode::NOT_FOUND,
             BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
             InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             MissingContentLength => StatusCode::LENGTH_REQUIRED,

@@ -66,6 +66,17 @@ pub enum Condition {
 
 /// Evaluates If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since in S3's order.
 pub fn evaluate_conditions(parts: &Parts, etag: &str, modified: DateTime<Utc>) -> Condition {
+    evaluate_prefixed(parts, "", etag, modified)
+}
+
+/// The same conditions under a prefix: `x-amz-copy-source-` for a copy's source.
+pub fn evaluate_prefixed(
+    parts: &Parts,
+    prefix: &str,
+    etag: &str,
+    modified: DateTime<Utc>,
+) -> Condition {
+    let header = |_: &Parts, name: &str| header(parts, &format!("{prefix}{name}"));
     let etag_matches = |list: &str| {
         list.split(',')
             .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))

@@ -2,10 +2,11 @@
 //! commits one object record that lists the parts.
 
 use crate::buckets::iso8601;
+use crate::checksum::Expected;
 use crate::error::S3Error;
 use crate::objects::{commit_record, stored_headers, stripe_layout, MAX_PUT_SIZE};
 use crate::payload::PayloadReader;
-use crate::put::{commit_quorum, store_part, PartPlan};
+use crate::put::{commit_quorum, store_part, PartPlan, StoredPart};
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
 use crate::xml::{parse_complete_parts, XmlWriter};
 use futures::future::join_all;
@@ -35,6 +36,7 @@ pub async fn create(
         version: Version::now(),
         headers: stored_headers(&req),
         checksum_algorithm: req.header("x-amz-checksum-algorithm").map(str::to_string),
+        tags: crate::tagging::from_header(req.header("x-amz-tagging"))?,
     };
     let holders = gw.cluster.holders(&bucket.id, key);
     let request = UploadRequest {
@@ -90,14 +92,16 @@ async fn find_upload(
         .ok_or(S3Error::NoSuchUpload)
 }
 
-pub async fn upload_part(
+/// What UploadPart and UploadPartCopy check first: the part number (1 to 10000), the bucket and
+/// the upload.
+pub async fn open_part(
     gw: &Gateway,
     bucket: &str,
     key: &str,
     upload_id: &str,
-    req: S3Request,
-) -> Result<S3Response, S3Error> {
-    let number: u32 = req
+    req: &S3Request,
+) -> Result<(u32, BucketRecord), S3Error> {
+    let number = req
         .query
         .get("partNumber")
         .and_then(|n| n.parse().ok())
@@ -107,11 +111,57 @@ pub async fn upload_part(
         })?;
     let bucket = gw.cluster.bucket(bucket).await?;
     find_upload(gw, &bucket, key, upload_id).await?;
+    Ok((number, bucket))
+}
+
+pub async fn upload_part(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let (number, bucket) = open_part(gw, bucket, key, upload_id, &req).await?;
     let size = req.content_length()?;
     if size > MAX_PUT_SIZE {
         return Err(S3Error::EntityTooLarge);
     }
     let expected = req.expected_digests()?;
+    let mut payload = PayloadReader::new(req.body, req.auth, size);
+    let (stored, _) = store_upload_part(
+        gw,
+        &bucket,
+        key,
+        upload_id,
+        number,
+        size,
+        &mut payload,
+        &expected,
+    )
+    .await?;
+    let mut response =
+        Response::builder().header(http::header::ETAG, format!("\"{}\"", stored.data.md5));
+    if let Some(c) = &stored.verified.checksum {
+        response = response.header(
+            format!("x-amz-checksum-{}", c.algorithm.to_ascii_lowercase()),
+            &c.value,
+        );
+    }
+    Ok(response.body(empty()).expect("response parts are valid"))
+}
+
+/// Stores one part's bytes on the key's holders and records it there; returns it and its version.
+#[allow(clippy::too_many_arguments)]
+pub async fn store_upload_part(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+    number: u32,
+    size: u64,
+    payload: &mut PayloadReader,
+    expected: &Expected,
+) -> Result<(StoredPart, Version), S3Error> {
     let version = Version::now();
     let holders = gw.cluster.holders(&bucket.id, key);
     let plan = PartPlan {
@@ -125,8 +175,7 @@ pub async fn upload_part(
         ]),
         inline: size <= gw.config.inline_threshold,
     };
-    let mut payload = PayloadReader::new(req.body, req.auth, size);
-    let stored = store_part(&gw.cluster, &gw.codec, plan, &mut payload, &expected).await?;
+    let stored = store_part(&gw.cluster, &gw.codec, plan, payload, expected).await?;
     let client = &gw.cluster.client;
     commit_quorum(&gw.cluster, &holders, &stored.stored, |h| {
         let request = PartRequest {
@@ -140,15 +189,7 @@ pub async fn upload_part(
         async move { client.put_part(&h.node.addr, &request).await }
     })
     .await?;
-    let mut response =
-        Response::builder().header(http::header::ETAG, format!("\"{}\"", stored.data.md5));
-    if let Some(c) = &stored.verified.checksum {
-        response = response.header(
-            format!("x-amz-checksum-{}", c.algorithm.to_ascii_lowercase()),
-            &c.value,
-        );
-    }
-    Ok(response.body(empty()).expect("response parts are valid"))
+    Ok((stored, version))
 }
 
 /// Each holder's part records (None: it did not answer), and the newest version of each part.
@@ -189,6 +230,8 @@ pub async fn complete(
 ) -> Result<S3Response, S3Error> {
     let bucket_record = gw.cluster.bucket(bucket).await?;
     let upload = find_upload(gw, &bucket_record, key, upload_id).await?;
+    // Checked before the parts are read; as for PutObject, not atomic with the commit.
+    crate::objects::check_write_conditions(gw, &bucket_record, key, &req).await?;
     let requested = parse_complete_parts(&req.read_small_body(4 << 20).await?)?;
     if requested.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(S3Error::InvalidPartOrder);
@@ -241,6 +284,7 @@ pub async fn complete(
         parity_shards: gw.codec.parity_shards() as u8,
         fragment,
         parts: holder_parts[fragment as usize].clone().unwrap_or_default(),
+        tags: upload.tags.clone(),
     };
     commit_record(
         gw,

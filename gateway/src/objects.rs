@@ -1,5 +1,6 @@
 //! PutObject, GetObject, HeadObject and DeleteObject.
 
+use crate::checksum::Expected;
 use crate::error::S3Error;
 use crate::get;
 use crate::http_util::{evaluate_conditions, parse_range, Condition};
@@ -11,7 +12,9 @@ use erasure::StripeLayout;
 use http::{Response, StatusCode};
 use storage_node::body::empty;
 use storage_node::protocol::CommitRequest;
-use storage_node::record::{fragment_id, BucketRecord, ObjectRecord, PartData, Version};
+use storage_node::record::{
+    fragment_id, BucketRecord, ObjectRecord, PartData, StoredChecksum, Version,
+};
 
 /// The largest object a single PUT (or one part) may carry, as in S3.
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
@@ -51,6 +54,57 @@ pub async fn put_object(
     }
     let expected = req.expected_digests()?;
     let headers = stored_headers(&req);
+    let tags = crate::tagging::from_header(req.header("x-amz-tagging"))?;
+    check_write_conditions(gw, &bucket, key, &req).await?;
+    let mut payload = PayloadReader::new(req.body, req.auth, size);
+    let written = write_object(
+        gw,
+        &bucket,
+        key,
+        NewObject {
+            size,
+            headers,
+            tags,
+        },
+        &mut payload,
+        &expected,
+    )
+    .await?;
+    let mut response =
+        Response::builder().header(http::header::ETAG, format!("\"{}\"", written.etag));
+    if let Some(c) = &written.checksum {
+        response = response.header(
+            format!("x-amz-checksum-{}", c.algorithm.to_ascii_lowercase()),
+            &c.value,
+        );
+    }
+    Ok(response.body(empty()).expect("response parts are valid"))
+}
+
+/// What a new object version keeps besides its bytes.
+pub struct NewObject {
+    pub size: u64,
+    pub headers: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A committed object version.
+pub struct Written {
+    pub etag: String,
+    pub checksum: Option<StoredChecksum>,
+    pub version: Version,
+}
+
+/// Stores `payload` as the new version of `key` and commits it to a write quorum of its holders.
+pub async fn write_object(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    object: NewObject,
+    payload: &mut PayloadReader,
+    expected: &Expected,
+) -> Result<Written, S3Error> {
+    let size = object.size;
     let version = Version::now();
     let holders = gw.cluster.holders(&bucket.id, key);
     let plan = PartPlan {
@@ -60,8 +114,7 @@ pub async fn put_object(
         fragment_id: fragment_id(&[&bucket.id, key.as_bytes(), version.to_string().as_bytes()]),
         inline: size <= gw.config.inline_threshold,
     };
-    let mut payload = PayloadReader::new(req.body, req.auth, size);
-    let stored = store_part(&gw.cluster, &gw.codec, plan, &mut payload, &expected).await?;
+    let stored = store_part(&gw.cluster, &gw.codec, plan, payload, expected).await?;
     let etag = stored.data.md5.clone();
     let checksum = stored.verified.checksum.clone();
     let record_for = |fragment: u8| ObjectRecord {
@@ -69,22 +122,64 @@ pub async fn put_object(
         deleted: false,
         size,
         etag: etag.clone(),
-        headers: headers.clone(),
+        headers: object.headers.clone(),
         checksum: checksum.clone(),
         data_shards: gw.codec.data_shards() as u8,
         parity_shards: gw.codec.parity_shards() as u8,
         fragment,
         parts: vec![stored.for_holder(fragment as usize)],
+        tags: object.tags.clone(),
     };
-    commit_record(gw, &bucket, key, &holders, &stored.stored, record_for, None).await?;
-    let mut response = Response::builder().header(http::header::ETAG, format!("\"{etag}\""));
-    if let Some(c) = &checksum {
-        response = response.header(
-            format!("x-amz-checksum-{}", c.algorithm.to_ascii_lowercase()),
-            &c.value,
-        );
+    commit_record(gw, bucket, key, &holders, &stored.stored, record_for, None).await?;
+    Ok(Written {
+        etag,
+        checksum,
+        version,
+    })
+}
+
+/// Conditional writes: `If-None-Match: *` (412 when the key has a live version) and
+/// `If-Match: "etag"` (404 when it has none, 412 when its ETag differs).
+///
+/// Not atomic: the current version is read from a read quorum of the holders before the data is
+/// stored, and nothing holds the key between that check and the commit. Two conditional writes
+/// racing on one key (through one gateway or several) can both pass the check; the holders then
+/// keep the one with the later version (last writer wins), and both clients are told they
+/// succeeded. S3 itself would fail the loser with 409 ConditionalRequestConflict. What the check
+/// does guarantee is that a write acknowledged before this request started is seen (R + W > k+m).
+pub async fn check_write_conditions(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    req: &S3Request,
+) -> Result<(), S3Error> {
+    let if_match = req.header("if-match");
+    let if_none_match = req.header("if-none-match");
+    if if_match.is_none() && if_none_match.is_none() {
+        return Ok(());
     }
-    Ok(response.body(empty()).expect("response parts are valid"))
+    if if_none_match.is_some_and(|v| v.trim() != "*") {
+        return Err(S3Error::NotImplemented(
+            "If-None-Match with a value other than * on a write",
+        ));
+    }
+    let current = get::find(&gw.cluster, &bucket.id, key)
+        .await?
+        .map(|found| found.record.etag);
+    if if_none_match.is_some() && current.is_some() {
+        return Err(S3Error::PreconditionFailed);
+    }
+    if let Some(list) = if_match {
+        let etag = current.ok_or(S3Error::NoSuchKey)?;
+        let matches = list
+            .split(',')
+            .map(|t| t.trim().trim_matches('"'))
+            .any(|t| t == "*" || t == etag);
+        if !matches {
+            return Err(S3Error::PreconditionFailed);
+        }
+    }
+    Ok(())
 }
 
 pub fn stripe_layout(gw: &Gateway, size: u64) -> StripeLayout {
@@ -181,6 +276,9 @@ pub async fn get_object(
     if part_number.is_some() {
         response = response.header("x-amz-mp-parts-count", record.parts.len());
     }
+    if !record.tags.is_empty() {
+        response = response.header("x-amz-tagging-count", record.tags.len());
+    }
     if let Some(c) = record.checksum.as_ref().filter(|_| {
         !partial
             && req
@@ -221,21 +319,21 @@ fn part_span(parts: &[PartData], number: usize) -> Result<Option<(u64, u64)>, S3
 
 pub async fn delete_object(gw: &Gateway, bucket: &str, key: &str) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
-    let holders = gw.cluster.holders(&bucket.id, key);
-    let tombstone = ObjectRecord::tombstone(Version::now());
-    let all = vec![true; holders.len()];
-    commit_record(
-        gw,
-        &bucket,
-        key,
-        &holders,
-        &all,
-        |_| tombstone.clone(),
-        None,
-    )
-    .await?;
+    write_tombstone(gw, &bucket, key).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(empty())
         .expect("response parts are valid"))
+}
+
+/// Deletes a key: a tombstone committed to a write quorum of its holders.
+pub async fn write_tombstone(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+) -> Result<(), S3Error> {
+    let holders = gw.cluster.holders(&bucket.id, key);
+    let tombstone = ObjectRecord::tombstone(Version::now());
+    let all = vec![true; holders.len()];
+    commit_record(gw, bucket, key, &holders, &all, |_| tombstone.clone(), None).await
 }

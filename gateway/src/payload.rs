@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
+use storage_node::body::HttpBody;
 
 /// Longest chunk header or trailer line accepted; real ones are under 200 bytes.
 const MAX_LINE: usize = 4096;
@@ -19,7 +20,7 @@ enum Chunked {
 }
 
 pub struct PayloadReader {
-    body: Incoming,
+    body: HttpBody,
     buf: BytesMut,
     eof: bool,
     expected_len: u64,
@@ -42,7 +43,7 @@ impl PayloadReader {
             Payload::Chunked { .. } => (None, Some(Chunked::Header)),
         };
         PayloadReader {
-            body,
+            body: body.map_err(std::io::Error::other).boxed(),
             buf: BytesMut::new(),
             eof: false,
             expected_len: decoded_len,
@@ -50,6 +51,23 @@ impl PayloadReader {
             sha256,
             chunked,
             signer: auth.chunk_signer,
+            chunk: None,
+            trailers: Vec::new(),
+        }
+    }
+
+    /// Content the gateway produced itself (the source of a copy), taken as is: no signature or
+    /// chunk decoding, only the length check.
+    pub fn from_body(body: HttpBody, len: u64) -> PayloadReader {
+        PayloadReader {
+            body,
+            buf: BytesMut::new(),
+            eof: false,
+            expected_len: len,
+            received: 0,
+            sha256: None,
+            chunked: None,
+            signer: None,
             chunk: None,
             trailers: Vec::new(),
         }

@@ -8,7 +8,7 @@ use crate::http_util::{header, Query};
 use crate::payload::PayloadReader;
 use crate::sigv4::{parse_query, Authenticated, Credentials};
 use crate::xml::XmlWriter;
-use crate::{buckets, multipart, objects};
+use crate::{buckets, copy, cors, multi_delete, multipart, objects, tagging};
 use bytes::{Bytes, BytesMut};
 use erasure::Codec;
 use http::request::Parts;
@@ -126,7 +126,16 @@ impl Gateway {
         let is_head = req.method() == Method::HEAD;
         let resource = req.uri().path().to_string();
         let (expect, empty) = expect_continue(&req);
-        let mut response = match self.dispatch(req).await {
+        let cors = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .filter(|_| req.method() != Method::OPTIONS)
+            .map(|o| (o.to_string(), req.method().to_string()));
+        let (parts, body) = req.into_parts();
+        let location = self.locate(&parts);
+        let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
+        let mut response = match self.dispatch(parts, body, location).await {
             Ok(r) => r,
             Err(e) => {
                 if e.status().is_server_error() {
@@ -135,6 +144,9 @@ impl Gateway {
                 error_response(&e, &resource, &request_id, is_head)
             }
         };
+        if let (Some((origin, method)), Some(bucket)) = (cors, &bucket) {
+            crate::cors::decorate(self, bucket, &origin, &method, &mut response).await;
+        }
         if let Ok(v) = request_id.parse() {
             response.headers_mut().insert("x-amz-request-id", v);
         }
@@ -151,11 +163,46 @@ impl Gateway {
         response
     }
 
-    async fn dispatch(&self, req: Request<Incoming>) -> Result<S3Response, S3Error> {
-        let (parts, body) = req.into_parts();
+    /// The bucket and key a request addresses: virtual-hosted style when its `Host` is
+    /// `<bucket>.<root_domain>`, path style otherwise.
+    fn locate(&self, parts: &Parts) -> Result<(Option<String>, Option<String>), S3Error> {
+        match self.virtual_bucket(parts) {
+            Some(bucket) => {
+                let key = parts.uri.path().strip_prefix('/').unwrap_or("");
+                Ok((Some(bucket), decode_key(key)?))
+            }
+            None => split_path(parts.uri.path()),
+        }
+    }
+
+    fn virtual_bucket(&self, parts: &Parts) -> Option<String> {
+        let root = self.config.root_domain.as_deref()?.trim_matches('.');
+        let host = header(parts, "host").or_else(|| parts.uri.host())?;
+        let host = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+        .to_ascii_lowercase();
+        let bucket = host
+            .strip_suffix(&root.to_ascii_lowercase())?
+            .strip_suffix('.')?;
+        (!bucket.is_empty()).then(|| bucket.to_string())
+    }
+
+    async fn dispatch(
+        &self,
+        parts: Parts,
+        body: Incoming,
+        location: Result<(Option<String>, Option<String>), S3Error>,
+    ) -> Result<S3Response, S3Error> {
+        if parts.method == Method::OPTIONS {
+            // CORS preflight: browsers send it without credentials, and S3 answers from the rules.
+            let (bucket, _) = location?;
+            return crate::cors::preflight(self, bucket.as_deref(), &parts.headers).await;
+        }
         let auth = self.credentials.authenticate(&parts)?;
         let query = Query(parse_query(parts.uri.query().unwrap_or("")));
-        let (bucket, key) = split_path(parts.uri.path())?;
+        let (bucket, key) = location?;
         let req = S3Request {
             parts,
             query,
@@ -175,6 +222,19 @@ impl Gateway {
                 Method::DELETE if req.parts.uri.query().is_none() => {
                     buckets::delete_bucket(self, &bucket).await
                 }
+                Method::PUT if q("tagging") => {
+                    tagging::put_bucket_tagging(self, &bucket, req).await
+                }
+                Method::GET if q("tagging") => tagging::get_bucket_tagging(self, &bucket).await,
+                Method::DELETE if q("tagging") => {
+                    tagging::delete_bucket_tagging(self, &bucket).await
+                }
+                Method::PUT if q("cors") => cors::put_bucket_cors(self, &bucket, req).await,
+                Method::GET if q("cors") => cors::get_bucket_cors(self, &bucket).await,
+                Method::DELETE if q("cors") => cors::delete_bucket_cors(self, &bucket).await,
+                Method::POST if q("delete") => {
+                    multi_delete::delete_objects(self, &bucket, req).await
+                }
                 Method::GET if q("location") => buckets::location(self, &bucket).await,
                 Method::GET if q("versioning") => buckets::versioning(self, &bucket).await,
                 Method::GET if q("uploads") => multipart::list_uploads(self, &bucket, req).await,
@@ -185,25 +245,34 @@ impl Gateway {
             },
             (Some(bucket), Some(key)) => {
                 let upload = req.query.get("uploadId").map(str::to_string);
+                let copy = req.header("x-amz-copy-source").is_some();
                 match (method, upload) {
+                    (Method::PUT, Some(upload)) if q("partNumber") && copy => {
+                        copy::upload_part_copy(self, &bucket, &key, &upload, req).await
+                    }
                     (Method::PUT, Some(upload)) if q("partNumber") => {
-                        if req.header("x-amz-copy-source").is_some() {
-                            return Err(S3Error::NotImplemented("UploadPartCopy"));
-                        }
                         multipart::upload_part(self, &bucket, &key, &upload, req).await
                     }
-                    (Method::PUT, None) if req.header("x-amz-copy-source").is_some() => {
-                        Err(S3Error::NotImplemented("CopyObject"))
+                    (Method::PUT, None) if q("tagging") => {
+                        tagging::put_object_tagging(self, &bucket, &key, req).await
                     }
-                    (Method::PUT, None) if sub_resource(&req.query) => {
+                    (Method::GET, None) if q("tagging") => {
+                        tagging::get_object_tagging(self, &bucket, &key).await
+                    }
+                    (Method::DELETE, None) if q("tagging") => {
+                        tagging::delete_object_tagging(self, &bucket, &key).await
+                    }
+                    (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
+                        if sub_resource(&req.query) =>
+                    {
                         Err(S3Error::NotImplemented("This object operation"))
+                    }
+                    (Method::PUT, None) if copy => {
+                        copy::copy_object(self, &bucket, &key, req).await
                     }
                     (Method::PUT, None) => objects::put_object(self, &bucket, &key, req).await,
                     (Method::GET, Some(upload)) => {
                         multipart::list_parts(self, &bucket, &key, &upload).await
-                    }
-                    (Method::GET | Method::HEAD, None) if sub_resource(&req.query) => {
-                        Err(S3Error::NotImplemented("This object operation"))
                     }
                     (Method::GET, None) => {
                         objects::get_object(self, &bucket, &key, req, false).await
@@ -269,23 +338,33 @@ fn sub_resource(query: &Query) -> bool {
 fn split_path(path: &str) -> Result<(Option<String>, Option<String>), S3Error> {
     let path = path.strip_prefix('/').unwrap_or(path);
     let (bucket, key) = match path.split_once('/') {
-        Some((b, k)) => (b, Some(k)),
-        None => (path, None),
+        Some((b, k)) => (b, k),
+        None => (path, ""),
     };
     if bucket.is_empty() {
         return Ok((None, None));
     }
-    let decode = |s: &str| {
-        percent_decode_str(s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| S3Error::InvalidArgument("the key is not valid UTF-8".into()))
-    };
-    let key = key.filter(|k| !k.is_empty()).map(decode).transpose()?;
-    if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
+    let key = decode_key(key)?;
+    Ok((Some(decode(bucket)?), key))
+}
+
+fn decode(s: &str) -> Result<String, S3Error> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| S3Error::InvalidArgument("the key is not valid UTF-8".into()))
+}
+
+/// A key as it appears in the path (still encoded); `None` when empty.
+fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let key = decode(raw)?;
+    if key.len() > MAX_KEY_LEN {
         return Err(S3Error::KeyTooLongError);
     }
-    Ok((Some(decode(bucket)?), key))
+    Ok(Some(key))
 }
 
 pub fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> S3Response {

@@ -129,6 +129,85 @@ pub fn parse_complete_parts(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> 
     Ok(parts)
 }
 
+/// One element of a small XML document a client sent: its local name, text and children.
+#[derive(Debug, Default)]
+pub struct Element {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    /// The first child of that name.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// Every child of that name.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The trimmed text of the first child of that name.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.trim())
+    }
+}
+
+/// Parses a whole (small) document into its root element, which must be named `root`; anything
+/// not well-formed is `MalformedXML`.
+pub fn parse_tree(body: &[u8], root: &str) -> Result<Element, S3Error> {
+    let mut reader = Reader::from_reader(body);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut done: Option<Element> = None;
+    let name_of = |n: &[u8]| String::from_utf8(n.to_vec()).map_err(|_| S3Error::MalformedXml);
+    loop {
+        match reader.read_event().map_err(|_| S3Error::MalformedXml)? {
+            Event::Start(e) if done.is_none() => stack.push(Element {
+                name: name_of(e.local_name().as_ref())?,
+                ..Element::default()
+            }),
+            Event::Empty(e) if done.is_none() => {
+                let element = Element {
+                    name: name_of(e.local_name().as_ref())?,
+                    ..Element::default()
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(element),
+                    None => done = Some(element),
+                }
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(|_| S3Error::MalformedXml)?;
+                match stack.last_mut() {
+                    Some(current) => current.text.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err(S3Error::MalformedXml),
+                }
+            }
+            Event::CData(t) => {
+                if let Some(current) = stack.last_mut() {
+                    current.text.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::End(_) => {
+                let element = stack.pop().ok_or(S3Error::MalformedXml)?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(element),
+                    None => done = Some(element),
+                }
+            }
+            Event::Eof => break,
+            Event::Start(_) | Event::Empty(_) => return Err(S3Error::MalformedXml),
+            _ => {}
+        }
+    }
+    match done {
+        Some(element) if stack.is_empty() && element.name == root => Ok(element),
+        _ => Err(S3Error::MalformedXml),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +218,26 @@ mod tests {
         w.open("A").elem("K", "a<b&\"c\u{1}").close().elem("N", "1");
         let xml = w.finish();
         assert!(xml.ends_with("<A><K>a&lt;b&amp;&quot;c&#x1;</K></A><N>1</N></R>"));
+    }
+
+    #[test]
+    fn trees_parse() {
+        let tree = parse_tree(
+            br#"<?xml version="1.0"?><Delete xmlns="x"><Quiet>true</Quiet>
+            <Object><Key>a &amp; b</Key></Object><Object><Key>c</Key><VersionId/></Object></Delete>"#,
+            "Delete",
+        )
+        .unwrap();
+        assert_eq!(tree.text_of("Quiet"), Some("true"));
+        let keys: Vec<_> = tree
+            .all("Object")
+            .filter_map(|o| o.text_of("Key"))
+            .collect();
+        assert_eq!(keys, ["a & b", "c"]);
+        assert!(parse_tree(b"<Delete><Object></Delete>", "Delete").is_err());
+        assert!(parse_tree(b"<Other/>", "Delete").is_err());
+        assert!(parse_tree(b"<Delete/><Delete/>", "Delete").is_err());
+        assert!(parse_tree(b"", "Delete").is_err());
     }
 
     #[test]

@@ -143,6 +143,9 @@ pub struct ObjectRecord {
     /// Which fragment of each part this holder keeps.
     pub fragment: u8,
     pub parts: Vec<PartData>,
+    /// The object's tag set (S3 object tagging), in the order the client gave it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 impl ObjectRecord {
@@ -158,6 +161,7 @@ impl ObjectRecord {
             parity_shards: 0,
             fragment: 0,
             parts: Vec::new(),
+            tags: Vec::new(),
         }
     }
 
@@ -171,7 +175,7 @@ impl ObjectRecord {
 }
 
 /// A bucket in the system table; every node holds every bucket record (last writer wins).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub name: String,
     #[serde(with = "hex_id")]
@@ -179,6 +183,37 @@ pub struct BucketRecord {
     pub version: Version,
     #[serde(default)]
     pub deleted: bool,
+    /// When the bucket was created; `version` moves on with every settings change. `None` in
+    /// records written before settings existed, whose `version` is still the creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<Version>,
+    /// The bucket's tag set (PutBucketTagging); `None` when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<(String, String)>>,
+    /// The bucket's CORS rules (PutBucketCors); `None` when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Vec<CorsRule>>,
+}
+
+impl BucketRecord {
+    pub fn created(&self) -> Version {
+        self.created.unwrap_or(self.version)
+    }
+}
+
+/// One CORS rule of a bucket, as S3's `CORSRule`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u32>,
 }
 
 /// An open multipart upload, kept by the holders of its key's shard.
@@ -191,6 +226,9 @@ pub struct UploadRecord {
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// Tags from `x-amz-tagging` on CreateMultipartUpload, given to the completed object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// One uploaded part of an open upload as one holder keeps it.

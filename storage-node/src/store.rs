@@ -401,6 +401,7 @@ mod tests {
                 inline: fragment_id.is_none().then(|| vec![1, 2, 3]),
                 checksum: None,
             }],
+            tags: Vec::new(),
         }
     }
 

@@ -1,0 +1,721 @@
+//! S3 operations beyond the basics, with AWS's error codes: CopyObject and UploadPartCopy,
+//! DeleteObjects, conditional writes, object and bucket tagging, bucket CORS and preflight, and
+//! virtual-hosted-style addressing.
+
+mod common;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use bytes::Bytes;
+use common::{md5_hex, random_bytes, Reply, S3Client, TestCluster};
+use md5::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn content_md5(body: &[u8]) -> String {
+    STANDARD.encode(md5::Md5::digest(body))
+}
+
+fn code(reply: &Reply) -> (u16, String) {
+    (reply.status, reply.code())
+}
+
+fn err(status: u16, code: &str) -> (u16, String) {
+    (status, code.to_string())
+}
+
+fn xml_value(reply: &Reply, tag: &str) -> Option<String> {
+    let text = reply.text();
+    let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = text[start..].find(&format!("</{tag}>"))? + start;
+    Some(text[start..end].to_string())
+}
+
+async fn copy(s3: &S3Client, to: &str, headers: &[(&str, &str)]) -> Reply {
+    s3.send("PUT", to, headers, Bytes::new()).await
+}
+
+/// Starts a multipart upload and returns its id.
+async fn start_upload(s3: &S3Client, path: &str, headers: &[(&str, &str)]) -> String {
+    let reply = s3
+        .send("POST", &format!("{path}?uploads"), headers, Bytes::new())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    xml_value(&reply, "UploadId").expect("an upload id")
+}
+
+fn complete_body(etags: &[String]) -> String {
+    let parts: String = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+                i + 1
+            )
+        })
+        .collect();
+    format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_object_and_upload_part_copy() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    for bucket in ["/cp-src", "/cp-dst"] {
+        assert_eq!(s3.put(bucket, Bytes::new()).await.status, 200);
+    }
+    let data = random_bytes((1 << 20) + 4321, 1);
+    let put = s3
+        .send(
+            "PUT",
+            "/cp-src/a",
+            &[("content-type", "text/plain"), ("x-amz-meta-colour", "red")],
+            Bytes::from(data.clone()),
+        )
+        .await;
+    assert_eq!(put.status, 200);
+    let etag = format!("\"{}\"", md5_hex(&data));
+
+    // Same bucket, metadata copied; the key with a space is URL-encoded in the header.
+    let same = copy(
+        &s3,
+        "/cp-src/with%20space",
+        &[("x-amz-copy-source", "/cp-src/a")],
+    )
+    .await;
+    assert_eq!(same.status, 200, "{}", same.text());
+    assert!(same.text().contains("<CopyObjectResult"));
+    assert_eq!(
+        xml_value(&same, "ETag").unwrap().replace("&quot;", "\""),
+        etag
+    );
+    assert!(xml_value(&same, "LastModified").unwrap().ends_with('Z'));
+    let got = s3.get("/cp-src/with%20space").await;
+    assert!(got.body == data);
+    assert_eq!(got.header("x-amz-meta-colour"), Some("red"));
+    assert_eq!(got.header("content-type"), Some("text/plain"));
+
+    // Across buckets, metadata replaced.
+    let other = copy(
+        &s3,
+        "/cp-dst/b",
+        &[
+            ("x-amz-copy-source", "cp-src/with%20space"),
+            ("x-amz-metadata-directive", "REPLACE"),
+            ("content-type", "application/x-new"),
+        ],
+    )
+    .await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    let got = s3.get("/cp-dst/b").await;
+    assert!(got.body == data);
+    assert_eq!(got.header("x-amz-meta-colour"), None);
+    assert_eq!(got.header("content-type"), Some("application/x-new"));
+    assert_eq!(got.header("etag"), Some(etag.as_str()));
+
+    // Onto itself: only when something changes.
+    let itself = copy(&s3, "/cp-src/a", &[("x-amz-copy-source", "/cp-src/a")]).await;
+    assert_eq!(code(&itself), err(400, "InvalidRequest"));
+    let replaced = copy(
+        &s3,
+        "/cp-src/a",
+        &[
+            ("x-amz-copy-source", "/cp-src/a"),
+            ("x-amz-metadata-directive", "REPLACE"),
+            ("x-amz-meta-colour", "blue"),
+        ],
+    )
+    .await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    let head = s3.head("/cp-src/a").await;
+    assert_eq!(head.header("x-amz-meta-colour"), Some("blue"));
+    assert_eq!(head.header("content-type"), Some("binary/octet-stream"));
+
+    // Error paths.
+    let source = |s: &'static str| [("x-amz-copy-source", s)];
+    assert_eq!(
+        code(&copy(&s3, "/cp-dst/x", &source("/cp-src/nope")).await),
+        err(404, "NoSuchKey")
+    );
+    assert_eq!(
+        code(&copy(&s3, "/cp-dst/x", &source("/no-such-bkt/a")).await),
+        err(404, "NoSuchBucket")
+    );
+    assert_eq!(
+        code(&copy(&s3, "/cp-dst/x", &source("cp-src")).await),
+        err(400, "InvalidArgument")
+    );
+    assert_eq!(
+        code(&copy(&s3, "/no-such-bkt/x", &source("/cp-src/a")).await),
+        err(404, "NoSuchBucket")
+    );
+    let directive = copy(
+        &s3,
+        "/cp-dst/x",
+        &[
+            ("x-amz-copy-source", "/cp-src/a"),
+            ("x-amz-metadata-directive", "MOVE"),
+        ],
+    )
+    .await;
+    assert_eq!(code(&directive), err(400, "InvalidArgument"));
+    let versioned = copy(&s3, "/cp-dst/x", &source("/cp-src/a?versionId=abc")).await;
+    assert_eq!(code(&versioned), err(501, "NotImplemented"));
+
+    // Source conditions: every failure is 412, never 304.
+    let future = "Fri, 01 Jan 2100 00:00:00 GMT";
+    let past = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let current = s3
+        .head("/cp-src/a")
+        .await
+        .header("etag")
+        .unwrap()
+        .to_string();
+    for (name, value, ok) in [
+        ("x-amz-copy-source-if-match", "\"0000\"", false),
+        ("x-amz-copy-source-if-match", current.as_str(), true),
+        ("x-amz-copy-source-if-none-match", current.as_str(), false),
+        ("x-amz-copy-source-if-none-match", "\"0000\"", true),
+        ("x-amz-copy-source-if-modified-since", future, false),
+        ("x-amz-copy-source-if-modified-since", past, true),
+        ("x-amz-copy-source-if-unmodified-since", past, false),
+        ("x-amz-copy-source-if-unmodified-since", future, true),
+    ] {
+        let reply = copy(
+            &s3,
+            "/cp-dst/cond",
+            &[("x-amz-copy-source", "/cp-src/a"), (name, value)],
+        )
+        .await;
+        if ok {
+            assert_eq!(reply.status, 200, "{name}: {value}: {}", reply.text());
+        } else {
+            assert_eq!(
+                code(&reply),
+                err(412, "PreconditionFailed"),
+                "{name}: {value}"
+            );
+        }
+    }
+
+    // UploadPartCopy: two ranges of a 6 MiB object make a two-part object.
+    let big = random_bytes((6 << 20) + 99, 2);
+    assert_eq!(s3.put("/cp-src/big", big.clone()).await.status, 200);
+    let upload = start_upload(&s3, "/cp-dst/joined", &[]).await;
+    let cut = 5 << 20;
+    let mut etags = Vec::new();
+    for (n, range) in [
+        (1, format!("bytes=0-{}", cut - 1)),
+        (2, format!("bytes={cut}-{}", big.len() - 1)),
+    ] {
+        let reply = s3
+            .send(
+                "PUT",
+                &format!("/cp-dst/joined?partNumber={n}&uploadId={upload}"),
+                &[
+                    ("x-amz-copy-source", "/cp-src/big"),
+                    ("x-amz-copy-source-range", &range),
+                ],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(reply.text().contains("<CopyPartResult"));
+        etags.push(xml_value(&reply, "ETag").unwrap().replace("&quot;", "\""));
+    }
+    assert_eq!(etags[0], format!("\"{}\"", md5_hex(&big[..cut])));
+    let part_copy = |range: &'static str, upload: String| {
+        let s3 = &s3;
+        async move {
+            s3.send(
+                "PUT",
+                &format!("/cp-dst/joined?partNumber=3&uploadId={upload}"),
+                &[
+                    ("x-amz-copy-source", "/cp-src/big"),
+                    ("x-amz-copy-source-range", range),
+                ],
+                Bytes::new(),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        code(&part_copy("bytes=0-99999999", upload.clone()).await),
+        err(400, "InvalidRequest")
+    );
+    assert_eq!(
+        code(&part_copy("bytes=5-", upload.clone()).await),
+        err(400, "InvalidArgument")
+    );
+    assert_eq!(
+        code(&part_copy("bytes=0-1", "0".repeat(32)).await),
+        err(404, "NoSuchUpload")
+    );
+    let done = s3
+        .send(
+            "POST",
+            &format!("/cp-dst/joined?uploadId={upload}"),
+            &[],
+            Bytes::from(complete_body(&etags)),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let joined = s3.get("/cp-dst/joined").await;
+    assert!(joined.body == big);
+    assert!(joined.header("etag").unwrap().ends_with("-2\""));
+
+    // Copying a multipart object makes a single-part one whose ETag is the MD5 of its bytes.
+    let flat = copy(
+        &s3,
+        "/cp-dst/flat",
+        &[("x-amz-copy-source", "/cp-dst/joined")],
+    )
+    .await;
+    assert_eq!(flat.status, 200);
+    let flat = s3.head("/cp-dst/flat").await;
+    assert_eq!(
+        flat.header("etag"),
+        Some(format!("\"{}\"", md5_hex(&big)).as_str())
+    );
+    assert_eq!(
+        flat.header("content-length"),
+        Some(big.len().to_string().as_str())
+    );
+}
+
+fn delete_body(keys: &[&str], quiet: bool) -> String {
+    let objects: String = keys
+        .iter()
+        .map(|k| format!("<Object><Key>{k}</Key></Object>"))
+        .collect();
+    format!("<Delete><Quiet>{quiet}</Quiet>{objects}</Delete>")
+}
+
+async fn delete_objects(s3: &S3Client, bucket: &str, body: String) -> Reply {
+    let md5 = content_md5(body.as_bytes());
+    s3.send(
+        "POST",
+        &format!("{bucket}?delete"),
+        &[("content-md5", &md5)],
+        Bytes::from(body),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_objects_and_conditional_writes() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/del-bkt", Bytes::new()).await;
+    for key in ["k1", "k2", "k3"] {
+        s3.put(&format!("/del-bkt/{key}"), key).await;
+    }
+    let reply = delete_objects(
+        &s3,
+        "/del-bkt",
+        delete_body(&["k1", "k2", "missing"], false),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text().matches("<Deleted>").count(), 3);
+    assert!(!reply.text().contains("<Error>"));
+    assert_eq!(s3.get("/del-bkt/k1").await.status, 404);
+    assert_eq!(s3.get("/del-bkt/k3").await.status, 200);
+    let quiet = delete_objects(&s3, "/del-bkt", delete_body(&["k3"], true)).await;
+    assert_eq!(quiet.status, 200);
+    assert!(!quiet.text().contains("<Deleted>"));
+    assert_eq!(s3.get("/del-bkt/k3").await.status, 404);
+
+    let keys: Vec<String> = (0..1001).map(|i| format!("k{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_eq!(
+        code(&delete_objects(&s3, "/del-bkt", delete_body(&keys, true)).await),
+        err(400, "MalformedXML")
+    );
+    assert_eq!(
+        code(&delete_objects(&s3, "/del-bkt", "<Delete>".into()).await),
+        err(400, "MalformedXML")
+    );
+    assert_eq!(
+        code(&delete_objects(&s3, "/del-bkt", "<Delete></Delete>".into()).await),
+        err(400, "MalformedXML")
+    );
+    assert_eq!(
+        code(&delete_objects(&s3, "/no-such-bkt", delete_body(&["a"], false)).await),
+        err(404, "NoSuchBucket")
+    );
+    let body = delete_body(&["a"], false);
+    let no_md5 = s3
+        .send("POST", "/del-bkt?delete", &[], Bytes::from(body.clone()))
+        .await;
+    assert_eq!(code(&no_md5), err(400, "InvalidRequest"));
+    let wrong_md5 = s3
+        .send(
+            "POST",
+            "/del-bkt?delete",
+            &[("content-md5", &content_md5(b"other"))],
+            Bytes::from(body),
+        )
+        .await;
+    assert_eq!(code(&wrong_md5), err(400, "BadDigest"));
+    let version = delete_objects(
+        &s3,
+        "/del-bkt",
+        "<Delete><Object><Key>a</Key><VersionId>v1</VersionId></Object></Delete>".into(),
+    )
+    .await;
+    assert_eq!(version.status, 200);
+    assert!(version
+        .text()
+        .contains("<Error><Key>a</Key><VersionId>v1</VersionId><Code>NotImplemented</Code>"));
+
+    // Conditional PutObject.
+    let put = |headers: &'static [(&'static str, &'static str)], body: &'static str| {
+        let s3 = &s3;
+        async move {
+            s3.send("PUT", "/del-bkt/cond", headers, Bytes::from(body))
+                .await
+        }
+    };
+    assert_eq!(
+        code(&put(&[("if-match", "\"abc\"")], "x").await),
+        err(404, "NoSuchKey")
+    );
+    assert_eq!(put(&[("if-none-match", "*")], "first").await.status, 200);
+    assert_eq!(
+        code(&put(&[("if-none-match", "*")], "second").await),
+        err(412, "PreconditionFailed")
+    );
+    assert_eq!(s3.get("/del-bkt/cond").await.text(), "first");
+    assert_eq!(
+        code(&put(&[("if-match", "\"0123\"")], "third").await),
+        err(412, "PreconditionFailed")
+    );
+    assert_eq!(
+        code(&put(&[("if-none-match", "\"0123\"")], "x").await),
+        err(501, "NotImplemented")
+    );
+    let etag = format!("\"{}\"", md5_hex(b"first"));
+    let matched = s3
+        .send(
+            "PUT",
+            "/del-bkt/cond",
+            &[("if-match", &etag)],
+            Bytes::from("fourth"),
+        )
+        .await;
+    assert_eq!(matched.status, 200);
+    assert_eq!(s3.get("/del-bkt/cond").await.text(), "fourth");
+
+    // Conditional CompleteMultipartUpload.
+    let upload = start_upload(&s3, "/del-bkt/cond", &[]).await;
+    let part = s3
+        .put(
+            &format!("/del-bkt/cond?partNumber=1&uploadId={upload}"),
+            "part",
+        )
+        .await;
+    let etags = vec![part.header("etag").unwrap().to_string()];
+    let complete = |headers: &'static [(&'static str, &'static str)]| {
+        let (s3, upload, body) = (&s3, upload.clone(), complete_body(&etags));
+        async move {
+            s3.send(
+                "POST",
+                &format!("/del-bkt/cond?uploadId={upload}"),
+                headers,
+                Bytes::from(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        code(&complete(&[("if-none-match", "*")]).await),
+        err(412, "PreconditionFailed")
+    );
+    assert_eq!(
+        code(&complete(&[("if-match", "\"0123\"")]).await),
+        err(412, "PreconditionFailed")
+    );
+    assert_eq!(complete(&[]).await.status, 200);
+    assert_eq!(s3.get("/del-bkt/cond").await.text(), "part");
+}
+
+const CORS: &str = "<CORSConfiguration><CORSRule><AllowedOrigin>https://*.example.com</AllowedOrigin>\
+    <AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader>\
+    <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>600</MaxAgeSeconds></CORSRule></CORSConfiguration>";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tagging_cors_and_virtual_hosts() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/tag-bkt", Bytes::new()).await;
+
+    // Object tagging.
+    let put = s3
+        .send(
+            "PUT",
+            "/tag-bkt/obj",
+            &[("x-amz-tagging", "a=1&b%20c=two")],
+            Bytes::from("data"),
+        )
+        .await;
+    assert_eq!(put.status, 200);
+    assert_eq!(
+        s3.get("/tag-bkt/obj").await.header("x-amz-tagging-count"),
+        Some("2")
+    );
+    assert_eq!(
+        s3.head("/tag-bkt/obj").await.header("x-amz-tagging-count"),
+        Some("2")
+    );
+    let tags = s3.get("/tag-bkt/obj?tagging").await;
+    assert!(
+        tags.text()
+            .contains("<Tag><Key>b c</Key><Value>two</Value></Tag>"),
+        "{}",
+        tags.text()
+    );
+    let etag = s3
+        .head("/tag-bkt/obj")
+        .await
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let body = "<Tagging><TagSet><Tag><Key>only</Key><Value>one</Value></Tag></TagSet></Tagging>";
+    assert_eq!(s3.put("/tag-bkt/obj?tagging", body).await.status, 200);
+    let after = s3.get("/tag-bkt/obj").await;
+    assert_eq!(
+        (after.text().as_str(), after.header("etag")),
+        ("data", Some(etag.as_str()))
+    );
+    assert_eq!(after.header("x-amz-tagging-count"), Some("1"));
+    assert_eq!(s3.delete("/tag-bkt/obj?tagging").await.status, 204);
+    assert_eq!(
+        s3.get("/tag-bkt/obj").await.header("x-amz-tagging-count"),
+        None
+    );
+    assert!(s3
+        .get("/tag-bkt/obj?tagging")
+        .await
+        .text()
+        .contains("<TagSet></TagSet>"));
+    assert_eq!(
+        code(&s3.get("/tag-bkt/none?tagging").await),
+        err(404, "NoSuchKey")
+    );
+    assert_eq!(
+        code(&s3.put("/tag-bkt/none?tagging", body).await),
+        err(404, "NoSuchKey")
+    );
+    let eleven: String = (0..11)
+        .map(|i| format!("<Tag><Key>k{i}</Key><Value>v</Value></Tag>"))
+        .collect();
+    let too_many = format!("<Tagging><TagSet>{eleven}</TagSet></Tagging>");
+    assert_eq!(
+        code(&s3.put("/tag-bkt/obj?tagging", too_many).await),
+        err(400, "InvalidTag")
+    );
+    assert_eq!(
+        code(&s3.put("/tag-bkt/obj?tagging", "<Tagging>").await),
+        err(400, "MalformedXML")
+    );
+    let dup = s3
+        .send(
+            "PUT",
+            "/tag-bkt/dup",
+            &[("x-amz-tagging", "a=1&a=2")],
+            Bytes::from("x"),
+        )
+        .await;
+    assert_eq!(code(&dup), err(400, "InvalidArgument"));
+    // Tags travel with a copy unless replaced.
+    s3.send(
+        "PUT",
+        "/tag-bkt/t",
+        &[("x-amz-tagging", "x=y")],
+        Bytes::from("v"),
+    )
+    .await;
+    let copied = s3
+        .send(
+            "PUT",
+            "/tag-bkt/t2",
+            &[("x-amz-copy-source", "/tag-bkt/t")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(copied.status, 200);
+    assert_eq!(
+        s3.head("/tag-bkt/t2").await.header("x-amz-tagging-count"),
+        Some("1")
+    );
+
+    // Bucket tagging.
+    assert_eq!(
+        code(&s3.get("/tag-bkt?tagging").await),
+        err(404, "NoSuchTagSet")
+    );
+    let md5 = content_md5(body.as_bytes());
+    let put_tags = s3
+        .send(
+            "PUT",
+            "/tag-bkt?tagging",
+            &[("content-md5", &md5)],
+            Bytes::from(body),
+        )
+        .await;
+    assert_eq!(put_tags.status, 204, "{}", put_tags.text());
+    assert!(s3
+        .get("/tag-bkt?tagging")
+        .await
+        .text()
+        .contains("<Key>only</Key>"));
+    assert_eq!(
+        code(&s3.put("/tag-bkt?tagging", body).await),
+        err(400, "InvalidRequest")
+    );
+    assert_eq!(s3.delete("/tag-bkt?tagging").await.status, 204);
+    assert_eq!(
+        code(&s3.get("/tag-bkt?tagging").await),
+        err(404, "NoSuchTagSet")
+    );
+    assert_eq!(
+        code(&s3.get("/no-such-bkt?tagging").await),
+        err(404, "NoSuchBucket")
+    );
+    assert!(s3.get("/").await.text().contains("<Name>tag-bkt</Name>"));
+
+    // CORS configuration.
+    assert_eq!(
+        code(&s3.get("/tag-bkt?cors").await),
+        err(404, "NoSuchCORSConfiguration")
+    );
+    let put_cors = |body: String| {
+        let s3 = &s3;
+        async move {
+            let md5 = content_md5(body.as_bytes());
+            s3.send(
+                "PUT",
+                "/tag-bkt?cors",
+                &[("content-md5", &md5)],
+                Bytes::from(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        code(&put_cors(CORS.replace("PUT", "PATCH")).await),
+        err(400, "InvalidRequest")
+    );
+    assert_eq!(
+        code(&put_cors("<CORSConfiguration/>".into()).await),
+        err(400, "MalformedXML")
+    );
+    assert_eq!(put_cors(CORS.into()).await.status, 200);
+    assert!(s3
+        .get("/tag-bkt?cors")
+        .await
+        .text()
+        .contains("<AllowedOrigin>https://*.example.com</AllowedOrigin>"));
+
+    // Preflight, unauthenticated, answered from the rules.
+    let preflight = |origin: &'static str, method: &'static str| {
+        let endpoint = cluster.endpoint.clone();
+        async move { raw_options(&endpoint, None, origin, method).await }
+    };
+    let ok = preflight("https://app.example.com", "PUT").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(
+        ok.contains("access-control-allow-origin: https://app.example.com"),
+        "{ok}"
+    );
+    assert!(ok.contains("access-control-max-age: 600"), "{ok}");
+    let denied = preflight("https://evil.org", "PUT").await;
+    assert!(
+        denied.starts_with("HTTP/1.1 403") && denied.contains("<Code>AccessForbidden</Code>"),
+        "{denied}"
+    );
+    let wrong_method = preflight("https://app.example.com", "DELETE").await;
+    assert!(wrong_method.starts_with("HTTP/1.1 403"), "{wrong_method}");
+    let no_origin = preflight("", "PUT").await;
+    assert!(
+        no_origin.starts_with("HTTP/1.1 400") && no_origin.contains("<Code>BadRequest</Code>"),
+        "{no_origin}"
+    );
+    // A request with an allowed Origin gets the headers.
+    let get = s3
+        .send(
+            "GET",
+            "/tag-bkt/obj",
+            &[("origin", "https://app.example.com")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        get.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(get.header("access-control-expose-headers"), Some("ETag"));
+    let other = s3
+        .send(
+            "GET",
+            "/tag-bkt/obj",
+            &[("origin", "https://evil.org")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    // Virtual-hosted style (dev's root domain is `localhost`): the Host names the bucket.
+    let vhost = raw_options(
+        &cluster.endpoint,
+        Some("tag-bkt.localhost"),
+        "https://app.example.com",
+        "GET",
+    )
+    .await;
+    assert!(vhost.starts_with("HTTP/1.1 200"), "{vhost}");
+    let vhost_missing = raw_options(
+        &cluster.endpoint,
+        Some("no-such-bkt.localhost"),
+        "https://a.example.com",
+        "GET",
+    )
+    .await;
+    assert!(
+        vhost_missing.contains("<Code>NoSuchBucket</Code>"),
+        "{vhost_missing}"
+    );
+
+    assert_eq!(s3.delete("/tag-bkt?cors").await.status, 204);
+    assert_eq!(
+        code(&s3.get("/tag-bkt?cors").await),
+        err(404, "NoSuchCORSConfiguration")
+    );
+    let off = preflight("https://app.example.com", "PUT").await;
+    assert!(off.starts_with("HTTP/1.1 403"), "{off}");
+}
+
+/// An unauthenticated `OPTIONS /tag-bkt/obj` (path style) or `OPTIONS /obj` with a virtual host,
+/// over a plain socket; returns the response head and body as text.
+async fn raw_options(endpoint: &str, vhost: Option<&str>, origin: &str, method: &str) -> String {
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let port = addr.rsplit(':').next().unwrap();
+    let (host, path) = match vhost {
+        Some(h) => (format!("{h}:{port}"), "/obj"),
+        None => (addr.to_string(), "/tag-bkt/obj"),
+    };
+    let origin = if origin.is_empty() {
+        String::new()
+    } else {
+        format!("Origin: {origin}\r\n")
+    };
+    let request = format!(
+        "OPTIONS {path} HTTP/1.1\r\nHost: {host}\r\n{origin}Access-Control-Request-Method: {method}\r\n\
+         Access-Control-Request-Headers: Content-Type\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
