@@ -263,6 +263,27 @@ async fn copy_object_and_upload_part_copy() {
     assert!(joined.body == big);
     assert!(joined.header("etag").unwrap().ends_with("-2\""));
 
+    // Empty and inline sources.
+    assert_eq!(s3.put("/cp-src/empty", Bytes::new()).await.status, 200);
+    let empty = copy(
+        &s3,
+        "/cp-dst/empty",
+        &[("x-amz-copy-source", "/cp-src/empty")],
+    )
+    .await;
+    assert_eq!(empty.status, 200, "{}", empty.text());
+    let got = s3.get("/cp-dst/empty").await;
+    assert_eq!((got.status, got.body.len()), (200, 0));
+    assert_eq!(s3.put("/cp-src/small", "tiny").await.status, 200);
+    let small = copy(
+        &s3,
+        "/cp-dst/small",
+        &[("x-amz-copy-source", "/cp-src/small")],
+    )
+    .await;
+    assert_eq!(small.status, 200);
+    assert_eq!(s3.get("/cp-dst/small").await.text(), "tiny");
+
     // Copying a multipart object makes a single-part one whose ETag is the MD5 of its bytes.
     let flat = copy(
         &s3,
@@ -474,12 +495,10 @@ async fn tagging_cors_and_virtual_hosts() {
         "{}",
         tags.text()
     );
-    let etag = s3
-        .head("/tag-bkt/obj")
-        .await
-        .header("etag")
-        .unwrap()
-        .to_string();
+    let before = s3.head("/tag-bkt/obj").await;
+    let etag = before.header("etag").unwrap().to_string();
+    let modified = before.header("last-modified").unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let body = "<Tagging><TagSet><Tag><Key>only</Key><Value>one</Value></Tag></TagSet></Tagging>";
     assert_eq!(s3.put("/tag-bkt/obj?tagging", body).await.status, 200);
     let after = s3.get("/tag-bkt/obj").await;
@@ -488,6 +507,7 @@ async fn tagging_cors_and_virtual_hosts() {
         ("data", Some(etag.as_str()))
     );
     assert_eq!(after.header("x-amz-tagging-count"), Some("1"));
+    assert_eq!(after.header("last-modified"), Some(modified.as_str()));
     assert_eq!(s3.delete("/tag-bkt/obj?tagging").await.status, 204);
     assert_eq!(
         s3.get("/tag-bkt/obj").await.header("x-amz-tagging-count"),

@@ -262,7 +262,7 @@ pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3R
     for entry in &listing.keys {
         xml.open("Contents")
             .elem("Key", enc(&entry.key))
-            .elem("LastModified", iso8601(entry.version))
+            .elem("LastModified", iso8601(entry.last_modified()))
             .elem("ETag", format!("\"{}\"", entry.etag))
             .elem("Size", entry.size.to_string());
         if fetch_owner {

@@ -46,8 +46,8 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<(String, String, F
     let found = get::find(&gw.cluster, &source_bucket.id, &key)
         .await?
         .ok_or(S3Error::NoSuchKey)?;
-    let modified =
-        DateTime::from_timestamp_millis(found.record.version.unix_millis()).unwrap_or_default();
+    let modified = DateTime::from_timestamp_millis(found.record.last_modified().unix_millis())
+        .unwrap_or_default();
     match evaluate_prefixed(
         &req.parts,
         "x-amz-copy-source-",

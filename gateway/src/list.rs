@@ -118,6 +118,7 @@ mod tests {
             deleted,
             size: 1,
             etag: String::new(),
+            modified: None,
         })
     }
 

@@ -285,6 +285,7 @@ pub async fn complete(
         fragment,
         parts: holder_parts[fragment as usize].clone().unwrap_or_default(),
         tags: upload.tags.clone(),
+        modified: None,
     };
     commit_record(
         gw,

@@ -129,6 +129,7 @@ pub async fn write_object(
         fragment,
         parts: vec![stored.for_holder(fragment as usize)],
         tags: object.tags.clone(),
+        modified: None,
     };
     commit_record(gw, bucket, key, &holders, &stored.stored, record_for, None).await?;
     Ok(Written {
@@ -226,7 +227,7 @@ pub async fn get_object(
         .ok_or(S3Error::NoSuchKey)?;
     let record = &found.record;
     let modified =
-        DateTime::from_timestamp_millis(record.version.unix_millis()).unwrap_or_default();
+        DateTime::from_timestamp_millis(record.last_modified().unix_millis()).unwrap_or_default();
     let last_modified = httpdate::fmt_http_date(modified.into());
     let etag = format!("\"{}\"", record.etag);
     match evaluate_conditions(&req.parts, &record.etag, modified) {

@@ -3,7 +3,8 @@
 //! An object's tags live in its record. Changing them writes a new record version carrying the same
 //! data to every holder that has the current version (each keeps its own fragment), so it follows
 //! the same last-writer-wins rule as any write: a PUT that started earlier but commits later loses
-//! to the tag change, as it would to another PUT.
+//! to the tag change, as it would to another PUT. Last-Modified stays that of the data (the
+//! record's `modified`), as in S3.
 
 use crate::buckets::update_bucket;
 use crate::error::S3Error;
@@ -180,12 +181,16 @@ async fn set_object_tags(gw: &Gateway, bucket: &str, key: &str, tags: Tags) -> R
     }
     let has: Vec<bool> = current.iter().map(Option::is_some).collect();
     let version = Version::now();
-    let record_for = |fragment: u8| ObjectRecord {
-        version,
-        tags: tags.clone(),
-        ..current[fragment as usize]
+    let record_for = |fragment: u8| {
+        let record = current[fragment as usize]
             .clone()
-            .expect("commits go only to holders with the current version")
+            .expect("commits go only to holders with the current version");
+        ObjectRecord {
+            version,
+            tags: tags.clone(),
+            modified: Some(record.last_modified()),
+            ..record
+        }
     };
     commit_record(gw, &bucket, key, &holders, &has, record_for, None).await
 }

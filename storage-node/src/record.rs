@@ -146,6 +146,10 @@ pub struct ObjectRecord {
     /// The object's tag set (S3 object tagging), in the order the client gave it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// When the object's bytes and metadata were written, when a later version only changed its
+    /// tags (S3 keeps Last-Modified then). `None`: `version` is that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<Version>,
 }
 
 impl ObjectRecord {
@@ -162,7 +166,13 @@ impl ObjectRecord {
             fragment: 0,
             parts: Vec::new(),
             tags: Vec::new(),
+            modified: None,
         }
+    }
+
+    /// The object's Last-Modified.
+    pub fn last_modified(&self) -> Version {
+        self.modified.unwrap_or(self.version)
     }
 
     /// Fragment files this record refers to (inline parts have none).
@@ -247,6 +257,15 @@ pub struct ListEntry {
     pub deleted: bool,
     pub size: u64,
     pub etag: String,
+    /// The object's Last-Modified when it differs from `version` (see `ObjectRecord::modified`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<Version>,
+}
+
+impl ListEntry {
+    pub fn last_modified(&self) -> Version {
+        self.modified.unwrap_or(self.version)
+    }
 }
 
 mod base64_opt {

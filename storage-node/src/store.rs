@@ -209,6 +209,7 @@ impl Store {
                     deleted: record.deleted,
                     size: record.size,
                     etag: record.etag,
+                    modified: record.modified,
                 })),
             }
             iter.next();
@@ -402,6 +403,7 @@ mod tests {
                 checksum: None,
             }],
             tags: Vec::new(),
+            modified: None,
         }
     }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 
 import pytest
@@ -91,31 +90,3 @@ def test_copy_sync_check_lsf(cluster, s3, bucket, tmp_path):
     assert copied == big
     out = rclone(cluster, tmp_path, "md5sum", f"tess:{bucket}/copied").stdout
     assert out.split()[0] == hashlib.md5(big).hexdigest()
-
-
-def test_virtual_hosted_style_boto3(cluster, bucket, monkeypatch):
-    """`<bucket>.localhost` names the bucket (dev's root domain) and SigV4 still verifies."""
-    real = socket.getaddrinfo
-
-    def resolve(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".localhost"):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
-    if cluster.tls:
-        pytest.skip("the test certificate does not name *.localhost")
-    endpoint = cluster.endpoint.replace("127.0.0.1", "localhost")
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name=cluster.region,
-        aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
-    )
-    client.put_object(Bucket=bucket, Key="v/hosted key", Body=b"virtual")
-    assert client.get_object(Bucket=bucket, Key="v/hosted key")["Body"].read() == b"virtual"
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert keys == ["v/hosted key"]
-    client.delete_object(Bucket=bucket, Key="v/hosted key")
