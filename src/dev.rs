@@ -32,6 +32,9 @@ pub struct DevArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Longest wait for a storage node, in milliseconds (default 10000).
+    #[arg(long)]
+    rpc_timeout_ms: Option<u64>,
     /// Access key id clients sign with (generated when unset).
     #[arg(long, env = "TESSERA_ACCESS_KEY_ID", hide_env_values = true)]
     access_key_id: Option<String>,
@@ -52,10 +55,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .exists()
         .then(|| Config::load(&gateway_path))
         .transpose()?;
-    let cluster = match &previous {
+    let mut cluster = match &previous {
         Some(p) => p.cluster.clone(),
         None => new_cluster()?,
     };
+    if let Some(ms) = args.rpc_timeout_ms {
+        cluster.rpc_timeout_ms = ms;
+    }
     let old_gateway = previous.and_then(|p| p.gateway);
     let access_key_id = args
         .access_key_id
@@ -77,6 +83,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tls_key: args.tls_key.map(|p| absolute(&p)).transpose()?,
         inline_threshold: 64 * 1024,
         block_size: 256 * 1024,
+        heal_bytes_per_sec: 64 << 20,
     };
 
     let mut children = Vec::new();

@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     /// Bytes per erasure block; a stripe carries k of them. Default 256 KiB.
     #[serde(default = "default_block_size")]
     pub block_size: usize,
+    /// Most bytes per second a heal rebuilds, so that it does not starve clients. Default 64 MiB/s.
+    #[serde(default = "default_heal_bytes_per_sec")]
+    pub heal_bytes_per_sec: u64,
 }
 
 fn default_region() -> String {
@@ -41,6 +44,9 @@ fn default_inline_threshold() -> u64 {
 }
 fn default_block_size() -> usize {
     256 * 1024
+}
+fn default_heal_bytes_per_sec() -> u64 {
+    64 << 20
 }
 
 /// An S3 secret access key. Never printed.

@@ -161,7 +161,12 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
         bad.extend(stale_unasked(&cluster, &found).await);
         if !bad.is_empty() {
             let slots: Vec<u8> = bad.into_iter().collect();
-            crate::repair::repair(&cluster, &codec, &found, &slots).await;
+            match crate::repair::repair(&cluster, &codec, &found, &slots).await {
+                Ok(bytes) => tracing::info!(key = %found.target.key, ?slots, bytes, "read repair"),
+                Err(e) => {
+                    tracing::warn!(key = %found.target.key, ?slots, error = %e, "read repair failed")
+                }
+            }
         }
     });
     body.boxed()

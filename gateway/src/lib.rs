@@ -1,6 +1,7 @@
 //! The Tessera S3 gateway: SigV4 authentication, the S3 operations, and the read and write paths
 //! that erasure-code objects across the storage nodes.
 
+mod admin;
 mod buckets;
 mod checksum;
 mod cluster;
@@ -9,6 +10,7 @@ mod copy;
 mod cors;
 mod error;
 mod get;
+mod heal;
 mod http_util;
 mod list;
 mod multi_delete;

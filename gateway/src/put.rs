@@ -137,7 +137,7 @@ async fn stream_to_holders(
             expected,
             algorithm,
             &mut senders,
-            cluster.write_quorum,
+            cluster,
         )
         .await;
         if result.is_err() {
@@ -145,6 +145,27 @@ async fn stream_to_holders(
                 let _ = tx.try_send(Err(std::io::Error::other("upload abandoned")));
             }
         }
+        result
+    };
+    // A holder gets the node timeout to confirm its fragment once the last frame is queued; while
+    // frames flow, a stalled holder is caught by the timeout on each send instead. (A timeout on
+    // the whole upload would fail every large fragment.)
+    let (fed_tx, fed_rx) = tokio::sync::watch::channel(false);
+    let uploads = uploads.into_iter().map(|upload| {
+        let mut fed_rx = fed_rx.clone();
+        async move {
+            tokio::select! {
+                outcome = upload => outcome,
+                _ = async {
+                    let _ = fed_rx.wait_for(|fed| *fed).await;
+                    tokio::time::sleep(cluster.timeout).await;
+                } => Err(RpcError::Timeout),
+            }
+        }
+    });
+    let feed = async move {
+        let result = feed.await;
+        let _ = fed_tx.send(true);
         result
     };
     let (verified, outcomes) = tokio::join!(feed, join_all(uploads));
@@ -171,7 +192,7 @@ async fn feed_holders(
     expected: &Expected,
     algorithm: Option<Algorithm>,
     senders: &mut [Option<FrameSender>],
-    quorum: usize,
+    cluster: &Cluster,
 ) -> Result<Verified, S3Error> {
     let mut encoder = codec.encoder(plan.layout);
     let mut digests = Digests::new(algorithm);
@@ -184,7 +205,7 @@ async fn feed_holders(
             .map_err(size_error)?;
         for frames in ready.drain(..) {
             if let Some(previous) = held.replace(frames) {
-                send_stripe(senders, previous, quorum).await?;
+                send_stripe(senders, previous, cluster).await?;
             }
         }
     }
@@ -193,26 +214,30 @@ async fn feed_holders(
         .map_err(size_error)?;
     let verified = digests.verify(expected, checksum_trailer(payload, algorithm))?;
     for frames in held.into_iter().chain(ready.drain(..)) {
-        send_stripe(senders, frames, quorum).await?;
+        send_stripe(senders, frames, cluster).await?;
     }
     Ok(verified)
 }
 
 type FrameSender = Sender<Result<Bytes, std::io::Error>>;
 
+/// Queues one stripe's frames. A holder whose queue stays full for the node timeout is dropped
+/// (its body then ends short, so it keeps nothing).
 async fn send_stripe(
     senders: &mut [Option<FrameSender>],
     frames: Vec<Bytes>,
-    quorum: usize,
+    cluster: &Cluster,
 ) -> Result<(), S3Error> {
     for (slot, frame) in senders.iter_mut().zip(frames) {
         if let Some(tx) = slot {
-            if tx.send(Ok(frame)).await.is_err() {
-                *slot = None;
+            match tokio::time::timeout(cluster.timeout, tx.send(Ok(frame))).await {
+                Ok(Ok(())) => {}
+                _ => *slot = None,
             }
         }
     }
     let alive = senders.iter().filter(|s| s.is_some()).count();
+    let quorum = cluster.write_quorum;
     if alive < quorum {
         return Err(S3Error::ServiceUnavailable(format!(
             "only {alive} holders are taking the data; {quorum} needed"

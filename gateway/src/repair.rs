@@ -4,7 +4,7 @@
 
 use crate::cluster::{Cluster, Holder};
 use crate::error::S3Error;
-use crate::get::{Found, PartReader, Target};
+use crate::get::{Found, PartReader};
 use bytes::Bytes;
 use erasure::Codec;
 use futures::future::join_all;
@@ -14,29 +14,15 @@ use storage_node::protocol::CommitRequest;
 /// Frames queued per repaired holder.
 const FRAME_DEPTH: usize = 4;
 
-/// Repairs the given fragment slots of `found`'s version; failures are logged, not returned, since
-/// repair runs after the client has been answered. Returns the bytes of fragments rewritten.
-pub async fn repair(cluster: &Cluster, codec: &Codec, found: &Found, slots: &[u8]) -> u64 {
-    let target = &found.target;
-    match try_repair(cluster, codec, target, found, slots).await {
-        Ok(bytes) => {
-            tracing::info!(key = %target.key, ?slots, bytes, "repaired fragments");
-            bytes
-        }
-        Err(e) => {
-            tracing::warn!(key = %target.key, ?slots, error = %e, "repair failed");
-            0
-        }
-    }
-}
-
-async fn try_repair(
+/// Repairs the given fragment slots of `found`'s version on their holders. Returns the bytes of
+/// fragment files rewritten.
+pub async fn repair(
     cluster: &Cluster,
     codec: &Codec,
-    target: &Target,
     found: &Found,
     slots: &[u8],
 ) -> Result<u64, S3Error> {
+    let target = &found.target;
     let holders = cluster.holders(&target.bucket, &target.key);
     let wanted: Vec<usize> = slots.iter().map(|s| *s as usize).collect();
     let mut inline: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); found.record.parts.len()];

@@ -29,6 +29,7 @@ pub struct Gateway {
     pub cluster: Arc<Cluster>,
     pub codec: Codec,
     pub config: GatewayConfig,
+    pub healer: Arc<crate::heal::Healer>,
     credentials: Credentials,
 }
 
@@ -117,6 +118,7 @@ impl Gateway {
             cluster: Arc::new(Cluster::new(cluster)?),
             codec: Codec::new(cluster.data_shards, cluster.parity_shards)?,
             config,
+            healer: Arc::default(),
             credentials,
         })
     }
@@ -209,6 +211,9 @@ impl Gateway {
             body,
             auth,
         };
+        if bucket.as_deref() == Some(crate::admin::PREFIX) {
+            return crate::admin::handle(self, req, key.as_deref()).await;
+        }
         let method = req.parts.method.clone();
         let q = |name| req.query.has(name);
         match (bucket, key) {

@@ -61,8 +61,8 @@ impl NodeClient {
         }
     }
 
-    /// Sends a signed request and waits (at most the timeout) for the response head. Statuses other
-    /// than 2xx come back as `RpcError::Status`.
+    /// Sends a signed request and waits (at most `deadline`, when given) for the response head.
+    /// Statuses other than 2xx come back as `RpcError::Status`.
     async fn send(
         &self,
         addr: &str,
@@ -70,6 +70,7 @@ impl NodeClient {
         path: &str,
         headers: &[(&str, String)],
         body: HttpBody,
+        deadline: Option<Duration>,
     ) -> Result<Incoming, RpcError> {
         let date = unix_now();
         let mut builder = Request::builder()
@@ -84,9 +85,12 @@ impl NodeClient {
             builder = builder.header(*name, value);
         }
         let req = builder.body(body).expect("request parts are valid");
-        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
-            .await
-            .map_err(|_| RpcError::Timeout)??;
+        let resp = match deadline {
+            Some(limit) => tokio::time::timeout(limit, self.http.request(req))
+                .await
+                .map_err(|_| RpcError::Timeout)??,
+            None => self.http.request(req).await?,
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.into_body());
@@ -112,7 +116,9 @@ impl NodeClient {
             Some(b) => full(serde_json::to_vec(b)?),
             None => empty(),
         };
-        let incoming = self.send(addr, method, path, &[], body).await?;
+        let incoming = self
+            .send(addr, method, path, &[], body, Some(self.timeout))
+            .await?;
         let bytes = tokio::time::timeout(self.timeout, incoming.collect())
             .await
             .map_err(|_| RpcError::Timeout)??
@@ -143,7 +149,11 @@ impl NodeClient {
             (BLOCK_SIZE_HEADER, layout.block_size.to_string()),
         ];
         let path = format!("/v1/fragment/{id}/{index}");
-        let answer = self.send(addr, Method::PUT, &path, &headers, body).await?;
+        // No deadline here: sending a large fragment takes as long as it takes; the caller
+        // watches for stalls and for a late confirmation.
+        let answer = self
+            .send(addr, Method::PUT, &path, &headers, body, None)
+            .await?;
         answer.collect().await?;
         Ok(())
     }
@@ -158,7 +168,8 @@ impl NodeClient {
         len: u64,
     ) -> Result<Incoming, RpcError> {
         let path = format!("/v1/fragment/{id}/{index}?offset={offset}&len={len}");
-        self.send(addr, Method::GET, &path, &[], empty()).await
+        self.send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .await
     }
 
     pub async fn delete_fragment(&self, addr: &str, id: &str, index: u8) -> Result<(), RpcError> {
@@ -231,6 +242,40 @@ impl NodeClient {
 
     pub async fn put_part(&self, addr: &str, req: &PartRequest) -> Result<bool, RpcError> {
         self.call(addr, Method::PUT, "/v1/part", Some(req)).await
+    }
+
+    pub async fn put_setting(
+        &self,
+        addr: &str,
+        name: &str,
+        value: Vec<u8>,
+    ) -> Result<(), RpcError> {
+        let path = format!("/v1/setting/{name}");
+        let answer = self
+            .send(
+                addr,
+                Method::PUT,
+                &path,
+                &[],
+                full(value),
+                Some(self.timeout),
+            )
+            .await?;
+        answer.collect().await?;
+        Ok(())
+    }
+
+    /// A named setting of a node, or `None` when it has none.
+    pub async fn setting(&self, addr: &str, name: &str) -> Result<Option<Bytes>, RpcError> {
+        let path = format!("/v1/setting/{name}");
+        match self
+            .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .await
+        {
+            Ok(body) => Ok(Some(collect_body(body).await?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn parts(&self, addr: &str, upload_id: &str) -> Result<Vec<PartRecord>, RpcError> {

@@ -211,6 +211,19 @@ impl Node {
                 let upload_id = upload_id.to_string();
                 json(&blocking(move || store.parts(&upload_id)).await?)
             }
+            (Method::PUT, ["v1", "setting", name]) => {
+                let name = name.to_string();
+                let value = req.into_body().collect().await?.to_bytes();
+                blocking(move || store.put_setting(&name, &value)).await?;
+                Ok(Response::new(empty()))
+            }
+            (Method::GET, ["v1", "setting", name]) => {
+                let name = name.to_string();
+                match blocking(move || store.setting(&name)).await? {
+                    Some(value) => Ok(Response::new(full(value))),
+                    None => Err(NodeError::NotFound),
+                }
+            }
             _ => Err(NodeError::NotFound),
         }
     }

@@ -32,6 +32,7 @@ const TAG_BUCKET: u8 = b'b';
 const TAG_OBJECT: u8 = b'o';
 const TAG_UPLOAD: u8 = b'u';
 const TAG_PART: u8 = b'p';
+const TAG_SETTING: u8 = b's';
 /// Commits to one key are serialised by one of these locks, so that "newer version wins" is a
 /// read-compare-write without a global lock (concurrent synced writes still share WAL fsyncs).
 const COMMIT_LOCKS: usize = 64;
@@ -290,6 +291,24 @@ impl Store {
 
     pub fn parts(&self, upload_id: &str) -> Result<Vec<PartRecord>, StoreError> {
         self.scan(&[&[TAG_PART][..], upload_id.as_bytes(), b"/"].concat())
+    }
+
+    /// Small named values a node keeps for the cluster (such as a heal checkpoint); empty clears.
+    pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = [&[TAG_SETTING][..], name.as_bytes()].concat();
+        let mut batch = WriteBatch::default();
+        if value.is_empty() {
+            batch.delete(key);
+        } else {
+            batch.put(key, value);
+        }
+        self.write_synced(batch)
+    }
+
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get([&[TAG_SETTING][..], name.as_bytes()].concat())?)
     }
 
     fn lock_for(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {

@@ -92,12 +92,20 @@ impl TestCluster {
     }
 
     /// SIGKILLs a node (or "gateway") by the pid it recorded.
-    pub fn kill(&self, process: &str) {
+    pub fn kill(&mut self, process: &str) {
         let pid = self.pid(process);
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        // Wait until the port is closed, so that the next request sees it down.
+        // Wait until it is gone, so that the next request sees it down. Processes restarted by
+        // the harness are its children: reap them, or they would linger as zombies.
         let start = Instant::now();
-        while unsafe { libc::kill(pid, 0) } == 0 && start.elapsed() < Duration::from_secs(10) {
+        loop {
+            for child in &mut self.restarted {
+                let _ = child.try_wait();
+            }
+            let gone = unsafe { libc::kill(pid, 0) } != 0;
+            if gone || start.elapsed() > Duration::from_secs(10) {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -254,6 +262,14 @@ impl S3Client {
             .send_signed(method, path, headers, body, signing)
             .await
             .expect("the gateway answered")
+    }
+
+    /// A signed request that may fail to get an answer at all (the gateway killed mid-request).
+    pub async fn try_send(&self, method: &str, path: &str, body: Bytes) -> Option<Reply> {
+        self.inner
+            .send_signed(method, path, &[], body, BodySigning::Hashed)
+            .await
+            .ok()
     }
 
     /// Signs a request; returns all headers to send (with Host and Authorization) and the seed

@@ -1,0 +1,68 @@
+//! The admin API, under `/_tessera/` on the S3 port (a name no bucket can have), authenticated
+//! like any S3 request: cluster status, and starting and following a heal.
+
+use crate::error::S3Error;
+use crate::router::{Gateway, S3Request, S3Response};
+use futures::future::join_all;
+use http::{Method, Response, StatusCode};
+use serde::Serialize;
+use storage_node::body::full;
+
+/// The pseudo-bucket the admin API lives under.
+pub const PREFIX: &str = "_tessera";
+
+#[derive(Serialize)]
+struct NodeStatus {
+    id: String,
+    zone: String,
+    addr: String,
+    up: bool,
+}
+
+pub async fn handle(
+    gw: &Gateway,
+    req: S3Request,
+    path: Option<&str>,
+) -> Result<S3Response, S3Error> {
+    match (req.parts.method.clone(), path.unwrap_or("")) {
+        (Method::GET, "status") => {
+            let nodes = gw.cluster.layout.nodes();
+            let health = join_all(nodes.iter().map(|n| gw.cluster.client.health(&n.addr))).await;
+            let status: Vec<NodeStatus> = nodes
+                .iter()
+                .zip(health)
+                .map(|(n, h)| NodeStatus {
+                    id: n.id.clone(),
+                    zone: n.zone.clone(),
+                    addr: n.addr.clone(),
+                    up: h.is_ok(),
+                })
+                .collect();
+            json(StatusCode::OK, &status)
+        }
+        (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
+        (Method::POST, "heal") => {
+            let node = req
+                .query
+                .get("node")
+                .ok_or_else(|| S3Error::InvalidArgument("heal needs ?node=ID".into()))?;
+            let progress = gw.healer.start(
+                gw.cluster.clone(),
+                gw.codec.clone(),
+                node.to_string(),
+                gw.config.heal_bytes_per_sec,
+            )?;
+            json(StatusCode::ACCEPTED, &progress)
+        }
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<S3Response, S3Error> {
+    let body = serde_json::to_vec(value).map_err(|e| S3Error::Internal(e.to_string()))?;
+    Ok(Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .expect("response parts are valid"))
+}

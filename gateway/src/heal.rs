@@ -1,0 +1,223 @@
+//! Healing: after a node comes back with an empty or partial disk, walk every object it should
+//! hold and rebuild what it lacks (records, and fragments from k good ones elsewhere). Rate-limited,
+//! checkpointed on the node being healed so that a crash resumes where it stopped, and reported
+//! through the admin API.
+
+use crate::cluster::Cluster;
+use crate::error::S3Error;
+use crate::get;
+use crate::list::{list, ListQuery};
+use erasure::Codec;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storage_node::protocol::unix_now;
+
+/// Where a heal stands; also the checkpoint a node keeps while it is being healed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HealProgress {
+    pub node: String,
+    pub running: bool,
+    pub keys_checked: u64,
+    pub keys_repaired: u64,
+    pub bytes_rebuilt: u64,
+    pub errors: u64,
+    pub started_unix: u64,
+    pub finished_unix: Option<u64>,
+    /// The last (bucket, key) fully handled: a restarted heal resumes after it.
+    pub position: Option<(String, String)>,
+    /// Rebuild throughput so far, bytes per second.
+    pub bytes_per_sec: u64,
+}
+
+/// The setting name under which a node keeps its heal checkpoint.
+const CHECKPOINT: &str = "heal-checkpoint";
+/// Checkpoint after this many keys.
+const CHECKPOINT_EVERY: u64 = 100;
+
+#[derive(Default)]
+pub struct Healer {
+    progress: Mutex<Option<HealProgress>>,
+}
+
+impl Healer {
+    pub fn progress(&self) -> Option<HealProgress> {
+        self.progress.lock().expect("heal progress lock").clone()
+    }
+
+    /// Starts healing `node` in the background unless a heal is running.
+    pub fn start(
+        self: &Arc<Self>,
+        cluster: Arc<Cluster>,
+        codec: Codec,
+        node: String,
+        bytes_per_sec: u64,
+    ) -> Result<HealProgress, S3Error> {
+        let index = cluster
+            .layout
+            .nodes()
+            .iter()
+            .position(|n| n.id == node)
+            .ok_or_else(|| S3Error::InvalidArgument(format!("no node {node} in the layout")))?;
+        let mut slot = self.progress.lock().expect("heal progress lock");
+        if slot.as_ref().is_some_and(|p| p.running) {
+            return Err(S3Error::InvalidRequest("a heal is already running".into()));
+        }
+        let progress = HealProgress {
+            node,
+            running: true,
+            started_unix: unix_now(),
+            ..HealProgress::default()
+        };
+        *slot = Some(progress.clone());
+        drop(slot);
+        let healer = self.clone();
+        tokio::spawn(async move {
+            let outcome = healer.run(&cluster, &codec, index, bytes_per_sec).await;
+            let mut slot = healer.progress.lock().expect("heal progress lock");
+            if let Some(p) = slot.as_mut() {
+                p.running = false;
+                p.finished_unix = Some(unix_now());
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "heal stopped");
+                    p.errors += 1;
+                }
+            }
+        });
+        Ok(progress)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut HealProgress)) -> HealProgress {
+        let mut slot = self.progress.lock().expect("heal progress lock");
+        let p = slot.get_or_insert_with(HealProgress::default);
+        f(p);
+        p.clone()
+    }
+
+    async fn run(
+        &self,
+        cluster: &Cluster,
+        codec: &Codec,
+        index: usize,
+        bytes_per_sec: u64,
+    ) -> Result<(), S3Error> {
+        let node = cluster.layout.nodes()[index].clone();
+        let resume: Option<(String, String)> = cluster
+            .client
+            .setting(&node.addr, CHECKPOINT)
+            .await?
+            .and_then(|bytes| serde_json::from_slice::<HealProgress>(&bytes).ok())
+            .and_then(|p| p.position);
+        self.update(|p| p.position = resume.clone());
+        let started = Instant::now();
+        let mut buckets: Vec<_> = cluster
+            .buckets(true)
+            .await?
+            .into_values()
+            .filter(|b| !b.deleted)
+            .collect();
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        for bucket in buckets {
+            let mut after = match &resume {
+                Some((b, _)) if *b > bucket.name => continue,
+                Some((b, key)) if *b == bucket.name => Some(key.clone()),
+                _ => None,
+            };
+            loop {
+                let query = ListQuery {
+                    prefix: String::new(),
+                    delimiter: None,
+                    after: after.clone(),
+                    max_keys: 1000,
+                };
+                let page = list(cluster, &bucket.id, &query).await?;
+                for entry in &page.keys {
+                    let rebuilt = self
+                        .heal_key(cluster, codec, &bucket.id, &entry.key, index)
+                        .await;
+                    let progress = self.update(|p| {
+                        p.keys_checked += 1;
+                        match rebuilt {
+                            Ok(Some(bytes)) => {
+                                p.keys_repaired += 1;
+                                p.bytes_rebuilt += bytes;
+                            }
+                            Ok(None) => {}
+                            Err(_) => p.errors += 1,
+                        }
+                        p.position = Some((bucket.name.clone(), entry.key.clone()));
+                        let secs = started.elapsed().as_secs_f64().max(0.001);
+                        p.bytes_per_sec = (p.bytes_rebuilt as f64 / secs) as u64;
+                    });
+                    if progress.keys_checked % CHECKPOINT_EVERY == 0 {
+                        let bytes = serde_json::to_vec(&progress).unwrap_or_default();
+                        cluster
+                            .client
+                            .put_setting(&node.addr, CHECKPOINT, bytes)
+                            .await?;
+                    }
+                    // Rate limit: never rebuild faster than bytes_per_sec on average.
+                    let due = Duration::from_secs_f64(
+                        progress.bytes_rebuilt as f64 / bytes_per_sec.max(1) as f64,
+                    );
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        cluster
+            .client
+            .put_setting(&node.addr, CHECKPOINT, Vec::new())
+            .await?;
+        Ok(())
+    }
+
+    /// Rebuilds what node `index` lacks of one key. `Some(bytes)` when something was rebuilt.
+    async fn heal_key(
+        &self,
+        cluster: &Cluster,
+        codec: &Codec,
+        bucket: &storage_node::record::BucketId,
+        key: &str,
+        index: usize,
+    ) -> Result<Option<u64>, S3Error> {
+        let node = &cluster.layout.nodes()[index];
+        let Some(holder) = cluster
+            .holders(bucket, key)
+            .into_iter()
+            .find(|h| h.node.id == node.id)
+        else {
+            return Ok(None);
+        };
+        let Some(found) = get::find(cluster, bucket, key).await? else {
+            return Ok(None);
+        };
+        let mine = cluster.client.object(&node.addr, bucket, key).await?;
+        let complete = match mine {
+            Some(record) if record.version >= found.record.version => {
+                let mut complete = true;
+                for part in record.parts.iter().filter(|p| p.inline.is_none()) {
+                    let probe = cluster
+                        .client
+                        .get_fragment(&node.addr, &part.fragment_id, holder.fragment, 0, 0)
+                        .await;
+                    if probe.is_err() {
+                        complete = false;
+                    }
+                }
+                complete
+            }
+            _ => false,
+        };
+        if complete {
+            return Ok(None);
+        }
+        let bytes = crate::repair::repair(cluster, codec, &found, &[holder.fragment]).await?;
+        Ok(Some(bytes))
+    }
+}
