@@ -149,7 +149,7 @@ impl Healer {
                         let secs = started.elapsed().as_secs_f64().max(0.001);
                         p.bytes_per_sec = (p.bytes_rebuilt as f64 / secs) as u64;
                     });
-                    if progress.keys_checked % CHECKPOINT_EVERY == 0 {
+                    if progress.keys_checked.is_multiple_of(CHECKPOINT_EVERY) {
                         let bytes = serde_json::to_vec(&progress).unwrap_or_default();
                         cluster
                             .client

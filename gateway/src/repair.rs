@@ -27,7 +27,7 @@ pub async fn repair(
     let wanted: Vec<usize> = slots.iter().map(|s| *s as usize).collect();
     let mut inline: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); found.record.parts.len()];
     let mut rewritten = 0u64;
-    for index in 0..found.record.parts.len() {
+    for (index, rebuilt_part) in inline.iter_mut().enumerate() {
         let reader = PartReader::new(cluster, codec, found, index);
         let is_inline = found.sources.iter().any(|s| {
             s.record
@@ -48,11 +48,11 @@ pub async fn repair(
                     }
                 }
             }
-            inline[index] = rebuilt.into_iter().map(Some).collect();
+            *rebuilt_part = rebuilt.into_iter().map(Some).collect();
         } else {
             rewritten +=
                 stream_part(cluster, codec, &reader, found, index, &holders, &wanted).await?;
-            inline[index] = vec![None; wanted.len()];
+            *rebuilt_part = vec![None; wanted.len()];
         }
     }
     let commits = wanted.iter().enumerate().map(|(i, &slot)| {
