@@ -15,8 +15,6 @@ use storage_node::{ClusterConfig, NodeConfig};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
-const ZONES: usize = 3;
-const NODES_PER_ZONE: usize = 2;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
@@ -35,6 +33,17 @@ pub struct DevArgs {
     /// Longest wait for a storage node, in milliseconds (default 10000).
     #[arg(long)]
     rpc_timeout_ms: Option<u64>,
+    /// Zones of a new cluster (an existing data dir keeps its own).
+    #[arg(long, default_value_t = 3)]
+    zones: usize,
+    /// Storage nodes per zone of a new cluster. With more than two, a zone's loss leaves
+    /// substitutes that keep the writes of its nodes (hinted handoff).
+    #[arg(long, default_value_t = 2)]
+    nodes_per_zone: usize,
+    /// Holders that must commit a write before it is acknowledged (default k+1). k keeps writes
+    /// going with m holders down, at the price of no redundancy for them until they are healed.
+    #[arg(long)]
+    write_quorum: Option<usize>,
     /// Access key id clients sign with (generated when unset).
     #[arg(long, env = "TESSERA_ACCESS_KEY_ID", hide_env_values = true)]
     access_key_id: Option<String>,
@@ -57,11 +66,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .transpose()?;
     let mut cluster = match &previous {
         Some(p) => p.cluster.clone(),
-        None => new_cluster()?,
+        None => new_cluster(args.zones, args.nodes_per_zone)?,
     };
     if let Some(ms) = args.rpc_timeout_ms {
         cluster.rpc_timeout_ms = ms;
     }
+    if args.write_quorum.is_some() {
+        cluster.write_quorum = args.write_quorum;
+    }
+    cluster.layout().context("the cluster's layout")?;
     let old_gateway = previous.and_then(|p| p.gateway);
     let access_key_id = args
         .access_key_id
@@ -121,11 +134,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     wait_for_port(gateway.listen, "gateway").await?;
 
     let scheme = if tls { "https" } else { "http" };
+    let mut zones: Vec<&str> = cluster.nodes.iter().map(|n| n.zone.as_str()).collect();
+    zones.dedup();
     println!(
-        "Tessera dev cluster: 1 region, {ZONES} zones, {} storage nodes, erasure coding {}+{}",
+        "Tessera dev cluster: 1 region, {} zones, {} storage nodes, erasure coding {}+{}, write quorum {}",
+        zones.len(),
         cluster.nodes.len(),
         cluster.data_shards,
-        cluster.parity_shards
+        cluster.parity_shards,
+        cluster.write_quorum()
     );
     println!("  data dir:    {}", data_dir.display());
     println!("  logs:        {}", log_dir.display());
@@ -167,10 +184,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn new_cluster() -> anyhow::Result<ClusterConfig> {
+fn new_cluster(zones: usize, nodes_per_zone: usize) -> anyhow::Result<ClusterConfig> {
     let mut nodes = Vec::new();
-    for zone in 1..=ZONES {
-        for n in 1..=NODES_PER_ZONE {
+    for zone in 1..=zones {
+        for n in 1..=nodes_per_zone {
             nodes.push(NodeInfo {
                 id: format!("z{zone}-n{n}"),
                 zone: format!("z{zone}"),

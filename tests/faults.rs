@@ -4,13 +4,29 @@
 mod common;
 
 use bytes::Bytes;
+use common::proxy::Mode;
 use common::{random_bytes, TestCluster, NODES};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What was acknowledged: key -> the bytes of the last acknowledged write.
-type Ledger = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+/// What was written, per key: the last acknowledged bytes, and the writes tried after it that got
+/// no acknowledgement (refused or cut off). Those may or may not have been applied, as with any
+/// store, so a read may return one of them; it must never return anything older or anything else.
+type Ledger = Arc<Mutex<HashMap<String, Writes>>>;
+
+#[derive(Default)]
+struct Writes {
+    acked: Option<Vec<u8>>,
+    unacked_since: Vec<Vec<u8>>,
+}
+
+impl Writes {
+    fn allows(&self, read: &[u8]) -> bool {
+        self.acked.as_deref() == Some(read) || self.unacked_since.iter().any(|w| w[..] == *read)
+    }
+}
 
 fn size_for(n: u64) -> usize {
     match n % 5 {
@@ -22,66 +38,134 @@ fn size_for(n: u64) -> usize {
     }
 }
 
+/// Concurrent writers (some keys overwritten, so later versions must win after faults) and a
+/// reader checking every body against its ETag, keeping a ledger of what was acknowledged.
+struct Load {
+    s3: Arc<common::S3Client>,
+    ledger: Ledger,
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<(u64, u64)>>,
+    reader: tokio::task::JoinHandle<u64>,
+}
+
+/// What a load did: writes acknowledged and refused, reads checked, keys verified at the end.
+struct Tally {
+    acked: u64,
+    refused: u64,
+    reads: u64,
+    verified: usize,
+}
+
+impl Load {
+    fn start(s3: Arc<common::S3Client>, bucket: &str, writers: u64) -> Load {
+        let ledger: Ledger = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = (0..writers)
+            .map(|w| {
+                let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
+                let prefix = format!("/{bucket}/w{w}");
+                tokio::spawn(async move {
+                    let (mut acked, mut refused) = (0u64, 0u64);
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("{prefix}/k{}", n % 40);
+                        let data = random_bytes(size_for(n), w * 1_000_000 + n);
+                        let reply = s3.try_send("PUT", &key, data.clone().into()).await;
+                        let mut ledger = ledger.lock().unwrap();
+                        let writes = ledger.entry(key).or_default();
+                        if reply.is_some_and(|r| r.status == 200) {
+                            *writes = Writes {
+                                acked: Some(data),
+                                unacked_since: Vec::new(),
+                            };
+                            acked += 1;
+                        } else {
+                            writes.unacked_since.push(data);
+                            refused += 1;
+                        }
+                        n += 1;
+                    }
+                    (acked, refused)
+                })
+            })
+            .collect();
+        let reader = {
+            let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut checked = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let sample: Vec<String> = ledger
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|(_, w)| w.acked.is_some())
+                        .map(|(k, _)| k.clone())
+                        .take(5)
+                        .collect();
+                    for key in sample {
+                        let Some(reply) = s3.try_send("GET", &key, Bytes::new()).await else {
+                            continue;
+                        };
+                        // Writers race with reads: a read returns some acknowledged or newer
+                        // value, never garbage, so its body must match its ETag.
+                        if reply.status == 200 {
+                            checked += 1;
+                            let etag = reply.header("etag").unwrap_or("").trim_matches('"');
+                            assert_eq!(etag, common::md5_hex(&reply.body), "{key}: body vs ETag");
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                checked
+            })
+        };
+        Load {
+            s3,
+            ledger,
+            stop,
+            writers,
+            reader,
+        }
+    }
+
+    /// Stops the load and reads every acknowledged key back byte for byte; returns what each
+    /// read.
+    async fn finish(self) -> (Tally, HashMap<String, Vec<u8>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut acked, mut refused) = (0, 0);
+        for w in self.writers {
+            let (a, r) = w.await.unwrap();
+            acked += a;
+            refused += r;
+        }
+        let reads = self.reader.await.unwrap();
+        let ledger = std::mem::take(&mut *self.ledger.lock().unwrap());
+        let mut read = HashMap::new();
+        for (key, writes) in ledger.into_iter().filter(|(_, w)| w.acked.is_some()) {
+            let got = self.s3.get(&key).await;
+            assert_eq!(got.status, 200, "{key}: {}", got.text());
+            assert!(
+                writes.allows(&got.body),
+                "{key} reads back as its last acknowledged write or a later one"
+            );
+            read.insert(key, got.body.to_vec());
+        }
+        let tally = Tally {
+            acked,
+            refused,
+            reads,
+            verified: read.len(),
+        };
+        (tally, read)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_cycles_under_load_lose_no_acknowledged_write() {
     let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "3000"]);
     let s3 = Arc::new(cluster.client());
     assert_eq!(s3.put("/faults", Bytes::new()).await.status, 200);
-    let ledger: Ledger = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4u64 {
-        let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
-        writers.push(tokio::spawn(async move {
-            let (mut acked, mut failed) = (0u64, 0u64);
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // Some keys are overwritten, so that later versions must win after faults.
-                let key = format!("/faults/w{w}/k{}", n % 40);
-                let data = random_bytes(size_for(n), w * 1_000_000 + n);
-                let reply = s3.try_send("PUT", &key, data.clone().into()).await;
-                if reply.is_some_and(|r| r.status == 200) {
-                    ledger.lock().unwrap().insert(key, data);
-                    acked += 1;
-                } else {
-                    failed += 1;
-                }
-                n += 1;
-            }
-            (acked, failed)
-        }));
-    }
-    let reader = {
-        let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut checked = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let sample: Vec<String> = ledger.lock().unwrap().keys().take(5).cloned().collect();
-                for key in sample {
-                    let Some(reply) = s3.try_send("GET", &key, Bytes::new()).await else {
-                        continue;
-                    };
-                    // Writers race with reads; a read must return some acknowledged or newer value,
-                    // never garbage: compare with the ledger only when the ETag matches.
-                    if reply.status == 200 {
-                        checked += 1;
-                        let etag = reply
-                            .header("etag")
-                            .unwrap_or("")
-                            .trim_matches('"')
-                            .to_string();
-                        assert_eq!(
-                            etag,
-                            common::md5_hex(&reply.body),
-                            "{key}: body matches its ETag"
-                        );
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            checked
-        })
-    };
+    let load = Load::start(s3, "faults", 4);
     let started = Instant::now();
     let mut faults = 0;
     let mut victim = 0usize;
@@ -99,32 +183,65 @@ async fn kill_9_cycles_under_load_lose_no_acknowledged_write() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cluster.restart(process);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = 0;
-    let mut failed = 0;
-    for w in writers {
-        let (a, f) = w.await.unwrap();
-        acked += a;
-        failed += f;
+    let (tally, _) = load.finish().await;
+    eprintln!(
+        "FAULTS: {faults} kill -9/restart cycles; {} writes acknowledged, {} refused; \
+         {} keys verified byte for byte; {} concurrent reads checked",
+        tally.acked, tally.refused, tally.verified, tally.reads
+    );
+    assert!(
+        tally.acked > 100,
+        "the cluster kept taking writes through the faults"
+    );
+}
+
+/// One node's connections slowed, black-holed, then cut, through a TCP proxy, under load; when
+/// its network is healed the gateway heals it, and it then serves reads with two others down.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_then_cut_connection_to_a_node_loses_nothing() {
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "1500"]);
+    let proxy = cluster.proxy("z2-n1").await;
+    let s3 = Arc::new(cluster.client());
+    assert_eq!(s3.put("/network", Bytes::new()).await.status, 200);
+    let load = Load::start(s3.clone(), "network", 3);
+    let modes = [
+        Mode::Delay(Duration::from_millis(50)),
+        Mode::Blackhole,
+        Mode::Refuse,
+        Mode::Pass,
+    ];
+    for mode in modes {
+        proxy.set(mode);
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    let reads = reader.await.unwrap();
-    let ledger = ledger.lock().unwrap().clone();
+    // Requests are bounded by the node timeout even while a holder black-holes.
+    proxy.set(Mode::Blackhole);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let data = random_bytes(200_000, 1);
+    assert_eq!(s3.put("/network/probe", data.clone()).await.status, 200);
+    assert!(s3.get("/network/probe").await.body[..] == data[..]);
+    assert!(
+        started.elapsed() < Duration::from_millis(2 * 1500),
+        "bounded by the timeout"
+    );
+    proxy.set(Mode::Pass);
+    let (tally, ledger) = load.finish().await;
+    // The node missed writes while cut off: the gateway heals it once it answers.
+    wait_healed(&s3).await;
+    cluster.kill("z1-n1");
+    cluster.kill("z3-n2");
     for (key, data) in &ledger {
         let got = s3.get(key).await;
-        assert_eq!(got.status, 200, "{key}: {}", got.text());
         assert!(
             got.body[..] == data[..],
-            "{key} reads back as last acknowledged"
+            "{key} from z2-n1 and three others"
         );
     }
     eprintln!(
-        "FAULTS: {faults} kill -9/restart cycles; {acked} writes acknowledged, {failed} refused; \
-         {} keys verified byte for byte; {reads} concurrent reads checked",
-        ledger.len()
-    );
-    assert!(
-        acked > 100,
-        "the cluster kept taking writes through the faults"
+        "NETWORK: delay, black hole, refusal and recovery of one node under load; {} writes \
+         acknowledged, {} refused; {} keys verified, {} concurrent reads checked",
+        tally.acked, tally.refused, tally.verified, tally.reads
     );
 }
 
@@ -211,4 +328,231 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
             "{key} after heal with two other nodes down"
         );
     }
+}
+
+/// The admin API's view of the nodes.
+async fn node_status(s3: &common::S3Client) -> Vec<serde_json::Value> {
+    let reply = s3.get("/_tessera/status").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+/// Writes the gateway's nodes keep for down holders, summed over the nodes that answer.
+async fn pending_hints(s3: &common::S3Client) -> u64 {
+    node_status(s3)
+        .await
+        .iter()
+        .filter_map(|n| n["hints"].as_u64())
+        .sum()
+}
+
+/// Waits until no node waits for a heal and none runs; the last heal must have had no errors.
+async fn wait_healed(s3: &common::S3Client) {
+    let begun = Instant::now();
+    loop {
+        assert!(begun.elapsed() < Duration::from_secs(120), "healed in time");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let waiting = node_status(s3)
+            .await
+            .iter()
+            .any(|n| n["needs_heal"] == true);
+        let reply = s3.get("/_tessera/heal").await;
+        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        if !waiting && progress["running"] != true {
+            assert!(progress.is_null() || progress["errors"] == 0, "{progress}");
+            return;
+        }
+    }
+}
+
+/// Kills every node of a zone and waits for the gateway's probe to see them down.
+async fn lose_zone(cluster: &mut TestCluster, zone: &str) {
+    for node in cluster.zone(zone) {
+        cluster.kill(&node);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// A multipart upload of three parts (two of 5 MiB, one small); returns the object's bytes.
+async fn multipart_object(s3: &common::S3Client, key: &str, seed: u64) -> Vec<u8> {
+    let reply = s3
+        .send("POST", &format!("{key}?uploads"), &[], Bytes::new())
+        .await;
+    assert_eq!(reply.status, 200, "create upload: {}", reply.text());
+    let text = reply.text();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|s| s.split("</UploadId>").next())
+        .unwrap()
+        .to_string();
+    let sizes = [5 << 20, 5 << 20, 300_000];
+    let mut data = Vec::new();
+    let mut parts = String::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let bytes = random_bytes(size, seed + i as u64);
+        let n = i + 1;
+        let reply = s3
+            .put(
+                &format!("{key}?partNumber={n}&uploadId={id}"),
+                bytes.clone(),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "part {n}: {}", reply.text());
+        let etag = reply.header("etag").unwrap().to_string();
+        parts.push_str(&format!(
+            "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+        ));
+        data.extend_from_slice(&bytes);
+    }
+    let body = format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>");
+    let reply = s3
+        .send("POST", &format!("{key}?uploadId={id}"), &[], body.into())
+        .await;
+    assert_eq!(reply.status, 200, "complete: {}", reply.text());
+    data
+}
+
+async fn read_back(s3: &common::S3Client, objects: &[(String, Vec<u8>)], when: &str) {
+    for (key, data) in objects {
+        let got = s3.get(key).await;
+        assert_eq!(got.status, 200, "{key} {when}: {}", got.text());
+        assert!(got.body[..] == data[..], "{key} {when}: bytes differ");
+    }
+}
+
+/// Three zones of three nodes: a whole zone goes down, and reads and writes go on at full write
+/// quorum because substitutes keep the down holders' shares. When the zone returns the hints are
+/// handed back; then the other zones are taken down in turn and everything still reads, which
+/// needs the handed-back fragments.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_zone_of_a_three_by_three_cluster_keeps_reads_and_writes_going() {
+    let mut cluster = TestCluster::start_with(&[
+        "--zones",
+        "3",
+        "--nodes-per-zone",
+        "3",
+        "--rpc-timeout-ms",
+        "3000",
+    ]);
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/zones", Bytes::new()).await.status, 200);
+    let mut before = Vec::new();
+    for i in 0..20 {
+        let (key, data) = (format!("/zones/before{i}"), random_bytes(size_for(i), i));
+        assert_eq!(s3.put(&key, data.clone()).await.status, 200);
+        before.push((key, data));
+    }
+
+    lose_zone(&mut cluster, "z2").await;
+    let started = Instant::now();
+    let mut during = Vec::new();
+    for i in 0..40 {
+        let (key, data) = (
+            format!("/zones/during{i}"),
+            random_bytes(size_for(i), 100 + i),
+        );
+        let reply = s3.put(&key, data.clone()).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{key} with zone z2 down: {}",
+            reply.text()
+        );
+        during.push((key, data));
+    }
+    let key = "/zones/during-multipart".to_string();
+    let data = multipart_object(&s3, &key, 7_000).await;
+    during.push((key, data));
+    // A delete while the zone is down is handed back too: the key must stay deleted.
+    assert_eq!(s3.delete("/zones/before0").await.status, 204);
+    before.remove(0);
+    read_back(&s3, &before, "with z2 down").await;
+    read_back(&s3, &during, "with z2 down").await;
+    let written = started.elapsed();
+    let hinted = pending_hints(&s3).await;
+    assert!(hinted > 0, "substitutes keep hints for z2's nodes");
+
+    for node in cluster.zone("z2") {
+        cluster.restart(&node);
+    }
+    let back = Instant::now();
+    while pending_hints(&s3).await > 0 {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "hints handed back within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let handed_back = back.elapsed();
+
+    // Everything written while z2 was down has z2's fragments now: any other zone can go.
+    for zone in ["z1", "z3"] {
+        lose_zone(&mut cluster, zone).await;
+        read_back(&s3, &before, &format!("with {zone} down")).await;
+        read_back(&s3, &during, &format!("with {zone} down")).await;
+        assert_eq!(s3.get("/zones/before0").await.status, 404);
+        for node in cluster.zone(zone) {
+            cluster.restart(&node);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "ZONE LOSS: {} objects written and {} read with a zone down in {:.1} s, {hinted} hints \
+         handed back in {:.1} s, then read with each other zone down",
+        during.len(),
+        before.len() + during.len(),
+        written.as_secs_f64(),
+        handed_back.as_secs_f64()
+    );
+}
+
+/// The smallest cluster (three zones of two) has no substitutes: with the default write quorum
+/// k+1 a lost zone stops writes with 503 while reads go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_substitutes_a_lost_zone_refuses_writes_and_keeps_reads() {
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "3000"]);
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/small", Bytes::new()).await.status, 200);
+    let objects: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("/small/k{i}"), random_bytes(size_for(i), 300 + i)))
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    lose_zone(&mut cluster, "z3").await;
+    for i in 0..5 {
+        let reply = s3
+            .put(&format!("/small/refused{i}"), random_bytes(size_for(i), i))
+            .await;
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(reply.text().contains("ServiceUnavailable"));
+        let got = s3.get(&format!("/small/refused{i}")).await;
+        assert_eq!(got.status, 404, "a refused write leaves nothing visible");
+    }
+    read_back(&s3, &objects, "with z3 down").await;
+}
+
+/// With a write quorum of k, writes go on through a lost zone without redundancy; the gateway
+/// heals the zone's nodes when they return, after which another zone can be lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_write_quorum_k_writes_go_on_and_the_zone_is_healed_after() {
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "3000", "--write-quorum", "4"]);
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/quorum", Bytes::new()).await.status, 200);
+    lose_zone(&mut cluster, "z3").await;
+    let objects: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("/quorum/k{i}"), random_bytes(size_for(i), 900 + i)))
+        .collect();
+    for (key, data) in &objects {
+        let reply = s3.put(key, data.clone()).await;
+        assert_eq!(reply.status, 200, "W=k with z3 down: {}", reply.text());
+    }
+    for node in cluster.zone("z3") {
+        cluster.restart(&node);
+    }
+    // Both nodes missed the writes; the gateway heals them one after the other.
+    wait_healed(&s3).await;
+    lose_zone(&mut cluster, "z1").await;
+    read_back(&s3, &objects, "after the heal, with z1 down").await;
 }

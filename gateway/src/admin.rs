@@ -17,6 +17,10 @@ struct NodeStatus {
     zone: String,
     addr: String,
     up: bool,
+    /// Writes the node keeps for holders that were down, not yet handed over.
+    hints: Option<u64>,
+    /// The node missed writes that nobody kept for it; a heal starts when it answers.
+    needs_heal: bool,
 }
 
 pub async fn handle(
@@ -31,11 +35,14 @@ pub async fn handle(
             let status: Vec<NodeStatus> = nodes
                 .iter()
                 .zip(health)
-                .map(|(n, h)| NodeStatus {
+                .enumerate()
+                .map(|(i, (n, h))| NodeStatus {
                     id: n.id.clone(),
                     zone: n.zone.clone(),
                     addr: n.addr.clone(),
                     up: h.is_ok(),
+                    hints: h.ok().map(|h| h.hints),
+                    needs_heal: gw.cluster.liveness.needs_heal(i),
                 })
                 .collect();
             json(StatusCode::OK, &status)

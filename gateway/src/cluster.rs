@@ -2,6 +2,7 @@
 //! holders, and the bucket table.
 
 use crate::error::S3Error;
+use crate::liveness::Liveness;
 use futures::future::join_all;
 use placement::{Layout, NodeInfo};
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub struct Cluster {
     pub write_quorum: usize,
     /// Longest wait for any one node: a call, or the next block of a fragment stream.
     pub timeout: Duration,
+    pub liveness: Liveness,
     buckets: Mutex<Option<(Instant, HashMap<String, BucketRecord>)>>,
 }
 
@@ -29,12 +31,16 @@ pub struct Cluster {
 pub struct Holder<'a> {
     pub node: &'a NodeInfo,
     pub fragment: u8,
+    /// Set when `node` is a substitute keeping this slot for that holder, which is down.
+    pub hint_for: Option<&'a NodeInfo>,
 }
 
 impl Cluster {
     pub fn new(config: &ClusterConfig) -> Result<Cluster, placement::PlacementError> {
+        let layout = config.layout()?;
         Ok(Cluster {
-            layout: config.layout()?,
+            liveness: Liveness::new(layout.nodes().len()),
+            layout,
             client: NodeClient::new(config.secret.clone(), config.rpc_timeout()),
             write_quorum: config.write_quorum(),
             timeout: config.rpc_timeout(),
@@ -61,8 +67,66 @@ impl Cluster {
             .map(|(slot, &node)| Holder {
                 node: &self.layout.nodes()[node],
                 fragment: slot as u8,
+                hint_for: None,
             })
             .collect()
+    }
+
+    /// Where a write of a key goes: every holder that is up, and for each one that is down, a
+    /// substitute that keeps its share as a hint (the first live non-holder on the ring, from the
+    /// down holder's own zone when one is free, so that zones keep their share). A down holder
+    /// without a substitute is left out, and healed when it returns.
+    pub fn write_holders(&self, bucket: &BucketId, key: &str) -> Vec<Holder<'_>> {
+        let shard = self.layout.shard_of(bucket, key.as_bytes());
+        let nodes = self.layout.nodes();
+        let mut free: Vec<usize> = self
+            .layout
+            .substitutes(shard)
+            .into_iter()
+            .filter(|&i| self.liveness.is_up(i))
+            .collect();
+        let mut targets = Vec::with_capacity(self.width());
+        for (slot, &holder) in self.layout.holders(shard).iter().enumerate() {
+            let fragment = slot as u8;
+            if self.liveness.is_up(holder) {
+                targets.push(Holder {
+                    node: &nodes[holder],
+                    fragment,
+                    hint_for: None,
+                });
+                continue;
+            }
+            let zone = &nodes[holder].zone;
+            let pick = free
+                .iter()
+                .position(|&i| nodes[i].zone == *zone)
+                .or((!free.is_empty()).then_some(0));
+            match pick {
+                Some(at) => targets.push(Holder {
+                    node: &nodes[free.remove(at)],
+                    fragment,
+                    hint_for: Some(&nodes[holder]),
+                }),
+                None => self.liveness.missed(holder),
+            }
+        }
+        targets
+    }
+
+    /// The client for metadata calls to a holder: a substitute keeps them as hints.
+    pub fn client_for(&self, holder: &Holder<'_>) -> NodeClient {
+        match holder.hint_for {
+            Some(target) => self.client.hinted(&target.id),
+            None => self.client.clone(),
+        }
+    }
+
+    /// Notes that a write went on without `holder`'s share: it is healed when it answers again.
+    pub fn note_missed(&self, holder: &Holder<'_>) {
+        let id = &holder.hint_for.unwrap_or(holder.node).id;
+        if let Some(index) = self.layout.nodes().iter().position(|n| n.id == *id) {
+            self.liveness.missed(index);
+        }
     }
 
     /// Runs `call` against every given node at once and returns each answer in order.

@@ -13,6 +13,7 @@ mod get;
 mod heal;
 mod http_util;
 mod list;
+mod liveness;
 mod multi_delete;
 mod multipart;
 mod objects;

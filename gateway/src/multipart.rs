@@ -38,14 +38,14 @@ pub async fn create(
         checksum_algorithm: req.header("x-amz-checksum-algorithm").map(str::to_string),
         tags: crate::tagging::from_header(req.header("x-amz-tagging"))?,
     };
-    let holders = gw.cluster.holders(&bucket.id, key);
+    let holders = gw.cluster.write_holders(&bucket.id, key);
     let request = UploadRequest {
         bucket: bucket.id,
         record: record.clone(),
     };
-    let client = &gw.cluster.client;
     commit_quorum(&gw.cluster, &holders, &vec![true; holders.len()], |h| {
         let request = &request;
+        let client = gw.cluster.client_for(&h);
         async move {
             client
                 .put_upload(&h.node.addr, request)
@@ -163,7 +163,7 @@ pub async fn store_upload_part(
     expected: &Expected,
 ) -> Result<(StoredPart, Version), S3Error> {
     let version = Version::now();
-    let holders = gw.cluster.holders(&bucket.id, key);
+    let holders = gw.cluster.write_holders(&bucket.id, key);
     let plan = PartPlan {
         holders: &holders,
         layout: stripe_layout(gw, size),
@@ -176,8 +176,8 @@ pub async fn store_upload_part(
         inline: size <= gw.config.inline_threshold,
     };
     let stored = store_part(&gw.cluster, &gw.codec, plan, payload, expected).await?;
-    let client = &gw.cluster.client;
     commit_quorum(&gw.cluster, &holders, &stored.stored, |h| {
+        let client = gw.cluster.client_for(&h);
         let request = PartRequest {
             upload_id: upload_id.to_string(),
             record: PartRecord {
@@ -271,8 +271,29 @@ pub async fn complete(
                 .collect()
         })
         .collect();
-    let holders = gw.cluster.holders(&bucket_record.id, key);
-    let stored: Vec<bool> = holder_parts.iter().map(Option::is_some).collect();
+    // A substitute keeping a down holder's share has that slot's part fragments when the parts
+    // were uploaded while the holder was down, or the holder has them already: either way the
+    // record names the same files. Inline parts differ per slot and are left to healing.
+    let file_parts: Option<Vec<PartData>> = chosen
+        .iter()
+        .all(|p| p.part.inline.is_none())
+        .then(|| chosen.iter().map(|p| p.part.clone()).collect());
+    let holders = gw.cluster.write_holders(&bucket_record.id, key);
+    let parts_of: Vec<Option<Vec<PartData>>> = holders
+        .iter()
+        .map(|h| match h.hint_for {
+            Some(_) => file_parts.clone(),
+            None => holder_parts[h.fragment as usize].clone(),
+        })
+        .collect();
+    let stored: Vec<bool> = parts_of.iter().map(Option::is_some).collect();
+    let slot_parts = |fragment: u8| {
+        holders
+            .iter()
+            .position(|h| h.fragment == fragment)
+            .and_then(|at| parts_of[at].clone())
+            .unwrap_or_default()
+    };
     let record_for = |fragment: u8| ObjectRecord {
         version,
         deleted: false,
@@ -283,7 +304,7 @@ pub async fn complete(
         data_shards: gw.codec.data_shards() as u8,
         parity_shards: gw.codec.parity_shards() as u8,
         fragment,
-        parts: holder_parts[fragment as usize].clone().unwrap_or_default(),
+        parts: slot_parts(fragment),
         tags: upload.tags.clone(),
         modified: None,
     };
@@ -313,20 +334,17 @@ pub async fn abort(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     find_upload(gw, &bucket, key, upload_id).await?;
-    let holders = gw.cluster.holders(&bucket.id, key);
-    let client = &gw.cluster.client;
+    let holders = gw.cluster.write_holders(&bucket.id, key);
     let bucket_id = bucket.id;
-    commit_quorum(
-        &gw.cluster,
-        &holders,
-        &vec![true; holders.len()],
-        |h| async move {
+    commit_quorum(&gw.cluster, &holders, &vec![true; holders.len()], |h| {
+        let client = gw.cluster.client_for(&h);
+        async move {
             client
                 .abort_upload(&h.node.addr, &bucket_id, upload_id)
                 .await
                 .map(|()| true)
-        },
-    )
+        }
+    })
     .await?;
     Ok(Response::builder()
         .status(http::StatusCode::NO_CONTENT)

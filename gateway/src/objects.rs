@@ -106,7 +106,7 @@ pub async fn write_object(
 ) -> Result<Written, S3Error> {
     let size = object.size;
     let version = Version::now();
-    let holders = gw.cluster.holders(&bucket.id, key);
+    let holders = gw.cluster.write_holders(&bucket.id, key);
     let plan = PartPlan {
         holders: &holders,
         layout: stripe_layout(gw, size),
@@ -201,8 +201,8 @@ pub async fn commit_record(
     record_for: impl Fn(u8) -> ObjectRecord,
     upload_id: Option<&str>,
 ) -> Result<(), S3Error> {
-    let client = &gw.cluster.client;
     commit_quorum(&gw.cluster, holders, stored, |h| {
+        let client = gw.cluster.client_for(&h);
         let request = CommitRequest {
             bucket: bucket.id,
             key: key.to_string(),
@@ -333,7 +333,7 @@ pub async fn write_tombstone(
     bucket: &BucketRecord,
     key: &str,
 ) -> Result<(), S3Error> {
-    let holders = gw.cluster.holders(&bucket.id, key);
+    let holders = gw.cluster.write_holders(&bucket.id, key);
     let tombstone = ObjectRecord::tombstone(Version::now());
     let all = vec![true; holders.len()];
     commit_record(gw, bucket, key, &holders, &all, |_| tombstone.clone(), None).await

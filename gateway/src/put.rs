@@ -55,6 +55,7 @@ pub async fn store_part(
     payload: &mut PayloadReader,
     expected: &Expected,
 ) -> Result<StoredPart, S3Error> {
+    enough_holders(cluster, plan.holders.len())?;
     let algorithm = expected.checksum.as_ref().map(|(a, _)| *a);
     let (inline, stored, verified) = if plan.inline {
         let (fragments, verified) =
@@ -205,7 +206,7 @@ async fn feed_holders(
             .map_err(size_error)?;
         for frames in ready.drain(..) {
             if let Some(previous) = held.replace(frames) {
-                send_stripe(senders, previous, cluster).await?;
+                send_stripe(senders, plan.holders, previous, cluster).await?;
             }
         }
     }
@@ -214,22 +215,24 @@ async fn feed_holders(
         .map_err(size_error)?;
     let verified = digests.verify(expected, checksum_trailer(payload, algorithm))?;
     for frames in held.into_iter().chain(ready.drain(..)) {
-        send_stripe(senders, frames, cluster).await?;
+        send_stripe(senders, plan.holders, frames, cluster).await?;
     }
     Ok(verified)
 }
 
 type FrameSender = Sender<Result<Bytes, std::io::Error>>;
 
-/// Queues one stripe's frames. A holder whose queue stays full for the node timeout is dropped
-/// (its body then ends short, so it keeps nothing).
+/// Queues one stripe's frames, each holder its fragment's. A holder whose queue stays full for the
+/// node timeout is dropped (its body then ends short, so it keeps nothing).
 async fn send_stripe(
     senders: &mut [Option<FrameSender>],
+    holders: &[Holder<'_>],
     frames: Vec<Bytes>,
     cluster: &Cluster,
 ) -> Result<(), S3Error> {
-    for (slot, frame) in senders.iter_mut().zip(frames) {
+    for (slot, holder) in senders.iter_mut().zip(holders) {
         if let Some(tx) = slot {
+            let frame = frames[holder.fragment as usize].clone();
             match tokio::time::timeout(cluster.timeout, tx.send(Ok(frame))).await {
                 Ok(Ok(())) => {}
                 _ => *slot = None,
@@ -272,12 +275,20 @@ where
     F: Fn(Holder<'a>) -> Fut,
     Fut: Future<Output = Result<bool, RpcError>>,
 {
+    enough_holders(cluster, stored.iter().filter(|s| **s).count())?;
     let calls = holders
         .iter()
         .zip(stored)
         .filter(|(_, s)| **s)
         .map(|(h, _)| commit(*h));
     let answers = join_all(calls).await;
+    let mut outcomes = answers.iter();
+    for (holder, stored) in holders.iter().zip(stored) {
+        // Only holders that stored the data were asked to commit, in order.
+        if !stored || outcomes.next().is_some_and(Result::is_err) {
+            cluster.note_missed(holder);
+        }
+    }
     let ok = answers.iter().filter(|a| a.is_ok()).count();
     if ok < cluster.write_quorum {
         let why = answers
@@ -287,6 +298,18 @@ where
         return Err(S3Error::ServiceUnavailable(format!(
             "{ok} of {} holders committed; {} needed ({why})",
             holders.len(),
+            cluster.write_quorum
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a write before anything is written when fewer than a write quorum of holders (and
+/// substitutes) can take it, so that a refused write leaves nothing behind.
+fn enough_holders(cluster: &Cluster, available: usize) -> Result<(), S3Error> {
+    if available < cluster.write_quorum {
+        return Err(S3Error::ServiceUnavailable(format!(
+            "{available} holders can take the write; {} needed",
             cluster.write_quorum
         )));
     }

@@ -63,6 +63,7 @@ pub struct Layout {
     zone_cap: usize,
     /// Flat table: holders of shard s are `holders[s*width..(s+1)*width]`.
     holders: Vec<usize>,
+    ring: Ring,
 }
 
 impl Layout {
@@ -156,6 +157,7 @@ impl Layout {
             shard_count,
             zone_cap,
             holders,
+            ring,
         })
     }
 
@@ -200,6 +202,19 @@ impl Layout {
         let w = self.width();
         let start = shard.0 as usize * w;
         &self.holders[start..start + w]
+    }
+
+    /// Nodes that do not hold `shard`, in the order the ring meets them from the shard's point:
+    /// where a write goes in place of a holder that is down (hinted handoff). Every process
+    /// computes the same order, so a retried write picks the same substitute.
+    pub fn substitutes(&self, shard: ShardId) -> Vec<usize> {
+        let holders = self.holders(shard);
+        let mut seen = vec![false; self.nodes.len()];
+        holders.iter().for_each(|&h| seen[h] = true);
+        self.ring
+            .walk(ring::shard_point(shard.0))
+            .filter(|&idx| !std::mem::replace(&mut seen[idx], true))
+            .collect()
     }
 
     /// Max fragments of one shard in one zone: ceil((k+m) / zones).
@@ -436,6 +451,19 @@ mod tests {
         println!("chi2 {chi2:.1}");
         // 255 degrees of freedom: mean 255, sd ~22.6; 400 is > 6 sd.
         assert!(chi2 < 400.0, "chi2 {chi2}");
+    }
+
+    #[test]
+    fn substitutes_are_the_other_nodes_in_ring_order() {
+        let l = Layout::new(topo(3, 3), 4, 2, 64).unwrap();
+        for s in (0..64).map(ShardId) {
+            let subs = l.substitutes(s);
+            assert_eq!(subs.len(), 3, "{s:?}");
+            assert!(subs.iter().all(|i| !l.holders(s).contains(i)));
+            assert_eq!(subs, l.substitutes(s), "deterministic");
+        }
+        let six = Layout::new(topo(3, 2), 4, 2, 8).unwrap();
+        assert!(six.substitutes(ShardId(3)).is_empty());
     }
 
     /// Invariant 6.

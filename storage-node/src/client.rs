@@ -1,6 +1,7 @@
 //! The gateway's side of the node protocol: one signed HTTP call per method, over pooled connections.
 
 use crate::body::{empty, full, HttpBody};
+use crate::hints::HINT_QUERY;
 use crate::protocol::{
     unix_now, ClusterSecret, CommitRequest, ListRequest, ListResponse, PartRequest, UploadRequest,
     BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
@@ -15,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,15 @@ pub struct NodeClient {
     http: Client<HttpConnector, HttpBody>,
     secret: ClusterSecret,
     timeout: Duration,
+    /// Id of the holder whose share of a write this client's calls carry (see `crate::hints`).
+    hint_for: Option<String>,
+}
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// Writes it keeps for holders that were down, not yet handed over.
+    pub hints: u64,
 }
 
 impl NodeClient {
@@ -58,6 +68,15 @@ impl NodeClient {
             http,
             secret,
             timeout,
+            hint_for: None,
+        }
+    }
+
+    /// A client whose metadata calls a substitute keeps as hints for `holder`, instead of applying.
+    pub fn hinted(&self, holder: &str) -> NodeClient {
+        NodeClient {
+            hint_for: Some(holder.to_string()),
+            ..self.clone()
         }
     }
 
@@ -72,6 +91,15 @@ impl NodeClient {
         body: HttpBody,
         deadline: Option<Duration>,
     ) -> Result<Incoming, RpcError> {
+        let hinted;
+        let path = match &self.hint_for {
+            Some(holder) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                hinted = format!("{path}{sep}{HINT_QUERY}={holder}");
+                &hinted
+            }
+            None => path,
+        };
         let date = unix_now();
         let mut builder = Request::builder()
             .method(method.clone())
@@ -129,9 +157,28 @@ impl NodeClient {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
-    pub async fn health(&self, addr: &str) -> Result<(), RpcError> {
+    pub async fn health(&self, addr: &str) -> Result<NodeHealth, RpcError> {
         self.call(addr, Method::GET, "/v1/health", None::<&()>)
             .await
+    }
+
+    /// Sends a call kept as a hint to the node it was meant for.
+    pub async fn replay(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(), RpcError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| RpcError::Status(StatusCode::BAD_REQUEST, method.to_string()))?;
+        let answer = self
+            .send(addr, method, path, &[], full(body), Some(self.timeout))
+            .await?;
+        tokio::time::timeout(self.timeout, answer.collect())
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        Ok(())
     }
 
     /// Uploads one fragment; returns once the node has made it durable.

@@ -4,10 +4,11 @@
 pub mod body;
 pub mod client;
 pub mod config;
+pub mod hints;
 pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod store;
 
-pub use client::{NodeClient, RpcError};
+pub use client::{NodeClient, NodeHealth, RpcError};
 pub use config::{ClusterConfig, NodeConfig};

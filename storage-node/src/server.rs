@@ -1,7 +1,9 @@
 //! The storage node's HTTP server: one handler per protocol call, over `Store`.
 
 use crate::body::{empty, full, ChannelBody, HttpBody};
+use crate::client::{NodeClient, NodeHealth};
 use crate::config::{ClusterConfig, NodeConfig};
+use crate::hints::{self, Hint, HINT_QUERY};
 use crate::protocol::{
     ClusterSecret, CommitRequest, ListRequest, PartRequest, UploadRequest, BLOCK_SIZE_HEADER,
     DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
@@ -55,6 +57,7 @@ fn bad(msg: impl Into<String>) -> NodeError {
 }
 
 struct Node {
+    id: String,
     store: Arc<Store>,
     secret: ClusterSecret,
 }
@@ -77,7 +80,14 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(node = %node.id, %listen, "storage node listening");
+    tokio::spawn(hints::hand_off_forever(
+        store.clone(),
+        NodeClient::new(cluster.secret.clone(), cluster.rpc_timeout()),
+        cluster.nodes.clone(),
+        cluster.data_shards,
+    ));
     let state = Arc::new(Node {
+        id: node.id.clone(),
         store,
         secret: cluster.secret.clone(),
     });
@@ -138,15 +148,24 @@ impl Node {
             .collect();
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         let store = self.store.clone();
+        let query = parse_query(req.uri().query());
+        if let Some((_, holder)) = query.iter().find(|(k, _)| *k == HINT_QUERY) {
+            if *holder != self.id {
+                let holder = holder.to_string();
+                return keep_hint(store, holder, req).await;
+            }
+        }
         match (req.method().clone(), path.as_slice()) {
-            (Method::GET, ["v1", "health"]) => Ok(Response::new(empty())),
+            (Method::GET, ["v1", "health"]) => {
+                let hints = blocking(move || store.hint_count()).await?;
+                json(&NodeHealth { hints })
+            }
             (Method::PUT, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
                 receive_fragment(&store, &id, index, req).await
             }
             (Method::GET, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
-                let query = parse_query(req.uri().query());
                 let offset = query_u64(&query, "offset")?;
                 let len = query_u64(&query, "len")?;
                 send_fragment(store, id, index, offset, len).await
@@ -227,6 +246,21 @@ impl Node {
             _ => Err(NodeError::NotFound),
         }
     }
+}
+
+/// Keeps a metadata call meant for `holder` as a hint, and answers as the holder would.
+async fn keep_hint(
+    store: Arc<Store>,
+    holder: String,
+    req: Request<Incoming>,
+) -> Result<Response<HttpBody>, NodeError> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await?.to_bytes();
+    let hint = Hint::new(&holder, &method, &path, body).map_err(|e| bad(e.to_string()))?;
+    let reply = hint.reply();
+    blocking(move || store.add_hint(&hint)).await?;
+    Ok(Response::new(full(reply)))
 }
 
 /// Receives one fragment, checking every frame's hash as it arrives, and commits the file only

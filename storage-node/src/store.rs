@@ -6,8 +6,11 @@
 //! - Every metadata write is a synced RocksDB write; a record only replaces an older version.
 //! - Fragment files of a superseded record are removed after the newer record is durable.
 
+use crate::hints::Hint;
 use crate::protocol::{ListItem, ListRequest, ListResponse};
-use crate::record::{BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord};
+use crate::record::{
+    BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version,
+};
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use std::fs::{self, File};
@@ -33,6 +36,7 @@ const TAG_OBJECT: u8 = b'o';
 const TAG_UPLOAD: u8 = b'u';
 const TAG_PART: u8 = b'p';
 const TAG_SETTING: u8 = b's';
+const TAG_HINT: u8 = b'h';
 /// Commits to one key are serialised by one of these locks, so that "newer version wins" is a
 /// read-compare-write without a global lock (concurrent synced writes still share WAL fsyncs).
 const COMMIT_LOCKS: usize = 64;
@@ -309,6 +313,48 @@ impl Store {
         Ok(self
             .db
             .get([&[TAG_SETTING][..], name.as_bytes()].concat())?)
+    }
+
+    /// Keeps a write meant for another node (hinted handoff) until it is handed over. Hints are
+    /// keyed by the time they were taken, so they are handed over in the order they came.
+    pub fn add_hint(&self, hint: &Hint) -> Result<(), StoreError> {
+        let seq = Version::now();
+        let mut key = vec![TAG_HINT];
+        key.extend_from_slice(&seq.micros.to_be_bytes());
+        key.extend_from_slice(&seq.salt.to_be_bytes());
+        let mut batch = WriteBatch::default();
+        batch.put(key, serde_json::to_vec(hint)?);
+        self.write_synced(batch)
+    }
+
+    /// Up to `limit` pending hints, oldest first, with the key that removes each.
+    pub fn hints(&self, limit: usize) -> Result<Vec<(Vec<u8>, Hint)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.prefix_iterator([TAG_HINT]).take(limit) {
+            let (k, v) = entry?;
+            if k.first() != Some(&TAG_HINT) {
+                break;
+            }
+            out.push((k.to_vec(), serde_json::from_slice(&v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn hint_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for entry in self.db.prefix_iterator([TAG_HINT]) {
+            if entry?.0.first() != Some(&TAG_HINT) {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    pub fn remove_hint(&self, key: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete(key);
+        self.write_synced(batch)
     }
 
     fn lock_for(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {

@@ -2,6 +2,8 @@
 //! SigV4-signing S3 client over real TCP (`tessera::client`).
 #![allow(dead_code)] // each test file uses part of the harness
 
+pub mod proxy;
+
 use bytes::Bytes;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use tessera::client;
 pub const ACCESS_KEY: &str = "TESTACCESSKEY";
 pub const SECRET_KEY: &str = "test-secret-key-0123456789";
 pub const REGION: &str = "us-east-1";
+/// The storage nodes of a default (three zones of two) dev cluster.
 pub const NODES: [&str; 6] = ["z1-n1", "z1-n2", "z2-n1", "z2-n2", "z3-n1", "z3-n2"];
 
 /// A running dev cluster; every process is stopped when it is dropped.
@@ -136,11 +139,60 @@ impl TestCluster {
         }
     }
 
+    /// (id, zone) of every storage node, from the cluster's config.
+    pub fn nodes(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.path().join("config").join("gateway.toml"))
+            .expect("gateway config");
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        value["cluster"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let field = |name: &str| n[name].as_str().unwrap().to_string();
+                (field("id"), field("zone"))
+            })
+            .collect()
+    }
+
+    /// Ids of the storage nodes of one zone.
+    pub fn zone(&self, zone: &str) -> Vec<String> {
+        self.nodes()
+            .into_iter()
+            .filter(|(_, z)| z == zone)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Puts a TCP proxy between a node and everyone who calls it: the node is restarted to listen
+    /// on a new port, and the proxy takes its address in the cluster.
+    pub async fn proxy(&mut self, node: &str) -> proxy::Proxy {
+        let config = self.path().join("config").join(format!("{node}.toml"));
+        let address = listen_addr(&config, node);
+        self.kill(node);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let upstream = format!("127.0.0.1:{port}");
+        let mut value: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        value["node"]
+            .as_table_mut()
+            .unwrap()
+            .insert("listen".into(), upstream.clone().into());
+        std::fs::write(&config, toml::to_string(&value).unwrap()).unwrap();
+        let proxy = proxy::Proxy::start(address.parse().unwrap(), upstream.parse().unwrap()).await;
+        self.restart(node);
+        proxy
+    }
+
     /// Every fragment file on every node, except those still being written.
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        for node in NODES {
-            let dir = self.path().join(node).join("fragments");
+        for (node, _) in self.nodes() {
+            let dir = self.path().join(&node).join("fragments");
             let mut found = Vec::new();
             walk(&dir, &mut found);
             files.extend(
@@ -158,6 +210,8 @@ fn listen_addr(config: &Path, process: &str) -> String {
     let value: toml::Value = toml::from_str(&text).unwrap();
     if process == "gateway" {
         value["gateway"]["listen"].as_str().unwrap().to_string()
+    } else if let Some(listen) = value["node"].get("listen") {
+        listen.as_str().unwrap().to_string()
     } else {
         value["cluster"]["nodes"]
             .as_array()
