@@ -556,3 +556,70 @@ async fn with_write_quorum_k_writes_go_on_and_the_zone_is_healed_after() {
     lose_zone(&mut cluster, "z1").await;
     read_back(&s3, &objects, "after the heal, with z1 down").await;
 }
+
+/// A holder whose connection answers two seconds late: reads do not wait for it beyond the hedge
+/// delay (another holder's fragment is fetched beside it), and writes go around it.
+#[tokio::test(flavor = "multi_thread")]
+async fn hedged_reads_keep_a_slow_holder_off_the_critical_path() {
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "5000"]);
+    let proxy = cluster.proxy("z2-n1").await;
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/hedge", Bytes::new()).await.status, 200);
+    let objects: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("/hedge/k{i}"), random_bytes(3 << 20, 40 + i)))
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    proxy.set(Mode::Delay(Duration::from_secs(2)));
+    // Let the probe see it slow, and open connections see the delay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut slowest = Duration::ZERO;
+    for (key, data) in &objects {
+        let started = Instant::now();
+        let got = s3.get(key).await;
+        assert!(got.body[..] == data[..], "{key}");
+        slowest = slowest.max(started.elapsed());
+    }
+    let started = Instant::now();
+    let put = s3.put("/hedge/new", random_bytes(3 << 20, 99)).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let put_time = started.elapsed();
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "reads go around the slow holder"
+    );
+    assert!(
+        put_time < Duration::from_millis(1500),
+        "writes go around the slow holder"
+    );
+
+    // Now the holder stalls in the middle of reads that stream from it: the stripe waits the
+    // hedge delay, not the 5 s node timeout, before another holder's fragment takes over.
+    proxy.set(Mode::Pass);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let big: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("/hedge/big{i}"), random_bytes(48 << 20, 70 + i)))
+        .collect();
+    let s3 = Arc::new(s3);
+    let mut stalled = Duration::ZERO;
+    for (key, data) in &big {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+        proxy.set(Mode::Pass);
+        let started = Instant::now();
+        let get = tokio::spawn({
+            let (s3, key) = (s3.clone(), key.clone());
+            async move { s3.get(&key).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        proxy.set(Mode::Blackhole);
+        let got = get.await.unwrap();
+        assert!(got.body[..] == data[..], "{key}");
+        stalled = stalled.max(started.elapsed());
+    }
+    eprintln!(
+        "HEDGE: slowest 3 MiB GET {slowest:?} and PUT {put_time:?} with one holder 2 s late; \
+         slowest 48 MiB GET with a holder stalling mid-read {stalled:?}"
+    );
+    assert!(stalled < Duration::from_secs(4), "hedged, not timed out");
+}

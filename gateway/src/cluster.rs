@@ -4,6 +4,7 @@
 use crate::error::S3Error;
 use crate::liveness::Liveness;
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use placement::{Layout, NodeInfo};
 use std::collections::HashMap;
 use std::future::Future;
@@ -165,10 +166,15 @@ impl Cluster {
             }
         }
         let nodes = self.all_nodes();
-        let answers = self.on_all(&nodes, |n| self.client.buckets(&n.addr)).await;
+        let majority = nodes.len() / 2 + 1;
+        // Bucket records are written to a majority, so any majority holds the newest of each:
+        // the slowest nodes are not waited for.
+        let mut answers: FuturesUnordered<_> =
+            nodes.iter().map(|n| self.client.buckets(&n.addr)).collect();
         let mut ok = 0;
         let mut table: HashMap<String, BucketRecord> = HashMap::new();
-        for records in answers.into_iter().flatten() {
+        while let Some(answer) = answers.next().await {
+            let Ok(records) = answer else { continue };
             ok += 1;
             for record in records {
                 match table.get(&record.name) {
@@ -178,8 +184,11 @@ impl Cluster {
                     }
                 }
             }
+            if ok == majority {
+                break;
+            }
         }
-        if ok < nodes.len() / 2 + 1 {
+        if ok < majority {
             return Err(S3Error::ServiceUnavailable(format!(
                 "{ok} of {} nodes answered for the bucket table",
                 nodes.len()

@@ -12,12 +12,16 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
 use storage_node::record::{BucketId, ObjectRecord};
 use tokio::sync::mpsc::Sender;
 
 /// Decoded chunks queued ahead of a slow client, each at most one stripe.
 const CHUNK_DEPTH: usize = 2;
+/// How long a stripe's reads may take before one more holder is asked beside them. Well above a
+/// healthy frame read (under a few ms here), well below the node timeout.
+const HEDGE_AFTER: Duration = Duration::from_millis(150);
 
 /// The newest version of a key and the holders that have it.
 pub struct Found {
@@ -282,51 +286,65 @@ pub(crate) struct Fetcher<'a, 'r> {
 }
 
 impl Fetcher<'_, '_> {
-    /// One stripe's frames: at least k of them present and hash-verified.
+    /// One stripe's frames: at least k of them present and hash-verified. A read that fails, is
+    /// corrupt or outlasts the node timeout is replaced by another source; when the stripe is not
+    /// complete after `HEDGE_AFTER`, one more source is started beside the slow ones (a hedged
+    /// read), and the first k good frames win.
     pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Bytes>>, S3Error> {
-        let k = self.reader.codec.data_shards();
-        let timeout = self.reader.cluster.timeout;
-        let mut frames = vec![None; self.reader.codec.width()];
+        let reader = self.reader;
+        let k = reader.codec.data_shards();
+        let read = Read {
+            stripe,
+            end_offset: self.end_offset,
+            len: reader.layout.frame_len(stripe),
+            timeout: reader.cluster.timeout,
+        };
+        let mut frames = vec![None; reader.codec.width()];
         let mut have = 0;
-        let mut pending = std::mem::take(&mut self.active);
+        let mut reads: FuturesUnordered<_> = self
+            .active
+            .drain(..)
+            .map(|(fragment, stream)| read.next(reader, fragment, Start::Stream(stream)))
+            .collect();
+        let hedge = tokio::time::sleep(HEDGE_AFTER);
+        tokio::pin!(hedge);
+        let mut hedged = false;
         loop {
-            while have + pending.len() < k {
-                let Some(source) = self.next_source().await else {
-                    return Err(S3Error::ServiceUnavailable(format!(
+            while have + reads.len() < k {
+                let source = self.next_source().await.ok_or_else(|| {
+                    S3Error::ServiceUnavailable(format!(
                         "only {have} good fragments of {k} needed for stripe {stripe}"
-                    )));
-                };
-                match self.open(&source, stripe).await {
-                    Some(stream) => pending.push((source.fragment, stream)),
-                    None => {
-                        self.bad.insert(source.fragment);
+                    ))
+                })?;
+                reads.push(read.next(reader, source.fragment, Start::Open(source)));
+            }
+            tokio::select! {
+                Some((fragment, stream, frame)) = reads.next() => {
+                    let good = frame.filter(|frame| {
+                        let (block, hash) = frame.split_at(frame.len() - HASH_LEN);
+                        let intact = erasure::block_hash(stripe, fragment as usize, block) == hash;
+                        if !intact {
+                            tracing::warn!(fragment, stripe, "corrupt block found on read");
+                        }
+                        intact
+                    });
+                    let (Some(frame), Some(stream)) = (good, stream) else {
+                        self.bad.insert(fragment);
+                        continue;
+                    };
+                    frames[fragment as usize] = Some(frame);
+                    self.active.push((fragment, stream));
+                    have += 1;
+                    if have >= k {
+                        return Ok(frames);
                     }
                 }
-            }
-            let len = self.reader.layout.frame_len(stripe);
-            let reads = join_all(
-                pending
-                    .iter_mut()
-                    .map(|(_, s)| tokio::time::timeout(timeout, s.read_frame(len))),
-            )
-            .await;
-            for ((fragment, stream), read) in pending.drain(..).zip(reads) {
-                let Ok(Some(frame)) = read else {
-                    self.bad.insert(fragment);
-                    continue;
-                };
-                let (block, hash) = frame.split_at(frame.len() - HASH_LEN);
-                if erasure::block_hash(stripe, fragment as usize, block) != hash {
-                    tracing::warn!(fragment, stripe, "corrupt block found on read");
-                    self.bad.insert(fragment);
-                    continue;
+                () = &mut hedge, if !hedged => {
+                    hedged = true;
+                    if let Some(source) = self.next_source().await {
+                        reads.push(read.next(reader, source.fragment, Start::Open(source)));
+                    }
                 }
-                frames[fragment as usize] = Some(frame);
-                self.active.push((fragment, stream));
-                have += 1;
-            }
-            if have >= k {
-                return Ok(frames);
             }
         }
     }
@@ -359,17 +377,57 @@ impl Fetcher<'_, '_> {
         }
         None
     }
+}
 
-    async fn open(&self, source: &Source, stripe: u64) -> Option<FragmentStream> {
-        let part = source.record.parts.get(self.reader.index)?;
-        let offset = self.reader.layout.frame_offset(stripe);
+/// Where a read of one stripe's frame starts: a stream already open, or a source to open.
+enum Start {
+    Stream(FragmentStream),
+    Open(Source),
+}
+
+/// One stripe's frame reads: what every read of the stripe shares.
+#[derive(Clone, Copy)]
+struct Read {
+    stripe: u64,
+    /// Where the streams opened for this run of stripes end.
+    end_offset: u64,
+    len: usize,
+    timeout: Duration,
+}
+
+impl Read {
+    /// Opens the source if need be, and reads the stripe's frame; the stream comes back for the
+    /// next stripe. `None`s: the source could not be opened, or the stream broke, ended or took
+    /// longer than the timeout.
+    async fn next(
+        self,
+        reader: &PartReader<'_>,
+        fragment: u8,
+        start: Start,
+    ) -> (u8, Option<FragmentStream>, Option<Bytes>) {
+        let stream = match start {
+            Start::Stream(stream) => Some(stream),
+            Start::Open(source) => self.open(reader, &source).await,
+        };
+        let Some(mut stream) = stream else {
+            return (fragment, None, None);
+        };
+        let frame = tokio::time::timeout(self.timeout, stream.read_frame(self.len))
+            .await
+            .ok()
+            .flatten();
+        (fragment, Some(stream), frame)
+    }
+
+    async fn open(self, reader: &PartReader<'_>, source: &Source) -> Option<FragmentStream> {
+        let part = source.record.parts.get(reader.index)?;
+        let offset = reader.layout.frame_offset(self.stripe);
         if let Some(inline) = &part.inline {
             let bytes =
                 Bytes::copy_from_slice(inline.get(offset as usize..self.end_offset as usize)?);
             return Some(FragmentStream::Inline(bytes));
         }
-        let body = self
-            .reader
+        let body = reader
             .cluster
             .client
             .get_fragment(
