@@ -104,11 +104,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let path = config_dir.join(format!("{}.toml", node.id));
         Config {
             cluster: cluster.clone(),
-            node: Some(NodeConfig {
-                id: node.id.clone(),
-                data_dir: data_dir.join(&node.id),
-                listen: None,
-            }),
+            node: Some(NodeConfig::new(node.id.clone(), data_dir.join(&node.id))),
             gateway: None,
         }
         .save(&path)?;

@@ -623,3 +623,55 @@ async fn hedged_reads_keep_a_slow_holder_off_the_critical_path() {
     );
     assert!(stalled < Duration::from_secs(4), "hedged, not timed out");
 }
+
+/// Nodes whose disks are full (below the free space they keep) refuse new data: a PUT gets a
+/// clear 507 InsufficientStorage and leaves nothing behind, while reads and deletes go on; once
+/// there is room again, writes resume.
+#[tokio::test(flavor = "multi_thread")]
+async fn full_disks_refuse_new_data_clearly_and_lose_nothing() {
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "3000"]);
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/full", Bytes::new()).await.status, 200);
+    let mut objects: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("/full/k{i}"), random_bytes(size_for(i), 600 + i)))
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    // A reserve larger than any disk: every node is "full".
+    let reserve = toml::Value::Integer(i64::MAX);
+    for node in NODES {
+        cluster.restart_with(node, "min_free_bytes", Some(reserve.clone()));
+    }
+    for i in 0..5 {
+        let key = format!("/full/refused{i}");
+        let reply = s3.put(&key, random_bytes(size_for(i), i)).await;
+        assert_eq!(reply.status, 507, "{}", reply.text());
+        assert!(
+            reply.text().contains("InsufficientStorage"),
+            "{}",
+            reply.text()
+        );
+        assert_eq!(
+            s3.get(&key).await.status,
+            404,
+            "nothing of a refused write is visible"
+        );
+    }
+    let upload = s3.send("POST", "/full/mp?uploads", &[], Bytes::new()).await;
+    assert_eq!(upload.status, 507, "{}", upload.text());
+    read_back(&s3, &objects, "with full disks").await;
+    let (deleted, _) = objects.remove(0);
+    assert_eq!(
+        s3.delete(&deleted).await.status,
+        204,
+        "deletes work on full disks"
+    );
+    assert_eq!(s3.get(&deleted).await.status, 404);
+    for node in NODES {
+        cluster.restart_with(node, "min_free_bytes", None);
+    }
+    let reply = s3.put("/full/after", random_bytes(300_000, 5)).await;
+    assert_eq!(reply.status, 200, "writes resume: {}", reply.text());
+    read_back(&s3, &objects, "after the disks have room").await;
+}

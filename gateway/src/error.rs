@@ -79,6 +79,8 @@ pub enum S3Error {
     NotImplemented(&'static str),
     #[error("Not enough storage nodes answered: {0}")]
     ServiceUnavailable(String),
+    #[error("The storage nodes are out of disk space: {0}")]
+    InsufficientStorage(String),
     #[error("We encountered an internal error. Please try again.")]
     Internal(String),
 }
@@ -121,6 +123,7 @@ impl S3Error {
             CorsBadRequest(_) => "BadRequest",
             NotImplemented(_) => "NotImplemented",
             ServiceUnavailable(_) => "ServiceUnavailable",
+            InsufficientStorage(_) => "InsufficientStorage",
             Internal(_) => "InternalError",
         }
     }
@@ -143,6 +146,7 @@ impl S3Error {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -151,6 +155,27 @@ impl S3Error {
 
 impl From<RpcError> for S3Error {
     fn from(e: RpcError) -> S3Error {
+        if e.is_disk_full() {
+            return S3Error::InsufficientStorage(e.to_string());
+        }
         S3Error::ServiceUnavailable(e.to_string())
+    }
+}
+
+impl S3Error {
+    /// A write that fewer than a quorum of holders took: out of disk space when a holder said
+    /// so, otherwise unavailable.
+    pub fn quorum_failed<'a, T: 'a>(
+        why: String,
+        answers: impl IntoIterator<Item = &'a Result<T, RpcError>>,
+    ) -> S3Error {
+        let full = answers
+            .into_iter()
+            .any(|a| a.as_ref().err().is_some_and(RpcError::is_disk_full));
+        if full {
+            S3Error::InsufficientStorage(why)
+        } else {
+            S3Error::ServiceUnavailable(why)
+        }
     }
 }

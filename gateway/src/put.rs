@@ -170,16 +170,21 @@ async fn stream_to_holders(
         result
     };
     let (verified, outcomes) = tokio::join!(feed, join_all(uploads));
-    let verified = verified?;
+    // Holders that refused (say, with full disks) make the feed give up first: report why.
+    let verified = verified.map_err(|e| match e {
+        S3Error::ServiceUnavailable(why) => S3Error::quorum_failed(why, &outcomes),
+        other => other,
+    })?;
     let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
     let count = stored.iter().filter(|s| **s).count();
     if count < cluster.write_quorum {
         remove_fragments(cluster, plan, &stored).await;
-        return Err(S3Error::ServiceUnavailable(format!(
+        let why = format!(
             "{count} of {} holders stored the data; {} needed",
             plan.holders.len(),
             cluster.write_quorum
-        )));
+        );
+        return Err(S3Error::quorum_failed(why, &outcomes));
     }
     Ok((stored, verified))
 }
@@ -295,11 +300,12 @@ where
             .iter()
             .find_map(|a| a.as_ref().err().map(ToString::to_string))
             .unwrap_or_default();
-        return Err(S3Error::ServiceUnavailable(format!(
+        let why = format!(
             "{ok} of {} holders committed; {} needed ({why})",
             holders.len(),
             cluster.write_quorum
-        )));
+        );
+        return Err(S3Error::quorum_failed(why, &answers));
     }
     Ok(())
 }

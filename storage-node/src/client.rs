@@ -37,6 +37,11 @@ impl RpcError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RpcError::Status(StatusCode::NOT_FOUND, _))
     }
+
+    /// The node refused because its disk is (nearly) full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, RpcError::Status(StatusCode::INSUFFICIENT_STORAGE, _))
+    }
 }
 
 #[derive(Clone)]

@@ -76,4 +76,24 @@ pub struct NodeConfig {
     /// Address to listen on. Default: this node's `addr` in the cluster list.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Free space the node keeps on its disk: below it, it refuses new data (507) but still takes
+    /// deletes, so that a full disk never stops metadata writes half-way. Default 64 MiB.
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+}
+
+fn default_min_free_bytes() -> u64 {
+    64 << 20
+}
+
+impl NodeConfig {
+    /// A node with the default settings.
+    pub fn new(id: String, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            id,
+            data_dir,
+            listen: None,
+            min_free_bytes: default_min_free_bytes(),
+        }
+    }
 }

@@ -37,6 +37,8 @@ enum NodeError {
     Store(#[from] StoreError),
     #[error("request body: {0}")]
     Body(#[from] hyper::Error),
+    #[error("disk full: less than the {0} bytes this node keeps free")]
+    DiskFull(u64),
 }
 
 impl NodeError {
@@ -47,6 +49,10 @@ impl NodeError {
                 StatusCode::NOT_FOUND
             }
             NodeError::BadRequest(_) | NodeError::Body(_) => StatusCode::BAD_REQUEST,
+            NodeError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            NodeError::Store(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             NodeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +66,8 @@ struct Node {
     id: String,
     store: Arc<Store>,
     secret: ClusterSecret,
+    data_dir: std::path::PathBuf,
+    min_free_bytes: u64,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -90,6 +98,8 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         id: node.id.clone(),
         store,
         secret: cluster.secret.clone(),
+        data_dir: node.data_dir.clone(),
+        min_free_bytes: node.min_free_bytes,
     });
     loop {
         let (stream, _) = listener.accept().await?;
@@ -122,6 +132,15 @@ impl Node {
                 .body(full(e.to_string()))
                 .expect("static response parts are valid")
         })
+    }
+
+    /// Refuses new data while the disk has less free space than the node keeps in reserve.
+    fn ensure_space(&self) -> Result<(), NodeError> {
+        let free = free_bytes(&self.data_dir).map_err(|e| NodeError::Store(e.into()))?;
+        if free < self.min_free_bytes {
+            return Err(NodeError::DiskFull(self.min_free_bytes));
+        }
+        Ok(())
     }
 
     fn authenticate(&self, req: &Request<Incoming>) -> Result<(), NodeError> {
@@ -162,6 +181,7 @@ impl Node {
             }
             (Method::PUT, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
+                self.ensure_space()?;
                 receive_fragment(&store, &id, index, req).await
             }
             (Method::GET, ["v1", "fragment", id, index]) => {
@@ -177,6 +197,9 @@ impl Node {
             }
             (Method::POST, ["v1", "commit"]) => {
                 let commit: CommitRequest = read_json(req).await?;
+                if !commit.record.deleted {
+                    self.ensure_space()?;
+                }
                 let applied = blocking(move || {
                     store.commit_object(
                         &commit.bucket,
@@ -203,6 +226,7 @@ impl Node {
             }
             (Method::GET, ["v1", "buckets"]) => json(&blocking(move || store.buckets()).await?),
             (Method::PUT, ["v1", "upload"]) => {
+                self.ensure_space()?;
                 let upload: UploadRequest = read_json(req).await?;
                 blocking(move || store.put_upload(&upload.bucket, &upload.record)).await?;
                 Ok(Response::new(empty()))
@@ -223,6 +247,7 @@ impl Node {
                 Ok(Response::new(empty()))
             }
             (Method::PUT, ["v1", "part"]) => {
+                self.ensure_space()?;
                 let part: PartRequest = read_json(req).await?;
                 json(&blocking(move || store.put_part(&part.upload_id, &part.record)).await?)
             }
@@ -365,6 +390,18 @@ async fn send_fragment(
         }
     });
     Ok(Response::new(body.boxed()))
+}
+
+/// Bytes an unprivileged writer can still put on the filesystem holding `path`.
+fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -176,16 +176,30 @@ impl TestCluster {
             .unwrap()
             .port();
         let upstream = format!("127.0.0.1:{port}");
-        let mut value: toml::Value =
-            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-        value["node"]
-            .as_table_mut()
-            .unwrap()
-            .insert("listen".into(), upstream.clone().into());
-        std::fs::write(&config, toml::to_string(&value).unwrap()).unwrap();
+        self.edit_node_config(node, "listen", Some(upstream.clone().into()));
         let proxy = proxy::Proxy::start(address.parse().unwrap(), upstream.parse().unwrap()).await;
         self.restart(node);
         proxy
+    }
+
+    /// Restarts a node with one setting of its `[node]` config changed (`None`: back to its
+    /// default).
+    pub fn restart_with(&mut self, node: &str, setting: &str, value: Option<toml::Value>) {
+        self.kill(node);
+        self.edit_node_config(node, setting, value);
+        self.restart(node);
+    }
+
+    fn edit_node_config(&self, node: &str, setting: &str, value: Option<toml::Value>) {
+        let config = self.path().join("config").join(format!("{node}.toml"));
+        let mut doc: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        let table = doc["node"].as_table_mut().unwrap();
+        match value {
+            Some(value) => table.insert(setting.into(), value),
+            None => table.remove(setting),
+        };
+        std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     }
 
     /// Every fragment file on every node, except those still being written.
