@@ -56,6 +56,45 @@ struct Tally {
     verified: usize,
 }
 
+/// A writer of multipart uploads (a few keys, overwritten), so that faults also land in the
+/// middle of uploads and completions.
+fn multipart_writer(
+    s3: &Arc<common::S3Client>,
+    ledger: &Ledger,
+    stop: &Arc<AtomicBool>,
+    bucket: &str,
+) -> tokio::task::JoinHandle<(u64, u64)> {
+    let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
+    let prefix = format!("/{bucket}/multipart");
+    tokio::spawn(async move {
+        let (mut acked, mut refused) = (0u64, 0u64);
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let key = format!("{prefix}/k{}", n % 4);
+            let data = random_bytes(MULTIPART_PARTS.iter().sum(), 9_000_000 + n);
+            let outcome = try_multipart(&s3, &key, &data).await;
+            let mut ledger = ledger.lock().unwrap();
+            let writes = ledger.entry(key).or_default();
+            match outcome {
+                Outcome::Acked => {
+                    *writes = Writes {
+                        acked: Some(data),
+                        unacked_since: Vec::new(),
+                    };
+                    acked += 1;
+                }
+                Outcome::Unknown => {
+                    writes.unacked_since.push(data);
+                    refused += 1;
+                }
+                Outcome::NotApplied => refused += 1,
+            }
+            n += 1;
+        }
+        (acked, refused)
+    })
+}
+
 impl Load {
     fn start(s3: Arc<common::S3Client>, bucket: &str, writers: u64) -> Load {
         let ledger: Ledger = Arc::default();
@@ -88,6 +127,9 @@ impl Load {
                     (acked, refused)
                 })
             })
+            .chain(std::iter::once(multipart_writer(
+                &s3, &ledger, &stop, bucket,
+            )))
             .collect();
         let reader = {
             let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
@@ -111,7 +153,12 @@ impl Load {
                         if reply.status == 200 {
                             checked += 1;
                             let etag = reply.header("etag").unwrap_or("").trim_matches('"');
-                            assert_eq!(etag, common::md5_hex(&reply.body), "{key}: body vs ETag");
+                            let multipart = etag.contains('-');
+                            assert_eq!(
+                                etag,
+                                etag_of(&reply.body, multipart),
+                                "{key}: body vs ETag"
+                            );
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -276,12 +323,11 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
     s3.put("/heal", Bytes::new()).await;
-    let objects: Vec<(String, Vec<u8>)> = (0..60)
+    // Mixed sizes, and a few large objects so that the rebuild rate means something.
+    let objects: Vec<(String, Vec<u8>)> = (0..64)
         .map(|i| {
-            (
-                format!("/heal/obj{i:03}"),
-                random_bytes(size_for(i), 500 + i),
-            )
+            let size = if i < 60 { size_for(i) } else { 16 << 20 };
+            (format!("/heal/obj{i:03}"), random_bytes(size, 500 + i))
         })
         .collect();
     let total: usize = objects.iter().map(|(_, d)| d.len()).sum();
@@ -306,9 +352,9 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(progress["errors"], 0, "{progress}");
-    assert_eq!(progress["keys_checked"], 60);
+    assert_eq!(progress["keys_checked"], 64);
     assert_eq!(
-        progress["keys_repaired"], 60,
+        progress["keys_repaired"], 64,
         "every object has a fragment on every node here"
     );
     eprintln!(
@@ -373,44 +419,74 @@ async fn lose_zone(cluster: &mut TestCluster, zone: &str) {
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
-/// A multipart upload of three parts (two of 5 MiB, one small); returns the object's bytes.
-async fn multipart_object(s3: &common::S3Client, key: &str, seed: u64) -> Vec<u8> {
-    let reply = s3
-        .send("POST", &format!("{key}?uploads"), &[], Bytes::new())
+/// The parts a multipart object is uploaded in: two of 5 MiB and a small last one.
+const MULTIPART_PARTS: [usize; 3] = [5 << 20, 5 << 20, 300_000];
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Acked,
+    /// The completion was sent but not acknowledged: it may or may not have been applied.
+    Unknown,
+    /// It failed before the completion: the key cannot have changed.
+    NotApplied,
+}
+
+/// Uploads `data` (`MULTIPART_PARTS` long in all) as a multipart upload.
+async fn try_multipart(s3: &common::S3Client, key: &str, data: &[u8]) -> Outcome {
+    let created = s3
+        .try_send("POST", &format!("{key}?uploads"), Bytes::new())
         .await;
-    assert_eq!(reply.status, 200, "create upload: {}", reply.text());
-    let text = reply.text();
+    let Some(text) = created.filter(|r| r.status == 200).map(|r| r.text()) else {
+        return Outcome::NotApplied;
+    };
     let id = text
         .split("<UploadId>")
         .nth(1)
         .and_then(|s| s.split("</UploadId>").next())
         .unwrap()
         .to_string();
-    let sizes = [5 << 20, 5 << 20, 300_000];
-    let mut data = Vec::new();
     let mut parts = String::new();
-    for (i, size) in sizes.into_iter().enumerate() {
-        let bytes = random_bytes(size, seed + i as u64);
+    let mut offset = 0;
+    for (i, size) in MULTIPART_PARTS.into_iter().enumerate() {
         let n = i + 1;
-        let reply = s3
-            .put(
-                &format!("{key}?partNumber={n}&uploadId={id}"),
-                bytes.clone(),
-            )
-            .await;
-        assert_eq!(reply.status, 200, "part {n}: {}", reply.text());
-        let etag = reply.header("etag").unwrap().to_string();
+        let bytes = Bytes::copy_from_slice(&data[offset..offset + size]);
+        offset += size;
+        let path = format!("{key}?partNumber={n}&uploadId={id}");
+        let reply = s3.try_send("PUT", &path, bytes).await;
+        let Some(etag) = reply
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.header("etag").map(str::to_string))
+        else {
+            return Outcome::NotApplied;
+        };
         parts.push_str(&format!(
             "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
         ));
-        data.extend_from_slice(&bytes);
     }
     let body = format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>");
     let reply = s3
-        .send("POST", &format!("{key}?uploadId={id}"), &[], body.into())
+        .try_send("POST", &format!("{key}?uploadId={id}"), body.into())
         .await;
-    assert_eq!(reply.status, 200, "complete: {}", reply.text());
-    data
+    match reply {
+        Some(r) if r.status == 200 => Outcome::Acked,
+        _ => Outcome::Unknown,
+    }
+}
+
+/// The ETag S3 gives an object: the MD5 of its bytes, or for an object uploaded in
+/// `MULTIPART_PARTS`, the MD5 of the parts' MD5s and the part count.
+fn etag_of(body: &[u8], multipart: bool) -> String {
+    if !multipart {
+        return common::md5_hex(body);
+    }
+    let mut md5s = Vec::new();
+    let mut offset = 0;
+    for size in MULTIPART_PARTS {
+        let end = (offset + size).min(body.len());
+        md5s.extend(hex::decode(common::md5_hex(&body[offset..end])).unwrap());
+        offset = end;
+    }
+    format!("{}-{}", common::md5_hex(&md5s), MULTIPART_PARTS.len())
 }
 
 async fn read_back(s3: &common::S3Client, objects: &[(String, Vec<u8>)], when: &str) {
@@ -462,7 +538,8 @@ async fn a_lost_zone_of_a_three_by_three_cluster_keeps_reads_and_writes_going() 
         during.push((key, data));
     }
     let key = "/zones/during-multipart".to_string();
-    let data = multipart_object(&s3, &key, 7_000).await;
+    let data = random_bytes(MULTIPART_PARTS.iter().sum(), 7_000);
+    assert_eq!(try_multipart(&s3, &key, &data).await, Outcome::Acked);
     during.push((key, data));
     // A delete while the zone is down is handed back too: the key must stay deleted.
     assert_eq!(s3.delete("/zones/before0").await.status, 204);

@@ -133,7 +133,12 @@ async fn stream_part(
         }
         Ok::<_, S3Error>(())
     };
-    let (fed, outcomes) = tokio::join!(feed, join_all(uploads));
+    // A holder that stops taking bytes (a partition) must not hold the repair, or a heal, forever.
+    let limit = cluster.timeout * (layout.stripe_count() as u32 + 1);
+    let (fed, outcomes) =
+        tokio::time::timeout(limit, async { tokio::join!(feed, join_all(uploads)) })
+            .await
+            .map_err(|_| S3Error::ServiceUnavailable("a holder stalled during repair".into()))?;
     fed?;
     for outcome in outcomes {
         outcome?;

@@ -127,7 +127,7 @@ impl Gateway {
         let request_id = format!("{:016X}", rand::random::<u64>());
         let is_head = req.method() == Method::HEAD;
         let resource = req.uri().path().to_string();
-        let (expect, empty) = expect_continue(&req);
+        let (expect, has_body) = body_signals(&req);
         let cors = req
             .headers()
             .get(http::header::ORIGIN)
@@ -154,9 +154,10 @@ impl Gateway {
         }
         // botocore (boto3, aws CLI v1) mis-parses the next response on a connection where it sent
         // `Expect: 100-continue` and got a final answer without `100 Continue` (hyper sends that
-        // only once the body is read), then stalls for its 60 s read timeout. Closing such
-        // connections keeps the poisoned state from being reused.
-        if expect && (empty || !response.status().is_success()) {
+        // only once the body is read), then stalls for its 60 s read timeout. And a request
+        // refused before its body was read leaves the rest of the body in the connection. Closing
+        // such connections keeps either state from being reused.
+        if (expect && !has_body) || (has_body && !response.status().is_success()) {
             response.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
@@ -302,16 +303,17 @@ impl Gateway {
     }
 }
 
-/// Whether a request asks for `100 Continue`, and whether it declares an empty body.
-fn expect_continue(req: &Request<Incoming>) -> (bool, bool) {
+/// Whether a request asks for `100 Continue`, and whether it has a body.
+fn body_signals(req: &Request<Incoming>) -> (bool, bool) {
     let headers = req.headers();
     let expect = headers
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let empty = headers
-        .get(http::header::CONTENT_LENGTH)
-        .is_none_or(|v| v.as_bytes() == b"0");
-    (expect, empty)
+    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    (expect, has_body)
 }
 
 /// True when a bucket GET is a plain listing rather than a sub-resource we do not serve.

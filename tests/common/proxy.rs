@@ -14,8 +14,8 @@ pub enum Mode {
     Pass,
     /// Every chunk, either way, waits this long before it is passed on.
     Delay(Duration),
-    /// Connections are accepted and bytes read, but nothing is passed on or answered: a partition
-    /// that drops packets. Open connections hang.
+    /// Connections are accepted but nothing is passed on or answered: a partition. Open
+    /// connections hang, and resume (nothing lost, as TCP retransmits) when it heals.
     Blackhole,
     /// Connections are closed as soon as they open: a node whose network refuses. Open connections
     /// are cut.
@@ -69,18 +69,20 @@ impl State {
     fn mode(&self) -> Mode {
         *self.mode.lock().unwrap()
     }
+
+    /// Waits for as long as the proxy black-holes.
+    async fn through_partition(&self) {
+        while self.mode() == Mode::Blackhole {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
-async fn serve(state: Arc<State>, mut client: TcpStream, upstream: SocketAddr) {
-    match state.mode() {
-        Mode::Refuse => return,
-        Mode::Blackhole => {
-            let mut sink = [0u8; 64 * 1024];
-            while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
-            return;
-        }
-        Mode::Pass | Mode::Delay(_) => {}
+async fn serve(state: Arc<State>, client: TcpStream, upstream: SocketAddr) {
+    if state.mode() == Mode::Refuse {
+        return;
     }
+    state.through_partition().await;
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -108,11 +110,9 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        match state.mode() {
-            Mode::Delay(d) => tokio::time::sleep(d).await,
-            // Swallow what arrives from now on, and keep the connection hanging.
-            Mode::Blackhole => std::future::pending::<()>().await,
-            Mode::Pass | Mode::Refuse => {}
+        state.through_partition().await;
+        if let Mode::Delay(d) = state.mode() {
+            tokio::time::sleep(d).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
