@@ -36,7 +36,8 @@ const TAG_OBJECT: u8 = b'o';
 const TAG_UPLOAD: u8 = b'u';
 const TAG_PART: u8 = b'p';
 const TAG_SETTING: u8 = b's';
-const TAG_HINT: u8 = b'h';
+/// Writes kept for a holder that was down (see `crate::hints`).
+const TAG_HINT: u8 = b'w';
 /// Commits to one key are serialised by one of these locks, so that "newer version wins" is a
 /// read-compare-write without a global lock (concurrent synced writes still share WAL fsyncs).
 const COMMIT_LOCKS: usize = 64;
