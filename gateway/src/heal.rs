@@ -197,7 +197,11 @@ impl Healer {
         let Some(found) = get::find(cluster, bucket, key).await? else {
             return Ok(None);
         };
-        let mine = cluster.client.object(&node.addr, bucket, key).await?;
+        let mine = cluster
+            .client
+            .object(&node.addr, bucket, key, None)
+            .await?
+            .record;
         let complete = match mine {
             Some(record) if record.version >= found.record.version => {
                 let mut complete = true;

@@ -1,10 +1,13 @@
 //! Multipart uploads: each part is erasure-coded on its own onto the key's holders; completing
 //! commits one object record that lists the parts.
 
-use crate::buckets::iso8601;
+use crate::buckets::{encode_name, iso8601, principal, url_encoding};
 use crate::checksum::Expected;
 use crate::error::S3Error;
-use crate::objects::{commit_record, stored_headers, stripe_layout, MAX_PUT_SIZE};
+use crate::http_util::Query;
+use crate::objects::{
+    claim, commit_record, stored_headers, stripe_layout, version_id, MAX_PUT_SIZE,
+};
 use crate::payload::PayloadReader;
 use crate::put::{commit_quorum, store_part, PartPlan, StoredPart};
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
@@ -17,6 +20,7 @@ use storage_node::body::empty;
 use storage_node::protocol::{PartRequest, UploadRequest};
 use storage_node::record::{
     fragment_id, BucketRecord, ObjectRecord, PartData, PartRecord, UploadRecord, Version,
+    VersionRef,
 };
 
 const MAX_PART_NUMBER: u32 = 10_000;
@@ -230,8 +234,9 @@ pub async fn complete(
 ) -> Result<S3Response, S3Error> {
     let bucket_record = gw.cluster.bucket(bucket).await?;
     let upload = find_upload(gw, &bucket_record, key, upload_id).await?;
-    // Checked before the parts are read; as for PutObject, not atomic with the commit.
-    crate::objects::check_write_conditions(gw, &bucket_record, key, &req).await?;
+    // Checked before the parts are read, and made atomic with the commit by a claim.
+    let precondition =
+        crate::objects::check_write_conditions(gw, &bucket_record, key, &req).await?;
     let requested = parse_complete_parts(&req.read_small_body(4 << 20).await?)?;
     if requested.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(S3Error::InvalidPartOrder);
@@ -273,8 +278,15 @@ pub async fn complete(
         .collect();
     let holders = gw.cluster.holders(&bucket_record.id, key);
     let stored: Vec<bool> = holder_parts.iter().map(Option::is_some).collect();
+    let claimed = match &precondition {
+        Some(p) => Some(claim(gw, &bucket_record, key, &holders, &stored, p).await?),
+        None => None,
+    };
+    let versioned = bucket_record.versions_writes();
     let record_for = |fragment: u8| ObjectRecord {
         version,
+        revision: 0,
+        versioned,
         deleted: false,
         size,
         etag: etag.clone(),
@@ -295,6 +307,7 @@ pub async fn complete(
         &stored,
         record_for,
         Some(upload_id),
+        claimed.as_ref(),
     )
     .await?;
     let mut xml = XmlWriter::new("CompleteMultipartUploadResult");
@@ -302,7 +315,16 @@ pub async fn complete(
         .elem("Bucket", bucket)
         .elem("Key", key)
         .elem("ETag", format!("\"{etag}\""));
-    Ok(xml_response(xml))
+    let mut response = xml_response(xml);
+    let version_ref = if versioned {
+        VersionRef::Id(version)
+    } else {
+        VersionRef::Null
+    };
+    if let Some(id) = version_id(&bucket_record, version_ref).and_then(|id| id.parse().ok()) {
+        response.headers_mut().insert("x-amz-version-id", id);
+    }
+    Ok(response)
 }
 
 pub async fn abort(
@@ -313,6 +335,20 @@ pub async fn abort(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     find_upload(gw, &bucket, key, upload_id).await?;
+    abort_upload(gw, &bucket, key, upload_id).await?;
+    Ok(Response::builder()
+        .status(http::StatusCode::NO_CONTENT)
+        .body(empty())
+        .expect("response parts are valid"))
+}
+
+/// Forgets an upload and its parts on a write quorum of the key's holders.
+pub async fn abort_upload(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+) -> Result<(), S3Error> {
     let holders = gw.cluster.holders(&bucket.id, key);
     let client = &gw.cluster.client;
     let bucket_id = bucket.id;
@@ -327,70 +363,207 @@ pub async fn abort(
                 .map(|()| true)
         },
     )
-    .await?;
-    Ok(Response::builder()
-        .status(http::StatusCode::NO_CONTENT)
-        .body(empty())
-        .expect("response parts are valid"))
+    .await
 }
 
+/// Every open upload of a bucket, from every node that answers.
+pub async fn all_uploads(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+) -> Result<Vec<UploadRecord>, S3Error> {
+    let nodes = gw.cluster.all_nodes();
+    let answers = gw
+        .cluster
+        .on_all(&nodes, |n| gw.cluster.client.uploads(&n.addr, &bucket.id))
+        .await;
+    let mut uploads: BTreeMap<String, UploadRecord> = BTreeMap::new();
+    for upload in answers.into_iter().flatten().flatten() {
+        uploads.insert(upload.upload_id.clone(), upload);
+    }
+    Ok(uploads.into_values().collect())
+}
+
+/// Listings of parts and uploads return at most this many entries per page, as in S3.
+const MAX_LISTED: usize = 1000;
+
+/// A non-negative integer query parameter (`max-parts`, `part-number-marker`, ...).
+fn query_number<T: std::str::FromStr>(query: &Query, name: &str, default: T) -> Result<T, S3Error> {
+    match query.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            S3Error::InvalidArgument(format!(
+                "Provided {name} not an integer or within integer range"
+            ))
+        }),
+    }
+}
+
+/// ListParts, paged by `max-parts` and `part-number-marker`.
 pub async fn list_parts(
     gw: &Gateway,
     bucket: &str,
     key: &str,
     upload_id: &str,
+    query: &Query,
 ) -> Result<S3Response, S3Error> {
+    let max_parts = query_number(query, "max-parts", MAX_LISTED)?.min(MAX_LISTED);
+    let marker: u32 = query_number(query, "part-number-marker", 0)?;
     let bucket_record = gw.cluster.bucket(bucket).await?;
-    find_upload(gw, &bucket_record, key, upload_id).await?;
+    let upload = find_upload(gw, &bucket_record, key, upload_id).await?;
     let (_, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
+    let mut after = newest.range(marker.saturating_add(1)..).map(|(_, p)| p);
+    let page: Vec<&PartRecord> = after.by_ref().take(max_parts).collect();
+    let truncated = after.next().is_some();
     let mut xml = XmlWriter::new("ListPartsResult");
     xml.elem("Bucket", bucket)
         .elem("Key", key)
         .elem("UploadId", upload_id)
-        .elem("IsTruncated", "false");
-    for part in newest.values() {
+        .elem("PartNumberMarker", marker.to_string());
+    if let Some(last) = page.last() {
+        xml.elem("NextPartNumberMarker", last.part.number.to_string());
+    }
+    xml.elem("MaxParts", max_parts.to_string())
+        .elem("IsTruncated", truncated.to_string());
+    owner_and_initiator(&mut xml);
+    xml.elem("StorageClass", "STANDARD");
+    if let Some(algorithm) = &upload.checksum_algorithm {
+        xml.elem("ChecksumAlgorithm", algorithm);
+    }
+    for part in page {
         xml.open("Part")
             .elem("PartNumber", part.part.number.to_string())
             .elem("LastModified", iso8601(part.version))
             .elem("ETag", format!("\"{}\"", part.part.md5))
-            .elem("Size", part.part.size.to_string())
-            .close();
+            .elem("Size", part.part.size.to_string());
+        if let Some(c) = &part.part.checksum {
+            xml.elem(&format!("Checksum{}", c.algorithm), &c.value);
+        }
+        xml.close();
     }
     Ok(xml_response(xml))
 }
 
+fn owner_and_initiator(xml: &mut XmlWriter) {
+    principal(xml, "Initiator");
+    principal(xml, "Owner");
+}
+
+/// ListMultipartUploads: uploads ordered by key, then by when they were started; paged by
+/// `max-uploads`, `key-marker` and `upload-id-marker`, rolled up at the delimiter.
 pub async fn list_uploads(
     gw: &Gateway,
     bucket: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
+    let query = &req.query;
+    let max_uploads = query_number(query, "max-uploads", MAX_LISTED)?.min(MAX_LISTED);
+    let prefix = query.get("prefix").unwrap_or("");
+    let delimiter = query.get("delimiter").filter(|d| !d.is_empty());
+    let key_marker = query.get("key-marker").unwrap_or("");
+    let upload_marker = query
+        .get("upload-id-marker")
+        .filter(|_| !key_marker.is_empty());
+    let url_encode = url_encoding(query)?;
     let bucket_record = gw.cluster.bucket(bucket).await?;
-    let prefix = req.query.get("prefix").unwrap_or("");
-    let nodes = gw.cluster.all_nodes();
-    let answers = gw
-        .cluster
-        .on_all(&nodes, |n| {
-            gw.cluster.client.uploads(&n.addr, &bucket_record.id)
-        })
-        .await;
-    let mut uploads: BTreeMap<(String, String), UploadRecord> = BTreeMap::new();
-    for upload in answers.into_iter().flatten().flatten() {
+    let mut uploads: BTreeMap<(String, Version, String), UploadRecord> = BTreeMap::new();
+    for upload in all_uploads(gw, &bucket_record).await? {
         if upload.key.starts_with(prefix) {
-            uploads.insert((upload.key.clone(), upload.upload_id.clone()), upload);
+            let at = (upload.key.clone(), upload.version, upload.upload_id.clone());
+            uploads.insert(at, upload);
         }
     }
+    // Where the page starts: after every upload of the marker key, or after the marker upload.
+    let marker_at = upload_marker.and_then(|id| {
+        uploads
+            .keys()
+            .find(|(key, _, upload)| key == key_marker && upload == id)
+            .cloned()
+    });
+    let mut entries: Vec<Listed> = Vec::new();
+    let mut truncated = false;
+    for (at, upload) in &uploads {
+        let after_marker = match &marker_at {
+            Some(marker) => at > marker,
+            None => at.0.as_str() > key_marker,
+        };
+        if !after_marker {
+            continue;
+        }
+        let rolled = delimiter.and_then(|d| {
+            upload.key[prefix.len()..]
+                .find(d)
+                .map(|i| upload.key[..prefix.len() + i + d.len()].to_string())
+        });
+        if let Some(common) = rolled {
+            let seen = matches!(entries.last(), Some(Listed::Prefix(p)) if *p == common);
+            if seen || common.as_str() <= key_marker {
+                continue;
+            }
+            if entries.len() == max_uploads {
+                truncated = true;
+                break;
+            }
+            entries.push(Listed::Prefix(common));
+            continue;
+        }
+        if entries.len() == max_uploads {
+            truncated = true;
+            break;
+        }
+        entries.push(Listed::Upload(upload));
+    }
+    let enc = |s: &str| encode_name(s, url_encode);
     let mut xml = XmlWriter::new("ListMultipartUploadsResult");
     xml.elem("Bucket", bucket)
-        .elem("Prefix", prefix)
-        .elem("MaxUploads", "1000")
-        .elem("IsTruncated", "false");
-    for upload in uploads.values() {
-        xml.open("Upload")
-            .elem("Key", &upload.key)
-            .elem("UploadId", &upload.upload_id)
-            .elem("Initiated", iso8601(upload.version))
-            .elem("StorageClass", "STANDARD")
-            .close();
+        .elem("KeyMarker", enc(key_marker))
+        .elem("UploadIdMarker", upload_marker.unwrap_or(""))
+        .elem("Prefix", enc(prefix));
+    if let Some(d) = delimiter {
+        xml.elem("Delimiter", enc(d));
+    }
+    if truncated {
+        match entries.last() {
+            Some(Listed::Upload(u)) => {
+                xml.elem("NextKeyMarker", enc(&u.key))
+                    .elem("NextUploadIdMarker", &u.upload_id);
+            }
+            Some(Listed::Prefix(p)) => {
+                xml.elem("NextKeyMarker", enc(p));
+            }
+            None => {}
+        }
+    }
+    xml.elem("MaxUploads", max_uploads.to_string())
+        .elem("IsTruncated", truncated.to_string());
+    if url_encode {
+        xml.elem("EncodingType", "url");
+    }
+    for entry in &entries {
+        match entry {
+            Listed::Upload(upload) => {
+                xml.open("Upload")
+                    .elem("Key", enc(&upload.key))
+                    .elem("UploadId", &upload.upload_id);
+                owner_and_initiator(&mut xml);
+                xml.elem("StorageClass", "STANDARD")
+                    .elem("Initiated", iso8601(upload.version));
+                if let Some(algorithm) = &upload.checksum_algorithm {
+                    xml.elem("ChecksumAlgorithm", algorithm);
+                }
+                xml.close();
+            }
+            Listed::Prefix(prefix) => {
+                xml.open("CommonPrefixes")
+                    .elem("Prefix", enc(prefix))
+                    .close();
+            }
+        }
     }
     Ok(xml_response(xml))
+}
+
+/// One entry of a ListMultipartUploads page.
+enum Listed<'a> {
+    Upload(&'a UploadRecord),
+    Prefix(String),
 }

@@ -173,7 +173,7 @@ async fn stream_to_holders(
     let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
     let count = stored.iter().filter(|s| **s).count();
     if count < cluster.write_quorum {
-        remove_fragments(cluster, plan, &stored).await;
+        remove_fragments(cluster, plan.holders, &plan.fragment_id, &stored).await;
         return Err(S3Error::ServiceUnavailable(format!(
             "{count} of {} holders stored the data; {} needed",
             plan.holders.len(),
@@ -247,16 +247,20 @@ async fn send_stripe(
 }
 
 /// Best-effort removal of fragments that will never be committed.
-pub async fn remove_fragments(cluster: &Cluster, plan: &PartPlan<'_>, stored: &[bool]) {
-    let removals = plan
-        .holders
+pub async fn remove_fragments(
+    cluster: &Cluster,
+    holders: &[Holder<'_>],
+    fragment_id: &str,
+    stored: &[bool],
+) {
+    let removals = holders
         .iter()
         .zip(stored)
         .filter(|(_, s)| **s)
         .map(|(h, _)| {
             cluster
                 .client
-                .delete_fragment(&h.node.addr, &plan.fragment_id, h.fragment)
+                .delete_fragment(&h.node.addr, fragment_id, h.fragment)
         });
     join_all(removals).await;
 }

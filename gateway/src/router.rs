@@ -8,7 +8,9 @@ use crate::http_util::{header, Query};
 use crate::payload::PayloadReader;
 use crate::sigv4::{parse_query, Authenticated, Credentials};
 use crate::xml::XmlWriter;
-use crate::{buckets, copy, cors, multi_delete, multipart, objects, tagging};
+use crate::{
+    buckets, copy, cors, lifecycle, multi_delete, multipart, objects, tagging, versioning,
+};
 use bytes::{Bytes, BytesMut};
 use erasure::Codec;
 use http::request::Parts;
@@ -241,7 +243,18 @@ impl Gateway {
                     multi_delete::delete_objects(self, &bucket, req).await
                 }
                 Method::GET if q("location") => buckets::location(self, &bucket).await,
-                Method::GET if q("versioning") => buckets::versioning(self, &bucket).await,
+                Method::GET if q("versioning") => versioning::get_versioning(self, &bucket).await,
+                Method::PUT if q("versioning") => {
+                    versioning::put_versioning(self, &bucket, req).await
+                }
+                Method::PUT if q("lifecycle") => lifecycle::put_lifecycle(self, &bucket, req).await,
+                Method::GET if q("lifecycle") => lifecycle::get_lifecycle(self, &bucket).await,
+                Method::DELETE if q("lifecycle") => {
+                    lifecycle::delete_lifecycle(self, &bucket).await
+                }
+                Method::GET if q("versions") => {
+                    versioning::list_object_versions(self, &bucket, &req).await
+                }
                 Method::GET if q("uploads") => multipart::list_uploads(self, &bucket, req).await,
                 Method::GET if is_listing(&req.query) => {
                     buckets::list_objects(self, &bucket, &req.query).await
@@ -262,10 +275,10 @@ impl Gateway {
                         tagging::put_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::GET, None) if q("tagging") => {
-                        tagging::get_object_tagging(self, &bucket, &key).await
+                        tagging::get_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::DELETE, None) if q("tagging") => {
-                        tagging::delete_object_tagging(self, &bucket, &key).await
+                        tagging::delete_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
                         if sub_resource(&req.query) =>
@@ -277,7 +290,7 @@ impl Gateway {
                     }
                     (Method::PUT, None) => objects::put_object(self, &bucket, &key, req).await,
                     (Method::GET, Some(upload)) => {
-                        multipart::list_parts(self, &bucket, &key, &upload).await
+                        multipart::list_parts(self, &bucket, &key, &upload, &req.query).await
                     }
                     (Method::GET, None) => {
                         objects::get_object(self, &bucket, &key, req, false).await
@@ -288,7 +301,9 @@ impl Gateway {
                     (Method::DELETE, Some(upload)) => {
                         multipart::abort(self, &bucket, &key, &upload).await
                     }
-                    (Method::DELETE, None) => objects::delete_object(self, &bucket, &key).await,
+                    (Method::DELETE, None) => {
+                        objects::delete_object(self, &bucket, &key, req).await
+                    }
                     (Method::POST, None) if q("uploads") => {
                         multipart::create(self, &bucket, &key, req).await
                     }
@@ -373,7 +388,10 @@ fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
 }
 
 pub fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> S3Response {
-    let builder = Response::builder().status(e.status());
+    let mut builder = Response::builder().status(e.status());
+    for (name, value) in e.headers() {
+        builder = builder.header(name, value);
+    }
     if is_head {
         return builder
             .body(empty())

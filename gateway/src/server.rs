@@ -25,6 +25,7 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
+    tokio::spawn(crate::lifecycle::run(gateway.clone()));
     ready(listener.local_addr()?);
     loop {
         let (stream, peer) = listener.accept().await?;
