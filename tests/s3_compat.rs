@@ -739,3 +739,124 @@ async fn raw_options(endpoint: &str, vhost: Option<&str>, origin: &str, method: 
     stream.read_to_end(&mut response).await.unwrap();
     String::from_utf8_lossy(&response).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_listings_page() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/pages", Bytes::new()).await;
+    let upload = start_upload(&s3, "/pages/obj", &[]).await;
+    for n in 1..=5 {
+        let reply = s3
+            .put(
+                &format!("/pages/obj?partNumber={n}&uploadId={upload}"),
+                format!("part {n}"),
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    let numbers = |reply: &Reply| -> Vec<String> {
+        reply
+            .text()
+            .split("<PartNumber>")
+            .skip(1)
+            .map(|p| p[..p.find('<').unwrap()].to_string())
+            .collect()
+    };
+    let first = s3
+        .get(&format!("/pages/obj?uploadId={upload}&max-parts=2"))
+        .await;
+    assert_eq!(numbers(&first), ["1", "2"]);
+    assert_eq!(xml_value(&first, "IsTruncated").as_deref(), Some("true"));
+    assert_eq!(
+        xml_value(&first, "NextPartNumberMarker").as_deref(),
+        Some("2")
+    );
+    let rest = s3
+        .get(&format!(
+            "/pages/obj?uploadId={upload}&max-parts=2&part-number-marker=4"
+        ))
+        .await;
+    assert_eq!(numbers(&rest), ["5"]);
+    assert_eq!(xml_value(&rest, "IsTruncated").as_deref(), Some("false"));
+    assert_eq!(xml_value(&rest, "PartNumberMarker").as_deref(), Some("4"));
+    assert_eq!(
+        code(
+            &s3.get(&format!("/pages/obj?uploadId={upload}&max-parts=x"))
+                .await
+        ),
+        err(400, "InvalidArgument")
+    );
+    assert_eq!(
+        code(
+            &s3.get(&format!(
+                "/pages/obj?uploadId={upload}&part-number-marker=-1"
+            ))
+            .await
+        ),
+        err(400, "InvalidArgument")
+    );
+
+    // Uploads: two of "a/1", one of "a/2", one of "b"; paged by key and upload id markers.
+    let mut ids = vec![upload.clone()];
+    for key in ["a/1", "a/1", "a/2", "b"] {
+        ids.push(start_upload(&s3, &format!("/pages/{key}"), &[]).await);
+    }
+    let uploads = |reply: &Reply| -> Vec<(String, String)> {
+        let text = reply.text();
+        text.split("<Upload>")
+            .skip(1)
+            .map(|u| {
+                let field = |tag: &str| {
+                    let start = u.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+                    u[start..start + u[start..].find('<').unwrap()].to_string()
+                };
+                (field("Key"), field("UploadId"))
+            })
+            .collect()
+    };
+    let page = s3.get("/pages?uploads&max-uploads=2").await;
+    let listed = uploads(&page);
+    assert_eq!(
+        listed,
+        [
+            ("a/1".to_string(), ids[1].clone()),
+            ("a/1".into(), ids[2].clone())
+        ]
+    );
+    assert_eq!(xml_value(&page, "IsTruncated").as_deref(), Some("true"));
+    assert_eq!(xml_value(&page, "NextKeyMarker").as_deref(), Some("a/1"));
+    assert_eq!(xml_value(&page, "NextUploadIdMarker"), Some(ids[2].clone()));
+    let next = s3
+        .get(&format!(
+            "/pages?uploads&max-uploads=2&key-marker=a%2F1&upload-id-marker={}",
+            ids[2]
+        ))
+        .await;
+    assert_eq!(
+        uploads(&next),
+        [
+            ("a/2".to_string(), ids[3].clone()),
+            ("b".into(), ids[4].clone())
+        ]
+    );
+    let after_key = s3.get("/pages?uploads&key-marker=a%2F2").await;
+    assert_eq!(
+        uploads(&after_key),
+        [
+            ("b".to_string(), ids[4].clone()),
+            ("obj".into(), ids[0].clone())
+        ]
+    );
+    let rolled = s3.get("/pages?uploads&delimiter=%2F").await;
+    assert!(rolled
+        .text()
+        .contains("<CommonPrefixes><Prefix>a/</Prefix></CommonPrefixes>"));
+    assert_eq!(uploads(&rolled).len(), 2, "b and obj");
+    let prefixed = s3.get("/pages?uploads&prefix=a%2F2").await;
+    assert_eq!(uploads(&prefixed), [("a/2".to_string(), ids[3].clone())]);
+    assert_eq!(
+        code(&s3.get("/pages?uploads&max-uploads=many").await),
+        err(400, "InvalidArgument")
+    );
+}
