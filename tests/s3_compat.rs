@@ -860,3 +860,208 @@ async fn multipart_listings_page() {
         err(400, "InvalidArgument")
     );
 }
+
+fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+fn crc32(data: &[u8]) -> String {
+    b64(&crc32fast::hash(data).to_be_bytes())
+}
+
+fn crc32c(data: &[u8]) -> String {
+    b64(&crc32c::crc32c(data).to_be_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_checksums() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/sums", Bytes::new()).await;
+    let create = |headers: &'static [(&'static str, &'static str)]| {
+        let s3 = &s3;
+        async move {
+            s3.send("POST", "/sums/obj?uploads", headers, Bytes::new())
+                .await
+        }
+    };
+    for bad in [
+        &[("x-amz-checksum-algorithm", "MD5")][..],
+        &[("x-amz-checksum-type", "COMPOSITE")],
+        &[
+            ("x-amz-checksum-algorithm", "SHA256"),
+            ("x-amz-checksum-type", "FULL_OBJECT"),
+        ],
+        &[
+            ("x-amz-checksum-algorithm", "CRC64NVME"),
+            ("x-amz-checksum-type", "COMPOSITE"),
+        ],
+        &[
+            ("x-amz-checksum-algorithm", "CRC32"),
+            ("x-amz-checksum-type", "WHOLE"),
+        ],
+    ] {
+        assert_eq!(
+            code(&create(bad).await),
+            err(400, "InvalidRequest"),
+            "{bad:?}"
+        );
+    }
+
+    // COMPOSITE CRC32: the CRC32 of the parts' CRC32s, "-2".
+    let created = create(&[("x-amz-checksum-algorithm", "crc32")]).await;
+    assert_eq!(created.header("x-amz-checksum-algorithm"), Some("CRC32"));
+    assert_eq!(created.header("x-amz-checksum-type"), Some("COMPOSITE"));
+    let upload = xml_value(&created, "UploadId").unwrap();
+    let one = random_bytes(5 << 20, 1);
+    let two = random_bytes(1000, 2);
+    let part = |n: u32, body: &[u8], headers: &[(&str, &str)]| {
+        let (s3, path, body) = (
+            &s3,
+            format!("/sums/obj?partNumber={n}&uploadId={upload}"),
+            Bytes::copy_from_slice(body),
+        );
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        async move {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            s3.send("PUT", &path, &headers, body).await
+        }
+    };
+    let first = part(1, &one, &[("x-amz-checksum-crc32", &crc32(&one))]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.header("x-amz-checksum-crc32"),
+        Some(crc32(&one).as_str())
+    );
+    assert_eq!(
+        code(&part(2, &two, &[("x-amz-checksum-crc32c", &crc32c(&two))]).await),
+        err(400, "InvalidRequest")
+    );
+    assert_eq!(
+        code(&part(2, &two, &[("x-amz-checksum-crc32", &crc32(&one))]).await),
+        err(400, "BadDigest")
+    );
+    // A part sent without the checksum gets it computed.
+    let second = part(2, &two, &[]).await;
+    assert_eq!(second.status, 200);
+    let listed = s3.get(&format!("/sums/obj?uploadId={upload}")).await.text();
+    assert!(
+        listed.contains(&format!("<ChecksumCRC32>{}</ChecksumCRC32>", crc32(&two))),
+        "{listed}"
+    );
+    assert!(listed.contains("<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"));
+    let etags = [
+        first.header("etag").unwrap().to_string(),
+        second.header("etag").unwrap().to_string(),
+    ];
+    let listing_sum = |sum1: &str| {
+        format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag><ChecksumCRC32>{sum1}</ChecksumCRC32></Part>\
+             <Part><PartNumber>2</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+            etags[0], etags[1]
+        )
+    };
+    let complete_path = format!("/sums/obj?uploadId={upload}");
+    let wrong_part = s3
+        .send(
+            "POST",
+            &complete_path,
+            &[],
+            Bytes::from(listing_sum(&crc32(b"x"))),
+        )
+        .await;
+    assert_eq!(code(&wrong_part), err(400, "InvalidPart"));
+    let wrong_whole = s3
+        .send(
+            "POST",
+            &complete_path,
+            &[("x-amz-checksum-crc32", &crc32(b"x"))],
+            Bytes::from(listing_sum(&crc32(&one))),
+        )
+        .await;
+    assert_eq!(code(&wrong_whole), err(400, "BadDigest"));
+    let mut raw = STANDARD.decode(crc32(&one)).unwrap();
+    raw.extend(STANDARD.decode(crc32(&two)).unwrap());
+    let composite = format!("{}-2", crc32(&raw));
+    let done = s3
+        .send(
+            "POST",
+            &complete_path,
+            &[("x-amz-checksum-crc32", &composite)],
+            Bytes::from(listing_sum(&crc32(&one))),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(xml_value(&done, "ChecksumCRC32"), Some(composite.clone()));
+    assert_eq!(
+        xml_value(&done, "ChecksumType").as_deref(),
+        Some("COMPOSITE")
+    );
+    let mode = [("x-amz-checksum-mode", "ENABLED")];
+    let head = s3.send("HEAD", "/sums/obj", &mode, Bytes::new()).await;
+    assert_eq!(
+        head.header("x-amz-checksum-crc32"),
+        Some(composite.as_str())
+    );
+    assert_eq!(head.header("x-amz-checksum-type"), Some("COMPOSITE"));
+    let part_head = s3
+        .send("HEAD", "/sums/obj?partNumber=1", &mode, Bytes::new())
+        .await;
+    assert_eq!(
+        part_head.header("x-amz-checksum-crc32"),
+        Some(crc32(&one).as_str())
+    );
+    assert_eq!(
+        s3.head("/sums/obj").await.header("x-amz-checksum-crc32"),
+        None
+    );
+
+    // FULL_OBJECT CRC32C: the CRC32C of the whole object, combined from the parts'.
+    let created = s3
+        .send(
+            "POST",
+            "/sums/full?uploads",
+            &[
+                ("x-amz-checksum-algorithm", "CRC32C"),
+                ("x-amz-checksum-type", "FULL_OBJECT"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(created.header("x-amz-checksum-type"), Some("FULL_OBJECT"));
+    let upload = xml_value(&created, "UploadId").unwrap();
+    let mut etags = Vec::new();
+    for (n, body) in [(1, &one), (2, &two)] {
+        let reply = s3
+            .send(
+                "PUT",
+                &format!("/sums/full?partNumber={n}&uploadId={upload}"),
+                &[("x-amz-checksum-crc32c", &crc32c(body))],
+                Bytes::copy_from_slice(body),
+            )
+            .await;
+        etags.push(reply.header("etag").unwrap().to_string());
+    }
+    let whole: Vec<u8> = [one.as_slice(), two.as_slice()].concat();
+    let done = s3
+        .send(
+            "POST",
+            &format!("/sums/full?uploadId={upload}"),
+            &[("x-amz-checksum-crc32c", &crc32c(&whole))],
+            Bytes::from(complete_body(&etags)),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let head = s3.send("HEAD", "/sums/full", &mode, Bytes::new()).await;
+    assert_eq!(
+        head.header("x-amz-checksum-crc32c"),
+        Some(crc32c(&whole).as_str())
+    );
+    assert_eq!(head.header("x-amz-checksum-type"), Some("FULL_OBJECT"));
+}

@@ -253,7 +253,8 @@ pub async fn upload_part_copy(
     upload_id: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let (number, dest) = crate::multipart::open_part(gw, bucket, key, upload_id, &req).await?;
+    let (number, dest, upload) =
+        crate::multipart::open_part(gw, bucket, key, upload_id, &req).await?;
     let Source {
         found, version_id, ..
     } = find_source(gw, &req).await?;
@@ -270,7 +271,10 @@ pub async fn upload_part_copy(
         number,
         len,
         &mut payload,
-        &Expected::default(),
+        &Expected {
+            compute: crate::multipart::checksum_of(&upload).map(|(a, _)| a),
+            ..Expected::default()
+        },
     )
     .await
     .map_err(source_error)?;

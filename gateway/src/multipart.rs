@@ -2,7 +2,7 @@
 //! commits one object record that lists the parts.
 
 use crate::buckets::{encode_name, iso8601, principal, url_encoding};
-use crate::checksum::Expected;
+use crate::checksum::{multipart_checksum, Algorithm, ChecksumType, Expected};
 use crate::error::S3Error;
 use crate::http_util::Query;
 use crate::objects::{
@@ -11,7 +11,7 @@ use crate::objects::{
 use crate::payload::PayloadReader;
 use crate::put::{commit_quorum, store_part, PartPlan, StoredPart};
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
-use crate::xml::{parse_complete_parts, XmlWriter};
+use crate::xml::{parse_complete_parts, CompletePart, XmlWriter};
 use futures::future::join_all;
 use http::Response;
 use md5::{Digest, Md5};
@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use storage_node::body::empty;
 use storage_node::protocol::{PartRequest, UploadRequest};
 use storage_node::record::{
-    fragment_id, BucketRecord, ObjectRecord, PartData, PartRecord, UploadRecord, Version,
-    VersionRef,
+    fragment_id, BucketRecord, ObjectRecord, PartData, PartRecord, StoredChecksum, UploadRecord,
+    Version, VersionRef,
 };
 
 const MAX_PART_NUMBER: u32 = 10_000;
@@ -34,12 +34,14 @@ pub async fn create(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
+    let checksum = upload_checksum(&req)?;
     let record = UploadRecord {
         upload_id: hex::encode(rand::random::<[u8; 16]>()),
         key: key.to_string(),
         version: Version::now(),
         headers: stored_headers(&req),
-        checksum_algorithm: req.header("x-amz-checksum-algorithm").map(str::to_string),
+        checksum_algorithm: checksum.map(|(a, _)| a.name().to_string()),
+        checksum_type: checksum.map(|(_, t)| t.name().to_string()),
         tags: crate::tagging::from_header(req.header("x-amz-tagging"))?,
     };
     let holders = gw.cluster.holders(&bucket.id, key);
@@ -62,7 +64,70 @@ pub async fn create(
     xml.elem("Bucket", &bucket.name)
         .elem("Key", key)
         .elem("UploadId", &record.upload_id);
-    Ok(xml_response(xml))
+    let mut response = xml_response(xml);
+    if let Some((algorithm, kind)) = checksum {
+        let headers = response.headers_mut();
+        headers.insert(
+            "x-amz-checksum-algorithm",
+            http::HeaderValue::from_static(algorithm.name()),
+        );
+        headers.insert(
+            "x-amz-checksum-type",
+            http::HeaderValue::from_static(kind.name()),
+        );
+    }
+    Ok(response)
+}
+
+/// The checksum an upload is created with (`x-amz-checksum-algorithm`, `x-amz-checksum-type`),
+/// with S3's default type and its rules on which types go with which algorithms.
+fn upload_checksum(req: &S3Request) -> Result<Option<(Algorithm, ChecksumType)>, S3Error> {
+    let algorithm = req
+        .header("x-amz-checksum-algorithm")
+        .map(|a| {
+            Algorithm::from_name(a).ok_or_else(|| {
+                S3Error::InvalidRequest(
+                    "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]".into(),
+                )
+            })
+        })
+        .transpose()?;
+    let kind = req
+        .header("x-amz-checksum-type")
+        .map(|t| {
+            ChecksumType::from_name(t).ok_or_else(|| {
+                S3Error::InvalidRequest("Value for x-amz-checksum-type header is invalid.".into())
+            })
+        })
+        .transpose()?;
+    match (algorithm, kind) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(S3Error::InvalidRequest(
+            "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.".into(),
+        )),
+        (Some(algorithm), kind) => {
+            let kind = kind.unwrap_or(ChecksumType::default_for(algorithm));
+            if !kind.allowed(algorithm) {
+                return Err(S3Error::InvalidRequest(format!(
+                    "The {} checksum type cannot be used with the {} checksum algorithm.",
+                    kind.name(),
+                    algorithm.name().to_ascii_lowercase()
+                )));
+            }
+            Ok(Some((algorithm, kind)))
+        }
+    }
+}
+
+/// The checksum algorithm and type an upload was created with, if any.
+pub fn checksum_of(upload: &UploadRecord) -> Option<(Algorithm, ChecksumType)> {
+    let algorithm = Algorithm::from_name(upload.checksum_algorithm.as_deref()?)?;
+    let kind = upload
+        .checksum_type
+        .as_deref()
+        .and_then(ChecksumType::from_name)
+        .unwrap_or(ChecksumType::default_for(algorithm));
+    Some((algorithm, kind))
 }
 
 /// The upload's record from a read quorum of the key's holders, or `NoSuchUpload`.
@@ -104,7 +169,7 @@ pub async fn open_part(
     key: &str,
     upload_id: &str,
     req: &S3Request,
-) -> Result<(u32, BucketRecord), S3Error> {
+) -> Result<(u32, BucketRecord, UploadRecord), S3Error> {
     let number = req
         .query
         .get("partNumber")
@@ -114,8 +179,8 @@ pub async fn open_part(
             S3Error::InvalidArgument("Part number must be an integer between 1 and 10000".into())
         })?;
     let bucket = gw.cluster.bucket(bucket).await?;
-    find_upload(gw, &bucket, key, upload_id).await?;
-    Ok((number, bucket))
+    let upload = find_upload(gw, &bucket, key, upload_id).await?;
+    Ok((number, bucket, upload))
 }
 
 pub async fn upload_part(
@@ -125,12 +190,23 @@ pub async fn upload_part(
     upload_id: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let (number, bucket) = open_part(gw, bucket, key, upload_id, &req).await?;
+    let (number, bucket, upload) = open_part(gw, bucket, key, upload_id, &req).await?;
     let size = req.content_length()?;
     if size > MAX_PUT_SIZE {
         return Err(S3Error::EntityTooLarge);
     }
-    let expected = req.expected_digests()?;
+    let mut expected = req.expected_digests()?;
+    // A part may come without the upload's checksum (it is computed here), not with another one.
+    expected.compute = checksum_of(&upload).map(|(a, _)| a);
+    if let (Some(wanted), Some((sent, _))) = (expected.compute, &expected.checksum) {
+        if wanted != *sent {
+            return Err(S3Error::InvalidRequest(format!(
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                wanted.name().to_ascii_lowercase(),
+                sent.name().to_ascii_lowercase()
+            )));
+        }
+    }
     let mut payload = PayloadReader::new(req.body, req.auth, size);
     let (stored, _) = store_upload_part(
         gw,
@@ -237,21 +313,55 @@ pub async fn complete(
     // Checked before the parts are read, and made atomic with the commit by a claim.
     let precondition =
         crate::objects::check_write_conditions(gw, &bucket_record, key, &req).await?;
-    let requested = parse_complete_parts(&req.read_small_body(4 << 20).await?)?;
-    if requested.windows(2).any(|w| w[0].0 >= w[1].0) {
+    let checksum = checksum_of(&upload);
+    // The `x-amz-checksum-*` headers of a Complete claim the object's checksum, not the body's.
+    let claimed = Algorithm::ALL
+        .into_iter()
+        .find_map(|a| Some((a, req.header(&a.header())?.trim().to_string())));
+    let body_digests = Expected::new(req.header("content-md5"), None)?;
+    let body = req.read_small_body_against(4 << 20, body_digests).await?;
+    let requested = parse_complete_parts(&body)?;
+    if requested.windows(2).any(|w| w[0].number >= w[1].number) {
         return Err(S3Error::InvalidPartOrder);
     }
     let (per_holder, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
     let mut chosen = Vec::with_capacity(requested.len());
-    for (i, (number, etag)) in requested.iter().enumerate() {
+    for (i, want) in requested.iter().enumerate() {
         let part = newest
-            .get(number)
-            .filter(|p| p.part.md5 == *etag)
+            .get(&want.number)
+            .filter(|p| p.part.md5 == want.etag)
             .ok_or(S3Error::InvalidPart)?;
         if i + 1 < requested.len() && part.part.size < MIN_PART_SIZE {
             return Err(S3Error::EntityTooSmall);
         }
+        if let Some((algorithm, _)) = checksum {
+            check_part_checksum(algorithm, want, part)?;
+        }
         chosen.push(part);
+    }
+    let object_checksum = checksum
+        .map(|(algorithm, kind)| {
+            let parts: Vec<(&str, u64)> = chosen
+                .iter()
+                .filter_map(|p| Some((p.part.checksum.as_ref()?.value.as_str(), p.part.size)))
+                .collect();
+            let value = multipart_checksum(algorithm, kind, &parts)
+                .ok_or_else(|| S3Error::Internal("a stored part checksum is invalid".into()))?;
+            Ok::<_, S3Error>(StoredChecksum {
+                algorithm: algorithm.name().to_string(),
+                value,
+                composite: kind == ChecksumType::Composite,
+            })
+        })
+        .transpose()?;
+    if let Some((algorithm, value)) = &claimed {
+        let matches = object_checksum.as_ref().is_some_and(|c| {
+            c.algorithm == algorithm.name()
+                && (c.value == *value || c.value.split('-').next() == Some(value.as_str()))
+        });
+        if !matches && checksum.is_some() {
+            return Err(S3Error::BadDigest(algorithm.name()));
+        }
     }
     let mut md5s = Md5::new();
     for part in &chosen {
@@ -291,7 +401,7 @@ pub async fn complete(
         size,
         etag: etag.clone(),
         headers: upload.headers.clone(),
-        checksum: None,
+        checksum: object_checksum.clone(),
         data_shards: gw.codec.data_shards() as u8,
         parity_shards: gw.codec.parity_shards() as u8,
         fragment,
@@ -315,6 +425,10 @@ pub async fn complete(
         .elem("Bucket", bucket)
         .elem("Key", key)
         .elem("ETag", format!("\"{etag}\""));
+    if let Some(c) = &object_checksum {
+        xml.elem(&format!("Checksum{}", c.algorithm), &c.value)
+            .elem("ChecksumType", ChecksumType::of(c).name());
+    }
     let mut response = xml_response(xml);
     let version_ref = if versioned {
         VersionRef::Id(version)
@@ -383,6 +497,35 @@ pub async fn all_uploads(
     Ok(uploads.into_values().collect())
 }
 
+/// A part listed in a Complete of an upload with a checksum: it must have been uploaded with that
+/// checksum, and the value listed (when given) must be that one.
+fn check_part_checksum(
+    algorithm: Algorithm,
+    listed: &CompletePart,
+    part: &PartRecord,
+) -> Result<(), S3Error> {
+    let stored = part
+        .part
+        .checksum
+        .as_ref()
+        .filter(|c| c.algorithm == algorithm.name())
+        .ok_or_else(|| {
+            S3Error::InvalidRequest(format!(
+                "The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.",
+                algorithm.name().to_ascii_lowercase(),
+                listed.number
+            ))
+        })?;
+    let mismatch = listed
+        .checksums
+        .iter()
+        .any(|(name, value)| name.eq_ignore_ascii_case(algorithm.name()) && *value != stored.value);
+    if mismatch {
+        return Err(S3Error::InvalidPart);
+    }
+    Ok(())
+}
+
 /// Listings of parts and uploads return at most this many entries per page, as in S3.
 const MAX_LISTED: usize = 1000;
 
@@ -428,6 +571,9 @@ pub async fn list_parts(
     xml.elem("StorageClass", "STANDARD");
     if let Some(algorithm) = &upload.checksum_algorithm {
         xml.elem("ChecksumAlgorithm", algorithm);
+    }
+    if let Some(kind) = &upload.checksum_type {
+        xml.elem("ChecksumType", kind);
     }
     for part in page {
         xml.open("Part")

@@ -1,6 +1,6 @@
 //! PutObject, GetObject, HeadObject and DeleteObject, with versions and conditional writes.
 
-use crate::checksum::Expected;
+use crate::checksum::{ChecksumType, Expected};
 use crate::cluster::Holder;
 use crate::error::S3Error;
 use crate::get::{self, Found};
@@ -448,16 +448,30 @@ pub async fn get_object(
     if !record.tags.is_empty() {
         response = response.header("x-amz-tagging-count", record.tags.len());
     }
-    if let Some(c) = record.checksum.as_ref().filter(|_| {
-        !partial
-            && req
-                .header("x-amz-checksum-mode")
-                .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
-    }) {
+    let checksum_mode = req
+        .header("x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
+    // The object's checksum covers all of it; with `partNumber` a multipart object shows that
+    // part's own (the one part of a simple object is all of it).
+    let shown = match part_number {
+        _ if !checksum_mode => None,
+        Some(n) if record.parts.len() > 1 => {
+            record.parts[n - 1].checksum.as_ref().map(|c| (c, None))
+        }
+        _ if partial => None,
+        _ => record
+            .checksum
+            .as_ref()
+            .map(|c| (c, Some(ChecksumType::of(c)))),
+    };
+    if let Some((c, kind)) = shown {
         response = response.header(
             format!("x-amz-checksum-{}", c.algorithm.to_ascii_lowercase()),
             &c.value,
         );
+        if let Some(kind) = kind {
+            response = response.header("x-amz-checksum-type", kind.name());
+        }
     }
     let (start, end) = span.unwrap_or((0, record.size.saturating_sub(1)));
     let len = if record.size == 0 { 0 } else { end + 1 - start };

@@ -55,7 +55,7 @@ pub async fn store_part(
     payload: &mut PayloadReader,
     expected: &Expected,
 ) -> Result<StoredPart, S3Error> {
-    let algorithm = expected.checksum.as_ref().map(|(a, _)| *a);
+    let algorithm = expected.algorithm();
     let (inline, stored, verified) = if plan.inline {
         let (fragments, verified) =
             encode_inline(codec, &plan, payload, expected, algorithm).await?;

@@ -88,11 +88,21 @@ impl S3Request {
 
     /// Reads a small body (XML) whole, checking its length, signature and digests.
     pub async fn read_small_body(self, limit: u64) -> Result<Bytes, S3Error> {
+        let expected = self.expected_digests()?;
+        self.read_small_body_against(limit, expected).await
+    }
+
+    /// Reads a small body whole, checking its length, signature and the digests given (for
+    /// requests whose `x-amz-checksum-*` headers are about something else than the body).
+    pub async fn read_small_body_against(
+        self,
+        limit: u64,
+        expected: Expected,
+    ) -> Result<Bytes, S3Error> {
         let len = self.content_length()?;
         if len > limit {
             return Err(S3Error::EntityTooLarge);
         }
-        let expected = self.expected_digests()?;
         let mut reader = PayloadReader::new(self.body, self.auth, len);
         let mut digests = crate::checksum::Digests::new(expected.checksum.as_ref().map(|c| c.0));
         let mut out = BytesMut::new();

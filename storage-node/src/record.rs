@@ -104,8 +104,12 @@ pub fn is_fragment_id(id: &str) -> bool {
 pub struct StoredChecksum {
     /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
     pub algorithm: String,
-    /// Base64 of the digest, as S3 shows it.
+    /// Base64 of the digest, as S3 shows it (`<base64>-<parts>` for a composite one).
     pub value: String,
+    /// A multipart object's checksum of its parts' checksums (S3's COMPOSITE type) rather than
+    /// of its bytes (FULL_OBJECT).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub composite: bool,
 }
 
 /// One erasure-coded run of bytes: a whole simple object, or one multipart part.
@@ -334,6 +338,9 @@ pub struct UploadRecord {
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT`, with `checksum_algorithm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
     /// Tags from `x-amz-tagging` on CreateMultipartUpload, given to the completed object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
