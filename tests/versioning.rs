@@ -515,3 +515,26 @@ async fn concurrent_conditional_writes_have_one_winner() {
     };
     assert_eq!(s3.get("/race/mp").await.text(), expected);
 }
+
+/// A holder that missed the deletion of a version (paused meanwhile) does not bring it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn purged_versions_stay_gone_when_a_holder_missed_it() {
+    let cluster = TestCluster::start_with(&["--rpc-timeout-ms", "1000"]);
+    let s3 = cluster.client();
+    s3.put("/purge", Bytes::new()).await;
+    assert_eq!(set_versioning(&s3, "purge", "Enabled").await.status, 200);
+    s3.put("/purge/k", "one").await;
+    let two = s3.put("/purge/k", "two").await;
+    let v2 = two.header("x-amz-version-id").unwrap().to_string();
+    cluster.signal("z1-n1", libc::SIGSTOP);
+    let deleted = s3.delete(&format!("/purge/k?versionId={v2}")).await;
+    cluster.signal("z1-n1", libc::SIGCONT);
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    for _ in 0..5 {
+        assert_eq!(s3.get("/purge/k").await.text(), "one");
+        assert_eq!(
+            code(&s3.get(&format!("/purge/k?versionId={v2}")).await),
+            err(404, "NoSuchVersion")
+        );
+    }
+}

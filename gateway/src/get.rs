@@ -74,10 +74,10 @@ pub async fn lookup(
         .collect();
     let k = cluster.layout.data_shards();
     let mut answered = Vec::new();
-    let mut purged = false;
+    let mut purged = BTreeSet::new();
     while let Some((holder, answer)) = pending.next().await {
         if let Ok(lookup) = answer {
-            purged |= lookup.purged;
+            purged.extend(lookup.purged);
             answered.push((holder, lookup.record));
         }
         if answered.len() >= cluster.read_quorum() && readable(&answered, k) {
@@ -92,7 +92,13 @@ pub async fn lookup(
             cluster.read_quorum()
         )));
     }
-    let Some(newest) = newest(&answered).cloned().filter(|_| !purged) else {
+    // A version some holder purged is gone, even where a holder that missed the purge has it.
+    for (_, record) in answered.iter_mut() {
+        if record.as_ref().is_some_and(|r| purged.contains(&r.version)) {
+            *record = None;
+        }
+    }
+    let Some(newest) = newest(&answered).cloned() else {
         return Ok(None);
     };
     drop(pending);

@@ -14,7 +14,8 @@ use crate::xml::{parse_tree, XmlWriter};
 use futures::future::join_all;
 use http::{Response, StatusCode};
 use storage_node::body::empty;
-use storage_node::record::{ObjectRecord, VersionRef};
+use storage_node::protocol::Lookup;
+use storage_node::record::{ObjectRecord, Version, VersionRef};
 
 pub type Tags = Vec<(String, String)>;
 
@@ -164,15 +165,24 @@ async fn set_object_tags(
 ) -> Result<(), S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let holders = gw.cluster.holders(&bucket.id, key);
-    let answers: Vec<Option<Option<ObjectRecord>>> = join_all(holders.iter().map(|h| {
+    let answers: Vec<Option<Lookup>> = join_all(holders.iter().map(|h| {
         gw.cluster
             .client
             .object(&h.node.addr, &bucket.id, key, which)
     }))
     .await
     .into_iter()
-    .map(|answer| answer.ok().filter(|l| !l.purged).map(|l| l.record))
+    .map(Result::ok)
     .collect();
+    let purged: Vec<Version> = answers
+        .iter()
+        .flatten()
+        .flat_map(|l| l.purged.clone())
+        .collect();
+    let answers: Vec<Option<Option<ObjectRecord>>> = answers
+        .into_iter()
+        .map(|a| a.map(|l| l.record.filter(|r| !purged.contains(&r.version))))
+        .collect();
     let answered = answers.iter().filter(|a| a.is_some()).count();
     if answered < gw.cluster.read_quorum() {
         return Err(S3Error::ServiceUnavailable(format!(

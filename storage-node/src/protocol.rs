@@ -90,13 +90,14 @@ pub struct CommitRequest {
     pub claim: Option<String>,
 }
 
-/// A holder's answer for one version of a key.
+/// A holder's answer for the current version of a key, or for one version of it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Lookup {
     pub record: Option<ObjectRecord>,
-    /// The version was deleted here for good: a copy of it elsewhere is stale.
-    #[serde(default)]
-    pub purged: bool,
+    /// Versions deleted here for good that a stale holder could still show: those newer than the
+    /// current record, or the version asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<Version>,
 }
 
 /// Deletes one version of a key for good.

@@ -3,7 +3,7 @@
 use crate::body::{empty, full, ChannelBody, HttpBody};
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::protocol::{
-    ClaimRequest, ClusterSecret, CommitRequest, ListRequest, Lookup, PartRequest, PurgeRequest,
+    ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
     UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER,
     SIGNATURE_HEADER, SIZE_HEADER,
 };
@@ -190,10 +190,7 @@ impl Node {
                 };
                 let lookup = blocking(move || match version {
                     Some(which) => store.object_version(&bucket, &key, which),
-                    None => store.object(&bucket, &key).map(|record| Lookup {
-                        record,
-                        purged: false,
-                    }),
+                    None => store.current(&bucket, &key),
                 })
                 .await?;
                 json(&lookup)

@@ -243,6 +243,30 @@ impl Store {
         self.get_json(&object_key(bucket, key))
     }
 
+    /// The key's current record, with the versions purged here that are newer than it.
+    pub fn current(&self, bucket: &BucketId, key: &str) -> Result<Lookup, StoreError> {
+        let record = self.object(bucket, key)?;
+        let prefix = purged_prefix(bucket, key);
+        let mut purged = Vec::new();
+        for entry in self.db.prefix_iterator(&prefix) {
+            let (k, _) = entry?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(version) = (k.len() == prefix.len() + VERSION_BYTES)
+                .then(|| version_from_bytes(&k[prefix.len()..]))
+            else {
+                continue;
+            };
+            // Newest first: the rest are older than the current record too.
+            if record.as_ref().is_some_and(|r| r.version > version) {
+                break;
+            }
+            purged.push(version);
+        }
+        Ok(Lookup { record, purged })
+    }
+
     /// One version of a key, or whether it was purged here.
     pub fn object_version(
         &self,
@@ -258,7 +282,7 @@ impl Store {
             {
                 return Ok(Lookup {
                     record: None,
-                    purged: true,
+                    purged: vec![version],
                 });
             }
         }
@@ -268,7 +292,7 @@ impl Store {
             .find(|r| r.version_ref() == which);
         Ok(Lookup {
             record,
-            purged: false,
+            purged: Vec::new(),
         })
     }
 
@@ -733,15 +757,23 @@ fn history_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
     [history_prefix(bucket, key), version_bytes(version).to_vec()].concat()
 }
 
+fn version_from_bytes(bytes: &[u8]) -> Version {
+    let mut micros = [0; 8];
+    let mut salt = [0; 4];
+    micros.copy_from_slice(&bytes[..8]);
+    salt.copy_from_slice(&bytes[8..VERSION_BYTES]);
+    Version {
+        micros: !u64::from_be_bytes(micros),
+        salt: !u32::from_be_bytes(salt),
+    }
+}
+
+fn purged_prefix(bucket: &BucketId, key: &str) -> Vec<u8> {
+    [&[TAG_PURGED][..], bucket, key.as_bytes(), &[0]].concat()
+}
+
 fn purged_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
-    [
-        &[TAG_PURGED][..],
-        bucket,
-        key.as_bytes(),
-        &[0],
-        &version_bytes(version),
-    ]
-    .concat()
+    [purged_prefix(bucket, key), version_bytes(version).to_vec()].concat()
 }
 
 fn upload_key(bucket: &BucketId, upload_id: &str) -> Vec<u8> {
@@ -1075,11 +1107,17 @@ mod tests {
                 .unwrap(),
             "a purged version never comes back"
         );
-        assert!(
+        assert_eq!(
             store
                 .object_version(&BUCKET, "k", VersionRef::Id(v(20)))
                 .unwrap()
-                .purged
+                .purged,
+            [v(20)]
+        );
+        assert_eq!(
+            store.current(&BUCKET, "k").unwrap().purged,
+            [v(30), v(20)],
+            "purged versions newer than the current one"
         );
         assert!(store
             .purge(&BUCKET, "k", VersionRef::Null)
