@@ -210,6 +210,25 @@ async fn versions_delete_markers_and_listings() {
         code(&s3.get("/ver?versions&version-id-marker=null").await),
         err(400, "InvalidArgument")
     );
+    for bad in [
+        "/ver?versions&key-marker=k&version-id-marker=nope",
+        "/ver?versions&max-keys=x",
+        "/ver?versions&encoding-type=base64",
+    ] {
+        assert_eq!(
+            code(&s3.get(bad).await),
+            err(400, "InvalidArgument"),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        code(&s3.get("/no-such-ver?versions").await),
+        err(404, "NoSuchBucket")
+    );
+    assert_eq!(
+        code(&s3.delete("/no-such-ver/k?versionId=null").await),
+        err(404, "NoSuchBucket")
+    );
 
     // Deleting the marker by id brings the object back; deleting versions reveals older ones.
     let undeleted = s3.delete(&format!("/ver/k?versionId={marker}")).await;
