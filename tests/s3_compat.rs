@@ -1063,5 +1063,29 @@ async fn multipart_checksums() {
         head.header("x-amz-checksum-crc32c"),
         Some(crc32c(&whole).as_str())
     );
+
+    // A part copied into an upload with a checksum gets its checksum computed.
+    let created = s3
+        .send(
+            "POST",
+            "/sums/copied?uploads",
+            &[("x-amz-checksum-algorithm", "CRC32")],
+            Bytes::new(),
+        )
+        .await;
+    let upload = xml_value(&created, "UploadId").unwrap();
+    let copied = s3
+        .send(
+            "PUT",
+            &format!("/sums/copied?partNumber=1&uploadId={upload}"),
+            &[
+                ("x-amz-copy-source", "/sums/full"),
+                ("x-amz-copy-source-range", "bytes=0-9"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(copied.status, 200, "{}", copied.text());
+    assert_eq!(xml_value(&copied, "ChecksumCRC32"), Some(crc32(&one[..10])));
     assert_eq!(head.header("x-amz-checksum-type"), Some("FULL_OBJECT"));
 }

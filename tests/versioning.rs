@@ -376,6 +376,28 @@ async fn versions_delete_markers_and_listings() {
     assert_eq!(xml_values(&rolled, "Prefix"), ["", "d/"], "{rolled}");
     assert!(!rolled.contains("<Key>d/1</Key>"));
 
+    // DeleteObjects without a version id makes delete markers.
+    assert_eq!(set_versioning(&s3, "ver", "Enabled").await.status, 200);
+    let body = "<Delete><Object><Key>e</Key></Object></Delete>";
+    let marked = s3
+        .send(
+            "POST",
+            "/ver?delete",
+            &[("content-md5", &content_md5(body.as_bytes()))],
+            Bytes::from(body),
+        )
+        .await
+        .text();
+    assert!(
+        marked.contains("<Key>e</Key><DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>"),
+        "{marked}"
+    );
+    assert_eq!(xml_values(&marked, "DeleteMarkerVersionId")[0].len(), 24);
+    assert_eq!(
+        s3.get("/ver/e").await.header("x-amz-delete-marker"),
+        Some("true")
+    );
+
     // A bucket with versions or delete markers is not empty.
     assert_eq!(code(&s3.delete("/ver").await), err(409, "BucketNotEmpty"));
     let every: Vec<(String, String)> = versions(&s3.get("/ver?versions").await)

@@ -15,7 +15,7 @@ use crate::xml::XmlWriter;
 use chrono::DateTime;
 use percent_encoding::percent_decode_str;
 use storage_node::body::{empty, HttpBody};
-use storage_node::record::VersionRef;
+use storage_node::record::{StoredChecksum, VersionRef};
 
 /// Where a copy reads from: `x-amz-copy-source` as `[/]bucket/key[?versionId=...]`, URL-encoded.
 fn copy_source(req: &S3Request) -> Result<(String, String, Option<VersionRef>), S3Error> {
@@ -139,12 +139,16 @@ fn copy_result(
     root: &'static str,
     etag: &str,
     version: storage_node::record::Version,
+    checksum: Option<&StoredChecksum>,
     source_version_id: Option<String>,
     version_id: Option<String>,
 ) -> S3Response {
     let mut xml = XmlWriter::new(root);
     xml.elem("LastModified", iso8601(version))
         .elem("ETag", format!("\"{etag}\""));
+    if let Some(c) = checksum {
+        xml.elem(&format!("Checksum{}", c.algorithm), &c.value);
+    }
     let mut response = xml_response(xml);
     let headers = [
         ("x-amz-copy-source-version-id", source_version_id),
@@ -213,6 +217,7 @@ pub async fn copy_object(
         "CopyObjectResult",
         &written.etag,
         written.version,
+        None,
         source.version_id,
         written.version_id,
     ))
@@ -282,6 +287,7 @@ pub async fn upload_part_copy(
         "CopyPartResult",
         &stored.0.data.md5,
         stored.1,
+        stored.0.data.checksum.as_ref(),
         version_id,
         None,
     ))
