@@ -579,3 +579,58 @@ async fn purged_versions_stay_gone_when_a_holder_missed_it() {
         );
     }
 }
+
+/// Healing a wiped node rebuilds every version and delete marker, not only the current ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wiped_node_gets_back_every_version() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/vheal", Bytes::new()).await;
+    assert_eq!(set_versioning(&s3, "vheal", "Enabled").await.status, 200);
+    let mut versions = Vec::new();
+    for i in 0..5u64 {
+        let key = format!("/vheal/k{i}");
+        // A version in fragment files, then a small one inline in the records.
+        for data in [
+            common::random_bytes(200_000, i),
+            common::random_bytes(10, 100 + i),
+        ] {
+            let put = s3.put(&key, data.clone()).await;
+            let id = put.header("x-amz-version-id").unwrap().to_string();
+            versions.push((key.clone(), id, data));
+        }
+    }
+    assert_eq!(s3.delete("/vheal/k0").await.status, 204);
+    cluster.kill("z2-n1");
+    std::fs::remove_dir_all(cluster.path().join("z2-n1")).unwrap();
+    cluster.restart("z2-n1");
+    let started = s3
+        .send("POST", "/_tessera/heal?node=z2-n1", &[], Bytes::new())
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let begun = std::time::Instant::now();
+    let progress = loop {
+        let reply = s3.get("/_tessera/heal").await;
+        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        if progress["running"] == false {
+            break progress;
+        }
+        assert!(begun.elapsed().as_secs() < 120, "heal finishes");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(progress["errors"], 0, "{progress}");
+    assert_eq!(
+        progress["keys_checked"], 11,
+        "10 versions and a delete marker"
+    );
+    assert_eq!(progress["keys_repaired"], 11, "{progress}");
+    // The healed node plus three others serve every version.
+    cluster.kill("z1-n1");
+    cluster.kill("z3-n2");
+    for (key, id, data) in &versions {
+        let got = s3.get(&format!("{key}?versionId={id}")).await;
+        assert_eq!(got.status, 200, "{key} {id}");
+        assert!(got.body[..] == data[..], "{key} {id} after heal");
+    }
+    assert_eq!(s3.get("/vheal/k0").await.status, 404);
+}

@@ -38,18 +38,6 @@ pub struct Source {
     pub record: ObjectRecord,
 }
 
-/// Reads the key's current version from its holders; `Ok(None)`: it has no live version (none at
-/// all, or a delete marker).
-pub async fn find(
-    cluster: &Cluster,
-    bucket: &BucketId,
-    key: &str,
-) -> Result<Option<Found>, S3Error> {
-    Ok(lookup(cluster, bucket, key, None)
-        .await?
-        .filter(|found| !found.record.deleted))
-}
-
 /// Reads one version of a key (`which`; `None`: the current one) from its holders. Returns as soon
 /// as a read quorum has answered and k of the answers carry the newest record of that version
 /// (enough to read it), so a slow or paused holder does not hold up the request. `Ok(None)`: no
