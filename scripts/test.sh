@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: Rust unit and integration tests (real node and gateway processes),
 # then the client tests that drive the cluster with boto3 and two aws CLIs over http and https.
-# One release build serves both. TESSERA_SKIP_LARGE=1 skips the 1 GiB transfers.
+# One release build serves both. TESSERA_SKIP_LARGE=1 skips the large transfers (1 GiB and 3 GiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test

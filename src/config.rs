@@ -17,6 +17,8 @@
 //! access_key_id = "..."
 //! secret_access_key = "..."
 //! # root_domain = "s3.example.com"  # also serve <bucket>.s3.example.com (default: none)
+//! # abandoned_upload_days = 7       # abort uploads left open this long (0: never)
+//! # lifecycle_day_secs = 86400      # length of a lifecycle "day" (shorten only for tests)
 //! ```
 
 use anyhow::Context;

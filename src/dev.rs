@@ -44,6 +44,9 @@ pub struct DevArgs {
     /// going with m holders down, at the price of no redundancy for them until they are healed.
     #[arg(long)]
     write_quorum: Option<usize>,
+    /// Length in seconds of a lifecycle "day" (default 86400; tests shorten it).
+    #[arg(long, default_value_t = 86_400)]
+    lifecycle_day_secs: u64,
     /// Access key id clients sign with (generated when unset).
     #[arg(long, env = "TESSERA_ACCESS_KEY_ID", hide_env_values = true)]
     access_key_id: Option<String>,
@@ -97,6 +100,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         inline_threshold: 64 * 1024,
         block_size: 256 * 1024,
         heal_bytes_per_sec: 64 << 20,
+        abandoned_upload_days: 7,
+        lifecycle_day_secs: args.lifecycle_day_secs,
     };
 
     let mut children = Vec::new();

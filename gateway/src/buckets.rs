@@ -3,7 +3,7 @@
 use crate::cluster::Cluster;
 use crate::error::S3Error;
 use crate::http_util::Query;
-use crate::list::{list, ListQuery};
+use crate::list::{list, list_versions, ListQuery, VersionQuery};
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
 use crate::xml::XmlWriter;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -38,10 +38,7 @@ pub async fn list_buckets(gw: &Gateway) -> Result<S3Response, S3Error> {
         .collect();
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
-    xml.open("Owner")
-        .elem("ID", OWNER_ID)
-        .elem("DisplayName", OWNER_ID)
-        .close();
+    owner(&mut xml);
     xml.open("Buckets");
     for bucket in &buckets {
         xml.open("Bucket")
@@ -89,13 +86,30 @@ pub async fn head_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error
 
 pub async fn delete_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
     let bucket = live_bucket(gw, name).await?;
-    let query = ListQuery {
-        prefix: String::new(),
-        delimiter: None,
-        after: None,
-        max_keys: 1,
+    // With versioning, every version and delete marker must be gone first, as in S3.
+    let is_empty = if bucket.versioning.is_some() {
+        let query = VersionQuery {
+            prefix: String::new(),
+            delimiter: None,
+            key_marker: None,
+            version_marker: None,
+            max_keys: 1,
+            hide_markers: false,
+        };
+        list_versions(&gw.cluster, &bucket.id, &query)
+            .await?
+            .versions
+            .is_empty()
+    } else {
+        let query = ListQuery {
+            prefix: String::new(),
+            delimiter: None,
+            after: None,
+            max_keys: 1,
+        };
+        list(&gw.cluster, &bucket.id, &query).await?.keys.is_empty()
     };
-    if !list(&gw.cluster, &bucket.id, &query).await?.keys.is_empty() {
+    if !is_empty {
         return Err(S3Error::BucketNotEmpty);
     }
     gw.cluster
@@ -168,33 +182,12 @@ pub async fn location(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
         .expect("response parts are valid"))
 }
 
-pub async fn versioning(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
-    gw.cluster.bucket(name).await?;
-    Ok(xml_response(XmlWriter::new("VersioningConfiguration")))
-}
-
 /// ListObjects (V1, with `marker`) and ListObjectsV2 (`list-type=2`).
 pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(name).await?;
     let v2 = query.get("list-type") == Some("2");
-    let max_keys = match query.get("max-keys") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| {
-                S3Error::InvalidArgument("max-keys must be a non-negative integer".into())
-            })?
-            .min(MAX_KEYS),
-        None => MAX_KEYS,
-    };
-    let url_encode = match query.get("encoding-type") {
-        None => false,
-        Some("url") => true,
-        Some(_) => {
-            return Err(S3Error::InvalidArgument(
-                "Invalid Encoding Method specified in Request".into(),
-            ))
-        }
-    };
+    let max_keys = max_keys(query)?;
+    let url_encode = url_encoding(query)?;
     let prefix = query.get("prefix").unwrap_or("").to_string();
     let delimiter = query
         .get("delimiter")
@@ -221,13 +214,7 @@ pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3R
         },
     )
     .await?;
-    let enc = |s: &str| {
-        if url_encode {
-            utf8_percent_encode(s, URL_ENCODE).to_string()
-        } else {
-            s.to_string()
-        }
-    };
+    let enc = |s: &str| encode_name(s, url_encode);
     let mut xml = XmlWriter::new("ListBucketResult");
     xml.elem("Name", &bucket.name).elem("Prefix", enc(&prefix));
     if let Some(d) = &delimiter {
@@ -266,10 +253,7 @@ pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3R
             .elem("ETag", format!("\"{}\"", entry.etag))
             .elem("Size", entry.size.to_string());
         if fetch_owner {
-            xml.open("Owner")
-                .elem("ID", OWNER_ID)
-                .elem("DisplayName", OWNER_ID)
-                .close();
+            owner(&mut xml);
         }
         xml.elem("StorageClass", "STANDARD").close();
     }
@@ -279,6 +263,51 @@ pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3R
             .close();
     }
     Ok(xml_response(xml))
+}
+
+/// `max-keys`, at most 1000 (the default).
+pub fn max_keys(query: &Query) -> Result<usize, S3Error> {
+    match query.get("max-keys") {
+        Some(v) => Ok(v
+            .parse::<usize>()
+            .map_err(|_| {
+                S3Error::InvalidArgument("max-keys must be a non-negative integer".into())
+            })?
+            .min(MAX_KEYS)),
+        None => Ok(MAX_KEYS),
+    }
+}
+
+/// Whether a listing names keys URL-encoded (`encoding-type=url`).
+pub fn url_encoding(query: &Query) -> Result<bool, S3Error> {
+    match query.get("encoding-type") {
+        None => Ok(false),
+        Some("url") => Ok(true),
+        Some(_) => Err(S3Error::InvalidArgument(
+            "Invalid Encoding Method specified in Request".into(),
+        )),
+    }
+}
+
+pub fn encode_name(name: &str, url_encode: bool) -> String {
+    if url_encode {
+        utf8_percent_encode(name, URL_ENCODE).to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The `<Owner>` element of listings.
+pub fn owner(xml: &mut XmlWriter) {
+    principal(xml, "Owner");
+}
+
+/// An `<Owner>` or `<Initiator>`: a single-tenant store has one principal.
+pub fn principal(xml: &mut XmlWriter, element: &'static str) {
+    xml.open(element)
+        .elem("ID", OWNER_ID)
+        .elem("DisplayName", OWNER_ID)
+        .close();
 }
 
 fn decode_token(token: &str) -> Result<String, S3Error> {

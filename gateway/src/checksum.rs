@@ -47,6 +47,24 @@ impl Algorithm {
             .find(|a| a.header().eq_ignore_ascii_case(header))
     }
 
+    /// The algorithm named by `x-amz-checksum-algorithm` (any case).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The reflected polynomial and width of a CRC; `None` for the SHAs, whose digests of parts
+    /// cannot be combined into the digest of the whole.
+    fn crc(self) -> Option<(u64, u32)> {
+        match self {
+            Algorithm::Crc32 => Some((0xEDB8_8320, 32)),
+            Algorithm::Crc32c => Some((0x82F6_3B78, 32)),
+            Algorithm::Crc64Nvme => Some((0x9A6C_9329_AC4B_C9B5, 64)),
+            Algorithm::Sha1 | Algorithm::Sha256 => None,
+        }
+    }
+
     fn digest_len(self) -> usize {
         match self {
             Algorithm::Crc32 | Algorithm::Crc32c => 4,
@@ -105,10 +123,133 @@ impl Checksum {
     }
 }
 
+/// How a multipart object's checksum covers it (`x-amz-checksum-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumType {
+    /// The checksum of the parts' checksums, shown as `<base64>-<parts>`.
+    Composite,
+    /// The checksum of the whole object's bytes (CRCs only: combined from the parts').
+    FullObject,
+}
+
+impl ChecksumType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChecksumType::Composite => "COMPOSITE",
+            ChecksumType::FullObject => "FULL_OBJECT",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ChecksumType> {
+        [ChecksumType::Composite, ChecksumType::FullObject]
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The type of a stored checksum (a simple object's is of its bytes).
+    pub fn of(checksum: &StoredChecksum) -> ChecksumType {
+        if checksum.composite {
+            ChecksumType::Composite
+        } else {
+            ChecksumType::FullObject
+        }
+    }
+
+    /// The type S3 gives an upload that names only its algorithm: CRC64NVME is full-object only.
+    pub fn default_for(algorithm: Algorithm) -> ChecksumType {
+        match algorithm {
+            Algorithm::Crc64Nvme => ChecksumType::FullObject,
+            _ => ChecksumType::Composite,
+        }
+    }
+
+    /// Whether S3 allows this type with that algorithm.
+    pub fn allowed(self, algorithm: Algorithm) -> bool {
+        match self {
+            ChecksumType::Composite => algorithm != Algorithm::Crc64Nvme,
+            ChecksumType::FullObject => algorithm.crc().is_some(),
+        }
+    }
+}
+
+/// The checksum of a multipart object from its parts' checksums (base64) and sizes, in order.
+/// `None` when a part's checksum does not decode, or for a full-object SHA (not allowed).
+pub fn multipart_checksum(
+    algorithm: Algorithm,
+    kind: ChecksumType,
+    parts: &[(&str, u64)],
+) -> Option<String> {
+    let digests = parts
+        .iter()
+        .map(|(value, _)| {
+            STANDARD
+                .decode(value)
+                .ok()
+                .filter(|d| d.len() == algorithm.digest_len())
+        })
+        .collect::<Option<Vec<Vec<u8>>>>()?;
+    match kind {
+        ChecksumType::Composite => {
+            let mut sum = Checksum::new(algorithm);
+            for digest in &digests {
+                sum.update(digest);
+            }
+            Some(format!("{}-{}", sum.finish(), parts.len()))
+        }
+        ChecksumType::FullObject => {
+            let (poly, width) = algorithm.crc()?;
+            let mut whole = 0u64;
+            for (digest, (_, size)) in digests.iter().zip(parts) {
+                let crc = digest
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                whole = crc_combine(whole, crc, *size, poly, width);
+            }
+            let bytes = whole.to_be_bytes();
+            Some(STANDARD.encode(&bytes[8 - width as usize / 8..]))
+        }
+    }
+}
+
+/// The CRC of `A || B` from `crc(A)`, `crc(B)` and `len(B)`, for a reflected CRC of `width` bits
+/// whose initial value and final XOR are all ones (CRC-32, CRC-32C, CRC-64/NVME): `crc(A)`
+/// multiplied by x^(8 len(B)) modulo the polynomial, plus `crc(B)`. The CRC of nothing is 0, so
+/// folding from 0 combines any number of parts.
+fn crc_combine(crc_a: u64, crc_b: u64, len_b: u64, poly: u64, width: u32) -> u64 {
+    let top = 1u64 << (width - 1);
+    // x^0 and x^8 in the reflected representation (bit `width - 1 - k` is the coefficient of x^k).
+    let mut power = top;
+    let mut base = top >> 8;
+    let mut n = len_b;
+    while n > 0 {
+        if n & 1 == 1 {
+            power = mult_mod(power, base, poly, top);
+        }
+        base = mult_mod(base, base, poly, top);
+        n >>= 1;
+    }
+    mult_mod(power, crc_a, poly, top) ^ crc_b
+}
+
+/// `a * b` modulo the reflected polynomial `poly` whose x^0 coefficient is bit `top`.
+fn mult_mod(a: u64, mut b: u64, poly: u64, top: u64) -> u64 {
+    let mut product = 0;
+    let mut bit = top;
+    while bit != 0 {
+        if a & bit != 0 {
+            product ^= b;
+        }
+        b = if b & 1 == 1 { (b >> 1) ^ poly } else { b >> 1 };
+        bit >>= 1;
+    }
+    product
+}
+
 /// Everything computed over an upload's bytes: always the MD5 (the ETag), plus the client's checksum.
 pub struct Digests {
     md5: Md5,
     checksum: Option<Checksum>,
+    algorithm: Option<Algorithm>,
 }
 
 /// What the client claimed about the bytes, checked once they have all arrived.
@@ -118,6 +259,9 @@ pub struct Expected {
     pub md5: Option<Vec<u8>>,
     /// The algorithm asked for, and its value when sent as a header (a trailer comes later).
     pub checksum: Option<(Algorithm, Option<String>)>,
+    /// A checksum to compute and keep though the client sent none: a part of an upload created
+    /// with a checksum algorithm, copied or sent without one.
+    pub compute: Option<Algorithm>,
 }
 
 impl Expected {
@@ -139,7 +283,16 @@ impl Expected {
         if let Some((algorithm, Some(value))) = &checksum {
             check_form(*algorithm, value)?;
         }
-        Ok(Expected { md5, checksum })
+        Ok(Expected {
+            md5,
+            checksum,
+            compute: None,
+        })
+    }
+
+    /// The algorithm to run over the bytes: the client's, or the one to compute.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        self.checksum.as_ref().map(|(a, _)| *a).or(self.compute)
     }
 }
 
@@ -164,6 +317,7 @@ impl Digests {
         Digests {
             md5: Md5::new(),
             checksum: algorithm.map(Checksum::new),
+            algorithm,
         }
     }
 
@@ -199,8 +353,14 @@ impl Digests {
                 Some(StoredChecksum {
                     algorithm: algorithm.name().to_string(),
                     value: actual,
+                    composite: false,
                 })
             }
+            (Some(sum), None) => self.algorithm.map(|algorithm| StoredChecksum {
+                algorithm: algorithm.name().to_string(),
+                value: sum.finish(),
+                composite: false,
+            }),
             _ => None,
         };
         Ok(Verified { md5, checksum })
@@ -236,6 +396,46 @@ mod tests {
         assert_eq!(
             sum(Algorithm::Sha256, b""),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+    }
+
+    #[test]
+    fn crcs_of_parts_combine_into_the_whole() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for algorithm in [Algorithm::Crc32, Algorithm::Crc32c, Algorithm::Crc64Nvme] {
+            let pieces = [&data[..1], &data[1..4097], &data[4097..4097], &data[4097..]];
+            let sums: Vec<String> = pieces.iter().map(|p| sum(algorithm, p)).collect();
+            let parts: Vec<(&str, u64)> = sums
+                .iter()
+                .zip(pieces)
+                .map(|(s, p)| (s.as_str(), p.len() as u64))
+                .collect();
+            assert_eq!(
+                multipart_checksum(algorithm, ChecksumType::FullObject, &parts).unwrap(),
+                sum(algorithm, &data),
+                "{algorithm:?}"
+            );
+        }
+        assert!(multipart_checksum(Algorithm::Sha256, ChecksumType::FullObject, &[]).is_none());
+    }
+
+    #[test]
+    fn composite_checksums_hash_the_part_checksums() {
+        let a = sum(Algorithm::Sha256, b"a");
+        let b = sum(Algorithm::Sha256, b"b");
+        let mut raw = STANDARD.decode(&a).unwrap();
+        raw.extend(STANDARD.decode(&b).unwrap());
+        assert_eq!(
+            multipart_checksum(
+                Algorithm::Sha256,
+                ChecksumType::Composite,
+                &[(&a, 1), (&b, 1)]
+            )
+            .unwrap(),
+            format!("{}-2", sum(Algorithm::Sha256, &raw))
+        );
+        assert!(
+            multipart_checksum(Algorithm::Crc32, ChecksumType::Composite, &[("x", 1)]).is_none()
         );
     }
 

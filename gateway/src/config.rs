@@ -34,6 +34,15 @@ pub struct GatewayConfig {
     /// Most bytes per second a heal rebuilds, so that it does not starve clients. Default 64 MiB/s.
     #[serde(default = "default_heal_bytes_per_sec")]
     pub heal_bytes_per_sec: u64,
+    /// Multipart uploads left open this many days are aborted in every bucket, whatever its
+    /// lifecycle rules say (they hold disk space nobody sees). Default 7; 0 never aborts them.
+    #[serde(default = "default_abandoned_upload_days")]
+    pub abandoned_upload_days: u32,
+    /// Length in seconds of a lifecycle "day", for the bucket rules and `abandoned_upload_days`.
+    /// Default 86400; tests shorten it to see rules applied in seconds. The lifecycle task runs
+    /// every 1/24 of a day (at least every second).
+    #[serde(default = "default_lifecycle_day_secs")]
+    pub lifecycle_day_secs: u64,
 }
 
 fn default_region() -> String {
@@ -47,6 +56,12 @@ fn default_block_size() -> usize {
 }
 fn default_heal_bytes_per_sec() -> u64 {
     64 << 20
+}
+fn default_abandoned_upload_days() -> u32 {
+    7
+}
+fn default_lifecycle_day_secs() -> u64 {
+    86_400
 }
 
 /// An S3 secret access key. Never printed.

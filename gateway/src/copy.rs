@@ -1,4 +1,4 @@
-//! CopyObject and UploadPartCopy: the source is read with the read path (`get::find`,
+//! CopyObject and UploadPartCopy: the source is read with the read path (`find_version`,
 //! `get::stream`) and its body fed straight into the write path, so a copy streams like a GET
 //! piped into a PUT and never holds the object in memory.
 
@@ -7,6 +7,7 @@ use crate::checksum::Expected;
 use crate::error::S3Error;
 use crate::get::{self, Found};
 use crate::http_util::{evaluate_prefixed, Condition};
+use crate::objects::{find_version, version_id};
 use crate::objects::{stored_headers, write_object, NewObject, MAX_PUT_SIZE};
 use crate::payload::PayloadReader;
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
@@ -14,23 +15,34 @@ use crate::xml::XmlWriter;
 use chrono::DateTime;
 use percent_encoding::percent_decode_str;
 use storage_node::body::{empty, HttpBody};
+use storage_node::record::{StoredChecksum, VersionRef};
 
 /// Where a copy reads from: `x-amz-copy-source` as `[/]bucket/key[?versionId=...]`, URL-encoded.
-fn copy_source(req: &S3Request) -> Result<(String, String), S3Error> {
+fn copy_source(req: &S3Request) -> Result<(String, String, Option<VersionRef>), S3Error> {
     let raw = req.header("x-amz-copy-source").unwrap_or("");
     let (path, version) = match raw.split_once('?') {
-        Some((p, q)) => (p, q.strip_prefix("versionId=")),
+        Some((p, q)) => (
+            p,
+            Some(q.strip_prefix("versionId=").ok_or_else(|| {
+                S3Error::InvalidArgument(
+                    "Invalid copy source: only versionId may follow '?'".into(),
+                )
+            })?),
+        ),
         None => (raw, None),
     };
-    if version.is_some_and(|v| v != "null") {
-        return Err(S3Error::NotImplemented("Copying a source version"));
-    }
+    let which = version
+        .map(|v| {
+            v.parse::<VersionRef>()
+                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
+        })
+        .transpose()?;
     let decoded = percent_decode_str(path.strip_prefix('/').unwrap_or(path))
         .decode_utf8()
         .map_err(|_| S3Error::InvalidArgument("Invalid copy source encoding".into()))?;
     match decoded.split_once('/') {
         Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
-            Ok((bucket.to_string(), key.to_string()))
+            Ok((bucket.to_string(), key.to_string(), which))
         }
         _ => Err(S3Error::InvalidArgument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey".into(),
@@ -38,14 +50,30 @@ fn copy_source(req: &S3Request) -> Result<(String, String), S3Error> {
     }
 }
 
-/// The source's current version, after its `x-amz-copy-source-if-*` conditions (412 when one
-/// fails, as S3 answers for copies, never 304).
-async fn find_source(gw: &Gateway, req: &S3Request) -> Result<(String, String, Found), S3Error> {
-    let (bucket, key) = copy_source(req)?;
+/// A copy's source version.
+struct Source {
+    bucket: String,
+    key: String,
+    found: Found,
+    /// Its `x-amz-copy-source-version-id`, when the source bucket has versioning.
+    version_id: Option<String>,
+    /// The request named the version (copying an old version over its key restores it).
+    named: bool,
+}
+
+/// The source's current version (or the one `versionId` names), after its
+/// `x-amz-copy-source-if-*` conditions (412 when one fails, as S3 answers for copies, never 304).
+async fn find_source(gw: &Gateway, req: &S3Request) -> Result<Source, S3Error> {
+    let (bucket, key, which) = copy_source(req)?;
     let source_bucket = gw.cluster.bucket(&bucket).await?;
-    let found = get::find(&gw.cluster, &source_bucket.id, &key)
-        .await?
-        .ok_or(S3Error::NoSuchKey)?;
+    let found = match find_version(gw, &source_bucket, &key, which).await {
+        Err(S3Error::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
+            "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
+        )),
+        Err(S3Error::DeleteMarker { .. }) => Err(S3Error::NoSuchKey),
+        other => other,
+    }?;
+    let version_id = version_id(&source_bucket, found.record.version_ref());
     let modified = DateTime::from_timestamp_millis(found.record.last_modified().unix_millis())
         .unwrap_or_default();
     match evaluate_prefixed(
@@ -54,7 +82,13 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<(String, String, F
         &found.record.etag,
         modified,
     ) {
-        Condition::Proceed => Ok((bucket, key, found)),
+        Condition::Proceed => Ok(Source {
+            bucket,
+            key,
+            found,
+            version_id,
+            named: which.is_some(),
+        }),
         Condition::NotModified | Condition::Failed => Err(S3Error::PreconditionFailed),
     }
 }
@@ -100,15 +134,32 @@ fn directive(req: &S3Request, name: &str, what: &str) -> Result<Directive, S3Err
     }
 }
 
+/// A copy's answer, with the source version it read and the version it made (if any).
 fn copy_result(
     root: &'static str,
     etag: &str,
     version: storage_node::record::Version,
+    checksum: Option<&StoredChecksum>,
+    source_version_id: Option<String>,
+    version_id: Option<String>,
 ) -> S3Response {
     let mut xml = XmlWriter::new(root);
     xml.elem("LastModified", iso8601(version))
         .elem("ETag", format!("\"{etag}\""));
-    xml_response(xml)
+    if let Some(c) = checksum {
+        xml.elem(&format!("Checksum{}", c.algorithm), &c.value);
+    }
+    let mut response = xml_response(xml);
+    let headers = [
+        ("x-amz-copy-source-version-id", source_version_id),
+        ("x-amz-version-id", version_id),
+    ];
+    for (name, value) in headers {
+        if let Some(value) = value.and_then(|v| v.parse().ok()) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 pub async fn copy_object(
@@ -120,9 +171,11 @@ pub async fn copy_object(
     let metadata = directive(&req, "x-amz-metadata-directive", "metadata")?;
     let tagging = directive(&req, "x-amz-tagging-directive", "tagging")?;
     let dest = gw.cluster.bucket(bucket).await?;
-    let (source_bucket, source_key, found) = find_source(gw, &req).await?;
-    if source_bucket == bucket
-        && source_key == key
+    let source = find_source(gw, &req).await?;
+    let found = source.found;
+    if source.bucket == bucket
+        && source.key == key
+        && !source.named
         && metadata == Directive::Copy
         && tagging == Directive::Copy
     {
@@ -156,6 +209,7 @@ pub async fn copy_object(
         },
         &mut payload,
         &Expected::default(),
+        None,
     )
     .await
     .map_err(source_error)?;
@@ -163,6 +217,9 @@ pub async fn copy_object(
         "CopyObjectResult",
         &written.etag,
         written.version,
+        None,
+        source.version_id,
+        written.version_id,
     ))
 }
 
@@ -201,8 +258,11 @@ pub async fn upload_part_copy(
     upload_id: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let (number, dest) = crate::multipart::open_part(gw, bucket, key, upload_id, &req).await?;
-    let (_, _, found) = find_source(gw, &req).await?;
+    let (number, dest, upload) =
+        crate::multipart::open_part(gw, bucket, key, upload_id, &req).await?;
+    let Source {
+        found, version_id, ..
+    } = find_source(gw, &req).await?;
     let (start, end) = copy_range(req.header("x-amz-copy-source-range"), found.record.size)?;
     if found.record.size > 0 && end + 1 - start > MAX_PUT_SIZE {
         return Err(S3Error::EntityTooLarge);
@@ -216,11 +276,21 @@ pub async fn upload_part_copy(
         number,
         len,
         &mut payload,
-        &Expected::default(),
+        &Expected {
+            compute: crate::multipart::checksum_of(&upload).map(|(a, _)| a),
+            ..Expected::default()
+        },
     )
     .await
     .map_err(source_error)?;
-    Ok(copy_result("CopyPartResult", &stored.0.data.md5, stored.1))
+    Ok(copy_result(
+        "CopyPartResult",
+        &stored.0.data.md5,
+        stored.1,
+        stored.0.data.checksum.as_ref(),
+        version_id,
+        None,
+    ))
 }
 
 #[cfg(test)]

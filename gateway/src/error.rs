@@ -19,6 +19,14 @@ pub enum S3Error {
     NoSuchBucket,
     #[error("The specified key does not exist.")]
     NoSuchKey,
+    /// The key's current version is a delete marker (S3 answers NoSuchKey and names the marker).
+    #[error("The specified key does not exist.")]
+    DeleteMarker { version_id: Option<String> },
+    /// A GET or HEAD of a delete marker by its version id.
+    #[error("The specified method is not allowed against this resource.")]
+    DeleteMarkerVersion { version_id: String },
+    #[error("The specified version does not exist.")]
+    NoSuchVersion,
     #[error("The specified multipart upload does not exist.")]
     NoSuchUpload,
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
@@ -61,12 +69,16 @@ pub enum S3Error {
     InvalidPartOrder,
     #[error("At least one of the preconditions you specified did not hold.")]
     PreconditionFailed,
+    #[error("A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload you should initiate another CreateMultipartUpload request and re-upload each part.")]
+    ConditionalRequestConflict,
     #[error("The specified method is not allowed against this resource.")]
     MethodNotAllowed,
     #[error("The TagSet does not exist")]
     NoSuchTagSet,
     #[error("The CORS configuration does not exist")]
     NoSuchCorsConfiguration,
+    #[error("The lifecycle configuration does not exist")]
+    NoSuchLifecycleConfiguration,
     #[error("{0}")]
     InvalidTag(&'static str),
     /// A CORS preflight that no rule allows (S3's `AccessForbidden`).
@@ -95,7 +107,9 @@ impl S3Error {
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
             NoSuchBucket => "NoSuchBucket",
-            NoSuchKey => "NoSuchKey",
+            NoSuchKey | DeleteMarker { .. } => "NoSuchKey",
+            DeleteMarkerVersion { .. } => "MethodNotAllowed",
+            NoSuchVersion => "NoSuchVersion",
             NoSuchUpload => "NoSuchUpload",
             BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             BucketNotEmpty => "BucketNotEmpty",
@@ -115,9 +129,11 @@ impl S3Error {
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
             PreconditionFailed => "PreconditionFailed",
+            ConditionalRequestConflict => "ConditionalRequestConflict",
             MethodNotAllowed => "MethodNotAllowed",
             NoSuchTagSet => "NoSuchTagSet",
             NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
+            NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             InvalidTag(_) => "InvalidTag",
             CorsForbidden(_) => "AccessForbidden",
             CorsBadRequest(_) => "BadRequest",
@@ -136,19 +152,46 @@ impl S3Error {
             | SignatureDoesNotMatch
             | RequestTimeTooSkewed
             | CorsForbidden(_) => StatusCode::FORBIDDEN,
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchTagSet | NoSuchCorsConfiguration => {
-                StatusCode::NOT_FOUND
+            NoSuchBucket
+            | NoSuchKey
+            | DeleteMarker { .. }
+            | NoSuchVersion
+            | NoSuchUpload
+            | NoSuchTagSet
+            | NoSuchCorsConfiguration
+            | NoSuchLifecycleConfiguration => StatusCode::NOT_FOUND,
+            BucketAlreadyOwnedByYou | BucketNotEmpty | ConditionalRequestConflict => {
+                StatusCode::CONFLICT
             }
-            BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
             InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             MissingContentLength => StatusCode::LENGTH_REQUIRED,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed | DeleteMarkerVersion { .. } => StatusCode::METHOD_NOT_ALLOWED,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl S3Error {
+    /// Headers S3 sends with this error besides the XML body.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            S3Error::DeleteMarker { version_id } => {
+                let mut headers = vec![("x-amz-delete-marker", "true".to_string())];
+                if let Some(id) = version_id {
+                    headers.push(("x-amz-version-id", id.clone()));
+                }
+                headers
+            }
+            S3Error::DeleteMarkerVersion { version_id } => vec![
+                ("x-amz-delete-marker", "true".to_string()),
+                ("x-amz-version-id", version_id.clone()),
+            ],
+            _ => Vec::new(),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
-use storage_node::record::{BucketId, ObjectRecord};
+use storage_node::record::{BucketId, ObjectRecord, VersionRef};
 use tokio::sync::mpsc::Sender;
 
 /// Decoded chunks queued ahead of a slow client, each at most one stripe.
@@ -42,24 +42,35 @@ pub struct Source {
     pub record: ObjectRecord,
 }
 
-/// Reads the key's record from its holders. Returns as soon as a read quorum has answered and k
-/// of the answers carry the newest version (enough to read it), so a slow or paused holder does
-/// not hold up the request. `Ok(None)`: no live version.
-pub async fn find(
+/// Reads one version of a key (`which`; `None`: the current one) from its holders. Returns as soon
+/// as a read quorum has answered and k of the answers carry the newest record of that version
+/// (enough to read it), so a slow or paused holder does not hold up the request. `Ok(None)`: no
+/// such version, or one that a holder knows was deleted for good. A delete marker comes back as
+/// found.
+pub async fn lookup(
     cluster: &Cluster,
     bucket: &BucketId,
     key: &str,
+    which: Option<VersionRef>,
 ) -> Result<Option<Found>, S3Error> {
     let holders = cluster.holders(bucket, key);
     let mut pending: FuturesUnordered<_> = holders
         .iter()
-        .map(|h| async move { (*h, cluster.client.object(&h.node.addr, bucket, key).await) })
+        .map(|h| async move {
+            let answer = cluster
+                .client
+                .object(&h.node.addr, bucket, key, which)
+                .await;
+            (*h, answer)
+        })
         .collect();
     let k = cluster.layout.data_shards();
     let mut answered = Vec::new();
+    let mut purged = BTreeSet::new();
     while let Some((holder, answer)) = pending.next().await {
-        if let Ok(record) = answer {
-            answered.push((holder, record));
+        if let Ok(lookup) = answer {
+            purged.extend(lookup.purged);
+            answered.push((holder, lookup.record));
         }
         if answered.len() >= cluster.read_quorum() && readable(&answered, k) {
             break;
@@ -73,12 +84,15 @@ pub async fn find(
             cluster.read_quorum()
         )));
     }
+    // A version some holder purged is gone, even where a holder that missed the purge has it.
+    for (_, record) in answered.iter_mut() {
+        if record.as_ref().is_some_and(|r| purged.contains(&r.version)) {
+            *record = None;
+        }
+    }
     let Some(newest) = newest(&answered).cloned() else {
         return Ok(None);
     };
-    if newest.deleted {
-        return Ok(None);
-    }
     drop(pending);
     let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.fragment).collect();
     let unasked = holders
@@ -106,6 +120,7 @@ pub async fn find(
         target: Target {
             bucket: *bucket,
             key: key.to_string(),
+            version: which,
         },
     }))
 }
@@ -114,7 +129,7 @@ fn newest<'a>(answered: &'a [(Holder, Option<ObjectRecord>)]) -> Option<&'a Obje
     answered
         .iter()
         .filter_map(|(_, r)| r.as_ref())
-        .max_by_key(|r| r.version)
+        .max_by_key(|r| r.stamp())
 }
 
 /// True when the answers so far can serve a read: no live version, or k holders with the newest.
@@ -180,11 +195,12 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
 /// after the response, so that read repair also reaches holders that were slow to answer.
 async fn stale_unasked(cluster: &Cluster, found: &Found) -> Vec<u8> {
     let checks = found.unasked.iter().map(|(addr, slot)| async move {
+        let target = &found.target;
         let answer = cluster
             .client
-            .object(addr, &found.target.bucket, &found.target.key)
+            .object(addr, &target.bucket, &target.key, target.version)
             .await;
-        match answer {
+        match answer.map(|lookup| lookup.record) {
             Ok(Some(r)) if r.version >= found.record.version => None,
             Ok(_) => Some(*slot),
             Err(_) => None, // down: nothing to repair it with now
@@ -198,6 +214,8 @@ async fn stale_unasked(cluster: &Cluster, found: &Found) -> Vec<u8> {
 pub struct Target {
     pub bucket: BucketId,
     pub key: String,
+    /// The version asked for; `None`: the current one.
+    pub version: Option<VersionRef>,
 }
 
 /// Reads the stripes of one part of an object version from its sources.
@@ -356,13 +374,14 @@ impl Fetcher<'_, '_> {
         }
         let found = self.reader.found;
         while let Some((addr, slot)) = self.unasked.pop_front() {
+            let target = &found.target;
             let answer = self
                 .reader
                 .cluster
                 .client
-                .object(&addr, &found.target.bucket, &found.target.key)
+                .object(&addr, &target.bucket, &target.key, target.version)
                 .await;
-            match answer {
+            match answer.map(|lookup| lookup.record) {
                 Ok(Some(record)) if record.version == found.record.version => {
                     return Some(Source {
                         addr,

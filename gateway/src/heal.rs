@@ -1,17 +1,18 @@
-//! Healing: after a node comes back with an empty or partial disk, walk every object it should
-//! hold and rebuild what it lacks (records, and fragments from k good ones elsewhere). Rate-limited,
-//! checkpointed on the node being healed so that a crash resumes where it stopped, and reported
-//! through the admin API.
+//! Healing: after a node comes back with an empty or partial disk, walk every object (every
+//! version, in a bucket that has versioning) it should hold and rebuild what it lacks (records,
+//! and fragments from k good ones elsewhere). Rate-limited, checkpointed on the node being healed
+//! so that a crash resumes where it stopped, and reported through the admin API.
 
 use crate::cluster::Cluster;
 use crate::error::S3Error;
 use crate::get;
-use crate::list::{list, ListQuery};
+use crate::list::{list_versions, VersionQuery};
 use erasure::Codec;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage_node::protocol::unix_now;
+use storage_node::record::VersionRef;
 
 /// Where a heal stands; also the checkpoint a node keeps while it is being healed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -118,22 +119,27 @@ impl Healer {
             .collect();
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
         for bucket in buckets {
-            let mut after = match &resume {
+            let mut marker: Option<(String, Option<VersionRef>)> = match &resume {
                 Some((b, _)) if *b > bucket.name => continue,
-                Some((b, key)) if *b == bucket.name => Some(key.clone()),
+                Some((b, key)) if *b == bucket.name => Some((key.clone(), None)),
                 _ => None,
             };
             loop {
-                let query = ListQuery {
+                // Every version (delete markers too) in a bucket that has versioning; the current
+                // live version of each key otherwise.
+                let query = VersionQuery {
                     prefix: String::new(),
                     delimiter: None,
-                    after: after.clone(),
+                    key_marker: marker.as_ref().map(|(key, _)| key.clone()),
+                    version_marker: marker.as_ref().and_then(|(_, version)| *version),
                     max_keys: 1000,
+                    hide_markers: bucket.versioning.is_none(),
                 };
-                let page = list(cluster, &bucket.id, &query).await?;
-                for entry in &page.keys {
+                let page = list_versions(cluster, &bucket.id, &query).await?;
+                for (entry, _) in &page.versions {
+                    let which = bucket.versioning.map(|_| entry.version_ref());
                     let rebuilt = self
-                        .heal_key(cluster, codec, &bucket.id, &entry.key, index)
+                        .heal_key(cluster, codec, &bucket.id, &entry.key, which, index)
                         .await;
                     let progress = self.update(|p| {
                         p.keys_checked += 1;
@@ -164,8 +170,8 @@ impl Healer {
                         tokio::time::sleep(wait).await;
                     }
                 }
-                match page.next_after {
-                    Some(next) => after = Some(next),
+                match page.next {
+                    Some(next) => marker = Some(next),
                     None => break,
                 }
             }
@@ -177,13 +183,15 @@ impl Healer {
         Ok(())
     }
 
-    /// Rebuilds what node `index` lacks of one key. `Some(bytes)` when something was rebuilt.
+    /// Rebuilds what node `index` lacks of one version of a key (`which`; `None`: its current
+    /// live version). `Some(bytes)` when something was rebuilt.
     async fn heal_key(
         &self,
         cluster: &Cluster,
         codec: &Codec,
         bucket: &storage_node::record::BucketId,
         key: &str,
+        which: Option<VersionRef>,
         index: usize,
     ) -> Result<Option<u64>, S3Error> {
         let node = &cluster.layout.nodes()[index];
@@ -194,10 +202,15 @@ impl Healer {
         else {
             return Ok(None);
         };
-        let Some(found) = get::find(cluster, bucket, key).await? else {
+        let found = get::lookup(cluster, bucket, key, which).await?;
+        let Some(found) = found.filter(|f| which.is_some() || !f.record.deleted) else {
             return Ok(None);
         };
-        let mine = cluster.client.object(&node.addr, bucket, key).await?;
+        let mine = cluster
+            .client
+            .object(&node.addr, bucket, key, which)
+            .await?
+            .record;
         let complete = match mine {
             Some(record) if record.version >= found.record.version => {
                 let mut complete = true;

@@ -12,6 +12,7 @@ mod error;
 mod get;
 mod heal;
 mod http_util;
+mod lifecycle;
 mod list;
 mod liveness;
 mod multi_delete;
@@ -24,6 +25,7 @@ mod router;
 mod server;
 mod sigv4;
 mod tagging;
+mod versioning;
 mod xml;
 
 pub use config::{GatewayConfig, SecretKey};

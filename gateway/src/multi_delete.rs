@@ -1,13 +1,13 @@
-//! DeleteObjects (`POST /bucket?delete`): up to 1000 keys, each deleted as DeleteObject would, with
-//! a `Deleted` or `Error` entry per key (only errors in Quiet mode).
+//! DeleteObjects (`POST /bucket?delete`): up to 1000 keys (or versions), each deleted as
+//! DeleteObject would, with a `Deleted` or `Error` entry per key (only errors in Quiet mode).
 
 use crate::buckets::require_integrity;
 use crate::error::S3Error;
-use crate::objects::write_tombstone;
+use crate::objects::{remove, Removed};
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
 use crate::xml::{parse_tree, XmlWriter};
 use futures::future::join_all;
-use storage_node::record::BucketRecord;
+use storage_node::record::{BucketRecord, VersionRef};
 
 const MAX_KEYS: usize = 1000;
 /// Keys deleted at once; each is one quorum commit.
@@ -60,11 +60,17 @@ pub async fn delete_objects(
     let mut xml = XmlWriter::new("DeleteResult");
     for (target, outcome) in targets.iter().zip(outcomes) {
         match outcome {
-            Ok(()) if quiet => {}
-            Ok(()) => {
+            Ok(_) if quiet => {}
+            Ok(removed) => {
                 xml.open("Deleted").elem("Key", &target.key);
                 if let Some(v) = &target.version_id {
                     xml.elem("VersionId", v);
+                }
+                if removed.delete_marker {
+                    xml.elem("DeleteMarker", "true");
+                    if let Some(id) = &removed.version_id {
+                        xml.elem("DeleteMarkerVersionId", id);
+                    }
                 }
                 xml.close();
             }
@@ -82,18 +88,26 @@ pub async fn delete_objects(
     Ok(xml_response(xml))
 }
 
-async fn delete_one(gw: &Gateway, bucket: &BucketRecord, target: &Target) -> Result<(), S3Error> {
+async fn delete_one(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    target: &Target,
+) -> Result<Removed, S3Error> {
     if target.key.is_empty() {
         return Err(S3Error::InvalidArgument("The key is empty".into()));
     }
     if target.key.len() > 1024 {
         return Err(S3Error::KeyTooLongError);
     }
-    // Unversioned buckets only: "null" names their one version.
-    if target.version_id.as_deref().is_some_and(|v| v != "null") {
-        return Err(S3Error::NotImplemented("Deleting a specific version"));
-    }
-    write_tombstone(gw, bucket, &target.key).await
+    let which = target
+        .version_id
+        .as_deref()
+        .map(|v| {
+            v.parse::<VersionRef>()
+                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
+        })
+        .transpose()?;
+    remove(gw, bucket, &target.key, which).await
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub async fn store_part(
     expected: &Expected,
 ) -> Result<StoredPart, S3Error> {
     enough_holders(cluster, plan.holders.len())?;
-    let algorithm = expected.checksum.as_ref().map(|(a, _)| *a);
+    let algorithm = expected.algorithm();
     let (inline, stored, verified) = if plan.inline {
         let (fragments, verified) =
             encode_inline(codec, &plan, payload, expected, algorithm).await?;
@@ -178,7 +178,7 @@ async fn stream_to_holders(
     let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
     let count = stored.iter().filter(|s| **s).count();
     if count < cluster.write_quorum {
-        remove_fragments(cluster, plan, &stored).await;
+        remove_fragments(cluster, plan.holders, &plan.fragment_id, &stored).await;
         let why = format!(
             "{count} of {} holders stored the data; {} needed",
             plan.holders.len(),
@@ -255,16 +255,20 @@ async fn send_stripe(
 }
 
 /// Best-effort removal of fragments that will never be committed.
-pub async fn remove_fragments(cluster: &Cluster, plan: &PartPlan<'_>, stored: &[bool]) {
-    let removals = plan
-        .holders
+pub async fn remove_fragments(
+    cluster: &Cluster,
+    holders: &[Holder<'_>],
+    fragment_id: &str,
+    stored: &[bool],
+) {
+    let removals = holders
         .iter()
         .zip(stored)
         .filter(|(_, s)| **s)
         .map(|(h, _)| {
             cluster
                 .client
-                .delete_fragment(&h.node.addr, &plan.fragment_id, h.fragment)
+                .delete_fragment(&h.node.addr, fragment_id, h.fragment)
         });
     join_all(removals).await;
 }

@@ -66,6 +66,7 @@ pub async fn repair(
             key: target.key.clone(),
             record,
             upload_id: None,
+            claim: None,
         };
         let addr = holders[slot].node.addr.clone();
         async move { cluster.client.commit(&addr, &request).await }

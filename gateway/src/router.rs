@@ -8,7 +8,9 @@ use crate::http_util::{header, Query};
 use crate::payload::PayloadReader;
 use crate::sigv4::{parse_query, Authenticated, Credentials};
 use crate::xml::XmlWriter;
-use crate::{buckets, copy, cors, multi_delete, multipart, objects, tagging};
+use crate::{
+    buckets, copy, cors, lifecycle, multi_delete, multipart, objects, tagging, versioning,
+};
 use bytes::{Bytes, BytesMut};
 use erasure::Codec;
 use http::request::Parts;
@@ -86,11 +88,21 @@ impl S3Request {
 
     /// Reads a small body (XML) whole, checking its length, signature and digests.
     pub async fn read_small_body(self, limit: u64) -> Result<Bytes, S3Error> {
+        let expected = self.expected_digests()?;
+        self.read_small_body_against(limit, expected).await
+    }
+
+    /// Reads a small body whole, checking its length, signature and the digests given (for
+    /// requests whose `x-amz-checksum-*` headers are about something else than the body).
+    pub async fn read_small_body_against(
+        self,
+        limit: u64,
+        expected: Expected,
+    ) -> Result<Bytes, S3Error> {
         let len = self.content_length()?;
         if len > limit {
             return Err(S3Error::EntityTooLarge);
         }
-        let expected = self.expected_digests()?;
         let mut reader = PayloadReader::new(self.body, self.auth, len);
         let mut digests = crate::checksum::Digests::new(expected.checksum.as_ref().map(|c| c.0));
         let mut out = BytesMut::new();
@@ -242,7 +254,18 @@ impl Gateway {
                     multi_delete::delete_objects(self, &bucket, req).await
                 }
                 Method::GET if q("location") => buckets::location(self, &bucket).await,
-                Method::GET if q("versioning") => buckets::versioning(self, &bucket).await,
+                Method::GET if q("versioning") => versioning::get_versioning(self, &bucket).await,
+                Method::PUT if q("versioning") => {
+                    versioning::put_versioning(self, &bucket, req).await
+                }
+                Method::PUT if q("lifecycle") => lifecycle::put_lifecycle(self, &bucket, req).await,
+                Method::GET if q("lifecycle") => lifecycle::get_lifecycle(self, &bucket).await,
+                Method::DELETE if q("lifecycle") => {
+                    lifecycle::delete_lifecycle(self, &bucket).await
+                }
+                Method::GET if q("versions") => {
+                    versioning::list_object_versions(self, &bucket, &req).await
+                }
                 Method::GET if q("uploads") => multipart::list_uploads(self, &bucket, req).await,
                 Method::GET if is_listing(&req.query) => {
                     buckets::list_objects(self, &bucket, &req.query).await
@@ -263,10 +286,10 @@ impl Gateway {
                         tagging::put_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::GET, None) if q("tagging") => {
-                        tagging::get_object_tagging(self, &bucket, &key).await
+                        tagging::get_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::DELETE, None) if q("tagging") => {
-                        tagging::delete_object_tagging(self, &bucket, &key).await
+                        tagging::delete_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
                         if sub_resource(&req.query) =>
@@ -278,7 +301,7 @@ impl Gateway {
                     }
                     (Method::PUT, None) => objects::put_object(self, &bucket, &key, req).await,
                     (Method::GET, Some(upload)) => {
-                        multipart::list_parts(self, &bucket, &key, &upload).await
+                        multipart::list_parts(self, &bucket, &key, &upload, &req.query).await
                     }
                     (Method::GET, None) => {
                         objects::get_object(self, &bucket, &key, req, false).await
@@ -289,7 +312,9 @@ impl Gateway {
                     (Method::DELETE, Some(upload)) => {
                         multipart::abort(self, &bucket, &key, &upload).await
                     }
-                    (Method::DELETE, None) => objects::delete_object(self, &bucket, &key).await,
+                    (Method::DELETE, None) => {
+                        objects::delete_object(self, &bucket, &key, req).await
+                    }
                     (Method::POST, None) if q("uploads") => {
                         multipart::create(self, &bucket, &key, req).await
                     }
@@ -375,7 +400,10 @@ fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
 }
 
 pub fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> S3Response {
-    let builder = Response::builder().status(e.status());
+    let mut builder = Response::builder().status(e.status());
+    for (name, value) in e.headers() {
+        builder = builder.header(name, value);
+    }
     if is_head {
         return builder
             .body(empty())

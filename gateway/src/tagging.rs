@@ -1,22 +1,21 @@
 //! Object tagging (`?tagging` on a key, `x-amz-tagging` on PUT) and bucket tagging.
 //!
-//! An object's tags live in its record. Changing them writes a new record version carrying the same
-//! data to every holder that has the current version (each keeps its own fragment), so it follows
-//! the same last-writer-wins rule as any write: a PUT that started earlier but commits later loses
-//! to the tag change, as it would to another PUT. Last-Modified stays that of the data (the
-//! record's `modified`), as in S3.
+//! An object's tags live in its record. Changing them commits the version again, with the new tags
+//! and its next revision, to every holder that has it (each keeps its own fragment): the version,
+//! hence its version id and Last-Modified, stays, as in S3. A PUT committed meanwhile is a newer
+//! version and stays current whatever the order of the two.
 
 use crate::buckets::update_bucket;
 use crate::error::S3Error;
-use crate::get;
-use crate::objects::commit_record;
+use crate::objects::{commit_record, find_version, version_param};
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
 use crate::sigv4::parse_query;
 use crate::xml::{parse_tree, XmlWriter};
 use futures::future::join_all;
 use http::{Response, StatusCode};
 use storage_node::body::empty;
-use storage_node::record::{ObjectRecord, Version};
+use storage_node::protocol::Lookup;
+use storage_node::record::{ObjectRecord, Version, VersionRef};
 
 pub type Tags = Vec<(String, String)>;
 
@@ -121,11 +120,11 @@ pub async fn get_object_tagging(
     gw: &Gateway,
     bucket: &str,
     key: &str,
+    req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
-    let found = get::find(&gw.cluster, &bucket.id, key)
-        .await?
-        .ok_or(S3Error::NoSuchKey)?;
+    let which = version_param(&req.query)?;
+    let found = find_version(gw, &bucket, key, which).await?;
     Ok(tagging_xml(&found.record.tags))
 }
 
@@ -135,11 +134,12 @@ pub async fn put_object_tagging(
     key: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
+    let which = version_param(&req.query)?;
     let tags = parse(
         &req.read_small_body(TAGGING_BODY_LIMIT).await?,
         MAX_OBJECT_TAGS,
     )?;
-    set_object_tags(gw, bucket, key, tags).await?;
+    set_object_tags(gw, bucket, key, which, tags).await?;
     Ok(Response::new(empty()))
 }
 
@@ -147,52 +147,75 @@ pub async fn delete_object_tagging(
     gw: &Gateway,
     bucket: &str,
     key: &str,
+    req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    set_object_tags(gw, bucket, key, Vec::new()).await?;
+    let which = version_param(&req.query)?;
+    set_object_tags(gw, bucket, key, which, Vec::new()).await?;
     Ok(no_content())
 }
 
-/// Commits the current version again, with `tags` and a new version, to the holders that have it.
-async fn set_object_tags(gw: &Gateway, bucket: &str, key: &str, tags: Tags) -> Result<(), S3Error> {
+/// Commits the version (`which`; `None`: the current one) again, with `tags` and its next
+/// revision, to the holders that have it.
+async fn set_object_tags(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    which: Option<VersionRef>,
+    tags: Tags,
+) -> Result<(), S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let holders = gw.cluster.holders(&bucket.id, key);
-    let answers: Vec<Option<Option<ObjectRecord>>> = join_all(
-        holders
-            .iter()
-            .map(|h| gw.cluster.client.object(&h.node.addr, &bucket.id, key)),
-    )
+    let answers: Vec<Option<Lookup>> = join_all(holders.iter().map(|h| {
+        gw.cluster
+            .client
+            .object(&h.node.addr, &bucket.id, key, which)
+    }))
     .await
     .into_iter()
     .map(Result::ok)
     .collect();
+    let purged: Vec<Version> = answers
+        .iter()
+        .flatten()
+        .flat_map(|l| l.purged.clone())
+        .collect();
+    let answers: Vec<Option<Option<ObjectRecord>>> = answers
+        .into_iter()
+        .map(|a| a.map(|l| l.record.filter(|r| !purged.contains(&r.version))))
+        .collect();
     let answered = answers.iter().filter(|a| a.is_some()).count();
     if answered < gw.cluster.read_quorum() {
         return Err(S3Error::ServiceUnavailable(format!(
             "{answered} holders answered for the object"
         )));
     }
-    let newest = answers.iter().flatten().flatten().map(|r| r.version).max();
+    let newest = answers.iter().flatten().flatten().map(|r| r.stamp()).max();
     let current: Vec<Option<ObjectRecord>> = answers
         .into_iter()
-        .map(|a| a.flatten().filter(|r| Some(r.version) == newest))
+        .map(|a| {
+            a.flatten()
+                .filter(|r| Some(r.version) == newest.map(|n| n.0))
+        })
         .collect();
-    if current.iter().flatten().next().is_none_or(|r| r.deleted) {
-        return Err(S3Error::NoSuchKey);
+    match current.iter().flatten().next() {
+        None if which.is_some() => return Err(S3Error::NoSuchVersion),
+        None => return Err(S3Error::NoSuchKey),
+        Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
+        Some(_) => {}
     }
     let has: Vec<bool> = current.iter().map(Option::is_some).collect();
-    let version = Version::now();
+    let revision = newest.map_or(0, |n| n.1) + 1;
     let record_for = |fragment: u8| {
         let record = current[fragment as usize]
             .clone()
-            .expect("commits go only to holders with the current version");
+            .expect("commits go only to holders with the version");
         ObjectRecord {
-            version,
+            revision,
             tags: tags.clone(),
-            modified: Some(record.last_modified()),
             ..record
         }
     };
-    commit_record(gw, &bucket, key, &holders, &has, record_for, None).await
+    commit_record(gw, &bucket, key, &holders, &has, record_for, None, None).await
 }
 
 pub async fn get_bucket_tagging(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {

@@ -82,11 +82,22 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The parts list of a CompleteMultipartUpload body: (part number, ETag without quotes).
-pub fn parse_complete_parts(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+/// One `<Part>` of a CompleteMultipartUpload body.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CompletePart {
+    pub number: u32,
+    /// Without quotes.
+    pub etag: String,
+    /// `ChecksumCRC32` and the like: (algorithm name, value).
+    pub checksums: Vec<(String, String)>,
+}
+
+/// The parts list of a CompleteMultipartUpload body.
+pub fn parse_complete_parts(body: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
     let mut reader = Reader::from_reader(body);
     let mut parts = Vec::new();
-    let mut current: (Option<u32>, Option<String>) = (None, None);
+    let mut current: (Option<u32>, Option<String>, Vec<(String, String)>) =
+        (None, None, Vec::new());
     let mut field: Option<Vec<u8>> = None;
     let mut saw_root = false;
     loop {
@@ -96,7 +107,7 @@ pub fn parse_complete_parts(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> 
                 if name == b"CompleteMultipartUpload" {
                     saw_root = true;
                 } else if name == b"Part" {
-                    current = (None, None);
+                    current = (None, None, Vec::new());
                 }
                 field = Some(name);
             }
@@ -107,13 +118,23 @@ pub fn parse_complete_parts(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> 
                         current.0 = Some(text.trim().parse().map_err(|_| S3Error::MalformedXml)?)
                     }
                     Some(b"ETag") => current.1 = Some(text.trim().trim_matches('"').to_string()),
+                    Some(name) if name.starts_with(b"Checksum") => {
+                        let algorithm = String::from_utf8_lossy(&name[b"Checksum".len()..]);
+                        current
+                            .2
+                            .push((algorithm.into_owned(), text.trim().to_string()));
+                    }
                     _ => {}
                 }
             }
             Event::End(e) => {
                 if e.local_name().as_ref() == b"Part" {
                     match std::mem::take(&mut current) {
-                        (Some(n), Some(etag)) => parts.push((n, etag)),
+                        (Some(number), Some(etag), checksums) => parts.push(CompletePart {
+                            number,
+                            etag,
+                            checksums,
+                        }),
                         _ => return Err(S3Error::MalformedXml),
                     }
                 }
@@ -248,7 +269,18 @@ mod tests {
         </CompleteMultipartUpload>"#;
         assert_eq!(
             parse_complete_parts(body).unwrap(),
-            vec![(1, "aa".to_string()), (2, "bb".to_string())]
+            vec![
+                CompletePart {
+                    number: 1,
+                    etag: "aa".into(),
+                    checksums: Vec::new()
+                },
+                CompletePart {
+                    number: 2,
+                    etag: "bb".into(),
+                    checksums: vec![("CRC32".into(), "x".into())]
+                }
+            ]
         );
         assert!(parse_complete_parts(b"<CompleteMultipartUpload><Part>").is_err());
         assert!(parse_complete_parts(b"garbage").is_err());

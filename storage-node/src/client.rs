@@ -3,10 +3,11 @@
 use crate::body::{empty, full, HttpBody};
 use crate::hints::HINT_QUERY;
 use crate::protocol::{
-    unix_now, ClusterSecret, CommitRequest, ListRequest, ListResponse, PartRequest, UploadRequest,
-    BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+    unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, ListResponse,
+    Lookup, PartRequest, PurgeRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
+    DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
-use crate::record::{BucketId, BucketRecord, ObjectRecord, PartRecord, UploadRecord};
+use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, VersionRef};
 use bytes::Bytes;
 use erasure::StripeLayout;
 use http::{Method, Request, StatusCode};
@@ -235,18 +236,46 @@ impl NodeClient {
             .await
     }
 
+    /// The key's current record (`version` None) or one version of it.
     pub async fn object(
         &self,
         addr: &str,
         bucket: &BucketId,
         key: &str,
-    ) -> Result<Option<ObjectRecord>, RpcError> {
-        let path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
+        version: Option<VersionRef>,
+    ) -> Result<Lookup, RpcError> {
+        let mut path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
+        if let Some(version) = version {
+            path.push_str(&format!("?version={version}"));
+        }
         self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    /// Deletes one version for good; `Some(is a delete marker)` when the node had it.
+    pub async fn purge(&self, addr: &str, req: &PurgeRequest) -> Result<Option<bool>, RpcError> {
+        self.call(addr, Method::POST, "/v1/purge", Some(req)).await
     }
 
     pub async fn list(&self, addr: &str, req: &ListRequest) -> Result<ListResponse, RpcError> {
         self.call(addr, Method::POST, "/v1/list", Some(req)).await
+    }
+
+    pub async fn list_versions(
+        &self,
+        addr: &str,
+        req: &VersionListRequest,
+    ) -> Result<ListResponse, RpcError> {
+        self.call(addr, Method::POST, "/v1/versions", Some(req))
+            .await
+    }
+
+    pub async fn claim(&self, addr: &str, req: &ClaimRequest) -> Result<ClaimAnswer, RpcError> {
+        self.call(addr, Method::POST, "/v1/claim", Some(req)).await
+    }
+
+    pub async fn release(&self, addr: &str, req: &ClaimRequest) -> Result<(), RpcError> {
+        self.call(addr, Method::POST, "/v1/release", Some(req))
+            .await
     }
 
     pub async fn put_bucket(&self, addr: &str, record: &BucketRecord) -> Result<bool, RpcError> {

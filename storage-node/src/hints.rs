@@ -154,17 +154,20 @@ async fn hand_off(
             failing.insert(hint.target.clone());
             continue;
         };
-        match deliver(store, client, &target.addr, &hint, data_shards).await {
+        let outcome = deliver(store, client, &target.addr, &hint, data_shards).await;
+        // A target that refuses the call itself (a 4xx: say, a conditional write's claim that
+        // expired) will refuse it every time: the hint is dropped rather than blocking the rest.
+        let refused = matches!(&outcome, Err(RpcError::Status(s, _)) if s.is_client_error());
+        match outcome {
+            Err(e) if refused => {
+                tracing::warn!(target = %hint.target, path = %hint.path, error = %e, "hint refused by its holder, dropped");
+                let store = store.clone();
+                run_blocking(move || drop_hint(&store, &key, &hint)).await?;
+            }
             Ok(()) => {
                 tracing::info!(target = %hint.target, path = %hint.path, "hint handed over");
                 let store = store.clone();
-                run_blocking(move || {
-                    for f in &hint.fragments {
-                        store.remove_fragment(&f.id, f.index)?;
-                    }
-                    store.remove_hint(&key)
-                })
-                .await?;
+                run_blocking(move || drop_hint(&store, &key, &hint)).await?;
             }
             Err(e) => {
                 tracing::debug!(target = %hint.target, error = %e, "hint not handed over yet");
@@ -173,6 +176,14 @@ async fn hand_off(
         }
     }
     Ok(())
+}
+
+/// Forgets a hint and this node's copies of its fragment files.
+fn drop_hint(store: &Store, key: &[u8], hint: &Hint) -> Result<(), StoreError> {
+    for f in &hint.fragments {
+        store.remove_fragment(&f.id, f.index)?;
+    }
+    store.remove_hint(key)
 }
 
 /// Sends the hint's fragment files, then its call. A fragment file already gone was handed over
@@ -259,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_commit_hint_names_the_file_fragments_of_its_record() {
-        let mut record = ObjectRecord::tombstone(Version::now());
+        let mut record = ObjectRecord::tombstone(Version::now(), false);
         record.deleted = false;
         record.fragment = 4;
         record.parts = vec![part(false), part(true)];
@@ -268,6 +279,7 @@ mod tests {
             key: "k".into(),
             record,
             upload_id: None,
+            claim: None,
         };
         let body = Bytes::from(serde_json::to_vec(&commit).unwrap());
         let hint = Hint::new("z1-n1", "POST", "/v1/commit", body).unwrap();

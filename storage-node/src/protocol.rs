@@ -4,7 +4,9 @@
 //! under the cluster secret of `method \n path-and-query \n date`. Bodies are not signed: enable TLS
 //! between nodes where the network is not trusted.
 
-use crate::record::{BucketId, ListEntry, ObjectRecord, PartRecord, UploadRecord};
+use crate::record::{
+    BucketId, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
+};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -83,6 +85,48 @@ pub struct CommitRequest {
     /// Set when the record completes this multipart upload: its upload and part records go.
     #[serde(default)]
     pub upload_id: Option<String>,
+    /// Set for a conditional write: the token of the claim it holds on the key (see `ClaimRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// A holder's answer for the current version of a key, or for one version of it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Lookup {
+    pub record: Option<ObjectRecord>,
+    /// Versions deleted here for good that a stale holder could still show: those newer than the
+    /// current record, or the version asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<Version>,
+}
+
+/// Deletes one version of a key for good.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PurgeRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub version: VersionRef,
+}
+
+/// Reserves a key for one conditional write while its current version is not newer than
+/// `expected` (the version the writer checked its condition against; `None`: the key had none).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub token: String,
+    pub expected: Option<Version>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimAnswer {
+    Granted,
+    /// Another conditional write holds the key.
+    Busy,
+    /// The key has a newer version than the writer checked.
+    Changed,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,6 +151,21 @@ pub struct ListRequest {
     pub bucket: BucketId,
     pub prefix: String,
     pub start_after: Option<String>,
+    pub delimiter: Option<String>,
+    pub limit: usize,
+}
+
+/// Versions of a bucket's keys under `prefix`: keys in order, each key's versions newest first,
+/// starting after `key_marker` (after its version `version_marker` when given, else after all of
+/// its versions). With a delimiter, keys that hold it after the prefix come back once as a common
+/// prefix.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersionListRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub prefix: String,
+    pub key_marker: Option<String>,
+    pub version_marker: Option<VersionRef>,
     pub delimiter: Option<String>,
     pub limit: usize,
 }

@@ -104,8 +104,12 @@ pub fn is_fragment_id(id: &str) -> bool {
 pub struct StoredChecksum {
     /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
     pub algorithm: String,
-    /// Base64 of the digest, as S3 shows it.
+    /// Base64 of the digest, as S3 shows it (`<base64>-<parts>` for a composite one).
     pub value: String,
+    /// A multipart object's checksum of its parts' checksums (S3's COMPOSITE type) rather than
+    /// of its bytes (FULL_OBJECT).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub composite: bool,
 }
 
 /// One erasure-coded run of bytes: a whole simple object, or one multipart part.
@@ -125,10 +129,46 @@ pub struct PartData {
     pub checksum: Option<StoredChecksum>,
 }
 
-/// The newest version of one key as one holder knows it. `deleted` marks a tombstone.
+/// Which version of a key a request names: S3's `versionId`, where `null` names the one version
+/// written while versioning was off or suspended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionRef {
+    Null,
+    Id(Version),
+}
+
+impl fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionRef::Null => f.write_str("null"),
+            VersionRef::Id(v) => v.fmt(f),
+        }
+    }
+}
+
+impl FromStr for VersionRef {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "null" => Ok(VersionRef::Null),
+            id => id.parse().map(VersionRef::Id),
+        }
+    }
+}
+
+/// One version of one key as one holder knows it: an object, or (`deleted`) a delete marker, which
+/// in an unversioned bucket is simply the tombstone of a deleted key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     pub version: Version,
+    /// Changes that keep the version (its tags) count up here: of two records of one version the
+    /// one with the higher revision wins.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u32,
+    /// Written with versioning enabled: the version has its own S3 version id. Otherwise it is the
+    /// key's `null` version, of which there is at most one (a newer one replaces it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
     #[serde(default)]
     pub deleted: bool,
     pub size: u64,
@@ -146,16 +186,23 @@ pub struct ObjectRecord {
     /// The object's tag set (S3 object tagging), in the order the client gave it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
-    /// When the object's bytes and metadata were written, when a later version only changed its
-    /// tags (S3 keeps Last-Modified then). `None`: `version` is that time.
+    /// When the object's bytes and metadata were written, in records whose tag changes made a new
+    /// version (before `revision` existed). `None`: `version` is that time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<Version>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl ObjectRecord {
-    pub fn tombstone(version: Version) -> ObjectRecord {
+    /// A delete marker (`versioned`) or the null version's tombstone.
+    pub fn tombstone(version: Version, versioned: bool) -> ObjectRecord {
         ObjectRecord {
             version,
+            revision: 0,
+            versioned,
             deleted: true,
             size: 0,
             etag: String::new(),
@@ -173,6 +220,20 @@ impl ObjectRecord {
     /// The object's Last-Modified.
     pub fn last_modified(&self) -> Version {
         self.modified.unwrap_or(self.version)
+    }
+
+    /// What orders two records: the version, then the revision within it.
+    pub fn stamp(&self) -> (Version, u32) {
+        (self.version, self.revision)
+    }
+
+    /// The S3 version id this record answers to.
+    pub fn version_ref(&self) -> VersionRef {
+        if self.versioned {
+            VersionRef::Id(self.version)
+        } else {
+            VersionRef::Null
+        }
     }
 
     /// Fragment files this record refers to (inline parts have none).
@@ -203,11 +264,52 @@ pub struct BucketRecord {
     /// The bucket's CORS rules (PutBucketCors); `None` when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Vec<CorsRule>>,
+    /// The bucket's versioning state; `None` until versioning was first enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<Versioning>,
+    /// The bucket's lifecycle rules (PutBucketLifecycleConfiguration); `None` when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Vec<LifecycleRule>>,
+}
+
+/// One lifecycle rule of a bucket, as S3's `Rule` (the actions Tessera applies).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub enabled: bool,
+    /// Keys the rule applies to.
+    #[serde(default)]
+    pub prefix: String,
+    /// The prefix came in a `<Filter>` (not the legacy rule-level `<Prefix>`): returned that way.
+    #[serde(default)]
+    pub filter: bool,
+    /// Expire current versions this many days after they were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_days: Option<u32>,
+    /// Expire current versions from this time on (unix seconds; S3 requires midnight UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<i64>,
+    /// Abort multipart uploads this many days after they were started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_upload_days: Option<u32>,
+}
+
+/// A bucket's versioning state once it has been set (S3 never returns a bucket to unversioned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    Enabled,
+    Suspended,
 }
 
 impl BucketRecord {
     pub fn created(&self) -> Version {
         self.created.unwrap_or(self.version)
+    }
+
+    /// New writes get their own version id (versioning enabled) rather than replacing `null`.
+    pub fn versions_writes(&self) -> bool {
+        self.versioning == Some(Versioning::Enabled)
     }
 }
 
@@ -236,6 +338,9 @@ pub struct UploadRecord {
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT`, with `checksum_algorithm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
     /// Tags from `x-amz-tagging` on CreateMultipartUpload, given to the completed object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
@@ -249,11 +354,13 @@ pub struct PartRecord {
     pub part: PartData,
 }
 
-/// A summary of one key for listings.
+/// A summary of one key (or, in a version listing, of one version of it) for listings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListEntry {
     pub key: String,
     pub version: Version,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
     pub deleted: bool,
     pub size: u64,
     pub etag: String,
@@ -263,8 +370,28 @@ pub struct ListEntry {
 }
 
 impl ListEntry {
+    pub fn of(key: String, record: &ObjectRecord) -> ListEntry {
+        ListEntry {
+            key,
+            version: record.version,
+            versioned: record.versioned,
+            deleted: record.deleted,
+            size: record.size,
+            etag: record.etag.clone(),
+            modified: record.modified,
+        }
+    }
+
     pub fn last_modified(&self) -> Version {
         self.modified.unwrap_or(self.version)
+    }
+
+    pub fn version_ref(&self) -> VersionRef {
+        if self.versioned {
+            VersionRef::Id(self.version)
+        } else {
+            VersionRef::Null
+        }
     }
 }
 
@@ -316,6 +443,13 @@ mod tests {
             "string order follows version order"
         );
         assert!("xyz".parse::<Version>().is_err());
+        assert_eq!("null".parse::<VersionRef>(), Ok(VersionRef::Null));
+        assert_eq!(
+            a.to_string().parse::<VersionRef>(),
+            Ok(VersionRef::Id(a)),
+            "version ids are versions"
+        );
+        assert!("Null".parse::<VersionRef>().is_err());
     }
 
     #[test]

@@ -5,10 +5,11 @@ use crate::client::{NodeClient, NodeHealth};
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::hints::{self, Hint, HINT_QUERY};
 use crate::protocol::{
-    ClusterSecret, CommitRequest, ListRequest, PartRequest, UploadRequest, BLOCK_SIZE_HEADER,
-    DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+    ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
+    UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER,
+    SIGNATURE_HEADER, SIZE_HEADER,
 };
-use crate::record::{is_fragment_id, BucketId, BucketRecord};
+use crate::record::{is_fragment_id, BucketId, BucketRecord, VersionRef};
 use crate::store::{FragmentFile, Store, StoreError};
 use anyhow::Context;
 use bytes::{Buf, Bytes, BytesMut};
@@ -201,12 +202,22 @@ impl Node {
                     self.ensure_space()?;
                 }
                 let applied = blocking(move || {
-                    store.commit_object(
-                        &commit.bucket,
-                        &commit.key,
-                        &commit.record,
-                        commit.upload_id.as_deref(),
-                    )
+                    let upload_id = commit.upload_id.as_deref();
+                    match &commit.claim {
+                        Some(token) => store.commit_claimed(
+                            &commit.bucket,
+                            &commit.key,
+                            &commit.record,
+                            upload_id,
+                            token,
+                        ),
+                        None => store.commit_object(
+                            &commit.bucket,
+                            &commit.key,
+                            &commit.record,
+                            upload_id,
+                        ),
+                    }
                 })
                 .await?;
                 json(&applied)
@@ -214,7 +225,41 @@ impl Node {
             (Method::GET, ["v1", "object", bucket, key]) => {
                 let bucket = bucket_id(bucket)?;
                 let key = hex_string(key)?;
-                json(&blocking(move || store.object(&bucket, &key)).await?)
+                let query = parse_query(req.uri().query());
+                let version = match query.iter().find(|(k, _)| *k == "version") {
+                    Some((_, v)) => Some(v.parse::<VersionRef>().map_err(|()| bad("bad version"))?),
+                    None => None,
+                };
+                let lookup = blocking(move || match version {
+                    Some(which) => store.object_version(&bucket, &key, which),
+                    None => store.current(&bucket, &key),
+                })
+                .await?;
+                json(&lookup)
+            }
+            (Method::POST, ["v1", "purge"]) => {
+                let purge: PurgeRequest = read_json(req).await?;
+                let removed =
+                    blocking(move || store.purge(&purge.bucket, &purge.key, purge.version)).await?;
+                json(&removed.map(|r| r.deleted))
+            }
+            (Method::POST, ["v1", "versions"]) => {
+                let list: VersionListRequest = read_json(req).await?;
+                json(&blocking(move || store.list_versions(&list)).await?)
+            }
+            (Method::POST, ["v1", "claim"]) => {
+                let claim: ClaimRequest = read_json(req).await?;
+                json(
+                    &blocking(move || {
+                        store.claim(&claim.bucket, &claim.key, &claim.token, claim.expected)
+                    })
+                    .await?,
+                )
+            }
+            (Method::POST, ["v1", "release"]) => {
+                let claim: ClaimRequest = read_json(req).await?;
+                store.release(&claim.bucket, &claim.key, &claim.token);
+                Ok(Response::new(empty()))
             }
             (Method::POST, ["v1", "list"]) => {
                 let list: ListRequest = read_json(req).await?;

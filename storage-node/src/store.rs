@@ -7,17 +7,21 @@
 //! - Fragment files of a superseded record are removed after the newer record is durable.
 
 use crate::hints::Hint;
-use crate::protocol::{ListItem, ListRequest, ListResponse};
+use crate::protocol::{
+    ClaimAnswer, ListItem, ListRequest, ListResponse, Lookup, VersionListRequest,
+};
 use crate::record::{
-    BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version,
+    BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
 };
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -38,6 +42,14 @@ const TAG_PART: u8 = b'p';
 const TAG_SETTING: u8 = b's';
 /// Writes kept for a holder that was down (see `crate::hints`).
 const TAG_HINT: u8 = b'w';
+/// Non-current versions of a key: `h`, bucket, key, 0, then the version inverted (newest first).
+const TAG_HISTORY: u8 = b'h';
+/// Versions purged from a key, laid out as the history; the value is empty.
+const TAG_PURGED: u8 = b'x';
+/// The bytes of a version in a history or purge key.
+const VERSION_BYTES: usize = 12;
+/// How long a conditional write may hold its claim on a key between claiming and committing.
+const CLAIM_TTL: Duration = Duration::from_secs(30);
 /// Commits to one key are serialised by one of these locks, so that "newer version wins" is a
 /// read-compare-write without a global lock (concurrent synced writes still share WAL fsyncs).
 const COMMIT_LOCKS: usize = 64;
@@ -46,6 +58,15 @@ pub struct Store {
     db: DB,
     fragments: PathBuf,
     locks: Vec<Mutex<()>>,
+    /// Keys reserved by a conditional write. Kept in memory: a restart drops them, and the
+    /// writer's commits here are then refused, which only costs it this holder's vote.
+    claims: Mutex<HashMap<Vec<u8>, Claim>>,
+}
+
+struct Claim {
+    token: String,
+    expected: Option<Version>,
+    until: Instant,
 }
 
 impl Store {
@@ -64,6 +85,7 @@ impl Store {
             db,
             fragments,
             locks: (0..COMMIT_LOCKS).map(|_| Mutex::new(())).collect(),
+            claims: Mutex::default(),
         })
     }
 
@@ -112,8 +134,7 @@ impl Store {
         }
     }
 
-    /// Records `record` for a key unless this node already has the same or a newer version.
-    /// Returns whether it was applied.
+    /// Records one version of a key (see `commit_locked`). Returns whether it was applied.
     pub fn commit_object(
         &self,
         bucket: &BucketId,
@@ -123,12 +144,76 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let db_key = object_key(bucket, key);
         let _guard = self.lock_for(&db_key);
-        let old: Option<ObjectRecord> = self.get_json(&db_key)?;
-        if old.as_ref().is_some_and(|o| o.version >= record.version) {
+        self.commit_locked(bucket, key, record, upload_id)
+    }
+
+    /// Records one version of a key, with the key's commit lock held:
+    /// - a version seen before is only replaced by a higher revision of it (a tag change);
+    /// - a version purged here (DeleteObject with `versionId`) is never taken again;
+    /// - a `null` version replaces the key's null version wherever it is, unless that is newer;
+    /// - the newest version is the key's current record, every other one goes to its history.
+    ///
+    /// Fragment files of a replaced record are removed once the new one is durable.
+    fn commit_locked(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        record: &ObjectRecord,
+        upload_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if self
+            .db
+            .get_pinned(purged_key(bucket, key, record.version))?
+            .is_some()
+        {
             return Ok(false);
         }
+        let db_key = object_key(bucket, key);
+        let current: Option<ObjectRecord> = self.get_json(&db_key)?;
+        let history = self.history(bucket, key)?;
+        let stored = || {
+            current
+                .iter()
+                .map(|r| (&db_key, r))
+                .chain(history.iter().map(|(k, r)| (k, r)))
+        };
         let mut batch = WriteBatch::default();
-        batch.put(&db_key, serde_json::to_vec(record)?);
+        let mut replaced = None;
+        if let Some((at, existing)) = stored().find(|(_, r)| r.version == record.version) {
+            if existing.revision >= record.revision {
+                return Ok(false);
+            }
+            batch.put(at, serde_json::to_vec(record)?);
+            replaced = Some(existing.clone());
+        } else {
+            if !record.versioned {
+                if let Some((at, null)) = stored().find(|(_, r)| !r.versioned) {
+                    if null.version > record.version {
+                        return Ok(false);
+                    }
+                    batch.delete(at);
+                    replaced = Some(null.clone());
+                }
+            }
+            match &current {
+                Some(cur) if cur.version > record.version => {
+                    batch.put(
+                        history_key(bucket, key, record.version),
+                        serde_json::to_vec(record)?,
+                    );
+                }
+                _ => {
+                    if let Some(cur) = current.as_ref().filter(|c| c.versioned || record.versioned)
+                    {
+                        batch.put(
+                            history_key(bucket, key, cur.version),
+                            serde_json::to_vec(cur)?,
+                        );
+                    }
+                    batch.put(&db_key, serde_json::to_vec(record)?);
+                }
+            }
+        }
         let mut dropped_parts = Vec::new();
         if let Some(upload_id) = upload_id {
             batch.delete(upload_key(bucket, upload_id));
@@ -139,7 +224,7 @@ impl Store {
         }
         self.write_synced(batch)?;
         let kept: Vec<(&str, u8)> = record.fragment_files().collect();
-        if let Some(old) = &old {
+        if let Some(old) = &replaced {
             for (id, index) in old.fragment_files() {
                 if !kept.contains(&(id, index)) {
                     self.remove_fragment(id, index)?;
@@ -156,8 +241,212 @@ impl Store {
         Ok(true)
     }
 
+    /// The key's current record: its newest version (possibly a delete marker or tombstone).
     pub fn object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRecord>, StoreError> {
         self.get_json(&object_key(bucket, key))
+    }
+
+    /// The key's current record, with the versions purged here that are newer than it.
+    pub fn current(&self, bucket: &BucketId, key: &str) -> Result<Lookup, StoreError> {
+        let record = self.object(bucket, key)?;
+        let prefix = purged_prefix(bucket, key);
+        let mut purged = Vec::new();
+        for entry in self.db.prefix_iterator(&prefix) {
+            let (k, _) = entry?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(version) = (k.len() == prefix.len() + VERSION_BYTES)
+                .then(|| version_from_bytes(&k[prefix.len()..]))
+            else {
+                continue;
+            };
+            // Newest first: the rest are older than the current record too.
+            if record.as_ref().is_some_and(|r| r.version > version) {
+                break;
+            }
+            purged.push(version);
+        }
+        Ok(Lookup { record, purged })
+    }
+
+    /// One version of a key, or whether it was purged here.
+    pub fn object_version(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        which: VersionRef,
+    ) -> Result<Lookup, StoreError> {
+        if let VersionRef::Id(version) = which {
+            if self
+                .db
+                .get_pinned(purged_key(bucket, key, version))?
+                .is_some()
+            {
+                return Ok(Lookup {
+                    record: None,
+                    purged: vec![version],
+                });
+            }
+        }
+        let record = self
+            .versions(bucket, key)?
+            .into_iter()
+            .find(|r| r.version_ref() == which);
+        Ok(Lookup {
+            record,
+            purged: Vec::new(),
+        })
+    }
+
+    /// Every version of a key this node has, newest first.
+    fn versions(&self, bucket: &BucketId, key: &str) -> Result<Vec<ObjectRecord>, StoreError> {
+        let mut versions: Vec<ObjectRecord> = self.object(bucket, key)?.into_iter().collect();
+        versions.extend(self.history(bucket, key)?.into_iter().map(|(_, r)| r));
+        Ok(versions)
+    }
+
+    /// The non-current versions of a key with their database keys, newest first.
+    fn history(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+    ) -> Result<Vec<(Vec<u8>, ObjectRecord)>, StoreError> {
+        let prefix = history_prefix(bucket, key);
+        let mut out = Vec::new();
+        for entry in self.db.prefix_iterator(&prefix) {
+            let (k, v) = entry?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            // Longer keys under this prefix belong to another key that starts with `key\0`.
+            if k.len() == prefix.len() + VERSION_BYTES {
+                out.push((k.to_vec(), serde_json::from_slice(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one version of a key for good (DeleteObject with `versionId`): the next newest
+    /// becomes current if it was current, and the version is remembered as purged so that a late
+    /// or repeated commit of it is refused. Returns the record removed, if this node had it.
+    pub fn purge(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        which: VersionRef,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
+        let db_key = object_key(bucket, key);
+        let _guard = self.lock_for(&db_key);
+        let current: Option<ObjectRecord> = self.get_json(&db_key)?;
+        let history = self.history(bucket, key)?;
+        let mut batch = WriteBatch::default();
+        let target = match current.as_ref().filter(|c| c.version_ref() == which) {
+            Some(cur) => {
+                match history.first() {
+                    Some((at, next)) => {
+                        batch.delete(at);
+                        batch.put(&db_key, serde_json::to_vec(next)?);
+                    }
+                    None => batch.delete(&db_key),
+                }
+                Some(cur.clone())
+            }
+            None => history
+                .into_iter()
+                .find(|(_, r)| r.version_ref() == which)
+                .map(|(at, r)| {
+                    batch.delete(at);
+                    r
+                }),
+        };
+        let purged = match (&target, which) {
+            (Some(r), _) => Some(r.version),
+            (None, VersionRef::Id(v)) => Some(v),
+            (None, VersionRef::Null) => None,
+        };
+        if let Some(version) = purged {
+            batch.put(purged_key(bucket, key, version), b"");
+        }
+        self.write_synced(batch)?;
+        if let Some(record) = &target {
+            for (id, index) in record.fragment_files() {
+                self.remove_fragment(id, index)?;
+            }
+        }
+        Ok(target)
+    }
+
+    /// Reserves a key for one conditional write (`token`) while the key's current version is not
+    /// newer than `expected`, the version the writer checked its condition against. A claim ends
+    /// with `commit_claimed` or `release`, or after `CLAIM_TTL` when its writer went away.
+    pub fn claim(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        token: &str,
+        expected: Option<Version>,
+    ) -> Result<ClaimAnswer, StoreError> {
+        let db_key = object_key(bucket, key);
+        let _guard = self.lock_for(&db_key);
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        claims.retain(|_, c| c.until > now);
+        if claims.get(&db_key).is_some_and(|c| c.token != token) {
+            return Ok(ClaimAnswer::Busy);
+        }
+        let current: Option<ObjectRecord> = self.get_json(&db_key)?;
+        if current.is_some_and(|c| Some(c.version) > expected) {
+            return Ok(ClaimAnswer::Changed);
+        }
+        claims.insert(
+            db_key,
+            Claim {
+                token: token.to_string(),
+                expected,
+                until: now + CLAIM_TTL,
+            },
+        );
+        Ok(ClaimAnswer::Granted)
+    }
+
+    /// Gives up a claim (a conditional write that did not get its quorum of claims).
+    pub fn release(&self, bucket: &BucketId, key: &str, token: &str) {
+        let db_key = object_key(bucket, key);
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if claims.get(&db_key).is_some_and(|c| c.token == token) {
+            claims.remove(&db_key);
+        }
+    }
+
+    /// Commits a conditional write: only while its claim holds and the key's current version is
+    /// still not newer than the one its condition was checked against (a plain write may have
+    /// landed since the claim). The claim ends either way. Returns whether it was applied.
+    pub fn commit_claimed(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        record: &ObjectRecord,
+        upload_id: Option<&str>,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let db_key = object_key(bucket, key);
+        let _guard = self.lock_for(&db_key);
+        let claim = {
+            let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+            match claims.get(&db_key) {
+                Some(c) if c.token == token => claims.remove(&db_key),
+                _ => None,
+            }
+        };
+        let Some(claim) = claim.filter(|c| c.until > Instant::now()) else {
+            return Ok(false);
+        };
+        let current: Option<ObjectRecord> = self.get_json(&db_key)?;
+        if current.is_some_and(|c| Some(c.version) > claim.expected) {
+            return Ok(false);
+        }
+        self.commit_locked(bucket, key, record, upload_id)
     }
 
     /// Keys of a bucket in order, rolled up at the delimiter (see `ListRequest`).
@@ -209,14 +498,86 @@ impl Store {
                     continue;
                 }
                 Some(_) => {}
-                None => items.push(ListItem::Key(ListEntry {
-                    key,
-                    version: record.version,
-                    deleted: record.deleted,
-                    size: record.size,
-                    etag: record.etag,
-                    modified: record.modified,
-                })),
+                None => items.push(ListItem::Key(ListEntry::of(key, &record))),
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(ListResponse { items, truncated })
+    }
+
+    /// Every version of the keys of a bucket, keys in order and each key's versions newest
+    /// first, resuming after a (key, version) marker and rolled up at the delimiter (see
+    /// `VersionListRequest`).
+    pub fn list_versions(&self, req: &VersionListRequest) -> Result<ListResponse, StoreError> {
+        let mut base = vec![TAG_OBJECT];
+        base.extend_from_slice(&req.bucket);
+        let mut full_prefix = base.clone();
+        full_prefix.extend_from_slice(req.prefix.as_bytes());
+        let mut seek = full_prefix.clone();
+        if let Some(marker) = &req.key_marker {
+            let mut marker_key = base.clone();
+            marker_key.extend_from_slice(marker.as_bytes());
+            if req.version_marker.is_none() {
+                marker_key.push(0);
+            }
+            seek = seek.max(marker_key);
+        }
+        let mut iter = self.db.raw_iterator();
+        iter.seek(&seek);
+        let mut items = Vec::new();
+        let mut truncated = false;
+        'keys: while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&full_prefix) {
+                break;
+            }
+            if items.len() == req.limit {
+                truncated = true;
+                break;
+            }
+            let key = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+            let rolled = req
+                .delimiter
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .and_then(|d| {
+                    key[req.prefix.len()..]
+                        .find(d)
+                        .map(|i| key[..req.prefix.len() + i + d.len()].to_string())
+                });
+            if let Some(common) = rolled {
+                let mut next = base.clone();
+                next.extend_from_slice(common.as_bytes());
+                next.push(0xFF);
+                if req.key_marker.as_deref() < Some(common.as_str()) {
+                    items.push(ListItem::Prefix(common));
+                }
+                iter.seek(&next);
+                continue;
+            }
+            let current: ObjectRecord = serde_json::from_slice(v)?;
+            let mut versions = vec![current];
+            versions.extend(self.history(&req.bucket, &key)?.into_iter().map(|(_, r)| r));
+            let mut skip = 0;
+            if let (Some(marker), Some(which)) = (&req.key_marker, req.version_marker) {
+                if *marker == key {
+                    skip = match versions.iter().position(|r| r.version_ref() == which) {
+                        Some(at) => at + 1,
+                        None => match which {
+                            VersionRef::Id(v) => {
+                                versions.iter().take_while(|r| r.version >= v).count()
+                            }
+                            VersionRef::Null => versions.len(),
+                        },
+                    };
+                }
+            }
+            for record in &versions[skip..] {
+                if items.len() == req.limit {
+                    truncated = true;
+                    break 'keys;
+                }
+                items.push(ListItem::Key(ListEntry::of(key.clone(), record)));
             }
             iter.next();
         }
@@ -425,6 +786,41 @@ fn object_key(bucket: &BucketId, key: &str) -> Vec<u8> {
     [&[TAG_OBJECT][..], bucket, key.as_bytes()].concat()
 }
 
+fn history_prefix(bucket: &BucketId, key: &str) -> Vec<u8> {
+    [&[TAG_HISTORY][..], bucket, key.as_bytes(), &[0]].concat()
+}
+
+/// Versions inverted, so that a key's history reads newest first.
+fn version_bytes(version: Version) -> [u8; VERSION_BYTES] {
+    let mut out = [0; VERSION_BYTES];
+    out[..8].copy_from_slice(&(!version.micros).to_be_bytes());
+    out[8..].copy_from_slice(&(!version.salt).to_be_bytes());
+    out
+}
+
+fn history_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
+    [history_prefix(bucket, key), version_bytes(version).to_vec()].concat()
+}
+
+fn version_from_bytes(bytes: &[u8]) -> Version {
+    let mut micros = [0; 8];
+    let mut salt = [0; 4];
+    micros.copy_from_slice(&bytes[..8]);
+    salt.copy_from_slice(&bytes[8..VERSION_BYTES]);
+    Version {
+        micros: !u64::from_be_bytes(micros),
+        salt: !u32::from_be_bytes(salt),
+    }
+}
+
+fn purged_prefix(bucket: &BucketId, key: &str) -> Vec<u8> {
+    [&[TAG_PURGED][..], bucket, key.as_bytes(), &[0]].concat()
+}
+
+fn purged_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
+    [purged_prefix(bucket, key), version_bytes(version).to_vec()].concat()
+}
+
 fn upload_key(bucket: &BucketId, upload_id: &str) -> Vec<u8> {
     [&[TAG_UPLOAD][..], bucket, upload_id.as_bytes()].concat()
 }
@@ -449,6 +845,8 @@ mod tests {
     fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
         ObjectRecord {
             version: Version { micros, salt: 0 },
+            revision: 0,
+            versioned: false,
             deleted: false,
             size: 3,
             etag: format!("etag{micros}"),
@@ -550,10 +948,13 @@ mod tests {
             .commit_object(
                 &BUCKET,
                 "b",
-                &ObjectRecord::tombstone(Version {
-                    micros: 99,
-                    salt: 0,
-                }),
+                &ObjectRecord::tombstone(
+                    Version {
+                        micros: 99,
+                        salt: 0,
+                    },
+                    false,
+                ),
                 None,
             )
             .unwrap();
@@ -561,10 +962,13 @@ mod tests {
             .commit_object(
                 &BUCKET,
                 "d/x",
-                &ObjectRecord::tombstone(Version {
-                    micros: 99,
-                    salt: 0,
-                }),
+                &ObjectRecord::tombstone(
+                    Version {
+                        micros: 99,
+                        salt: 0,
+                    },
+                    false,
+                ),
                 None,
             )
             .unwrap();
@@ -589,5 +993,258 @@ mod tests {
         let rest = list(Some("a/"), 10);
         let names: Vec<&str> = rest.items.iter().map(ListItem::name).collect();
         assert_eq!(names, ["b", "c/"], "resuming after a prefix skips its keys");
+    }
+
+    fn versioned(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
+        ObjectRecord {
+            versioned: true,
+            ..record(micros, fragment_id)
+        }
+    }
+
+    fn v(micros: u64) -> Version {
+        Version { micros, salt: 0 }
+    }
+
+    fn version_list(
+        store: &Store,
+        key_marker: Option<&str>,
+        marker: Option<VersionRef>,
+        limit: usize,
+    ) -> Vec<(String, String)> {
+        let answer = store
+            .list_versions(&VersionListRequest {
+                bucket: BUCKET,
+                prefix: String::new(),
+                key_marker: key_marker.map(String::from),
+                version_marker: marker,
+                delimiter: None,
+                limit,
+            })
+            .unwrap();
+        answer
+            .items
+            .iter()
+            .map(|item| match item {
+                ListItem::Key(e) => (e.key.clone(), e.version_ref().to_string()),
+                ListItem::Prefix(p) => (p.clone(), String::new()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn versions_keep_history_and_null_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let null_id = fragment_id(&[b"null"]);
+        write_fragment(&store, &null_id);
+        // Unversioned write, then two versioned ones: the null version stays in the history.
+        assert!(store
+            .commit_object(&BUCKET, "k", &record(10, Some(&null_id)), None)
+            .unwrap());
+        assert!(store
+            .commit_object(&BUCKET, "k", &versioned(20, None), None)
+            .unwrap());
+        assert!(store
+            .commit_object(&BUCKET, "k", &versioned(30, None), None)
+            .unwrap());
+        // A late versioned commit goes to the history; a repeated one is ignored.
+        assert!(store
+            .commit_object(&BUCKET, "k", &versioned(25, None), None)
+            .unwrap());
+        assert!(!store
+            .commit_object(&BUCKET, "k", &versioned(25, None), None)
+            .unwrap());
+        let ids = |store: &Store| -> Vec<String> {
+            version_list(store, None, None, 100)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect()
+        };
+        assert_eq!(
+            ids(&store),
+            [
+                v(30).to_string(),
+                v(25).to_string(),
+                v(20).to_string(),
+                "null".into()
+            ]
+        );
+        assert!(store.fragment_path(&null_id, 1).exists());
+        // Suspended: a new null version replaces the old one, wherever it is, and its fragments.
+        assert!(store
+            .commit_object(&BUCKET, "k", &record(40, None), None)
+            .unwrap());
+        assert!(
+            !store.fragment_path(&null_id, 1).exists(),
+            "old null version's fragment removed"
+        );
+        assert_eq!(
+            ids(&store),
+            [
+                "null".to_string(),
+                v(30).to_string(),
+                v(25).to_string(),
+                v(20).to_string()
+            ]
+        );
+        assert!(
+            !store
+                .commit_object(&BUCKET, "k", &record(35, None), None)
+                .unwrap(),
+            "older null loses"
+        );
+        // A newer revision of a version (a tag change) replaces it in place.
+        let mut retagged = versioned(25, None);
+        retagged.revision = 1;
+        retagged.tags = vec![("t".into(), "1".into())];
+        assert!(store.commit_object(&BUCKET, "k", &retagged, None).unwrap());
+        let found = store
+            .object_version(&BUCKET, "k", VersionRef::Id(v(25)))
+            .unwrap();
+        assert_eq!(found.record.unwrap().tags.len(), 1);
+        assert_eq!(store.object(&BUCKET, "k").unwrap().unwrap().version, v(40));
+        assert!(store
+            .object_version(&BUCKET, "k", VersionRef::Id(v(26)))
+            .unwrap()
+            .record
+            .is_none());
+        // A key that starts with "k\0" keeps its own history.
+        assert!(store
+            .commit_object(&BUCKET, "k\0x", &versioned(50, None), None)
+            .unwrap());
+        assert!(store
+            .commit_object(&BUCKET, "k\0x", &versioned(60, None), None)
+            .unwrap());
+        assert_eq!(store.versions(&BUCKET, "k").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn purged_versions_go_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = fragment_id(&[b"v20"]);
+        write_fragment(&store, &id);
+        for micros in [10, 20] {
+            let frag = (micros == 20).then_some(id.as_str());
+            store
+                .commit_object(&BUCKET, "k", &versioned(micros, frag), None)
+                .unwrap();
+        }
+        store
+            .commit_object(&BUCKET, "k", &ObjectRecord::tombstone(v(30), true), None)
+            .unwrap();
+        // Purging the current delete marker makes the next newest current again.
+        let removed = store
+            .purge(&BUCKET, "k", VersionRef::Id(v(30)))
+            .unwrap()
+            .unwrap();
+        assert!(removed.deleted);
+        assert_eq!(store.object(&BUCKET, "k").unwrap().unwrap().version, v(20));
+        assert!(store
+            .purge(&BUCKET, "k", VersionRef::Id(v(20)))
+            .unwrap()
+            .is_some());
+        assert!(!store.fragment_path(&id, 1).exists());
+        assert!(
+            !store
+                .commit_object(&BUCKET, "k", &versioned(20, None), None)
+                .unwrap(),
+            "a purged version never comes back"
+        );
+        assert_eq!(
+            store
+                .object_version(&BUCKET, "k", VersionRef::Id(v(20)))
+                .unwrap()
+                .purged,
+            [v(20)]
+        );
+        assert_eq!(
+            store.current(&BUCKET, "k").unwrap().purged,
+            [v(30), v(20)],
+            "purged versions newer than the current one"
+        );
+        assert!(store
+            .purge(&BUCKET, "k", VersionRef::Null)
+            .unwrap()
+            .is_none());
+        assert!(store
+            .purge(&BUCKET, "k", VersionRef::Id(v(10)))
+            .unwrap()
+            .is_some());
+        assert!(
+            store.object(&BUCKET, "k").unwrap().is_none(),
+            "no versions left"
+        );
+        assert!(version_list(&store, None, None, 10).is_empty());
+    }
+
+    #[test]
+    fn version_listings_resume_at_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (key, micros) in [("a", 1), ("a", 2), ("a", 3), ("b", 4), ("c", 5), ("c", 6)] {
+            store
+                .commit_object(&BUCKET, key, &versioned(micros, None), None)
+                .unwrap();
+        }
+        let page = version_list(&store, None, None, 2);
+        assert_eq!(
+            page,
+            [
+                ("a".into(), v(3).to_string()),
+                ("a".into(), v(2).to_string())
+            ]
+        );
+        let rest = version_list(&store, Some("a"), Some(VersionRef::Id(v(2))), 10);
+        let keys: Vec<&str> = rest.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "c"]);
+        assert_eq!(rest[0].1, v(1).to_string());
+        let after_a = version_list(&store, Some("a"), None, 10);
+        assert_eq!(
+            after_a.len(),
+            3,
+            "a key marker alone skips all of its versions"
+        );
+    }
+
+    #[test]
+    fn claims_admit_one_conditional_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.claim(&BUCKET, "k", "one", None).unwrap(),
+            ClaimAnswer::Granted
+        );
+        assert_eq!(
+            store.claim(&BUCKET, "k", "two", None).unwrap(),
+            ClaimAnswer::Busy
+        );
+        assert!(!store
+            .commit_claimed(&BUCKET, "k", &record(10, None), None, "two")
+            .unwrap());
+        assert!(store
+            .commit_claimed(&BUCKET, "k", &record(10, None), None, "one")
+            .unwrap());
+        assert_eq!(
+            store.claim(&BUCKET, "k", "two", None).unwrap(),
+            ClaimAnswer::Changed
+        );
+        assert_eq!(
+            store.claim(&BUCKET, "k", "two", Some(v(10))).unwrap(),
+            ClaimAnswer::Granted
+        );
+        store.release(&BUCKET, "k", "two");
+        assert_eq!(
+            store.claim(&BUCKET, "k", "three", Some(v(10))).unwrap(),
+            ClaimAnswer::Granted
+        );
+        // A plain write between claim and commit makes the conditional commit fail.
+        store
+            .commit_object(&BUCKET, "k", &record(20, None), None)
+            .unwrap();
+        assert!(!store
+            .commit_claimed(&BUCKET, "k", &record(30, None), None, "three")
+            .unwrap());
     }
 }

@@ -411,10 +411,12 @@ class AwsCli:
             env["AWS_CA_BUNDLE"] = self.cluster.ca_bundle
         return env
 
-    def run(self, *args, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(self, *args, check: bool = True, timeout: float = 600,
+            stdin=None) -> subprocess.CompletedProcess:
+        """Runs the CLI; `stdin` (an open file) feeds commands such as `s3 cp - s3://...`."""
         cmd = [str(self.binary), "--endpoint-url", self.cluster.endpoint, *map(str, args)]
         res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True,
-                             timeout=timeout)
+                             timeout=timeout, stdin=stdin)
         if check and res.returncode != 0:
             pytest.fail(f"aws {self.version} failed ({res.returncode}): {' '.join(cmd)}\n"
                         f"stdout:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-4000:]}")

@@ -170,3 +170,77 @@ def test_one_gib_cp(request, make_aws, large_file, version, transport, tmp_path)
     finally:
         down.unlink(missing_ok=True)
         aws.run("s3", "rb", f"s3://{bucket}", "--force", check=False, timeout=600)
+
+
+# --------------------------------------------------------------------------- streams and GiBs
+
+
+def write_random_file(path, size: int, seed: int) -> str:
+    """Writes `size` pseudo-random bytes; returns their MD5 (hex)."""
+    rng = random.Random(seed)
+    digest = hashlib.md5()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = rng.randbytes(min(CHUNK, left))
+            digest.update(block)
+            f.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def md5_file(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+STREAM_SIZE = 300 * MiB
+
+
+@pytest.mark.parametrize("version,transport", [("v1", "https"), ("v2", "http")])
+def test_cp_from_stdin(request, make_aws, version, transport, tmp_path):
+    """`aws s3 cp - s3://...` streams standard input (size unknown: multipart upload)."""
+    aws = make_aws(version, request.getfixturevalue(f"cluster_{transport}"))
+    src, down = tmp_path / "stream.bin", tmp_path / "down.bin"
+    digest = write_random_file(src, STREAM_SIZE, seed=7)
+    bucket = unique_bucket("stdin")
+    aws.run("s3", "mb", f"s3://{bucket}")
+    try:
+        with open(src, "rb") as stdin:
+            aws.run("s3", "cp", "-", f"s3://{bucket}/stream.bin", stdin=stdin, timeout=600)
+        assert ls_recursive(aws, bucket) == {"stream.bin": STREAM_SIZE}
+        aws.run("s3", "cp", f"s3://{bucket}/stream.bin", down, timeout=600)
+        assert md5_file(down) == digest
+    finally:
+        aws.run("s3", "rb", f"s3://{bucket}", "--force", check=False, timeout=600)
+
+
+MULTI_GIB = 3 * 1024 * MiB
+
+
+@pytest.mark.large
+def test_three_gib_multipart_cp(cluster_http, make_aws, tmp_path):
+    """A multipart upload of several GiB (3 GiB in 8 MiB parts, the CLI's default) and back."""
+    aws = make_aws("v2", cluster_http)
+    src, down = tmp_path / "three-gib.bin", tmp_path / "down.bin"
+    digest = write_random_file(src, MULTI_GIB, seed=3)
+    bucket = unique_bucket("gib")
+    aws.run("s3", "mb", f"s3://{bucket}")
+    try:
+        up_s = timed(lambda: aws.run("s3", "cp", src, f"s3://{bucket}/big.bin", timeout=3600))
+        report_throughput("aws-v2 http 3 GiB multipart upload", MULTI_GIB, up_s)
+        src.unlink()
+        head = json.loads(aws.run("s3api", "head-object", "--bucket", bucket,
+                                  "--key", "big.bin").stdout)
+        assert head["ContentLength"] == MULTI_GIB
+        assert head["ETag"].endswith(f'-{MULTI_GIB // (8 * MiB)}"'), head["ETag"]
+        down_s = timed(lambda: aws.run("s3", "cp", f"s3://{bucket}/big.bin", down, timeout=3600))
+        report_throughput("aws-v2 http 3 GiB download", MULTI_GIB, down_s)
+        assert md5_file(down) == digest
+    finally:
+        src.unlink(missing_ok=True)
+        down.unlink(missing_ok=True)
+        aws.run("s3", "rb", f"s3://{bucket}", "--force", check=False, timeout=600)

@@ -202,6 +202,41 @@ impl TestCluster {
         std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
     }
 
+    /// Starts another gateway on the same cluster (a copy of the dev gateway's config on a new
+    /// port); returns its endpoint. It is stopped with the cluster.
+    pub fn second_gateway(&mut self) -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config_dir = self.path().join("config");
+        let text = std::fs::read_to_string(config_dir.join("gateway.toml")).unwrap();
+        let mut value: toml::Value = toml::from_str(&text).unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        value["gateway"]["listen"] = toml::Value::String(listen.clone());
+        let config = config_dir.join("gateway2.toml");
+        std::fs::write(&config, toml::to_string(&value).unwrap()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("server")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting a second gateway");
+        self.restarted.push(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the second gateway did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        format!("http://{listen}")
+    }
+
     /// Every fragment file on every node, except those still being written.
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
