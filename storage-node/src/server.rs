@@ -71,7 +71,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         None => me.addr.parse().context("node addr")?,
     };
     std::fs::create_dir_all(&node.data_dir)?;
-    let store = Arc::new(Store::open(&node.data_dir).context("opening the node's store")?);
+    let store = Store::open(&node.data_dir).context("opening the node's store")?;
     std::fs::write(node.data_dir.join("pid"), std::process::id().to_string())?;
     let listener = TcpListener::bind(listen)
         .await
@@ -158,15 +158,10 @@ impl Node {
             }
             (Method::POST, ["v1", "commit"]) => {
                 let commit: CommitRequest = read_json(req).await?;
-                let applied = blocking(move || {
-                    store.commit_object(
-                        &commit.bucket,
-                        &commit.key,
-                        &commit.record,
-                        commit.upload_id.as_deref(),
-                    )
-                })
-                .await?;
+                let applied = store
+                    .submit_commit(commit.bucket, commit.key, commit.record, commit.upload_id)
+                    .await
+                    .unwrap_or(Err(StoreError::CommitterGone))?;
                 json(&applied)
             }
             (Method::GET, ["v1", "object", bucket, key]) => {
