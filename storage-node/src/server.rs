@@ -272,7 +272,7 @@ async fn receive_fragment(
     Ok(Response::new(empty()))
 }
 
-/// Writes the received chunks as they are (verified already, so never copied to join them).
+/// Writes the received (already verified) chunks without first joining them into one buffer.
 async fn write_chunks(
     mut file: FragmentFile,
     chunks: Vec<Bytes>,
