@@ -1,5 +1,5 @@
-//! Reed-Solomon 4+2 as the gateway runs it: encoding a 1 MiB stripe (copy into zeroed frames,
-//! parity, a blake3 hash per block) and decoding one with two data fragments lost.
+//! Reed-Solomon 4+2 as the gateway runs it: encoding a 1 MiB stripe (data appended into the
+//! frames, parity, a blake3 hash per block) and decoding one with two data fragments lost.
 
 mod common;
 

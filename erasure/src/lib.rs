@@ -37,8 +37,10 @@ pub enum ErasureError {
     InvalidGeometry(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("object size mismatch: expected {expected} bytes, got {actual}")]
+    #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
+    #[error("frame of stripe {stripe} fails its hash")]
+    CorruptFrame { stripe: u64 },
     #[error("not enough valid fragments: need {needed}, have {valid}")]
     NotEnoughFragments { needed: usize, valid: usize },
     #[error("reed-solomon: {0}")]
@@ -114,12 +116,96 @@ fn hash_key() -> &'static [u8; 32] {
     KEY.get_or_init(|| blake3::derive_key("tessera fragment block v1", b""))
 }
 
-pub fn block_hash(stripe: u64, fragment: usize, block: &[u8]) -> [u8; HASH_LEN] {
+/// The hasher of one block, already fed the block's position.
+fn block_hasher(stripe: u64, fragment: usize) -> blake3::Hasher {
     let mut hasher = blake3::Hasher::new_keyed(hash_key());
     hasher.update(&stripe.to_le_bytes());
     hasher.update(&[fragment as u8]);
-    hasher.update(block);
-    *hasher.finalize().as_bytes()
+    hasher
+}
+
+pub fn block_hash(stripe: u64, fragment: usize, block: &[u8]) -> [u8; HASH_LEN] {
+    *block_hasher(stripe, fragment)
+        .update(block)
+        .finalize()
+        .as_bytes()
+}
+
+/// Checks one fragment's frames as its bytes arrive, in any chunking, without holding them: a
+/// receiver can write each chunk out as soon as it has been fed here.
+pub struct FragmentVerifier {
+    layout: StripeLayout,
+    fragment: usize,
+    /// Stripe of the frame being received.
+    stripe: u64,
+    /// Bytes of that frame received so far.
+    at: usize,
+    hasher: blake3::Hasher,
+    hash: [u8; HASH_LEN],
+    received: u64,
+}
+
+impl FragmentVerifier {
+    pub fn new(layout: StripeLayout, fragment: usize) -> FragmentVerifier {
+        FragmentVerifier {
+            layout,
+            fragment,
+            stripe: 0,
+            at: 0,
+            hasher: block_hasher(0, fragment),
+            hash: [0; HASH_LEN],
+            received: 0,
+        }
+    }
+
+    /// Feeds the next bytes of the fragment. Errors on a frame that fails its hash
+    /// (`CorruptFrame`) and on bytes past the fragment's end (`SizeMismatch`).
+    pub fn update(&mut self, mut data: &[u8]) -> Result<(), ErasureError> {
+        self.received += data.len() as u64;
+        if self.received > self.layout.fragment_len() {
+            return Err(ErasureError::SizeMismatch {
+                expected: self.layout.fragment_len(),
+                actual: self.received,
+            });
+        }
+        while !data.is_empty() {
+            let block_len = self.layout.block_len(self.stripe);
+            let n = if self.at < block_len {
+                let n = (block_len - self.at).min(data.len());
+                self.hasher.update(&data[..n]);
+                n
+            } else {
+                let hashed = self.at - block_len;
+                let n = (HASH_LEN - hashed).min(data.len());
+                self.hash[hashed..hashed + n].copy_from_slice(&data[..n]);
+                n
+            };
+            self.at += n;
+            data = &data[n..];
+            if self.at == block_len + HASH_LEN {
+                if self.hasher.finalize().as_bytes() != &self.hash {
+                    return Err(ErasureError::CorruptFrame {
+                        stripe: self.stripe,
+                    });
+                }
+                self.stripe += 1;
+                self.at = 0;
+                self.hasher = block_hasher(self.stripe, self.fragment);
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors (`SizeMismatch`) unless the whole fragment has been fed.
+    pub fn finish(&self) -> Result<(), ErasureError> {
+        if self.received != self.layout.fragment_len() {
+            return Err(ErasureError::SizeMismatch {
+                expected: self.layout.fragment_len(),
+                actual: self.received,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Reed-Solomon k+m; cheap to clone (Arc inside).
@@ -233,16 +319,67 @@ impl Codec {
         let (blocks, bad) = self.verify(layout, stripe, frames)?;
         let k = self.data_shards();
         let len = layout.stripe_data_len_of(stripe);
-        let mut data = Vec::with_capacity(k * layout.block_len(stripe));
-        if blocks[..k].iter().all(Option::is_some) {
-            blocks[..k].iter().flatten().for_each(|b| data.extend(*b));
+        let mut data = if blocks[..k].iter().all(Option::is_some) {
+            blocks[..k]
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
+                .concat()
         } else {
-            let mut shards = self.shards_for_reconstruct(&blocks);
-            self.rs.reconstruct_data(&mut shards)?;
-            shards[..k].iter().flatten().for_each(|b| data.extend(b));
-        }
+            self.reconstruct_stripe(&blocks)?
+        };
         data.truncate(len);
         Ok(DecodedStripe { data, bad })
+    }
+
+    /// The data of one stripe from frames whose hashes the caller has already checked (the read
+    /// path checks each frame as it arrives, to replace a bad source at once). When the k data
+    /// frames are all there, the result is their blocks themselves, not copied; otherwise it is
+    /// the stripe rebuilt by Reed-Solomon. The pieces add up to `stripe_data_len_of(stripe)` bytes.
+    pub fn stripe_data(
+        &self,
+        layout: &StripeLayout,
+        stripe: u64,
+        frames: &[Option<Bytes>],
+    ) -> Result<Vec<Bytes>, ErasureError> {
+        layout.check(self.data_shards())?;
+        let (k, len) = (self.data_shards(), layout.stripe_data_len_of(stripe));
+        let block_len = layout.block_len(stripe);
+        let blocks: Vec<Option<&[u8]>> = frames
+            .iter()
+            .map(|f| f.as_deref().filter(|f| f.len() == block_len + HASH_LEN))
+            .map(|f| f.map(|f| &f[..block_len]))
+            .collect();
+        let valid = blocks.iter().flatten().count();
+        if frames.len() != self.width() || valid < k {
+            return Err(ErasureError::NotEnoughFragments { needed: k, valid });
+        }
+        if frames[..k].iter().all(Option::is_some) {
+            // Each data block up to the stripe's end: the last ones of a short stripe are padding.
+            return Ok(frames[..k]
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, f)| f.slice(..len.saturating_sub(i * block_len).min(block_len)))
+                .filter(|b| !b.is_empty())
+                .collect());
+        }
+        let mut data = self.reconstruct_stripe(&blocks)?;
+        data.truncate(len);
+        Ok(vec![Bytes::from(data)])
+    }
+
+    /// The k data blocks of a stripe, joined, rebuilt from any k valid blocks.
+    fn reconstruct_stripe(&self, blocks: &[Option<&[u8]>]) -> Result<Vec<u8>, ErasureError> {
+        let mut shards = self.shards_for_reconstruct(blocks);
+        self.rs.reconstruct_data(&mut shards)?;
+        let data: Vec<&[u8]> = shards[..self.data_shards()]
+            .iter()
+            .flatten()
+            .map(Vec::as_slice)
+            .collect();
+        Ok(data.concat())
     }
 
     /// Rebuild the frames of the given missing fragment indices for one stripe from any k valid frames (for repair/healing).
@@ -308,16 +445,17 @@ impl StripeEncoder {
         while !data.is_empty() {
             let block_len = self.layout.block_len(self.stripe);
             if self.frames.is_empty() {
-                // Zeroed so the tail of the last data block is already padded.
+                // Not zeroed: data blocks fill by appending, and only what the data does not
+                // cover (parity, the padding of a short stripe) is zeroed at the flush.
                 let frame_len = block_len + HASH_LEN;
                 self.frames = (0..self.codec.width())
-                    .map(|_| BytesMut::zeroed(frame_len))
+                    .map(|_| BytesMut::with_capacity(frame_len))
                     .collect();
             }
-            // Copy straight into the data block at the current position.
+            // Append to the data block at the current position.
             let (block, offset) = (self.filled / block_len, self.filled % block_len);
             let n = (block_len - offset).min(data.len());
-            self.frames[block][offset..offset + n].copy_from_slice(&data[..n]);
+            self.frames[block].extend_from_slice(&data[..n]);
             self.filled += n;
             data = &data[n..];
             if self.filled == self.layout.stripe_data_len_of(self.stripe) {
@@ -342,6 +480,9 @@ impl StripeEncoder {
 
     fn flush_stripe(&mut self, emit: &mut dyn FnMut(u64, Vec<Bytes>)) -> Result<(), ErasureError> {
         let block_len = self.layout.block_len(self.stripe);
+        for frame in &mut self.frames {
+            frame.resize(block_len, 0);
+        }
         let (data, parity) = self.frames.split_at_mut(self.codec.data_shards());
         let data_blocks: Vec<&[u8]> = data.iter().map(|f| &f[..block_len]).collect();
         let mut parity_blocks: Vec<&mut [u8]> =
@@ -351,8 +492,8 @@ impl StripeEncoder {
             .into_iter()
             .enumerate()
             .map(|(i, mut frame)| {
-                let hash = block_hash(self.stripe, i, &frame[..block_len]);
-                frame[block_len..].copy_from_slice(&hash);
+                let hash = block_hash(self.stripe, i, &frame);
+                frame.extend_from_slice(&hash);
                 frame.freeze()
             })
             .collect();
@@ -441,6 +582,32 @@ mod tests {
                 let stripes = encode(&codec, &data, seed);
                 assert_eq!(stripes.len() as u64, layout(size).stripe_count());
                 assert_eq!(decode_all(&codec, size, &stripes, &[]), data, "size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn stripe_data_of_checked_frames() {
+        let codec = Codec::new(K, M).unwrap();
+        for size in [1, BS - 1, BS + 1, SDL - 3, 2 * SDL + BS + 5] {
+            let data = object(size);
+            let l = layout(size);
+            for (s, frames) in encode(&codec, &data, 6).iter().enumerate() {
+                let start = l.data_offset(s as u64) as usize;
+                let want = &data[start..start + l.stripe_data_len_of(s as u64)];
+                for drop in [vec![], vec![0], vec![1, K]] {
+                    let mut given: Vec<Option<Bytes>> = frames.iter().cloned().map(Some).collect();
+                    drop.iter().for_each(|&d| given[d] = None);
+                    let pieces = codec.stripe_data(&l, s as u64, &given).unwrap();
+                    assert_eq!(
+                        pieces.concat(),
+                        want,
+                        "size {size} stripe {s} without {drop:?}"
+                    );
+                }
+                let mut short: Vec<Option<Bytes>> = frames.iter().cloned().map(Some).collect();
+                (short[0], short[1], short[2]) = (None, None, None);
+                assert!(codec.stripe_data(&l, s as u64, &short).is_err());
             }
         }
     }
@@ -552,6 +719,39 @@ mod tests {
         assert_eq!(l.stripes_for_range(0, 999), (0, 15));
         assert_eq!(l.stripes_for_range(63, 64), (0, 1));
         assert_eq!((l.stripe_data_len_of(15), l.block_len(15)), (40, 10));
+    }
+
+    #[test]
+    fn verifier_takes_any_chunking_and_catches_corruption() {
+        let codec = Codec::new(K, M).unwrap();
+        let data = object(3 * SDL + 5);
+        let l = layout(data.len());
+        let stripes = encode(&codec, &data, 4);
+        let fragment =
+            |frag: usize| -> Vec<u8> { stripes.iter().flat_map(|s| s[frag].to_vec()).collect() };
+        for (frag, step) in [(0, 1), (2, 7), (K, 1000)] {
+            let bytes = fragment(frag);
+            let mut verifier = FragmentVerifier::new(l, frag);
+            for chunk in bytes.chunks(step) {
+                verifier.update(chunk).unwrap();
+            }
+            verifier.finish().unwrap();
+            let mut short = FragmentVerifier::new(l, frag);
+            short.update(&bytes[..bytes.len() - 1]).unwrap();
+            assert!(short.finish().is_err());
+            let mut long = FragmentVerifier::new(l, frag);
+            assert!(long.update(&[&bytes[..], &[0]].concat()).is_err());
+        }
+        let mut broken = fragment(1);
+        let second = l.frame_offset(1) as usize + 3;
+        broken[second] ^= 1;
+        let mut verifier = FragmentVerifier::new(l, 1);
+        assert_eq!(
+            verifier.update(&broken),
+            Err(ErasureError::CorruptFrame { stripe: 1 })
+        );
+        let mut wrong_slot = FragmentVerifier::new(l, 2);
+        assert!(wrong_slot.update(&fragment(1)).is_err());
     }
 
     #[test]

@@ -6,7 +6,6 @@ use crate::cluster::{Cluster, Holder};
 use crate::error::S3Error;
 use bytes::{Bytes, BytesMut};
 use erasure::{Codec, StripeLayout, HASH_LEN};
-use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -14,11 +13,15 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
+use storage_node::protocol::Lookup;
 use storage_node::record::{BucketId, ObjectRecord, VersionRef};
+use storage_node::RpcError;
 use tokio::sync::mpsc::Sender;
+use tokio::task::JoinHandle;
 
-/// Decoded chunks queued ahead of a slow client, each at most one stripe.
-const CHUNK_DEPTH: usize = 2;
+/// Decoded chunks queued ahead of a slow client, each at most one block (or one stripe, when it
+/// had to be rebuilt).
+const CHUNK_DEPTH: usize = 8;
 /// How long a stripe's reads may take before one more holder is asked beside them. Well above a
 /// healthy frame read (under a few ms here), well below the node timeout.
 const HEDGE_AFTER: Duration = Duration::from_millis(150);
@@ -32,8 +35,14 @@ pub struct Found {
     pub stale: Vec<u8>,
     /// Holders not waited for (slow, or not needed): asked only if the sources fall short.
     pub unasked: Vec<(String, u8)>,
+    /// The answers of the holders not waited for, still arriving: read repair checks them after
+    /// the response instead of asking those holders again.
+    pub late: JoinHandle<Vec<Answer>>,
     pub target: Target,
 }
+
+/// One holder's answer for a key's record, by fragment slot.
+type Answer = (u8, Result<Lookup, RpcError>);
 
 #[derive(Clone)]
 pub struct Source {
@@ -54,28 +63,30 @@ pub async fn lookup(
     which: Option<VersionRef>,
 ) -> Result<Option<Found>, S3Error> {
     let holders = cluster.holders(bucket, key);
+    // Owned futures, so that the answers not waited for can finish in the background: dropping
+    // them would also close their pooled connections mid-request.
     let mut pending: FuturesUnordered<_> = holders
         .iter()
-        .map(|h| async move {
-            let answer = cluster
-                .client
-                .object(&h.node.addr, bucket, key, which)
-                .await;
-            (*h, answer)
+        .map(|h| {
+            let (client, addr, key) =
+                (cluster.client.clone(), h.node.addr.clone(), key.to_string());
+            let (slot, bucket) = (h.fragment, *bucket);
+            async move { (slot, client.object(&addr, &bucket, &key, which).await) }
         })
         .collect();
     let k = cluster.layout.data_shards();
     let mut answered = Vec::new();
     let mut purged = BTreeSet::new();
-    while let Some((holder, answer)) = pending.next().await {
+    while let Some((slot, answer)) = pending.next().await {
         if let Ok(lookup) = answer {
             purged.extend(lookup.purged);
-            answered.push((holder, lookup.record));
+            answered.push((holders[slot as usize], lookup.record));
         }
         if answered.len() >= cluster.read_quorum() && readable(&answered, k) {
             break;
         }
     }
+    let late = tokio::spawn(pending.collect::<Vec<_>>());
     if answered.len() < cluster.read_quorum() {
         return Err(S3Error::ServiceUnavailable(format!(
             "{} of {} holders answered; {} needed",
@@ -93,7 +104,6 @@ pub async fn lookup(
     let Some(newest) = newest(&answered).cloned() else {
         return Ok(None);
     };
-    drop(pending);
     let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.fragment).collect();
     let unasked = holders
         .iter()
@@ -117,6 +127,7 @@ pub async fn lookup(
         sources,
         stale,
         unasked,
+        late,
         target: Target {
             bucket: *bucket,
             key: key.to_string(),
@@ -155,6 +166,7 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
     let len = end + 1 - start;
     let (tx, body) = ChannelBody::new(CHUNK_DEPTH, Some(len));
     tokio::spawn(async move {
+        let mut found = found;
         let mut bad = BTreeSet::new();
         let mut offset = 0u64;
         for (index, part) in found.record.parts.iter().enumerate() {
@@ -177,7 +189,7 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
         }
         drop(tx);
         bad.extend(found.stale.iter().copied());
-        bad.extend(stale_unasked(&cluster, &found).await);
+        bad.extend(stale_late(&mut found).await);
         if !bad.is_empty() {
             let slots: Vec<u8> = bad.into_iter().collect();
             match crate::repair::repair(&cluster, &codec, &found, &slots).await {
@@ -193,20 +205,16 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
 
 /// Slots among the holders `find` did not wait for whose record is missing or older: checked
 /// after the response, so that read repair also reaches holders that were slow to answer.
-async fn stale_unasked(cluster: &Cluster, found: &Found) -> Vec<u8> {
-    let checks = found.unasked.iter().map(|(addr, slot)| async move {
-        let target = &found.target;
-        let answer = cluster
-            .client
-            .object(addr, &target.bucket, &target.key, target.version)
-            .await;
-        match answer.map(|lookup| lookup.record) {
+async fn stale_late(found: &mut Found) -> Vec<u8> {
+    let answers = (&mut found.late).await.unwrap_or_default();
+    answers
+        .into_iter()
+        .filter_map(|(slot, answer)| match answer.map(|lookup| lookup.record) {
             Ok(Some(r)) if r.version >= found.record.version => None,
-            Ok(_) => Some(*slot),
+            Ok(_) => Some(slot),
             Err(_) => None, // down: nothing to repair it with now
-        }
-    });
-    join_all(checks).await.into_iter().flatten().collect()
+        })
+        .collect()
 }
 
 /// The object a read is for, to repair it afterwards.
@@ -259,18 +267,27 @@ impl<'a> PartReader<'a> {
         for stripe in first..=last {
             let frames = fetcher.frames(stripe).await;
             bad.append(&mut fetcher.bad);
-            let frames = frames?;
-            let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
-            let decoded = self
+            // The fetcher has checked every frame's hash already.
+            let pieces = self
                 .codec
-                .decode_stripe(&self.layout, stripe, &refs)
+                .stripe_data(&self.layout, stripe, &frames?)
                 .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))?;
             let stripe_start = self.layout.data_offset(stripe);
-            let from = start.saturating_sub(stripe_start) as usize;
-            let to = ((end + 1 - stripe_start) as usize).min(decoded.data.len());
-            let data = Bytes::from(decoded.data).slice(from..to);
-            if tx.send(Ok(data)).await.is_err() {
-                return Ok(()); // the client went away
+            let from = start.saturating_sub(stripe_start);
+            let to = end + 1 - stripe_start;
+            let mut at = 0u64;
+            for piece in pieces {
+                let (lo, hi) = (at, at + piece.len() as u64);
+                at = hi;
+                let (a, b) = (from.max(lo), to.min(hi));
+                if a < b
+                    && tx
+                        .send(Ok(piece.slice((a - lo) as usize..(b - lo) as usize)))
+                        .await
+                        .is_err()
+                {
+                    return Ok(()); // the client went away
+                }
             }
         }
         Ok(())

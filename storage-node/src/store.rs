@@ -19,8 +19,9 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,7 @@ pub struct Store {
     /// Keys reserved by a conditional write. Kept in memory: a restart drops them, and the
     /// writer's commits here are then refused, which only costs it this holder's vote.
     claims: Mutex<HashMap<Vec<u8>, Claim>>,
+    buffers: BufferPool,
 }
 
 struct Claim {
@@ -80,12 +82,20 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
+        // Concurrent commits wait for their write group's WAL fsync by blocking, not by spinning
+        // and yielding, which on a machine with few cores took CPU from the requests; and the
+        // group leader applies the small records to the memtable itself rather than handing each
+        // writer back its own.
+        opts.set_enable_write_thread_adaptive_yield(false);
+        opts.set_allow_concurrent_memtable_write(false);
         let db = DB::open(&opts, data_dir.join("meta"))?;
+
         Ok(Store {
             db,
             fragments,
             locks: (0..COMMIT_LOCKS).map(|_| Mutex::new(())).collect(),
             claims: Mutex::default(),
+            buffers: BufferPool::default(),
         })
     }
 
@@ -99,8 +109,21 @@ impl Store {
             .fragments
             .join("tmp")
             .join(format!("{id}.{index}.{:016x}", rand::random::<u64>()));
+        let direct = File::options()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&tmp);
+        let (file, staging) = match direct {
+            Ok(file) => (file, Some(Staging::new(self.buffers.clone()))),
+            // Filesystems without direct I/O (tmpfs) take buffered writes.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (File::create(&tmp)?, None),
+            Err(e) => return Err(e.into()),
+        };
         Ok(FragmentFile {
-            file: File::create(&tmp)?,
+            file,
+            staging,
+            written: 0,
             tmp,
             target: self.fragment_path(id, index),
         })
@@ -752,20 +775,122 @@ impl Store {
     }
 }
 
+/// Direct I/O moves whole aligned blocks from an aligned buffer.
+const DIRECT_ALIGN: usize = 4096;
+/// Bytes gathered before each direct write.
+const DIRECT_CHUNK: usize = 1 << 20;
+
 /// A fragment being received: a temporary file until `commit`.
+///
+/// Written with O_DIRECT where the filesystem allows it: on large PUTs, copying fragments into
+/// the page cache was up to half of a node's CPU (and a buffered write then fsync runs at a
+/// fraction of the disk's direct speed). Bytes gather in an aligned buffer and go to disk a chunk
+/// at a time; the unaligned tail goes through the page cache, and `commit` fsyncs both.
 pub struct FragmentFile {
     file: File,
+    /// `None` when the file takes buffered writes.
+    staging: Option<Staging>,
+    /// Bytes already on disk through direct writes.
+    written: u64,
     tmp: PathBuf,
     target: PathBuf,
 }
 
+/// Direct-I/O buffers kept for the next fragments: a fresh megabyte costs page faults and the
+/// kernel's zeroing of every page, which took a tenth of a node's CPU on large PUTs.
+#[derive(Clone, Default)]
+struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// At most this many idle buffers are kept, so a node at rest holds at most this many MiB.
+const POOLED_BUFFERS: usize = 8;
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+            .unwrap_or_else(|| vec![0; DIRECT_CHUNK + DIRECT_ALIGN])
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        let mut pool = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(buf);
+        }
+    }
+}
+
+/// An aligned window in an over-allocated pooled buffer (aligning needs no unsafe code then).
+struct Staging {
+    pool: BufferPool,
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+}
+
+impl Staging {
+    fn new(pool: BufferPool) -> Staging {
+        let buf = pool.take();
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        Staging {
+            pool,
+            buf,
+            start,
+            filled: 0,
+        }
+    }
+
+    fn window(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + DIRECT_CHUNK]
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
+
 impl FragmentFile {
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        Ok(self.file.write_all(bytes)?)
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
+        let Some(staging) = &mut self.staging else {
+            return Ok(self.file.write_all(bytes)?);
+        };
+        while !bytes.is_empty() {
+            let filled = staging.filled;
+            let n = (DIRECT_CHUNK - filled).min(bytes.len());
+            staging.window()[filled..filled + n].copy_from_slice(&bytes[..n]);
+            staging.filled += n;
+            bytes = &bytes[n..];
+            if staging.filled == DIRECT_CHUNK {
+                self.file.write_all(staging.window())?;
+                self.written += DIRECT_CHUNK as u64;
+                staging.filled = 0;
+            }
+        }
+        Ok(())
     }
 
     /// fsync, rename into place, fsync the directory: after this the fragment survives a crash.
-    pub fn commit(self) -> Result<(), StoreError> {
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(staging) = &mut self.staging {
+            let filled = staging.filled;
+            let aligned = filled - filled % DIRECT_ALIGN;
+            self.file.write_all(&staging.window()[..aligned])?;
+            if aligned < filled {
+                // The unaligned tail through a buffered handle; fsync covers the whole file.
+                let buffered = File::options().write(true).open(&self.tmp)?;
+                buffered.write_all_at(
+                    &staging.window()[aligned..filled],
+                    self.written + aligned as u64,
+                )?;
+                self.file = buffered;
+            }
+        }
         self.file.sync_all()?;
         let dir = self.target.parent().expect("fragment paths have a parent");
         fs::create_dir_all(dir)?;
@@ -912,6 +1037,23 @@ mod tests {
                 .micros,
             20
         );
+    }
+
+    #[test]
+    fn fragments_of_any_length_and_chunking_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for len in [1, 4096, 5000, DIRECT_CHUNK, 2 * DIRECT_CHUNK + 4096 * 3 + 7] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let id = fragment_id(&[&len.to_le_bytes()]);
+            let mut file = store.create_fragment(&id, 2).unwrap();
+            for chunk in data.chunks(65_537) {
+                file.write(chunk).unwrap();
+            }
+            file.commit().unwrap();
+            let back = store.read_fragment(&id, 2, 0, len as u64).unwrap();
+            assert!(back == data, "{len} bytes read back");
+        }
     }
 
     #[test]
