@@ -83,7 +83,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         None => me.addr.parse().context("node addr")?,
     };
     std::fs::create_dir_all(&node.data_dir)?;
-    let store = Arc::new(Store::open(&node.data_dir).context("opening the node's store")?);
+    let store = Store::open(&node.data_dir).context("opening the node's store")?;
     std::fs::write(node.data_dir.join("pid"), std::process::id().to_string())?;
     let listener = TcpListener::bind(listen)
         .await
@@ -201,25 +201,24 @@ impl Node {
                 if !commit.record.deleted {
                     self.ensure_space()?;
                 }
-                let applied = blocking(move || {
-                    let upload_id = commit.upload_id.as_deref();
-                    match &commit.claim {
-                        Some(token) => store.commit_claimed(
-                            &commit.bucket,
-                            &commit.key,
-                            &commit.record,
-                            upload_id,
-                            token,
-                        ),
-                        None => store.commit_object(
-                            &commit.bucket,
-                            &commit.key,
-                            &commit.record,
-                            upload_id,
-                        ),
+                let applied = match commit.claim {
+                    Some(token) => {
+                        blocking(move || {
+                            store.commit_claimed(
+                                &commit.bucket,
+                                &commit.key,
+                                &commit.record,
+                                commit.upload_id.as_deref(),
+                                &token,
+                            )
+                        })
+                        .await?
                     }
-                })
-                .await?;
+                    None => store
+                        .submit_commit(commit.bucket, commit.key, commit.record, commit.upload_id)
+                        .await
+                        .unwrap_or(Err(StoreError::CommitterGone))?,
+                };
                 json(&applied)
             }
             (Method::GET, ["v1", "object", bucket, key]) => {

@@ -15,14 +15,15 @@ use crate::record::{
 };
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,6 +35,8 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("no such fragment")]
     NoSuchFragment,
+    #[error("the store's committer has stopped")]
+    CommitterGone,
 }
 
 const TAG_BUCKET: u8 = b'b';
@@ -63,6 +66,53 @@ pub struct Store {
     /// writer's commits here are then refused, which only costs it this holder's vote.
     claims: Mutex<HashMap<Vec<u8>, Claim>>,
     buffers: BufferPool,
+    commits: mpsc::Sender<CommitJob>,
+}
+
+/// Most commits written by one synced write; more wait for the next.
+const MAX_GROUP: usize = 256;
+
+type CommitReply = oneshot::Sender<Result<bool, StoreError>>;
+
+struct CommitJob {
+    bucket: BucketId,
+    key: String,
+    record: ObjectRecord,
+    upload_id: Option<String>,
+    done: CommitReply,
+}
+
+/// What an applied commit replaces: the record it displaced, and the parts of the upload it
+/// completes. Their fragment files go once the commit is durable.
+struct Superseded {
+    replaced: Option<ObjectRecord>,
+    dropped_parts: Vec<PartRecord>,
+}
+
+/// The group committer: takes every plain commit queued while the previous group was being
+/// written, and writes them with one synced write, instead of a blocking thread and a RocksDB
+/// write-group handoff per commit (about a third of a node's CPU on small PUTs). It holds the
+/// store only while writing a group, so that dropping the last other handle closes it.
+fn run_committer(store: Weak<Store>, jobs: mpsc::Receiver<CommitJob>) {
+    let mut deferred = Vec::new();
+    loop {
+        let mut group = std::mem::take(&mut deferred);
+        if group.is_empty() {
+            match jobs.recv() {
+                Ok(job) => group.push(job),
+                Err(_) => return,
+            }
+        }
+        group.extend(jobs.try_iter().take(MAX_GROUP));
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let replies = store.commit_group(group, &mut deferred);
+        drop(store);
+        for (done, outcome) in replies {
+            let _ = done.send(outcome);
+        }
+    }
 }
 
 struct Claim {
@@ -72,7 +122,7 @@ struct Claim {
 }
 
 impl Store {
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path) -> Result<Arc<Store>, StoreError> {
         let fragments = data_dir.join("fragments");
         let tmp = fragments.join("tmp");
         if tmp.exists() {
@@ -90,13 +140,20 @@ impl Store {
         opts.set_allow_concurrent_memtable_write(false);
         let db = DB::open(&opts, data_dir.join("meta"))?;
 
-        Ok(Store {
+        let (commits, jobs) = mpsc::channel();
+        let store = Arc::new(Store {
             db,
             fragments,
             locks: (0..COMMIT_LOCKS).map(|_| Mutex::new(())).collect(),
             claims: Mutex::default(),
             buffers: BufferPool::default(),
-        })
+            commits,
+        });
+        let weak = Arc::downgrade(&store);
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || run_committer(weak, jobs))?;
+        Ok(store)
     }
 
     pub fn fragment_path(&self, id: &str, index: u8) -> PathBuf {
@@ -170,6 +227,84 @@ impl Store {
         self.commit_locked(bucket, key, record, upload_id)
     }
 
+    /// Queues a plain commit (see `commit_locked`) for the group committer and returns where its
+    /// outcome will come, so that an async caller waits without holding a thread. Commits that
+    /// arrive together share one synced write.
+    pub fn submit_commit(
+        &self,
+        bucket: BucketId,
+        key: String,
+        record: ObjectRecord,
+        upload_id: Option<String>,
+    ) -> oneshot::Receiver<Result<bool, StoreError>> {
+        let (done, outcome) = oneshot::channel();
+        let job = CommitJob {
+            bucket,
+            key,
+            record,
+            upload_id,
+            done,
+        };
+        if let Err(mpsc::SendError(job)) = self.commits.send(job) {
+            let _ = job.done.send(Err(StoreError::CommitterGone));
+        }
+        outcome
+    }
+
+    /// Writes a group of commits with one synced write, holding the commit locks of all their keys
+    /// (taken in order, so that it cannot deadlock with a writer holding one). A second commit to a
+    /// key already in the group goes to `deferred`, for the next group.
+    fn commit_group(
+        &self,
+        group: Vec<CommitJob>,
+        deferred: &mut Vec<CommitJob>,
+    ) -> Vec<(CommitReply, Result<bool, StoreError>)> {
+        let mut keys = HashSet::new();
+        let mut jobs = Vec::new();
+        for job in group {
+            if keys.insert(object_key(&job.bucket, &job.key)) {
+                jobs.push(job);
+            } else {
+                deferred.push(job);
+            }
+        }
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let guards: Vec<_> = stripes
+            .iter()
+            .map(|&i| self.locks[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let mut batch = WriteBatch::default();
+        let mut applied = Vec::new();
+        let mut replies = Vec::new();
+        for job in jobs {
+            let upload_id = job.upload_id.as_deref();
+            match self.prepare_commit(&job.bucket, &job.key, &job.record, upload_id, &mut batch) {
+                Ok(Some(superseded)) => applied.push((job, superseded)),
+                Ok(None) => replies.push((job.done, Ok(false))),
+                Err(e) => replies.push((job.done, Err(e))),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        let written = match applied.is_empty() {
+            true => Ok(()),
+            false => self.db.write_opt(batch, &opts),
+        };
+        drop(guards);
+        for (job, superseded) in applied {
+            let outcome = match &written {
+                Ok(()) => self
+                    .remove_superseded(&job.record, superseded)
+                    .map(|()| true),
+                Err(e) => Err(StoreError::Db(e.clone())),
+            };
+            replies.push((job.done, outcome));
+        }
+        replies
+    }
+
     /// Records one version of a key, with the key's commit lock held:
     /// - a version seen before is only replaced by a higher revision of it (a tag change);
     /// - a version purged here (DeleteObject with `versionId`) is never taken again;
@@ -184,12 +319,32 @@ impl Store {
         record: &ObjectRecord,
         upload_id: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let mut batch = WriteBatch::default();
+        let Some(superseded) = self.prepare_commit(bucket, key, record, upload_id, &mut batch)?
+        else {
+            return Ok(false);
+        };
+        self.write_synced(batch)?;
+        self.remove_superseded(record, superseded)?;
+        Ok(true)
+    }
+
+    /// Adds the writes of a commit (see `commit_locked`) to `batch`, with the key's commit lock
+    /// held; returns what the record supersedes, or `None` when it is not applied.
+    fn prepare_commit(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        record: &ObjectRecord,
+        upload_id: Option<&str>,
+        batch: &mut WriteBatch,
+    ) -> Result<Option<Superseded>, StoreError> {
         if self
             .db
             .get_pinned(purged_key(bucket, key, record.version))?
             .is_some()
         {
-            return Ok(false);
+            return Ok(None);
         }
         let db_key = object_key(bucket, key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
@@ -200,11 +355,10 @@ impl Store {
                 .map(|r| (&db_key, r))
                 .chain(history.iter().map(|(k, r)| (k, r)))
         };
-        let mut batch = WriteBatch::default();
         let mut replaced = None;
         if let Some((at, existing)) = stored().find(|(_, r)| r.version == record.version) {
             if existing.revision >= record.revision {
-                return Ok(false);
+                return Ok(None);
             }
             batch.put(at, serde_json::to_vec(record)?);
             replaced = Some(existing.clone());
@@ -212,7 +366,7 @@ impl Store {
             if !record.versioned {
                 if let Some((at, null)) = stored().find(|(_, r)| !r.versioned) {
                     if null.version > record.version {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     batch.delete(at);
                     replaced = Some(null.clone());
@@ -245,23 +399,34 @@ impl Store {
                 dropped_parts.push(part);
             }
         }
-        self.write_synced(batch)?;
+        Ok(Some(Superseded {
+            replaced,
+            dropped_parts,
+        }))
+    }
+
+    /// Removes the fragment files a durable record no longer refers to.
+    fn remove_superseded(
+        &self,
+        record: &ObjectRecord,
+        superseded: Superseded,
+    ) -> Result<(), StoreError> {
         let kept: Vec<(&str, u8)> = record.fragment_files().collect();
-        if let Some(old) = &replaced {
+        if let Some(old) = &superseded.replaced {
             for (id, index) in old.fragment_files() {
                 if !kept.contains(&(id, index)) {
                     self.remove_fragment(id, index)?;
                 }
             }
         }
-        for part in dropped_parts {
+        for part in superseded.dropped_parts {
             if part.part.inline.is_none()
                 && !kept.contains(&(&part.part.fragment_id, part.fragment))
             {
                 self.remove_fragment(&part.part.fragment_id, part.fragment)?;
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The key's current record: its newest version (possibly a delete marker or tombstone).
@@ -743,10 +908,16 @@ impl Store {
     }
 
     fn lock_for(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        self.locks[self.stripe(key)]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Which commit lock guards a key.
+    fn stripe(&self, key: &[u8]) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
-        let lock = &self.locks[hasher.finish() as usize % COMMIT_LOCKS];
-        lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        hasher.finish() as usize % COMMIT_LOCKS
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
