@@ -61,11 +61,17 @@ pub enum HintError {
 impl Hint {
     /// The hint for a metadata call; only calls that change a holder's metadata can be hinted.
     pub fn new(target: &str, method: &str, path: &str, body: Bytes) -> Result<Hint, HintError> {
-        let body = String::from_utf8(body.to_vec()).map_err(|e| HintError::Body(e.to_string()))?;
+        let mut body =
+            String::from_utf8(body.to_vec()).map_err(|e| HintError::Body(e.to_string()))?;
         let parse_error = |e: serde_json::Error| HintError::Body(e.to_string());
         let fragments = match (method, path) {
             ("POST", "/v1/commit") => {
-                let commit: CommitRequest = serde_json::from_str(&body).map_err(parse_error)?;
+                let mut commit: CommitRequest = serde_json::from_str(&body).map_err(parse_error)?;
+                // A conditional write's claim was for the quorum that decided it; the holder never
+                // granted it, so the handed-back commit is a plain one.
+                if commit.claim.take().is_some() {
+                    body = serde_json::to_string(&commit).map_err(parse_error)?;
+                }
                 let fragment = commit.record.fragment;
                 commit
                     .record

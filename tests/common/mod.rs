@@ -33,11 +33,7 @@ impl TestCluster {
     /// Starts `tessera dev` with extra arguments.
     pub fn start_with(extra: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut dev = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["dev", "--data-dir"])
             .arg(dir.path())
@@ -116,27 +112,35 @@ impl TestCluster {
     /// Starts a node (or "gateway") again from its config file, and waits until it listens.
     pub fn restart(&mut self, process: &str) {
         let config = self.path().join("config").join(format!("{process}.toml"));
+        let pid = self.serve(&config, &listen_addr(&config, process));
+        if process == "gateway" {
+            std::fs::write(self.pid_file(process), pid.to_string()).unwrap();
+        }
+    }
+
+    /// Starts `tessera server` with a config file, stopped with the cluster; waits until it
+    /// listens on `addr`, and returns its pid.
+    fn serve(&mut self, config: &Path, addr: &str) -> u32 {
         let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .arg("server")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("restarting a process");
-        if process == "gateway" {
-            std::fs::write(self.pid_file(process), child.id().to_string()).unwrap();
-        }
+            .expect("starting a server process");
+        let pid = child.id();
         self.restarted.push(child);
-        let addr = listen_addr(&config, process);
         let start = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
+        while std::net::TcpStream::connect(addr).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "{process} did not come back"
+                "{} did not start listening",
+                config.display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        pid
     }
 
     /// (id, zone) of every storage node, from the cluster's config.
@@ -170,11 +174,7 @@ impl TestCluster {
         let config = self.path().join("config").join(format!("{node}.toml"));
         let address = listen_addr(&config, node);
         self.kill(node);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let upstream = format!("127.0.0.1:{port}");
         self.edit_node_config(node, "listen", Some(upstream.clone().into()));
         let proxy = proxy::Proxy::start(address.parse().unwrap(), upstream.parse().unwrap()).await;
@@ -205,11 +205,7 @@ impl TestCluster {
     /// Starts another gateway on the same cluster (a copy of the dev gateway's config on a new
     /// port); returns its endpoint. It is stopped with the cluster.
     pub fn second_gateway(&mut self) -> String {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let config_dir = self.path().join("config");
         let text = std::fs::read_to_string(config_dir.join("gateway.toml")).unwrap();
         let mut value: toml::Value = toml::from_str(&text).unwrap();
@@ -217,23 +213,7 @@ impl TestCluster {
         value["gateway"]["listen"] = toml::Value::String(listen.clone());
         let config = config_dir.join("gateway2.toml");
         std::fs::write(&config, toml::to_string(&value).unwrap()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .arg("server")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting a second gateway");
-        self.restarted.push(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the second gateway did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.serve(&config, &listen);
         format!("http://{listen}")
     }
 
@@ -252,6 +232,14 @@ impl TestCluster {
         }
         files
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn listen_addr(config: &Path, process: &str) -> String {
