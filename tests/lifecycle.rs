@@ -6,20 +6,12 @@ mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
-use common::{Reply, S3Client, TestCluster};
+use common::{code, err, start_upload, Reply, S3Client, TestCluster};
 use md5::Digest;
 use std::time::{Duration, Instant};
 
 /// Seconds in a lifecycle day on the test cluster.
 const DAY: u64 = 2;
-
-fn code(reply: &Reply) -> (u16, String) {
-    (reply.status, reply.code())
-}
-
-fn err(status: u16, code: &str) -> (u16, String) {
-    (status, code.to_string())
-}
 
 async fn put_lifecycle(s3: &S3Client, bucket: &str, rules: &str) -> Reply {
     let body = format!("<LifecycleConfiguration>{rules}</LifecycleConfiguration>");
@@ -31,16 +23,6 @@ async fn put_lifecycle(s3: &S3Client, bucket: &str, rules: &str) -> Reply {
         Bytes::from(body),
     )
     .await
-}
-
-async fn start_upload(s3: &S3Client, path: &str) -> String {
-    let reply = s3
-        .send("POST", &format!("{path}?uploads"), &[], Bytes::new())
-        .await;
-    let text = reply.text();
-    let start = text.find("<UploadId>").expect("an upload id") + "<UploadId>".len();
-    let end = text[start..].find("</UploadId>").unwrap() + start;
-    text[start..end].to_string()
 }
 
 /// Polls until `done` holds, for at most `limit`.
@@ -128,8 +110,8 @@ async fn lifecycle_rules_expire_keys_and_abort_uploads() {
     // aborted after one day; other uploads only by the gateway's 7-day abandoned-upload rule.
     s3.put("/life/tmp/a", "a").await;
     s3.put("/life/keep/b", "b").await;
-    let short = start_upload(&s3, "/life/up/x").await;
-    let long = start_upload(&s3, "/life/other/y").await;
+    let short = start_upload(&s3, "/life/up/x", &[]).await;
+    let long = start_upload(&s3, "/life/other/y", &[]).await;
     let expired = eventually(Duration::from_secs(8 * DAY), || async {
         s3.get("/life/tmp/a").await.status == 404
     })

@@ -6,40 +6,14 @@ mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
-use common::{md5_hex, random_bytes, Reply, S3Client, TestCluster};
-use md5::Digest;
+use common::{
+    code, content_md5, err, md5_hex, random_bytes, start_upload, xml_value, Reply, S3Client,
+    TestCluster,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn content_md5(body: &[u8]) -> String {
-    STANDARD.encode(md5::Md5::digest(body))
-}
-
-fn code(reply: &Reply) -> (u16, String) {
-    (reply.status, reply.code())
-}
-
-fn err(status: u16, code: &str) -> (u16, String) {
-    (status, code.to_string())
-}
-
-fn xml_value(reply: &Reply, tag: &str) -> Option<String> {
-    let text = reply.text();
-    let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
-    let end = text[start..].find(&format!("</{tag}>"))? + start;
-    Some(text[start..end].to_string())
-}
 
 async fn copy(s3: &S3Client, to: &str, headers: &[(&str, &str)]) -> Reply {
     s3.send("PUT", to, headers, Bytes::new()).await
-}
-
-/// Starts a multipart upload and returns its id.
-async fn start_upload(s3: &S3Client, path: &str, headers: &[(&str, &str)]) -> String {
-    let reply = s3
-        .send("POST", &format!("{path}?uploads"), headers, Bytes::new())
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    xml_value(&reply, "UploadId").expect("an upload id")
 }
 
 fn complete_body(etags: &[String]) -> String {

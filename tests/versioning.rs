@@ -3,31 +3,11 @@
 
 mod common;
 
-use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
-use common::{md5_hex, Reply, S3Client, TestCluster, ACCESS_KEY, SECRET_KEY};
-use md5::Digest;
-
-fn content_md5(body: &[u8]) -> String {
-    STANDARD.encode(md5::Md5::digest(body))
-}
-
-fn code(reply: &Reply) -> (u16, String) {
-    (reply.status, reply.code())
-}
-
-fn err(status: u16, code: &str) -> (u16, String) {
-    (status, code.to_string())
-}
-
-fn xml_values(text: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    text.split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.find(&close).map(|end| rest[..end].to_string()))
-        .collect()
-}
+use common::{
+    code, content_md5, err, md5_hex, xml_values, Reply, S3Client, TestCluster, ACCESS_KEY,
+    SECRET_KEY,
+};
 
 async fn set_versioning(s3: &S3Client, bucket: &str, status: &str) -> Reply {
     let body =

@@ -412,3 +412,43 @@ pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest as _;
     hex::encode(md5::Md5::digest(data))
 }
+
+/// Base64 of the body's MD5, as `Content-MD5` carries it.
+pub fn content_md5(body: &[u8]) -> String {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+}
+
+/// A reply's status and S3 error code, to compare with `err`.
+pub fn code(reply: &Reply) -> (u16, String) {
+    (reply.status, reply.code())
+}
+
+pub fn err(status: u16, code: &str) -> (u16, String) {
+    (status, code.to_string())
+}
+
+/// Every value of `<tag>` in an XML text, in order.
+pub fn xml_values(text: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    text.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.find(&close).map(|end| rest[..end].to_string()))
+        .collect()
+}
+
+/// The first value of `<tag>` in a reply's XML.
+pub fn xml_value(reply: &Reply, tag: &str) -> Option<String> {
+    xml_values(&reply.text(), tag).into_iter().next()
+}
+
+/// Starts a multipart upload and returns its id.
+pub async fn start_upload(s3: &S3Client, path: &str, headers: &[(&str, &str)]) -> String {
+    let reply = s3
+        .send("POST", &format!("{path}?uploads"), headers, Bytes::new())
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    xml_value(&reply, "UploadId").expect("an upload id")
+}
