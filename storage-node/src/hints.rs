@@ -4,9 +4,9 @@
 //! task hands it over once the holder answers again: first the fragment files, then the call itself,
 //! and only then drops its own copies.
 
-use crate::body::{ChannelBody, HttpBody};
 use crate::client::{NodeClient, RpcError};
 use crate::protocol::{CommitRequest, PartRequest};
+use crate::server::stream_fragment;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use erasure::StripeLayout;
@@ -25,8 +25,6 @@ const HANDOFF_BATCH: usize = 256;
 /// Time allowed to hand over one fragment file: this much, plus a second per `HANDOFF_MIN_RATE` bytes.
 const HANDOFF_SEND_BASE: Duration = Duration::from_secs(30);
 const HANDOFF_MIN_RATE: u64 = 4 << 20;
-/// Bytes streamed from a fragment file per chunk when handing it over.
-const CHUNK: u64 = 1 << 20;
 
 /// A metadata call kept for a holder that was down, with the fragment files it refers to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +210,7 @@ async fn deliver(
             block_size: f.block_size as usize,
         };
         let len = layout.fragment_len();
-        let body = fragment_body(store.clone(), f.id.clone(), f.index, len);
+        let body = stream_fragment(store.clone(), f.id.clone(), f.index, 0, len, Bytes::new());
         // A target that stops taking bytes must not hold up every other hint forever.
         let limit = HANDOFF_SEND_BASE + Duration::from_secs(len / HANDOFF_MIN_RATE);
         tokio::time::timeout(
@@ -225,28 +223,6 @@ async fn deliver(
     client
         .replay(addr, &hint.method, &hint.path, hint.body.clone())
         .await
-}
-
-/// A whole fragment file as a streamed body.
-fn fragment_body(store: Arc<Store>, id: String, index: u8, len: u64) -> HttpBody {
-    let (tx, body) = ChannelBody::new(2, Some(len));
-    tokio::task::spawn_blocking(move || {
-        let mut sent = 0;
-        while sent < len {
-            let want = (len - sent).min(CHUNK);
-            let chunk = match store.read_fragment(&id, index, sent, want) {
-                Ok(c) if c.len() as u64 == want => Ok(Bytes::from(c)),
-                Ok(_) => Err(std::io::Error::other("fragment shorter than its layout")),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let failed = chunk.is_err();
-            sent += want;
-            if tx.blocking_send(chunk).is_err() || failed {
-                return;
-            }
-        }
-    });
-    body.boxed()
 }
 
 async fn run_blocking<T: Send + 'static>(

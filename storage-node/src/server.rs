@@ -409,17 +409,37 @@ async fn send_fragment(
     if (first.len() as u64) < first_len {
         return Err(bad("range past the end of the fragment"));
     }
+    Ok(Response::new(stream_fragment(
+        store,
+        id,
+        index,
+        offset,
+        len,
+        first.into(),
+    )))
+}
+
+/// `len` bytes of a fragment file from `offset` as a body, read `IO_CHUNK` at a time by a blocking
+/// reader; `first` holds the bytes from `offset` already read (possibly none).
+pub(crate) fn stream_fragment(
+    store: Arc<Store>,
+    id: String,
+    index: u8,
+    offset: u64,
+    len: u64,
+    first: Bytes,
+) -> HttpBody {
     let (tx, body) = ChannelBody::new(2, Some(len));
     tokio::task::spawn_blocking(move || {
         let mut sent = first.len() as u64;
-        if tx.blocking_send(Ok(first.into())).is_err() {
+        if !first.is_empty() && tx.blocking_send(Ok(first)).is_err() {
             return;
         }
         while sent < len {
             let want = (len - sent).min(IO_CHUNK as u64);
             let chunk = match store.read_fragment(&id, index, offset + sent, want) {
                 Ok(c) if c.len() as u64 == want => Ok(Bytes::from(c)),
-                Ok(_) => Err(std::io::Error::other("fragment shrank while being read")),
+                Ok(_) => Err(std::io::Error::other("fragment shorter than asked")),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             let failed = chunk.is_err();
@@ -429,7 +449,7 @@ async fn send_fragment(
             }
         }
     });
-    Ok(Response::new(body.boxed()))
+    body.boxed()
 }
 
 /// Bytes an unprivileged writer can still put on the filesystem holding `path`.
