@@ -541,6 +541,18 @@ async fn a_lost_zone_of_a_three_by_three_cluster_keeps_reads_and_writes_going() 
     let data = random_bytes(MULTIPART_PARTS.iter().sum(), 7_000);
     assert_eq!(try_multipart(&s3, &key, &data).await, Outcome::Acked);
     during.push((key, data));
+    // Tags set while the zone is down reach the returning holders too.
+    let tagging =
+        "<Tagging><TagSet><Tag><Key>zone</Key><Value>down</Value></Tag></TagSet></Tagging>";
+    let tagged = s3
+        .send("PUT", "/zones/during3?tagging", &[], tagging.into())
+        .await;
+    assert_eq!(
+        tagged.status,
+        200,
+        "tagging with z2 down: {}",
+        tagged.text()
+    );
     // A delete while the zone is down is handed back too: the key must stay deleted.
     assert_eq!(s3.delete("/zones/before0").await.status, 204);
     before.remove(0);
@@ -569,6 +581,11 @@ async fn a_lost_zone_of_a_three_by_three_cluster_keeps_reads_and_writes_going() 
         read_back(&s3, &before, &format!("with {zone} down")).await;
         read_back(&s3, &during, &format!("with {zone} down")).await;
         assert_eq!(s3.get("/zones/before0").await.status, 404);
+        let tags = s3.get("/zones/during3?tagging").await.text();
+        assert!(
+            tags.contains("<Value>down</Value>"),
+            "tags with {zone} down: {tags}"
+        );
         for node in cluster.zone(zone) {
             cluster.restart(&node);
         }

@@ -203,11 +203,32 @@ async fn set_object_tags(
         Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
         Some(_) => {}
     }
-    let has: Vec<bool> = current.iter().map(Option::is_some).collect();
+    // A substitute keeping a down holder's slot gets that slot's record, which any holder's gives
+    // when the object's parts are files (inline parts differ per slot: those wait for healing).
+    let files_only = current
+        .iter()
+        .flatten()
+        .find(|r| r.parts.iter().all(|p| p.inline.is_none()))
+        .cloned();
+    let targets = gw.cluster.write_holders(&bucket.id, key);
+    let records: Vec<Option<ObjectRecord>> = targets
+        .iter()
+        .map(|t| match t.hint_for {
+            None => current[t.fragment as usize].clone(),
+            Some(_) => files_only.clone().map(|r| ObjectRecord {
+                fragment: t.fragment,
+                ..r
+            }),
+        })
+        .collect();
+    let has: Vec<bool> = records.iter().map(Option::is_some).collect();
     let revision = newest.map_or(0, |n| n.1) + 1;
     let record_for = |fragment: u8| {
-        let record = current[fragment as usize]
-            .clone()
+        let record = targets
+            .iter()
+            .zip(&records)
+            .find_map(|(t, r)| (t.fragment == fragment).then(|| r.clone()))
+            .flatten()
             .expect("commits go only to holders with the version");
         ObjectRecord {
             revision,
@@ -215,7 +236,7 @@ async fn set_object_tags(
             ..record
         }
     };
-    commit_record(gw, &bucket, key, &holders, &has, record_for, None, None).await
+    commit_record(gw, &bucket, key, &targets, &has, record_for, None, None).await
 }
 
 pub async fn get_bucket_tagging(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {
