@@ -29,14 +29,7 @@ fn ok_empty() -> S3Response {
 }
 
 pub async fn list_buckets(gw: &Gateway) -> Result<S3Response, S3Error> {
-    let mut buckets: Vec<BucketRecord> = gw
-        .cluster
-        .buckets(true)
-        .await?
-        .into_values()
-        .filter(|b| !b.deleted)
-        .collect();
-    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let buckets = gw.cluster.live_buckets().await?;
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
     owner(&mut xml);
     xml.open("Buckets");

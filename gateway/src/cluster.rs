@@ -198,6 +198,18 @@ impl Cluster {
         Ok(table)
     }
 
+    /// Every live bucket, fresh from a majority of nodes, in name order.
+    pub async fn live_buckets(&self) -> Result<Vec<BucketRecord>, S3Error> {
+        let mut buckets: Vec<BucketRecord> = self
+            .buckets(true)
+            .await?
+            .into_values()
+            .filter(|b| !b.deleted)
+            .collect();
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(buckets)
+    }
+
     /// Writes a bucket record to every node; a majority must take it.
     pub async fn put_bucket(&self, record: BucketRecord) -> Result<(), S3Error> {
         let nodes = self.all_nodes();

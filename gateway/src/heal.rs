@@ -111,14 +111,7 @@ impl Healer {
             .and_then(|p| p.position);
         self.update(|p| p.position = resume.clone());
         let started = Instant::now();
-        let mut buckets: Vec<_> = cluster
-            .buckets(true)
-            .await?
-            .into_values()
-            .filter(|b| !b.deleted)
-            .collect();
-        buckets.sort_by(|a, b| a.name.cmp(&b.name));
-        for bucket in buckets {
+        for bucket in cluster.live_buckets().await? {
             let mut marker: Option<(String, Option<VersionRef>)> = match &resume {
                 Some((b, _)) if *b > bucket.name => continue,
                 Some((b, key)) if *b == bucket.name => Some((key.clone(), None)),
