@@ -581,23 +581,8 @@ async fn a_wiped_node_gets_back_every_version() {
         }
     }
     assert_eq!(s3.delete("/vheal/k0").await.status, 204);
-    cluster.kill("z2-n1");
-    std::fs::remove_dir_all(cluster.path().join("z2-n1")).unwrap();
-    cluster.restart("z2-n1");
-    let started = s3
-        .send("POST", "/_tessera/heal?node=z2-n1", &[], Bytes::new())
-        .await;
-    assert_eq!(started.status, 202, "{}", started.text());
-    let begun = std::time::Instant::now();
-    let progress = loop {
-        let reply = s3.get("/_tessera/heal").await;
-        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        if progress["running"] == false {
-            break progress;
-        }
-        assert!(begun.elapsed().as_secs() < 120, "heal finishes");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    cluster.wipe("z2-n1");
+    let progress = common::heal(&s3, "z2-n1").await;
     assert_eq!(progress["errors"], 0, "{progress}");
     assert_eq!(
         progress["keys_checked"], 11,

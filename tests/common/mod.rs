@@ -217,6 +217,13 @@ impl TestCluster {
         format!("http://{listen}")
     }
 
+    /// Kills a node, deletes everything it stored, and starts it again empty.
+    pub fn wipe(&mut self, node: &str) {
+        self.kill(node);
+        std::fs::remove_dir_all(self.path().join(node)).unwrap();
+        self.restart(node);
+    }
+
     /// Every fragment file on every node, except those still being written.
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
@@ -451,4 +458,21 @@ pub async fn start_upload(s3: &S3Client, path: &str, headers: &[(&str, &str)]) -
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     xml_value(&reply, "UploadId").expect("an upload id")
+}
+
+/// Heals a node through the admin API; returns the heal's progress once it has finished.
+pub async fn heal(s3: &S3Client, node: &str) -> serde_json::Value {
+    let path = format!("/_tessera/heal?node={node}");
+    let started = s3.send("POST", &path, &[], Bytes::new()).await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let begun = Instant::now();
+    loop {
+        let reply = s3.get("/_tessera/heal").await;
+        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        if progress["running"] == false {
+            return progress;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(120), "heal finishes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
