@@ -6,6 +6,7 @@ use crate::cluster::{Cluster, Holder};
 use crate::error::S3Error;
 use bytes::{Bytes, BytesMut};
 use erasure::{Codec, StripeLayout, HASH_LEN};
+use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -13,7 +14,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
-use storage_node::protocol::Lookup;
+use storage_node::protocol::{Lookup, UndoRequest};
 use storage_node::record::{BucketId, ObjectRecord, VersionRef};
 use storage_node::RpcError;
 use tokio::sync::mpsc::Sender;
@@ -112,6 +113,7 @@ pub async fn lookup(
         .collect();
     let mut sources = Vec::new();
     let mut stale = Vec::new();
+    let mut older = Vec::new();
     for (holder, record) in answered {
         match record {
             Some(record) if record.version == newest.version => sources.push(Source {
@@ -119,10 +121,13 @@ pub async fn lookup(
                 fragment: record.fragment,
                 record,
             }),
-            _ => stale.push(holder.fragment),
+            other => {
+                stale.push(holder.fragment);
+                older.extend(other.map(|record| (holder, record)));
+            }
         }
     }
-    Ok(Some(Found {
+    let found = Found {
         record: newest,
         sources,
         stale,
@@ -133,7 +138,100 @@ pub async fn lookup(
             key: key.to_string(),
             version: which,
         },
-    }))
+    };
+    if found.sources.len() >= k || found.record.deleted {
+        return Ok(Some(found));
+    }
+    Ok(Some(unfinished(cluster, found, older, &holders).await))
+}
+
+/// A newest version that fewer than k holders have: a write whose commit never reached its
+/// quorum, because its gateway died or holders failed part-way.
+///
+/// File fragments are all stored before any holder commits, so the holders that missed the commit
+/// serve theirs, and read repair then finishes the write. Inline fragments travel only inside the
+/// commits. When so many holders answered without the version that it cannot have been
+/// acknowledged (fewer than k have it, so fewer than a write quorum), the read goes back to the
+/// version it replaced, which holders keep for a while for this, and undoes it everywhere.
+async fn unfinished(
+    cluster: &Cluster,
+    mut found: Found,
+    older: Vec<(Holder<'_>, ObjectRecord)>,
+    holders: &[Holder<'_>],
+) -> Found {
+    if !found.record.has_inline_parts() {
+        for &slot in &found.stale {
+            let mut record = found.record.clone();
+            record.fragment = slot;
+            found.sources.push(Source {
+                addr: holders[slot as usize].node.addr.clone(),
+                fragment: slot,
+                record,
+            });
+        }
+        return found;
+    }
+    let k = cluster.layout.data_shards();
+    let Some(previous) = older.iter().map(|(_, r)| r).max_by_key(|r| r.stamp()) else {
+        return found;
+    };
+    if found.target.version.is_some() || found.stale.len() < holders.len() + 1 - k {
+        return found;
+    }
+    let unfinished = found.record.version;
+    let asked = found.sources.iter().map(|s| {
+        let (client, addr, target) = (&cluster.client, s.addr.clone(), &found.target);
+        async move {
+            let answer = client
+                .object_before(&addr, &target.bucket, &target.key, unfinished)
+                .await;
+            (addr, answer.ok().and_then(|lookup| lookup.record))
+        }
+    });
+    let kept = join_all(asked).await;
+    let sources: Vec<Source> = older
+        .iter()
+        .map(|(h, record)| (h.node.addr.clone(), record.clone()))
+        .chain(kept.into_iter().filter_map(|(addr, r)| Some((addr, r?))))
+        .filter(|(_, record)| record.version == previous.version)
+        .map(|(addr, record)| Source {
+            addr,
+            fragment: record.fragment,
+            record,
+        })
+        .collect();
+    if sources.len() < k {
+        return found;
+    }
+    tracing::warn!(key = %found.target.key, version = %unfinished, "undoing an unfinished write");
+    let undo = UndoRequest {
+        bucket: found.target.bucket,
+        key: found.target.key.clone(),
+        version: unfinished,
+    };
+    let (client, addrs) = (
+        cluster.client.clone(),
+        holders.iter().map(|h| h.node.addr.clone()),
+    );
+    let addrs: Vec<String> = addrs.collect();
+    tokio::spawn(async move {
+        for addr in addrs {
+            if let Err(e) = client.undo(&addr, &undo).await {
+                tracing::warn!(%addr, error = %e, "undoing an unfinished write failed");
+            }
+        }
+    });
+    let slots: Vec<u8> = sources.iter().map(|s| s.fragment).collect();
+    Found {
+        record: previous.clone(),
+        stale: (0..holders.len() as u8)
+            .filter(|s| !slots.contains(s))
+            .collect(),
+        sources,
+        unasked: Vec::new(),
+        late: tokio::spawn(async { Vec::new() }),
+        target: found.target,
+    }
 }
 
 fn newest<'a>(answered: &'a [(Holder, Option<ObjectRecord>)]) -> Option<&'a ObjectRecord> {

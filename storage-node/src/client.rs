@@ -4,10 +4,10 @@ use crate::body::{empty, full, HttpBody};
 use crate::hints::HINT_QUERY;
 use crate::protocol::{
     unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, ListResponse,
-    Lookup, PartRequest, PurgeRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
-    DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+    Lookup, PartRequest, PurgeRequest, UndoRequest, UploadRequest, VersionListRequest,
+    BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
-use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, VersionRef};
+use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
 use bytes::Bytes;
 use erasure::StripeLayout;
 use http::{Method, Request, StatusCode};
@@ -244,11 +244,41 @@ impl NodeClient {
         key: &str,
         version: Option<VersionRef>,
     ) -> Result<Lookup, RpcError> {
+        let query = version.map(|v| format!("version={v}"));
+        self.lookup(addr, bucket, key, query).await
+    }
+
+    /// The newest version the node has of a key older than `version` (see `Store::object_before`).
+    pub async fn object_before(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+    ) -> Result<Lookup, RpcError> {
+        let query = Some(format!("before={version}"));
+        self.lookup(addr, bucket, key, query).await
+    }
+
+    async fn lookup(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        query: Option<String>,
+    ) -> Result<Lookup, RpcError> {
         let mut path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
-        if let Some(version) = version {
-            path.push_str(&format!("?version={version}"));
+        if let Some(query) = query {
+            path.push('?');
+            path.push_str(&query);
         }
         self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    /// Undoes an overwrite that never reached enough holders; `Some(was a delete marker)` when the
+    /// node had that version.
+    pub async fn undo(&self, addr: &str, req: &UndoRequest) -> Result<Option<bool>, RpcError> {
+        self.call(addr, Method::POST, "/v1/undo", Some(req)).await
     }
 
     /// Deletes one version for good; `Some(is a delete marker)` when the node had it.

@@ -80,6 +80,14 @@ pub struct NodeConfig {
     /// deletes, so that a full disk never stops metadata writes half-way. Default 64 MiB.
     #[serde(default = "default_min_free_bytes")]
     pub min_free_bytes: u64,
+    /// How long the version an inline overwrite replaced is kept, so that an overwrite which never
+    /// reached enough holders can be undone by the next reader (see `Store::undo`). Default 3600.
+    #[serde(default = "default_keep_replaced_secs")]
+    pub keep_replaced_secs: u64,
+}
+
+fn default_keep_replaced_secs() -> u64 {
+    3600
 }
 
 fn default_min_free_bytes() -> u64 {
@@ -94,6 +102,7 @@ impl NodeConfig {
             data_dir,
             listen: None,
             min_free_bytes: default_min_free_bytes(),
+            keep_replaced_secs: default_keep_replaced_secs(),
         }
     }
 }

@@ -109,6 +109,15 @@ pub struct PurgeRequest {
     pub version: VersionRef,
 }
 
+/// Undoes an overwrite that never reached enough holders to be read (see `Store::undo`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UndoRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub version: Version,
+}
+
 /// Reserves a key for one conditional write while its current version is not newer than
 /// `expected` (the version the writer checked its condition against; `None`: the key had none).
 #[derive(Debug, Serialize, Deserialize)]

@@ -236,6 +236,11 @@ impl ObjectRecord {
         }
     }
 
+    /// Whether some part's fragment travels inside the record rather than in a file.
+    pub fn has_inline_parts(&self) -> bool {
+        self.parts.iter().any(|p| p.inline.is_some())
+    }
+
     /// Fragment files this record refers to (inline parts have none).
     pub fn fragment_files(&self) -> impl Iterator<Item = (&str, u8)> {
         self.parts

@@ -5,11 +5,11 @@ use crate::client::{NodeClient, NodeHealth};
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::hints::{self, Hint, HINT_QUERY};
 use crate::protocol::{
-    ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
-    UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER,
-    SIGNATURE_HEADER, SIZE_HEADER,
+    unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
+    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
+    DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
-use crate::record::{is_fragment_id, BucketId, BucketRecord, VersionRef};
+use crate::record::{is_fragment_id, BucketId, BucketRecord};
 use crate::store::{FragmentFile, Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
@@ -94,6 +95,10 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         NodeClient::new(cluster.secret.clone(), cluster.rpc_timeout()),
         cluster.nodes.clone(),
         cluster.data_shards,
+    ));
+    tokio::spawn(expire_replaced_forever(
+        store.clone(),
+        Duration::from_secs(node.keep_replaced_secs),
     ));
     let state = Arc::new(Node {
         id: node.id.clone(),
@@ -225,15 +230,19 @@ impl Node {
                 let bucket = bucket_id(bucket)?;
                 let key = hex_string(key)?;
                 let query = parse_query(req.uri().query());
-                let version = match query.iter().find(|(k, _)| *k == "version") {
-                    Some((_, v)) => Some(v.parse::<VersionRef>().map_err(|()| bad("bad version"))?),
-                    None => None,
-                };
+                let param = |name| query.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
                 // On the async thread: a point read comes from RocksDB's memtable or block cache
                 // in microseconds, less than the two thread switches of `blocking` cost.
-                let lookup = match version {
-                    Some(which) => store.object_version(&bucket, &key, which)?,
-                    None => store.current(&bucket, &key)?,
+                let lookup = match (param("version"), param("before")) {
+                    (Some(which), _) => {
+                        let which = which.parse().map_err(|()| bad("bad version"))?;
+                        store.object_version(&bucket, &key, which)?
+                    }
+                    (None, Some(before)) => {
+                        let before = before.parse().map_err(|_| bad("bad version"))?;
+                        store.object_before(&bucket, &key, before)?
+                    }
+                    (None, None) => store.current(&bucket, &key)?,
                 };
                 json(&lookup)
             }
@@ -241,6 +250,12 @@ impl Node {
                 let purge: PurgeRequest = read_json(req).await?;
                 let removed =
                     blocking(move || store.purge(&purge.bucket, &purge.key, purge.version)).await?;
+                json(&removed.map(|r| r.deleted))
+            }
+            (Method::POST, ["v1", "undo"]) => {
+                let undo: UndoRequest = read_json(req).await?;
+                let removed =
+                    blocking(move || store.undo(&undo.bucket, &undo.key, undo.version)).await?;
                 json(&removed.map(|r| r.deleted))
             }
             (Method::POST, ["v1", "versions"]) => {
@@ -462,6 +477,23 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// Drops the replaced versions kept for longer than `keep` (see `Store::undo`), looking a few
+/// times per `keep`, at most once a minute.
+async fn expire_replaced_forever(store: Arc<Store>, keep: Duration) {
+    let every = (keep / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let cutoff = unix_now().saturating_sub(keep.as_secs());
+        let store = store.clone();
+        match blocking(move || store.expire_replaced(cutoff)).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::debug!(expired, "replaced versions expired"),
+            Err(e) => tracing::warn!(error = %e, "expiring replaced versions failed"),
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(

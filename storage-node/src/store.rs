@@ -4,17 +4,19 @@
 //! - A fragment file is only ever visible under its final name complete and fsynced: it is written
 //!   under `fragments/tmp/`, fsynced, renamed, and the directory fsynced. `tmp/` is emptied on open.
 //! - Every metadata write is a synced RocksDB write; a record only replaces an older version.
-//! - Fragment files of a superseded record are removed after the newer record is durable.
+//! - Fragment files of a superseded record are removed after the newer record is durable, except
+//!   those of the version an inline record replaced, which are kept for a while (`TAG_REPLACED`).
 
 use crate::hints::Hint;
 use crate::protocol::{
-    ClaimAnswer, ListItem, ListRequest, ListResponse, Lookup, VersionListRequest,
+    unix_now, ClaimAnswer, ListItem, ListRequest, ListResponse, Lookup, VersionListRequest,
 };
 use crate::record::{
     BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
 };
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
@@ -50,6 +52,11 @@ const TAG_HINT: u8 = b'w';
 const TAG_HISTORY: u8 = b'h';
 /// Versions purged from a key, laid out as the history; the value is empty.
 const TAG_PURGED: u8 = b'x';
+/// The version a plain overwrite with an inline record replaced, with its fragment files: `r`,
+/// bucket, key. An inline record's data exists only in the commits that carry it, so an overwrite
+/// that reaches fewer than k holders cannot be read; readers then go back to this version and undo
+/// the overwrite (`undo`). Kept until the key's next such overwrite or `expire_replaced`.
+const TAG_REPLACED: u8 = b'r';
 /// The bytes of a version in a history or purge key.
 const VERSION_BYTES: usize = 12;
 /// How long a conditional write may hold its claim on a key between claiming and committing.
@@ -113,6 +120,14 @@ fn run_committer(store: Weak<Store>, jobs: mpsc::Receiver<CommitJob>) {
             let _ = done.send(outcome);
         }
     }
+}
+
+/// A replaced version kept under `TAG_REPLACED`.
+#[derive(Serialize, Deserialize)]
+struct Replaced {
+    record: ObjectRecord,
+    /// When it was replaced, in seconds since the Unix epoch.
+    at: u64,
 }
 
 struct Claim {
@@ -391,6 +406,18 @@ impl Store {
                 }
             }
         }
+        if record.has_inline_parts() {
+            let kept = replaced.take_if(|old| old.version != record.version && !old.deleted);
+            if let Some(old) = kept {
+                let at = replaced_key(bucket, key);
+                replaced = self.get_json::<Replaced>(&at)?.map(|r| r.record);
+                let kept = Replaced {
+                    record: old,
+                    at: unix_now(),
+                };
+                batch.put(at, serde_json::to_vec(&kept)?);
+            }
+        }
         let mut dropped_parts = Vec::new();
         if let Some(upload_id) = upload_id {
             batch.delete(upload_key(bucket, upload_id));
@@ -524,36 +551,68 @@ impl Store {
         key: &str,
         which: VersionRef,
     ) -> Result<Option<ObjectRecord>, StoreError> {
+        let marker = match which {
+            VersionRef::Id(version) => Some(version),
+            VersionRef::Null => None,
+        };
+        self.remove_version(bucket, key, |r| r.version_ref() == which, marker, false)
+    }
+
+    /// Undoes an overwrite that never reached enough holders to be read: removes exactly
+    /// `version`, remembered as purged as in `purge`, and brings back the version it replaced
+    /// when that is still kept here. Returns the record removed, if this node had it.
+    pub fn undo(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
+        self.remove_version(bucket, key, |r| r.version == version, Some(version), true)
+    }
+
+    /// Removes the version `is_target` picks, current or not. If it was current, the newest of
+    /// the history (and, with `bring_back`, of the kept replaced version) takes its place.
+    fn remove_version(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        is_target: impl Fn(&ObjectRecord) -> bool,
+        marker: Option<Version>,
+        bring_back: bool,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
         let db_key = object_key(bucket, key);
         let _guard = self.lock_for(&db_key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
         let history = self.history(bucket, key)?;
         let mut batch = WriteBatch::default();
-        let target = match current.as_ref().filter(|c| c.version_ref() == which) {
+        let target = match current.filter(|c| is_target(c)) {
             Some(cur) => {
-                match history.first() {
+                let kept = match bring_back {
+                    true => self.get_json::<Replaced>(&replaced_key(bucket, key))?,
+                    false => None,
+                };
+                let kept = kept
+                    .filter(|k| k.record.version < cur.version)
+                    .map(|k| (replaced_key(bucket, key), k.record));
+                let next = history.into_iter().take(1).chain(kept);
+                match next.max_by_key(|(_, r)| r.version) {
                     Some((at, next)) => {
                         batch.delete(at);
-                        batch.put(&db_key, serde_json::to_vec(next)?);
+                        batch.put(&db_key, serde_json::to_vec(&next)?);
                     }
                     None => batch.delete(&db_key),
                 }
-                Some(cur.clone())
+                Some(cur)
             }
             None => history
                 .into_iter()
-                .find(|(_, r)| r.version_ref() == which)
+                .find(|(_, r)| is_target(r))
                 .map(|(at, r)| {
                     batch.delete(at);
                     r
                 }),
         };
-        let purged = match (&target, which) {
-            (Some(r), _) => Some(r.version),
-            (None, VersionRef::Id(v)) => Some(v),
-            (None, VersionRef::Null) => None,
-        };
-        if let Some(version) = purged {
+        if let Some(version) = target.as_ref().map(|r| r.version).or(marker) {
             batch.put(purged_key(bucket, key, version), b"");
         }
         self.write_synced(batch)?;
@@ -563,6 +622,58 @@ impl Store {
             }
         }
         Ok(target)
+    }
+
+    /// The newest version of a key older than `version` that this node has, the kept replaced
+    /// version included: what readers go back to when `version` cannot be read.
+    pub fn object_before(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+    ) -> Result<Lookup, StoreError> {
+        let kept = self.get_json::<Replaced>(&replaced_key(bucket, key))?;
+        let record = self
+            .versions(bucket, key)?
+            .into_iter()
+            .chain(kept.map(|k| k.record))
+            .filter(|r| r.version < version)
+            .max_by_key(|r| r.version);
+        Ok(Lookup {
+            record,
+            purged: Vec::new(),
+        })
+    }
+
+    /// Drops the replaced versions kept since before `cutoff` (seconds since the Unix epoch), with
+    /// their fragment files. Returns how many went.
+    pub fn expire_replaced(&self, cutoff: u64) -> Result<usize, StoreError> {
+        let mut due = Vec::new();
+        for entry in self.db.prefix_iterator([TAG_REPLACED]) {
+            let (k, v) = entry?;
+            if k.first() != Some(&TAG_REPLACED) {
+                break;
+            }
+            if serde_json::from_slice::<Replaced>(&v)?.at < cutoff {
+                due.push(k.to_vec());
+            }
+        }
+        let mut expired = 0;
+        for at in due {
+            let _guard = self.lock_for(&[&[TAG_OBJECT][..], &at[1..]].concat());
+            // Looked at again under the key's lock: an overwrite or an undo may have moved it.
+            let Some(kept) = self.get_json::<Replaced>(&at)?.filter(|k| k.at < cutoff) else {
+                continue;
+            };
+            let mut batch = WriteBatch::default();
+            batch.delete(&at);
+            self.write_synced(batch)?;
+            for (id, index) in kept.record.fragment_files() {
+                self.remove_fragment(id, index)?;
+            }
+            expired += 1;
+        }
+        Ok(expired)
     }
 
     /// Reserves a key for one conditional write (`token`) while the key's current version is not
@@ -1117,6 +1228,10 @@ fn purged_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
     [purged_prefix(bucket, key), version_bytes(version).to_vec()].concat()
 }
 
+fn replaced_key(bucket: &BucketId, key: &str) -> Vec<u8> {
+    [&[TAG_REPLACED][..], bucket, key.as_bytes()].concat()
+}
+
 fn upload_key(bucket: &BucketId, upload_id: &str) -> Vec<u8> {
     [&[TAG_UPLOAD][..], bucket, upload_id.as_bytes()].concat()
 }
@@ -1190,8 +1305,10 @@ mod tests {
             10
         );
         assert!(store.fragment_path(&old_id, 1).exists());
+        let new_id = fragment_id(&[b"new"]);
+        write_fragment(&store, &new_id);
         assert!(store
-            .commit_object(&BUCKET, "k", &record(20, None), None)
+            .commit_object(&BUCKET, "k", &record(20, Some(&new_id)), None)
             .unwrap());
         assert!(
             !store.fragment_path(&old_id, 1).exists(),
@@ -1208,6 +1325,40 @@ mod tests {
                 .micros,
             20
         );
+    }
+
+    #[test]
+    fn an_inline_overwrite_keeps_what_it_replaced_until_undone_or_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let commit = |r: ObjectRecord| store.commit_object(&BUCKET, "k", &r, None).unwrap();
+        let version = |micros| Version { micros, salt: 0 };
+        let before = |micros| {
+            let lookup = store.object_before(&BUCKET, "k", version(micros)).unwrap();
+            lookup.record.map(|r| r.version.micros)
+        };
+        let id = fragment_id(&[b"kept"]);
+        write_fragment(&store, &id);
+        assert!(commit(record(10, Some(&id))));
+        assert!(commit(record(20, None)));
+        assert!(store.fragment_path(&id, 1).exists(), "kept for an undo");
+        assert_eq!((before(20), before(10)), (Some(10), None));
+
+        let undone = store.undo(&BUCKET, "k", version(20)).unwrap();
+        assert_eq!(undone.map(|r| r.version.micros), Some(20));
+        let current = store.object(&BUCKET, "k").unwrap().unwrap();
+        assert_eq!(current.version.micros, 10, "the replaced version is back");
+        assert!(!commit(record(20, None)), "an undone version stays undone");
+
+        assert!(commit(record(30, None)));
+        assert_eq!(store.expire_replaced(0).unwrap(), 0);
+        assert!(store.fragment_path(&id, 1).exists());
+        assert_eq!(store.expire_replaced(unix_now() + 1).unwrap(), 1);
+        assert!(
+            !store.fragment_path(&id, 1).exists(),
+            "expired with its files"
+        );
+        assert_eq!(before(30), None);
     }
 
     #[test]
@@ -1385,8 +1536,10 @@ mod tests {
         );
         assert!(store.fragment_path(&null_id, 1).exists());
         // Suspended: a new null version replaces the old one, wherever it is, and its fragments.
+        let new_null_id = fragment_id(&[b"null2"]);
+        write_fragment(&store, &new_null_id);
         assert!(store
-            .commit_object(&BUCKET, "k", &record(40, None), None)
+            .commit_object(&BUCKET, "k", &record(40, Some(&new_null_id)), None)
             .unwrap());
         assert!(
             !store.fragment_path(&null_id, 1).exists(),

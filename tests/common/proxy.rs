@@ -20,6 +20,9 @@ pub enum Mode {
     /// Connections are closed as soon as they open: a node whose network refuses. Open connections
     /// are cut.
     Refuse,
+    /// A connection is cut when a request for this path comes through it, before the request
+    /// reaches the node: one step of a protocol failing while the others pass.
+    CutAt(&'static str),
 }
 
 struct State {
@@ -111,13 +114,19 @@ async fn pump(
             Ok(n) => n,
         };
         state.through_partition().await;
-        if let Mode::Delay(d) = state.mode() {
-            tokio::time::sleep(d).await;
+        match state.mode() {
+            Mode::Delay(d) => tokio::time::sleep(d).await,
+            Mode::CutAt(path) if contains(&buf[..n], path.as_bytes()) => return,
+            _ => {}
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Resolves when the connection is to be cut.
