@@ -1,24 +1,32 @@
-//! Healing: after a node comes back with an empty or partial disk, walk every object (every
-//! version, in a bucket that has versioning) it should hold and rebuild what it lacks (records,
-//! and fragments from k good ones elsewhere). Rate-limited, checkpointed on the node being healed
-//! so that a crash resumes where it stopped, and reported through the admin API.
+//! Healing: after a node comes back with an empty or partial disk, find the shards it differs on
+//! from their other holders (per-shard digests of each bucket's versions, one call per node and
+//! bucket), walk the objects of those shards only (every version, in a bucket that has
+//! versioning) and rebuild what it lacks (records, and fragments from k good ones elsewhere).
+//! Rate-limited, checkpointed on the node being healed so that a crash resumes where it stopped,
+//! and reported through the admin API.
 
 use crate::cluster::Cluster;
 use crate::error::S3Error;
 use crate::get;
 use crate::list::{list_versions, VersionQuery};
 use erasure::Codec;
+use placement::ShardId;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage_node::protocol::unix_now;
-use storage_node::record::VersionRef;
+use storage_node::record::{BucketId, VersionRef};
 
 /// Where a heal stands; also the checkpoint a node keeps while it is being healed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HealProgress {
     pub node: String,
     pub running: bool,
+    /// Shards of the node compared with their other holders, and those that differed.
+    pub shards_compared: u64,
+    pub shards_differing: u64,
+    /// Keys of the differing shards looked at, and those rebuilt.
     pub keys_checked: u64,
     pub keys_repaired: u64,
     pub bytes_rebuilt: u64,
@@ -117,19 +125,32 @@ impl Healer {
                 Some((b, key)) if *b == bucket.name => Some((key.clone(), None)),
                 _ => None,
             };
+            let (compared, differing) = differing_shards(cluster, &bucket.id, index).await?;
+            self.update(|p| {
+                p.shards_compared += compared;
+                p.shards_differing += differing.len() as u64;
+            });
+            if differing.is_empty() {
+                continue;
+            }
             loop {
                 // Every version (delete markers too) in a bucket that has versioning; the current
-                // live version of each key otherwise.
+                // record of each key otherwise, a deleted key's tombstone included, so that a node
+                // that missed a delete drops the object too.
                 let query = VersionQuery {
                     prefix: String::new(),
                     delimiter: None,
                     key_marker: marker.as_ref().map(|(key, _)| key.clone()),
                     version_marker: marker.as_ref().and_then(|(_, version)| *version),
                     max_keys: 1000,
-                    hide_markers: bucket.versioning.is_none(),
+                    hide_markers: false,
                 };
                 let page = list_versions(cluster, &bucket.id, &query).await?;
-                for (entry, _) in &page.versions {
+                let in_differing = |key: &str| {
+                    let shard = cluster.layout.shard_of(&bucket.id, key.as_bytes());
+                    differing.contains(&shard.0)
+                };
+                for (entry, _) in page.versions.iter().filter(|(e, _)| in_differing(&e.key)) {
                     let which = bucket.versioning.map(|_| entry.version_ref());
                     let rebuilt = self
                         .heal_key(cluster, codec, &bucket.id, &entry.key, which, index)
@@ -182,7 +203,7 @@ impl Healer {
         &self,
         cluster: &Cluster,
         codec: &Codec,
-        bucket: &storage_node::record::BucketId,
+        bucket: &BucketId,
         key: &str,
         which: Option<VersionRef>,
         index: usize,
@@ -195,8 +216,7 @@ impl Healer {
         else {
             return Ok(None);
         };
-        let found = get::lookup(cluster, bucket, key, which).await?;
-        let Some(found) = found.filter(|f| which.is_some() || !f.record.deleted) else {
+        let Some(found) = get::lookup(cluster, bucket, key, which).await? else {
             return Ok(None);
         };
         let mine = cluster
@@ -226,4 +246,36 @@ impl Healer {
         let bytes = crate::repair::repair(cluster, codec, &found, &[holder.fragment]).await?;
         Ok(Some(bytes))
     }
+}
+
+/// The shards of a bucket that node `index` holds (how many), and those on which its digest
+/// differs from that of another holder that answered. A node that cannot answer fails the heal.
+async fn differing_shards(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    index: usize,
+) -> Result<(u64, BTreeSet<u32>), S3Error> {
+    let nodes = cluster.all_nodes();
+    let mut answers = cluster
+        .on_all(&nodes, |n| cluster.client.digests(&n.addr, bucket))
+        .await;
+    let mine = std::mem::replace(&mut answers[index], Ok(BTreeMap::new()))?;
+    let layout = &cluster.layout;
+    let mut compared = 0;
+    let mut differing = BTreeSet::new();
+    for shard in 0..layout.shard_count() {
+        let holders = layout.holders(ShardId(shard));
+        if !holders.contains(&index) {
+            continue;
+        }
+        compared += 1;
+        let theirs = holders
+            .iter()
+            .filter(|&&h| h != index)
+            .filter_map(|&h| answers[h].as_ref().ok());
+        if theirs.map(|d| d.get(&shard)).any(|d| d != mine.get(&shard)) {
+            differing.insert(shard);
+        }
+    }
+    Ok((compared, differing))
 }

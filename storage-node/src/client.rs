@@ -4,7 +4,7 @@ use crate::body::{empty, full, HttpBody};
 use crate::hints::HINT_QUERY;
 use crate::protocol::{
     unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, ListResponse,
-    Lookup, PartRequest, PurgeRequest, UndoRequest, UploadRequest, VersionListRequest,
+    Lookup, PartRequest, PurgeRequest, ShardDigest, UndoRequest, UploadRequest, VersionListRequest,
     BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
@@ -18,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +273,16 @@ impl NodeClient {
             path.push('?');
             path.push_str(&query);
         }
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    /// The node's per-shard digests of a bucket's versions (see `Store::digests`).
+    pub async fn digests(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+    ) -> Result<BTreeMap<u32, ShardDigest>, RpcError> {
+        let path = format!("/v1/digests/{}", hex::encode(bucket));
         self.call(addr, Method::GET, &path, None::<&()>).await
     }
 

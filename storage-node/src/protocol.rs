@@ -109,6 +109,16 @@ pub struct PurgeRequest {
     pub version: VersionRef,
 }
 
+/// One shard's share of a node's records in a bucket (see `Store::digests`): holders of the shard
+/// that are in step have equal digests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDigest {
+    /// XOR of a hash of each version's key, version, revision, whether it is a delete marker and
+    /// whether its fragment files are all on the node.
+    pub digest: [u8; 16],
+    pub versions: u64,
+}
+
 /// Undoes an overwrite that never reached enough holders to be read (see `Store::undo`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UndoRequest {

@@ -18,6 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use placement::Layout;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ fn bad(msg: impl Into<String>) -> NodeError {
 struct Node {
     id: String,
     store: Arc<Store>,
+    /// Where keys live, to file this node's records by shard.
+    layout: Layout,
     secret: ClusterSecret,
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
@@ -103,6 +106,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     let state = Arc::new(Node {
         id: node.id.clone(),
         store,
+        layout: cluster.layout()?,
         secret: cluster.secret.clone(),
         data_dir: node.data_dir.clone(),
         min_free_bytes: node.min_free_bytes,
@@ -251,6 +255,14 @@ impl Node {
                 let removed =
                     blocking(move || store.purge(&purge.bucket, &purge.key, purge.version)).await?;
                 json(&removed.map(|r| r.deleted))
+            }
+            (Method::GET, ["v1", "digests", bucket]) => {
+                let bucket = bucket_id(bucket)?;
+                // Cheap next to the scan: heals ask once per node and bucket.
+                let layout = self.layout.clone();
+                let shard_of = move |key: &[u8]| layout.shard_of(&bucket, key).0;
+                let digests = blocking(move || store.digests(&bucket, shard_of)).await?;
+                json(&digests)
             }
             (Method::POST, ["v1", "undo"]) => {
                 let undo: UndoRequest = read_json(req).await?;

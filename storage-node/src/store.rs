@@ -9,7 +9,8 @@
 
 use crate::hints::Hint;
 use crate::protocol::{
-    unix_now, ClaimAnswer, ListItem, ListRequest, ListResponse, Lookup, VersionListRequest,
+    unix_now, ClaimAnswer, ListItem, ListRequest, ListResponse, Lookup, ShardDigest,
+    VersionListRequest,
 };
 use crate::record::{
     BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -17,7 +18,7 @@ use crate::record::{
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -643,6 +644,47 @@ impl Store {
             record,
             purged: Vec::new(),
         })
+    }
+
+    /// Per-shard digests of a bucket's versions (current and history, delete markers too), by
+    /// `shard_of(key)`; shards without any are left out. Used by healing to find the shards a
+    /// node differs on without walking every key.
+    pub fn digests(
+        &self,
+        bucket: &BucketId,
+        shard_of: impl Fn(&[u8]) -> u32,
+    ) -> Result<BTreeMap<u32, ShardDigest>, StoreError> {
+        let mut shards: BTreeMap<u32, ShardDigest> = BTreeMap::new();
+        // A history key ends with a 0 and the version after the object key.
+        for (tag, suffix) in [(TAG_OBJECT, 0), (TAG_HISTORY, 1 + VERSION_BYTES)] {
+            let prefix = [&[tag][..], bucket].concat();
+            for entry in self.db.prefix_iterator(&prefix) {
+                let (k, v) = entry?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let Some(key_len) = (k.len() - prefix.len()).checked_sub(suffix) else {
+                    continue;
+                };
+                let key = &k[prefix.len()..prefix.len() + key_len];
+                let record: ObjectRecord = serde_json::from_slice(&v)?;
+                let complete = record
+                    .fragment_files()
+                    .all(|(id, index)| self.fragment_path(id, index).exists());
+                let mut hash = blake3::Hasher::new();
+                hash.update(&(key.len() as u64).to_le_bytes());
+                hash.update(key);
+                hash.update(&version_bytes(record.version));
+                hash.update(&record.revision.to_le_bytes());
+                hash.update(&[u8::from(record.deleted), u8::from(complete)]);
+                let shard = shards.entry(shard_of(key)).or_default();
+                for (d, h) in shard.digest.iter_mut().zip(hash.finalize().as_bytes()) {
+                    *d ^= h;
+                }
+                shard.versions += 1;
+            }
+        }
+        Ok(shards)
     }
 
     /// Drops the replaced versions kept since before `cutoff` (seconds since the Unix epoch), with
