@@ -294,17 +294,19 @@ async fn a_slow_then_cut_connection_to_a_node_loses_nothing() {
 
 /// An overwrite whose commit reaches only some holders (its gateway died, or holders failed, part
 /// way through) leaves the key readable: as the new version when its fragment files are on every
-/// holder, else as the version it replaced. Either way the read completes or undoes the write, so
-/// the key then reads the same with any two holders down.
+/// holder, else as the version it replaced. Either way a read completes or (once the writer has
+/// certainly given up) undoes the write, so the key then reads the same with any two holders down,
+/// also after the holders have dropped the replaced versions they kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_overwrite_committed_on_too_few_holders_leaves_the_key_readable() {
-    let mut cluster = TestCluster::start();
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "1000"]);
     let s3 = cluster.client();
     assert_eq!(s3.put("/unfinished", Bytes::new()).await.status, 200);
     let mut proxies = Vec::new();
     for (node, _) in cluster.nodes() {
         proxies.push(cluster.proxy(&node).await);
     }
+    let mut reads = Vec::new();
     for (size, committed) in [(4096, 2), (4096, 3), (1 << 20, 2), (1 << 20, 3)] {
         let key = format!("/unfinished/{size}-{committed}");
         let old = random_bytes(size, 1);
@@ -324,23 +326,27 @@ async fn an_overwrite_committed_on_too_few_holders_leaves_the_key_readable() {
         );
         let which = if read[..] == new[..] { "new" } else { "old" };
         eprintln!("UNFINISHED: {key}, committed on {committed} of 6, reads as the {which} version");
-        // Read repair or the undo runs after the response.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for down in [0..2, committed..committed + 2] {
-            for proxy in &proxies[down.clone()] {
-                proxy.set(Mode::Refuse);
-            }
-            let again = s3.get(&key).await;
-            assert!(
-                again.body[..] == read[..],
-                "{key} with holders {down:?} down"
-            );
-            for proxy in &proxies {
-                proxy.set(Mode::Pass);
-            }
-            // Until the gateway's probes see them back, writes would count them as down.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+        reads.push((key, read.to_vec()));
+    }
+    // Holders undo a write only once its writer has given up (twice the node timeout).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    read_back(&s3, &reads, "after the writer gave up").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keep = Some(toml::Value::Integer(1));
+    for (node, _) in cluster.nodes() {
+        cluster.restart_with(&node, "keep_replaced_secs", keep.clone());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for down in [0..2, 2..4, 4..6] {
+        for proxy in &proxies[down.clone()] {
+            proxy.set(Mode::Refuse);
         }
+        read_back(&s3, &reads, &format!("with holders {down:?} down")).await;
+        for proxy in &proxies {
+            proxy.set(Mode::Pass);
+        }
+        // Until the gateway's probes see them back, reads would count them as down.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 }
 

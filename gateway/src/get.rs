@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
+use storage_node::client::NodeClient;
 use storage_node::protocol::{Lookup, UndoRequest};
 use storage_node::record::{BucketId, ObjectRecord, VersionRef};
 use storage_node::RpcError;
@@ -151,8 +152,9 @@ pub async fn lookup(
 /// File fragments are all stored before any holder commits, so the holders that missed the commit
 /// serve theirs, and read repair then finishes the write. Inline fragments travel only inside the
 /// commits. When so many holders answered without the version that it cannot have been
-/// acknowledged (fewer than k have it, so fewer than a write quorum), the read goes back to the
-/// version it replaced, which holders keep for a while for this, and undoes it everywhere.
+/// acknowledged (fewer than k have it, so fewer than a write quorum, unless a hint is pending),
+/// the read goes back to the version it replaced, which holders keep for a while for this, and
+/// undoes it there once its writer has certainly given up.
 async fn unfinished(
     cluster: &Cluster,
     mut found: Found,
@@ -203,34 +205,55 @@ async fn unfinished(
     if sources.len() < k {
         return found;
     }
-    tracing::warn!(key = %found.target.key, version = %unfinished, "undoing an unfinished write");
-    let undo = UndoRequest {
-        bucket: found.target.bucket,
-        key: found.target.key.clone(),
-        version: unfinished,
-    };
-    let (client, addrs) = (
-        cluster.client.clone(),
-        holders.iter().map(|h| h.node.addr.clone()),
-    );
-    let addrs: Vec<String> = addrs.collect();
-    tokio::spawn(async move {
-        for addr in addrs {
-            if let Err(e) = client.undo(&addr, &undo).await {
-                tracing::warn!(%addr, error = %e, "undoing an unfinished write failed");
-            }
-        }
-    });
-    let slots: Vec<u8> = sources.iter().map(|s| s.fragment).collect();
+    if !found.record.versioned {
+        let undo = UndoRequest {
+            bucket: found.target.bucket,
+            key: found.target.key.clone(),
+            version: unfinished,
+            settled_secs: 2 * cluster.timeout.as_secs() + 1,
+        };
+        let holding = found.sources.iter().map(|s| s.addr.clone()).collect();
+        tokio::spawn(undo_when_settled(
+            cluster.client.clone(),
+            cluster.all_nodes().iter().map(|n| n.addr.clone()).collect(),
+            holding,
+            undo,
+        ));
+    }
     Found {
         record: previous.clone(),
-        stale: (0..holders.len() as u8)
-            .filter(|s| !slots.contains(s))
-            .collect(),
         sources,
+        // The holders of the unfinished version are not repaired over it: it is newer.
+        stale: Vec::new(),
         unasked: Vec::new(),
         late: tokio::spawn(async { Vec::new() }),
         target: found.target,
+    }
+}
+
+/// Undoes an unfinished inline write on the holders that have it, unless a hint is pending
+/// anywhere: a holder that was down may be about to receive that version from a substitute, and
+/// with it a write quorum. Each holder also refuses while its writer could still be committing.
+async fn undo_when_settled(
+    client: NodeClient,
+    nodes: Vec<String>,
+    holding: Vec<String>,
+    undo: UndoRequest,
+) {
+    for addr in &nodes {
+        match client.health(addr).await {
+            Ok(health) if health.hints == 0 => {}
+            _ => return,
+        }
+    }
+    for addr in holding {
+        match client.undo(&addr, &undo).await {
+            Ok(true) => {
+                tracing::warn!(%addr, key = %undo.key, version = %undo.version, "undid an unfinished write")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%addr, error = %e, "undoing an unfinished write failed"),
+        }
     }
 }
 

@@ -286,9 +286,8 @@ impl NodeClient {
         self.call(addr, Method::GET, &path, None::<&()>).await
     }
 
-    /// Undoes an overwrite that never reached enough holders; `Some(was a delete marker)` when the
-    /// node had that version.
-    pub async fn undo(&self, addr: &str, req: &UndoRequest) -> Result<Option<bool>, RpcError> {
+    /// Undoes an inline overwrite that never reached enough holders; whether it was undone.
+    pub async fn undo(&self, addr: &str, req: &UndoRequest) -> Result<bool, RpcError> {
         self.call(addr, Method::POST, "/v1/undo", Some(req)).await
     }
 

@@ -126,6 +126,8 @@ pub struct UndoRequest {
     pub bucket: BucketId,
     pub key: String,
     pub version: Version,
+    /// Only if the node applied `version` at least this long ago: its writer has given up.
+    pub settled_secs: u64,
 }
 
 /// Reserves a key for one conditional write while its current version is not newer than

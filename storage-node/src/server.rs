@@ -266,9 +266,11 @@ impl Node {
             }
             (Method::POST, ["v1", "undo"]) => {
                 let undo: UndoRequest = read_json(req).await?;
-                let removed =
-                    blocking(move || store.undo(&undo.bucket, &undo.key, undo.version)).await?;
-                json(&removed.map(|r| r.deleted))
+                let settled = unix_now().saturating_sub(undo.settled_secs);
+                json(
+                    &blocking(move || store.undo(&undo.bucket, &undo.key, undo.version, settled))
+                        .await?,
+                )
             }
             (Method::POST, ["v1", "versions"]) => {
                 let list: VersionListRequest = read_json(req).await?;

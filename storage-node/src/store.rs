@@ -552,68 +552,36 @@ impl Store {
         key: &str,
         which: VersionRef,
     ) -> Result<Option<ObjectRecord>, StoreError> {
-        let marker = match which {
-            VersionRef::Id(version) => Some(version),
-            VersionRef::Null => None,
-        };
-        self.remove_version(bucket, key, |r| r.version_ref() == which, marker, false)
-    }
-
-    /// Undoes an overwrite that never reached enough holders to be read: removes exactly
-    /// `version`, remembered as purged as in `purge`, and brings back the version it replaced
-    /// when that is still kept here. Returns the record removed, if this node had it.
-    pub fn undo(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        version: Version,
-    ) -> Result<Option<ObjectRecord>, StoreError> {
-        self.remove_version(bucket, key, |r| r.version == version, Some(version), true)
-    }
-
-    /// Removes the version `is_target` picks, current or not. If it was current, the newest of
-    /// the history (and, with `bring_back`, of the kept replaced version) takes its place.
-    fn remove_version(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        is_target: impl Fn(&ObjectRecord) -> bool,
-        marker: Option<Version>,
-        bring_back: bool,
-    ) -> Result<Option<ObjectRecord>, StoreError> {
         let db_key = object_key(bucket, key);
         let _guard = self.lock_for(&db_key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
         let history = self.history(bucket, key)?;
         let mut batch = WriteBatch::default();
-        let target = match current.filter(|c| is_target(c)) {
+        let target = match current.as_ref().filter(|c| c.version_ref() == which) {
             Some(cur) => {
-                let kept = match bring_back {
-                    true => self.get_json::<Replaced>(&replaced_key(bucket, key))?,
-                    false => None,
-                };
-                let kept = kept
-                    .filter(|k| k.record.version < cur.version)
-                    .map(|k| (replaced_key(bucket, key), k.record));
-                let next = history.into_iter().take(1).chain(kept);
-                match next.max_by_key(|(_, r)| r.version) {
+                match history.first() {
                     Some((at, next)) => {
                         batch.delete(at);
-                        batch.put(&db_key, serde_json::to_vec(&next)?);
+                        batch.put(&db_key, serde_json::to_vec(next)?);
                     }
                     None => batch.delete(&db_key),
                 }
-                Some(cur)
+                Some(cur.clone())
             }
             None => history
                 .into_iter()
-                .find(|(_, r)| is_target(r))
+                .find(|(_, r)| r.version_ref() == which)
                 .map(|(at, r)| {
                     batch.delete(at);
                     r
                 }),
         };
-        if let Some(version) = target.as_ref().map(|r| r.version).or(marker) {
+        let purged = match (&target, which) {
+            (Some(r), _) => Some(r.version),
+            (None, VersionRef::Id(v)) => Some(v),
+            (None, VersionRef::Null) => None,
+        };
+        if let Some(version) = purged {
             batch.put(purged_key(bucket, key, version), b"");
         }
         self.write_synced(batch)?;
@@ -623,6 +591,39 @@ impl Store {
             }
         }
         Ok(target)
+    }
+
+    /// Undoes an inline overwrite that never reached enough holders to be read: when `version`
+    /// is the key's current record, applied here before `settled` (seconds since the Unix epoch,
+    /// so that a write still in progress is left alone), and the version it replaced is kept,
+    /// that version is current again and `version` is remembered as purged, so that a late copy
+    /// is refused. Returns whether it was undone.
+    pub fn undo(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+        settled: u64,
+    ) -> Result<bool, StoreError> {
+        let db_key = object_key(bucket, key);
+        let _guard = self.lock_for(&db_key);
+        let current: Option<ObjectRecord> = self.get_json(&db_key)?;
+        let kept: Option<Replaced> = self.get_json(&replaced_key(bucket, key))?;
+        let (Some(current), Some(kept)) = (current, kept) else {
+            return Ok(false);
+        };
+        if current.version != version || kept.record.version >= version || kept.at > settled {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(purged_key(bucket, key, version), b"");
+        batch.delete(replaced_key(bucket, key));
+        batch.put(&db_key, serde_json::to_vec(&kept.record)?);
+        self.write_synced(batch)?;
+        for (id, index) in current.fragment_files() {
+            self.remove_fragment(id, index)?;
+        }
+        Ok(true)
     }
 
     /// The newest version of a key older than `version` that this node has, the kept replaced
@@ -1386,8 +1387,16 @@ mod tests {
         assert!(store.fragment_path(&id, 1).exists(), "kept for an undo");
         assert_eq!((before(20), before(10)), (Some(10), None));
 
-        let undone = store.undo(&BUCKET, "k", version(20)).unwrap();
-        assert_eq!(undone.map(|r| r.version.micros), Some(20));
+        let settled = unix_now();
+        assert!(
+            !store.undo(&BUCKET, "k", version(20), settled - 60).unwrap(),
+            "too recent"
+        );
+        assert!(
+            !store.undo(&BUCKET, "k", version(10), settled).unwrap(),
+            "not current"
+        );
+        assert!(store.undo(&BUCKET, "k", version(20), settled).unwrap());
         let current = store.object(&BUCKET, "k").unwrap().unwrap();
         assert_eq!(current.version.micros, 10, "the replaced version is back");
         assert!(!commit(record(20, None)), "an undone version stays undone");
