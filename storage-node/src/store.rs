@@ -230,6 +230,14 @@ impl Store {
         }
     }
 
+    /// Removes the fragment files of a record this node no longer keeps.
+    fn remove_fragments(&self, record: &ObjectRecord) -> Result<(), StoreError> {
+        for (id, index) in record.fragment_files() {
+            self.remove_fragment(id, index)?;
+        }
+        Ok(())
+    }
+
     /// Records one version of a key (see `commit_locked`). Returns whether it was applied.
     pub fn commit_object(
         &self,
@@ -586,9 +594,7 @@ impl Store {
         }
         self.write_synced(batch)?;
         if let Some(record) = &target {
-            for (id, index) in record.fragment_files() {
-                self.remove_fragment(id, index)?;
-            }
+            self.remove_fragments(record)?;
         }
         Ok(target)
     }
@@ -620,9 +626,7 @@ impl Store {
         batch.delete(replaced_key(bucket, key));
         batch.put(&db_key, serde_json::to_vec(&kept.record)?);
         self.write_synced(batch)?;
-        for (id, index) in current.fragment_files() {
-            self.remove_fragment(id, index)?;
-        }
+        self.remove_fragments(&current)?;
         Ok(true)
     }
 
@@ -711,9 +715,7 @@ impl Store {
             let mut batch = WriteBatch::default();
             batch.delete(&at);
             self.write_synced(batch)?;
-            for (id, index) in kept.record.fragment_files() {
-                self.remove_fragment(id, index)?;
-            }
+            self.remove_fragments(&kept.record)?;
             expired += 1;
         }
         Ok(expired)
