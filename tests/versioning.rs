@@ -412,6 +412,36 @@ async fn versions_delete_markers_and_listings() {
     assert_eq!(s3.get("/plain/b").await.status, 404);
 }
 
+/// Sixteen writers, half through each gateway, PUT one key at once with the same condition:
+/// exactly one succeeds and the others get 412 or 409. Returns the body that won.
+async fn race(gateways: &[S3Client; 2], key: &str, condition: (&str, &str), name: &str) -> String {
+    const WRITERS: usize = 16;
+    let results = futures::future::join_all((0..WRITERS).map(|w| async move {
+        let body = format!("{name} {w}");
+        let reply = gateways[w % 2]
+            .send("PUT", key, &[condition], Bytes::from(body.clone()))
+            .await;
+        (reply, body)
+    }))
+    .await;
+    for (reply, _) in &results {
+        assert!(
+            [200, 409, 412].contains(&reply.status),
+            "{key} {condition:?}: unexpected {} {}",
+            reply.status,
+            reply.text()
+        );
+    }
+    let mut winners = results.into_iter().filter(|(r, _)| r.status == 200);
+    let (_, won) = winners.next().expect("one winner");
+    assert_eq!(
+        winners.count(),
+        0,
+        "{key} {condition:?}: more than one winner"
+    );
+    won
+}
+
 /// Conditional writes racing on one key through two gateways: exactly one wins each round.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_conditional_writes_have_one_winner() {
@@ -422,75 +452,15 @@ async fn concurrent_conditional_writes_have_one_winner() {
         S3Client::new(&second, ACCESS_KEY, SECRET_KEY),
     ];
     assert_eq!(gateways[0].put("/race", Bytes::new()).await.status, 200);
-    const WRITERS: usize = 16;
     for round in 0..4 {
         let key = format!("/race/k{round}");
         // If-None-Match: * from every writer at once: the key is created exactly once.
-        let results = futures::future::join_all((0..WRITERS).map(|w| {
-            let (s3, key) = (&gateways[w % 2], key.clone());
-            async move {
-                let body = format!("writer {w}");
-                let reply = s3
-                    .send(
-                        "PUT",
-                        &key,
-                        &[("if-none-match", "*")],
-                        Bytes::from(body.clone()),
-                    )
-                    .await;
-                (reply, body)
-            }
-        }))
-        .await;
-        let winners: Vec<&String> = results
-            .iter()
-            .filter(|(r, _)| r.status == 200)
-            .map(|(_, body)| body)
-            .collect();
-        assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
-        for (reply, _) in &results {
-            assert!(
-                [200, 409, 412].contains(&reply.status),
-                "unexpected {} {}",
-                reply.status,
-                reply.text()
-            );
-        }
-        assert_eq!(gateways[1].get(&key).await.text(), *winners[0]);
-
+        let first = race(&gateways, &key, ("if-none-match", "*"), "writer").await;
+        assert_eq!(gateways[1].get(&key).await.text(), first, "round {round}");
         // If-Match on the winner's ETag from every writer at once: one replaces it.
-        let etag = format!("\"{}\"", md5_hex(winners[0].as_bytes()));
-        let results = futures::future::join_all((0..WRITERS).map(|w| {
-            let (s3, key, etag) = (&gateways[w % 2], key.clone(), etag.clone());
-            async move {
-                let body = format!("second writer {w}");
-                let reply = s3
-                    .send(
-                        "PUT",
-                        &key,
-                        &[("if-match", &etag)],
-                        Bytes::from(body.clone()),
-                    )
-                    .await;
-                (reply, body)
-            }
-        }))
-        .await;
-        let winners: Vec<&String> = results
-            .iter()
-            .filter(|(r, _)| r.status == 200)
-            .map(|(_, body)| body)
-            .collect();
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: {} If-Match winners",
-            winners.len()
-        );
-        assert!(results
-            .iter()
-            .all(|(r, _)| [200, 409, 412].contains(&r.status)));
-        assert_eq!(gateways[0].get(&key).await.text(), *winners[0]);
+        let etag = format!("\"{}\"", md5_hex(first.as_bytes()));
+        let second = race(&gateways, &key, ("if-match", &etag), "second writer").await;
+        assert_eq!(gateways[0].get(&key).await.text(), second, "round {round}");
     }
 
     // CompleteMultipartUpload with If-None-Match: * racing a PUT with it.
