@@ -122,6 +122,15 @@ impl Cluster {
         }
     }
 
+    /// Whether the last probe found `node` answering.
+    pub fn is_up(&self, node: &NodeInfo) -> bool {
+        let nodes = self.layout.nodes();
+        nodes
+            .iter()
+            .position(|n| n.id == node.id)
+            .is_none_or(|index| self.liveness.is_up(index))
+    }
+
     /// Notes that a write went on without `holder`'s share: it is healed when it answers again.
     pub fn note_missed(&self, holder: &Holder<'_>) {
         let id = &holder.hint_for.unwrap_or(holder.node).id;

@@ -27,6 +27,9 @@ const CHUNK_DEPTH: usize = 8;
 /// How long a stripe's reads may take before one more holder is asked beside them. Well above a
 /// healthy frame read (under a few ms here), well below the node timeout.
 const HEDGE_AFTER: Duration = Duration::from_millis(150);
+/// How long the first holders asked for a record may take before the others are asked too. Above
+/// a record read under full load here (a few ms), far below the node timeout.
+const LOOKUP_HEDGE: Duration = Duration::from_millis(20);
 
 /// The newest version of a key and the holders that have it.
 pub struct Found {
@@ -53,11 +56,13 @@ pub struct Source {
     pub record: ObjectRecord,
 }
 
-/// Reads one version of a key (`which`; `None`: the current one) from its holders. Returns as soon
-/// as a read quorum has answered and k of the answers carry the newest record of that version
-/// (enough to read it), so a slow or paused holder does not hold up the request. `Ok(None)`: no
-/// such version, or one that a holder knows was deleted for good. A delete marker comes back as
-/// found.
+/// Reads one version of a key (`which`; `None`: the current one) from its holders. Asks the data
+/// fragments' holders first (their inline fragments need no decoding, and k answers are a read
+/// quorum), and the other holders only when those answers cannot serve the read (a holder failed,
+/// missed the newest version, or is known to be down) or are not all in after `LOOKUP_HEDGE`.
+/// Returns as soon as a read quorum has answered and k of the answers carry the newest record of
+/// that version, so a slow or paused holder does not hold up the request. `Ok(None)`: no such
+/// version, or one that a holder knows was deleted for good. A delete marker comes back as found.
 pub async fn lookup(
     cluster: &Cluster,
     bucket: &BucketId,
@@ -67,34 +72,47 @@ pub async fn lookup(
     let holders = cluster.holders(bucket, key);
     // Owned futures, so that the answers not waited for can finish in the background: dropping
     // them would also close their pooled connections mid-request.
-    let mut pending: FuturesUnordered<_> = holders
-        .iter()
-        .map(|h| {
-            let (client, addr, key) =
-                (cluster.client.clone(), h.node.addr.clone(), key.to_string());
-            let (slot, bucket) = (h.fragment, *bucket);
-            async move { (slot, client.object(&addr, &bucket, &key, which).await) }
-        })
-        .collect();
+    let ask = |h: &Holder<'_>| {
+        let (client, addr, key) = (cluster.client.clone(), h.node.addr.clone(), key.to_string());
+        let (slot, bucket) = (h.fragment, *bucket);
+        async move { (slot, client.object(&addr, &bucket, &key, which).await) }
+    };
     let k = cluster.layout.data_shards();
+    let quorum = cluster.read_quorum();
+    // Holders in fragment order, those known to be down last: the first k are asked at once.
+    let mut order: Vec<&Holder<'_>> = holders.iter().collect();
+    order.sort_by_key(|h| !cluster.is_up(h.node));
+    let mut waiting: VecDeque<&Holder<'_>> = order.into();
+    let mut pending: FuturesUnordered<_> = waiting
+        .drain(..k.max(quorum).min(holders.len()))
+        .map(ask)
+        .collect();
+    let hedge = tokio::time::sleep(LOOKUP_HEDGE);
+    tokio::pin!(hedge);
     let mut answered = Vec::new();
     let mut purged = BTreeSet::new();
-    while let Some((slot, answer)) = pending.next().await {
-        if let Ok(lookup) = answer {
-            purged.extend(lookup.purged);
-            answered.push((holders[slot as usize], lookup.record));
+    while answered.len() < quorum || !readable(&answered, k) {
+        if !waiting.is_empty() && falls_short(&answered, pending.len(), k, quorum) {
+            pending.extend(waiting.drain(..).map(ask));
         }
-        if answered.len() >= cluster.read_quorum() && readable(&answered, k) {
-            break;
+        tokio::select! {
+            next = pending.next() => {
+                let Some((slot, answer)) = next else { break };
+                if let Ok(lookup) = answer {
+                    purged.extend(lookup.purged);
+                    answered.push((holders[slot as usize], lookup.record));
+                }
+            }
+            () = &mut hedge, if !waiting.is_empty() => pending.extend(waiting.drain(..).map(ask)),
         }
     }
     let late = tokio::spawn(pending.collect::<Vec<_>>());
-    if answered.len() < cluster.read_quorum() {
+    if answered.len() < quorum {
         return Err(S3Error::ServiceUnavailable(format!(
             "{} of {} holders answered; {} needed",
             answered.len(),
             holders.len(),
-            cluster.read_quorum()
+            quorum
         )));
     }
     // A version some holder purged is gone, even where a holder that missed the purge has it.
@@ -276,6 +294,29 @@ fn readable(answered: &[(Holder, Option<ObjectRecord>)], k: usize) -> bool {
                 .count()
                 >= k
         }
+    }
+}
+
+/// True when the answers so far and the `pending` ones still to come cannot make a readable
+/// quorum, even if every pending holder answers with the newest record: time to ask the others.
+fn falls_short(
+    answered: &[(Holder, Option<ObjectRecord>)],
+    pending: usize,
+    k: usize,
+    quorum: usize,
+) -> bool {
+    if answered.len() + pending < quorum {
+        return true;
+    }
+    match newest(answered) {
+        Some(n) if !n.deleted => {
+            let with_newest = answered
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.version == n.version))
+                .count();
+            with_newest + pending < k
+        }
+        _ => false,
     }
 }
 

@@ -431,12 +431,18 @@ async fn send_fragment(
     len: u64,
 ) -> Result<Response<HttpBody>, NodeError> {
     let first_len = len.min(IO_CHUNK as u64);
-    let first = {
-        let (store, id) = (store.clone(), id.clone());
-        blocking(move || store.read_fragment(&id, index, offset, first_len)).await?
+    let first = match store.read_cached_fragment(&id, index, offset, first_len as usize)? {
+        Some(cached) => cached,
+        None => {
+            let (store, id) = (store.clone(), id.clone());
+            blocking(move || store.read_fragment(&id, index, offset, first_len)).await?
+        }
     };
     if (first.len() as u64) < first_len {
         return Err(bad("range past the end of the fragment"));
+    }
+    if first_len == len {
+        return Ok(Response::new(full(first)));
     }
     Ok(Response::new(stream_fragment(
         store,
