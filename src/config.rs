@@ -19,6 +19,7 @@
 //! # root_domain = "s3.example.com"  # also serve <bucket>.s3.example.com (default: none)
 //! # abandoned_upload_days = 7       # abort uploads left open this long (0: never)
 //! # lifecycle_day_secs = 86400      # length of a lifecycle "day" (shorten only for tests)
+//! # anti_entropy_secs = 3600        # heal every node against its peers this often (0: never)
 //! ```
 
 use anyhow::Context;

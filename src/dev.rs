@@ -47,6 +47,10 @@ pub struct DevArgs {
     /// Length in seconds of a lifecycle "day" (default 86400; tests shorten it).
     #[arg(long, default_value_t = 86_400)]
     lifecycle_day_secs: u64,
+    /// Seconds between anti-entropy rounds, which heal every node where it differs from the
+    /// other holders (default 3600; 0: off).
+    #[arg(long, default_value_t = 3600)]
+    anti_entropy_secs: u64,
     /// Access key id clients sign with (generated when unset).
     #[arg(long, env = "TESSERA_ACCESS_KEY_ID", hide_env_values = true)]
     access_key_id: Option<String>,
@@ -102,6 +106,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         heal_bytes_per_sec: 64 << 20,
         abandoned_upload_days: 7,
         lifecycle_day_secs: args.lifecycle_day_secs,
+        anti_entropy_secs: args.anti_entropy_secs,
     };
 
     let mut children = Vec::new();

@@ -43,6 +43,11 @@ pub struct GatewayConfig {
     /// every 1/24 of a day (at least every second).
     #[serde(default = "default_lifecycle_day_secs")]
     pub lifecycle_day_secs: u64,
+    /// Every this many seconds, each node in turn is compared with the other holders of its shards
+    /// (per-shard digests) and healed where it differs: this repairs what no write noticed, such
+    /// as a write whose gateway died part-way or a disk replaced while idle. Default 3600; 0 off.
+    #[serde(default = "default_anti_entropy_secs")]
+    pub anti_entropy_secs: u64,
 }
 
 fn default_region() -> String {
@@ -62,6 +67,9 @@ fn default_abandoned_upload_days() -> u32 {
 }
 fn default_lifecycle_day_secs() -> u64 {
     86_400
+}
+fn default_anti_entropy_secs() -> u64 {
+    3600
 }
 
 /// An S3 secret access key. Never printed.

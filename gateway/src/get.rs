@@ -69,6 +69,27 @@ pub async fn lookup(
     key: &str,
     which: Option<VersionRef>,
 ) -> Result<Option<Found>, S3Error> {
+    lookup_with(cluster, bucket, key, which, Wait::Enough).await
+}
+
+/// How many holders' answers a lookup waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A read quorum with k records of the newest version: enough to read it.
+    Enough,
+    /// Every holder's (or its timeout): also sees a newer version that fewer than k holders
+    /// have, an unfinished write, so that healing finishes or undoes it.
+    Everyone,
+}
+
+/// `lookup`, waiting for as many answers as `wait` says.
+pub async fn lookup_with(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+    wait: Wait,
+) -> Result<Option<Found>, S3Error> {
     let holders = cluster.holders(bucket, key);
     // Owned futures, so that the answers not waited for can finish in the background: dropping
     // them would also close their pooled connections mid-request.
@@ -83,15 +104,17 @@ pub async fn lookup(
     let mut order: Vec<&Holder<'_>> = holders.iter().collect();
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
-    let mut pending: FuturesUnordered<_> = waiting
-        .drain(..k.max(quorum).min(holders.len()))
-        .map(ask)
-        .collect();
+    let first = match wait {
+        Wait::Enough => k.max(quorum).min(holders.len()),
+        Wait::Everyone => holders.len(),
+    };
+    let mut pending: FuturesUnordered<_> = waiting.drain(..first).map(ask).collect();
     let hedge = tokio::time::sleep(LOOKUP_HEDGE);
     tokio::pin!(hedge);
     let mut answered = Vec::new();
     let mut purged = BTreeSet::new();
-    while answered.len() < quorum || !readable(&answered, k) {
+    let everyone = wait == Wait::Everyone;
+    while answered.len() < quorum || !readable(&answered, k) || (everyone && !pending.is_empty()) {
         if !waiting.is_empty() && falls_short(&answered, pending.len(), k, quorum) {
             pending.extend(waiting.drain(..).map(ask));
         }

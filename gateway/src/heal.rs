@@ -7,8 +7,9 @@
 
 use crate::cluster::Cluster;
 use crate::error::S3Error;
-use crate::get;
+use crate::get::{self, Wait};
 use crate::list::{list_versions, VersionQuery};
+use crate::router::Gateway;
 use erasure::Codec;
 use placement::ShardId;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,13 @@ impl Healer {
             }
         });
         Ok(progress)
+    }
+
+    /// Waits until no heal is running.
+    async fn idle(&self) {
+        while self.progress().is_some_and(|p| p.running) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut HealProgress)) -> HealProgress {
@@ -216,7 +224,8 @@ impl Healer {
         else {
             return Ok(None);
         };
-        let Some(found) = get::lookup(cluster, bucket, key, which).await? else {
+        let found = get::lookup_with(cluster, bucket, key, which, Wait::Everyone).await?;
+        let Some(found) = found else {
             return Ok(None);
         };
         let mine = cluster
@@ -278,4 +287,31 @@ async fn differing_shards(
         }
     }
     Ok((compared, differing))
+}
+
+/// Anti-entropy: every `anti_entropy_secs`, heals each node that is up in turn, one heal at a time.
+/// A node in step with its peers costs one digest call per node and bucket.
+pub async fn anti_entropy(gw: Arc<Gateway>) {
+    let every = Duration::from_secs(gw.config.anti_entropy_secs);
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(every).await;
+        for (index, node) in gw.cluster.layout.nodes().iter().enumerate() {
+            gw.healer.idle().await;
+            if !gw.cluster.liveness.is_up(index) {
+                continue;
+            }
+            let started = gw.healer.start(
+                gw.cluster.clone(),
+                gw.codec.clone(),
+                node.id.clone(),
+                gw.config.heal_bytes_per_sec,
+            );
+            if let Err(e) = started {
+                tracing::debug!(node = %node.id, error = %e, "anti-entropy heal deferred");
+            }
+        }
+    }
 }

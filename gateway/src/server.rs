@@ -26,6 +26,7 @@ pub async fn run(
         .with_context(|| format!("binding {}", config.listen))?;
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
     tokio::spawn(crate::liveness::watch(gateway.clone()));
+    tokio::spawn(crate::heal::anti_entropy(gateway.clone()));
     tokio::spawn(crate::lifecycle::run(gateway.clone()));
     ready(listener.local_addr()?);
     loop {
