@@ -81,13 +81,15 @@ pub struct NodeConfig {
     #[serde(default = "default_min_free_bytes")]
     pub min_free_bytes: u64,
     /// How long the version an inline overwrite replaced is kept, so that an overwrite which never
-    /// reached enough holders can be undone by the next reader (see `Store::undo`). Default 3600.
+    /// reached enough holders can be undone by the next reader or heal (see `Store::undo`). Keep it
+    /// well above the gateways' `anti_entropy_secs`, which bounds how long such an overwrite can go
+    /// unnoticed. Default 86400 (a day).
     #[serde(default = "default_keep_replaced_secs")]
     pub keep_replaced_secs: u64,
 }
 
 fn default_keep_replaced_secs() -> u64 {
-    3600
+    86_400
 }
 
 fn default_min_free_bytes() -> u64 {
