@@ -323,9 +323,10 @@ async fn an_overwrite_committed_on_too_few_holders_leaves_the_key_readable() {
         assert!(is_one_of(&read, &old, &new), "{key} reads whole");
         reads.push((key, old, new));
     }
-    // Holders undo a write only once its writer has given up (twice the node timeout); the
-    // gateway heals the holders that missed the commit meanwhile, which may finish it instead.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The gateway heals the holders that missed a commit, which may finish the write; holders
+    // undo one only once its writer has given up (twice the node timeout).
+    wait_healed(&s3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut settled = Vec::new();
     for (key, old, new) in reads {
         let read = s3.get(&key).await.body;
@@ -534,8 +535,15 @@ async fn anti_entropy_heals_a_node_nobody_reported() {
         "ANTI-ENTROPY: wiped z3-n1 rebuilt unasked in {:.1} s",
         begun.elapsed().as_secs_f64()
     );
-    // The inline objects come in the same walk; give it time to finish.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The inline objects come in the same walk: wait for it to end.
+    loop {
+        let reply = s3.get("/_tessera/heal").await;
+        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        if progress["node"] != "z3-n1" || progress["running"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cluster.kill("z1-n1");
     cluster.kill("z2-n2");
     read_back(
