@@ -398,28 +398,25 @@ async fn receive_fragment(
         batched += data.len();
         batch.push(data);
         if batched >= IO_CHUNK {
-            file = write_chunks(file, std::mem::take(&mut batch)).await?;
+            let chunks = std::mem::take(&mut batch);
+            file = blocking(move || write_chunks(&mut file, &chunks).map(|()| file)).await?;
             batched = 0;
         }
     }
     verifier.finish().map_err(|e| bad(e.to_string()))?;
-    let file = write_chunks(file, batch).await?;
-    blocking(move || file.commit()).await?;
+    // The last chunks and the commit in one trip to the blocking pool: a fragment of up to
+    // `IO_CHUNK` (every object up to 4 MiB) takes one.
+    blocking(move || {
+        write_chunks(&mut file, &batch)?;
+        file.commit()
+    })
+    .await?;
     Ok(Response::new(empty()))
 }
 
 /// Writes the received (already verified) chunks without first joining them into one buffer.
-async fn write_chunks(
-    mut file: FragmentFile,
-    chunks: Vec<Bytes>,
-) -> Result<FragmentFile, NodeError> {
-    blocking(move || {
-        for chunk in &chunks {
-            file.write(chunk)?;
-        }
-        Ok(file)
-    })
-    .await
+fn write_chunks(file: &mut FragmentFile, chunks: &[Bytes]) -> Result<(), StoreError> {
+    chunks.iter().try_for_each(|chunk| file.write(chunk))
 }
 
 /// Streams a byte range of a fragment file from a blocking reader, `IO_CHUNK` at a time.
