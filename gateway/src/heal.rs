@@ -91,6 +91,9 @@ impl Healer {
                 if let Err(e) = outcome {
                     tracing::warn!(error = %e, "heal stopped");
                     p.errors += 1;
+                    // Retried when the node next answers a probe: it may have gone down (or not
+                    // yet be up) when the heal began.
+                    cluster.liveness.missed(index);
                 }
             }
         });
