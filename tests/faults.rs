@@ -431,18 +431,7 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
 async fn heal_walks_only_the_shards_a_returning_node_differs_on() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
-    s3.put("/digest", Bytes::new()).await;
-    let mut objects: Vec<(String, Vec<u8>)> = (0..300)
-        .map(|i| {
-            (
-                format!("/digest/k{i:03}"),
-                random_bytes(size_for(i), 700 + i),
-            )
-        })
-        .collect();
-    for (key, data) in &objects {
-        assert_eq!(s3.put(key, data.clone()).await.status, 200);
-    }
+    let mut objects = write_objects(&s3, "digest", 300, 700).await;
     cluster.kill("z2-n1");
     for (i, (key, data)) in objects.iter_mut().enumerate().take(10) {
         *data = random_bytes(size_for(i as u64 + 1), 1700 + i as u64);
@@ -501,18 +490,7 @@ async fn heal_walks_only_the_shards_a_returning_node_differs_on() {
 async fn anti_entropy_heals_a_node_nobody_reported() {
     let mut cluster = TestCluster::start_with(&["--anti-entropy-secs", "2"]);
     let s3 = cluster.client();
-    s3.put("/entropy", Bytes::new()).await;
-    let objects: Vec<(String, Vec<u8>)> = (0..30)
-        .map(|i| {
-            (
-                format!("/entropy/k{i:02}"),
-                random_bytes(size_for(i), 900 + i),
-            )
-        })
-        .collect();
-    for (key, data) in &objects {
-        assert_eq!(s3.put(key, data.clone()).await.status, 200);
-    }
+    let objects = write_objects(&s3, "entropy", 30, 900).await;
     let in_files = objects.iter().filter(|(_, d)| d.len() > 64 << 10).count();
     cluster.wipe("z3-n1");
     let on_node = |cluster: &TestCluster| {
@@ -665,6 +643,31 @@ fn etag_of(body: &[u8], multipart: bool) -> String {
         offset = end;
     }
     format!("{}-{}", common::md5_hex(&md5s), MULTIPART_PARTS.len())
+}
+
+/// Creates `bucket` and writes `count` objects of mixed sizes into it; returns them.
+async fn write_objects(
+    s3: &common::S3Client,
+    bucket: &str,
+    count: u64,
+    seed: u64,
+) -> Vec<(String, Vec<u8>)> {
+    assert_eq!(
+        s3.put(&format!("/{bucket}"), Bytes::new()).await.status,
+        200
+    );
+    let objects: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| {
+            (
+                format!("/{bucket}/k{i:03}"),
+                random_bytes(size_for(i), seed + i),
+            )
+        })
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    objects
 }
 
 fn is_one_of(read: &[u8], old: &[u8], new: &[u8]) -> bool {
