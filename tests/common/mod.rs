@@ -241,12 +241,21 @@ impl TestCluster {
     }
 }
 
+/// A port for a listener the harness places (a gateway, a proxy). Taken below the kernel's
+/// ephemeral range (32768 and up here), from which `tessera dev` picks its nodes' ports and
+/// outgoing connections take theirs: a port chosen by binding port 0 and releasing it could be
+/// handed to another test's node before our gateway binds it, and the test would then talk to
+/// that node. Unique within this test process; the process id spreads the test binaries apart.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 10_000 + (std::process::id() % 200 * 100 + next) % 20_000;
+        let port = u16::try_from(port).expect("below 30000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn listen_addr(config: &Path, process: &str) -> String {
