@@ -1389,6 +1389,13 @@ mod tests {
         }
     }
 
+    /// A store in a fresh temporary folder, which lasts as long as the returned guard.
+    fn open() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
     fn write_fragment(store: &Store, id: &str) {
         let mut file = store.create_fragment(id, 1).unwrap();
         file.write(b"frame").unwrap();
@@ -1397,8 +1404,7 @@ mod tests {
 
     #[test]
     fn newer_versions_win_and_superseded_files_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (dir, store) = open();
         let old_id = fragment_id(&[b"old"]);
         write_fragment(&store, &old_id);
         assert!(store
@@ -1436,8 +1442,7 @@ mod tests {
 
     #[test]
     fn an_inline_overwrite_keeps_what_it_replaced_until_undone_or_expired() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         let commit = |r: ObjectRecord| store.commit_object(&BUCKET, "k", &r, None).unwrap();
         let version = |micros| Version { micros, salt: 0 };
         let before = |micros| {
@@ -1478,8 +1483,7 @@ mod tests {
 
     #[test]
     fn fragments_of_any_length_and_chunking_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         for len in [1, 4096, 5000, DIRECT_CHUNK, 2 * DIRECT_CHUNK + 4096 * 3 + 7] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let id = fragment_id(&[&len.to_le_bytes()]);
@@ -1495,8 +1499,7 @@ mod tests {
 
     #[test]
     fn unfinished_fragments_never_appear() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (dir, store) = open();
         let id = fragment_id(&[b"x"]);
         let mut file = store.create_fragment(&id, 0).unwrap();
         file.write(b"partial").unwrap();
@@ -1516,8 +1519,7 @@ mod tests {
 
     #[test]
     fn listings_roll_up_and_keep_tombstones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         for (i, key) in ["a/1", "a/2", "b", "c/1", "d/x"].iter().enumerate() {
             store
                 .commit_object(&BUCKET, key, &record(i as u64 + 1, None), None)
@@ -1613,8 +1615,7 @@ mod tests {
 
     #[test]
     fn versions_keep_history_and_null_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         let null_id = fragment_id(&[b"null"]);
         write_fragment(&store, &null_id);
         // Unversioned write, then two versioned ones: the null version stays in the history.
@@ -1702,8 +1703,7 @@ mod tests {
 
     #[test]
     fn purged_versions_go_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         let id = fragment_id(&[b"v20"]);
         write_fragment(&store, &id);
         for micros in [10, 20] {
@@ -1762,8 +1762,7 @@ mod tests {
 
     #[test]
     fn version_listings_resume_at_markers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         for (key, micros) in [("a", 1), ("a", 2), ("a", 3), ("b", 4), ("c", 5), ("c", 6)] {
             store
                 .commit_object(&BUCKET, key, &versioned(micros, None), None)
@@ -1791,8 +1790,7 @@ mod tests {
 
     #[test]
     fn claims_admit_one_conditional_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         assert_eq!(
             store.claim(&BUCKET, "k", "one", None).unwrap(),
             ClaimAnswer::Granted
