@@ -64,15 +64,33 @@ fn multipart_writer(
     stop: &Arc<AtomicBool>,
     bucket: &str,
 ) -> tokio::task::JoinHandle<(u64, u64)> {
-    let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
-    let prefix = format!("/{bucket}/multipart");
+    let (s3, prefix) = (s3.clone(), format!("/{bucket}/multipart"));
+    spawn_writer(ledger.clone(), stop.clone(), move |n| {
+        let (s3, key) = (s3.clone(), format!("{prefix}/k{}", n % 4));
+        async move {
+            let data = random_bytes(MULTIPART_PARTS.iter().sum(), 9_000_000 + n);
+            let outcome = try_multipart(&s3, &key, &data).await;
+            (key, data, outcome)
+        }
+    })
+}
+
+/// Writes until `stop`, the n-th write as `write(n)` makes it, and keeps the ledger of each
+/// outcome. Returns how many writes were acknowledged and how many refused.
+fn spawn_writer<F, Fut>(
+    ledger: Ledger,
+    stop: Arc<AtomicBool>,
+    write: F,
+) -> tokio::task::JoinHandle<(u64, u64)>
+where
+    F: Fn(u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (String, Vec<u8>, Outcome)> + Send,
+{
     tokio::spawn(async move {
         let (mut acked, mut refused) = (0u64, 0u64);
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let key = format!("{prefix}/k{}", n % 4);
-            let data = random_bytes(MULTIPART_PARTS.iter().sum(), 9_000_000 + n);
-            let outcome = try_multipart(&s3, &key, &data).await;
+            let (key, data, outcome) = write(n).await;
             let mut ledger = ledger.lock().unwrap();
             let writes = ledger.entry(key).or_default();
             match outcome {
@@ -101,30 +119,19 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let writers = (0..writers)
             .map(|w| {
-                let (s3, ledger, stop) = (s3.clone(), ledger.clone(), stop.clone());
-                let prefix = format!("/{bucket}/w{w}");
-                tokio::spawn(async move {
-                    let (mut acked, mut refused) = (0u64, 0u64);
-                    let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let key = format!("{prefix}/k{}", n % 40);
+                let (s3, prefix) = (s3.clone(), format!("/{bucket}/w{w}"));
+                spawn_writer(ledger.clone(), stop.clone(), move |n| {
+                    let (s3, key) = (s3.clone(), format!("{prefix}/k{}", n % 40));
+                    async move {
                         let data = random_bytes(size_for(n), w * 1_000_000 + n);
                         let reply = s3.try_send("PUT", &key, data.clone().into()).await;
-                        let mut ledger = ledger.lock().unwrap();
-                        let writes = ledger.entry(key).or_default();
-                        if reply.is_some_and(|r| r.status == 200) {
-                            *writes = Writes {
-                                acked: Some(data),
-                                unacked_since: Vec::new(),
-                            };
-                            acked += 1;
-                        } else {
-                            writes.unacked_since.push(data);
-                            refused += 1;
-                        }
-                        n += 1;
+                        // A PUT that got no 200 may still have been applied.
+                        let outcome = match reply.is_some_and(|r| r.status == 200) {
+                            true => Outcome::Acked,
+                            false => Outcome::Unknown,
+                        };
+                        (key, data, outcome)
                     }
-                    (acked, refused)
                 })
             })
             .chain(std::iter::once(multipart_writer(
@@ -581,7 +588,8 @@ const MULTIPART_PARTS: [usize; 3] = [5 << 20, 5 << 20, 300_000];
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Acked,
-    /// The completion was sent but not acknowledged: it may or may not have been applied.
+    /// The write (a PUT, or a multipart completion) was sent but not acknowledged: it may or may
+    /// not have been applied.
     Unknown,
     /// It failed before the completion: the key cannot have changed.
     NotApplied,
