@@ -94,7 +94,12 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<Source, S3Error> {
 }
 
 /// Bytes `[start, end]` of the source as a body the write path can read.
-fn source_body(gw: &Gateway, found: Found, start: u64, end: u64) -> (PayloadReader, u64) {
+async fn source_body(
+    gw: &Gateway,
+    found: Found,
+    start: u64,
+    end: u64,
+) -> Result<(PayloadReader, u64), S3Error> {
     let len = if found.record.size == 0 {
         0
     } else {
@@ -103,9 +108,9 @@ fn source_body(gw: &Gateway, found: Found, start: u64, end: u64) -> (PayloadRead
     let body: HttpBody = if len == 0 {
         empty()
     } else {
-        get::stream(gw.cluster.clone(), gw.codec.clone(), found, start, end)
+        get::stream(gw.cluster.clone(), gw.codec.clone(), found, start, end).await?
     };
-    (PayloadReader::from_body(body, len), len)
+    Ok((PayloadReader::from_body(body, len), len))
 }
 
 /// A source that breaks off part-way is the store's failure, not the client's.
@@ -197,7 +202,7 @@ pub async fn copy_object(
         Directive::Replace => crate::tagging::from_header(req.header("x-amz-tagging"))?,
     };
     let size = found.record.size;
-    let (mut payload, _) = source_body(gw, found, 0, size.saturating_sub(1));
+    let (mut payload, _) = source_body(gw, found, 0, size.saturating_sub(1)).await?;
     let written = write_object(
         gw,
         &dest,
@@ -267,7 +272,7 @@ pub async fn upload_part_copy(
     if found.record.size > 0 && end + 1 - start > MAX_PUT_SIZE {
         return Err(S3Error::EntityTooLarge);
     }
-    let (mut payload, len) = source_body(gw, found, start, end);
+    let (mut payload, len) = source_body(gw, found, start, end).await?;
     let stored = crate::multipart::store_upload_part(
         gw,
         &dest,

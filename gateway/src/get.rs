@@ -19,6 +19,7 @@ use storage_node::protocol::{Lookup, UndoRequest};
 use storage_node::record::{BucketId, ObjectRecord, VersionRef};
 use storage_node::RpcError;
 use tokio::sync::mpsc::Sender;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Decoded chunks queued ahead of a slow client, each at most one block (or one stripe, when it
@@ -343,15 +344,27 @@ fn falls_short(
     }
 }
 
-/// Streams object bytes `[start, end]` (inclusive) as a response body. A failure part-way through
-/// ends the body with an error, so the client sees a broken transfer rather than short data.
-/// Afterwards, holders found stale, missing a fragment or holding a corrupt one are repaired in
-/// the background.
-pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end: u64) -> HttpBody {
+/// Streams object bytes `[start, end]` (inclusive) as a response body, once the first of them are
+/// read: a read that cannot start is an error the caller can answer with a status. A failure
+/// part-way through ends the body with an error, so the client sees a broken transfer rather than
+/// short data. Afterwards, holders found stale, missing a fragment or holding a corrupt one are
+/// repaired in the background.
+pub async fn stream(
+    cluster: Arc<Cluster>,
+    codec: Codec,
+    found: Found,
+    start: u64,
+    end: u64,
+) -> Result<HttpBody, S3Error> {
     let len = end + 1 - start;
     let (tx, body) = ChannelBody::new(CHUNK_DEPTH, Some(len));
+    let (started, first) = oneshot::channel();
     tokio::spawn(async move {
         let mut found = found;
+        let mut tx = Out {
+            tx,
+            started: Some(started),
+        };
         let mut bad = BTreeSet::new();
         let mut offset = 0u64;
         for (index, part) in found.record.parts.iter().enumerate() {
@@ -365,10 +378,9 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
                 end.min(part_end - 1) - part_start,
             );
             let reader = PartReader::new(&cluster, &codec, &found, index);
-            let sent = reader.send_range(local.0, local.1, &tx, &mut bad).await;
+            let sent = reader.send_range(local.0, local.1, &mut tx, &mut bad).await;
             if let Err(e) = sent {
-                tracing::warn!(error = %e, "read failed part-way");
-                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                tx.fail(e).await;
                 break;
             }
         }
@@ -385,7 +397,42 @@ pub fn stream(cluster: Arc<Cluster>, codec: Codec, found: Found, start: u64, end
             }
         }
     });
-    body.boxed()
+    // No answer: the task ended without sending (the client went away).
+    first.await.unwrap_or(Ok(()))?;
+    Ok(body.boxed())
+}
+
+/// The sending end of a read's response body; it also tells `stream`'s caller that the first
+/// bytes are ready, or why they never will be.
+struct Out {
+    tx: Sender<Result<Bytes, std::io::Error>>,
+    started: Option<oneshot::Sender<Result<(), S3Error>>>,
+}
+
+impl Out {
+    /// Sends a chunk; false when the client went away.
+    async fn send(&mut self, chunk: Bytes) -> bool {
+        if let Some(started) = self.started.take() {
+            let _ = started.send(Ok(()));
+        }
+        self.tx.send(Ok(chunk)).await.is_ok()
+    }
+
+    async fn fail(&mut self, e: S3Error) {
+        match self.started.take() {
+            Some(started) => {
+                tracing::warn!(error = %e, "read failed");
+                let _ = started.send(Err(e));
+            }
+            None => {
+                tracing::warn!(error = %e, "read failed part-way");
+                let _ = self
+                    .tx
+                    .send(Err(std::io::Error::other(e.to_string())))
+                    .await;
+            }
+        }
+    }
 }
 
 /// Slots among the holders `find` did not wait for whose record is missing or older: checked
@@ -421,8 +468,6 @@ pub(crate) struct PartReader<'a> {
     pub layout: StripeLayout,
 }
 
-type ChunkSender = Sender<Result<Bytes, std::io::Error>>;
-
 impl<'a> PartReader<'a> {
     pub fn new(cluster: &'a Cluster, codec: &'a Codec, found: &'a Found, index: usize) -> Self {
         let part = &found.record.parts[index];
@@ -444,7 +489,7 @@ impl<'a> PartReader<'a> {
         &self,
         start: u64,
         end: u64,
-        tx: &ChunkSender,
+        tx: &mut Out,
         bad: &mut BTreeSet<u8>,
     ) -> Result<(), S3Error> {
         let (first, last) = self.layout.stripes_for_range(start, end);
@@ -466,10 +511,9 @@ impl<'a> PartReader<'a> {
                 at = hi;
                 let (a, b) = (from.max(lo), to.min(hi));
                 if a < b
-                    && tx
-                        .send(Ok(piece.slice((a - lo) as usize..(b - lo) as usize)))
+                    && !tx
+                        .send(piece.slice((a - lo) as usize..(b - lo) as usize))
                         .await
-                        .is_err()
                 {
                     return Ok(()); // the client went away
                 }
@@ -488,6 +532,8 @@ impl<'a> PartReader<'a> {
             active: Vec::new(),
             spare: spare.into(),
             unasked: self.found.unasked.clone().into(),
+            again: VecDeque::new(),
+            retried: BTreeSet::new(),
             bad: BTreeSet::new(),
         }
     }
@@ -501,6 +547,11 @@ pub(crate) struct Fetcher<'a, 'r> {
     active: Vec<(u8, FragmentStream)>,
     spare: VecDeque<Source>,
     unasked: VecDeque<(String, u8)>,
+    /// Sources whose read failed without a corrupt frame (unreachable, stalled, cut off): each is
+    /// opened once more when no other source is left. With only k holders up (a zone lost) a
+    /// passing stall or a broken pooled connection must not fail the whole read.
+    again: VecDeque<Source>,
+    retried: BTreeSet<u8>,
     /// Slots that could not serve a valid frame.
     pub bad: BTreeSet<u8>,
 }
@@ -540,18 +591,17 @@ impl Fetcher<'_, '_> {
             }
             tokio::select! {
                 Some((fragment, stream, frame)) = reads.next() => {
-                    let good = frame.filter(|frame| {
-                        let (block, hash) = frame.split_at(frame.len() - HASH_LEN);
-                        let intact = erasure::block_hash(stripe, fragment as usize, block) == hash;
-                        if !intact {
-                            tracing::warn!(fragment, stripe, "corrupt block found on read");
-                        }
-                        intact
-                    });
-                    let (Some(frame), Some(stream)) = (good, stream) else {
+                    let (Some(frame), Some(stream)) = (frame, stream) else {
                         self.bad.insert(fragment);
+                        self.retry_later(fragment);
                         continue;
                     };
+                    let (block, hash) = frame.split_at(frame.len() - HASH_LEN);
+                    if erasure::block_hash(stripe, fragment as usize, block) != hash {
+                        tracing::warn!(fragment, stripe, "corrupt block found on read");
+                        self.bad.insert(fragment);
+                        continue;
+                    }
                     frames[fragment as usize] = Some(frame);
                     self.active.push((fragment, stream));
                     have += 1;
@@ -569,7 +619,19 @@ impl Fetcher<'_, '_> {
         }
     }
 
-    /// The next holder to read from: one known to have the version, else one not yet asked.
+    /// Queues a source whose read failed to be opened again, unless it already was.
+    fn retry_later(&mut self, fragment: u8) {
+        if !self.retried.insert(fragment) {
+            return;
+        }
+        let sources = &self.reader.found.sources;
+        if let Some(source) = sources.iter().find(|s| s.fragment == fragment) {
+            self.again.push_back(source.clone());
+        }
+    }
+
+    /// The next holder to read from: one known to have the version, else one not yet asked, else
+    /// one whose read failed, for a second try.
     async fn next_source(&mut self) -> Option<Source> {
         if let Some(source) = self.spare.pop_front() {
             return Some(source);
@@ -596,7 +658,7 @@ impl Fetcher<'_, '_> {
                 }
             }
         }
-        None
+        self.again.pop_front()
     }
 }
 

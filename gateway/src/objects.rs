@@ -389,8 +389,30 @@ pub async fn get_object(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
-    let found = find_version(gw, &bucket, key, which).await?;
-    let record = &found.record;
+    let mut looked_again = false;
+    loop {
+        let found = find_version(gw, &bucket, key, which).await?;
+        let (response, span) = object_head(&bucket, &req, &found.record)?;
+        let Some((start, end)) = span.filter(|_| !head_only) else {
+            return Ok(response.body(empty()).expect("response parts are valid"));
+        };
+        match get::stream(gw.cluster.clone(), gw.codec.clone(), found, start, end).await {
+            Ok(body) => return Ok(response.body(body).expect("response parts are valid")),
+            // An overwrite committed between the lookup and the first fragment reads removes the
+            // fragments that were found; a fresh lookup finds the new version.
+            Err(e) if looked_again => return Err(e),
+            Err(_) => looked_again = true,
+        }
+    }
+}
+
+/// The status and headers of a GET or HEAD of `record`, and the span of its bytes to send
+/// (`None`: no body).
+fn object_head(
+    bucket: &BucketRecord,
+    req: &S3Request,
+    record: &ObjectRecord,
+) -> Result<(http::response::Builder, Option<(u64, u64)>), S3Error> {
     let modified =
         DateTime::from_timestamp_millis(record.last_modified().unix_millis()).unwrap_or_default();
     let last_modified = httpdate::fmt_http_date(modified.into());
@@ -399,12 +421,11 @@ pub async fn get_object(
         Condition::Proceed => {}
         Condition::Failed => return Err(S3Error::PreconditionFailed),
         Condition::NotModified => {
-            return Ok(Response::builder()
+            let response = Response::builder()
                 .status(StatusCode::NOT_MODIFIED)
                 .header(http::header::ETAG, &etag)
-                .header(http::header::LAST_MODIFIED, &last_modified)
-                .body(empty())
-                .expect("response parts are valid"))
+                .header(http::header::LAST_MODIFIED, &last_modified);
+            return Ok((response, None));
         }
     }
     let part_number = req
@@ -426,7 +447,7 @@ pub async fn get_object(
         .header(http::header::ETAG, &etag)
         .header(http::header::LAST_MODIFIED, &last_modified)
         .header(http::header::ACCEPT_RANGES, "bytes");
-    if let Some(id) = version_id(&bucket, record.version_ref()) {
+    if let Some(id) = version_id(bucket, record.version_ref()) {
         response = response.header("x-amz-version-id", id);
     }
     let mut has_type = false;
@@ -482,12 +503,7 @@ pub async fn get_object(
         );
     }
     response = response.header(http::header::CONTENT_LENGTH, len);
-    let body = if head_only || len == 0 {
-        empty()
-    } else {
-        get::stream(gw.cluster.clone(), gw.codec.clone(), found, start, end)
-    };
-    Ok(response.body(body).expect("response parts are valid"))
+    Ok((response, (len > 0).then_some((start, end))))
 }
 
 /// The byte span of part `number` (1-based) of an object.

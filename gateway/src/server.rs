@@ -2,11 +2,14 @@
 
 use crate::config::GatewayConfig;
 use crate::router::Gateway;
-use anyhow::Context;
+use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 use storage_node::ClusterConfig;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -32,6 +35,7 @@ pub async fn run(
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        let stream = Lingering(Some(stream));
         let gateway = gateway.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -57,6 +61,86 @@ where
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+/// How long a closed connection is still read from, in all and between two reads.
+const LINGER: Duration = Duration::from_secs(30);
+const LINGER_IDLE: Duration = Duration::from_secs(5);
+
+/// A client connection that is read to its end (for at most `LINGER`) once the server is done with
+/// it, and only then closed.
+///
+/// A request refused before its body was read (a bad signature, a lost write quorum) is answered
+/// with `Connection: close` while the client is still sending. Closing a socket that holds unread
+/// bytes makes the kernel reset the connection, and a client still writing its body then sees a
+/// broken pipe instead of the S3 error it was sent. Reading on until the client is done lets it
+/// read the answer (nginx calls this a lingering close).
+struct Lingering<S: AsyncRead + Unpin + Send + 'static>(Option<S>);
+
+impl<S: AsyncRead + Unpin + Send + 'static> Lingering<S> {
+    fn stream(&mut self) -> Pin<&mut S> {
+        Pin::new(self.0.as_mut().expect("taken only when dropped"))
+    }
+}
+
+impl<S: AsyncRead + Unpin + Send + 'static> Drop for Lingering<S> {
+    fn drop(&mut self) {
+        let (Some(mut stream), Ok(runtime)) =
+            (self.0.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut sink = vec![0; 64 << 10];
+            let drain = async {
+                while let Ok(Ok(1..)) =
+                    tokio::time::timeout(LINGER_IDLE, stream.read(&mut sink)).await
+                {
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
+    }
+}
+
+impl<S: AsyncRead + Unpin + Send + 'static> AsyncRead for Lingering<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Lingering<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.stream().poll_shutdown(cx)
+    }
 }
 
 fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {

@@ -86,10 +86,19 @@ pub struct NodeConfig {
     /// unnoticed. Default 86400 (a day).
     #[serde(default = "default_keep_replaced_secs")]
     pub keep_replaced_secs: u64,
+    /// How long the fragment files of a version that an overwrite (or a multipart completion)
+    /// superseded stay on disk: a read that found that version just before the overwrite is still
+    /// opening them. Overwritten data takes this long to free its space. Default 30.
+    #[serde(default = "default_keep_superseded_secs")]
+    pub keep_superseded_secs: u64,
 }
 
 fn default_keep_replaced_secs() -> u64 {
     86_400
+}
+
+fn default_keep_superseded_secs() -> u64 {
+    30
 }
 
 fn default_min_free_bytes() -> u64 {
@@ -105,6 +114,7 @@ impl NodeConfig {
             listen: None,
             min_free_bytes: default_min_free_bytes(),
             keep_replaced_secs: default_keep_replaced_secs(),
+            keep_superseded_secs: default_keep_superseded_secs(),
         }
     }
 }

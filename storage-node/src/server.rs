@@ -99,9 +99,10 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         cluster.nodes.clone(),
         cluster.data_shards,
     ));
-    tokio::spawn(expire_replaced_forever(
+    tokio::spawn(sweep_forever(
         store.clone(),
         Duration::from_secs(node.keep_replaced_secs),
+        Duration::from_secs(node.keep_superseded_secs),
     ));
     let state = Arc::new(Node {
         id: node.id.clone(),
@@ -496,19 +497,31 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
-/// Drops the replaced versions kept for longer than `keep` (see `Store::undo`), looking a few
-/// times per `keep`, at most once a minute.
-async fn expire_replaced_forever(store: Arc<Store>, keep: Duration) {
-    let every = (keep / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+/// Drops the replaced versions kept for longer than `keep_replaced` (see `Store::undo`) and the
+/// fragment files superseded longer than `keep_superseded` ago, looking a few times per the
+/// shorter of the two, at least once a minute.
+async fn sweep_forever(store: Arc<Store>, keep_replaced: Duration, keep_superseded: Duration) {
+    let every = (keep_replaced.min(keep_superseded) / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let cutoff = unix_now().saturating_sub(keep.as_secs());
+        let now = unix_now();
+        let (replaced, superseded) = (
+            now.saturating_sub(keep_replaced.as_secs()),
+            now.saturating_sub(keep_superseded.as_secs()),
+        );
         let store = store.clone();
-        match blocking(move || store.expire_replaced(cutoff)).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::debug!(expired, "replaced versions expired"),
-            Err(e) => tracing::warn!(error = %e, "expiring replaced versions failed"),
+        let swept = blocking(move || {
+            Ok((
+                store.expire_replaced(replaced)?,
+                store.remove_superseded(superseded)?,
+            ))
+        });
+        match swept.await {
+            Ok((0, 0)) => {}
+            Ok((expired, removed)) => tracing::debug!(expired, removed, "swept old versions"),
+            Err(e) => tracing::warn!(error = %e, "sweeping old versions failed"),
         }
     }
 }

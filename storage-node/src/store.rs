@@ -4,8 +4,10 @@
 //! - A fragment file is only ever visible under its final name complete and fsynced: it is written
 //!   under `fragments/tmp/`, fsynced, renamed, and the directory fsynced. `tmp/` is emptied on open.
 //! - Every metadata write is a synced RocksDB write; a record only replaces an older version.
-//! - Fragment files of a superseded record are removed after the newer record is durable, except
-//!   those of the version an inline record replaced, which are kept for a while (`TAG_REPLACED`).
+//! - Fragment files of a superseded record are queued for removal (`TAG_SUPERSEDED`) in the same
+//!   synced write as the newer record, and removed once no read can still be opening them
+//!   (`remove_superseded`). Those of the version an inline record replaced are kept longer
+//!   (`TAG_REPLACED`).
 
 use crate::hints::Hint;
 use crate::protocol::{
@@ -59,6 +61,11 @@ const TAG_PURGED: u8 = b'x';
 /// that reaches fewer than k holders cannot be read; readers then go back to this version and undo
 /// the overwrite (`undo`). Kept until the key's next such overwrite or `expire_replaced`.
 const TAG_REPLACED: u8 = b'r';
+/// Fragment files a commit superseded, to be removed after a grace period: `d`, the time they were
+/// superseded (seconds since the Unix epoch, big-endian, so oldest first), the fragment index,
+/// the fragment id. A read that found the older version a moment before the commit is still
+/// opening them.
+const TAG_SUPERSEDED: u8 = b'd';
 /// The bytes of a version in a history or purge key.
 const VERSION_BYTES: usize = 12;
 /// How long a conditional write may hold its claim on a key between claiming and committing.
@@ -97,11 +104,6 @@ struct CommitJob {
 
 /// What an applied commit replaces: the record it displaced, and the parts of the upload it
 /// completes. Their fragment files go once the commit is durable.
-struct Superseded {
-    replaced: Option<ObjectRecord>,
-    dropped_parts: Vec<PartRecord>,
-}
-
 /// The group committer: takes every plain commit queued while the previous group was being
 /// written, and writes them with one synced write, instead of a blocking thread and a RocksDB
 /// write-group handoff per commit (about a third of a node's CPU on small PUTs). It holds the
@@ -367,8 +369,8 @@ impl Store {
         for job in jobs {
             let upload_id = job.upload_id.as_deref();
             match self.prepare_commit(&job.bucket, &job.key, &job.record, upload_id, &mut batch) {
-                Ok(Some(superseded)) => applied.push((job, superseded)),
-                Ok(None) => replies.push((job.done, Ok(false))),
+                Ok(true) => applied.push(job.done),
+                Ok(false) => replies.push((job.done, Ok(false))),
                 Err(e) => replies.push((job.done, Err(e))),
             }
         }
@@ -379,14 +381,12 @@ impl Store {
             false => self.db.write_opt(batch, &opts),
         };
         drop(guards);
-        for (job, superseded) in applied {
+        for done in applied {
             let outcome = match &written {
-                Ok(()) => self
-                    .remove_superseded(&job.record, superseded)
-                    .map(|()| true),
+                Ok(()) => Ok(true),
                 Err(e) => Err(StoreError::Db(e.clone())),
             };
-            replies.push((job.done, outcome));
+            replies.push((done, outcome));
         }
         replies
     }
@@ -397,7 +397,7 @@ impl Store {
     /// - a `null` version replaces the key's null version wherever it is, unless that is newer;
     /// - the newest version is the key's current record, every other one goes to its history.
     ///
-    /// Fragment files of a replaced record are removed once the new one is durable.
+    /// Fragment files of a replaced record are queued for removal (see `remove_superseded`).
     fn commit_locked(
         &self,
         bucket: &BucketId,
@@ -406,17 +406,15 @@ impl Store {
         upload_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut batch = WriteBatch::default();
-        let Some(superseded) = self.prepare_commit(bucket, key, record, upload_id, &mut batch)?
-        else {
+        if !self.prepare_commit(bucket, key, record, upload_id, &mut batch)? {
             return Ok(false);
-        };
+        }
         self.write_synced(batch)?;
-        self.remove_superseded(record, superseded)?;
         Ok(true)
     }
 
     /// Adds the writes of a commit (see `commit_locked`) to `batch`, with the key's commit lock
-    /// held; returns what the record supersedes, or `None` when it is not applied.
+    /// held; returns whether the record is applied.
     fn prepare_commit(
         &self,
         bucket: &BucketId,
@@ -424,13 +422,13 @@ impl Store {
         record: &ObjectRecord,
         upload_id: Option<&str>,
         batch: &mut WriteBatch,
-    ) -> Result<Option<Superseded>, StoreError> {
+    ) -> Result<bool, StoreError> {
         if self
             .db
             .get_pinned(purged_key(bucket, key, record.version))?
             .is_some()
         {
-            return Ok(None);
+            return Ok(false);
         }
         let db_key = object_key(bucket, key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
@@ -444,7 +442,7 @@ impl Store {
         let mut replaced = None;
         if let Some((at, existing)) = stored().find(|(_, r)| r.version == record.version) {
             if existing.revision >= record.revision {
-                return Ok(None);
+                return Ok(false);
             }
             batch.put(at, serde_json::to_vec(record)?);
             replaced = Some(existing.clone());
@@ -452,7 +450,7 @@ impl Store {
             if !record.versioned {
                 if let Some((at, null)) = stored().find(|(_, r)| !r.versioned) {
                     if null.version > record.version {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     batch.delete(at);
                     replaced = Some(null.clone());
@@ -489,42 +487,50 @@ impl Store {
                 batch.put(at, serde_json::to_vec(&kept)?);
             }
         }
-        let mut dropped_parts = Vec::new();
+        let mut superseded: Vec<(String, u8)> = replaced
+            .iter()
+            .flat_map(|old| old.fragment_files())
+            .map(|(id, index)| (id.to_string(), index))
+            .collect();
         if let Some(upload_id) = upload_id {
             batch.delete(upload_key(bucket, upload_id));
             for part in self.parts(upload_id)? {
                 batch.delete(part_key(upload_id, part.part.number));
-                dropped_parts.push(part);
-            }
-        }
-        Ok(Some(Superseded {
-            replaced,
-            dropped_parts,
-        }))
-    }
-
-    /// Removes the fragment files a durable record no longer refers to.
-    fn remove_superseded(
-        &self,
-        record: &ObjectRecord,
-        superseded: Superseded,
-    ) -> Result<(), StoreError> {
-        let kept: Vec<(&str, u8)> = record.fragment_files().collect();
-        if let Some(old) = &superseded.replaced {
-            for (id, index) in old.fragment_files() {
-                if !kept.contains(&(id, index)) {
-                    self.remove_fragment(id, index)?;
+                if part.part.inline.is_none() {
+                    superseded.push((part.part.fragment_id, part.fragment));
                 }
             }
         }
-        for part in superseded.dropped_parts {
-            if part.part.inline.is_none()
-                && !kept.contains(&(&part.part.fragment_id, part.fragment))
-            {
-                self.remove_fragment(&part.part.fragment_id, part.fragment)?;
+        let kept: Vec<(&str, u8)> = record.fragment_files().collect();
+        let now = unix_now();
+        for (id, index) in superseded {
+            if !kept.contains(&(id.as_str(), index)) {
+                batch.put(superseded_key(now, &id, index), b"");
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Removes the fragment files superseded before `cutoff` (seconds since the Unix epoch).
+    /// Returns how many went.
+    pub fn remove_superseded(&self, cutoff: u64) -> Result<usize, StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut removed = 0;
+        for entry in self.db.prefix_iterator([TAG_SUPERSEDED]) {
+            let (k, _) = entry?;
+            let Some((at, index, id)) = parse_superseded_key(&k) else {
+                break;
+            };
+            if at >= cutoff {
+                break;
+            }
+            self.remove_fragment(id, index)?;
+            batch.delete(&k);
+            removed += 1;
+        }
+        // Not synced: after a crash the entries come back, and removing a file twice is harmless.
+        self.db.write(batch)?;
+        Ok(removed)
     }
 
     /// The key's current record: its newest version (possibly a delete marker or tombstone).
@@ -1335,6 +1341,28 @@ fn purged_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
     [purged_prefix(bucket, key), version_bytes(version).to_vec()].concat()
 }
 
+fn superseded_key(at: u64, id: &str, index: u8) -> Vec<u8> {
+    [
+        &[TAG_SUPERSEDED][..],
+        &at.to_be_bytes(),
+        &[index],
+        id.as_bytes(),
+    ]
+    .concat()
+}
+
+/// The time, fragment index and fragment id of a `TAG_SUPERSEDED` key; `None` for other keys.
+fn parse_superseded_key(k: &[u8]) -> Option<(u64, u8, &str)> {
+    let rest = k.strip_prefix(&[TAG_SUPERSEDED])?;
+    let (at, rest) = rest.split_first_chunk::<8>()?;
+    let (index, id) = rest.split_first()?;
+    Some((
+        u64::from_be_bytes(*at),
+        *index,
+        std::str::from_utf8(id).ok()?,
+    ))
+}
+
 fn replaced_key(bucket: &BucketId, key: &str) -> Vec<u8> {
     [&[TAG_REPLACED][..], bucket, key.as_bytes()].concat()
 }
@@ -1423,6 +1451,11 @@ mod tests {
         assert!(store
             .commit_object(&BUCKET, "k", &record(20, Some(&new_id)), None)
             .unwrap());
+        // Kept for the reads that found the old version, until the sweep's cutoff passes it.
+        assert!(store.fragment_path(&old_id, 1).exists());
+        assert_eq!(store.remove_superseded(unix_now() - 60).unwrap(), 0);
+        assert!(store.fragment_path(&old_id, 1).exists());
+        assert_eq!(store.remove_superseded(unix_now() + 1).unwrap(), 1);
         assert!(
             !store.fragment_path(&old_id, 1).exists(),
             "replaced fragment removed"
@@ -1657,6 +1690,7 @@ mod tests {
         assert!(store
             .commit_object(&BUCKET, "k", &record(40, Some(&new_null_id)), None)
             .unwrap());
+        store.remove_superseded(unix_now() + 1).unwrap();
         assert!(
             !store.fragment_path(&null_id, 1).exists(),
             "old null version's fragment removed"
