@@ -66,7 +66,7 @@ struct Source {
 async fn find_source(gw: &Gateway, req: &S3Request) -> Result<Source, S3Error> {
     let (bucket, key, which) = copy_source(req)?;
     let source_bucket = gw.cluster.bucket(&bucket).await?;
-    let found = match find_version(gw, &source_bucket, &key, which).await {
+    let found = match find_version(gw, &source_bucket, &key, which, false).await {
         Err(S3Error::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
             "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
         )),

@@ -11,7 +11,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
 use storage_node::client::NodeClient;
@@ -45,6 +45,21 @@ pub struct Found {
     /// the response instead of asking those holders again.
     pub late: JoinHandle<Vec<Answer>>,
     pub target: Target,
+    /// Fragment files of the first part that holders sent along with their records (see
+    /// `lookup_to_read`): fragment slot, length, and the stream of it, taken by the first read.
+    prefetched: Mutex<Vec<(u8, u64, FragmentStream)>>,
+}
+
+impl Found {
+    /// The stream of fragment `slot` of the first part that came with the lookup, if it covers
+    /// exactly `[0, len)`.
+    fn take_prefetched(&self, slot: u8, len: u64) -> Option<FragmentStream> {
+        let mut prefetched = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+        let at = prefetched
+            .iter()
+            .position(|(s, l, _)| *s == slot && *l == len)?;
+        Some(prefetched.swap_remove(at).2)
+    }
 }
 
 /// One holder's answer for a key's record, by fragment slot.
@@ -73,6 +88,18 @@ pub async fn lookup(
     lookup_with(cluster, bucket, key, which, Wait::Enough).await
 }
 
+/// `lookup` for a read of the whole object: the data holders also send their fragment files of
+/// the first part along with their records (objects up to 16 MiB), which saves the stream's
+/// first round trip to each of them.
+pub async fn lookup_to_read(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+) -> Result<Option<Found>, S3Error> {
+    find(cluster, bucket, key, which, Wait::Enough, true).await
+}
+
 /// How many holders' answers a lookup waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -91,13 +118,36 @@ pub async fn lookup_with(
     which: Option<VersionRef>,
     wait: Wait,
 ) -> Result<Option<Found>, S3Error> {
+    find(cluster, bucket, key, which, wait, false).await
+}
+
+/// `lookup_with`; with `fragments`, the holders asked first send their first part's fragment
+/// files too.
+async fn find(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+    wait: Wait,
+    fragments: bool,
+) -> Result<Option<Found>, S3Error> {
     let holders = cluster.holders(bucket, key);
     // Owned futures, so that the answers not waited for can finish in the background: dropping
     // them would also close their pooled connections mid-request.
-    let ask = |h: &Holder<'_>| {
+    let ask = |h: &Holder<'_>, fragments: bool| {
         let (client, addr, key) = (cluster.client.clone(), h.node.addr.clone(), key.to_string());
         let (slot, bucket) = (h.fragment, *bucket);
-        async move { (slot, client.object(&addr, &bucket, &key, which).await) }
+        async move {
+            let answer = if fragments {
+                client
+                    .object_and_fragment(&addr, &bucket, &key, which)
+                    .await
+            } else {
+                let answer = client.object(&addr, &bucket, &key, which).await;
+                answer.map(|lookup| (lookup, None))
+            };
+            (slot, answer)
+        }
     };
     let k = cluster.layout.data_shards();
     let quorum = cluster.read_quorum();
@@ -109,28 +159,42 @@ pub async fn lookup_with(
         Wait::Enough => k.max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
     };
-    let mut pending: FuturesUnordered<_> = waiting.drain(..first).map(ask).collect();
+    let mut pending: FuturesUnordered<_> =
+        waiting.drain(..first).map(|h| ask(h, fragments)).collect();
     let hedge = tokio::time::sleep(LOOKUP_HEDGE);
     tokio::pin!(hedge);
     let mut answered = Vec::new();
     let mut purged = BTreeSet::new();
+    let mut prefetched = Vec::new();
     let everyone = wait == Wait::Everyone;
     while answered.len() < quorum || !readable(&answered, k) || (everyone && !pending.is_empty()) {
         if !waiting.is_empty() && falls_short(&answered, pending.len(), k, quorum) {
-            pending.extend(waiting.drain(..).map(ask));
+            pending.extend(waiting.drain(..).map(|h| ask(h, false)));
         }
         tokio::select! {
             next = pending.next() => {
                 let Some((slot, answer)) = next else { break };
-                if let Ok(lookup) = answer {
+                if let Ok((lookup, fragment)) = answer {
                     purged.extend(lookup.purged);
+                    let sent = lookup.record.as_ref().zip(lookup.fragment_len).zip(fragment);
+                    if let Some(((record, len), (body, buf))) = sent {
+                        let stream = FragmentStream::Remote { body, buf };
+                        prefetched.push((record.version, record.fragment, len, stream));
+                    }
                     answered.push((holders[slot as usize], lookup.record));
                 }
             }
-            () = &mut hedge, if !waiting.is_empty() => pending.extend(waiting.drain(..).map(ask)),
+            () = &mut hedge, if !waiting.is_empty() => {
+                pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+            }
         }
     }
-    let late = tokio::spawn(pending.collect::<Vec<_>>());
+    // A fragment file sent along by a late answer is dropped as it comes: nothing reads it.
+    let late = tokio::spawn(
+        pending
+            .map(|(slot, answer)| (slot, answer.map(|(lookup, _)| lookup)))
+            .collect::<Vec<_>>(),
+    );
     if answered.len() < quorum {
         return Err(S3Error::ServiceUnavailable(format!(
             "{} of {} holders answered; {} needed",
@@ -170,6 +234,11 @@ pub async fn lookup_with(
             }
         }
     }
+    let prefetched = prefetched
+        .into_iter()
+        .filter(|(version, ..)| *version == newest.version)
+        .map(|(_, slot, len, stream)| (slot, len, stream))
+        .collect();
     let found = Found {
         record: newest,
         sources,
@@ -181,6 +250,7 @@ pub async fn lookup_with(
             key: key.to_string(),
             version: which,
         },
+        prefetched: Mutex::new(prefetched),
     };
     if found.sources.len() >= k || found.record.deleted {
         return Ok(Some(found));
@@ -270,6 +340,7 @@ async fn unfinished(
         unasked: Vec::new(),
         late: tokio::spawn(async { Vec::new() }),
         target: found.target,
+        prefetched: Mutex::default(),
     }
 }
 
@@ -705,6 +776,14 @@ impl Read {
     async fn open(self, reader: &PartReader<'_>, source: &Source) -> Option<FragmentStream> {
         let part = source.record.parts.get(reader.index)?;
         let offset = reader.layout.frame_offset(self.stripe);
+        if reader.index == 0 && offset == 0 {
+            if let Some(stream) = reader
+                .found
+                .take_prefetched(source.fragment, self.end_offset)
+            {
+                return Some(stream);
+            }
+        }
         if let Some(inline) = &part.inline {
             let bytes =
                 Bytes::copy_from_slice(inline.get(offset as usize..self.end_offset as usize)?);

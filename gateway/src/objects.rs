@@ -389,9 +389,10 @@ pub async fn get_object(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
+    let whole = !head_only && req.header("range").is_none() && !req.query.has("partNumber");
     let mut looked_again = false;
     loop {
-        let found = find_version(gw, &bucket, key, which).await?;
+        let found = find_version(gw, &bucket, key, which, whole).await?;
         let (response, span) = object_head(&bucket, &req, &found.record)?;
         let Some((start, end)) = span.filter(|_| !head_only) else {
             return Ok(response.body(empty()).expect("response parts are valid"));
@@ -516,7 +517,8 @@ fn part_span(parts: &[PartData], number: usize) -> Result<Option<(u64, u64)>, S3
     Ok((size > 0).then(|| (start, start + size - 1)))
 }
 
-/// The version of a key a GET, HEAD or copy reads: the current one, or the one `which` names.
+/// The version of a key a GET, HEAD or copy reads: the current one, or the one `which` names;
+/// `whole` for a GET of all of it (see `get::lookup_to_read`).
 /// A delete marker is an error: 404 NoSuchKey when current (naming the marker in a versioned
 /// bucket), 405 MethodNotAllowed when asked for by its version id.
 pub async fn find_version(
@@ -524,8 +526,12 @@ pub async fn find_version(
     bucket: &BucketRecord,
     key: &str,
     which: Option<VersionRef>,
+    whole: bool,
 ) -> Result<Found, S3Error> {
-    let found = get::lookup(&gw.cluster, &bucket.id, key, which).await?;
+    let found = match whole {
+        true => get::lookup_to_read(&gw.cluster, &bucket.id, key, which).await?,
+        false => get::lookup(&gw.cluster, &bucket.id, key, which).await?,
+    };
     match found {
         None if which.is_some() && bucket.versioning.is_some() => Err(S3Error::NoSuchVersion),
         None => Err(S3Error::NoSuchKey),

@@ -124,7 +124,7 @@ pub async fn get_object_tagging(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
-    let found = find_version(gw, &bucket, key, which).await?;
+    let found = find_version(gw, &bucket, key, which, false).await?;
     Ok(tagging_xml(&found.record.tags))
 }
 

@@ -8,7 +8,7 @@ use crate::protocol::{
     BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use erasure::StripeLayout;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -33,6 +33,17 @@ pub enum RpcError {
     Body(#[from] hyper::Error),
     #[error("undecodable answer: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("the node's answer ended early")]
+    Truncated,
+}
+
+fn object_path(bucket: &BucketId, key: &str, query: Option<String>) -> String {
+    let mut path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
+    if let Some(query) = query {
+        path.push('?');
+        path.push_str(&query);
+    }
+    path
 }
 
 impl RpcError {
@@ -261,6 +272,54 @@ impl NodeClient {
         self.lookup(addr, bucket, key, query).await
     }
 
+    /// `object`, with the node's fragment file of the record's first part following the record
+    /// when the node sends it (see `Lookup::fragment_len`): then also the rest of the body, and
+    /// the bytes of it already read.
+    pub async fn object_and_fragment(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Option<VersionRef>,
+    ) -> Result<(Lookup, Option<(Incoming, BytesMut)>), RpcError> {
+        let query = match version {
+            Some(v) => format!("fragment=1&version={v}"),
+            None => "fragment=1".into(),
+        };
+        let path = object_path(bucket, key, Some(query));
+        let mut body = self
+            .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .await?;
+        let mut buf = BytesMut::new();
+        let head = async {
+            loop {
+                if let Some(len) = buf
+                    .first_chunk::<4>()
+                    .map(|n| u32::from_be_bytes(*n) as usize)
+                {
+                    if buf.len() >= 4 + len {
+                        return Ok(len);
+                    }
+                }
+                match body.frame().await {
+                    Some(frame) => {
+                        if let Ok(data) = frame?.into_data() {
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    None => return Err(RpcError::Truncated),
+                }
+            }
+        };
+        let len = tokio::time::timeout(self.timeout, head)
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        let json = buf.split_to(4 + len);
+        let lookup: Lookup = serde_json::from_slice(&json[4..])?;
+        let rest = lookup.fragment_len.map(|_| (body, buf));
+        Ok((lookup, rest))
+    }
+
     async fn lookup(
         &self,
         addr: &str,
@@ -268,11 +327,7 @@ impl NodeClient {
         key: &str,
         query: Option<String>,
     ) -> Result<Lookup, RpcError> {
-        let mut path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
-        if let Some(query) = query {
-            path.push('?');
-            path.push_str(&query);
-        }
+        let path = object_path(bucket, key, query);
         self.call(addr, Method::GET, &path, None::<&()>).await
     }
 

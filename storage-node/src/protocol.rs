@@ -98,6 +98,10 @@ pub struct Lookup {
     /// current record, or the version asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purged: Vec<Version>,
+    /// With `?fragment`: the length of the holder's fragment file of the record's first part,
+    /// which follows the record in the response; `None`: it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_len: Option<u64>,
 }
 
 /// Deletes one version of a key for good.

@@ -559,7 +559,11 @@ impl Store {
             }
             purged.push(version);
         }
-        Ok(Lookup { record, purged })
+        Ok(Lookup {
+            record,
+            purged,
+            fragment_len: None,
+        })
     }
 
     /// One version of a key, or whether it was purged here.
@@ -578,6 +582,7 @@ impl Store {
                 return Ok(Lookup {
                     record: None,
                     purged: vec![version],
+                    fragment_len: None,
                 });
             }
         }
@@ -588,6 +593,7 @@ impl Store {
         Ok(Lookup {
             record,
             purged: Vec::new(),
+            fragment_len: None,
         })
     }
 
@@ -716,6 +722,7 @@ impl Store {
         Ok(Lookup {
             record,
             purged: Vec::new(),
+            fragment_len: None,
         })
     }
 
