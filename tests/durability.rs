@@ -175,3 +175,42 @@ async fn acknowledged_writes_survive_kill_9_of_every_process() {
         "the delete survived too"
     );
 }
+
+/// A fragment file that nothing names (left by a write whose gateway died before any commit
+/// reached the node) is removed once it is older than `orphan_age_secs`; the fragment files of
+/// objects, multipart parts and hints stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn orphaned_fragment_files_are_removed_and_nothing_else() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/f-bucket", Bytes::new()).await;
+    let objects = sizes();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    let kept = cluster.fragment_files();
+    assert!(!kept.is_empty());
+    let mut orphans = Vec::new();
+    for (node, _) in cluster.nodes() {
+        let dir = cluster.path().join(&node).join("fragments").join("ff");
+        std::fs::create_dir_all(&dir).unwrap();
+        let orphan = dir.join(format!("{}.0", "f".repeat(32)));
+        std::fs::write(&orphan, b"a fragment nobody committed").unwrap();
+        orphans.push(orphan);
+        let age = Some(toml::Value::Integer(1));
+        cluster.restart_with(&node, "orphan_age_secs", age);
+    }
+    wait_until(|| orphans.iter().all(|o| !o.exists()), "orphans removed").await;
+    let mut left = cluster.fragment_files();
+    let mut expected = kept.clone();
+    left.sort();
+    expected.sort();
+    assert_eq!(left, expected, "only the orphans went");
+    cluster.kill("z1-n1");
+    cluster.kill("z2-n2");
+    for (key, data) in &objects {
+        let got = s3.get(key).await;
+        assert_eq!(got.status, 200, "{key}");
+        assert!(got.body[..] == data[..], "{key}");
+    }
+}

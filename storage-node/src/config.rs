@@ -91,6 +91,12 @@ pub struct NodeConfig {
     /// opening them. Overwritten data takes this long to free its space. Default 30.
     #[serde(default = "default_keep_superseded_secs")]
     pub keep_superseded_secs: u64,
+    /// How old a fragment file that nothing refers to must be before it is removed: a write that
+    /// never committed here (its gateway died) leaves one. Readers and heals may still finish an
+    /// unfinished write from such files, so keep it well above the gateways' `anti_entropy_secs`.
+    /// Default 86400 (a day).
+    #[serde(default = "default_orphan_age_secs")]
+    pub orphan_age_secs: u64,
 }
 
 fn default_keep_replaced_secs() -> u64 {
@@ -99,6 +105,10 @@ fn default_keep_replaced_secs() -> u64 {
 
 fn default_keep_superseded_secs() -> u64 {
     30
+}
+
+fn default_orphan_age_secs() -> u64 {
+    86_400
 }
 
 fn default_min_free_bytes() -> u64 {
@@ -115,6 +125,7 @@ impl NodeConfig {
             min_free_bytes: default_min_free_bytes(),
             keep_replaced_secs: default_keep_replaced_secs(),
             keep_superseded_secs: default_keep_superseded_secs(),
+            orphan_age_secs: default_orphan_age_secs(),
         }
     }
 }

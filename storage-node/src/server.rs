@@ -103,11 +103,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         cluster.nodes.clone(),
         cluster.data_shards,
     ));
-    tokio::spawn(sweep_forever(
-        store.clone(),
-        Duration::from_secs(node.keep_replaced_secs),
-        Duration::from_secs(node.keep_superseded_secs),
-    ));
+    tokio::spawn(sweep_forever(store.clone(), node.clone()));
     let state = Arc::new(Node {
         id: node.id.clone(),
         store,
@@ -555,13 +551,21 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
-/// Drops the replaced versions kept for longer than `keep_replaced` (see `Store::undo`) and the
-/// fragment files superseded longer than `keep_superseded` ago, looking a few times per the
-/// shorter of the two, at least once a minute.
-async fn sweep_forever(store: Arc<Store>, keep_replaced: Duration, keep_superseded: Duration) {
-    let every = (keep_replaced.min(keep_superseded) / 4)
-        .clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(every);
+/// Drops the replaced versions kept for longer than `keep_replaced_secs` (see `Store::undo`) and
+/// the fragment files superseded longer than `keep_superseded_secs` ago, looking a few times per
+/// the shorter of the two, at least once a minute; and removes orphaned fragment files a few times
+/// per `orphan_age_secs`, at least once an hour (that takes a scan of all records).
+async fn sweep_forever(store: Arc<Store>, node: NodeConfig) {
+    let secs = Duration::from_secs;
+    let (keep_replaced, keep_superseded, orphan_age) = (
+        secs(node.keep_replaced_secs),
+        secs(node.keep_superseded_secs),
+        secs(node.orphan_age_secs),
+    );
+    let every = (keep_replaced.min(keep_superseded) / 4).clamp(secs(1), secs(60));
+    let orphans_every = (orphan_age / 4).clamp(secs(1), secs(3600));
+    let mut tick = tokio::time::interval(every.min(orphans_every));
+    let mut orphans_swept = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let now = unix_now();
@@ -569,16 +573,30 @@ async fn sweep_forever(store: Arc<Store>, keep_replaced: Duration, keep_supersed
             now.saturating_sub(keep_replaced.as_secs()),
             now.saturating_sub(keep_superseded.as_secs()),
         );
+        let orphans = (orphans_swept.elapsed() >= orphans_every)
+            .then(|| std::time::SystemTime::now() - orphan_age);
+        if orphans.is_some() {
+            orphans_swept = tokio::time::Instant::now();
+        }
         let store = store.clone();
         let swept = blocking(move || {
             Ok((
                 store.expire_replaced(replaced)?,
                 store.remove_superseded(superseded)?,
+                orphans
+                    .map(|cutoff| store.remove_orphans(cutoff))
+                    .transpose()?,
             ))
         });
         match swept.await {
-            Ok((0, 0)) => {}
-            Ok((expired, removed)) => tracing::debug!(expired, removed, "swept old versions"),
+            Ok((expired, removed, orphans)) => {
+                if let Some(orphans @ 1..) = orphans {
+                    tracing::info!(orphans, "orphaned fragment files removed");
+                }
+                if expired + removed > 0 {
+                    tracing::debug!(expired, removed, "old versions swept");
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "sweeping old versions failed"),
         }
     }

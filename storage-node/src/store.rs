@@ -767,6 +767,82 @@ impl Store {
         Ok(shards)
     }
 
+    /// Removes the fragment files that nothing here refers to and that were last written before
+    /// `cutoff`: those of writes that never committed on this node and were not cleaned up (their
+    /// gateway died, or this node was unreachable when it cleaned up). The age spares writes in
+    /// progress, and unfinished writes that a reader or a heal may still complete from these
+    /// files (see `NodeConfig::orphan_age_secs`). Returns how many went.
+    pub fn remove_orphans(&self, cutoff: std::time::SystemTime) -> Result<usize, StoreError> {
+        let mut old = Vec::new();
+        for dir in fs::read_dir(&self.fragments)? {
+            let dir = dir?;
+            if dir.file_name() == "tmp" || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(dir.path())? {
+                let file = file?;
+                if file.metadata()?.modified()? < cutoff {
+                    old.push(file);
+                }
+            }
+        }
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let referenced = self.referenced_fragments()?;
+        let mut removed = 0;
+        for file in old {
+            if !referenced.contains(file.file_name().to_string_lossy().as_ref()) {
+                match fs::remove_file(file.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => removed += 1,
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The file names of every fragment file that a record, a kept version, a multipart part, a
+    /// hint or the removal queue names.
+    fn referenced_fragments(&self) -> Result<HashSet<String>, StoreError> {
+        let mut names = HashSet::new();
+        for tag in [
+            TAG_OBJECT,
+            TAG_HISTORY,
+            TAG_REPLACED,
+            TAG_PART,
+            TAG_HINT,
+            TAG_SUPERSEDED,
+        ] {
+            for entry in self.db.prefix_iterator([tag]) {
+                let (k, v) = entry?;
+                if k.first() != Some(&tag) {
+                    break;
+                }
+                let files: Vec<(String, u8)> = match tag {
+                    TAG_OBJECT | TAG_HISTORY => fragment_names(&serde_json::from_slice(&v)?),
+                    TAG_REPLACED => fragment_names(&serde_json::from_slice::<Replaced>(&v)?.record),
+                    TAG_PART => {
+                        let part: PartRecord = serde_json::from_slice(&v)?;
+                        let file = part.part.inline.is_none().then_some(part.part.fragment_id);
+                        file.map(|id| (id, part.fragment)).into_iter().collect()
+                    }
+                    TAG_HINT => serde_json::from_slice::<Hint>(&v)?
+                        .fragments
+                        .into_iter()
+                        .map(|f| (f.id, f.index))
+                        .collect(),
+                    _ => parse_superseded_key(&k)
+                        .map(|(_, index, id)| (id.to_string(), index))
+                        .into_iter()
+                        .collect(),
+                };
+                names.extend(files.into_iter().map(|(id, index)| format!("{id}.{index}")));
+            }
+        }
+        Ok(names)
+    }
+
     /// Drops the replaced versions kept since before `cutoff` (seconds since the Unix epoch), with
     /// their fragment files. Returns how many went.
     pub fn expire_replaced(&self, cutoff: u64) -> Result<usize, StoreError> {
@@ -1348,6 +1424,13 @@ fn purged_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
     [purged_prefix(bucket, key), version_bytes(version).to_vec()].concat()
 }
 
+fn fragment_names(record: &ObjectRecord) -> Vec<(String, u8)> {
+    record
+        .fragment_files()
+        .map(|(id, index)| (id.to_string(), index))
+        .collect()
+}
+
 fn superseded_key(at: u64, id: &str, index: u8) -> Vec<u8> {
     [
         &[TAG_SUPERSEDED][..],
@@ -1435,6 +1518,61 @@ mod tests {
         let mut file = store.create_fragment(id, 1).unwrap();
         file.write(b"frame").unwrap();
         file.commit().unwrap();
+    }
+
+    #[test]
+    fn only_old_fragment_files_that_nothing_names_are_orphans() {
+        let (_dir, store) = open();
+        let [committed, parted, hinted, orphan, young] =
+            ["committed", "parted", "hinted", "orphan", "young"]
+                .map(|n| fragment_id(&[n.as_bytes()]));
+        for id in [&committed, &parted, &hinted, &orphan, &young] {
+            write_fragment(&store, id);
+        }
+        store
+            .commit_object(&BUCKET, "k", &record(10, Some(&committed)), None)
+            .unwrap();
+        let mut part = record(11, Some(&parted)).parts.remove(0);
+        part.number = 1;
+        let part = PartRecord {
+            version: Version {
+                micros: 11,
+                salt: 0,
+            },
+            fragment: 1,
+            part,
+        };
+        store.put_part("upload", &part).unwrap();
+        store
+            .add_hint(&Hint {
+                target: "z1-n1".into(),
+                method: "POST".into(),
+                path: "/v1/commit".into(),
+                body: "{}".into(),
+                fragments: vec![crate::hints::HintedFragment {
+                    id: hinted.clone(),
+                    index: 1,
+                    size: 3,
+                    block_size: 16,
+                }],
+            })
+            .unwrap();
+        let day = Duration::from_secs(86_400);
+        let two_days_ago = std::time::SystemTime::now() - 2 * day;
+        for id in [&committed, &parted, &hinted, &orphan] {
+            let file = File::options()
+                .write(true)
+                .open(store.fragment_path(id, 1))
+                .unwrap();
+            file.set_modified(two_days_ago).unwrap();
+        }
+        let cutoff = std::time::SystemTime::now() - day;
+        assert_eq!(store.remove_orphans(cutoff).unwrap(), 1);
+        assert!(!store.fragment_path(&orphan, 1).exists());
+        for id in [&committed, &parted, &hinted, &young] {
+            assert!(store.fragment_path(id, 1).exists());
+        }
+        assert_eq!(store.remove_orphans(cutoff).unwrap(), 0);
     }
 
     #[test]
