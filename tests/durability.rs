@@ -19,15 +19,21 @@ fn sizes() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
-    let mut cluster = TestCluster::start();
-    let s3 = cluster.client();
+/// Creates `f-bucket` and writes `sizes()` into it.
+async fn write_sizes(s3: &common::S3Client) -> Vec<(String, Vec<u8>)> {
     s3.put("/f-bucket", Bytes::new()).await;
     let objects = sizes();
     for (key, data) in &objects {
         assert_eq!(s3.put(key, data.clone()).await.status, 200);
     }
+    objects
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    let objects = write_sizes(&s3).await;
     // Two nodes of different zones: 4+2 tolerates any two missing fragments.
     cluster.kill("z1-n1");
     cluster.kill("z2-n2");
@@ -152,11 +158,7 @@ async fn a_node_that_missed_writes_is_repaired_on_read() {
 async fn acknowledged_writes_survive_kill_9_of_every_process() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
-    s3.put("/f-bucket", Bytes::new()).await;
-    let objects = sizes();
-    for (key, data) in &objects {
-        assert_eq!(s3.put(key, data.clone()).await.status, 200);
-    }
+    let objects = write_sizes(&s3).await;
     assert_eq!(s3.delete("/f-bucket/obj0").await.status, 204);
     for process in common::NODES.iter().chain(["gateway"].iter()) {
         cluster.kill(process);
@@ -183,11 +185,7 @@ async fn acknowledged_writes_survive_kill_9_of_every_process() {
 async fn orphaned_fragment_files_are_removed_and_nothing_else() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
-    s3.put("/f-bucket", Bytes::new()).await;
-    let objects = sizes();
-    for (key, data) in &objects {
-        assert_eq!(s3.put(key, data.clone()).await.status, 200);
-    }
+    let objects = write_sizes(&s3).await;
     let kept = cluster.fragment_files();
     assert!(!kept.is_empty());
     let mut orphans = Vec::new();
