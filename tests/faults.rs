@@ -282,7 +282,7 @@ async fn a_slow_then_cut_connection_to_a_node_loses_nothing() {
     proxy.set(Mode::Pass);
     let (tally, ledger) = load.finish().await;
     // The node missed writes while cut off: the gateway heals it once it answers.
-    wait_healed(&s3).await;
+    common::wait_healed(&s3).await;
     cluster.kill("z1-n1");
     cluster.kill("z3-n2");
     for (key, data) in &ledger {
@@ -332,7 +332,7 @@ async fn an_overwrite_committed_on_too_few_holders_leaves_the_key_readable() {
     }
     // The gateway heals the holders that missed a commit, which may finish the write; holders
     // undo one only once its writer has given up (twice the node timeout).
-    wait_healed(&s3).await;
+    common::wait_healed(&s3).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut settled = Vec::new();
     for (key, old, new) in reads {
@@ -458,7 +458,7 @@ async fn heal_walks_only_the_shards_a_returning_node_differs_on() {
     }
     cluster.restart("z2-n1");
     // It missed writes: the gateway heals it once it answers.
-    wait_healed(&s3).await;
+    common::wait_healed(&s3).await;
     let reply = s3.get("/_tessera/heal").await;
     let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(progress["node"], "z2-n1", "{progress}");
@@ -539,39 +539,13 @@ async fn anti_entropy_heals_a_node_nobody_reported() {
     .await;
 }
 
-/// The admin API's view of the nodes.
-async fn node_status(s3: &common::S3Client) -> Vec<serde_json::Value> {
-    let reply = s3.get("/_tessera/status").await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
-}
-
 /// Writes the gateway's nodes keep for down holders, summed over the nodes that answer.
 async fn pending_hints(s3: &common::S3Client) -> u64 {
-    node_status(s3)
+    common::node_status(s3)
         .await
         .iter()
         .filter_map(|n| n["hints"].as_u64())
         .sum()
-}
-
-/// Waits until no node waits for a heal and none runs; the last heal must have had no errors.
-async fn wait_healed(s3: &common::S3Client) {
-    let begun = Instant::now();
-    loop {
-        assert!(begun.elapsed() < Duration::from_secs(120), "healed in time");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let waiting = node_status(s3)
-            .await
-            .iter()
-            .any(|n| n["needs_heal"] == true);
-        let reply = s3.get("/_tessera/heal").await;
-        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        if !waiting && progress["running"] != true {
-            assert!(progress.is_null() || progress["errors"] == 0, "{progress}");
-            return;
-        }
-    }
 }
 
 /// Kills every node of a zone and waits for the gateway's probe to see them down.
@@ -839,7 +813,7 @@ async fn with_write_quorum_k_writes_go_on_and_the_zone_is_healed_after() {
         cluster.restart(&node);
     }
     // Both nodes missed the writes; the gateway heals them one after the other.
-    wait_healed(&s3).await;
+    common::wait_healed(&s3).await;
     lose_zone(&mut cluster, "z1").await;
     read_back(&s3, &objects, "after the heal, with z1 down").await;
 }

@@ -423,7 +423,6 @@ fn write_chunks(file: &mut FragmentFile, chunks: &[Bytes]) -> Result<(), StoreEr
     chunks.iter().try_for_each(|chunk| file.write(chunk))
 }
 
-/// Streams a byte range of a fragment file from a blocking reader, `IO_CHUNK` at a time.
 /// A record followed by this node's fragment file of its first part, whole, when the file is
 /// here and at most `LOOKUP_FRAGMENT_MAX` long: a reader of a whole object is spared one round
 /// trip per holder. The body is the JSON's length (4 bytes, big-endian), the JSON (whose
@@ -475,6 +474,7 @@ async fn lookup_and_fragment(
     Ok(Response::new(body.boxed()))
 }
 
+/// Streams a byte range of a fragment file from a blocking reader, `IO_CHUNK` at a time.
 async fn send_fragment(
     store: Arc<Store>,
     id: String,
@@ -574,7 +574,8 @@ async fn sweep_forever(store: Arc<Store>, node: NodeConfig) {
             now.saturating_sub(keep_superseded.as_secs()),
         );
         let orphans = (orphans_swept.elapsed() >= orphans_every)
-            .then(|| std::time::SystemTime::now() - orphan_age);
+            .then(|| std::time::SystemTime::now().checked_sub(orphan_age))
+            .flatten();
         if orphans.is_some() {
             orphans_swept = tokio::time::Instant::now();
         }

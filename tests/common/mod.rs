@@ -485,3 +485,29 @@ pub async fn heal(s3: &S3Client, node: &str) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The admin API's view of the nodes.
+pub async fn node_status(s3: &S3Client) -> Vec<serde_json::Value> {
+    let reply = s3.get("/_tessera/status").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+/// Waits until no node waits for a heal and none runs; the last heal must have had no errors.
+pub async fn wait_healed(s3: &S3Client) {
+    let begun = Instant::now();
+    loop {
+        assert!(begun.elapsed() < Duration::from_secs(120), "healed in time");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let waiting = node_status(s3)
+            .await
+            .iter()
+            .any(|n| n["needs_heal"] == true);
+        let reply = s3.get("/_tessera/heal").await;
+        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        if !waiting && progress["running"] != true {
+            assert!(progress.is_null() || progress["errors"] == 0, "{progress}");
+            return;
+        }
+    }
+}
