@@ -11,6 +11,8 @@
 //! [node]                    # run a storage node
 //! id = "z1-n1"
 //! data_dir = "/var/lib/tessera"
+//! # scrub_interval_secs = 604800   # re-read and check every fragment file this often (0: never)
+//! # scrub_bytes_per_sec = 33554432 # at most this fast
 //!
 //! [gateway]                 # run an S3 gateway
 //! listen = "0.0.0.0:9000"

@@ -222,3 +222,56 @@ async fn orphaned_fragment_files_are_removed_and_nothing_else() {
         assert!(got.body[..] == data[..], "{key}");
     }
 }
+
+/// Bitrot in data nobody reads: the scrubber finds fragment files that fail their hashes, are cut
+/// short or are gone, and the gateway heals the node back to the very bytes it lost, after which
+/// any two other nodes may fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    let objects = write_sizes(&s3).await;
+    let node = "z1-n1";
+    let dir = cluster.path().join(node);
+    let mut files: Vec<_> = cluster
+        .fragment_files()
+        .into_iter()
+        .filter(|f| f.starts_with(&dir))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "the three objects above the inline size");
+    let originals: Vec<_> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let mut rotten = originals[0].clone();
+    let middle = rotten.len() / 2;
+    rotten[middle] ^= 0x5A;
+    std::fs::write(&files[0], rotten).unwrap();
+    std::fs::write(&files[1], &originals[1][..originals[1].len() / 3]).unwrap();
+    std::fs::remove_file(&files[2]).unwrap();
+    cluster.restart_with(node, "scrub_interval_secs", Some(toml::Value::Integer(1)));
+
+    let restored = || {
+        files
+            .iter()
+            .zip(&originals)
+            .all(|(f, original)| std::fs::read(f).is_ok_and(|b| b == *original))
+    };
+    wait_until(restored, "damaged fragment files rebuilt by a heal").await;
+    let status = common::node_status(&s3).await;
+    let scrub = &status.iter().find(|n| n["id"] == node).unwrap()["scrub"];
+    assert_eq!(scrub["corrupt"], 2, "{scrub}");
+    assert!(scrub["missing"].as_u64().unwrap() >= 1, "{scrub}");
+    let aside = std::fs::read_dir(dir.join("fragments").join("corrupt")).unwrap();
+    assert_eq!(
+        aside.count(),
+        2,
+        "corrupt files are kept aside, not deleted at once"
+    );
+
+    cluster.kill("z2-n1");
+    cluster.kill("z3-n1");
+    for (key, data) in &objects {
+        let got = s3.get(key).await;
+        assert_eq!(got.status, 200, "{key}: {}", got.text());
+        assert!(got.body[..] == data[..], "{key}");
+    }
+}

@@ -556,8 +556,9 @@ async fn lose_zone(cluster: &mut TestCluster, zone: &str) {
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
-/// The parts a multipart object is uploaded in: two of 5 MiB and a small last one.
-const MULTIPART_PARTS: [usize; 3] = [5 << 20, 5 << 20, 300_000];
+/// The parts a multipart object is uploaded in: two of 5 MiB and a last one small enough to be
+/// kept inline (whose fragments differ per holder, unlike a file part's name).
+const MULTIPART_PARTS: [usize; 3] = [5 << 20, 5 << 20, 30_000];
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -664,6 +665,9 @@ async fn read_back(s3: &common::S3Client, objects: &[(String, Vec<u8>)], when: &
     }
 }
 
+/// Objects tagged while a zone is down: one kept in files, one inline.
+const TAGGED: [&str; 2] = ["/zones/during3", "/zones/during4"];
+
 /// Three zones of three nodes: a whole zone goes down, and reads and writes go on at full write
 /// quorum because substitutes keep the down holders' shares. When the zone returns the hints are
 /// handed back; then the other zones are taken down in turn and everything still reads, which
@@ -708,18 +712,20 @@ async fn a_lost_zone_of_a_three_by_three_cluster_keeps_reads_and_writes_going() 
     let data = random_bytes(MULTIPART_PARTS.iter().sum(), 7_000);
     assert_eq!(try_multipart(&s3, &key, &data).await, Outcome::Acked);
     during.push((key, data));
-    // Tags set while the zone is down reach the returning holders too.
+    // Tags set while the zone is down reach the returning holders too: on an object kept in
+    // fragment files (during3) and on an inline one (during4).
     let tagging =
         "<Tagging><TagSet><Tag><Key>zone</Key><Value>down</Value></Tag></TagSet></Tagging>";
-    let tagged = s3
-        .send("PUT", "/zones/during3?tagging", &[], tagging.into())
-        .await;
-    assert_eq!(
-        tagged.status,
-        200,
-        "tagging with z2 down: {}",
-        tagged.text()
-    );
+    for key in TAGGED {
+        let path = format!("{key}?tagging");
+        let tagged = s3.send("PUT", &path, &[], tagging.into()).await;
+        assert_eq!(
+            tagged.status,
+            200,
+            "tagging {key} with z2 down: {}",
+            tagged.text()
+        );
+    }
     // A delete while the zone is down is handed back too: the key must stay deleted.
     assert_eq!(s3.delete("/zones/before0").await.status, 204);
     before.remove(0);
@@ -748,11 +754,13 @@ async fn a_lost_zone_of_a_three_by_three_cluster_keeps_reads_and_writes_going() 
         read_back(&s3, &before, &format!("with {zone} down")).await;
         read_back(&s3, &during, &format!("with {zone} down")).await;
         assert_eq!(s3.get("/zones/before0").await.status, 404);
-        let tags = s3.get("/zones/during3?tagging").await.text();
-        assert!(
-            tags.contains("<Value>down</Value>"),
-            "tags with {zone} down: {tags}"
-        );
+        for key in TAGGED {
+            let tags = s3.get(&format!("{key}?tagging")).await.text();
+            assert!(
+                tags.contains("<Value>down</Value>"),
+                "{key}'s tags with {zone} down: {tags}"
+            );
+        }
         for node in cluster.zone(zone) {
             cluster.restart(&node);
         }

@@ -1,5 +1,5 @@
 //! The admin API, under `/_tessera/` on the S3 port (a name no bucket can have), authenticated
-//! like any S3 request: cluster status, and starting and following a heal.
+//! like any S3 request: cluster status (nodes, hints, scrubbing), and starting and following a heal.
 
 use crate::error::S3Error;
 use crate::router::{Gateway, S3Request, S3Response};
@@ -7,6 +7,7 @@ use futures::future::join_all;
 use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use storage_node::body::full;
+use storage_node::scrub::ScrubStatus;
 
 /// The pseudo-bucket the admin API lives under.
 pub const PREFIX: &str = "_tessera";
@@ -21,6 +22,8 @@ struct NodeStatus {
     hints: Option<u64>,
     /// The node missed writes that nobody kept for it; a heal starts when it answers.
     needs_heal: bool,
+    /// The node's scrubber: passes, what the current one checked, damage found.
+    scrub: Option<ScrubStatus>,
 }
 
 pub async fn handle(
@@ -36,13 +39,17 @@ pub async fn handle(
                 .iter()
                 .zip(health)
                 .enumerate()
-                .map(|(i, (n, h))| NodeStatus {
-                    id: n.id.clone(),
-                    zone: n.zone.clone(),
-                    addr: n.addr.clone(),
-                    up: h.is_ok(),
-                    hints: h.ok().map(|h| h.hints),
-                    needs_heal: gw.cluster.liveness.needs_heal(i),
+                .map(|(i, (n, h))| {
+                    let h = h.ok();
+                    NodeStatus {
+                        id: n.id.clone(),
+                        zone: n.zone.clone(),
+                        addr: n.addr.clone(),
+                        up: h.is_some(),
+                        hints: h.as_ref().map(|h| h.hints),
+                        needs_heal: gw.cluster.liveness.needs_heal(i),
+                        scrub: h.map(|h| h.scrub),
+                    }
                 })
                 .collect();
             json(StatusCode::OK, &status)

@@ -1,9 +1,10 @@
 //! Which storage nodes answer. A background probe asks every node for its health twice a second;
 //! the write path sends the share of a holder that is down to a substitute (hinted handoff), and a
-//! node that missed writes nobody kept for it is healed when it answers again.
+//! node that missed writes nobody kept for it, or whose scrubber found damaged fragment files, is
+//! healed when it answers.
 
 use crate::router::Gateway;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct Liveness {
     up: Vec<AtomicBool>,
     /// Set when a write went on without the node and without a substitute keeping its share.
     missed: Vec<AtomicBool>,
+    /// Fragment files the node's scrubber last reported damaged (`ScrubStatus::damaged`).
+    damaged: Vec<AtomicU64>,
 }
 
 impl Liveness {
@@ -25,6 +28,7 @@ impl Liveness {
         Liveness {
             up: (0..nodes).map(|_| AtomicBool::new(true)).collect(),
             missed: (0..nodes).map(|_| AtomicBool::new(false)).collect(),
+            damaged: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -62,14 +66,21 @@ pub async fn watch(gw: Arc<Gateway>) {
         let live = &cluster.liveness;
         for (index, answer) in answers.into_iter().enumerate() {
             let was_up = live.up[index].swap(answer.is_some(), Ordering::Relaxed);
-            if answer.is_none() {
+            let Some(health) = answer else {
                 if was_up {
                     tracing::warn!(node = %nodes[index].id, "storage node is down");
                 }
                 continue;
-            }
+            };
             if !was_up {
                 tracing::info!(node = %nodes[index].id, "storage node is back");
+            }
+            // The scrubber found damaged fragment files (moved aside or missing): the node's
+            // digests now differ from its peers' where they are, and a heal rebuilds them.
+            let damaged = health.scrub.damaged();
+            if live.damaged[index].swap(damaged, Ordering::Relaxed) != damaged && damaged > 0 {
+                tracing::warn!(node = %nodes[index].id, damaged, "scrub found damaged fragments");
+                live.missed(index);
             }
             if live.missed[index].load(Ordering::Relaxed) && heal(&gw, &nodes[index].id) {
                 live.missed[index].store(false, Ordering::Relaxed);

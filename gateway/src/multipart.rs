@@ -10,6 +10,7 @@ use crate::objects::{
 };
 use crate::payload::PayloadReader;
 use crate::put::{commit_quorum, store_part, PartPlan, StoredPart};
+use crate::repair::part_for_slot;
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
 use crate::xml::{parse_complete_parts, CompletePart, XmlWriter};
 use futures::future::join_all;
@@ -370,35 +371,45 @@ pub async fn complete(
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let size: u64 = chosen.iter().map(|p| p.part.size).sum();
     let version = Version::now();
-    // A holder can only record the object if it has every chosen part version (its own fragment).
-    let holder_parts: Vec<Option<Vec<PartData>>> = per_holder
+    // Each holder's copy of each chosen part version (its own fragment), where it has one.
+    let copies: Vec<Vec<Option<&PartData>>> = per_holder
         .iter()
         .map(|records| {
-            let records = records.as_ref()?;
             chosen
                 .iter()
                 .map(|want| {
                     records
+                        .as_ref()?
                         .iter()
                         .find(|r| r.part.number == want.part.number && r.version == want.version)
-                        .map(|r| r.part.clone())
+                        .map(|r| &r.part)
                 })
                 .collect()
         })
         .collect();
-    // A substitute keeping a down holder's share has that slot's part fragments when the parts
-    // were uploaded while the holder was down, or the holder has them already: either way the
-    // record names the same files. Inline parts differ per slot and are left to healing.
-    let file_parts: Option<Vec<PartData>> = chosen
-        .iter()
-        .all(|p| p.part.inline.is_none())
-        .then(|| chosen.iter().map(|p| p.part.clone()).collect());
+    // A holder can only record the object if it has every chosen part version. A substitute
+    // keeping a down holder's share gets the parts as that slot holds them: the same files (its
+    // own, uploaded while the holder was down, or the holder's), and inline fragments rebuilt
+    // from k other holders'.
     let holders = gw.cluster.write_holders(&bucket_record.id, key);
     let parts_of: Vec<Option<Vec<PartData>>> = holders
         .iter()
         .map(|h| match h.hint_for {
-            Some(_) => file_parts.clone(),
-            None => holder_parts[h.fragment as usize].clone(),
+            None => copies[h.fragment as usize]
+                .iter()
+                .map(|p| p.cloned())
+                .collect(),
+            Some(_) => chosen
+                .iter()
+                .enumerate()
+                .map(|(j, want)| match want.part.inline {
+                    None => Some(want.part.clone()),
+                    Some(_) => {
+                        let by_slot: Vec<Option<&PartData>> = copies.iter().map(|c| c[j]).collect();
+                        part_for_slot(&gw.codec, &by_slot, h.fragment)
+                    }
+                })
+                .collect(),
         })
         .collect();
     let stored: Vec<bool> = parts_of.iter().map(Option::is_some).collect();

@@ -6,10 +6,11 @@ use crate::cluster::{Cluster, Holder};
 use crate::error::S3Error;
 use crate::get::{Found, PartReader};
 use bytes::Bytes;
-use erasure::Codec;
+use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use storage_node::body::ChannelBody;
 use storage_node::protocol::CommitRequest;
+use storage_node::record::{ObjectRecord, PartData};
 
 /// Frames queued per repaired holder.
 const FRAME_DEPTH: usize = 4;
@@ -145,4 +146,59 @@ async fn stream_part(
         outcome?;
     }
     Ok(layout.fragment_len() * wanted.len() as u64)
+}
+
+/// A part as the holder of fragment `slot` records it, from its copies on the slots
+/// (`copies[i]`: slot i's, when known; all of one version): a part kept in files names the same
+/// files everywhere, while an inline part's fragment is rebuilt from k others. `None` when no copy
+/// is known, or too few inline fragments are. This is what a substitute keeping a down holder's
+/// share is sent when that share was not written while the holder was down.
+pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> Option<PartData> {
+    if let Some(Some(own)) = copies.get(slot as usize) {
+        return Some((*own).clone());
+    }
+    let any = *copies.iter().flatten().next()?;
+    if any.inline.is_none() {
+        return Some(any.clone());
+    }
+    let layout = StripeLayout {
+        size: any.size,
+        data_shards: codec.data_shards(),
+        block_size: any.block_size as usize,
+    };
+    let fragments: Vec<Option<&[u8]>> = copies
+        .iter()
+        .map(|c| c.and_then(|p| p.inline.as_deref()))
+        .collect();
+    let inline = codec
+        .rebuild_fragment(&layout, &fragments, slot as usize)
+        .ok()?;
+    Some(PartData {
+        inline: Some(inline),
+        ..any.clone()
+    })
+}
+
+/// An object record as the holder of fragment `slot` keeps it, from the holders' records of one
+/// version (`records[i]`: slot i's, when known); see `part_for_slot`.
+pub fn record_for_slot(
+    codec: &Codec,
+    records: &[Option<ObjectRecord>],
+    slot: u8,
+) -> Option<ObjectRecord> {
+    let any = records.iter().flatten().next()?;
+    let parts = (0..any.parts.len())
+        .map(|i| {
+            let copies: Vec<Option<&PartData>> = records
+                .iter()
+                .map(|r| r.as_ref().and_then(|r| r.parts.get(i)))
+                .collect();
+            part_for_slot(codec, &copies, slot)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ObjectRecord {
+        fragment: slot,
+        parts,
+        ..any.clone()
+    })
 }

@@ -8,6 +8,7 @@
 use crate::buckets::update_bucket;
 use crate::error::S3Error;
 use crate::objects::{commit_record, find_version, version_param};
+use crate::repair::record_for_slot;
 use crate::router::{xml_response, Gateway, S3Request, S3Response};
 use crate::sigv4::parse_query;
 use crate::xml::{parse_tree, XmlWriter};
@@ -203,22 +204,13 @@ async fn set_object_tags(
         Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
         Some(_) => {}
     }
-    // A substitute keeping a down holder's slot gets that slot's record, which any holder's gives
-    // when the object's parts are files (inline parts differ per slot: those wait for healing).
-    let files_only = current
-        .iter()
-        .flatten()
-        .find(|r| r.parts.iter().all(|p| p.inline.is_none()))
-        .cloned();
+    // A substitute keeping a down holder's slot gets that slot's record, rebuilt from the others.
     let targets = gw.cluster.write_holders(&bucket.id, key);
     let records: Vec<Option<ObjectRecord>> = targets
         .iter()
         .map(|t| match t.hint_for {
             None => current[t.fragment as usize].clone(),
-            Some(_) => files_only.clone().map(|r| ObjectRecord {
-                fragment: t.fragment,
-                ..r
-            }),
+            Some(_) => record_for_slot(&gw.codec, &current, t.fragment),
         })
         .collect();
     let has: Vec<bool> = records.iter().map(Option::is_some).collect();

@@ -8,6 +8,7 @@ use crate::protocol::{
     BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
+use crate::scrub::ScrubStatus;
 use bytes::{Bytes, BytesMut};
 use erasure::StripeLayout;
 use http::{Method, Request, StatusCode};
@@ -71,6 +72,8 @@ pub struct NodeClient {
 pub struct NodeHealth {
     /// Writes it keeps for holders that were down, not yet handed over.
     pub hints: u64,
+    #[serde(default)]
+    pub scrub: ScrubStatus,
 }
 
 impl NodeClient {

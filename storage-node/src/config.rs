@@ -97,6 +97,24 @@ pub struct NodeConfig {
     /// Default 86400 (a day).
     #[serde(default = "default_orphan_age_secs")]
     pub orphan_age_secs: u64,
+    /// Every this many seconds (from the start of one pass to the start of the next) the scrubber
+    /// re-reads every fragment file and checks its blocks' hashes, so that bitrot in data nobody
+    /// reads is found and healed while the other holders can still rebuild it. Default 604800 (a
+    /// week); 0: never.
+    #[serde(default = "default_scrub_interval_secs")]
+    pub scrub_interval_secs: u64,
+    /// Most bytes per second a scrub pass reads, so that it stays in the background. Default 32
+    /// MiB/s (a pass over 4 TB takes about 36 hours).
+    #[serde(default = "default_scrub_bytes_per_sec")]
+    pub scrub_bytes_per_sec: u64,
+}
+
+fn default_scrub_interval_secs() -> u64 {
+    7 * 86_400
+}
+
+fn default_scrub_bytes_per_sec() -> u64 {
+    32 << 20
 }
 
 fn default_keep_replaced_secs() -> u64 {
@@ -126,6 +144,8 @@ impl NodeConfig {
             keep_replaced_secs: default_keep_replaced_secs(),
             keep_superseded_secs: default_keep_superseded_secs(),
             orphan_age_secs: default_orphan_age_secs(),
+            scrub_interval_secs: default_scrub_interval_secs(),
+            scrub_bytes_per_sec: default_scrub_bytes_per_sec(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod hints;
 pub mod protocol;
 pub mod record;
+pub mod scrub;
 pub mod server;
 pub mod store;
 

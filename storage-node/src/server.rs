@@ -10,6 +10,7 @@ use crate::protocol::{
     DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord};
+use crate::scrub::{self, ScrubSettings, ScrubStatus};
 use crate::store::{FragmentFile, Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
@@ -77,6 +78,7 @@ struct Node {
     secret: ClusterSecret,
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
+    scrub: Arc<std::sync::Mutex<ScrubStatus>>,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -104,9 +106,19 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         cluster.data_shards,
     ));
     tokio::spawn(sweep_forever(store.clone(), node.clone()));
+    let scrub = scrub::start(
+        store.clone(),
+        ScrubSettings {
+            interval: Duration::from_secs(node.scrub_interval_secs),
+            bytes_per_sec: node.scrub_bytes_per_sec,
+            data_shards: cluster.data_shards,
+        },
+    )
+    .context("starting the scrubber")?;
     let state = Arc::new(Node {
         id: node.id.clone(),
         store,
+        scrub,
         layout: cluster.layout()?,
         secret: cluster.secret.clone(),
         data_dir: node.data_dir.clone(),
@@ -188,7 +200,8 @@ impl Node {
         match (req.method().clone(), path.as_slice()) {
             (Method::GET, ["v1", "health"]) => {
                 let hints = blocking(move || store.hint_count()).await?;
-                json(&NodeHealth { hints })
+                let scrub = self.scrub.lock().expect("scrub status lock").clone();
+                json(&NodeHealth { hints, scrub })
             }
             (Method::PUT, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;

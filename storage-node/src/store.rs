@@ -15,8 +15,10 @@ use crate::protocol::{
     VersionListRequest,
 };
 use crate::record::{
-    BucketId, BucketRecord, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
+    BucketId, BucketRecord, ListEntry, ObjectRecord, PartData, PartRecord, UploadRecord, Version,
+    VersionRef,
 };
+use erasure::{FragmentVerifier, StripeLayout};
 use rocksdb::{BlockBasedOptions, Cache, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,7 +27,7 @@ use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -143,6 +145,32 @@ struct Claim {
     expected: Option<Version>,
     until: Instant,
 }
+
+/// One fragment file a record names, as the scrubber checks it.
+#[derive(Clone, Debug)]
+pub struct ScrubTarget {
+    /// The record's key: where the next batch resumes, and a checkpoint across restarts.
+    pub position: Vec<u8>,
+    pub fragment_id: String,
+    pub fragment: u8,
+    pub layout: StripeLayout,
+}
+
+/// What the scrubber found of one fragment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scrubbed {
+    /// Every block matched its hash; this many bytes were read.
+    Good(u64),
+    /// Failed a hash or had the wrong length: moved aside, to be rebuilt.
+    Corrupt,
+    /// Its record names it, but it is not on disk.
+    Missing,
+    /// Superseded, or replaced by a good copy, while it was looked at: nothing to do.
+    Gone,
+}
+
+/// Bytes the scrubber reads at a time.
+const SCRUB_CHUNK: usize = 1 << 20;
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Arc<Store>, StoreError> {
@@ -843,6 +871,127 @@ impl Store {
         Ok(names)
     }
 
+    /// The next fragment files to scrub, in key order after `after` (a position this returned
+    /// before; `None`: from the start): those that object records (current and history) and
+    /// multipart part records name, at most `limit` of them. Part records carry no k: theirs is
+    /// the cluster's `data_shards`. An empty batch ends a pass.
+    pub fn scrub_batch(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+        data_shards: usize,
+    ) -> Result<Vec<ScrubTarget>, StoreError> {
+        let mut batch = Vec::new();
+        for tag in [TAG_HISTORY, TAG_OBJECT, TAG_PART] {
+            let start = match after {
+                Some(position) if position.first() == Some(&tag) => position.to_vec(),
+                Some(position) if position.first() > Some(&tag) => continue,
+                _ => vec![tag],
+            };
+            let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+            for entry in self.db.iterator(mode) {
+                let (k, v) = entry?;
+                if k.first() != Some(&tag) {
+                    break;
+                }
+                if Some(&k[..]) == after {
+                    continue;
+                }
+                // An unreadable record is not this pass's to fix, and must not stop it.
+                let Ok((fragment, parts, k_of)) = file_parts(tag, &v) else {
+                    tracing::warn!(key = %hex::encode(&k), "scrub: unreadable record skipped");
+                    continue;
+                };
+                for part in parts {
+                    batch.push(ScrubTarget {
+                        position: k.to_vec(),
+                        fragment_id: part.fragment_id,
+                        fragment,
+                        layout: StripeLayout {
+                            size: part.size,
+                            data_shards: k_of.unwrap_or(data_shards).max(1),
+                            block_size: (part.block_size as usize).max(1),
+                        },
+                    });
+                }
+                if batch.len() >= limit {
+                    return Ok(batch);
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Re-reads one fragment file and checks every block's hash; `on_read` is told of each chunk
+    /// read (for rate limiting). A corrupt or truncated file is moved aside under
+    /// `fragments/corrupt/` (its name there is no fragment's, so it goes as an orphan after
+    /// `orphan_age_secs`), after which this node lacks it like any missing fragment and a heal
+    /// rebuilds it. A missing file counts only while its record still names it (a file removed
+    /// because a newer version superseded it is not missing).
+    pub fn scrub_fragment(
+        &self,
+        target: &ScrubTarget,
+        mut on_read: impl FnMut(usize),
+    ) -> Result<Scrubbed, StoreError> {
+        let (id, index) = (&target.fragment_id, target.fragment);
+        let file = match self.open_fragment(id, index) {
+            Ok(file) => file,
+            Err(StoreError::NoSuchFragment) => {
+                let still_named = match self.db.get_pinned(&target.position)? {
+                    Some(v) => {
+                        let (_, parts, _) = file_parts(target.position[0], &v)?;
+                        parts.iter().any(|p| p.fragment_id == *id)
+                    }
+                    None => false,
+                };
+                return Ok(if still_named {
+                    Scrubbed::Missing
+                } else {
+                    Scrubbed::Gone
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut verifier = FragmentVerifier::new(target.layout, index as usize);
+        let mut buf = vec![0; SCRUB_CHUNK.min(target.layout.fragment_len().max(1) as usize)];
+        let mut offset = 0;
+        let sound = loop {
+            let n = match file.read_at(&mut buf, offset) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A read error (EIO from a bad sector) is damage like a wrong hash.
+                Err(e) => {
+                    tracing::warn!(fragment = %format!("{id}.{index}"), error = %e, "scrub: read failed");
+                    break false;
+                }
+            };
+            on_read(n);
+            if n == 0 {
+                break verifier.finish().is_ok();
+            }
+            if verifier.update(&buf[..n]).is_err() {
+                break false;
+            }
+            offset += n as u64;
+        };
+        // A scrub reads data nobody asked for: keep it out of the page cache.
+        // SAFETY: a plain advisory call on an open descriptor.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if sound {
+            return Ok(Scrubbed::Good(offset));
+        }
+        // A heal or read repair may have put a good copy in place while this one was read.
+        let path = self.fragment_path(id, index);
+        let replaced = fs::metadata(&path).map(|m| m.ino()).ok() != Some(file.metadata()?.ino());
+        if replaced {
+            return Ok(Scrubbed::Gone);
+        }
+        let corrupt = self.fragments.join("corrupt");
+        fs::create_dir_all(&corrupt)?;
+        fs::rename(&path, corrupt.join(format!("{id}.{index}.{}", unix_now())))?;
+        Ok(Scrubbed::Corrupt)
+    }
+
     /// Drops the replaced versions kept since before `cutoff` (seconds since the Unix epoch), with
     /// their fragment files. Returns how many went.
     pub fn expire_replaced(&self, cutoff: u64) -> Result<usize, StoreError> {
@@ -1385,6 +1534,24 @@ impl Drop for FragmentFile {
     }
 }
 
+/// Of an object (`TAG_OBJECT`, `TAG_HISTORY`) or part (`TAG_PART`) record: the fragment this node
+/// keeps, the parts whose fragment is a file, and k when the record says it (a part's does not).
+fn file_parts(tag: u8, value: &[u8]) -> Result<(u8, Vec<PartData>, Option<usize>), StoreError> {
+    let (fragment, parts, k) = if tag == TAG_PART {
+        let part: PartRecord = serde_json::from_slice(value)?;
+        (part.fragment, vec![part.part], None)
+    } else {
+        let record: ObjectRecord = serde_json::from_slice(value)?;
+        let k = Some(record.data_shards as usize);
+        (record.fragment, record.parts, k)
+    };
+    Ok((
+        fragment,
+        parts.into_iter().filter(|p| p.inline.is_none()).collect(),
+        k,
+    ))
+}
+
 fn object_key(bucket: &BucketId, key: &str) -> Vec<u8> {
     [&[TAG_OBJECT][..], bucket, key.as_bytes()].concat()
 }
@@ -1573,6 +1740,71 @@ mod tests {
             assert!(store.fragment_path(id, 1).exists());
         }
         assert_eq!(store.remove_orphans(cutoff).unwrap(), 0);
+    }
+
+    /// Fragment 1 of `record`'s three bytes [1, 2, 3] (k = 4, one stripe of one-byte blocks).
+    fn write_valid_fragment(store: &Store, id: &str) {
+        let mut file = store.create_fragment(id, 1).unwrap();
+        file.write(&[2]).unwrap();
+        file.write(&erasure::block_hash(0, 1, &[2])).unwrap();
+        file.commit().unwrap();
+    }
+
+    #[test]
+    fn scrubbing_finds_rotten_short_and_missing_fragment_files() {
+        let (_dir, store) = open();
+        let ids: Vec<String> = ["good", "rot", "short", "lost"]
+            .iter()
+            .map(|name| fragment_id(&[name.as_bytes()]))
+            .collect();
+        for (i, (name, id)) in ["good", "rot", "short", "lost"]
+            .iter()
+            .zip(&ids)
+            .enumerate()
+        {
+            write_valid_fragment(&store, id);
+            let record = record(10 + i as u64, Some(id));
+            assert!(store.commit_object(&BUCKET, name, &record, None).unwrap());
+        }
+        let path = |i: usize| store.fragment_path(&ids[i], 1);
+        let mut rotten = fs::read(path(1)).unwrap();
+        rotten[0] ^= 1;
+        fs::write(path(1), rotten).unwrap();
+        fs::write(path(2), [2]).unwrap();
+        fs::remove_file(path(3)).unwrap();
+
+        let batch = store.scrub_batch(None, 100, 4).unwrap();
+        assert_eq!(batch.len(), 4, "every fragment file a record names");
+        let verdicts: HashMap<String, Scrubbed> = batch
+            .iter()
+            .map(|t| {
+                (
+                    t.fragment_id.clone(),
+                    store.scrub_fragment(t, |_| {}).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(verdicts[&ids[0]], Scrubbed::Good(33));
+        assert_eq!(verdicts[&ids[1]], Scrubbed::Corrupt);
+        assert_eq!(verdicts[&ids[2]], Scrubbed::Corrupt);
+        assert_eq!(verdicts[&ids[3]], Scrubbed::Missing);
+        assert!(path(0).exists(), "a good file stays");
+        assert!(
+            !path(1).exists() && !path(2).exists(),
+            "corrupt files are moved aside"
+        );
+        let aside = fs::read_dir(store.fragments.join("corrupt"))
+            .unwrap()
+            .count();
+        assert_eq!(aside, 2);
+
+        // Batches resume after the position they reached, and an empty one ends the pass.
+        let first = store.scrub_batch(None, 1, 4).unwrap();
+        let rest = store.scrub_batch(Some(&first[0].position), 100, 4).unwrap();
+        assert_eq!(rest.len(), 3);
+        assert!(rest.iter().all(|t| t.position > first[0].position));
+        let last = &rest[2].position;
+        assert!(store.scrub_batch(Some(last), 100, 4).unwrap().is_empty());
     }
 
     #[test]

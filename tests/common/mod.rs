@@ -224,18 +224,17 @@ impl TestCluster {
         self.restart(node);
     }
 
-    /// Every fragment file on every node, except those still being written.
+    /// Every fragment file on every node, except those still being written and those the
+    /// scrubber moved aside.
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for (node, _) in self.nodes() {
             let dir = self.path().join(&node).join("fragments");
             let mut found = Vec::new();
             walk(&dir, &mut found);
-            files.extend(
-                found
-                    .into_iter()
-                    .filter(|f| !f.starts_with(dir.join("tmp"))),
-            );
+            files.extend(found.into_iter().filter(|f| {
+                !f.starts_with(dir.join("tmp")) && !f.starts_with(dir.join("corrupt"))
+            }));
         }
         files
     }

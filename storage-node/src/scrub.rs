@@ -1,0 +1,191 @@
+//! The scrubber: every `scrub_interval_secs` a pass re-reads each fragment file this node's
+//! records name and checks every block's hash, at no more than `scrub_bytes_per_sec`, so that
+//! bitrot in data nobody reads is found while the other holders can still rebuild it. A corrupt
+//! file is moved aside and a missing one counted (`Store::scrub_fragment`); either makes this
+//! node's shard digests differ from its peers', and the gateway, which sees the counts change in
+//! the node's health, heals the node. Inline fragments live in RocksDB, whose own block checksums
+//! are verified on every read.
+
+use crate::protocol::unix_now;
+use crate::store::{Scrubbed, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The setting under which the scrubber keeps its status, so that a restart resumes the pass
+/// where it was and keeps the counts.
+const STATE: &str = "scrub";
+/// Fragment files asked of the store at a time.
+const BATCH: usize = 64;
+/// The status is saved at least this often during a pass.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Wait after a pass failed on an error (a disk or database error) before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What the scrubber has done, as the node's health reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubStatus {
+    /// A pass is under way.
+    pub running: bool,
+    /// Passes finished since the node was first started.
+    pub passes: u64,
+    /// When the current or last pass began (a node that never scrubbed: when it first started);
+    /// the next one begins `scrub_interval_secs` later. Seconds since the Unix epoch.
+    pub pass_started_unix: u64,
+    pub last_pass_finished_unix: Option<u64>,
+    /// Fragment files and bytes checked by the current or last pass.
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    /// Fragment files found corrupt (and moved aside) and found missing, over the node's life.
+    pub corrupt: u64,
+    pub missing: u64,
+    /// The key of the last record the current pass checked, in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+}
+
+impl ScrubStatus {
+    /// Fragment files found damaged so far: a change means the node needs healing.
+    pub fn damaged(&self) -> u64 {
+        self.corrupt + self.missing
+    }
+}
+
+/// How the scrubber runs; see `NodeConfig::scrub_interval_secs` and `scrub_bytes_per_sec`.
+#[derive(Clone, Copy, Debug)]
+pub struct ScrubSettings {
+    /// Zero: never.
+    pub interval: Duration,
+    pub bytes_per_sec: u64,
+    /// k of the cluster, for part records (which do not carry it).
+    pub data_shards: usize,
+}
+
+/// Starts the scrubber on a thread of its own (its reads block, and it must not hold up a runtime
+/// thread) and returns the status it keeps up to date.
+pub fn start(
+    store: Arc<Store>,
+    settings: ScrubSettings,
+) -> Result<Arc<Mutex<ScrubStatus>>, StoreError> {
+    let mut status: ScrubStatus = match store.setting(STATE)? {
+        Some(bytes) => serde_json::from_slice(&bytes)?,
+        None => ScrubStatus::default(),
+    };
+    if status.pass_started_unix == 0 {
+        status.pass_started_unix = unix_now();
+        save(&store, &status)?;
+    }
+    let status = Arc::new(Mutex::new(status));
+    if !settings.interval.is_zero() {
+        let shared = status.clone();
+        std::thread::Builder::new()
+            .name("scrubber".into())
+            .spawn(move || scrub_forever(&store, settings, &shared))?;
+    }
+    Ok(status)
+}
+
+fn scrub_forever(store: &Store, settings: ScrubSettings, status: &Mutex<ScrubStatus>) {
+    loop {
+        let current = update(status, |_| {});
+        if !current.running {
+            let due = current.pass_started_unix + settings.interval.as_secs().max(1);
+            let now = unix_now();
+            if now < due {
+                std::thread::sleep(Duration::from_secs((due - now).min(60)));
+                continue;
+            }
+        }
+        if let Err(e) = pass(store, settings, status) {
+            tracing::warn!(error = %e, "scrub pass stopped; it resumes later");
+            std::thread::sleep(RETRY_AFTER);
+        }
+    }
+}
+
+/// Runs (or resumes) one pass to its end.
+fn pass(
+    store: &Store,
+    settings: ScrubSettings,
+    status: &Mutex<ScrubStatus>,
+) -> Result<(), StoreError> {
+    let begun = update(status, |s| {
+        if !s.running {
+            s.running = true;
+            s.pass_started_unix = unix_now();
+            s.files_checked = 0;
+            s.bytes_checked = 0;
+            s.position = None;
+        }
+    });
+    save(store, &begun)?;
+    let mut position = begun.position.as_deref().and_then(|p| hex::decode(p).ok());
+    // The rate limit counts from here: a resumed pass does not owe for what it read before.
+    let (started, mut read) = (Instant::now(), 0u64);
+    let mut saved = Instant::now();
+    loop {
+        let batch = store.scrub_batch(position.as_deref(), BATCH, settings.data_shards)?;
+        if batch.is_empty() {
+            break;
+        }
+        for target in batch {
+            let verdict = store.scrub_fragment(&target, |n| {
+                read += n as u64;
+                let due =
+                    Duration::from_secs_f64(read as f64 / settings.bytes_per_sec.max(1) as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            })?;
+            let name = format!("{}.{}", target.fragment_id, target.fragment);
+            match verdict {
+                Scrubbed::Corrupt => {
+                    tracing::warn!(fragment = %name, "scrub: corrupt fragment file moved aside")
+                }
+                Scrubbed::Missing => {
+                    tracing::warn!(fragment = %name, "scrub: fragment file missing")
+                }
+                Scrubbed::Good(_) | Scrubbed::Gone => {}
+            }
+            update(status, |s| {
+                s.files_checked += 1;
+                match verdict {
+                    Scrubbed::Good(bytes) => s.bytes_checked += bytes,
+                    Scrubbed::Corrupt => s.corrupt += 1,
+                    Scrubbed::Missing => s.missing += 1,
+                    Scrubbed::Gone => {}
+                }
+                s.position = Some(hex::encode(&target.position));
+            });
+            position = Some(target.position);
+        }
+        if saved.elapsed() >= CHECKPOINT_EVERY {
+            save(store, &update(status, |_| {}))?;
+            saved = Instant::now();
+        }
+    }
+    let finished = update(status, |s| {
+        s.running = false;
+        s.passes += 1;
+        s.last_pass_finished_unix = Some(unix_now());
+        s.position = None;
+    });
+    tracing::info!(
+        files = finished.files_checked,
+        bytes = finished.bytes_checked,
+        corrupt = finished.corrupt,
+        missing = finished.missing,
+        "scrub pass finished"
+    );
+    save(store, &finished)
+}
+
+fn update(status: &Mutex<ScrubStatus>, f: impl FnOnce(&mut ScrubStatus)) -> ScrubStatus {
+    let mut s = status.lock().expect("scrub status lock");
+    f(&mut s);
+    s.clone()
+}
+
+fn save(store: &Store, status: &ScrubStatus) -> Result<(), StoreError> {
+    store.put_setting(STATE, &serde_json::to_vec(status)?)
+}
