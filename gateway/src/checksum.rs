@@ -1,8 +1,10 @@
 //! The digests an S3 client may send with an upload, computed in the same pass as the ETag's MD5.
 
 use crate::error::S3Error;
+use crate::md5_lanes::Md5Stream;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use md5::{Digest, Md5};
+use bytes::Bytes;
+use md5::Digest;
 use sha1::Sha1;
 use sha2::Sha256;
 use storage_node::record::StoredChecksum;
@@ -247,7 +249,7 @@ fn mult_mod(a: u64, mut b: u64, poly: u64, top: u64) -> u64 {
 
 /// Everything computed over an upload's bytes: always the MD5 (the ETag), plus the client's checksum.
 pub struct Digests {
-    md5: Md5,
+    md5: Md5Stream,
     checksum: Option<Checksum>,
     algorithm: Option<Algorithm>,
 }
@@ -315,22 +317,27 @@ pub struct Verified {
 impl Digests {
     pub fn new(algorithm: Option<Algorithm>) -> Digests {
         Digests {
-            md5: Md5::new(),
+            md5: Md5Stream::default(),
             checksum: algorithm.map(Checksum::new),
             algorithm,
         }
     }
 
-    pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+    /// Takes the next bytes; waits while too many of this upload's bytes wait for hashing.
+    pub async fn update(&mut self, data: &Bytes) {
         if let Some(c) = &mut self.checksum {
             c.update(data);
         }
+        self.md5.update(data).await;
     }
 
     /// Compares with what the client claimed; `trailer` is the checksum value from an aws-chunked trailer.
-    pub fn verify(self, expected: &Expected, trailer: Option<&str>) -> Result<Verified, S3Error> {
-        let md5: [u8; 16] = self.md5.finalize().into();
+    pub async fn verify(
+        self,
+        expected: &Expected,
+        trailer: Option<&str>,
+    ) -> Result<Verified, S3Error> {
+        let md5 = self.md5.finish().await;
         if expected.md5.as_ref().is_some_and(|m| m[..] != md5) {
             return Err(S3Error::BadDigest("Content-MD5"));
         }
@@ -449,31 +456,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mismatches_are_bad_digest() {
+    #[tokio::test]
+    async fn mismatches_are_bad_digest() {
         let claimed = sum(Algorithm::Crc32, b"abc");
         let expected =
             Expected::new(None, Some((Algorithm::Crc32, Some(claimed.clone())))).unwrap();
         let mut d = Digests::new(Some(Algorithm::Crc32));
-        d.update(b"abd");
+        d.update(&Bytes::from_static(b"abd")).await;
         assert!(matches!(
-            d.verify(&expected, None),
+            d.verify(&expected, None).await,
             Err(S3Error::BadDigest(_))
         ));
 
         let trailing = Expected::new(None, Some((Algorithm::Crc32, None))).unwrap();
         let mut d = Digests::new(Some(Algorithm::Crc32));
-        d.update(b"abc");
-        assert!(d.verify(&trailing, Some(&claimed)).is_ok());
+        d.update(&Bytes::from_static(b"abc")).await;
+        assert!(d.verify(&trailing, Some(&claimed)).await.is_ok());
 
         let md5 = Expected::new(Some("1B2M2Y8AsgTpgAmY7PhCfg=="), None).unwrap();
         assert!(
-            Digests::new(None).verify(&md5, None).is_ok(),
+            Digests::new(None).verify(&md5, None).await.is_ok(),
             "MD5 of nothing"
         );
         let mut d = Digests::new(None);
-        d.update(b"x");
-        assert!(matches!(d.verify(&md5, None), Err(S3Error::BadDigest(_))));
+        d.update(&Bytes::from_static(b"x")).await;
+        assert!(matches!(
+            d.verify(&md5, None).await,
+            Err(S3Error::BadDigest(_))
+        ));
         assert!(Expected::new(Some("not base64!"), None).is_err());
     }
 }

@@ -15,6 +15,7 @@ mod http_util;
 mod lifecycle;
 mod list;
 mod liveness;
+pub mod md5_lanes;
 mod multi_delete;
 mod multipart;
 mod objects;

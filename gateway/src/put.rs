@@ -98,11 +98,13 @@ async fn encode_inline(
         }
     };
     while let Some(chunk) = payload.next().await? {
-        digests.update(&chunk);
+        digests.update(&chunk).await;
         encoder.push(&chunk, &mut collect).map_err(size_error)?;
     }
     encoder.finish(&mut collect).map_err(size_error)?;
-    let verified = digests.verify(expected, checksum_trailer(payload, algorithm))?;
+    let verified = digests
+        .verify(expected, checksum_trailer(payload, algorithm))
+        .await?;
     Ok((fragments, verified))
 }
 
@@ -205,7 +207,7 @@ async fn feed_holders(
     let mut held: Option<Vec<Bytes>> = None;
     let mut ready = Vec::new();
     while let Some(chunk) = payload.next().await? {
-        digests.update(&chunk);
+        digests.update(&chunk).await;
         encoder
             .push(&chunk, &mut |_, frames| ready.push(frames))
             .map_err(size_error)?;
@@ -218,7 +220,9 @@ async fn feed_holders(
     encoder
         .finish(&mut |_, frames| ready.push(frames))
         .map_err(size_error)?;
-    let verified = digests.verify(expected, checksum_trailer(payload, algorithm))?;
+    let verified = digests
+        .verify(expected, checksum_trailer(payload, algorithm))
+        .await?;
     for frames in held.into_iter().chain(ready.drain(..)) {
         send_stripe(senders, plan.holders, frames, cluster).await?;
     }

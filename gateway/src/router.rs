@@ -107,14 +107,14 @@ impl S3Request {
         let mut digests = crate::checksum::Digests::new(expected.checksum.as_ref().map(|c| c.0));
         let mut out = BytesMut::new();
         while let Some(chunk) = reader.next().await? {
-            digests.update(&chunk);
+            digests.update(&chunk).await;
             out.extend_from_slice(&chunk);
         }
         let trailer = expected
             .checksum
             .as_ref()
             .and_then(|(a, _)| reader.trailer(&a.header()));
-        digests.verify(&expected, trailer)?;
+        digests.verify(&expected, trailer).await?;
         Ok(out.freeze())
     }
 }
