@@ -431,6 +431,66 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
     }
 }
 
+/// A heal checkpoints its position on the node it heals: when the gateway running it dies, the
+/// next heal resumes after the checkpoint instead of starting over, and still brings the node
+/// back to full redundancy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heal_cut_short_by_a_gateway_crash_resumes_from_its_checkpoint() {
+    const OBJECTS: u64 = 240;
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    s3.put("/resume", Bytes::new()).await;
+    let objects: Vec<(String, Vec<u8>)> = (0..OBJECTS)
+        .map(|i| (format!("/resume/obj{i:03}"), random_bytes(70_000, 900 + i)))
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    // About 17.5 KB of fragment per key at 512 KiB/s: the heal takes seconds, and checkpoints
+    // after its first 100 keys.
+    let slow = Some(toml::Value::Integer(512 << 10));
+    cluster.restart_with("gateway", "heal_bytes_per_sec", slow);
+    cluster.wipe("z2-n1");
+    let path = "/_tessera/heal?node=z2-n1";
+    assert_eq!(s3.send("POST", path, &[], Bytes::new()).await.status, 202);
+    let begun = Instant::now();
+    loop {
+        let reply = s3.get("/_tessera/heal").await;
+        let progress: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let checked = progress["keys_checked"].as_u64().unwrap();
+        assert!(
+            checked < 200,
+            "the heal went too fast to interrupt: {progress}"
+        );
+        if checked >= 110 {
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "{progress}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.kill("gateway");
+    cluster.restart("gateway");
+    let progress = common::heal(&s3, "z2-n1").await;
+    assert_eq!(progress["errors"], 0, "{progress}");
+    assert_eq!(
+        progress["resumed_from"],
+        serde_json::json!(["resume", "obj099"]),
+        "resumed after the checkpoint of the 100th key: {progress}"
+    );
+    let checked = progress["keys_checked"].as_u64().unwrap();
+    assert!(checked <= OBJECTS - 100, "{progress}");
+    eprintln!(
+        "HEAL RESUMED: the second heal checked {checked} of {OBJECTS} keys, after the first \
+         one's checkpoint at 100"
+    );
+    cluster.kill("z1-n1");
+    cluster.kill("z3-n2");
+    for (key, data) in &objects {
+        let got = s3.get(key).await;
+        assert!(got.body[..] == data[..], "{key} after the resumed heal");
+    }
+}
+
 /// A node that was down while others overwrote, deleted and created objects is healed from
 /// per-shard digests: only the shards it differs on are walked, it takes every change it missed
 /// (the deletes too), and a second heal finds it in step.

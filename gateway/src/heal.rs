@@ -36,6 +36,9 @@ pub struct HealProgress {
     pub finished_unix: Option<u64>,
     /// The last (bucket, key) fully handled: a restarted heal resumes after it.
     pub position: Option<(String, String)>,
+    /// The checkpoint this heal resumed after, left by one that stopped (its gateway died).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<(String, String)>,
     /// Rebuild throughput so far, bytes per second.
     pub bytes_per_sec: u64,
 }
@@ -128,7 +131,10 @@ impl Healer {
             .await?
             .and_then(|bytes| serde_json::from_slice::<HealProgress>(&bytes).ok())
             .and_then(|p| p.position);
-        self.update(|p| p.position = resume.clone());
+        self.update(|p| {
+            p.position = resume.clone();
+            p.resumed_from = resume.clone();
+        });
         let started = Instant::now();
         for bucket in cluster.live_buckets().await? {
             let mut marker: Option<(String, Option<VersionRef>)> = match &resume {
