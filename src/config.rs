@@ -1,6 +1,8 @@
 //! The one configuration file of a Tessera process: the cluster it belongs to, and the roles it runs.
 //!
 //! ```toml
+//! # worker_threads = 2      # async runtime threads of this process (default: one per core)
+//!
 //! [cluster]
 //! secret = "..."            # shared by every node and gateway
 //! data_shards = 4           # k (default 4)
@@ -33,6 +35,10 @@ use storage_node::{ClusterConfig, NodeConfig};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Threads of the process's async runtime. Default: one per core, for a machine of its own.
+    /// Processes that share a machine (`tessera dev`) do better with fewer each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
     pub cluster: ClusterConfig,
     /// Present when this process runs a storage node.
     #[serde(default)]

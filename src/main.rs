@@ -53,13 +53,22 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // A server's config is read first: it may size the runtime.
+    let server_config = match &cli.command {
+        Command::Server { config } => Some(config::Config::load(config)?),
+        Command::Dev(_) | Command::Bench(_) => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = server_config.as_ref().and_then(|c| c.worker_threads) {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
         .enable_all()
         .on_thread_park(trim_allocator)
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Server { config } => server(config).await,
+            Command::Server { .. } => server(server_config.expect("loaded above")).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
@@ -99,8 +108,7 @@ fn trim_allocator() {
     }
 }
 
-async fn server(path: PathBuf) -> anyhow::Result<()> {
-    let config = config::Config::load(&path)?;
+async fn server(config: config::Config) -> anyhow::Result<()> {
     let node = config
         .node
         .map(|node| tokio::spawn(storage_node::server::run(node, config.cluster.clone())));

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -254,18 +254,13 @@ impl Store {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        let file = self.open_fragment(id, index)?;
-        let mut buf = vec![0; len.min(64 << 20) as usize];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], offset + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        buf.truncate(filled);
+        let mut file = self.open_fragment(id, index)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        let len = len.min(64 << 20);
+        // `read_to_end` reads into the spare capacity without zeroing it first: zeroing each
+        // megabyte before reading over it was 4% of the CPU of a 64 MiB GET.
+        let mut buf = Vec::with_capacity(len as usize);
+        file.take(len).read_to_end(&mut buf)?;
         Ok(buf)
     }
 
