@@ -140,7 +140,13 @@ async fn a_node_that_missed_writes_is_repaired() {
     };
     assert_eq!(files_on("z3-n2"), 0);
     for (key, data) in &objects {
-        assert!(s3.get(key).await.body[..] == data[..]);
+        let got = s3.get(key).await;
+        assert!(
+            got.body[..] == data[..],
+            "{key}: {} {}",
+            got.status,
+            got.text()
+        );
     }
     // Three of the objects are over the inline limit: each gets its fragment file back. The
     // inline ones get their records back, which only the end of the heal shows.
