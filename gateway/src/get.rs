@@ -836,15 +836,20 @@ impl FragmentStream {
         match self {
             FragmentStream::Inline(bytes) => (bytes.len() >= len).then(|| bytes.split_to(len)),
             FragmentStream::Remote { body, buf, chunk } => loop {
+                // `buf` can hold more than a frame: a lookup's answer brings the start of the
+                // fragment with it.
+                if buf.len() >= len {
+                    return Some(buf.split_to(len).freeze());
+                }
                 // A frame inside one received piece is a slice of it: copying every byte into
                 // whole frames was a tenth of the CPU of a large GET.
                 if buf.is_empty() && chunk.len() >= len {
                     return Some(chunk.split_to(len));
                 }
-                if buf.len() + chunk.len() >= len {
-                    let rest = chunk.split_to(len - buf.len());
-                    buf.extend_from_slice(&rest);
-                    return Some(buf.split().freeze());
+                let missing = len - buf.len();
+                if chunk.len() >= missing {
+                    buf.extend_from_slice(&chunk.split_to(missing));
+                    return Some(buf.split_to(len).freeze());
                 }
                 buf.extend_from_slice(chunk);
                 *chunk = Bytes::new();
