@@ -10,610 +10,640 @@
 //! thread costs more than it saves); then its state moves to the thread, and its chunks are queued
 //! there (shared, not copied). At most `MAX_QUEUED` bytes wait per upload: beyond that its reader
 //! waits, so memory per request stays bounded. Without AVX-512 every upload is hashed inline.
+//!
+//! The lanes need x86-64; elsewhere `Md5Stream` hashes inline with the `md-5` crate.
 
-use bytes::{Buf, Bytes};
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use tokio::sync::Notify;
+#[cfg(target_arch = "x86_64")]
+pub use lanes::Md5Stream;
+#[cfg(not(target_arch = "x86_64"))]
+pub use portable::Md5Stream;
 
-/// Uploads are hashed inline up to this many bytes.
-const INLINE_BYTES: u64 = 256 << 10;
-/// Bytes an upload may have waiting for the hashing thread.
-const MAX_QUEUED: usize = 4 << 20;
-/// An upload goes to the hashing thread once it has this many bytes waiting (or is finishing),
-/// and the thread takes about this many from each upload per batch: lanes with work of the same
-/// size stay busy together, instead of one lane running on while the others idle.
-const BATCH_BYTES: usize = 256 << 10;
-/// Uploads hashed together.
-const LANES: usize = 16;
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use bytes::{Buf, Bytes};
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
+    use tokio::sync::Notify;
 
-/// The MD5 of bytes fed in pieces of any length.
-#[derive(Clone)]
-struct State {
-    words: [u32; 4],
-    /// The start of an unfinished block.
-    partial: [u8; 64],
-    partial_len: usize,
-    len: u64,
-}
+    /// Uploads are hashed inline up to this many bytes.
+    const INLINE_BYTES: u64 = 256 << 10;
+    /// Bytes an upload may have waiting for the hashing thread.
+    const MAX_QUEUED: usize = 4 << 20;
+    /// An upload goes to the hashing thread once it has this many bytes waiting (or is finishing),
+    /// and the thread takes about this many from each upload per batch: lanes with work of the same
+    /// size stay busy together, instead of one lane running on while the others idle.
+    const BATCH_BYTES: usize = 256 << 10;
+    /// Uploads hashed together.
+    const LANES: usize = 16;
 
-impl State {
-    fn new() -> State {
-        State {
-            words: [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476],
-            partial: [0; 64],
-            partial_len: 0,
-            len: 0,
-        }
+    /// The MD5 of bytes fed in pieces of any length.
+    #[derive(Clone)]
+    struct State {
+        words: [u32; 4],
+        /// The start of an unfinished block.
+        partial: [u8; 64],
+        partial_len: usize,
+        len: u64,
     }
 
-    fn update(&mut self, mut data: &[u8]) {
-        self.len += data.len() as u64;
-        if self.partial_len > 0 {
-            let n = (64 - self.partial_len).min(data.len());
-            self.partial[self.partial_len..self.partial_len + n].copy_from_slice(&data[..n]);
-            self.partial_len += n;
-            data = &data[n..];
-            if self.partial_len < 64 {
-                return;
+    impl State {
+        fn new() -> State {
+            State {
+                words: [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476],
+                partial: [0; 64],
+                partial_len: 0,
+                len: 0,
             }
-            md5_asm::compress(&mut self.words, &[self.partial]);
+        }
+
+        fn update(&mut self, mut data: &[u8]) {
+            self.len += data.len() as u64;
+            if self.partial_len > 0 {
+                let n = (64 - self.partial_len).min(data.len());
+                self.partial[self.partial_len..self.partial_len + n].copy_from_slice(&data[..n]);
+                self.partial_len += n;
+                data = &data[n..];
+                if self.partial_len < 64 {
+                    return;
+                }
+                md5_asm::compress(&mut self.words, &[self.partial]);
+                self.partial_len = 0;
+            }
+            let (blocks, rest) = data.as_chunks::<64>();
+            md5_asm::compress(&mut self.words, blocks);
+            self.partial[..rest.len()].copy_from_slice(rest);
+            self.partial_len = rest.len();
+        }
+
+        fn finish(mut self) -> [u8; 16] {
+            let bits = self.len.wrapping_mul(8);
+            let pad = if self.partial_len < 56 { 56 } else { 120 } - self.partial_len;
+            let mut tail = [0u8; 72];
+            tail[0] = 0x80;
+            tail[pad..pad + 8].copy_from_slice(&bits.to_le_bytes());
+            self.update(&tail[..pad + 8]);
+            let mut out = [0u8; 16];
+            for (bytes, word) in out.chunks_exact_mut(4).zip(self.words) {
+                bytes.copy_from_slice(&word.to_le_bytes());
+            }
+            out
+        }
+
+        /// Copies the next whole block of `chunks` (after the unfinished one) into `block`; false
+        /// when fewer than 64 bytes are left, which then become the unfinished block. `left` counts
+        /// the bytes in `chunks`.
+        fn next_block(
+            &mut self,
+            chunks: &mut VecDeque<Bytes>,
+            left: &mut usize,
+            block: &mut [u8; 64],
+        ) -> bool {
+            if self.partial_len + *left < 64 {
+                for chunk in chunks.drain(..) {
+                    let end = self.partial_len + chunk.len();
+                    self.partial[self.partial_len..end].copy_from_slice(&chunk);
+                    self.partial_len = end;
+                }
+                *left = 0;
+                return false;
+            }
+            if self.partial_len == 0 {
+                if let Some(front) = chunks.front_mut().filter(|f| f.len() >= 64) {
+                    block.copy_from_slice(&front[..64]);
+                    front.advance(64);
+                    *left -= 64;
+                    if front.is_empty() {
+                        chunks.pop_front();
+                    }
+                    return true;
+                }
+            }
+            let mut filled = self.partial_len;
+            block[..filled].copy_from_slice(&self.partial[..filled]);
             self.partial_len = 0;
-        }
-        let (blocks, rest) = data.as_chunks::<64>();
-        md5_asm::compress(&mut self.words, blocks);
-        self.partial[..rest.len()].copy_from_slice(rest);
-        self.partial_len = rest.len();
-    }
-
-    fn finish(mut self) -> [u8; 16] {
-        let bits = self.len.wrapping_mul(8);
-        let pad = if self.partial_len < 56 { 56 } else { 120 } - self.partial_len;
-        let mut tail = [0u8; 72];
-        tail[0] = 0x80;
-        tail[pad..pad + 8].copy_from_slice(&bits.to_le_bytes());
-        self.update(&tail[..pad + 8]);
-        let mut out = [0u8; 16];
-        for (bytes, word) in out.chunks_exact_mut(4).zip(self.words) {
-            bytes.copy_from_slice(&word.to_le_bytes());
-        }
-        out
-    }
-
-    /// Copies the next whole block of `chunks` (after the unfinished one) into `block`; false
-    /// when fewer than 64 bytes are left, which then become the unfinished block. `left` counts
-    /// the bytes in `chunks`.
-    fn next_block(
-        &mut self,
-        chunks: &mut VecDeque<Bytes>,
-        left: &mut usize,
-        block: &mut [u8; 64],
-    ) -> bool {
-        if self.partial_len + *left < 64 {
-            for chunk in chunks.drain(..) {
-                let end = self.partial_len + chunk.len();
-                self.partial[self.partial_len..end].copy_from_slice(&chunk);
-                self.partial_len = end;
-            }
-            *left = 0;
-            return false;
-        }
-        if self.partial_len == 0 {
-            if let Some(front) = chunks.front_mut().filter(|f| f.len() >= 64) {
-                block.copy_from_slice(&front[..64]);
-                front.advance(64);
-                *left -= 64;
+            while filled < 64 {
+                let Some(front) = chunks.front_mut() else {
+                    break;
+                };
+                let n = (64 - filled).min(front.len());
+                block[filled..filled + n].copy_from_slice(&front[..n]);
+                front.advance(n);
+                filled += n;
+                *left -= n;
                 if front.is_empty() {
                     chunks.pop_front();
                 }
-                return true;
             }
+            true
         }
-        let mut filled = self.partial_len;
-        block[..filled].copy_from_slice(&self.partial[..filled]);
-        self.partial_len = 0;
-        while filled < 64 {
-            let Some(front) = chunks.front_mut() else {
-                break;
-            };
-            let n = (64 - filled).min(front.len());
-            block[filled..filled + n].copy_from_slice(&front[..n]);
-            front.advance(n);
-            filled += n;
-            *left -= n;
-            if front.is_empty() {
-                chunks.pop_front();
-            }
-        }
-        true
-    }
-}
-
-/// One upload's MD5 once the hashing thread does it.
-struct Upload {
-    queued: Mutex<Queued>,
-    /// Told whenever the thread has taken this upload's queued bytes.
-    drained: Notify,
-}
-
-struct Queued {
-    md5: State,
-    chunks: VecDeque<Bytes>,
-    /// Bytes queued or being hashed.
-    bytes: usize,
-    /// In the thread's queue, or being hashed.
-    busy: bool,
-    /// No more bytes will come: every queued byte is to be hashed, however few.
-    finishing: bool,
-}
-
-/// The hashing thread's queue of uploads with bytes to hash.
-struct Lanes {
-    ready: Mutex<VecDeque<Arc<Upload>>>,
-    wake: Condvar,
-}
-
-/// The hashing thread, started on first use; `None` where the CPU lacks AVX-512.
-fn lanes() -> Option<&'static Lanes> {
-    static LANES_THREAD: OnceLock<Option<&'static Lanes>> = OnceLock::new();
-    *LANES_THREAD.get_or_init(|| {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return None;
-        }
-        let lanes: &'static Lanes = Box::leak(Box::new(Lanes {
-            ready: Mutex::default(),
-            wake: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("md5-lanes".into())
-            .spawn(move || lanes.run())
-            .ok()?;
-        Some(lanes)
-    })
-}
-
-impl Lanes {
-    fn submit(&self, upload: Arc<Upload>) {
-        self.ready.lock().expect("md5 queue lock").push_back(upload);
-        self.wake.notify_one();
     }
 
-    fn run(&self) {
-        loop {
-            let batch: Vec<Arc<Upload>> = {
-                let mut ready = self.ready.lock().expect("md5 queue lock");
-                while ready.is_empty() {
-                    ready = self.wake.wait(ready).expect("md5 queue lock");
-                }
-                let n = ready.len().min(LANES);
-                ready.drain(..n).collect()
-            };
-            let mut work: Vec<Work> = batch
-                .iter()
-                .map(|upload| {
-                    let mut q = upload.queued.lock().expect("md5 upload lock");
-                    let mut chunks = VecDeque::new();
-                    let mut left = 0;
-                    while left < BATCH_BYTES {
-                        let Some(chunk) = q.chunks.pop_front() else {
-                            break;
-                        };
-                        left += chunk.len();
-                        chunks.push_back(chunk);
-                    }
-                    Work {
-                        md5: q.md5.clone(),
-                        chunks,
-                        left,
-                        taken: left,
-                    }
-                })
-                .collect();
-            // SAFETY: `lanes()` starts this thread only where the CPU has AVX-512F.
-            unsafe { avx512::hash(&mut work) };
-            for (upload, done) in batch.into_iter().zip(work) {
-                let mut q = upload.queued.lock().expect("md5 upload lock");
-                q.md5 = done.md5;
-                q.bytes -= done.taken;
-                q.busy = false;
-                // A finishing upload waits for every byte: it comes back however few are left.
-                let min_bytes = if q.finishing { 1 } else { BATCH_BYTES };
-                upload.submit_from(&mut q, self, min_bytes);
-                drop(q);
-                upload.drained.notify_waiters();
-            }
-        }
+    /// One upload's MD5 once the hashing thread does it.
+    struct Upload {
+        queued: Mutex<Queued>,
+        /// Told whenever the thread has taken this upload's queued bytes.
+        drained: Notify,
     }
-}
 
-/// One upload's share of a batch: its state, and the chunks to hash into it.
-struct Work {
-    md5: State,
-    chunks: VecDeque<Bytes>,
-    /// Bytes in `chunks`.
-    left: usize,
-    /// Bytes taken from the upload's queue.
-    taken: usize,
-}
-
-/// The MD5 of an upload's bytes, fed as they arrive.
-pub struct Md5Stream {
-    inline: Option<State>,
-    upload: Option<Arc<Upload>>,
-}
-
-impl Default for Md5Stream {
-    fn default() -> Self {
-        Md5Stream {
-            inline: Some(State::new()),
-            upload: None,
-        }
+    struct Queued {
+        md5: State,
+        chunks: VecDeque<Bytes>,
+        /// Bytes queued or being hashed.
+        bytes: usize,
+        /// In the thread's queue, or being hashed.
+        busy: bool,
+        /// No more bytes will come: every queued byte is to be hashed, however few.
+        finishing: bool,
     }
-}
 
-impl Md5Stream {
-    pub async fn update(&mut self, chunk: &Bytes) {
-        if let Some(state) = &mut self.inline {
-            let lanes = lanes().filter(|_| state.len + chunk.len() as u64 > INLINE_BYTES);
-            if lanes.is_none() {
-                state.update(chunk);
-                return;
+    /// The hashing thread's queue of uploads with bytes to hash.
+    struct Lanes {
+        ready: Mutex<VecDeque<Arc<Upload>>>,
+        wake: Condvar,
+    }
+
+    /// The hashing thread, started on first use; `None` where the CPU lacks AVX-512.
+    fn lanes() -> Option<&'static Lanes> {
+        static LANES_THREAD: OnceLock<Option<&'static Lanes>> = OnceLock::new();
+        *LANES_THREAD.get_or_init(|| {
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                return None;
             }
-            self.upload = Some(Arc::new(Upload {
-                queued: Mutex::new(Queued {
-                    md5: state.clone(),
-                    chunks: VecDeque::new(),
-                    bytes: 0,
-                    busy: false,
-                    finishing: false,
-                }),
-                drained: Notify::new(),
+            let lanes: &'static Lanes = Box::leak(Box::new(Lanes {
+                ready: Mutex::default(),
+                wake: Condvar::new(),
             }));
-            self.inline = None;
-        }
-        let (Some(upload), Some(lanes)) = (&self.upload, lanes()) else {
-            return;
-        };
-        {
-            let mut q = upload.queued.lock().expect("md5 upload lock");
-            q.chunks.push_back(chunk.clone());
-            q.bytes += chunk.len();
-            upload.submit_from(&mut q, lanes, BATCH_BYTES);
-        }
-        upload.wait_until(|q| q.bytes <= MAX_QUEUED).await;
+            std::thread::Builder::new()
+                .name("md5-lanes".into())
+                .spawn(move || lanes.run())
+                .ok()?;
+            Some(lanes)
+        })
     }
 
-    pub async fn finish(self) -> [u8; 16] {
-        if let Some(state) = self.inline {
-            return state.finish();
+    impl Lanes {
+        fn submit(&self, upload: Arc<Upload>) {
+            self.ready.lock().expect("md5 queue lock").push_back(upload);
+            self.wake.notify_one();
         }
-        let upload = self
-            .upload
-            .expect("an upload is hashed inline or by the lanes");
-        if let Some(lanes) = lanes() {
-            let mut q = upload.queued.lock().expect("md5 upload lock");
-            q.finishing = true;
-            upload.submit_from(&mut q, lanes, 1);
-        }
-        upload
-            .wait_until(|q| !q.busy && q.bytes == 0)
-            .await
-            .finish()
-    }
-}
 
-impl Upload {
-    /// Hands the upload to the hashing thread if it is not there already and has at least
-    /// `min_bytes` waiting.
-    fn submit_from(self: &Arc<Self>, q: &mut Queued, lanes: &Lanes, min_bytes: usize) {
-        if !q.busy && q.bytes >= min_bytes {
-            q.busy = true;
-            lanes.submit(self.clone());
-        }
-    }
-
-    /// Waits until the hashing thread has brought the queue to `done`; returns the state then.
-    async fn wait_until(&self, done: impl Fn(&Queued) -> bool) -> State {
-        loop {
-            // Created before the check, so that a notification between the two is not lost.
-            let drained = self.drained.notified();
-            {
-                let q = self.queued.lock().expect("md5 upload lock");
-                if done(&q) {
-                    return q.md5.clone();
+        fn run(&self) {
+            loop {
+                let batch: Vec<Arc<Upload>> = {
+                    let mut ready = self.ready.lock().expect("md5 queue lock");
+                    while ready.is_empty() {
+                        ready = self.wake.wait(ready).expect("md5 queue lock");
+                    }
+                    let n = ready.len().min(LANES);
+                    ready.drain(..n).collect()
+                };
+                let mut work: Vec<Work> = batch
+                    .iter()
+                    .map(|upload| {
+                        let mut q = upload.queued.lock().expect("md5 upload lock");
+                        let mut chunks = VecDeque::new();
+                        let mut left = 0;
+                        while left < BATCH_BYTES {
+                            let Some(chunk) = q.chunks.pop_front() else {
+                                break;
+                            };
+                            left += chunk.len();
+                            chunks.push_back(chunk);
+                        }
+                        Work {
+                            md5: q.md5.clone(),
+                            chunks,
+                            left,
+                            taken: left,
+                        }
+                    })
+                    .collect();
+                // SAFETY: `lanes()` starts this thread only where the CPU has AVX-512F.
+                unsafe { avx512::hash(&mut work) };
+                for (upload, done) in batch.into_iter().zip(work) {
+                    let mut q = upload.queued.lock().expect("md5 upload lock");
+                    q.md5 = done.md5;
+                    q.bytes -= done.taken;
+                    q.busy = false;
+                    // A finishing upload waits for every byte: it comes back however few are left.
+                    let min_bytes = if q.finishing { 1 } else { BATCH_BYTES };
+                    upload.submit_from(&mut q, self, min_bytes);
+                    drop(q);
+                    upload.drained.notify_waiters();
                 }
             }
-            drained.await;
         }
     }
-}
 
-/// Sixteen MD5s in the lanes of AVX-512 registers.
-mod avx512 {
-    use super::Work;
-    use std::arch::x86_64::*;
+    /// One upload's share of a batch: its state, and the chunks to hash into it.
+    struct Work {
+        md5: State,
+        chunks: VecDeque<Bytes>,
+        /// Bytes in `chunks`.
+        left: usize,
+        /// Bytes taken from the upload's queue.
+        taken: usize,
+    }
 
-    /// Per-step additive constants (RFC 1321).
-    const K: [u32; 64] = [
-        0xd76a_a478,
-        0xe8c7_b756,
-        0x2420_70db,
-        0xc1bd_ceee,
-        0xf57c_0faf,
-        0x4787_c62a,
-        0xa830_4613,
-        0xfd46_9501,
-        0x6980_98d8,
-        0x8b44_f7af,
-        0xffff_5bb1,
-        0x895c_d7be,
-        0x6b90_1122,
-        0xfd98_7193,
-        0xa679_438e,
-        0x49b4_0821,
-        0xf61e_2562,
-        0xc040_b340,
-        0x265e_5a51,
-        0xe9b6_c7aa,
-        0xd62f_105d,
-        0x0244_1453,
-        0xd8a1_e681,
-        0xe7d3_fbc8,
-        0x21e1_cde6,
-        0xc337_07d6,
-        0xf4d5_0d87,
-        0x455a_14ed,
-        0xa9e3_e905,
-        0xfcef_a3f8,
-        0x676f_02d9,
-        0x8d2a_4c8a,
-        0xfffa_3942,
-        0x8771_f681,
-        0x6d9d_6122,
-        0xfde5_380c,
-        0xa4be_ea44,
-        0x4bde_cfa9,
-        0xf6bb_4b60,
-        0xbebf_bc70,
-        0x289b_7ec6,
-        0xeaa1_27fa,
-        0xd4ef_3085,
-        0x0488_1d05,
-        0xd9d4_d039,
-        0xe6db_99e5,
-        0x1fa2_7cf8,
-        0xc4ac_5665,
-        0xf429_2244,
-        0x432a_ff97,
-        0xab94_23a7,
-        0xfc93_a039,
-        0x655b_59c3,
-        0x8f0c_cc92,
-        0xffef_f47d,
-        0x8584_5dd1,
-        0x6fa8_7e4f,
-        0xfe2c_e6e0,
-        0xa301_4314,
-        0x4e08_11a1,
-        0xf753_7e82,
-        0xbd3a_f235,
-        0x2ad7_d2bb,
-        0xeb86_d391,
-    ];
-    /// Per-step left rotations, four per round.
-    const S: [[u32; 4]; 4] = [
-        [7, 12, 17, 22],
-        [5, 9, 14, 20],
-        [4, 11, 16, 23],
-        [6, 10, 15, 21],
-    ];
+    /// The MD5 of an upload's bytes, fed as they arrive.
+    pub struct Md5Stream {
+        inline: Option<State>,
+        upload: Option<Arc<Upload>>,
+    }
 
-    /// Hashes every whole block of each upload's chunks into its state (up to `LANES` uploads);
-    /// the bytes after the last whole block become the state's unfinished block.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn hash(work: &mut [Work]) {
-        assert!(work.len() <= super::LANES);
-        let mut words = [[0u32; 16]; 4];
-        for (lane, w) in work.iter_mut().enumerate() {
-            for (word, value) in words.iter_mut().zip(w.md5.words) {
-                word[lane] = value;
+    impl Default for Md5Stream {
+        fn default() -> Self {
+            Md5Stream {
+                inline: Some(State::new()),
+                upload: None,
             }
-            w.md5.len += w.left as u64;
         }
-        let [mut a, mut b, mut c, mut d] = words.map(vector);
-        let mut block = [0u8; 64];
-        let mut message = Message([[0u32; 16]; 16]);
-        loop {
-            let mut active: __mmask16 = 0;
-            for (lane, w) in work.iter_mut().enumerate() {
-                if w.md5.next_block(&mut w.chunks, &mut w.left, &mut block) {
-                    active |= 1 << lane;
-                    for (j, word) in block.chunks_exact(4).enumerate() {
-                        message.0[j][lane] =
-                            u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+    }
+
+    impl Md5Stream {
+        pub async fn update(&mut self, chunk: &Bytes) {
+            if let Some(state) = &mut self.inline {
+                let lanes = lanes().filter(|_| state.len + chunk.len() as u64 > INLINE_BYTES);
+                if lanes.is_none() {
+                    state.update(chunk);
+                    return;
+                }
+                self.upload = Some(Arc::new(Upload {
+                    queued: Mutex::new(Queued {
+                        md5: state.clone(),
+                        chunks: VecDeque::new(),
+                        bytes: 0,
+                        busy: false,
+                        finishing: false,
+                    }),
+                    drained: Notify::new(),
+                }));
+                self.inline = None;
+            }
+            let (Some(upload), Some(lanes)) = (&self.upload, lanes()) else {
+                return;
+            };
+            {
+                let mut q = upload.queued.lock().expect("md5 upload lock");
+                q.chunks.push_back(chunk.clone());
+                q.bytes += chunk.len();
+                upload.submit_from(&mut q, lanes, BATCH_BYTES);
+            }
+            upload.wait_until(|q| q.bytes <= MAX_QUEUED).await;
+        }
+
+        pub async fn finish(self) -> [u8; 16] {
+            if let Some(state) = self.inline {
+                return state.finish();
+            }
+            let upload = self
+                .upload
+                .expect("an upload is hashed inline or by the lanes");
+            if let Some(lanes) = lanes() {
+                let mut q = upload.queued.lock().expect("md5 upload lock");
+                q.finishing = true;
+                upload.submit_from(&mut q, lanes, 1);
+            }
+            upload
+                .wait_until(|q| !q.busy && q.bytes == 0)
+                .await
+                .finish()
+        }
+    }
+
+    impl Upload {
+        /// Hands the upload to the hashing thread if it is not there already and has at least
+        /// `min_bytes` waiting.
+        fn submit_from(self: &Arc<Self>, q: &mut Queued, lanes: &Lanes, min_bytes: usize) {
+            if !q.busy && q.bytes >= min_bytes {
+                q.busy = true;
+                lanes.submit(self.clone());
+            }
+        }
+
+        /// Waits until the hashing thread has brought the queue to `done`; returns the state then.
+        async fn wait_until(&self, done: impl Fn(&Queued) -> bool) -> State {
+            loop {
+                // Created before the check, so that a notification between the two is not lost.
+                let drained = self.drained.notified();
+                {
+                    let q = self.queued.lock().expect("md5 upload lock");
+                    if done(&q) {
+                        return q.md5.clone();
                     }
                 }
-            }
-            if active == 0 {
-                break;
-            }
-            // SAFETY: `Message` is sixteen rows of 64 bytes, aligned for vectors.
-            let m = &*(message.0.as_ptr() as *const [__m512i; 16]);
-            let (na, nb, nc, nd) = rounds(a, b, c, d, m);
-            a = _mm512_mask_add_epi32(a, active, a, na);
-            b = _mm512_mask_add_epi32(b, active, b, nb);
-            c = _mm512_mask_add_epi32(c, active, c, nc);
-            d = _mm512_mask_add_epi32(d, active, d, nd);
-        }
-        let words = [a, b, c, d].map(lanes_of);
-        for (lane, w) in work.iter_mut().enumerate() {
-            for (i, word) in words.iter().enumerate() {
-                w.md5.words[i] = word[lane];
+                drained.await;
             }
         }
     }
 
-    /// Word j of every lane's block, in row j: the rows load as vectors.
-    #[repr(C, align(64))]
-    struct Message([[u32; 16]; 16]);
+    /// Sixteen MD5s in the lanes of AVX-512 registers.
+    mod avx512 {
+        use super::Work;
+        use std::arch::x86_64::*;
 
-    fn vector(words: [u32; 16]) -> __m512i {
-        // SAFETY: both are 64 plain bytes.
-        unsafe { std::mem::transmute(words) }
-    }
+        /// Per-step additive constants (RFC 1321).
+        const K: [u32; 64] = [
+            0xd76a_a478,
+            0xe8c7_b756,
+            0x2420_70db,
+            0xc1bd_ceee,
+            0xf57c_0faf,
+            0x4787_c62a,
+            0xa830_4613,
+            0xfd46_9501,
+            0x6980_98d8,
+            0x8b44_f7af,
+            0xffff_5bb1,
+            0x895c_d7be,
+            0x6b90_1122,
+            0xfd98_7193,
+            0xa679_438e,
+            0x49b4_0821,
+            0xf61e_2562,
+            0xc040_b340,
+            0x265e_5a51,
+            0xe9b6_c7aa,
+            0xd62f_105d,
+            0x0244_1453,
+            0xd8a1_e681,
+            0xe7d3_fbc8,
+            0x21e1_cde6,
+            0xc337_07d6,
+            0xf4d5_0d87,
+            0x455a_14ed,
+            0xa9e3_e905,
+            0xfcef_a3f8,
+            0x676f_02d9,
+            0x8d2a_4c8a,
+            0xfffa_3942,
+            0x8771_f681,
+            0x6d9d_6122,
+            0xfde5_380c,
+            0xa4be_ea44,
+            0x4bde_cfa9,
+            0xf6bb_4b60,
+            0xbebf_bc70,
+            0x289b_7ec6,
+            0xeaa1_27fa,
+            0xd4ef_3085,
+            0x0488_1d05,
+            0xd9d4_d039,
+            0xe6db_99e5,
+            0x1fa2_7cf8,
+            0xc4ac_5665,
+            0xf429_2244,
+            0x432a_ff97,
+            0xab94_23a7,
+            0xfc93_a039,
+            0x655b_59c3,
+            0x8f0c_cc92,
+            0xffef_f47d,
+            0x8584_5dd1,
+            0x6fa8_7e4f,
+            0xfe2c_e6e0,
+            0xa301_4314,
+            0x4e08_11a1,
+            0xf753_7e82,
+            0xbd3a_f235,
+            0x2ad7_d2bb,
+            0xeb86_d391,
+        ];
+        /// Per-step left rotations, four per round.
+        const S: [[u32; 4]; 4] = [
+            [7, 12, 17, 22],
+            [5, 9, 14, 20],
+            [4, 11, 16, 23],
+            [6, 10, 15, 21],
+        ];
 
-    fn lanes_of(v: __m512i) -> [u32; 16] {
-        // SAFETY: both are 64 plain bytes.
-        unsafe { std::mem::transmute(v) }
-    }
-
-    /// The 64 steps of one block in every lane; returns the words to add to the state.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn rounds(
-        mut a: __m512i,
-        mut b: __m512i,
-        mut c: __m512i,
-        mut d: __m512i,
-        m: &[__m512i; 16],
-    ) -> (__m512i, __m512i, __m512i, __m512i) {
-        macro_rules! step {
-            ($f:expr, $i:expr, $g:expr) => {{
-                let k = _mm512_set1_epi32(K[$i] as i32);
-                let t = _mm512_add_epi32(_mm512_add_epi32(a, $f), _mm512_add_epi32(k, m[$g]));
-                let s = _mm512_set1_epi32(S[$i / 16][$i % 4] as i32);
-                let rotated = _mm512_rolv_epi32(t, s);
-                a = d;
-                d = c;
-                c = b;
-                b = _mm512_add_epi32(b, rotated);
-            }};
+        /// Hashes every whole block of each upload's chunks into its state (up to `LANES` uploads);
+        /// the bytes after the last whole block become the state's unfinished block.
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn hash(work: &mut [Work]) {
+            assert!(work.len() <= super::LANES);
+            let mut words = [[0u32; 16]; 4];
+            for (lane, w) in work.iter_mut().enumerate() {
+                for (word, value) in words.iter_mut().zip(w.md5.words) {
+                    word[lane] = value;
+                }
+                w.md5.len += w.left as u64;
+            }
+            let [mut a, mut b, mut c, mut d] = words.map(vector);
+            let mut block = [0u8; 64];
+            let mut message = Message([[0u32; 16]; 16]);
+            loop {
+                let mut active: __mmask16 = 0;
+                for (lane, w) in work.iter_mut().enumerate() {
+                    if w.md5.next_block(&mut w.chunks, &mut w.left, &mut block) {
+                        active |= 1 << lane;
+                        for (j, word) in block.chunks_exact(4).enumerate() {
+                            message.0[j][lane] =
+                                u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                        }
+                    }
+                }
+                if active == 0 {
+                    break;
+                }
+                // SAFETY: `Message` is sixteen rows of 64 bytes, aligned for vectors.
+                let m = &*(message.0.as_ptr() as *const [__m512i; 16]);
+                let (na, nb, nc, nd) = rounds(a, b, c, d, m);
+                a = _mm512_mask_add_epi32(a, active, a, na);
+                b = _mm512_mask_add_epi32(b, active, b, nb);
+                c = _mm512_mask_add_epi32(c, active, c, nc);
+                d = _mm512_mask_add_epi32(d, active, d, nd);
+            }
+            let words = [a, b, c, d].map(lanes_of);
+            for (lane, w) in work.iter_mut().enumerate() {
+                for (i, word) in words.iter().enumerate() {
+                    w.md5.words[i] = word[lane];
+                }
+            }
         }
-        // F = b ? c : d; G = d ? b : c; H = b ^ c ^ d; I = c ^ (b | !d), as ternary-logic tables.
-        for i in 0..16 {
-            step!(_mm512_ternarylogic_epi32::<0xCA>(b, c, d), i, i);
-        }
-        for i in 16..32 {
-            step!(
-                _mm512_ternarylogic_epi32::<0xCA>(d, b, c),
-                i,
-                (5 * i + 1) % 16
-            );
-        }
-        for i in 32..48 {
-            step!(
-                _mm512_ternarylogic_epi32::<0x96>(b, c, d),
-                i,
-                (3 * i + 5) % 16
-            );
-        }
-        for i in 48..64 {
-            step!(_mm512_ternarylogic_epi32::<0x39>(b, c, d), i, (7 * i) % 16);
-        }
-        (a, b, c, d)
-    }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use md5::{Digest, Md5};
+        /// Word j of every lane's block, in row j: the rows load as vectors.
+        #[repr(C, align(64))]
+        struct Message([[u32; 16]; 16]);
 
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+        fn vector(words: [u32; 16]) -> __m512i {
+            // SAFETY: both are 64 plain bytes.
+            unsafe { std::mem::transmute(words) }
+        }
 
-    fn reference(bytes: &[u8]) -> [u8; 16] {
-        Md5::digest(bytes).into()
-    }
+        fn lanes_of(v: __m512i) -> [u32; 16] {
+            // SAFETY: both are 64 plain bytes.
+            unsafe { std::mem::transmute(v) }
+        }
 
-    #[test]
-    fn inline_state_matches_md5_for_every_length_and_split() {
-        for len in 0..300 {
-            let bytes = data(len, len as u64);
-            for split in [0, 1, 55, 56, 63, 64, 65, len / 2, len] {
-                let split = split.min(len);
-                let mut state = State::new();
-                state.update(&bytes[..split]);
-                state.update(&bytes[split..]);
-                assert_eq!(
-                    state.finish(),
-                    reference(&bytes),
-                    "len {len}, split {split}"
+        /// The 64 steps of one block in every lane; returns the words to add to the state.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn rounds(
+            mut a: __m512i,
+            mut b: __m512i,
+            mut c: __m512i,
+            mut d: __m512i,
+            m: &[__m512i; 16],
+        ) -> (__m512i, __m512i, __m512i, __m512i) {
+            macro_rules! step {
+                ($f:expr, $i:expr, $g:expr) => {{
+                    let k = _mm512_set1_epi32(K[$i] as i32);
+                    let t = _mm512_add_epi32(_mm512_add_epi32(a, $f), _mm512_add_epi32(k, m[$g]));
+                    let s = _mm512_set1_epi32(S[$i / 16][$i % 4] as i32);
+                    let rotated = _mm512_rolv_epi32(t, s);
+                    a = d;
+                    d = c;
+                    c = b;
+                    b = _mm512_add_epi32(b, rotated);
+                }};
+            }
+            // F = b ? c : d; G = d ? b : c; H = b ^ c ^ d; I = c ^ (b | !d), as ternary-logic tables.
+            for i in 0..16 {
+                step!(_mm512_ternarylogic_epi32::<0xCA>(b, c, d), i, i);
+            }
+            for i in 16..32 {
+                step!(
+                    _mm512_ternarylogic_epi32::<0xCA>(d, b, c),
+                    i,
+                    (5 * i + 1) % 16
                 );
             }
+            for i in 32..48 {
+                step!(
+                    _mm512_ternarylogic_epi32::<0x96>(b, c, d),
+                    i,
+                    (3 * i + 5) % 16
+                );
+            }
+            for i in 48..64 {
+                step!(_mm512_ternarylogic_epi32::<0x39>(b, c, d), i, (7 * i) % 16);
+            }
+            (a, b, c, d)
         }
     }
 
-    #[test]
-    fn lanes_match_md5_with_uneven_uploads_and_chunks() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return;
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use md5::{Digest, Md5};
+
+        fn data(len: usize, seed: u64) -> Vec<u8> {
+            let mut x = seed | 1;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
         }
-        // More uploads than lanes, of different lengths, each in chunks of odd sizes, and some
-        // with a state already part-way (an unfinished block).
-        let uploads: Vec<Vec<u8>> = (0..20)
-            .map(|i| data(i * 997 + i * i * 61, i as u64 + 7))
-            .collect();
-        for batch in uploads.chunks(LANES) {
-            let mut work: Vec<Work> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, bytes)| {
-                    let mut md5 = State::new();
-                    let head = (i * 13).min(bytes.len());
-                    md5.update(&bytes[..head]);
-                    let chunks: VecDeque<Bytes> = bytes[head..]
-                        .chunks(1 + i * 37)
-                        .map(Bytes::copy_from_slice)
-                        .collect();
-                    let left = bytes.len() - head;
-                    Work {
-                        md5,
-                        chunks,
-                        left,
-                        taken: left,
-                    }
+
+        fn reference(bytes: &[u8]) -> [u8; 16] {
+            Md5::digest(bytes).into()
+        }
+
+        #[test]
+        fn inline_state_matches_md5_for_every_length_and_split() {
+            for len in 0..300 {
+                let bytes = data(len, len as u64);
+                for split in [0, 1, 55, 56, 63, 64, 65, len / 2, len] {
+                    let split = split.min(len);
+                    let mut state = State::new();
+                    state.update(&bytes[..split]);
+                    state.update(&bytes[split..]);
+                    assert_eq!(
+                        state.finish(),
+                        reference(&bytes),
+                        "len {len}, split {split}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn lanes_match_md5_with_uneven_uploads_and_chunks() {
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                return;
+            }
+            // More uploads than lanes, of different lengths, each in chunks of odd sizes, and some
+            // with a state already part-way (an unfinished block).
+            let uploads: Vec<Vec<u8>> = (0..20)
+                .map(|i| data(i * 997 + i * i * 61, i as u64 + 7))
+                .collect();
+            for batch in uploads.chunks(LANES) {
+                let mut work: Vec<Work> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, bytes)| {
+                        let mut md5 = State::new();
+                        let head = (i * 13).min(bytes.len());
+                        md5.update(&bytes[..head]);
+                        let chunks: VecDeque<Bytes> = bytes[head..]
+                            .chunks(1 + i * 37)
+                            .map(Bytes::copy_from_slice)
+                            .collect();
+                        let left = bytes.len() - head;
+                        Work {
+                            md5,
+                            chunks,
+                            left,
+                            taken: left,
+                        }
+                    })
+                    .collect();
+                // SAFETY: checked above.
+                unsafe { avx512::hash(&mut work) };
+                for (w, bytes) in work.into_iter().zip(batch) {
+                    assert!(w.chunks.is_empty() && w.left == 0);
+                    assert_eq!(w.md5.finish(), reference(bytes), "{} bytes", bytes.len());
+                }
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_streams_match_md5() {
+            let tasks: Vec<_> = (0..24)
+                .map(|i| {
+                    tokio::spawn(async move {
+                        let bytes = Bytes::from(data(100_000 * (i % 7) + 3 * i, i as u64 + 1));
+                        let mut stream = Md5Stream::default();
+                        let mut at = 0;
+                        while at < bytes.len() {
+                            let end = (at + 16_384 + i * 11).min(bytes.len());
+                            stream.update(&bytes.slice(at..end)).await;
+                            at = end;
+                        }
+                        assert_eq!(stream.finish().await, reference(&bytes), "stream {i}");
+                    })
                 })
                 .collect();
-            // SAFETY: checked above.
-            unsafe { avx512::hash(&mut work) };
-            for (w, bytes) in work.into_iter().zip(batch) {
-                assert!(w.chunks.is_empty() && w.left == 0);
-                assert_eq!(w.md5.finish(), reference(bytes), "{} bytes", bytes.len());
+            for task in tasks {
+                task.await.unwrap();
             }
         }
     }
+}
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_streams_match_md5() {
-        let tasks: Vec<_> = (0..24)
-            .map(|i| {
-                tokio::spawn(async move {
-                    let bytes = Bytes::from(data(100_000 * (i % 7) + 3 * i, i as u64 + 1));
-                    let mut stream = Md5Stream::default();
-                    let mut at = 0;
-                    while at < bytes.len() {
-                        let end = (at + 16_384 + i * 11).min(bytes.len());
-                        stream.update(&bytes.slice(at..end)).await;
-                        at = end;
-                    }
-                    assert_eq!(stream.finish().await, reference(&bytes), "stream {i}");
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
+#[cfg(not(target_arch = "x86_64"))]
+mod portable {
+    use bytes::Bytes;
+    use md5::{Digest, Md5};
+
+    /// The MD5 of an upload's bytes, fed as they arrive.
+    #[derive(Default)]
+    pub struct Md5Stream(Md5);
+
+    impl Md5Stream {
+        pub async fn update(&mut self, chunk: &Bytes) {
+            self.0.update(chunk);
+        }
+
+        pub async fn finish(self) -> [u8; 16] {
+            self.0.finalize().into()
         }
     }
 }
