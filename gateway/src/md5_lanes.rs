@@ -202,20 +202,15 @@ mod lanes {
                     .map(|upload| {
                         let mut q = upload.queued.lock().expect("md5 upload lock");
                         let mut chunks = VecDeque::new();
-                        let mut left = 0;
-                        while left < BATCH_BYTES {
+                        let mut taken = 0;
+                        while taken < BATCH_BYTES {
                             let Some(chunk) = q.chunks.pop_front() else {
                                 break;
                             };
-                            left += chunk.len();
+                            taken += chunk.len();
                             chunks.push_back(chunk);
                         }
-                        Work {
-                            md5: q.md5.clone(),
-                            chunks,
-                            left,
-                            taken: left,
-                        }
+                        Work::new(q.md5.clone(), chunks)
                     })
                     .collect();
                 // SAFETY: `lanes()` starts this thread only where the CPU has AVX-512F.
@@ -243,6 +238,18 @@ mod lanes {
         left: usize,
         /// Bytes taken from the upload's queue.
         taken: usize,
+    }
+
+    impl Work {
+        fn new(md5: State, chunks: VecDeque<Bytes>) -> Work {
+            let left = chunks.iter().map(Bytes::len).sum();
+            Work {
+                md5,
+                chunks,
+                left,
+                taken: left,
+            }
+        }
     }
 
     /// The MD5 of an upload's bytes, fed as they arrive.
@@ -586,13 +593,7 @@ mod lanes {
                             .chunks(1 + i * 37)
                             .map(Bytes::copy_from_slice)
                             .collect();
-                        let left = bytes.len() - head;
-                        Work {
-                            md5,
-                            chunks,
-                            left,
-                            taken: left,
-                        }
+                        Work::new(md5, chunks)
                     })
                     .collect();
                 // SAFETY: checked above.
