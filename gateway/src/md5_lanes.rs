@@ -253,29 +253,30 @@ mod lanes {
     }
 
     /// The MD5 of an upload's bytes, fed as they arrive.
-    pub struct Md5Stream {
-        inline: Option<State>,
-        upload: Option<Arc<Upload>>,
+    pub struct Md5Stream(Hashing);
+
+    enum Hashing {
+        /// Hashed here, as the bytes arrive.
+        Inline(State),
+        /// Hashed by the lanes' thread.
+        Lanes(Arc<Upload>, &'static Lanes),
     }
 
     impl Default for Md5Stream {
         fn default() -> Self {
-            Md5Stream {
-                inline: Some(State::new()),
-                upload: None,
-            }
+            Md5Stream(Hashing::Inline(State::new()))
         }
     }
 
     impl Md5Stream {
         pub async fn update(&mut self, chunk: &Bytes) {
-            if let Some(state) = &mut self.inline {
-                let lanes = lanes().filter(|_| state.len + chunk.len() as u64 > INLINE_BYTES);
-                if lanes.is_none() {
+            if let Hashing::Inline(state) = &mut self.0 {
+                let Some(lanes) = lanes().filter(|_| state.len + chunk.len() as u64 > INLINE_BYTES)
+                else {
                     state.update(chunk);
                     return;
-                }
-                self.upload = Some(Arc::new(Upload {
+                };
+                let upload = Arc::new(Upload {
                     queued: Mutex::new(Queued {
                         md5: state.clone(),
                         chunks: VecDeque::new(),
@@ -284,11 +285,11 @@ mod lanes {
                         finishing: false,
                     }),
                     drained: Notify::new(),
-                }));
-                self.inline = None;
+                });
+                self.0 = Hashing::Lanes(upload, lanes);
             }
-            let (Some(upload), Some(lanes)) = (&self.upload, lanes()) else {
-                return;
+            let Hashing::Lanes(upload, lanes) = &self.0 else {
+                unreachable!("an inline stream returned above or moved to the lanes");
             };
             {
                 let mut q = upload.queued.lock().expect("md5 upload lock");
@@ -300,21 +301,20 @@ mod lanes {
         }
 
         pub async fn finish(self) -> [u8; 16] {
-            if let Some(state) = self.inline {
-                return state.finish();
+            match self.0 {
+                Hashing::Inline(state) => state.finish(),
+                Hashing::Lanes(upload, lanes) => {
+                    {
+                        let mut q = upload.queued.lock().expect("md5 upload lock");
+                        q.finishing = true;
+                        upload.submit_from(&mut q, lanes, 1);
+                    }
+                    upload
+                        .wait_until(|q| !q.busy && q.bytes == 0)
+                        .await
+                        .finish()
+                }
             }
-            let upload = self
-                .upload
-                .expect("an upload is hashed inline or by the lanes");
-            if let Some(lanes) = lanes() {
-                let mut q = upload.queued.lock().expect("md5 upload lock");
-                q.finishing = true;
-                upload.submit_from(&mut q, lanes, 1);
-            }
-            upload
-                .wait_until(|q| !q.busy && q.bytes == 0)
-                .await
-                .finish()
         }
     }
 
@@ -537,16 +537,12 @@ mod lanes {
         use super::*;
         use md5::{Digest, Md5};
 
+        /// Bytes that are the same for the same seed.
         fn data(len: usize, seed: u64) -> Vec<u8> {
-            let mut x = seed | 1;
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
+            use rand::{Rng, SeedableRng};
+            let mut bytes = vec![0; len];
+            rand::rngs::StdRng::seed_from_u64(seed).fill(&mut bytes[..]);
+            bytes
         }
 
         fn reference(bytes: &[u8]) -> [u8; 16] {
