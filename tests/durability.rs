@@ -7,16 +7,24 @@ use bytes::Bytes;
 use common::{random_bytes, TestCluster};
 
 fn sizes() -> Vec<(String, Vec<u8>)> {
-    [100usize, 4096, 70_000, 1 << 20, 3 * (1 << 20) + 1]
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| {
-            (
-                format!("/f-bucket/obj{i}"),
-                random_bytes(size, i as u64 + 100),
-            )
-        })
-        .collect()
+    // The last is read over connections of its own (fragments past a lookup's `LOOKUP_FRAGMENT_MAX`).
+    [
+        100usize,
+        4096,
+        70_000,
+        1 << 20,
+        3 * (1 << 20) + 1,
+        18 * (1 << 20) + 5,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &size)| {
+        (
+            format!("/f-bucket/obj{i}"),
+            random_bytes(size, i as u64 + 100),
+        )
+    })
+    .collect()
 }
 
 /// Creates `f-bucket` and writes `sizes()` into it.
@@ -78,15 +86,14 @@ async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
         got.body[..] == data[..],
         "corrupt blocks are detected and rebuilt from parity"
     );
-    let ranged = s3
-        .send(
-            "GET",
-            key,
-            &[("range", "bytes=1000000-2000000")],
-            Bytes::new(),
-        )
-        .await;
-    assert!(ranged.body[..] == data[1000000..=2000000]);
+    // The second range is long enough to be read over connections of its own.
+    for (first, last) in [(1_000_000, 2_000_000), (5_000_000, 13_000_000)] {
+        let range = format!("bytes={first}-{last}");
+        let ranged = s3
+            .send("GET", key, &[("range", &range)], Bytes::new())
+            .await;
+        assert!(ranged.body[..] == data[first..=last], "{range}");
+    }
     // Read repair rewrites the corrupt fragments in the background, once a read has met them
     // (a read that got k good frames from others first does not see them: read again).
     let start = std::time::Instant::now();
@@ -148,9 +155,9 @@ async fn a_node_that_missed_writes_is_repaired() {
             got.text()
         );
     }
-    // Three of the objects are over the inline limit: each gets its fragment file back. The
+    // Four of the objects are over the inline limit: each gets its fragment file back. The
     // inline ones get their records back, which only the end of the heal shows.
-    wait_until(|| files_on("z3-n2") == 3, "missed fragments rebuilt").await;
+    wait_until(|| files_on("z3-n2") == 4, "missed fragments rebuilt").await;
     common::wait_healed(&s3).await;
     // With the repaired node, any other two may now fail.
     cluster.kill("z1-n1");
@@ -245,7 +252,7 @@ async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
         .filter(|f| f.starts_with(&dir))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "the three objects above the inline size");
+    assert_eq!(files.len(), 4, "the four objects above the inline size");
     let originals: Vec<_> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let mut rotten = originals[0].clone();
     let middle = rotten.len() / 2;

@@ -88,6 +88,14 @@ impl StripeLayout {
         stripe * self.stripe_data_len()
     }
 
+    /// The object bytes in data block `block` of `stripe`: the blocks of a short stripe end in
+    /// padding, and the last ones may be all padding.
+    pub fn block_data_len(&self, stripe: u64, block: usize) -> usize {
+        let block_len = self.block_len(stripe);
+        let len = self.stripe_data_len_of(stripe);
+        len.saturating_sub(block * block_len).min(block_len)
+    }
+
     /// Zero for stripes past the end of the object.
     pub fn stripe_data_len_of(&self, stripe: u64) -> usize {
         let left = self.size.saturating_sub(self.data_offset(stripe));
@@ -125,10 +133,20 @@ fn block_hasher(stripe: u64, fragment: usize) -> blake3::Hasher {
 }
 
 pub fn block_hash(stripe: u64, fragment: usize, block: &[u8]) -> [u8; HASH_LEN] {
-    *block_hasher(stripe, fragment)
-        .update(block)
-        .finalize()
-        .as_bytes()
+    block_hash_of_pieces(stripe, fragment, [block])
+}
+
+/// `block_hash` of a block held in pieces (as it arrived from the network), without joining them.
+pub fn block_hash_of_pieces<'a>(
+    stripe: u64,
+    fragment: usize,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> [u8; HASH_LEN] {
+    let mut hasher = block_hasher(stripe, fragment);
+    for piece in pieces {
+        hasher.update(piece);
+    }
+    *hasher.finalize().as_bytes()
 }
 
 /// Checks one fragment's frames as its bytes arrive, in any chunking, without holding them: a
@@ -361,7 +379,7 @@ impl Codec {
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, f)| f.slice(..len.saturating_sub(i * block_len).min(block_len)))
+                .map(|(i, f)| f.slice(..layout.block_data_len(stripe, i)))
                 .filter(|b| !b.is_empty())
                 .collect());
         }
@@ -769,6 +787,15 @@ mod tests {
         assert_eq!(l.stripes_for_range(0, 999), (0, 15));
         assert_eq!(l.stripes_for_range(63, 64), (0, 1));
         assert_eq!((l.stripe_data_len_of(15), l.block_len(15)), (40, 10));
+        // 13 bytes in the last stripe: blocks of 4, the last holding one byte of data.
+        let l = layout(SDL + 13);
+        let lens: Vec<usize> = (0..K).map(|b| l.block_data_len(1, b)).collect();
+        assert_eq!(lens, [4, 4, 4, 1]);
+        assert_eq!(l.block_data_len(0, K - 1), BS);
+        assert_eq!(l.block_data_len(2, 0), 0);
+        let block = [7u8; 9];
+        let pieces = [&block[..2], &block[2..2], &block[2..]];
+        assert_eq!(block_hash_of_pieces(3, 1, pieces), block_hash(3, 1, &block));
     }
 
     #[test]

@@ -4,20 +4,24 @@
 
 use crate::cluster::{Cluster, Holder};
 use crate::error::S3Error;
+use crate::frame::Frame;
 use bytes::{Bytes, BytesMut};
-use erasure::{Codec, StripeLayout, HASH_LEN};
+use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage_node::body::{ChannelBody, HttpBody};
-use storage_node::client::NodeClient;
+use storage_node::client::{FragmentBody, NodeClient};
 use storage_node::protocol::{Lookup, UndoRequest};
 use storage_node::record::{BucketId, ObjectRecord, VersionRef};
 use storage_node::RpcError;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -180,8 +184,7 @@ async fn find(
                     if let Some(((record, len), (body, buf))) = sent {
                         let stream = FragmentStream::Remote {
                             body,
-                            buf,
-                            chunk: Bytes::new(),
+                            chunk: buf.freeze(),
                         };
                         prefetched.push((record.version, record.fragment, len, stream));
                     }
@@ -572,11 +575,7 @@ impl<'a> PartReader<'a> {
         for stripe in first..=last {
             let frames = fetcher.frames(stripe).await;
             bad.append(&mut fetcher.bad);
-            // The fetcher has checked every frame's hash already.
-            let pieces = self
-                .codec
-                .stripe_data(&self.layout, stripe, &frames?)
-                .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))?;
+            let pieces = self.stripe_data(stripe, frames?)?;
             let stripe_start = self.layout.data_offset(stripe);
             let from = start.saturating_sub(stripe_start);
             let to = end + 1 - stripe_start;
@@ -595,6 +594,24 @@ impl<'a> PartReader<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The data of one stripe from frames the fetcher has checked: the data blocks' pieces as they
+    /// arrived when all k are there, else the stripe rebuilt.
+    fn stripe_data(&self, stripe: u64, frames: Vec<Option<Frame>>) -> Result<Vec<Bytes>, S3Error> {
+        let k = self.codec.data_shards();
+        if frames[..k].iter().all(Option::is_some) {
+            return Ok(frames[..k]
+                .iter()
+                .flatten()
+                .enumerate()
+                .flat_map(|(i, f)| f.block_prefix(self.layout.block_data_len(stripe, i)))
+                .collect());
+        }
+        let joined = joined(&frames);
+        self.codec
+            .stripe_data(&self.layout, stripe, &joined)
+            .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))
     }
 
     /// Reads stripes up to `last` (inclusive), in order.
@@ -636,7 +653,7 @@ impl Fetcher<'_, '_> {
     /// corrupt or outlasts the node timeout is replaced by another source; when the stripe is not
     /// complete after `HEDGE_AFTER`, one more source is started beside the slow ones (a hedged
     /// read), and the first k good frames win.
-    pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Bytes>>, S3Error> {
+    pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Frame>>, S3Error> {
         let reader = self.reader;
         let k = reader.codec.data_shards();
         let read = Read {
@@ -645,7 +662,7 @@ impl Fetcher<'_, '_> {
             len: reader.layout.frame_len(stripe),
             timeout: reader.cluster.timeout,
         };
-        let mut frames = vec![None; reader.codec.width()];
+        let mut frames: Vec<Option<Frame>> = (0..reader.codec.width()).map(|_| None).collect();
         let mut have = 0;
         let mut reads: FuturesUnordered<_> = self
             .active
@@ -671,8 +688,7 @@ impl Fetcher<'_, '_> {
                         self.retry_later(fragment);
                         continue;
                     };
-                    let (block, hash) = frame.split_at(frame.len() - HASH_LEN);
-                    if erasure::block_hash(stripe, fragment as usize, block) != hash {
+                    if !frame.is_intact(stripe, fragment) {
                         tracing::warn!(fragment, stripe, "corrupt block found on read");
                         self.bad.insert(fragment);
                         continue;
@@ -762,7 +778,7 @@ impl Read {
         reader: &PartReader<'_>,
         fragment: u8,
         start: Start,
-    ) -> (u8, Option<FragmentStream>, Option<Bytes>) {
+    ) -> (u8, Option<FragmentStream>, Option<Frame>) {
         let stream = match start {
             Start::Stream(stream) => Some(stream),
             Start::Open(source) => self.open(reader, &source).await,
@@ -805,11 +821,11 @@ impl Read {
             )
             .await;
         match body {
-            Ok(body) => Some(FragmentStream::Remote {
+            Ok(FragmentBody::Http(body)) => Some(FragmentStream::Remote {
                 body,
-                buf: BytesMut::new(),
                 chunk: Bytes::new(),
             }),
+            Ok(FragmentBody::Raw(io)) => Some(FragmentStream::Raw(io)),
             Err(e) => {
                 tracing::warn!(addr = %source.addr, error = %e, "fragment unavailable");
                 None
@@ -821,43 +837,55 @@ impl Read {
 /// A fragment's frames, read in order.
 enum FragmentStream {
     Inline(Bytes),
-    /// `buf`: bytes received before `chunk` that do not make a frame yet; `chunk`: what is left
-    /// of the last piece of the body.
+    /// `chunk`: what is left of the last piece of the body received.
     Remote {
         body: Incoming,
-        buf: BytesMut,
         chunk: Bytes,
     },
+    /// A connection that carries only the fragment's bytes: each frame is read straight into a
+    /// buffer of its own.
+    Raw(TokioIo<Upgraded>),
 }
 
 impl FragmentStream {
     /// The next `len` bytes, or `None` if the stream broke or ended.
-    async fn read_frame(&mut self, len: usize) -> Option<Bytes> {
+    async fn read_frame(&mut self, len: usize) -> Option<Frame> {
         match self {
-            FragmentStream::Inline(bytes) => (bytes.len() >= len).then(|| bytes.split_to(len)),
-            FragmentStream::Remote { body, buf, chunk } => loop {
-                // `buf` can hold more than a frame: a lookup's answer brings the start of the
-                // fragment with it.
-                if buf.len() >= len {
-                    return Some(buf.split_to(len).freeze());
+            FragmentStream::Inline(bytes) => {
+                (bytes.len() >= len).then(|| Frame::from(bytes.split_to(len)))
+            }
+            FragmentStream::Remote { body, chunk } => {
+                let mut frame = Frame::default();
+                while frame.len() < len {
+                    if chunk.is_empty() {
+                        if let Ok(data) = body.frame().await?.ok()?.into_data() {
+                            *chunk = data;
+                        }
+                        continue;
+                    }
+                    let take = (len - frame.len()).min(chunk.len());
+                    frame.push(chunk.split_to(take));
                 }
-                // A frame inside one received piece is a slice of it: copying every byte into
-                // whole frames was a tenth of the CPU of a large GET.
-                if buf.is_empty() && chunk.len() >= len {
-                    return Some(chunk.split_to(len));
+                Some(frame)
+            }
+            FragmentStream::Raw(io) => {
+                let mut buf = BytesMut::with_capacity(len);
+                let mut frame = (&mut *io).take(len as u64);
+                while buf.len() < len {
+                    if frame.read_buf(&mut buf).await.ok()? == 0 {
+                        return None;
+                    }
                 }
-                let missing = len - buf.len();
-                if chunk.len() >= missing {
-                    buf.extend_from_slice(&chunk.split_to(missing));
-                    return Some(buf.split_to(len).freeze());
-                }
-                buf.extend_from_slice(chunk);
-                *chunk = Bytes::new();
-                let frame = body.frame().await?.ok()?;
-                if let Ok(data) = frame.into_data() {
-                    *chunk = data;
-                }
-            },
+                Some(Frame::from(buf.freeze()))
+            }
         }
     }
+}
+
+/// Frames each in one buffer, for decoding.
+pub(crate) fn joined(frames: &[Option<Frame>]) -> Vec<Option<Bytes>> {
+    frames
+        .iter()
+        .map(|f| f.as_ref().map(Frame::joined))
+        .collect()
 }

@@ -9,6 +9,7 @@ pub mod config;
 mod copy;
 mod cors;
 mod error;
+mod frame;
 mod get;
 mod heal;
 mod http_util;

@@ -85,7 +85,7 @@ async fn rebuild_stripe(
     stripe: u64,
     wanted: &[usize],
 ) -> Result<Vec<Vec<u8>>, S3Error> {
-    let frames = fetcher.frames(stripe).await?;
+    let frames = crate::get::joined(&fetcher.frames(stripe).await?);
     let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
     codec
         .rebuild_frames(&reader.layout, stripe, &refs, wanted)

@@ -5,18 +5,21 @@ use crate::hints::HINT_QUERY;
 use crate::protocol::{
     unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, ListResponse,
     Lookup, PartRequest, PurgeRequest, ShardDigest, UndoRequest, UploadRequest, VersionListRequest,
-    BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+    BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER,
+    SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
 use crate::scrub::ScrubStatus;
 use bytes::{Bytes, BytesMut};
 use erasure::StripeLayout;
-use http::{Method, Request, StatusCode};
+use http::header::{CONNECTION, UPGRADE};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,6 +59,18 @@ impl RpcError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, RpcError::Status(StatusCode::INSUFFICIENT_STORAGE, _))
     }
+}
+
+/// The shortest fragment read that takes a connection of its own (see `RAW_FRAGMENT_PROTOCOL`):
+/// below it, a pooled connection's HTTP body costs less than a new connection.
+const RAW_READ_MIN: u64 = 1 << 20;
+
+/// A fragment range as a node sends it.
+pub enum FragmentBody {
+    /// As a response body.
+    Http(Incoming),
+    /// Alone on a connection the read has to itself, which ends after the range.
+    Raw(TokioIo<Upgraded>),
 }
 
 #[derive(Clone)]
@@ -102,7 +117,7 @@ impl NodeClient {
     }
 
     /// Sends a signed request and waits (at most `deadline`, when given) for the response head.
-    /// Statuses other than 2xx come back as `RpcError::Status`.
+    /// Statuses other than 2xx and 101 (switching protocols) come back as `RpcError::Status`.
     async fn send(
         &self,
         addr: &str,
@@ -111,7 +126,7 @@ impl NodeClient {
         headers: &[(&str, String)],
         body: HttpBody,
         deadline: Option<Duration>,
-    ) -> Result<Incoming, RpcError> {
+    ) -> Result<Response<Incoming>, RpcError> {
         let hinted;
         let path = match &self.hint_for {
             Some(holder) => {
@@ -141,8 +156,8 @@ impl NodeClient {
             None => self.http.request(req).await?,
         };
         let status = resp.status();
-        if status.is_success() {
-            return Ok(resp.into_body());
+        if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
         }
         let text = tokio::time::timeout(self.timeout, resp.into_body().collect())
             .await
@@ -167,7 +182,8 @@ impl NodeClient {
         };
         let incoming = self
             .send(addr, method, path, &[], body, Some(self.timeout))
-            .await?;
+            .await?
+            .into_body();
         let bytes = tokio::time::timeout(self.timeout, incoming.collect())
             .await
             .map_err(|_| RpcError::Timeout)??
@@ -195,7 +211,8 @@ impl NodeClient {
             .map_err(|_| RpcError::Status(StatusCode::BAD_REQUEST, method.to_string()))?;
         let answer = self
             .send(addr, method, path, &[], full(body), Some(self.timeout))
-            .await?;
+            .await?
+            .into_body();
         tokio::time::timeout(self.timeout, answer.collect())
             .await
             .map_err(|_| RpcError::Timeout)??;
@@ -221,7 +238,8 @@ impl NodeClient {
         // watches for stalls and for a late confirmation.
         let answer = self
             .send(addr, Method::PUT, &path, &headers, body, None)
-            .await?;
+            .await?
+            .into_body();
         answer.collect().await?;
         Ok(())
     }
@@ -234,10 +252,30 @@ impl NodeClient {
         index: u8,
         offset: u64,
         len: u64,
-    ) -> Result<Incoming, RpcError> {
+    ) -> Result<FragmentBody, RpcError> {
         let path = format!("/v1/fragment/{id}/{index}?offset={offset}&len={len}");
-        self.send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+        let deadline = Some(self.timeout);
+        if len < RAW_READ_MIN {
+            let body = self
+                .send(addr, Method::GET, &path, &[], empty(), deadline)
+                .await?
+                .into_body();
+            return Ok(FragmentBody::Http(body));
+        }
+        let upgrade = [
+            (CONNECTION.as_str(), "upgrade".to_string()),
+            (UPGRADE.as_str(), RAW_FRAGMENT_PROTOCOL.to_string()),
+        ];
+        let resp = self
+            .send(addr, Method::GET, &path, &upgrade, empty(), deadline)
+            .await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(FragmentBody::Http(resp.into_body()));
+        }
+        let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
             .await
+            .map_err(|_| RpcError::Timeout)??;
+        Ok(FragmentBody::Raw(TokioIo::new(raw)))
     }
 
     pub async fn delete_fragment(&self, addr: &str, id: &str, index: u8) -> Result<(), RpcError> {
@@ -292,7 +330,8 @@ impl NodeClient {
         let path = object_path(bucket, key, Some(query));
         let mut body = self
             .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
-            .await?;
+            .await?
+            .into_body();
         let mut buf = BytesMut::new();
         let head = async {
             loop {
@@ -439,7 +478,8 @@ impl NodeClient {
                 full(value),
                 Some(self.timeout),
             )
-            .await?;
+            .await?
+            .into_body();
         answer.collect().await?;
         Ok(())
     }
@@ -451,7 +491,7 @@ impl NodeClient {
             .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
             .await
         {
-            Ok(body) => Ok(Some(collect_body(body).await?)),
+            Ok(resp) => Ok(Some(collect_body(resp.into_body()).await?)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }

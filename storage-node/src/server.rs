@@ -7,7 +7,7 @@ use crate::hints::{self, Hint, HINT_QUERY};
 use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, Lookup, PartRequest,
     PurgeRequest, UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
-    DATA_SHARDS_HEADER, DATE_HEADER, SIGNATURE_HEADER, SIZE_HEADER,
+    DATA_SHARDS_HEADER, DATE_HEADER, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord};
 use crate::scrub::{self, ScrubSettings, ScrubStatus};
@@ -18,13 +18,13 @@ use erasure::{FragmentVerifier, StripeLayout};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use placement::Layout;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
 const IO_CHUNK: usize = 1 << 20;
@@ -79,6 +79,8 @@ struct Node {
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
     scrub: Arc<std::sync::Mutex<ScrubStatus>>,
+    /// How long a send may wait on a reader that does not take the bytes.
+    rpc_timeout: Duration,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -123,6 +125,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         secret: cluster.secret.clone(),
         data_dir: node.data_dir.clone(),
         min_free_bytes: node.min_free_bytes,
+        rpc_timeout: cluster.rpc_timeout(),
     });
     loop {
         let (stream, _) = listener.accept().await?;
@@ -133,8 +136,11 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -180,7 +186,7 @@ impl Node {
         }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<HttpBody>, NodeError> {
+    async fn route(&self, mut req: Request<Incoming>) -> Result<Response<HttpBody>, NodeError> {
         let path: Vec<String> = req
             .uri()
             .path()
@@ -212,6 +218,24 @@ impl Node {
                 let (id, index) = fragment_name(id, index)?;
                 let offset = query_u64(&query, "offset")?;
                 let len = query_u64(&query, "len")?;
+                let raw = req
+                    .headers()
+                    .get(http::header::UPGRADE)
+                    .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL);
+                if raw {
+                    let file = store.open_fragment(&id, index)?;
+                    if file.metadata().map_err(StoreError::from)?.len() < offset + len {
+                        return Err(bad("range past the end of the fragment"));
+                    }
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(send_raw(upgrade, file, offset, len, self.rpc_timeout));
+                    return Ok(Response::builder()
+                        .status(StatusCode::SWITCHING_PROTOCOLS)
+                        .header(http::header::CONNECTION, "upgrade")
+                        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
+                        .body(empty())
+                        .expect("static response parts are valid"));
+                }
                 send_fragment(store, id, index, offset, len).await
             }
             (Method::DELETE, ["v1", "fragment", id, index]) => {
@@ -517,6 +541,58 @@ async fn send_fragment(
         len,
         first.into(),
     )))
+}
+
+/// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
+/// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
+/// just closes it early: the reader counts the bytes.
+async fn send_raw(
+    upgrade: hyper::upgrade::OnUpgrade,
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) {
+    let socket = match upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+        Ok(Ok(parts)) => parts.io.into_inner().into_std(),
+        Ok(Err(_)) => Err(std::io::Error::other("the connection is not a TCP stream")),
+        Err(e) => Err(std::io::Error::other(e)),
+    };
+    let sent = tokio::task::spawn_blocking(move || {
+        let socket = socket?;
+        socket.set_nonblocking(false)?;
+        // A reader that stops taking bytes fails the send instead of holding the thread.
+        socket.set_write_timeout(Some(timeout))?;
+        send_file(&socket, &file, offset, len)
+    })
+    .await;
+    if let Ok(Err(e)) = sent {
+        tracing::debug!(error = %e, "raw fragment send ended early");
+    }
+}
+
+/// `sendfile` of a file range to a blocking socket.
+fn send_file(
+    socket: &std::net::TcpStream,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut at = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
+    let end = offset + len;
+    while (at as u64) < end {
+        let want = (end - at as u64).min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the call; `at` is a valid offset the kernel
+        // advances by the bytes sent.
+        let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, want) };
+        match sent {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => return Err(std::io::Error::last_os_error()),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `len` bytes of a fragment file from `offset` as a body, read `IO_CHUNK` at a time by a blocking

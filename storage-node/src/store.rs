@@ -303,7 +303,7 @@ impl Store {
         Ok(Some(buf))
     }
 
-    fn open_fragment(&self, id: &str, index: u8) -> Result<File, StoreError> {
+    pub(crate) fn open_fragment(&self, id: &str, index: u8) -> Result<File, StoreError> {
         File::open(self.fragment_path(id, index)).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::NoSuchFragment,
             _ => e.into(),
