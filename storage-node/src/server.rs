@@ -28,6 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
 const IO_CHUNK: usize = 1 << 20;
+/// How long a raw fragment send waits for a reader that takes no bytes before it gives up and
+/// frees its thread. A gateway stops reading while its S3 client is slow to take the object, so
+/// this is far above the node timeout: it only catches readers that are gone.
+const RAW_SEND_STALL: Duration = Duration::from_secs(300);
 /// The longest fragment file a lookup sends along with its record (see `lookup_and_fragment`):
 /// that of a 16 MiB object in 4+2. Larger objects take long enough to read that one more round
 /// trip does not count.
@@ -79,8 +83,6 @@ struct Node {
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
     scrub: Arc<std::sync::Mutex<ScrubStatus>>,
-    /// How long a send may wait on a reader that does not take the bytes.
-    rpc_timeout: Duration,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -125,7 +127,6 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         secret: cluster.secret.clone(),
         data_dir: node.data_dir.clone(),
         min_free_bytes: node.min_free_bytes,
-        rpc_timeout: cluster.rpc_timeout(),
     });
     loop {
         let (stream, _) = listener.accept().await?;
@@ -228,7 +229,7 @@ impl Node {
                         return Err(bad("range past the end of the fragment"));
                     }
                     let upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(send_raw(upgrade, file, offset, len, self.rpc_timeout));
+                    tokio::spawn(send_raw(upgrade, file, offset, len));
                     return Ok(Response::builder()
                         .status(StatusCode::SWITCHING_PROTOCOLS)
                         .header(http::header::CONNECTION, "upgrade")
@@ -546,13 +547,7 @@ async fn send_fragment(
 /// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
 /// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
 /// just closes it early: the reader counts the bytes.
-async fn send_raw(
-    upgrade: hyper::upgrade::OnUpgrade,
-    file: std::fs::File,
-    offset: u64,
-    len: u64,
-    timeout: Duration,
-) {
+async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offset: u64, len: u64) {
     let socket = match upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
         Ok(Ok(parts)) => parts.io.into_inner().into_std(),
         Ok(Err(_)) => Err(std::io::Error::other("the connection is not a TCP stream")),
@@ -561,8 +556,7 @@ async fn send_raw(
     let sent = tokio::task::spawn_blocking(move || {
         let socket = socket?;
         socket.set_nonblocking(false)?;
-        // A reader that stops taking bytes fails the send instead of holding the thread.
-        socket.set_write_timeout(Some(timeout))?;
+        socket.set_write_timeout(Some(RAW_SEND_STALL))?;
         send_file(&socket, &file, offset, len)
     })
     .await;
