@@ -351,41 +351,31 @@ impl Codec {
         Ok(DecodedStripe { data, bad })
     }
 
-    /// The data of one stripe from frames whose hashes the caller has already checked (the read
-    /// path checks each frame as it arrives, to replace a bad source at once). When the k data
-    /// frames are all there, the result is their blocks themselves, not copied; otherwise it is
-    /// the stripe rebuilt by Reed-Solomon. The pieces add up to `stripe_data_len_of(stripe)` bytes.
-    pub fn stripe_data(
+    /// The data of one stripe rebuilt by Reed-Solomon from any k of its frames, whose hashes the
+    /// caller has already checked (the read path checks each frame as it arrives, to replace a bad
+    /// source at once, and serves the k data blocks as they are when it has them). The result is
+    /// `stripe_data_len_of(stripe)` bytes long.
+    pub fn rebuild_stripe_data(
         &self,
         layout: &StripeLayout,
         stripe: u64,
-        frames: &[Option<Bytes>],
-    ) -> Result<Vec<Bytes>, ErasureError> {
+        frames: &[Option<&[u8]>],
+    ) -> Result<Vec<u8>, ErasureError> {
         layout.check(self.data_shards())?;
-        let (k, len) = (self.data_shards(), layout.stripe_data_len_of(stripe));
+        let k = self.data_shards();
         let block_len = layout.block_len(stripe);
         let blocks: Vec<Option<&[u8]>> = frames
             .iter()
-            .map(|f| f.as_deref().filter(|f| f.len() == block_len + HASH_LEN))
+            .map(|f| f.filter(|f| f.len() == block_len + HASH_LEN))
             .map(|f| f.map(|f| &f[..block_len]))
             .collect();
         let valid = blocks.iter().flatten().count();
         if frames.len() != self.width() || valid < k {
             return Err(ErasureError::NotEnoughFragments { needed: k, valid });
         }
-        if frames[..k].iter().all(Option::is_some) {
-            // Each data block up to the stripe's end: the last ones of a short stripe are padding.
-            return Ok(frames[..k]
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, f)| f.slice(..layout.block_data_len(stripe, i)))
-                .filter(|b| !b.is_empty())
-                .collect());
-        }
         let mut data = self.reconstruct_stripe(&blocks)?;
-        data.truncate(len);
-        Ok(vec![Bytes::from(data)])
+        data.truncate(layout.stripe_data_len_of(stripe));
+        Ok(data)
     }
 
     /// The k data blocks of a stripe, joined, rebuilt from any k valid blocks.
@@ -629,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn stripe_data_of_checked_frames() {
+    fn stripe_data_rebuilt_from_any_k_checked_frames() {
         let codec = Codec::new(K, M).unwrap();
         for size in [1, BS - 1, BS + 1, SDL - 3, 2 * SDL + BS + 5] {
             let data = object(size);
@@ -638,18 +628,15 @@ mod tests {
                 let start = l.data_offset(s as u64) as usize;
                 let want = &data[start..start + l.stripe_data_len_of(s as u64)];
                 for drop in [vec![], vec![0], vec![1, K]] {
-                    let mut given: Vec<Option<Bytes>> = frames.iter().cloned().map(Some).collect();
+                    let mut given: Vec<Option<&[u8]>> =
+                        frames.iter().map(|f| Some(&f[..])).collect();
                     drop.iter().for_each(|&d| given[d] = None);
-                    let pieces = codec.stripe_data(&l, s as u64, &given).unwrap();
-                    assert_eq!(
-                        pieces.concat(),
-                        want,
-                        "size {size} stripe {s} without {drop:?}"
-                    );
+                    let data = codec.rebuild_stripe_data(&l, s as u64, &given).unwrap();
+                    assert_eq!(data, want, "size {size} stripe {s} without {drop:?}");
                 }
-                let mut short: Vec<Option<Bytes>> = frames.iter().cloned().map(Some).collect();
+                let mut short: Vec<Option<&[u8]>> = frames.iter().map(|f| Some(&f[..])).collect();
                 (short[0], short[1], short[2]) = (None, None, None);
-                assert!(codec.stripe_data(&l, s as u64, &short).is_err());
+                assert!(codec.rebuild_stripe_data(&l, s as u64, &short).is_err());
             }
         }
     }

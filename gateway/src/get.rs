@@ -609,9 +609,12 @@ impl<'a> PartReader<'a> {
                 .collect());
         }
         let joined = joined(&frames);
-        self.codec
-            .stripe_data(&self.layout, stripe, &joined)
-            .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))
+        let refs: Vec<Option<&[u8]>> = joined.iter().map(|f| f.as_deref()).collect();
+        let data = self
+            .codec
+            .rebuild_stripe_data(&self.layout, stripe, &refs)
+            .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))?;
+        Ok(vec![Bytes::from(data)])
     }
 
     /// Reads stripes up to `last` (inclusive), in order.
