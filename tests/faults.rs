@@ -946,6 +946,21 @@ async fn hedged_reads_keep_a_slow_holder_off_the_critical_path() {
         assert!(got.body[..] == data[..], "{key}");
         stalled = stalled.max(started.elapsed());
     }
+    // And a holder whose connections are cut in the middle of those reads (each fragment stream
+    // of these has a connection of its own): the stream ends short, and another holder's
+    // fragment takes over at once.
+    for (key, data) in &big[..2] {
+        proxy.set(Mode::Pass);
+        let get = tokio::spawn({
+            let (s3, key) = (s3.clone(), key.clone());
+            async move { s3.get(&key).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        proxy.set(Mode::Refuse);
+        let got = get.await.unwrap();
+        assert!(got.body[..] == data[..], "{key} with a holder cut mid-read");
+    }
+    proxy.set(Mode::Pass);
     eprintln!(
         "HEDGE: slowest 3 MiB GET {slowest:?} and PUT {put_time:?} with one holder 2 s late; \
          slowest 48 MiB GET with a holder stalling mid-read {stalled:?}"
