@@ -934,15 +934,8 @@ async fn hedged_reads_keep_a_slow_holder_off_the_critical_path() {
     let mut stalled = Duration::ZERO;
     for (key, data) in &big {
         assert_eq!(s3.put(key, data.clone()).await.status, 200);
-        proxy.set(Mode::Pass);
         let started = Instant::now();
-        let get = tokio::spawn({
-            let (s3, key) = (s3.clone(), key.clone());
-            async move { s3.get(&key).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        proxy.set(Mode::Blackhole);
-        let got = get.await.unwrap();
+        let got = get_while(&s3, &proxy, key, Mode::Blackhole).await;
         assert!(got.body[..] == data[..], "{key}");
         stalled = stalled.max(started.elapsed());
     }
@@ -950,14 +943,7 @@ async fn hedged_reads_keep_a_slow_holder_off_the_critical_path() {
     // of these has a connection of its own): the stream ends short, and another holder's
     // fragment takes over at once.
     for (key, data) in &big[..2] {
-        proxy.set(Mode::Pass);
-        let get = tokio::spawn({
-            let (s3, key) = (s3.clone(), key.clone());
-            async move { s3.get(&key).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        proxy.set(Mode::Refuse);
-        let got = get.await.unwrap();
+        let got = get_while(&s3, &proxy, key, Mode::Refuse).await;
         assert!(got.body[..] == data[..], "{key} with a holder cut mid-read");
     }
     proxy.set(Mode::Pass);
@@ -966,6 +952,23 @@ async fn hedged_reads_keep_a_slow_holder_off_the_critical_path() {
          slowest 48 MiB GET with a holder stalling mid-read {stalled:?}"
     );
     assert!(stalled < Duration::from_secs(4), "hedged, not timed out");
+}
+
+/// Reads `key`, switching the proxy to `mode` 20 ms in, while the read streams.
+async fn get_while(
+    s3: &Arc<common::S3Client>,
+    proxy: &common::proxy::Proxy,
+    key: &str,
+    mode: Mode,
+) -> common::Reply {
+    proxy.set(Mode::Pass);
+    let get = tokio::spawn({
+        let (s3, key) = (s3.clone(), key.to_string());
+        async move { s3.get(&key).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    proxy.set(mode);
+    get.await.unwrap()
 }
 
 /// Nodes whose disks are full (below the free space they keep) refuse new data: a PUT gets a
