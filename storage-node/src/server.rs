@@ -18,7 +18,7 @@ use erasure::{FragmentVerifier, StripeLayout};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use placement::Layout;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -137,9 +137,10 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
             });
-            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
+            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`). No
+            // timer, as under the auto builder before: no header timeout closes the connections
+            // gateways keep idle in their pools.
             let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;
