@@ -137,9 +137,9 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
             });
-            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`). No
-            // timer, as under the auto builder before: no header timeout closes the connections
-            // gateways keep idle in their pools.
+            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
+            // Without a timer, as under the auto builder before, so without hyper's default
+            // header-read timeout: connections stay as they were for the gateways' pools.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()

@@ -255,7 +255,9 @@ class Cluster:
     def kill_node(self, node_id: str) -> None:
         pid = self.node_pid(node_id)
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
+        # A process blocked in disk I/O (an fsync behind the suite's gigabyte transfers) dies only
+        # once that I/O completes: one took over 10 s here.
+        deadline = time.monotonic() + 60
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not pid_alive(pid), f"{node_id} (pid {pid}) survived SIGKILL"
