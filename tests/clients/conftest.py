@@ -255,8 +255,8 @@ class Cluster:
     def kill_node(self, node_id: str) -> None:
         pid = self.node_pid(node_id)
         os.kill(pid, signal.SIGKILL)
-        # A process blocked in disk I/O (an fsync behind the suite's gigabyte transfers) dies only
-        # once that I/O completes: one took over 10 s here.
+        # A killed process lives on until the disk I/O it is blocked in completes: once, late in
+        # a suite run, a node took over 10 s to die here.
         deadline = time.monotonic() + 60
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
