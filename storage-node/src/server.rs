@@ -225,18 +225,8 @@ impl Node {
                     .get(http::header::UPGRADE)
                     .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL);
                 if raw {
-                    let file = store.open_fragment(&id, index)?;
-                    if file.metadata().map_err(StoreError::from)?.len() < offset + len {
-                        return Err(bad("range past the end of the fragment"));
-                    }
                     let upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(send_raw(upgrade, file, offset, len));
-                    return Ok(Response::builder()
-                        .status(StatusCode::SWITCHING_PROTOCOLS)
-                        .header(http::header::CONNECTION, "upgrade")
-                        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
-                        .body(empty())
-                        .expect("static response parts are valid"));
+                    return start_raw(&store, &id, index, offset, len, upgrade);
                 }
                 send_fragment(store, id, index, offset, len).await
             }
@@ -543,6 +533,30 @@ async fn send_fragment(
         len,
         first.into(),
     )))
+}
+
+/// Answers a fragment read that asked for the raw protocol: checks the range, then switches the
+/// connection over and hands it to `send_raw`.
+fn start_raw(
+    store: &Store,
+    id: &str,
+    index: u8,
+    offset: u64,
+    len: u64,
+    upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<Response<HttpBody>, NodeError> {
+    let file = store.open_fragment(id, index)?;
+    let size = file.metadata().map_err(StoreError::from)?.len();
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(bad("range past the end of the fragment"));
+    }
+    tokio::spawn(send_raw(upgrade, file, offset, len));
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::CONNECTION, "upgrade")
+        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
+        .body(empty())
+        .expect("static response parts are valid"))
 }
 
 /// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
