@@ -24,6 +24,8 @@
 //! # abandoned_upload_days = 7       # abort uploads left open this long (0: never)
 //! # lifecycle_day_secs = 86400      # length of a lifecycle "day" (shorten only for tests)
 //! # anti_entropy_secs = 3600        # heal every node against its peers this often (0: never)
+//! # replicate_threshold = 4096      # objects up to this size are kept whole on every holder
+//! #                                 # (0: erasure-code every object)
 //! ```
 
 use anyhow::Context;

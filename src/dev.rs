@@ -102,6 +102,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert.map(|p| absolute(&p)).transpose()?,
         tls_key: args.tls_key.map(|p| absolute(&p)).transpose()?,
         inline_threshold: 64 * 1024,
+        replicate_threshold: 4096,
         block_size: 256 * 1024,
         heal_bytes_per_sec: 64 << 20,
         abandoned_upload_days: 7,

@@ -24,7 +24,7 @@
 //! The stripe and fragment indices are part of the hashed input, so a valid
 //! block served from the wrong position fails verification.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use reed_solomon_erasure::galois_8::ReedSolomon;
@@ -244,6 +244,21 @@ impl Codec {
     pub fn new(data_shards: usize, parity_shards: usize) -> Result<Codec, ErasureError> {
         let rs = ReedSolomon::new(data_shards, parity_shards)?;
         Ok(Codec { rs: Arc::new(rs) })
+    }
+
+    /// The codec for k+m, built once per process: each object record names its own layout, and
+    /// building a codec inverts a matrix.
+    pub fn shared(data_shards: usize, parity_shards: usize) -> Result<Codec, ErasureError> {
+        static BUILT: Mutex<Vec<Codec>> = Mutex::new(Vec::new());
+        let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+        let same =
+            |c: &&Codec| c.data_shards() == data_shards && c.parity_shards() == parity_shards;
+        if let Some(codec) = built.iter().find(same) {
+            return Ok(codec.clone());
+        }
+        let codec = Codec::new(data_shards, parity_shards)?;
+        built.push(codec.clone());
+        Ok(codec)
     }
 
     pub fn data_shards(&self) -> usize {
@@ -718,6 +733,44 @@ mod tests {
                 .unwrap();
             let want = [&frames[4], &frames[1], &frames[0]].map(|f| f.to_vec());
             assert_eq!(rebuilt, want);
+        }
+    }
+
+    /// One data shard is replication: every fragment's blocks are the object's bytes, so any
+    /// one fragment serves a read and rebuilds the others.
+    #[test]
+    fn one_data_shard_keeps_a_whole_copy_in_every_fragment() {
+        let codec = Codec::shared(1, 5).unwrap();
+        assert!(Arc::ptr_eq(&codec.rs, &Codec::shared(1, 5).unwrap().rs));
+        let data = object(3 * BS + 5);
+        let layout = StripeLayout {
+            size: data.len() as u64,
+            data_shards: 1,
+            block_size: BS,
+        };
+        let mut fragments = vec![Vec::new(); 6];
+        let mut encoder = codec.encoder(layout);
+        let mut emit = |_: u64, frames: Vec<Bytes>| {
+            for (fragment, frame) in fragments.iter_mut().zip(frames) {
+                fragment.extend_from_slice(&frame);
+            }
+        };
+        encoder.push(&data, &mut emit).unwrap();
+        encoder.finish(&mut emit).unwrap();
+        for (i, fragment) in fragments.iter().enumerate() {
+            let blocks: Vec<u8> = (0..layout.stripe_count())
+                .flat_map(|s| {
+                    let at = layout.frame_offset(s) as usize;
+                    fragment[at..at + layout.block_len(s)].to_vec()
+                })
+                .collect();
+            assert_eq!(blocks, data, "fragment {i}");
+            let only: Vec<Option<&[u8]>> =
+                (0..6).map(|j| (j == i).then_some(&fragment[..])).collect();
+            for wanted in 0..6 {
+                let rebuilt = codec.rebuild_fragment(&layout, &only, wanted).unwrap();
+                assert_eq!(rebuilt, fragments[wanted], "fragment {wanted} from {i}");
+            }
         }
     }
 

@@ -62,7 +62,6 @@ pub async fn handle(
                 .ok_or_else(|| S3Error::InvalidArgument("heal needs ?node=ID".into()))?;
             let progress = gw.healer.start(
                 gw.cluster.clone(),
-                gw.codec.clone(),
                 node.to_string(),
                 gw.config.heal_bytes_per_sec,
             )?;

@@ -24,6 +24,9 @@ pub struct Cluster {
     /// Longest wait for any one node: a call, or the next block of a fragment stream.
     pub timeout: Duration,
     pub liveness: Liveness,
+    /// Small objects may be kept as whole copies on every holder (see the gateway's
+    /// `replicate_threshold`), so a read first asks only a read quorum of holders, not k.
+    pub small_copies: bool,
     buckets: Mutex<Option<(Instant, HashMap<String, BucketRecord>)>>,
 }
 
@@ -45,6 +48,7 @@ impl Cluster {
             client: NodeClient::new(config.secret.clone(), config.rpc_timeout()),
             write_quorum: config.write_quorum(),
             timeout: config.rpc_timeout(),
+            small_copies: false,
             buckets: Mutex::new(None),
         })
     }

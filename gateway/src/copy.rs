@@ -108,7 +108,7 @@ async fn source_body(
     let body: HttpBody = if len == 0 {
         empty()
     } else {
-        get::stream(gw.cluster.clone(), gw.codec.clone(), found, start, end).await?
+        get::stream(gw.cluster.clone(), found, start, end).await?
     };
     Ok((PayloadReader::from_body(body, len), len))
 }

@@ -55,6 +55,13 @@ pub struct Found {
 }
 
 impl Found {
+    /// The codec of the version's layout: the cluster's erasure code, or whole copies.
+    pub fn codec(&self) -> Result<Codec, S3Error> {
+        let record = &self.record;
+        Codec::shared(record.data_shards.into(), record.parity_shards.into())
+            .map_err(|e| S3Error::Internal(format!("the record's layout: {e}")))
+    }
+
     /// The stream of fragment `slot` of the first part that came with the lookup, if it covers
     /// exactly `[0, len)`.
     fn take_prefetched(&self, slot: u8, len: u64) -> Option<FragmentStream> {
@@ -77,11 +84,13 @@ pub struct Source {
 }
 
 /// Reads one version of a key (`which`; `None`: the current one) from its holders. Asks the data
-/// fragments' holders first (their inline fragments need no decoding, and k answers are a read
-/// quorum), and the other holders only when those answers cannot serve the read (a holder failed,
-/// missed the newest version, or is known to be down) or are not all in after `LOOKUP_HEDGE`.
-/// Returns as soon as a read quorum has answered and k of the answers carry the newest record of
-/// that version, so a slow or paused holder does not hold up the request. `Ok(None)`: no such
+/// fragments' holders first (their inline fragments need no decoding), as many as a read needs:
+/// a read quorum when small objects are kept as whole copies (one copy serves the read), else
+/// k. Asks more only when those answers cannot serve the read (a holder failed, missed the newest
+/// version, or is known to be down; or the newest version is erasure-coded and needs k), and all
+/// the others when the first are not all in after `LOOKUP_HEDGE`. Returns as soon as a read
+/// quorum has answered and as many of the answers as the newest version's k carry its record, so
+/// a slow or paused holder does not hold up the request. `Ok(None)`: no such
 /// version, or one that a holder knows was deleted for good. A delete marker comes back as found.
 pub async fn lookup(
     cluster: &Cluster,
@@ -153,14 +162,14 @@ async fn find(
             (slot, answer)
         }
     };
-    let k = cluster.layout.data_shards();
     let quorum = cluster.read_quorum();
-    // Holders in fragment order, those known to be down last: the first k are asked at once.
+    // Holders in fragment order, those known to be down last: the first are asked at once.
     let mut order: Vec<&Holder<'_>> = holders.iter().collect();
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
     let first = match wait {
-        Wait::Enough => k.max(quorum).min(holders.len()),
+        Wait::Enough if cluster.small_copies => quorum.min(holders.len()),
+        Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
     };
     let mut pending: FuturesUnordered<_> =
@@ -171,10 +180,9 @@ async fn find(
     let mut purged = BTreeSet::new();
     let mut prefetched = Vec::new();
     let everyone = wait == Wait::Everyone;
-    while answered.len() < quorum || !readable(&answered, k) || (everyone && !pending.is_empty()) {
-        if !waiting.is_empty() && falls_short(&answered, pending.len(), k, quorum) {
-            pending.extend(waiting.drain(..).map(|h| ask(h, false)));
-        }
+    while answered.len() < quorum || !readable(&answered) || (everyone && !pending.is_empty()) {
+        let short = shortfall(&answered, pending.len(), quorum).min(waiting.len());
+        pending.extend(waiting.drain(..short).map(|h| ask(h, fragments)));
         tokio::select! {
             next = pending.next() => {
                 let Some((slot, answer)) = next else { break };
@@ -195,6 +203,16 @@ async fn find(
                 pending.extend(waiting.drain(..).map(|h| ask(h, false)));
             }
         }
+    }
+    // Answers that disagree may show a write that never reached its quorum, or a holder that
+    // missed one: the holders not asked are asked too, after the response, so that read repair
+    // brings every holder up to date rather than only those that happened to answer.
+    let newest_version = newest(&answered).map(|r| r.version);
+    if answered
+        .iter()
+        .any(|(_, r)| r.as_ref().map(|r| r.version) != newest_version)
+    {
+        pending.extend(waiting.drain(..).map(|h| ask(h, false)));
     }
     // A fragment file sent along by a late answer is dropped as it comes: nothing reads it.
     let late = tokio::spawn(
@@ -259,7 +277,7 @@ async fn find(
         },
         prefetched: Mutex::new(prefetched),
     };
-    if found.sources.len() >= k || found.record.deleted {
+    if found.sources.len() >= found.record.data_shards as usize || found.record.deleted {
         return Ok(Some(found));
     }
     Ok(Some(unfinished(cluster, found, older, &holders).await))
@@ -292,7 +310,7 @@ async fn unfinished(
         }
         return found;
     }
-    let k = cluster.layout.data_shards();
+    let k = found.record.data_shards as usize;
     let Some(previous) = older.iter().map(|(_, r)| r).max_by_key(|r| r.stamp()) else {
         return found;
     };
@@ -384,42 +402,31 @@ fn newest<'a>(answered: &'a [(Holder, Option<ObjectRecord>)]) -> Option<&'a Obje
         .max_by_key(|r| r.stamp())
 }
 
-/// True when the answers so far can serve a read: no live version, or k holders with the newest.
-fn readable(answered: &[(Holder, Option<ObjectRecord>)], k: usize) -> bool {
-    match newest(answered) {
-        None => true,
-        Some(n) if n.deleted => true,
-        Some(n) => {
-            answered
-                .iter()
-                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.version == n.version))
-                .count()
-                >= k
-        }
-    }
-}
-
-/// True when the answers so far and the `pending` ones still to come cannot make a readable
-/// quorum, even if every pending holder answers with the newest record: time to ask the others.
-fn falls_short(
-    answered: &[(Holder, Option<ObjectRecord>)],
-    pending: usize,
-    k: usize,
-    quorum: usize,
-) -> bool {
-    if answered.len() + pending < quorum {
-        return true;
-    }
+/// How many answers a read still lacks: none when there is no live version, else the newest
+/// version's k less the holders that have it.
+fn lacking(answered: &[(Holder, Option<ObjectRecord>)]) -> usize {
     match newest(answered) {
         Some(n) if !n.deleted => {
             let with_newest = answered
                 .iter()
                 .filter(|(_, r)| r.as_ref().is_some_and(|r| r.version == n.version))
                 .count();
-            with_newest + pending < k
+            (n.data_shards as usize).saturating_sub(with_newest)
         }
-        _ => false,
+        _ => 0,
     }
+}
+
+/// True when the answers so far can serve a read: no live version, or k holders with the newest.
+fn readable(answered: &[(Holder, Option<ObjectRecord>)]) -> bool {
+    lacking(answered) == 0
+}
+
+/// How many more holders to ask, at least, for the answers so far and the `pending` ones still
+/// to come to make a readable quorum, even if every one of them answers with the newest record.
+fn shortfall(answered: &[(Holder, Option<ObjectRecord>)], pending: usize, quorum: usize) -> usize {
+    let answers = quorum.saturating_sub(answered.len() + pending);
+    answers.max(lacking(answered).saturating_sub(pending))
 }
 
 /// Streams object bytes `[start, end]` (inclusive) as a response body, once the first of them are
@@ -429,11 +436,11 @@ fn falls_short(
 /// repaired in the background.
 pub async fn stream(
     cluster: Arc<Cluster>,
-    codec: Codec,
     found: Found,
     start: u64,
     end: u64,
 ) -> Result<HttpBody, S3Error> {
+    let codec = found.codec()?;
     let len = end + 1 - start;
     let (tx, body) = ChannelBody::new(CHUNK_DEPTH, Some(len));
     let (started, first) = oneshot::channel();
@@ -467,7 +474,7 @@ pub async fn stream(
         bad.extend(stale_late(&mut found).await);
         if !bad.is_empty() {
             let slots: Vec<u8> = bad.into_iter().collect();
-            match crate::repair::repair(&cluster, &codec, &found, &slots).await {
+            match crate::repair::repair(&cluster, &found, &slots).await {
                 Ok(bytes) => tracing::info!(key = %found.target.key, ?slots, bytes, "read repair"),
                 Err(e) => {
                     tracing::warn!(key = %found.target.key, ?slots, error = %e, "read repair failed")

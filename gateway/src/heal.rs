@@ -10,7 +10,6 @@ use crate::error::S3Error;
 use crate::get::{self, Wait};
 use crate::list::{list_versions, VersionQuery};
 use crate::router::Gateway;
-use erasure::Codec;
 use placement::ShardId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,7 +61,6 @@ impl Healer {
     pub fn start(
         self: &Arc<Self>,
         cluster: Arc<Cluster>,
-        codec: Codec,
         node: String,
         bytes_per_sec: u64,
     ) -> Result<HealProgress, S3Error> {
@@ -86,7 +84,7 @@ impl Healer {
         drop(slot);
         let healer = self.clone();
         tokio::spawn(async move {
-            let outcome = healer.run(&cluster, &codec, index, bytes_per_sec).await;
+            let outcome = healer.run(&cluster, index, bytes_per_sec).await;
             let mut slot = healer.progress.lock().expect("heal progress lock");
             if let Some(p) = slot.as_mut() {
                 p.running = false;
@@ -120,7 +118,6 @@ impl Healer {
     async fn run(
         &self,
         cluster: &Cluster,
-        codec: &Codec,
         index: usize,
         bytes_per_sec: u64,
     ) -> Result<(), S3Error> {
@@ -170,7 +167,7 @@ impl Healer {
                 for (entry, _) in page.versions.iter().filter(|(e, _)| in_differing(&e.key)) {
                     let which = bucket.versioning.map(|_| entry.version_ref());
                     let rebuilt = self
-                        .heal_key(cluster, codec, &bucket.id, &entry.key, which, index)
+                        .heal_key(cluster, &bucket.id, &entry.key, which, index)
                         .await;
                     let progress = self.update(|p| {
                         p.keys_checked += 1;
@@ -219,7 +216,6 @@ impl Healer {
     async fn heal_key(
         &self,
         cluster: &Cluster,
-        codec: &Codec,
         bucket: &BucketId,
         key: &str,
         which: Option<VersionRef>,
@@ -261,7 +257,7 @@ impl Healer {
         if complete {
             return Ok(None);
         }
-        let bytes = crate::repair::repair(cluster, codec, &found, &[holder.fragment]).await?;
+        let bytes = crate::repair::repair(cluster, &found, &[holder.fragment]).await?;
         Ok(Some(bytes))
     }
 }
@@ -314,7 +310,6 @@ pub async fn anti_entropy(gw: Arc<Gateway>) {
             }
             let started = gw.healer.start(
                 gw.cluster.clone(),
-                gw.codec.clone(),
                 node.id.clone(),
                 gw.config.heal_bytes_per_sec,
             );

@@ -93,7 +93,6 @@ pub async fn watch(gw: Arc<Gateway>) {
 fn heal(gw: &Gateway, node: &str) -> bool {
     let started = gw.healer.start(
         gw.cluster.clone(),
-        gw.codec.clone(),
         node.to_string(),
         gw.config.heal_bytes_per_sec,
     );

@@ -247,7 +247,7 @@ pub async fn store_upload_part(
     let holders = gw.cluster.write_holders(&bucket.id, key);
     let plan = PartPlan {
         holders: &holders,
-        layout: stripe_layout(gw, size),
+        layout: stripe_layout(gw, &gw.codec, size),
         number,
         fragment_id: fragment_id(&[
             upload_id.as_bytes(),

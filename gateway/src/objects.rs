@@ -9,7 +9,7 @@ use crate::payload::PayloadReader;
 use crate::put::{commit_quorum, remove_fragments, store_part, PartPlan};
 use crate::router::{Gateway, S3Request, S3Response};
 use chrono::DateTime;
-use erasure::StripeLayout;
+use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use http::{Response, StatusCode};
 use storage_node::body::empty;
@@ -137,14 +137,15 @@ pub async fn write_object(
     let versioned = bucket.versions_writes();
     let holders = gw.cluster.write_holders(&bucket.id, key);
     let fragment_id = fragment_id(&[&bucket.id, key.as_bytes(), version.to_string().as_bytes()]);
+    let codec = gw.codec_for(size);
     let plan = PartPlan {
         holders: &holders,
-        layout: stripe_layout(gw, size),
+        layout: stripe_layout(gw, codec, size),
         number: 1,
         fragment_id: fragment_id.clone(),
         inline: size <= gw.config.inline_threshold,
     };
-    let stored = store_part(&gw.cluster, &gw.codec, plan, payload, expected).await?;
+    let stored = store_part(&gw.cluster, codec, plan, payload, expected).await?;
     let claimed = match precondition {
         Some(precondition) => {
             match claim(gw, bucket, key, &holders, &stored.stored, precondition).await {
@@ -168,8 +169,8 @@ pub async fn write_object(
         etag: etag.clone(),
         headers: object.headers.clone(),
         checksum: checksum.clone(),
-        data_shards: gw.codec.data_shards() as u8,
-        parity_shards: gw.codec.parity_shards() as u8,
+        data_shards: codec.data_shards() as u8,
+        parity_shards: codec.parity_shards() as u8,
         fragment,
         parts: vec![stored.for_holder(fragment as usize)],
         tags: object.tags.clone(),
@@ -323,10 +324,10 @@ pub async fn claim(
     Err(refused)
 }
 
-pub fn stripe_layout(gw: &Gateway, size: u64) -> StripeLayout {
+pub fn stripe_layout(gw: &Gateway, codec: &Codec, size: u64) -> StripeLayout {
     StripeLayout {
         size,
-        data_shards: gw.codec.data_shards(),
+        data_shards: codec.data_shards(),
         block_size: gw.config.block_size,
     }
 }
@@ -397,7 +398,7 @@ pub async fn get_object(
         let Some((start, end)) = span.filter(|_| !head_only) else {
             return Ok(response.body(empty()).expect("response parts are valid"));
         };
-        match get::stream(gw.cluster.clone(), gw.codec.clone(), found, start, end).await {
+        match get::stream(gw.cluster.clone(), found, start, end).await {
             Ok(body) => return Ok(response.body(body).expect("response parts are valid")),
             // An overwrite committed between the lookup and the first fragment reads removes the
             // fragments that were found; a fresh lookup finds the new version.

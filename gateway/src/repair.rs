@@ -17,18 +17,15 @@ const FRAME_DEPTH: usize = 4;
 
 /// Repairs the given fragment slots of `found`'s version on their holders. Returns the bytes of
 /// fragment files rewritten.
-pub async fn repair(
-    cluster: &Cluster,
-    codec: &Codec,
-    found: &Found,
-    slots: &[u8],
-) -> Result<u64, S3Error> {
+pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u64, S3Error> {
     let target = &found.target;
     let holders = cluster.holders(&target.bucket, &target.key);
     let wanted: Vec<usize> = slots.iter().map(|s| *s as usize).collect();
     let mut inline: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); found.record.parts.len()];
     let mut rewritten = 0u64;
     for (index, rebuilt_part) in inline.iter_mut().enumerate() {
+        // Inside the loop: a delete marker has no parts, and no layout.
+        let codec = &found.codec()?;
         let reader = PartReader::new(cluster, codec, found, index);
         let is_inline = found.sources.iter().any(|s| {
             s.record
@@ -181,12 +178,9 @@ pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> O
 
 /// An object record as the holder of fragment `slot` keeps it, from the holders' records of one
 /// version (`records[i]`: slot i's, when known); see `part_for_slot`.
-pub fn record_for_slot(
-    codec: &Codec,
-    records: &[Option<ObjectRecord>],
-    slot: u8,
-) -> Option<ObjectRecord> {
+pub fn record_for_slot(records: &[Option<ObjectRecord>], slot: u8) -> Option<ObjectRecord> {
     let any = records.iter().flatten().next()?;
+    let codec = &Codec::shared(any.data_shards.into(), any.parity_shards.into()).ok()?;
     let parts = (0..any.parts.len())
         .map(|i| {
             let copies: Vec<Option<&PartData>> = records

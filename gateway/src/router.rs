@@ -29,7 +29,11 @@ pub type S3Response = Response<HttpBody>;
 /// One S3 gateway: the cluster it writes to, its codec and the credentials it accepts.
 pub struct Gateway {
     pub cluster: Arc<Cluster>,
+    /// The cluster's k+m: multipart uploads and objects above `replicate_threshold`.
     pub codec: Codec,
+    /// One data shard and k+m-1 parity ones, which are copies of it: objects up to
+    /// `replicate_threshold`.
+    copies: Codec,
     pub config: GatewayConfig,
     pub healer: Arc<crate::heal::Healer>,
     credentials: Credentials,
@@ -126,13 +130,26 @@ impl Gateway {
             secret_access_key: config.secret_access_key.0.clone(),
             region: config.region.clone(),
         };
+        let mut nodes = Cluster::new(cluster)?;
+        nodes.small_copies = config.replicate_threshold > 0;
+        let width = cluster.data_shards + cluster.parity_shards;
         Ok(Gateway {
-            cluster: Arc::new(Cluster::new(cluster)?),
-            codec: Codec::new(cluster.data_shards, cluster.parity_shards)?,
+            cluster: Arc::new(nodes),
+            codec: Codec::shared(cluster.data_shards, cluster.parity_shards)?,
+            copies: Codec::shared(1, width - 1)?,
             config,
             healer: Arc::default(),
             credentials,
         })
+    }
+
+    /// The codec a new single-part object of `size` bytes is written with.
+    pub fn codec_for(&self, size: u64) -> &Codec {
+        if size <= self.config.replicate_threshold {
+            &self.copies
+        } else {
+            &self.codec
+        }
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> S3Response {

@@ -210,7 +210,7 @@ async fn set_object_tags(
         .iter()
         .map(|t| match t.hint_for {
             None => current[t.fragment as usize].clone(),
-            Some(_) => record_for_slot(&gw.codec, &current, t.fragment),
+            Some(_) => record_for_slot(&current, t.fragment),
         })
         .collect();
     let has: Vec<bool> = records.iter().map(Option::is_some).collect();

@@ -400,21 +400,56 @@ impl ListEntry {
     }
 }
 
+/// A fragment inside a record, as base64 in JSON. Written as raw JSON text, since base64 has
+/// nothing to escape (serde_json's escaping scan of it was 6% of a gateway's CPU in 4 KiB PUTs of
+/// whole copies), and decoded straight from the JSON text, without a `String` of its own first.
 mod base64_opt {
     use base64::{engine::general_purpose::STANDARD, Engine};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::ser::{Error as _, Serializer};
+    use serde_json::value::RawValue;
+    use std::fmt;
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(bytes) => s.serialize_some(&STANDARD.encode(bytes)),
-            None => s.serialize_none(),
-        }
+        let Some(bytes) = v else {
+            return s.serialize_none();
+        };
+        let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+        text.push('"');
+        STANDARD.encode_string(bytes, &mut text);
+        text.push('"');
+        let raw = RawValue::from_string(text).map_err(S::Error::custom)?;
+        s.serialize_some(&raw)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| STANDARD.decode(s).map_err(serde::de::Error::custom))
-            .transpose()
+        d.deserialize_option(Base64)
+    }
+
+    struct Base64;
+
+    impl<'de> Visitor<'de> for Base64 {
+        type Value = Option<Vec<u8>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("base64 text or null")
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Self::Value, E> {
+            STANDARD.decode(text).map(Some).map_err(E::custom)
+        }
     }
 }
 
@@ -477,6 +512,34 @@ mod tests {
             checksum: None,
         };
         let json = serde_json::to_string(&part).unwrap();
+        assert!(json.contains(r#""inline":"AP8H""#), "{json}");
         assert_eq!(serde_json::from_str::<PartData>(&json).unwrap(), part);
+        assert_eq!(
+            serde_json::from_reader::<_, PartData>(json.as_bytes()).unwrap(),
+            part,
+            "text that cannot be borrowed"
+        );
+        let bytes: Vec<u8> = (0..=255).collect();
+        let slashes = PartData {
+            inline: Some(bytes),
+            ..part.clone()
+        };
+        let escaped = serde_json::to_string(&slashes).unwrap().replace('/', r"\/");
+        assert_eq!(serde_json::from_str::<PartData>(&escaped).unwrap(), slashes);
+        for none in [
+            serde_json::to_string(&PartData {
+                inline: None,
+                ..part.clone()
+            })
+            .unwrap(),
+            json.replace(r#""AP8H""#, "null"),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<PartData>(&none).unwrap().inline,
+                None
+            );
+        }
+        let bad = json.replace("AP8H", "A!8H");
+        assert!(serde_json::from_str::<PartData>(&bad).is_err());
     }
 }
