@@ -55,10 +55,10 @@ pub struct Found {
 }
 
 impl Found {
-    /// The codec of the version's layout: the cluster's erasure code, or whole copies.
+    /// The codec of the version's layout (see `ObjectRecord::codec`).
     pub fn codec(&self) -> Result<Codec, S3Error> {
-        let record = &self.record;
-        Codec::shared(record.data_shards.into(), record.parity_shards.into())
+        self.record
+            .codec()
             .map_err(|e| S3Error::Internal(format!("the record's layout: {e}")))
     }
 

@@ -180,7 +180,7 @@ pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> O
 /// version (`records[i]`: slot i's, when known); see `part_for_slot`.
 pub fn record_for_slot(records: &[Option<ObjectRecord>], slot: u8) -> Option<ObjectRecord> {
     let any = records.iter().flatten().next()?;
-    let codec = &Codec::shared(any.data_shards.into(), any.parity_shards.into()).ok()?;
+    let codec = &any.codec().ok()?;
     let parts = (0..any.parts.len())
         .map(|i| {
             let copies: Vec<Option<&PartData>> = records

@@ -217,6 +217,12 @@ impl ObjectRecord {
         }
     }
 
+    /// The codec of this version's layout: the cluster's erasure code, or (one data shard) whole
+    /// copies. A delete marker has none.
+    pub fn codec(&self) -> Result<erasure::Codec, erasure::ErasureError> {
+        erasure::Codec::shared(self.data_shards.into(), self.parity_shards.into())
+    }
+
     /// The object's Last-Modified.
     pub fn last_modified(&self) -> Version {
         self.modified.unwrap_or(self.version)
