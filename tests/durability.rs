@@ -110,6 +110,44 @@ async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
     }
 }
 
+/// Objects up to `replicate_threshold` (4 KiB in `tessera dev`) are kept whole on every holder:
+/// with four of the six nodes dead they still read back from the two left (a read quorum), while
+/// an erasure-coded object, inline or in files, needs four fragments and is refused cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_objects_are_whole_copies_that_survive_four_dead_nodes() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    let mut objects = write_sizes(&s3).await;
+    let inline = (
+        "/f-bucket/inline-coded".to_string(),
+        random_bytes(10_000, 9),
+    );
+    assert_eq!(s3.put(&inline.0, inline.1.clone()).await.status, 200);
+    objects.push(inline);
+    for node in ["z1-n1", "z1-n2", "z2-n1", "z3-n2"] {
+        cluster.kill(node);
+    }
+    for (key, data) in &objects {
+        let got = s3.get(key).await;
+        if data.len() <= 4096 {
+            assert_eq!(got.status, 200, "{key}: {}", got.text());
+            assert!(
+                got.body[..] == data[..],
+                "{key} reads back from two holders"
+            );
+            assert_eq!(s3.head(key).await.status, 200, "{key}");
+        } else {
+            assert_eq!(
+                got.status,
+                503,
+                "{key} ({} bytes): {}",
+                data.len(),
+                got.text()
+            );
+        }
+    }
+}
+
 async fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
     let start = std::time::Instant::now();
     while !done() {
