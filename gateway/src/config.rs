@@ -26,7 +26,7 @@ pub struct GatewayConfig {
     /// Single-part objects up to this size are kept whole on every one of their k+m holders,
     /// inside the record, instead of erasure-coded. A read of one then needs a read quorum of
     /// records (two, with the default write quorum) rather than k, which for 4 KiB objects is
-    /// about 1.4 times the GETs a second on one machine (see docs/performance.md), and it
+    /// about 1.5 times the GETs a second on one machine (see docs/performance.md), and it
     /// survives the loss of all but one holder. The price is space: k+m copies instead of
     /// (k+m)/k, about three times as much for a 4 KiB object once each record's own ~600 bytes
     /// are counted. Default 4 KiB; 0 erasure-codes every object.
