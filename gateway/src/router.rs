@@ -143,9 +143,10 @@ impl Gateway {
         })
     }
 
-    /// The codec a new single-part object of `size` bytes is written with.
+    /// The codec a new single-part object of `size` bytes is written with (with a threshold of 0,
+    /// empty objects too are erasure-coded).
     pub fn codec_for(&self, size: u64) -> &Codec {
-        if size <= self.config.replicate_threshold {
+        if self.cluster.small_copies && size <= self.config.replicate_threshold {
             &self.copies
         } else {
             &self.codec
