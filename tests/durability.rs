@@ -326,3 +326,114 @@ async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
         assert!(got.body[..] == data[..], "{key}");
     }
 }
+
+/// Large fragments go to a node alone on a connection of their own, read straight into the
+/// node's direct-I/O buffer (`RAW_FRAGMENT_PROTOCOL`). The node still checks every frame: a
+/// corrupted or abandoned upload is refused and leaves no file behind, and a whole one reads
+/// back as sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
+    use storage_node::body::{full, ChannelBody};
+    use storage_node::client::{FragmentBody, NodeClient, RpcError};
+    use storage_node::protocol::ClusterSecret;
+    use tokio::io::AsyncReadExt;
+
+    let cluster = TestCluster::start();
+    let (node, _) = cluster.nodes().remove(0);
+    let config: toml::Value = toml::from_str(
+        &std::fs::read_to_string(cluster.path().join("config").join(format!("{node}.toml")))
+            .unwrap(),
+    )
+    .unwrap();
+    let secret = config["cluster"]["secret"].as_str().unwrap().to_string();
+    let addr = config["cluster"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"].as_str() == Some(&node))
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = NodeClient::new(
+        ClusterSecret::new(secret),
+        std::time::Duration::from_secs(10),
+    );
+
+    // Fragment 1 of an 8 MiB 4+2 object: 8 frames of 256 KiB and their hashes, past the 1 MiB
+    // from which uploads go raw.
+    let layout = erasure::StripeLayout {
+        size: 8 << 20,
+        data_shards: 4,
+        block_size: 256 << 10,
+    };
+    let object = random_bytes(layout.size as usize, 77);
+    let mut frames = Vec::new();
+    let mut encoder = erasure::Codec::new(4, 2).unwrap().encoder(layout);
+    encoder
+        .push(&object, &mut |_, stripe| frames.push(stripe[1].clone()))
+        .unwrap();
+    let fragment: Vec<u8> = frames.concat();
+    assert_eq!(fragment.len() as u64, layout.fragment_len());
+    let tmp = cluster.path().join(&node).join("fragments").join("tmp");
+    let leftovers = || std::fs::read_dir(&tmp).map_or(0, |d| d.count());
+
+    let mut corrupt = fragment.clone();
+    corrupt[3 * ((256 << 10) + 32) + 1000] ^= 1;
+    let id = storage_node::record::fragment_id(&[b"corrupt"]);
+    match client
+        .put_fragment(&addr, &id, 1, layout, full(corrupt))
+        .await
+    {
+        Err(RpcError::Status(status, message)) => {
+            assert_eq!(status, 400, "{message}");
+            assert!(message.contains("stripe 3"), "{message}");
+        }
+        other => panic!("a corrupted raw upload was not refused: {other:?}"),
+    }
+    assert_eq!(leftovers(), 0, "a refused upload leaves no temporary file");
+
+    // The sender gives up after three frames: the connection drops mid-fragment.
+    let id = storage_node::record::fragment_id(&[b"abandoned"]);
+    let (tx, body) = ChannelBody::new(8, None);
+    let feed = frames.clone();
+    tokio::spawn(async move {
+        for frame in feed.into_iter().take(3) {
+            tx.send(Ok(frame)).await.unwrap();
+        }
+        tx.send(Err(std::io::Error::other("client went away")))
+            .await
+            .unwrap();
+    });
+    assert!(client
+        .put_fragment(&addr, &id, 1, layout, body.boxed())
+        .await
+        .is_err());
+    wait_until(|| leftovers() == 0, "the abandoned upload's file removed").await;
+    let missing = client
+        .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
+        .await;
+    assert!(
+        matches!(&missing, Err(e) if e.is_not_found()),
+        "nothing of an abandoned upload is kept"
+    );
+
+    let id = storage_node::record::fragment_id(&[b"whole"]);
+    client
+        .put_fragment(&addr, &id, 1, layout, full(fragment.clone()))
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    match client
+        .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
+        .await
+        .unwrap()
+    {
+        FragmentBody::Raw(mut io) => {
+            io.read_to_end(&mut read).await.unwrap();
+        }
+        FragmentBody::Http(_) => panic!("a 2 MiB read takes a connection of its own"),
+    }
+    assert!(read == fragment, "the fragment reads back as sent");
+    assert_eq!(leftovers(), 0);
+}

@@ -3,10 +3,10 @@
 use crate::body::{empty, full, HttpBody};
 use crate::hints::HINT_QUERY;
 use crate::protocol::{
-    unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, ListResponse,
-    Lookup, PartRequest, PurgeRequest, ShardDigest, UndoRequest, UploadRequest, VersionListRequest,
-    BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER,
-    SIZE_HEADER,
+    parse_raw_upload_answer, unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest,
+    ListRequest, ListResponse, Lookup, PartRequest, PurgeRequest, ShardDigest, UndoRequest,
+    UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, DATE_HEADER,
+    RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
 use crate::scrub::ScrubStatus;
@@ -39,6 +39,8 @@ pub enum RpcError {
     Decode(#[from] serde_json::Error),
     #[error("the node's answer ended early")]
     Truncated,
+    #[error("raw fragment transfer: {0}")]
+    Raw(#[from] std::io::Error),
 }
 
 fn object_path(bucket: &BucketId, key: &str, query: Option<String>) -> String {
@@ -61,9 +63,10 @@ impl RpcError {
     }
 }
 
-/// The shortest fragment read that takes a connection of its own (see `RAW_FRAGMENT_PROTOCOL`):
-/// below it, a pooled connection's HTTP body costs less than a new connection.
-const RAW_READ_MIN: u64 = 1 << 20;
+/// The shortest fragment read or upload that takes a connection of its own (see
+/// `RAW_FRAGMENT_PROTOCOL`): below it, a pooled connection's HTTP body costs less than a new
+/// connection.
+const RAW_MIN: u64 = 1 << 20;
 
 /// A fragment range as a node sends it.
 pub enum FragmentBody {
@@ -219,7 +222,9 @@ impl NodeClient {
         Ok(())
     }
 
-    /// Uploads one fragment; returns once the node has made it durable.
+    /// Uploads one fragment; returns once the node has made it durable. A large one goes alone on
+    /// a connection of its own (see `RAW_FRAGMENT_PROTOCOL`), unless it is a hint: a substitute
+    /// keeps those through the HTTP path.
     pub async fn put_fragment(
         &self,
         addr: &str,
@@ -228,12 +233,35 @@ impl NodeClient {
         layout: StripeLayout,
         body: HttpBody,
     ) -> Result<(), RpcError> {
-        let headers = [
+        let mut headers = vec![
             (SIZE_HEADER, layout.size.to_string()),
             (DATA_SHARDS_HEADER, layout.data_shards.to_string()),
             (BLOCK_SIZE_HEADER, layout.block_size.to_string()),
         ];
         let path = format!("/v1/fragment/{id}/{index}");
+        if layout.fragment_len() >= RAW_MIN && self.hint_for.is_none() {
+            headers.extend(raw_upgrade());
+            let resp = self
+                .send(
+                    addr,
+                    Method::PUT,
+                    &path,
+                    &headers,
+                    empty(),
+                    Some(self.timeout),
+                )
+                .await?;
+            if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                return Err(RpcError::Status(
+                    resp.status(),
+                    "the node did not take the raw upload".into(),
+                ));
+            }
+            let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
+                .await
+                .map_err(|_| RpcError::Timeout)??;
+            return send_raw(TokioIo::new(raw), body).await;
+        }
         // No deadline here: sending a large fragment takes as long as it takes; the caller
         // watches for stalls and for a late confirmation.
         let answer = self
@@ -255,19 +283,15 @@ impl NodeClient {
     ) -> Result<FragmentBody, RpcError> {
         let path = format!("/v1/fragment/{id}/{index}?offset={offset}&len={len}");
         let deadline = Some(self.timeout);
-        if len < RAW_READ_MIN {
+        if len < RAW_MIN {
             let body = self
                 .send(addr, Method::GET, &path, &[], empty(), deadline)
                 .await?
                 .into_body();
             return Ok(FragmentBody::Http(body));
         }
-        let upgrade = [
-            (CONNECTION.as_str(), "upgrade".to_string()),
-            (UPGRADE.as_str(), RAW_FRAGMENT_PROTOCOL.to_string()),
-        ];
         let resp = self
-            .send(addr, Method::GET, &path, &upgrade, empty(), deadline)
+            .send(addr, Method::GET, &path, &raw_upgrade(), empty(), deadline)
             .await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(FragmentBody::Http(resp.into_body()));
@@ -504,6 +528,34 @@ impl NodeClient {
 }
 
 /// Reads an answer body to its end as bytes.
+/// The headers that ask a node for a connection of the fragment transfer's own.
+fn raw_upgrade() -> [(&'static str, String); 2] {
+    [
+        (CONNECTION.as_str(), "upgrade".to_string()),
+        (UPGRADE.as_str(), RAW_FRAGMENT_PROTOCOL.to_string()),
+    ]
+}
+
+/// Sends a fragment's bytes on a raw upload's connection, then reads the node's answer. A body
+/// that fails drops the connection, and the node discards what it had.
+async fn send_raw(mut io: TokioIo<Upgraded>, mut body: HttpBody) -> Result<(), RpcError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            io.write_all(&data).await?;
+        }
+    }
+    io.flush().await?;
+    // The answer is one short line; anything longer is not a node's.
+    let mut answer = Vec::new();
+    (&mut io).take(4096).read_to_end(&mut answer).await?;
+    match parse_raw_upload_answer(&answer) {
+        Some((StatusCode::OK, _)) => Ok(()),
+        Some((status, message)) => Err(RpcError::Status(status, message)),
+        None => Err(RpcError::Truncated),
+    }
+}
+
 pub async fn collect_body(body: Incoming) -> Result<Bytes, RpcError> {
     Ok(body.collect().await?.to_bytes())
 }

@@ -19,12 +19,30 @@ pub const SIGNATURE_HEADER: &str = "x-tessera-signature";
 pub const SIZE_HEADER: &str = "x-tessera-size";
 pub const DATA_SHARDS_HEADER: &str = "x-tessera-data-shards";
 pub const BLOCK_SIZE_HEADER: &str = "x-tessera-block-size";
-/// The protocol a fragment read may switch its connection to (HTTP `Upgrade`): the node answers
-/// 101 and then sends the asked range alone on the connection with `sendfile`, and closes it, so
-/// the bytes go from the page cache to the socket without passing through the node (the read
-/// path of a large GET spent a third of all CPU in the nodes, copying). Nodes that do not offer it
-/// answer with an ordinary body.
+/// The protocol a large fragment transfer may switch its connection to (HTTP `Upgrade`), after
+/// the node has checked the request and answered 101:
+/// - A read: the node sends the asked range alone on the connection with `sendfile`, and closes
+///   it, so the bytes go from the page cache to the socket without passing through the node (the
+///   read path of a large GET spent a third of all CPU in the nodes, copying). Nodes that do not
+///   offer it answer with an ordinary body.
+/// - An upload: the gateway sends the fragment's bytes, and the node reads them straight into its
+///   direct-I/O buffer, then answers with one line (`raw_upload_answer`) and closes the
+///   connection. A sender that stops early leaves nothing behind, as with an HTTP upload.
 pub const RAW_FRAGMENT_PROTOCOL: &str = "tessera-fragment";
+
+/// A node's answer to a raw fragment upload: an HTTP status code, a space, a message; 200 once
+/// the fragment is durable.
+pub fn raw_upload_answer(status: http::StatusCode, message: &str) -> String {
+    format!("{} {message}", status.as_u16())
+}
+
+/// Reads `raw_upload_answer`: the status and the message.
+pub fn parse_raw_upload_answer(answer: &[u8]) -> Option<(http::StatusCode, String)> {
+    let answer = std::str::from_utf8(answer).ok()?;
+    let (code, message) = answer.split_once(' ')?;
+    let status = http::StatusCode::from_bytes(code.as_bytes()).ok()?;
+    Some((status, message.to_string()))
+}
 /// How far a request's date may be from the node's clock.
 const MAX_SKEW_SECS: u64 = 300;
 

@@ -5,8 +5,8 @@ use crate::client::{NodeClient, NodeHealth};
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::hints::{self, Hint, HINT_QUERY};
 use crate::protocol::{
-    unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, Lookup, PartRequest,
-    PurgeRequest, UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
+    raw_upload_answer, unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, Lookup,
+    PartRequest, PurgeRequest, UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
     DATA_SHARDS_HEADER, DATE_HEADER, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER, SIZE_HEADER,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord};
@@ -24,14 +24,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
 const IO_CHUNK: usize = 1 << 20;
-/// How long a raw fragment send waits for a reader that takes no bytes before it gives up and
-/// frees its thread. A gateway stops reading while its S3 client is slow to take the object, so
-/// this is far above the node timeout: it only catches readers that are gone.
-const RAW_SEND_STALL: Duration = Duration::from_secs(300);
+/// How long a raw fragment transfer waits for a peer that moves no bytes before it gives up. A
+/// gateway stops reading while its S3 client is slow to take the object, and stops sending while
+/// its S3 client is slow to send one, so this is far above the node timeout: it only catches
+/// peers that are gone.
+const RAW_STALL: Duration = Duration::from_secs(300);
 /// The longest fragment file a lookup sends along with its record (see `lookup_and_fragment`):
 /// that of a 16 MiB object in 4+2. Larger objects take long enough to read that one more round
 /// trip does not count.
@@ -214,17 +216,20 @@ impl Node {
             (Method::PUT, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
                 self.ensure_space()?;
-                receive_fragment(&store, &id, index, req).await
+                let layout = fragment_layout(&req)?;
+                let file = store.create_fragment(&id, index)?;
+                if wants_raw(&req) {
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(receive_raw(upgrade, file, layout, index));
+                    return Ok(switching_to_raw());
+                }
+                receive_fragment(file, layout, index, req).await
             }
             (Method::GET, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
                 let offset = query_u64(&query, "offset")?;
                 let len = query_u64(&query, "len")?;
-                let raw = req
-                    .headers()
-                    .get(http::header::UPGRADE)
-                    .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL);
-                if raw {
+                if wants_raw(&req) {
                     let upgrade = hyper::upgrade::on(&mut req);
                     return start_raw(&store, &id, index, offset, len, upgrade);
                 }
@@ -395,14 +400,8 @@ async fn keep_hint(
     Ok(Response::new(full(reply)))
 }
 
-/// Receives one fragment, checking every frame's hash as it arrives, and commits the file only
-/// when exactly the expected frames came: a truncated or corrupted upload leaves nothing behind.
-async fn receive_fragment(
-    store: &Store,
-    id: &str,
-    index: u8,
-    req: Request<Incoming>,
-) -> Result<Response<HttpBody>, NodeError> {
+/// The stripe geometry of a fragment upload, from its headers.
+fn fragment_layout(req: &Request<Incoming>) -> Result<StripeLayout, NodeError> {
     let header = |name| {
         req.headers()
             .get(name)
@@ -418,7 +417,33 @@ async fn receive_fragment(
     if layout.data_shards == 0 || layout.block_size == 0 {
         return Err(bad("bad stripe geometry"));
     }
-    let mut file = store.create_fragment(id, index)?;
+    Ok(layout)
+}
+
+/// Whether a fragment transfer asks for a connection of its own (see `RAW_FRAGMENT_PROTOCOL`).
+fn wants_raw(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL)
+}
+
+fn switching_to_raw() -> Response<HttpBody> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::CONNECTION, "upgrade")
+        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
+        .body(empty())
+        .expect("static response parts are valid")
+}
+
+/// Receives one fragment, checking every frame's hash as it arrives, and commits the file only
+/// when exactly the expected frames came: a truncated or corrupted upload leaves nothing behind.
+async fn receive_fragment(
+    mut file: FragmentFile,
+    layout: StripeLayout,
+    index: u8,
+    req: Request<Incoming>,
+) -> Result<Response<HttpBody>, NodeError> {
     let mut body = req.into_body();
     let mut verifier = FragmentVerifier::new(layout, index as usize);
     let mut batch = Vec::new();
@@ -445,6 +470,69 @@ async fn receive_fragment(
     })
     .await?;
     Ok(Response::new(empty()))
+}
+
+/// Receives one fragment alone on the connection of `upgrade`, then answers with a status line
+/// (see `RAW_FRAGMENT_PROTOCOL`) and closes it. The bytes are read straight into the file's
+/// direct-I/O buffer, and each buffer is checked whole before it is written: the HTTP path's
+/// copy from hyper's chunks into that buffer was a tenth of a node's CPU on large PUTs.
+async fn receive_raw(
+    upgrade: hyper::upgrade::OnUpgrade,
+    file: FragmentFile,
+    layout: StripeLayout,
+    index: u8,
+) {
+    let mut io = match upgrade.await {
+        Ok(upgraded) => TokioIo::new(upgraded),
+        Err(e) => return tracing::debug!(error = %e, "raw fragment upload never started"),
+    };
+    let reply = match receive_into(&mut io, file, layout, index).await {
+        Ok(()) => raw_upload_answer(StatusCode::OK, "stored"),
+        Err(e) => raw_upload_answer(e.status(), &e.to_string()),
+    };
+    let sent = async {
+        io.write_all(reply.as_bytes()).await?;
+        io.shutdown().await
+    };
+    if let Err(e) = sent.await {
+        tracing::debug!(error = %e, "raw fragment upload: the answer did not reach the sender");
+    }
+}
+
+async fn receive_into(
+    io: &mut TokioIo<hyper::upgrade::Upgraded>,
+    mut file: FragmentFile,
+    layout: StripeLayout,
+    index: u8,
+) -> Result<(), NodeError> {
+    let mut verifier = FragmentVerifier::new(layout, index as usize);
+    let mut left = layout.fragment_len();
+    let check = |verifier: &mut FragmentVerifier, file: &mut FragmentFile| {
+        verifier
+            .update(file.pending())
+            .map_err(|e| bad(e.to_string()))
+    };
+    while left > 0 {
+        let spare = file.spare();
+        let want = spare.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = tokio::time::timeout(RAW_STALL, io.read(&mut spare[..want]))
+            .await
+            .map_err(|_| bad("the sender stalled"))?
+            .map_err(StoreError::from)?;
+        if n == 0 {
+            return Err(bad("the fragment ended early"));
+        }
+        file.fill(n);
+        left -= n as u64;
+        if file.is_full() {
+            check(&mut verifier, &mut file)?;
+            file = blocking(move || file.flush().map(|()| file)).await?;
+        }
+    }
+    check(&mut verifier, &mut file)?;
+    verifier.finish().map_err(|e| bad(e.to_string()))?;
+    blocking(move || file.commit()).await?;
+    Ok(())
 }
 
 /// Writes the received (already verified) chunks without first joining them into one buffer.
@@ -551,12 +639,7 @@ fn start_raw(
         return Err(bad("range past the end of the fragment"));
     }
     tokio::spawn(send_raw(upgrade, file, offset, len));
-    Ok(Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(http::header::CONNECTION, "upgrade")
-        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
-        .body(empty())
-        .expect("static response parts are valid"))
+    Ok(switching_to_raw())
 }
 
 /// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
@@ -571,7 +654,7 @@ async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offse
     let sent = tokio::task::spawn_blocking(move || {
         let socket = socket?;
         socket.set_nonblocking(false)?;
-        socket.set_write_timeout(Some(RAW_SEND_STALL))?;
+        socket.set_write_timeout(Some(RAW_STALL))?;
         send_file(&socket, &file, offset, len)
     })
     .await;

@@ -246,15 +246,16 @@ impl Store {
             .create_new(true)
             .custom_flags(libc::O_DIRECT)
             .open(&tmp);
-        let (file, staging) = match direct {
-            Ok(file) => (file, Some(Staging::new(self.buffers.clone()))),
+        let (file, direct) = match direct {
+            Ok(file) => (file, true),
             // Filesystems without direct I/O (tmpfs) take buffered writes.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (File::create(&tmp)?, None),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (File::create(&tmp)?, false),
             Err(e) => return Err(e.into()),
         };
         Ok(FragmentFile {
             file,
-            staging,
+            direct,
+            staging: Staging::new(self.buffers.clone()),
             written: 0,
             tmp,
             target: self.fragment_path(id, index),
@@ -1423,10 +1424,14 @@ const DIRECT_CHUNK: usize = 1 << 20;
 /// the page cache was up to half of a node's CPU (and a buffered write then fsync runs at a
 /// fraction of the disk's direct speed). Bytes gather in an aligned buffer and go to disk a chunk
 /// at a time; the unaligned tail goes through the page cache, and `commit` fsyncs both.
+///
+/// Bytes come in by `write`, or are read straight into the buffer (`spare`, `fill`) by a receiver
+/// that owns its connection; either way only `flush` and `commit` do I/O.
 pub struct FragmentFile {
     file: File,
-    /// `None` when the file takes buffered writes.
-    staging: Option<Staging>,
+    /// Opened with O_DIRECT; false where the filesystem refused it and writes are buffered.
+    direct: bool,
+    staging: Staging,
     /// Bytes already on disk through direct writes.
     written: u64,
     tmp: PathBuf,
@@ -1493,36 +1498,72 @@ impl Drop for Staging {
 }
 
 impl FragmentFile {
+    /// Copies `bytes` in, writing each buffer that fills.
     pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
-        let Some(staging) = &mut self.staging else {
-            return Ok(self.file.write_all(bytes)?);
-        };
         while !bytes.is_empty() {
-            let filled = staging.filled;
-            let n = (DIRECT_CHUNK - filled).min(bytes.len());
-            staging.window()[filled..filled + n].copy_from_slice(&bytes[..n]);
-            staging.filled += n;
+            let spare = self.spare();
+            let n = spare.len().min(bytes.len());
+            spare[..n].copy_from_slice(&bytes[..n]);
+            self.fill(n);
             bytes = &bytes[n..];
-            if staging.filled == DIRECT_CHUNK {
-                self.file.write_all(staging.window())?;
-                self.written += DIRECT_CHUNK as u64;
-                staging.filled = 0;
+            if self.is_full() {
+                self.flush()?;
             }
         }
         Ok(())
     }
 
+    /// The free end of the buffer, for the next bytes to be read into; `fill` then counts them.
+    /// Empty only when the buffer is full, which `flush` empties.
+    pub fn spare(&mut self) -> &mut [u8] {
+        let filled = self.staging.filled;
+        &mut self.staging.window()[filled..]
+    }
+
+    /// Counts `n` bytes put at the start of `spare`.
+    pub fn fill(&mut self, n: usize) {
+        assert!(
+            self.staging.filled + n <= DIRECT_CHUNK,
+            "filled past the buffer"
+        );
+        self.staging.filled += n;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.staging.filled == DIRECT_CHUNK
+    }
+
+    /// The bytes in the buffer, not yet written.
+    pub fn pending(&mut self) -> &[u8] {
+        let filled = self.staging.filled;
+        &self.staging.window()[..filled]
+    }
+
+    /// Writes a full buffer out and empties it.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        debug_assert!(
+            self.is_full(),
+            "only whole buffers keep direct writes aligned"
+        );
+        self.file.write_all(self.staging.window())?;
+        self.written += DIRECT_CHUNK as u64;
+        self.staging.filled = 0;
+        Ok(())
+    }
+
     /// fsync, rename into place, fsync the directory: after this the fragment survives a crash.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        if let Some(staging) = &mut self.staging {
-            let filled = staging.filled;
+        let filled = self.staging.filled;
+        if !self.direct {
+            self.file.write_all(&self.staging.window()[..filled])?;
+        } else {
             let aligned = filled - filled % DIRECT_ALIGN;
-            self.file.write_all(&staging.window()[..aligned])?;
+            self.file.write_all(&self.staging.window()[..aligned])?;
             if aligned < filled {
                 // The unaligned tail through a buffered handle; fsync covers the whole file.
                 let buffered = File::options().write(true).open(&self.tmp)?;
                 buffered.write_all_at(
-                    &staging.window()[aligned..filled],
+                    &self.staging.window()[aligned..filled],
                     self.written + aligned as u64,
                 )?;
                 self.file = buffered;
