@@ -189,11 +189,8 @@ async fn find(
                 if let Ok((lookup, fragment)) = answer {
                     purged.extend(lookup.purged);
                     let sent = lookup.record.as_ref().zip(lookup.fragment_len).zip(fragment);
-                    if let Some(((record, len), (body, buf))) = sent {
-                        let stream = FragmentStream::Remote {
-                            body,
-                            chunk: buf.freeze(),
-                        };
+                    if let Some(((record, len), (body, chunk))) = sent {
+                        let stream = FragmentStream::Remote { body, chunk };
                         prefetched.push((record.version, record.fragment, len, stream));
                     }
                     answered.push((holders[slot as usize], lookup.record));

@@ -10,7 +10,7 @@ use crate::protocol::{
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
 use crate::scrub::ScrubStatus;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use erasure::StripeLayout;
 use http::header::{CONNECTION, UPGRADE};
 use http::{Method, Request, Response, StatusCode};
@@ -346,7 +346,7 @@ impl NodeClient {
         bucket: &BucketId,
         key: &str,
         version: Option<VersionRef>,
-    ) -> Result<(Lookup, Option<(Incoming, BytesMut)>), RpcError> {
+    ) -> Result<(Lookup, Option<(Incoming, Bytes)>), RpcError> {
         let query = match version {
             Some(v) => format!("fragment=1&version={v}"),
             None => "fragment=1".into(),
@@ -356,21 +356,27 @@ impl NodeClient {
             .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
             .await?
             .into_body();
-        let mut buf = BytesMut::new();
+        // The first chunk usually holds the whole head and much of the fragment: it is kept as
+        // it came, and only a head split over chunks is joined.
+        let mut got = Bytes::new();
         let head = async {
             loop {
-                if let Some(len) = buf
+                if let Some(len) = got
                     .first_chunk::<4>()
                     .map(|n| u32::from_be_bytes(*n) as usize)
                 {
-                    if buf.len() >= 4 + len {
+                    if got.len() >= 4 + len {
                         return Ok(len);
                     }
                 }
                 match body.frame().await {
                     Some(frame) => {
                         if let Ok(data) = frame?.into_data() {
-                            buf.extend_from_slice(&data);
+                            got = if got.is_empty() {
+                                data
+                            } else {
+                                [std::mem::take(&mut got), data].concat().into()
+                            };
                         }
                     }
                     None => return Err(RpcError::Truncated),
@@ -380,9 +386,8 @@ impl NodeClient {
         let len = tokio::time::timeout(self.timeout, head)
             .await
             .map_err(|_| RpcError::Timeout)??;
-        let json = buf.split_to(4 + len);
-        let lookup: Lookup = serde_json::from_slice(&json[4..])?;
-        let rest = lookup.fragment_len.map(|_| (body, buf));
+        let lookup: Lookup = serde_json::from_slice(&got[4..4 + len])?;
+        let rest = lookup.fragment_len.map(|_| (body, got.split_off(4 + len)));
         Ok((lookup, rest))
     }
 
