@@ -360,10 +360,10 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
         std::time::Duration::from_secs(10),
     );
 
-    // Fragment 1 of an 8 MiB 4+2 object: 8 frames of 256 KiB and their hashes, past the 1 MiB
+    // Fragment 1 of a 32 MiB 4+2 object: 32 frames of 256 KiB and their hashes, past the 1 MiB
     // from which uploads go raw.
     let layout = erasure::StripeLayout {
-        size: 8 << 20,
+        size: 32 << 20,
         data_shards: 4,
         block_size: 256 << 10,
     };
@@ -378,6 +378,8 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
     let tmp = cluster.path().join(&node).join("fragments").join("tmp");
     let leftovers = || std::fs::read_dir(&tmp).map_or(0, |d| d.count());
 
+    // Found in the node's first 1 MiB: the answer still arrives once the sender has sent the
+    // other 7 MiB.
     let mut corrupt = fragment.clone();
     corrupt[3 * ((256 << 10) + 32) + 1000] ^= 1;
     let id = storage_node::record::fragment_id(&[b"corrupt"]);
@@ -432,7 +434,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
         FragmentBody::Raw(mut io) => {
             io.read_to_end(&mut read).await.unwrap();
         }
-        FragmentBody::Http(_) => panic!("a 2 MiB read takes a connection of its own"),
+        FragmentBody::Http(_) => panic!("an 8 MiB read takes a connection of its own"),
     }
     assert!(read == fragment, "the fragment reads back as sent");
     assert_eq!(leftovers(), 0);

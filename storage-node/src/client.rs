@@ -532,7 +532,6 @@ impl NodeClient {
     }
 }
 
-/// Reads an answer body to its end as bytes.
 /// The headers that ask a node for a connection of the fragment transfer's own.
 fn raw_upgrade() -> [(&'static str, String); 2] {
     [
@@ -561,6 +560,7 @@ async fn send_raw(mut io: TokioIo<Upgraded>, mut body: HttpBody) -> Result<(), R
     }
 }
 
+/// Reads an answer body to its end as bytes.
 pub async fn collect_body(body: Incoming) -> Result<Bytes, RpcError> {
     Ok(body.collect().await?.to_bytes())
 }

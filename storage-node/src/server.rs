@@ -486,9 +486,17 @@ async fn receive_raw(
         Ok(upgraded) => TokioIo::new(upgraded),
         Err(e) => return tracing::debug!(error = %e, "raw fragment upload never started"),
     };
-    let reply = match receive_into(&mut io, file, layout, index).await {
+    let mut left = layout.fragment_len();
+    let reply = match receive_into(&mut io, file, layout, index, &mut left).await {
         Ok(()) => raw_upload_answer(StatusCode::OK, "stored"),
-        Err(e) => raw_upload_answer(e.status(), &e.to_string()),
+        Err(e) => {
+            // The sender writes the whole fragment before it reads the answer: the rest is
+            // read and dropped first, or closing with unread bytes would reset the connection
+            // and lose the answer.
+            let (mut rest, mut dropped) = ((&mut io).take(left), tokio::io::sink());
+            let _ = tokio::time::timeout(RAW_STALL, tokio::io::copy(&mut rest, &mut dropped)).await;
+            raw_upload_answer(e.status(), &e.to_string())
+        }
     };
     let sent = async {
         io.write_all(reply.as_bytes()).await?;
@@ -499,31 +507,34 @@ async fn receive_raw(
     }
 }
 
+/// Reads the fragment's bytes into `file` and commits it; `left` counts the bytes still to come.
 async fn receive_into(
     io: &mut TokioIo<hyper::upgrade::Upgraded>,
     mut file: FragmentFile,
     layout: StripeLayout,
     index: u8,
+    left: &mut u64,
 ) -> Result<(), NodeError> {
     let mut verifier = FragmentVerifier::new(layout, index as usize);
-    let mut left = layout.fragment_len();
     let check = |verifier: &mut FragmentVerifier, file: &mut FragmentFile| {
         verifier
             .update(file.pending())
             .map_err(|e| bad(e.to_string()))
     };
-    while left > 0 {
+    while *left > 0 {
         let spare = file.spare();
-        let want = spare.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let want = spare
+            .len()
+            .min(usize::try_from(*left).unwrap_or(usize::MAX));
         let n = tokio::time::timeout(RAW_STALL, io.read(&mut spare[..want]))
             .await
             .map_err(|_| bad("the sender stalled"))?
-            .map_err(StoreError::from)?;
+            .map_err(|e| bad(format!("reading the fragment: {e}")))?;
         if n == 0 {
             return Err(bad("the fragment ended early"));
         }
         file.fill(n);
-        left -= n as u64;
+        *left -= n as u64;
         if file.is_full() {
             check(&mut verifier, &mut file)?;
             file = blocking(move || file.flush().map(|()| file)).await?;
