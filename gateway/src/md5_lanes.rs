@@ -11,6 +11,10 @@
 //! there (shared, not copied). At most `MAX_QUEUED` bytes wait per upload: beyond that its reader
 //! waits, so memory per request stays bounded. Without AVX-512 every upload is hashed inline.
 //!
+//! A step of the lanes costs about the same however many are busy, so the thread waits a little
+//! (`GATHER`) for every upload it serves to have bytes ready, and hashes a batch of one upload with
+//! the scalar code.
+//!
 //! The lanes need x86-64; elsewhere `Md5Stream` hashes inline with the `md-5` crate.
 
 #[cfg(target_arch = "x86_64")]

@@ -1432,7 +1432,7 @@ pub struct FragmentFile {
     /// Opened with O_DIRECT; false where the filesystem refused it and writes are buffered.
     direct: bool,
     staging: Staging,
-    /// Bytes already on disk through direct writes.
+    /// Bytes already written out of the buffer.
     written: u64,
     tmp: PathBuf,
     target: PathBuf,
