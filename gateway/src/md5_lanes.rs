@@ -539,21 +539,22 @@ mod lanes {
         #[target_feature(enable = "avx512f")]
         unsafe fn transpose(mut rows: [__m512i; 16]) -> [__m512i; 16] {
             // Unrolled: the rows stay in registers.
+            // Stage n pairs each listed upper row i with row i + (8 >> n).
             macro_rules! stage {
-                ($n:literal, $h:literal: $($i:literal)*) => {{
+                ($n:literal: $($i:literal)*) => {{
                     let (upper, lower) = STAGES[$n];
                     let (upper, lower) = (vector(upper), vector(lower));
                     $(
-                        let (top, bottom) = (rows[$i], rows[$i + $h]);
+                        let (top, bottom) = (rows[$i], rows[$i + (8 >> $n)]);
                         rows[$i] = _mm512_permutex2var_epi32(top, upper, bottom);
-                        rows[$i + $h] = _mm512_permutex2var_epi32(top, lower, bottom);
+                        rows[$i + (8 >> $n)] = _mm512_permutex2var_epi32(top, lower, bottom);
                     )*
                 }};
             }
-            stage!(0, 8: 0 1 2 3 4 5 6 7);
-            stage!(1, 4: 0 1 2 3 8 9 10 11);
-            stage!(2, 2: 0 1 4 5 8 9 12 13);
-            stage!(3, 1: 0 2 4 6 8 10 12 14);
+            stage!(0: 0 1 2 3 4 5 6 7);
+            stage!(1: 0 1 2 3 8 9 10 11);
+            stage!(2: 0 1 4 5 8 9 12 13);
+            stage!(3: 0 2 4 6 8 10 12 14);
             rows
         }
 

@@ -260,7 +260,7 @@ impl NodeClient {
             let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
                 .await
                 .map_err(|_| RpcError::Timeout)??;
-            return send_raw(TokioIo::new(raw), body).await;
+            return upload_raw(TokioIo::new(raw), body).await;
         }
         // No deadline here: sending a large fragment takes as long as it takes; the caller
         // watches for stalls and for a late confirmation.
@@ -542,7 +542,7 @@ fn raw_upgrade() -> [(&'static str, String); 2] {
 
 /// Sends a fragment's bytes on a raw upload's connection, then reads the node's answer. A body
 /// that fails drops the connection, and the node discards what it had.
-async fn send_raw(mut io: TokioIo<Upgraded>, mut body: HttpBody) -> Result<(), RpcError> {
+async fn upload_raw(mut io: TokioIo<Upgraded>, mut body: HttpBody) -> Result<(), RpcError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
