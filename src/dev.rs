@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The lowest port `tessera dev` gives a node (the S3 port is a flag).
+const FIRST_PORT: u16 = 10_000;
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -219,8 +221,23 @@ fn new_cluster(zones: usize, nodes_per_zone: usize) -> anyhow::Result<ClusterCon
     })
 }
 
+/// A free port below the kernel's ephemeral range. A port from that range can be taken as the
+/// local end of any outgoing connection while its node is down (each large fragment transfer
+/// opens one), and the restarted node could then not listen on it again.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use rand::Rng;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let below = ephemeral_low.max(FIRST_PORT + 1_000);
+    for _ in 0..1_000 {
+        let port = rand::thread_rng().gen_range(FIRST_PORT..below);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port between {FIRST_PORT} and {below}")
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

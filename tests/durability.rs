@@ -395,30 +395,36 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
     }
     assert_eq!(leftovers(), 0, "a refused upload leaves no temporary file");
 
-    // The sender gives up after three frames: the connection drops mid-fragment.
-    let id = storage_node::record::fragment_id(&[b"abandoned"]);
-    let (tx, body) = ChannelBody::new(8, None);
-    let feed = frames.clone();
-    tokio::spawn(async move {
-        for frame in feed.into_iter().take(3) {
-            tx.send(Ok(frame)).await.unwrap();
-        }
-        tx.send(Err(std::io::Error::other("client went away")))
+    // The sender gives up after three frames, with an error or by just ending its body (a
+    // repair whose sources failed): the connection drops mid-fragment either way, and the
+    // sender learns at once instead of waiting for an answer to bytes it never sent.
+    for with_error in [true, false] {
+        let id = storage_node::record::fragment_id(&[b"abandoned", &[with_error as u8]]);
+        let (tx, body) = ChannelBody::new(8, None);
+        let feed = frames.clone();
+        tokio::spawn(async move {
+            for frame in feed.into_iter().take(3) {
+                tx.send(Ok(frame)).await.unwrap();
+            }
+            if with_error {
+                let gone = std::io::Error::other("client went away");
+                tx.send(Err(gone)).await.unwrap();
+            }
+        });
+        let upload = client.put_fragment(&addr, &id, 1, layout, body.boxed());
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), upload)
             .await
-            .unwrap();
-    });
-    assert!(client
-        .put_fragment(&addr, &id, 1, layout, body.boxed())
-        .await
-        .is_err());
-    wait_until(|| leftovers() == 0, "the abandoned upload's file removed").await;
-    let missing = client
-        .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
-        .await;
-    assert!(
-        matches!(&missing, Err(e) if e.is_not_found()),
-        "nothing of an abandoned upload is kept"
-    );
+            .expect("a short raw upload fails at once");
+        assert!(outcome.is_err(), "with error: {with_error}");
+        wait_until(|| leftovers() == 0, "the abandoned upload's file removed").await;
+        let missing = client
+            .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
+            .await;
+        assert!(
+            matches!(&missing, Err(e) if e.is_not_found()),
+            "nothing of an abandoned upload is kept (with error: {with_error})"
+        );
+    }
 
     let id = storage_node::record::fragment_id(&[b"whole"]);
     client

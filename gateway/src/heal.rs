@@ -169,6 +169,9 @@ impl Healer {
                     let rebuilt = self
                         .heal_key(cluster, &bucket.id, &entry.key, which, index)
                         .await;
+                    if let Err(e) = &rebuilt {
+                        tracing::warn!(node = %node.id, bucket = %bucket.name, key = %entry.key, error = %e, "heal could not rebuild a key");
+                    }
                     let progress = self.update(|p| {
                         p.keys_checked += 1;
                         match rebuilt {

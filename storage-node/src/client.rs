@@ -260,7 +260,7 @@ impl NodeClient {
             let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
                 .await
                 .map_err(|_| RpcError::Timeout)??;
-            return upload_raw(TokioIo::new(raw), body).await;
+            return upload_raw(TokioIo::new(raw), body, layout.fragment_len()).await;
         }
         // No deadline here: sending a large fragment takes as long as it takes; the caller
         // watches for stalls and for a late confirmation.
@@ -540,14 +540,27 @@ fn raw_upgrade() -> [(&'static str, String); 2] {
     ]
 }
 
-/// Sends a fragment's bytes on a raw upload's connection, then reads the node's answer. A body
-/// that fails drops the connection, and the node discards what it had.
-async fn upload_raw(mut io: TokioIo<Upgraded>, mut body: HttpBody) -> Result<(), RpcError> {
+/// Sends a fragment's `len` bytes on a raw upload's connection, then reads the node's answer. A
+/// body that fails or ends short drops the connection, and the node discards what it had: unlike
+/// HTTP, the connection carries no length for the node to hold a short body against, so a
+/// sender that waited for the answer would wait as long as the node waits for the missing bytes.
+async fn upload_raw(
+    mut io: TokioIo<Upgraded>,
+    mut body: HttpBody,
+    len: u64,
+) -> Result<(), RpcError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sent = 0u64;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
+            sent += data.len() as u64;
             io.write_all(&data).await?;
         }
+    }
+    if sent != len {
+        return Err(RpcError::Raw(std::io::Error::other(format!(
+            "the fragment's body gave {sent} of {len} bytes"
+        ))));
     }
     io.flush().await?;
     // The answer is one short line; anything longer is not a node's.

@@ -94,17 +94,22 @@ impl TestCluster {
     pub fn kill(&mut self, process: &str) {
         let pid = self.pid(process);
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        // Wait until it is gone, so that the next request sees it down. Processes restarted by
-        // the harness are its children: reap them, or they would linger as zombies.
+        // Wait until it is gone, so that the next request sees it down and a restart can take
+        // its port. Processes restarted by the harness are its children: reap them, or they
+        // would linger as zombies.
         let start = Instant::now();
         loop {
             for child in &mut self.restarted {
                 let _ = child.try_wait();
             }
-            let gone = unsafe { libc::kill(pid, 0) } != 0;
-            if gone || start.elapsed() > Duration::from_secs(10) {
-                break;
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return;
             }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{process} (pid {pid}) outlived SIGKILL by 60 s: {}",
+                process_state(pid)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -132,7 +137,16 @@ impl TestCluster {
         let pid = child.id();
         self.restarted.push(child);
         let start = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
+        loop {
+            // Whatever listens must be this process: one that could not bind (the old one still
+            // holds the port) would leave the test talking to the old one.
+            let child = self.restarted.last_mut().expect("just pushed");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited at start: {status}", config.display());
+            }
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return pid;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "{} did not start listening",
@@ -140,7 +154,26 @@ impl TestCluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        pid
+    }
+
+    /// Prints the warnings and errors in the logs of the processes `tessera dev` started (those
+    /// restarted by the harness log to the test's stderr): what a failed test needs explained.
+    fn print_warnings(&self) {
+        let Ok(logs) = std::fs::read_dir(self.path().join("logs")) else {
+            return;
+        };
+        for log in logs.flatten() {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let worrying: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect();
+            let shown = &worrying[worrying.len().saturating_sub(40)..];
+            if !shown.is_empty() {
+                eprintln!("--- {} (last warnings)", log.path().display());
+                shown.iter().for_each(|line| eprintln!("{line}"));
+            }
+        }
     }
 
     /// (id, zone) of every storage node, from the cluster's config.
@@ -298,6 +331,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_warnings();
+        }
         for child in &mut self.restarted {
             let _ = child.kill();
             let _ = child.wait();
@@ -459,6 +495,18 @@ pub fn xml_values(text: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// A process's scheduler state and where in the kernel it waits, for a process that will not die.
+fn process_state(pid: i32) -> String {
+    let read =
+        |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    let state = read("status")
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .unwrap_or("State: unknown")
+        .to_string();
+    format!("{state}, waiting in {:?}", read("wchan"))
+}
+
 /// The first value of `<tag>` in a reply's XML.
 pub fn xml_value(reply: &Reply, tag: &str) -> Option<String> {
     xml_values(&reply.text(), tag).into_iter().next()
@@ -485,7 +533,10 @@ pub async fn heal(s3: &S3Client, node: &str) -> serde_json::Value {
         if progress["running"] == false {
             return progress;
         }
-        assert!(begun.elapsed() < Duration::from_secs(120), "heal finishes");
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "heal finishes: {progress}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
