@@ -148,17 +148,6 @@ async fn small_objects_are_whole_copies_that_survive_four_dead_nodes() {
     }
 }
 
-async fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// A node down during writes gets what it missed back when it returns (by the gateway's heal,
 /// and by reads that find it stale), after which any other two nodes may fail.
 #[tokio::test(flavor = "multi_thread")]
@@ -195,7 +184,7 @@ async fn a_node_that_missed_writes_is_repaired() {
     }
     // Four of the objects are over the inline limit: each gets its fragment file back. The
     // inline ones get their records back, which only the end of the heal shows.
-    wait_until(|| files_on("z3-n2") == 4, "missed fragments rebuilt").await;
+    common::wait_until(|| files_on("z3-n2") == 4, "missed fragments rebuilt").await;
     common::wait_healed(&s3).await;
     // With the repaired node, any other two may now fail.
     cluster.kill("z1-n1");
@@ -259,7 +248,7 @@ async fn orphaned_fragment_files_are_removed_and_nothing_else() {
         let age = Some(toml::Value::Integer(1));
         cluster.restart_with(&node, "orphan_age_secs", age);
     }
-    wait_until(|| orphans.iter().all(|o| !o.exists()), "orphans removed").await;
+    common::wait_until(|| orphans.iter().all(|o| !o.exists()), "orphans removed").await;
     let mut left = cluster.fragment_files();
     let mut expected = kept.clone();
     left.sort();
@@ -306,7 +295,7 @@ async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
             .zip(&originals)
             .all(|(f, original)| std::fs::read(f).is_ok_and(|b| b == *original))
     };
-    wait_until(restored, "damaged fragment files rebuilt by a heal").await;
+    common::wait_until(restored, "damaged fragment files rebuilt by a heal").await;
     let status = common::node_status(&s3).await;
     let scrub = &status.iter().find(|n| n["id"] == node).unwrap()["scrub"];
     assert_eq!(scrub["corrupt"], 2, "{scrub}");
@@ -416,7 +405,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
             .await
             .expect("a short raw upload fails at once");
         assert!(outcome.is_err(), "with error: {with_error}");
-        wait_until(|| leftovers() == 0, "the abandoned upload's file removed").await;
+        common::wait_until(|| leftovers() == 0, "the abandoned upload's file removed").await;
         let missing = client
             .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
             .await;

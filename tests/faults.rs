@@ -444,6 +444,50 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
     }
 }
 
+/// A key whose rebuild fails for a moment (here every source but three refuses connections) is
+/// tried again instead of being left short of a fragment until the next heal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heal_tries_again_a_key_whose_sources_were_briefly_unreachable() {
+    let mut cluster = TestCluster::start();
+    let proxies = [cluster.proxy("z1-n1").await, cluster.proxy("z3-n2").await];
+    let s3 = cluster.client();
+    s3.put("/retry", Bytes::new()).await;
+    let objects: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("/retry/obj{i}"), random_bytes(1_300_000, 700 + i)))
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    cluster.wipe("z2-n1");
+    // Three holders left with fragments, one fewer than a rebuild needs.
+    proxies.iter().for_each(|p| p.set(Mode::Refuse));
+    let path = "/_tessera/heal?node=z2-n1";
+    assert_eq!(s3.send("POST", path, &[], Bytes::new()).await.status, 202);
+    let log = cluster.path().join("logs").join("gateway.log");
+    common::wait_until(
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("heal will try a key again")
+        },
+        "a failed key set aside for another try",
+    )
+    .await;
+    proxies.iter().for_each(|p| p.set(Mode::Pass));
+    let progress = common::heal_finished(&s3).await;
+    assert_eq!(progress["errors"], 0, "{progress}");
+    assert_eq!(progress["keys_repaired"], 8, "{progress}");
+    // The healed node and three others serve everything.
+    cluster.kill("z1-n1");
+    cluster.kill("z3-n2");
+    for (key, data) in &objects {
+        assert!(
+            s3.get(key).await.body[..] == data[..],
+            "{key} after the heal"
+        );
+    }
+}
+
 /// A heal checkpoints its position on the node it heals: when the gateway running it dies, the
 /// next heal resumes after the checkpoint instead of starting over, and still brings the node
 /// back to full redundancy.

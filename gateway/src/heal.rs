@@ -13,6 +13,7 @@ use crate::router::Gateway;
 use placement::ShardId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage_node::protocol::unix_now;
@@ -46,6 +47,9 @@ pub struct HealProgress {
 const CHECKPOINT: &str = "heal-checkpoint";
 /// Checkpoint after this many keys.
 const CHECKPOINT_EVERY: u64 = 100;
+/// Tries at a key before it counts as an error; the n-th retry waits n times `RETRY_PAUSE`.
+const KEY_ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Healer {
@@ -166,9 +170,11 @@ impl Healer {
                 };
                 for (entry, _) in page.versions.iter().filter(|(e, _)| in_differing(&e.key)) {
                     let which = bucket.versioning.map(|_| entry.version_ref());
-                    let rebuilt = self
-                        .heal_key(cluster, &bucket.id, &entry.key, which, index)
-                        .await;
+                    let rebuilt = retried(
+                        || cluster.liveness.is_up(index),
+                        || self.heal_key(cluster, &bucket.id, &entry.key, which, index),
+                    )
+                    .await;
                     if let Err(e) = &rebuilt {
                         tracing::warn!(node = %node.id, bucket = %bucket.name, key = %entry.key, error = %e, "heal could not rebuild a key");
                     }
@@ -262,6 +268,26 @@ impl Healer {
         }
         let bytes = crate::repair::repair(cluster, &found, &[holder.fragment]).await?;
         Ok(Some(bytes))
+    }
+}
+
+/// Runs `rebuild` again a moment later while it fails and `up()` (the healed node answers): a
+/// passing failure (sources unreachable for a second, a cut connection) must not leave a key
+/// short of a fragment until the next heal.
+async fn retried<T, F: Future<Output = Result<T, S3Error>>>(
+    up: impl Fn() -> bool,
+    mut rebuild: impl FnMut() -> F,
+) -> Result<T, S3Error> {
+    let mut attempt = 1;
+    loop {
+        match rebuild().await {
+            Err(e) if attempt < KEY_ATTEMPTS && up() => {
+                tracing::info!(attempt, error = %e, "heal will try a key again");
+                tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
     }
 }
 

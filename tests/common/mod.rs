@@ -521,11 +521,28 @@ pub async fn start_upload(s3: &S3Client, path: &str, headers: &[(&str, &str)]) -
     xml_value(&reply, "UploadId").expect("an upload id")
 }
 
+/// Polls until `done`, for at most 20 s.
+pub async fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Heals a node through the admin API; returns the heal's progress once it has finished.
 pub async fn heal(s3: &S3Client, node: &str) -> serde_json::Value {
     let path = format!("/_tessera/heal?node={node}");
     let started = s3.send("POST", &path, &[], Bytes::new()).await;
     assert_eq!(started.status, 202, "{}", started.text());
+    heal_finished(s3).await
+}
+
+/// The running heal's progress once it has finished.
+pub async fn heal_finished(s3: &S3Client) -> serde_json::Value {
     let begun = Instant::now();
     loop {
         let reply = s3.get("/_tessera/heal").await;
