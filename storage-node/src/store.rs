@@ -217,6 +217,9 @@ impl Store {
         opts.set_target_file_size_base(MEMTABLE_BYTES as u64);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+        // Most point lookups are for keys that are not there (a new key's current record, a
+        // purged version, a history entry): a filter answers those without reading a block.
+        table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, data_dir.join("meta"))?;
 
@@ -476,7 +479,7 @@ impl Store {
         }
         let db_key = object_key(bucket, key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
-        let history = self.history(bucket, key)?;
+        let history = self.history_met(bucket, key, record, current.as_ref())?;
         let stored = || {
             current
                 .iter()
@@ -649,6 +652,26 @@ impl Store {
     }
 
     /// The non-current versions of a key with their database keys, newest first.
+    /// The part of a key's history that a commit of `record` can meet, given the key's current
+    /// record: a record of the same version, and the null version when that is not current.
+    /// A key has at most one null version and no history without a current record, so only a
+    /// null record over a versioned current one needs the whole history; otherwise a point
+    /// lookup, which the SST filters mostly answer, replaces a scan that was 5% of a node's CPU
+    /// under small PUTs.
+    fn history_met(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        record: &ObjectRecord,
+        current: Option<&ObjectRecord>,
+    ) -> Result<Vec<(Vec<u8>, ObjectRecord)>, StoreError> {
+        if !record.versioned && current.is_some_and(|c| c.versioned) {
+            return self.history(bucket, key);
+        }
+        let at = history_key(bucket, key, record.version);
+        Ok(self.get_json(&at)?.map(|r| (at, r)).into_iter().collect())
+    }
+
     fn history(
         &self,
         bucket: &BucketId,
@@ -1945,6 +1968,30 @@ mod tests {
             "expired with its files"
         );
         assert_eq!(before(30), None);
+    }
+
+    #[test]
+    fn a_commit_finds_its_version_in_a_history_newer_than_the_current_record() {
+        let (_dir, store) = open();
+        let commit = |r: ObjectRecord| store.commit_object(&BUCKET, "k", &r, None).unwrap();
+        // Null 10, then versioned 20, then (suspended) an inline null 30 that replaces null 10
+        // and is undone: null 10 is current again, with the newer version 20 in the history.
+        assert!(commit(record(10, None)));
+        assert!(commit(versioned(20, None)));
+        assert!(commit(record(30, None)));
+        assert!(store.undo(&BUCKET, "k", v(30), unix_now()).unwrap());
+        assert_eq!(store.object(&BUCKET, "k").unwrap().unwrap().version, v(10));
+
+        assert!(!commit(versioned(20, None)), "a repeated commit is ignored");
+        let mut retagged = versioned(20, None);
+        retagged.revision = 1;
+        retagged.tags = vec![("t".into(), "1".into())];
+        assert!(commit(retagged));
+        let versions = store.versions(&BUCKET, "k").unwrap();
+        assert_eq!(versions.len(), 2, "no second copy of version 20");
+        let twenty = versions.iter().find(|r| r.version == v(20)).unwrap();
+        assert_eq!(twenty.tags.len(), 1, "replaced in the history");
+        assert_eq!(store.object(&BUCKET, "k").unwrap().unwrap().version, v(10));
     }
 
     #[test]
