@@ -812,9 +812,10 @@ impl Read {
             }
         }
         if let Some(inline) = &part.inline {
-            let bytes =
-                Bytes::copy_from_slice(inline.get(offset as usize..self.end_offset as usize)?);
-            return Some(FragmentStream::Inline(bytes));
+            let bytes = Bytes::from(inline.decode().ok()?);
+            let range = offset as usize..self.end_offset as usize;
+            bytes.get(range.clone())?;
+            return Some(FragmentStream::Inline(bytes.slice(range)));
         }
         let body = reader
             .cluster

@@ -10,7 +10,7 @@ use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use std::future::Future;
 use storage_node::body::ChannelBody;
-use storage_node::record::PartData;
+use storage_node::record::{Inline, PartData};
 use storage_node::RpcError;
 use tokio::sync::mpsc::Sender;
 
@@ -31,8 +31,8 @@ pub struct PartPlan<'a> {
 /// A part whose fragments are durable on the holders marked in `stored`.
 pub struct StoredPart {
     pub data: PartData,
-    /// Fragment i's bytes, for an inline part.
-    pub inline: Option<Vec<Vec<u8>>>,
+    /// Fragment i, for an inline part.
+    pub inline: Option<Vec<Inline>>,
     pub stored: Vec<bool>,
     pub verified: Verified,
 }
@@ -60,6 +60,7 @@ pub async fn store_part(
     let (inline, stored, verified) = if plan.inline {
         let (fragments, verified) =
             encode_inline(codec, &plan, payload, expected, algorithm).await?;
+        let fragments = fragments.iter().map(|f| Inline::encode(f)).collect();
         (Some(fragments), vec![true; plan.holders.len()], verified)
     } else {
         let (stored, verified) =

@@ -10,7 +10,7 @@ use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use storage_node::body::ChannelBody;
 use storage_node::protocol::CommitRequest;
-use storage_node::record::{ObjectRecord, PartData};
+use storage_node::record::{Inline, ObjectRecord, PartData};
 
 /// Frames queued per repaired holder.
 const FRAME_DEPTH: usize = 4;
@@ -57,7 +57,7 @@ pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u6
         let mut record = found.record.clone();
         record.fragment = slot as u8;
         for (part, rebuilt) in record.parts.iter_mut().zip(&inline) {
-            part.inline = rebuilt[i].clone();
+            part.inline = rebuilt[i].as_deref().map(Inline::encode);
         }
         let request = CommitRequest {
             bucket: target.bucket,
@@ -163,15 +163,16 @@ pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> O
         data_shards: codec.data_shards(),
         block_size: any.block_size as usize,
     };
-    let fragments: Vec<Option<&[u8]>> = copies
+    let decoded: Vec<Option<Vec<u8>>> = copies
         .iter()
-        .map(|c| c.and_then(|p| p.inline.as_deref()))
+        .map(|c| c.and_then(|p| p.inline.as_ref()?.decode().ok()))
         .collect();
+    let fragments: Vec<Option<&[u8]>> = decoded.iter().map(Option::as_deref).collect();
     let inline = codec
         .rebuild_fragment(&layout, &fragments, slot as usize)
         .ok()?;
     Some(PartData {
-        inline: Some(inline),
+        inline: Some(Inline::encode(&inline)),
         ..any.clone()
     })
 }

@@ -236,7 +236,7 @@ async fn run_blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{fragment_id, ObjectRecord, PartData, Version};
+    use crate::record::{fragment_id, Inline, ObjectRecord, PartData, Version};
 
     fn part(inline: bool) -> PartData {
         PartData {
@@ -245,7 +245,7 @@ mod tests {
             md5: "00".into(),
             block_size: 256,
             fragment_id: fragment_id(&[b"k"]),
-            inline: inline.then(|| vec![1, 2, 3]),
+            inline: inline.then(|| Inline::encode(&[1, 2, 3])),
             checksum: None,
         }
     }

@@ -1720,7 +1720,7 @@ fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{fragment_id, PartData, Version};
+    use crate::record::{fragment_id, Inline, PartData, Version};
 
     const BUCKET: BucketId = [7; 16];
 
@@ -1745,7 +1745,7 @@ mod tests {
                 fragment_id: fragment_id
                     .unwrap_or("00000000000000000000000000000000")
                     .into(),
-                inline: fragment_id.is_none().then(|| vec![1, 2, 3]),
+                inline: fragment_id.is_none().then(|| Inline::encode(&[1, 2, 3])),
                 checksum: None,
             }],
             tags: Vec::new(),
