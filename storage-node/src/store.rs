@@ -88,6 +88,10 @@ pub struct Store {
     /// writer's commits here are then refused, which only costs it this holder's vote.
     claims: Mutex<HashMap<Vec<u8>, Claim>>,
     buffers: BufferPool,
+    /// The fragment directories, each opened (and created) once, for the fsync that makes a
+    /// committed fragment's name durable: opening the directory for every fragment was a
+    /// path walk and two system calls more per fragment.
+    dirs: Mutex<HashMap<PathBuf, Arc<File>>>,
     commits: mpsc::Sender<CommitJob>,
 }
 
@@ -230,6 +234,7 @@ impl Store {
             locks: (0..COMMIT_LOCKS).map(|_| Mutex::new(())).collect(),
             claims: Mutex::default(),
             buffers: BufferPool::default(),
+            dirs: Mutex::default(),
             commits,
         });
         let weak = Arc::downgrade(&store);
@@ -260,14 +265,29 @@ impl Store {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (File::create(&tmp)?, false),
             Err(e) => return Err(e.into()),
         };
+        let target = self.fragment_path(id, index);
         Ok(FragmentFile {
             file,
             direct,
             staging: Staging::new(self.buffers.clone()),
             written: 0,
             tmp,
-            target: self.fragment_path(id, index),
+            dir: self.fragment_dir(&target)?,
+            target,
         })
+    }
+
+    /// The directory `target` goes in, created if missing.
+    fn fragment_dir(&self, target: &Path) -> Result<Arc<File>, StoreError> {
+        let path = target.parent().expect("fragment paths have a parent");
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = dirs.get(path) {
+            return Ok(dir.clone());
+        }
+        fs::create_dir_all(path)?;
+        let dir = Arc::new(File::open(path)?);
+        dirs.insert(path.to_path_buf(), dir.clone());
+        Ok(dir)
     }
 
     /// Reads `len` bytes of a fragment file from `offset` (short only at the end of the file).
@@ -1463,6 +1483,8 @@ pub struct FragmentFile {
     /// Bytes already written out of the buffer.
     written: u64,
     tmp: PathBuf,
+    /// `target`'s directory (see `Store::dirs`).
+    dir: Arc<File>,
     target: PathBuf,
 }
 
@@ -1588,22 +1610,32 @@ impl FragmentFile {
             let aligned = filled - filled % DIRECT_ALIGN;
             self.file.write_all(&self.staging.window()[..aligned])?;
             if aligned < filled {
-                // The unaligned tail through a buffered handle; fsync covers the whole file.
-                let buffered = File::options().write(true).open(&self.tmp)?;
-                buffered.write_all_at(
+                // The unaligned tail as a buffered write (fsync covers the whole file), on the
+                // same descriptor rather than a second one opened by path.
+                clear_direct(&self.file)?;
+                self.file.write_all_at(
                     &self.staging.window()[aligned..filled],
                     self.written + aligned as u64,
                 )?;
-                self.file = buffered;
             }
         }
         self.file.sync_all()?;
-        let dir = self.target.parent().expect("fragment paths have a parent");
-        fs::create_dir_all(dir)?;
         fs::rename(&self.tmp, &self.target)?;
-        File::open(dir)?.sync_all()?;
+        self.dir.sync_all()?;
         Ok(())
     }
+}
+
+/// Turns O_DIRECT off for the rest of a file's writes.
+fn clear_direct(file: &File) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL only read and set the open file's status flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for FragmentFile {
