@@ -417,13 +417,11 @@ pub struct Inline(Box<RawValue>);
 
 impl Inline {
     pub fn encode(bytes: &[u8]) -> Inline {
-        Inline::quoted(&STANDARD.encode(bytes))
-    }
-
-    /// `text` must hold no `"` or `\\`.
-    fn quoted(text: &str) -> Inline {
-        let json = format!("\"{text}\"");
-        Inline(RawValue::from_string(json).expect("a quoted text without escapes is JSON"))
+        let mut json = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+        json.push('"');
+        STANDARD.encode_string(bytes, &mut json);
+        json.push('"');
+        Inline(RawValue::from_string(json).expect("quoted base64 is a JSON string"))
     }
 
     pub fn decode(&self) -> Result<Vec<u8>, base64::DecodeError> {
@@ -469,10 +467,10 @@ impl<'de> Deserialize<'de> for Inline {
             return Ok(Inline(raw));
         }
         let text: String = serde_json::from_str(json).map_err(D::Error::custom)?;
-        if text.contains('"') {
-            return Err(D::Error::custom("inline data is not base64"));
-        }
-        Ok(Inline::quoted(&text))
+        // Refuses a text that needs escapes even after unescaping: it cannot be base64.
+        RawValue::from_string(format!("\"{text}\""))
+            .map(Inline)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -569,7 +567,8 @@ mod tests {
             let bad = json.replace(r#""AP8H""#, not_string);
             assert!(serde_json::from_str::<PartData>(&bad).is_err(), "{bad}");
         }
-        for not_base64 in [r#""A!8H""#, r#""AP8""#, r#""AP=H""#, r#""A\"8H""#] {
+        let odd = [r#""A\"8H""#, r#""A\\8H""#, r#""A\u0001H""#, r#""A\n8H""#];
+        for not_base64 in [r#""A!8H""#, r#""AP8""#, r#""AP=H""#].iter().chain(&odd) {
             let bad = json.replace(r#""AP8H""#, not_base64);
             let part = serde_json::from_str::<PartData>(&bad);
             assert!(
