@@ -30,9 +30,10 @@
 
 use anyhow::Context;
 use gateway::GatewayConfig;
+use node_rpc::ClusterConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use storage_node::{ClusterConfig, NodeConfig};
+use storage_node::NodeConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

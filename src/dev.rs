@@ -5,13 +5,14 @@
 use crate::config::Config;
 use anyhow::Context;
 use gateway::{GatewayConfig, SecretKey};
+use node_rpc::protocol::ClusterSecret;
+use node_rpc::ClusterConfig;
 use placement::NodeInfo;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use storage_node::protocol::ClusterSecret;
-use storage_node::{ClusterConfig, NodeConfig};
+use storage_node::NodeConfig;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 

@@ -322,9 +322,9 @@ async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
 /// back as sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
-    use storage_node::body::{full, ChannelBody};
-    use storage_node::client::{FragmentBody, NodeClient, RpcError};
-    use storage_node::protocol::ClusterSecret;
+    use node_rpc::body::{full, ChannelBody};
+    use node_rpc::client::{FragmentBody, NodeClient, RpcError};
+    use node_rpc::protocol::ClusterSecret;
     use tokio::io::AsyncReadExt;
 
     let cluster = TestCluster::start();
@@ -371,7 +371,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
     // other 7 MiB.
     let mut corrupt = fragment.clone();
     corrupt[3 * ((256 << 10) + 32) + 1000] ^= 1;
-    let id = storage_node::record::fragment_id(&[b"corrupt"]);
+    let id = node_rpc::record::fragment_id(&[b"corrupt"]);
     match client
         .put_fragment(&addr, &id, 1, layout, full(corrupt))
         .await
@@ -388,7 +388,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
     // repair whose sources failed): the connection drops mid-fragment either way, and the
     // sender learns at once instead of waiting for an answer to bytes it never sent.
     for with_error in [true, false] {
-        let id = storage_node::record::fragment_id(&[b"abandoned", &[with_error as u8]]);
+        let id = node_rpc::record::fragment_id(&[b"abandoned", &[with_error as u8]]);
         let (tx, body) = ChannelBody::new(8, None);
         let feed = frames.clone();
         tokio::spawn(async move {
@@ -415,7 +415,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
         );
     }
 
-    let id = storage_node::record::fragment_id(&[b"whole"]);
+    let id = node_rpc::record::fragment_id(&[b"whole"]);
     client
         .put_fragment(&addr, &id, 1, layout, full(fragment.clone()))
         .await

@@ -767,9 +767,9 @@ mod tests {
             assert_eq!(blocks, data, "fragment {i}");
             let only: Vec<Option<&[u8]>> =
                 (0..6).map(|j| (j == i).then_some(&fragment[..])).collect();
-            for wanted in 0..6 {
+            for (wanted, expected) in fragments.iter().enumerate() {
                 let rebuilt = codec.rebuild_fragment(&layout, &only, wanted).unwrap();
-                assert_eq!(rebuilt, fragments[wanted], "fragment {wanted} from {i}");
+                assert_eq!(&rebuilt, expected, "fragment {wanted} from {i}");
             }
         }
     }

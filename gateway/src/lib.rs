@@ -1,35 +1,21 @@
 //! The Tessera S3 gateway: SigV4 authentication, the S3 operations, and the read and write paths
 //! that erasure-code objects across the storage nodes.
+//!
+//! Layers, each using only those below it:
+//! - `s3`: the protocol alone (signatures, payloads, checksums, XML, S3 errors);
+//! - `ops`: cluster operations (placement, quorum calls, read, write, delete, repair, listing);
+//! - `background`: workers that run on their own (liveness probe, heal, lifecycle expiry), on `ops`;
+//! - `api`: one handler module per S3 resource, parsing a request, calling `ops` and rendering
+//!   the answer; `server` accepts connections and hands requests to `api`.
 
-mod admin;
-mod buckets;
-mod checksum;
-mod cluster;
+mod api;
+mod background;
 pub mod config;
-mod copy;
-mod cors;
-mod error;
-mod frame;
-mod get;
-mod heal;
-mod http_util;
-mod lifecycle;
-mod list;
-mod liveness;
-pub mod md5_lanes;
-mod multi_delete;
-mod multipart;
-mod objects;
-mod payload;
-mod put;
-mod repair;
-mod router;
+mod ops;
+mod s3;
 mod server;
-mod sigv4;
-mod tagging;
-mod versioning;
-mod xml;
 
 pub use config::{GatewayConfig, SecretKey};
-pub use error::S3Error;
+pub use s3::error::S3Error;
+pub use s3::md5_lanes;
 pub use server::run;

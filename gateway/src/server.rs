@@ -1,14 +1,14 @@
 //! Serves the S3 API over TCP, or TLS when a certificate is configured.
 
+use crate::api::Gateway;
 use crate::config::GatewayConfig;
-use crate::router::Gateway;
 use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use node_rpc::ClusterConfig;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use storage_node::ClusterConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -28,9 +28,7 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
-    tokio::spawn(crate::liveness::watch(gateway.clone()));
-    tokio::spawn(crate::heal::anti_entropy(gateway.clone()));
-    tokio::spawn(crate::lifecycle::run(gateway.clone()));
+    crate::background::start(&gateway.cluster, &gateway.healer, &gateway.config);
     ready(listener.local_addr()?);
     loop {
         let (stream, peer) = listener.accept().await?;

@@ -16,8 +16,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The query parameter that turns a metadata call into a hint for the node it names.
-pub const HINT_QUERY: &str = "hint_for";
 /// How often a node tries to hand its hints over.
 const HANDOFF_INTERVAL: Duration = Duration::from_secs(1);
 /// Hints read per handoff round, so that a long backlog does not sit in memory at once.

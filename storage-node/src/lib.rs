@@ -1,15 +1,12 @@
-//! A Tessera storage node: fragment files and RocksDB metadata on one disk, the node protocol's
-//! server, and the client the gateway uses to call it.
+//! A Tessera storage node: fragment files and RocksDB metadata on one disk, and the node
+//! protocol's server. The protocol itself, the records and the client are in `node-rpc`.
 
-pub mod body;
-pub mod client;
 pub mod config;
 pub mod hints;
-pub mod protocol;
-pub mod record;
 pub mod scrub;
 pub mod server;
 pub mod store;
 
-pub use client::{NodeClient, NodeHealth, RpcError};
-pub use config::{ClusterConfig, NodeConfig};
+pub(crate) use node_rpc::{body, client, protocol, record};
+
+pub use config::NodeConfig;

@@ -6,9 +6,8 @@
 //! the node's health, heals the node. Inline fragments live in RocksDB, whose own block checksums
 //! are verified on every read.
 
-use crate::protocol::unix_now;
+use crate::protocol::{unix_now, ScrubStatus};
 use crate::store::{Scrubbed, Store, StoreError};
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,35 +20,6 @@ const BATCH: usize = 64;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Wait after a pass failed on an error (a disk or database error) before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// What the scrubber has done, as the node's health reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScrubStatus {
-    /// A pass is under way.
-    pub running: bool,
-    /// Passes finished since the node was first started.
-    pub passes: u64,
-    /// When the current or last pass began (a node that never scrubbed: when it first started);
-    /// the next one begins `scrub_interval_secs` later. Seconds since the Unix epoch.
-    pub pass_started_unix: u64,
-    pub last_pass_finished_unix: Option<u64>,
-    /// Fragment files and bytes checked by the current or last pass.
-    pub files_checked: u64,
-    pub bytes_checked: u64,
-    /// Fragment files found corrupt (and moved aside) and found missing, over the node's life.
-    pub corrupt: u64,
-    pub missing: u64,
-    /// The key of the last record the current pass checked, in hex.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<String>,
-}
-
-impl ScrubStatus {
-    /// Fragment files found damaged so far: a change means the node needs healing.
-    pub fn damaged(&self) -> u64 {
-        self.corrupt + self.missing
-    }
-}
 
 /// How the scrubber runs; see `NodeConfig::scrub_interval_secs` and `scrub_bytes_per_sec`.
 #[derive(Clone, Copy, Debug)]

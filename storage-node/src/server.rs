@@ -2,15 +2,17 @@
 
 use crate::body::{empty, full, ChannelBody, HttpBody};
 use crate::client::{NodeClient, NodeHealth};
-use crate::config::{ClusterConfig, NodeConfig};
-use crate::hints::{self, Hint, HINT_QUERY};
+use crate::config::NodeConfig;
+use crate::hints::{self, Hint};
+use crate::protocol::ScrubStatus;
 use crate::protocol::{
     raw_upload_answer, unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, Lookup,
     PartRequest, PurgeRequest, UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
-    DATA_SHARDS_HEADER, DATE_HEADER, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER, SIZE_HEADER,
+    DATA_SHARDS_HEADER, DATE_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER,
+    SIZE_HEADER,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord};
-use crate::scrub::{self, ScrubSettings, ScrubStatus};
+use crate::scrub::{self, ScrubSettings};
 use crate::store::{FragmentFile, Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
@@ -19,6 +21,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use node_rpc::ClusterConfig;
 use placement::Layout;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -1,0 +1,77 @@
+//! The admin API, under `/_tessera/` on the S3 port (a name no bucket can have), authenticated
+//! like any S3 request: cluster status (nodes, hints, scrubbing), and starting and following a heal.
+
+use crate::api::{Gateway, S3Request};
+use crate::s3::error::S3Error;
+use crate::s3::response::{Finish, S3Response};
+use futures::future::join_all;
+use http::{Method, Response, StatusCode};
+use node_rpc::body::full;
+use node_rpc::protocol::ScrubStatus;
+use serde::Serialize;
+
+/// The pseudo-bucket the admin API lives under.
+pub const PREFIX: &str = "_tessera";
+
+#[derive(Serialize)]
+struct NodeStatus {
+    id: String,
+    zone: String,
+    addr: String,
+    up: bool,
+    /// Writes the node keeps for holders that were down, not yet handed over.
+    hints: Option<u64>,
+    /// The node missed writes that nobody kept for it; a heal starts when it answers.
+    needs_heal: bool,
+    /// The node's scrubber: passes, what the current one checked, damage found.
+    scrub: Option<ScrubStatus>,
+}
+
+pub async fn handle(
+    gw: &Gateway,
+    req: S3Request,
+    path: Option<&str>,
+) -> Result<S3Response, S3Error> {
+    match (req.parts.method.clone(), path.unwrap_or("")) {
+        (Method::GET, "status") => {
+            let nodes = gw.cluster.layout.nodes();
+            let health = join_all(nodes.iter().map(|n| gw.cluster.client.health(&n.addr))).await;
+            let status: Vec<NodeStatus> = nodes
+                .iter()
+                .zip(health)
+                .enumerate()
+                .map(|(i, (n, h))| {
+                    let h = h.ok();
+                    NodeStatus {
+                        id: n.id.clone(),
+                        zone: n.zone.clone(),
+                        addr: n.addr.clone(),
+                        up: h.is_some(),
+                        hints: h.as_ref().map(|h| h.hints),
+                        needs_heal: gw.cluster.liveness.needs_heal(i),
+                        scrub: h.map(|h| h.scrub),
+                    }
+                })
+                .collect();
+            json(StatusCode::OK, &status)
+        }
+        (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
+        (Method::POST, "heal") => {
+            let node = req
+                .query
+                .get("node")
+                .ok_or_else(|| S3Error::InvalidArgument("heal needs ?node=ID".into()))?;
+            let progress = gw.healer.start(node.to_string())?;
+            json(StatusCode::ACCEPTED, &progress)
+        }
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<S3Response, S3Error> {
+    let body = serde_json::to_vec(value).map_err(|e| S3Error::Internal(e.to_string()))?;
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .finish(full(body))
+}

@@ -1,0 +1,107 @@
+//! The gateway's request handling: authenticate, pick the S3 operation, turn errors into S3 XML.
+
+pub mod admin;
+pub mod bucket;
+pub mod copy;
+pub mod cors;
+pub mod lifecycle;
+pub mod multi_delete;
+pub mod multipart;
+pub mod object;
+mod request;
+mod router;
+pub mod tagging;
+pub mod versioning;
+
+use crate::background::heal::Healer;
+use crate::config::GatewayConfig;
+use crate::ops::cluster::Cluster;
+use crate::s3::response::{error_response, S3Response};
+use crate::s3::sigv4::Credentials;
+use http::{Method, Request};
+use hyper::body::Incoming;
+use node_rpc::ClusterConfig;
+use std::sync::Arc;
+
+pub use request::S3Request;
+
+/// One S3 gateway: the cluster it writes to, its codec and the credentials it accepts.
+pub struct Gateway {
+    pub cluster: Arc<Cluster>,
+    pub config: GatewayConfig,
+    pub healer: Arc<Healer>,
+    credentials: Credentials,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, cluster: &ClusterConfig) -> anyhow::Result<Gateway> {
+        let credentials = Credentials {
+            access_key_id: config.access_key_id.clone(),
+            secret_access_key: config.secret_access_key.0.clone(),
+            region: config.region.clone(),
+        };
+        let cluster = Arc::new(Cluster::new(cluster, &config)?);
+        Ok(Gateway {
+            healer: Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec)),
+            cluster,
+            config,
+            credentials,
+        })
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> S3Response {
+        let request_id = format!("{:016X}", rand::random::<u64>());
+        let is_head = req.method() == Method::HEAD;
+        let resource = req.uri().path().to_string();
+        let (expect, has_body) = body_signals(&req);
+        let cors = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .filter(|_| req.method() != Method::OPTIONS)
+            .map(|o| (o.to_string(), req.method().to_string()));
+        let (parts, body) = req.into_parts();
+        let location = self.locate(&parts);
+        let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
+        let mut response = match self.dispatch(parts, body, location).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(code = e.code(), error = ?e, %resource, "request failed");
+                }
+                error_response(&e, &resource, &request_id, is_head)
+            }
+        };
+        if let (Some((origin, method)), Some(bucket)) = (cors, &bucket) {
+            crate::api::cors::decorate(self, bucket, &origin, &method, &mut response).await;
+        }
+        if let Ok(v) = request_id.parse() {
+            response.headers_mut().insert("x-amz-request-id", v);
+        }
+        // botocore (boto3, aws CLI v1) mis-parses the next response on a connection where it sent
+        // `Expect: 100-continue` and got a final answer without `100 Continue` (hyper sends that
+        // only once the body is read), then stalls for its 60 s read timeout. And a request
+        // refused before its body was read leaves the rest of the body in the connection. Closing
+        // such connections keeps either state from being reused.
+        if (expect && !has_body) || (has_body && !response.status().is_success()) {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+}
+
+/// Whether a request asks for `100 Continue`, and whether it has a body.
+fn body_signals(req: &Request<Incoming>) -> (bool, bool) {
+    let headers = req.headers();
+    let expect = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    (expect, has_body)
+}

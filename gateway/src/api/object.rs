@@ -1,0 +1,261 @@
+//! PutObject, GetObject, HeadObject and DeleteObject, with versions and conditional writes.
+
+use crate::api::{Gateway, S3Request};
+use crate::ops::commit::check_conditions;
+use crate::ops::delete::remove;
+use crate::ops::lookup::{find_version, version_id};
+use crate::ops::read;
+use crate::ops::write::{write_object, NewObject};
+use crate::s3::checksum::{Algorithm, ChecksumType};
+use crate::s3::error::S3Error;
+use crate::s3::http::{evaluate_conditions, parse_range, Condition, Query};
+use crate::s3::payload::PayloadReader;
+use crate::s3::response::{header_value, response_overrides, Finish, S3Response};
+use chrono::DateTime;
+use http::{Response, StatusCode};
+use node_rpc::body::empty;
+use node_rpc::record::{BucketRecord, ObjectRecord, PartData, VersionRef};
+
+/// The largest object a single PUT (or one part) may carry, as in S3.
+pub const MAX_PUT_SIZE: u64 = 5 << 30;
+
+/// Request headers kept with an object and returned on GET.
+const STORED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+];
+
+/// The headers of a PUT (or CreateMultipartUpload) that the object keeps.
+pub fn stored_headers(req: &S3Request) -> Vec<(String, String)> {
+    req.parts
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            STORED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-")
+        })
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
+}
+
+pub async fn put_object(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let bucket = gw.cluster.bucket(bucket).await?;
+    let size = req.content_length()?;
+    if size > MAX_PUT_SIZE {
+        return Err(S3Error::EntityTooLarge);
+    }
+    let expected = req.expected_digests()?;
+    let headers = stored_headers(&req);
+    let tags = crate::api::tagging::from_header(req.header("x-amz-tagging"))?;
+    let precondition = check_conditions(
+        &gw.cluster,
+        &bucket,
+        key,
+        req.header("if-match"),
+        req.header("if-none-match"),
+    )
+    .await?;
+    let mut payload = PayloadReader::new(req.body, req.auth, size);
+    let written = write_object(
+        &gw.cluster,
+        &bucket,
+        key,
+        NewObject {
+            size,
+            headers,
+            tags,
+        },
+        &mut payload,
+        &expected,
+        precondition.as_ref(),
+    )
+    .await?;
+    let mut response =
+        Response::builder().header(http::header::ETAG, format!("\"{}\"", written.etag));
+    if let Some(c) = &written.checksum {
+        response = response.header(Algorithm::header_of(c), &c.value);
+    }
+    if let Some(id) = &written.version_id {
+        response = response.header("x-amz-version-id", id);
+    }
+    response.finish(empty())
+}
+
+/// The version a request names with `versionId`, if any.
+pub fn version_param(query: &Query) -> Result<Option<VersionRef>, S3Error> {
+    query
+        .get("versionId")
+        .map(|v| {
+            v.parse()
+                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
+        })
+        .transpose()
+}
+
+pub async fn get_object(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    req: S3Request,
+    head_only: bool,
+) -> Result<S3Response, S3Error> {
+    let bucket = gw.cluster.bucket(bucket).await?;
+    let which = version_param(&req.query)?;
+    let whole = !head_only && req.header("range").is_none() && !req.query.has("partNumber");
+    let mut looked_again = false;
+    loop {
+        let found = find_version(&gw.cluster, &bucket, key, which, whole).await?;
+        let (response, span) = object_head(&bucket, &req, &found.record)?;
+        let Some((start, end)) = span.filter(|_| !head_only) else {
+            return response.finish(empty());
+        };
+        match read::stream(gw.cluster.clone(), found, start, end).await {
+            Ok(body) => return response.finish(body),
+            // An overwrite committed between the lookup and the first fragment reads removes the
+            // fragments that were found; a fresh lookup finds the new version.
+            Err(e) if looked_again => return Err(e),
+            Err(_) => looked_again = true,
+        }
+    }
+}
+
+/// The status and headers of a GET or HEAD of `record`, and the span of its bytes to send
+/// (`None`: no body).
+fn object_head(
+    bucket: &BucketRecord,
+    req: &S3Request,
+    record: &ObjectRecord,
+) -> Result<(http::response::Builder, Option<(u64, u64)>), S3Error> {
+    let modified =
+        DateTime::from_timestamp_millis(record.last_modified().unix_millis()).unwrap_or_default();
+    let last_modified = httpdate::fmt_http_date(modified.into());
+    let etag = format!("\"{}\"", record.etag);
+    match evaluate_conditions(&req.parts, &record.etag, modified) {
+        Condition::Proceed => {}
+        Condition::Failed => return Err(S3Error::PreconditionFailed),
+        Condition::NotModified => {
+            let response = Response::builder()
+                .status(StatusCode::NOT_MODIFIED)
+                .header(http::header::ETAG, &etag)
+                .header(http::header::LAST_MODIFIED, &last_modified);
+            return Ok((response, None));
+        }
+    }
+    let part_number = req
+        .query
+        .get("partNumber")
+        .map(|n| {
+            n.parse::<usize>()
+                .map_err(|_| S3Error::InvalidArgument("bad partNumber".into()))
+        })
+        .transpose()?;
+    let (span, partial) = match part_number {
+        Some(n) => (part_span(&record.parts, n)?, record.parts.len() > 1),
+        None => match parse_range(req.header("range"), record.size)? {
+            Some(span) => (Some(span), true),
+            None => (None, false),
+        },
+    };
+    let mut response = Response::builder()
+        .header(http::header::ETAG, &etag)
+        .header(http::header::LAST_MODIFIED, &last_modified)
+        .header(http::header::ACCEPT_RANGES, "bytes");
+    if let Some(id) = version_id(bucket, record.version_ref()) {
+        response = response.header("x-amz-version-id", id);
+    }
+    let overrides = response_overrides(&req.query)?;
+    for (name, value) in &record.headers {
+        if !overrides.iter().any(|(o, _)| o.as_str() == name) {
+            response = response.header(name, header_value(value, name)?);
+        }
+    }
+    let has_type = record
+        .headers
+        .iter()
+        .any(|(name, _)| name == "content-type");
+    if !has_type
+        && !overrides
+            .iter()
+            .any(|(o, _)| o == http::header::CONTENT_TYPE)
+    {
+        response = response.header(http::header::CONTENT_TYPE, "binary/octet-stream");
+    }
+    for (name, value) in overrides {
+        response = response.header(name, value);
+    }
+    if part_number.is_some() {
+        response = response.header("x-amz-mp-parts-count", record.parts.len());
+    }
+    if !record.tags.is_empty() {
+        response = response.header("x-amz-tagging-count", record.tags.len());
+    }
+    let checksum_mode = req
+        .header("x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
+    // The object's checksum covers all of it; with `partNumber` a multipart object shows that
+    // part's own (the one part of a simple object is all of it).
+    let shown = match part_number {
+        _ if !checksum_mode => None,
+        Some(n) if record.parts.len() > 1 => {
+            record.parts[n - 1].checksum.as_ref().map(|c| (c, None))
+        }
+        _ if partial => None,
+        _ => record
+            .checksum
+            .as_ref()
+            .map(|c| (c, Some(ChecksumType::of(c)))),
+    };
+    if let Some((c, kind)) = shown {
+        response = response.header(Algorithm::header_of(c), &c.value);
+        if let Some(kind) = kind {
+            response = response.header("x-amz-checksum-type", kind.name());
+        }
+    }
+    let (start, end) = span.unwrap_or((0, record.size.saturating_sub(1)));
+    let len = if record.size == 0 { 0 } else { end + 1 - start };
+    if partial {
+        response = response.status(StatusCode::PARTIAL_CONTENT).header(
+            http::header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{}", record.size),
+        );
+    }
+    response = response.header(http::header::CONTENT_LENGTH, len);
+    Ok((response, (len > 0).then_some((start, end))))
+}
+
+/// The byte span of part `number` (1-based) of an object.
+fn part_span(parts: &[PartData], number: usize) -> Result<Option<(u64, u64)>, S3Error> {
+    if number == 0 || number > parts.len() {
+        return Err(S3Error::InvalidRange);
+    }
+    let start: u64 = parts[..number - 1].iter().map(|p| p.size).sum();
+    let size = parts[number - 1].size;
+    Ok((size > 0).then(|| (start, start + size - 1)))
+}
+
+pub async fn delete_object(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let bucket = gw.cluster.bucket(bucket).await?;
+    let which = version_param(&req.query)?;
+    let removed = remove(&gw.cluster, &bucket, key, which).await?;
+    let mut response = Response::builder().status(StatusCode::NO_CONTENT);
+    if removed.delete_marker {
+        response = response.header("x-amz-delete-marker", "true");
+    }
+    if let Some(id) = &removed.version_id {
+        response = response.header("x-amz-version-id", id);
+    }
+    response.finish(empty())
+}

@@ -1,0 +1,246 @@
+//! Picks the S3 operation a request asks for: the bucket and key it addresses (path or
+//! virtual-hosted style), then the handler by method and sub-resource.
+
+use crate::api::*;
+use crate::s3::error::S3Error;
+use crate::s3::http::{header, Query};
+use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
+use http::request::Parts;
+use http::Method;
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+
+/// S3 keys are at most this many bytes.
+const MAX_KEY_LEN: usize = 1024;
+
+impl Gateway {
+    /// The bucket and key a request addresses: virtual-hosted style when its `Host` is
+    /// `<bucket>.<root_domain>`, path style otherwise.
+    pub(super) fn locate(
+        &self,
+        parts: &Parts,
+    ) -> Result<(Option<String>, Option<String>), S3Error> {
+        match self.virtual_bucket(parts) {
+            Some(bucket) => {
+                let key = parts.uri.path().strip_prefix('/').unwrap_or("");
+                Ok((Some(bucket), decode_key(key)?))
+            }
+            None => split_path(parts.uri.path()),
+        }
+    }
+
+    fn virtual_bucket(&self, parts: &Parts) -> Option<String> {
+        let root = self.config.root_domain.as_deref()?.trim_matches('.');
+        let host = header(parts, "host").or_else(|| parts.uri.host())?;
+        let host = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+        .to_ascii_lowercase();
+        let bucket = host
+            .strip_suffix(&root.to_ascii_lowercase())?
+            .strip_suffix('.')?;
+        (!bucket.is_empty()).then(|| bucket.to_string())
+    }
+
+    pub(super) async fn dispatch(
+        &self,
+        parts: Parts,
+        body: Incoming,
+        location: Result<(Option<String>, Option<String>), S3Error>,
+    ) -> Result<S3Response, S3Error> {
+        if parts.method == Method::OPTIONS {
+            // CORS preflight: browsers send it without credentials, and S3 answers from the rules.
+            let (bucket, _) = location?;
+            return crate::api::cors::preflight(self, bucket.as_deref(), &parts.headers).await;
+        }
+        let auth = self.credentials.authenticate(&parts)?;
+        let query = Query::parse(parts.uri.query().unwrap_or(""));
+        let (bucket, key) = location?;
+        let req = S3Request {
+            parts,
+            query,
+            body,
+            auth,
+        };
+        if bucket.as_deref() == Some(crate::api::admin::PREFIX) {
+            return crate::api::admin::handle(self, req, key.as_deref()).await;
+        }
+        let method = req.parts.method.clone();
+        let q = |name| req.query.has(name);
+        match (bucket, key) {
+            (None, _) if method == Method::GET => bucket::list_buckets(self).await,
+            (None, _) => Err(S3Error::MethodNotAllowed),
+            (Some(bucket), None) => match method {
+                Method::PUT if req.parts.uri.query().is_none() => {
+                    bucket::create_bucket(self, &bucket, req).await
+                }
+                Method::HEAD => bucket::head_bucket(self, &bucket).await,
+                Method::DELETE if req.parts.uri.query().is_none() => {
+                    bucket::delete_bucket(self, &bucket).await
+                }
+                Method::PUT if q("tagging") => {
+                    tagging::put_bucket_tagging(self, &bucket, req).await
+                }
+                Method::GET if q("tagging") => tagging::get_bucket_tagging(self, &bucket).await,
+                Method::DELETE if q("tagging") => {
+                    tagging::delete_bucket_tagging(self, &bucket).await
+                }
+                Method::PUT if q("cors") => cors::put_bucket_cors(self, &bucket, req).await,
+                Method::GET if q("cors") => cors::get_bucket_cors(self, &bucket).await,
+                Method::DELETE if q("cors") => cors::delete_bucket_cors(self, &bucket).await,
+                Method::POST if q("delete") => {
+                    multi_delete::delete_objects(self, &bucket, req).await
+                }
+                Method::GET if q("location") => bucket::location(self, &bucket).await,
+                Method::GET if q("versioning") => versioning::get_versioning(self, &bucket).await,
+                Method::PUT if q("versioning") => {
+                    versioning::put_versioning(self, &bucket, req).await
+                }
+                Method::PUT if q("lifecycle") => lifecycle::put_lifecycle(self, &bucket, req).await,
+                Method::GET if q("lifecycle") => lifecycle::get_lifecycle(self, &bucket).await,
+                Method::DELETE if q("lifecycle") => {
+                    lifecycle::delete_lifecycle(self, &bucket).await
+                }
+                Method::GET if q("versions") => {
+                    versioning::list_object_versions(self, &bucket, &req).await
+                }
+                Method::GET if q("uploads") => multipart::list_uploads(self, &bucket, req).await,
+                Method::GET if is_listing(&req.query) => {
+                    bucket::list_objects(self, &bucket, &req.query).await
+                }
+                _ => Err(S3Error::NotImplemented("This bucket operation")),
+            },
+            (Some(bucket), Some(key)) => {
+                let upload = req.query.get("uploadId").map(str::to_string);
+                let copy = req.header("x-amz-copy-source").is_some();
+                match (method, upload) {
+                    (Method::PUT, Some(upload)) if q("partNumber") && copy => {
+                        copy::upload_part_copy(self, &bucket, &key, &upload, req).await
+                    }
+                    (Method::PUT, Some(upload)) if q("partNumber") => {
+                        multipart::upload_part(self, &bucket, &key, &upload, req).await
+                    }
+                    (Method::PUT, None) if q("tagging") => {
+                        tagging::put_object_tagging(self, &bucket, &key, req).await
+                    }
+                    (Method::GET, None) if q("tagging") => {
+                        tagging::get_object_tagging(self, &bucket, &key, req).await
+                    }
+                    (Method::DELETE, None) if q("tagging") => {
+                        tagging::delete_object_tagging(self, &bucket, &key, req).await
+                    }
+                    (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
+                        if sub_resource(&req.query) =>
+                    {
+                        Err(S3Error::NotImplemented("This object operation"))
+                    }
+                    (Method::PUT, None) if copy => {
+                        copy::copy_object(self, &bucket, &key, req).await
+                    }
+                    (Method::PUT, None) => object::put_object(self, &bucket, &key, req).await,
+                    (Method::GET, Some(upload)) => {
+                        multipart::list_parts(self, &bucket, &key, &upload, &req.query).await
+                    }
+                    (Method::GET, None) => {
+                        object::get_object(self, &bucket, &key, req, false).await
+                    }
+                    (Method::HEAD, None) => {
+                        object::get_object(self, &bucket, &key, req, true).await
+                    }
+                    (Method::DELETE, Some(upload)) => {
+                        multipart::abort(self, &bucket, &key, &upload).await
+                    }
+                    (Method::DELETE, None) => object::delete_object(self, &bucket, &key, req).await,
+                    (Method::POST, None) if q("uploads") => {
+                        multipart::create(self, &bucket, &key, req).await
+                    }
+                    (Method::POST, Some(upload)) => {
+                        multipart::complete(self, &bucket, &key, &upload, req).await
+                    }
+                    _ => Err(S3Error::MethodNotAllowed),
+                }
+            }
+        }
+    }
+}
+
+/// True when a bucket GET is a plain listing rather than a sub-resource we do not serve.
+fn is_listing(query: &Query) -> bool {
+    const LISTING: [&str; 9] = [
+        "list-type",
+        "prefix",
+        "delimiter",
+        "max-keys",
+        "continuation-token",
+        "start-after",
+        "encoding-type",
+        "fetch-owner",
+        "marker",
+    ];
+    query.0.iter().all(|(k, _)| LISTING.contains(&k.as_str()))
+}
+
+/// Object sub-resources (`?acl`, ...) and parameters that this gateway does not implement.
+fn sub_resource(query: &Query) -> bool {
+    query.0.iter().any(|(k, _)| {
+        !RESPONSE_OVERRIDES.iter().any(|(param, _)| param == k)
+            && !k.starts_with("X-Amz-")
+            && !matches!(k.as_str(), "partNumber" | "versionId" | "x-id")
+    })
+}
+
+/// `/bucket/key...` into its decoded parts; the key may hold any UTF-8, including `/` runs.
+fn split_path(path: &str) -> Result<(Option<String>, Option<String>), S3Error> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (bucket, key) = match path.split_once('/') {
+        Some((b, k)) => (b, k),
+        None => (path, ""),
+    };
+    if bucket.is_empty() {
+        return Ok((None, None));
+    }
+    let key = decode_key(key)?;
+    Ok((Some(decode_path(bucket)?), key))
+}
+
+/// A path segment, percent-decoded; it must be UTF-8.
+fn decode_path(s: &str) -> Result<String, S3Error> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| S3Error::InvalidArgument("the key is not valid UTF-8".into()))
+}
+
+/// A key as it appears in the path (still encoded); `None` when empty.
+fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let key = decode_path(raw)?;
+    if key.len() > MAX_KEY_LEN {
+        return Err(S3Error::KeyTooLongError);
+    }
+    Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_bucket_and_key() {
+        assert_eq!(split_path("/").unwrap(), (None, None));
+        assert_eq!(split_path("/b").unwrap(), (Some("b".into()), None));
+        assert_eq!(split_path("/b/").unwrap(), (Some("b".into()), None));
+        assert_eq!(
+            split_path("/b/a%20b//c%2B").unwrap(),
+            (Some("b".into()), Some("a b//c+".into()))
+        );
+        assert!(split_path("/b/%FF").is_err());
+        assert!(matches!(
+            split_path(&format!("/b/{}", "k".repeat(1025))),
+            Err(S3Error::KeyTooLongError)
+        ));
+    }
+}

@@ -1,0 +1,279 @@
+//! The gateway's view of the storage nodes: where a key's fragments live, the codes objects are
+//! written with, the clients that call the holders, and the bucket table.
+
+use crate::config::GatewayConfig;
+use crate::ops::liveness::Liveness;
+use crate::ops::quorum::Quorum;
+use crate::s3::error::S3Error;
+use erasure::{Codec, StripeLayout};
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
+use node_rpc::record::{BucketId, BucketRecord, Version};
+use node_rpc::{ClusterConfig, NodeClient, RpcError};
+use placement::{Layout, NodeInfo};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a gateway trusts its copy of the bucket table before reading it again.
+const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
+
+pub struct Cluster {
+    pub layout: Layout,
+    pub client: NodeClient,
+    /// Holders that must commit before a write is acknowledged (W).
+    pub write_quorum: usize,
+    /// Longest wait for any one node: a call, or the next block of a fragment stream.
+    pub timeout: Duration,
+    pub liveness: Liveness,
+    /// Small objects may be kept as whole copies on every holder (`replicate_threshold` > 0), so
+    /// a read first asks only a read quorum of holders, not k.
+    pub small_copies: bool,
+    /// The cluster's k+m: multipart uploads and objects above `replicate_threshold`.
+    pub codec: Codec,
+    /// One data shard and k+m-1 parity ones, which are copies of it: objects up to
+    /// `replicate_threshold`.
+    copies: Codec,
+    /// How objects are laid out; see `GatewayConfig`.
+    pub inline_threshold: u64,
+    replicate_threshold: u64,
+    pub block_size: usize,
+    buckets: Mutex<Option<(Instant, HashMap<String, BucketRecord>)>>,
+}
+
+/// One holder of a shard: the node and the fragment slot it keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Holder<'a> {
+    pub node: &'a NodeInfo,
+    pub fragment: u8,
+    /// Set when `node` is a substitute keeping this slot for that holder, which is down.
+    pub hint_for: Option<&'a NodeInfo>,
+}
+
+impl Cluster {
+    pub fn new(config: &ClusterConfig, gateway: &GatewayConfig) -> anyhow::Result<Cluster> {
+        let layout = config.layout()?;
+        let width = config.data_shards + config.parity_shards;
+        Ok(Cluster {
+            liveness: Liveness::new(layout.nodes().len()),
+            layout,
+            client: NodeClient::new(config.secret.clone(), config.rpc_timeout()),
+            write_quorum: config.write_quorum(),
+            timeout: config.rpc_timeout(),
+            small_copies: gateway.replicate_threshold > 0,
+            codec: Codec::shared(config.data_shards, config.parity_shards)?,
+            copies: Codec::shared(1, width - 1)?,
+            inline_threshold: gateway.inline_threshold,
+            replicate_threshold: gateway.replicate_threshold,
+            block_size: gateway.block_size,
+            buckets: Mutex::new(None),
+        })
+    }
+
+    /// The codec a new single-part object of `size` bytes is written with (with a threshold of 0,
+    /// empty objects too are erasure-coded).
+    pub fn codec_for(&self, size: u64) -> &Codec {
+        if self.small_copies && size <= self.replicate_threshold {
+            &self.copies
+        } else {
+            &self.codec
+        }
+    }
+
+    /// How an object of `size` bytes written with `codec` is cut into stripes.
+    pub fn stripe_layout(&self, codec: &Codec, size: u64) -> StripeLayout {
+        StripeLayout {
+            size,
+            data_shards: codec.data_shards(),
+            block_size: self.block_size,
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.layout.width()
+    }
+
+    /// Answers needed to be sure a read sees the latest acknowledged write: R + W > k + m.
+    pub fn read_quorum(&self) -> usize {
+        Quorum::read(self).needed
+    }
+
+    /// The k+m holders of a key, in fragment order.
+    pub fn holders(&self, bucket: &BucketId, key: &str) -> Vec<Holder<'_>> {
+        let shard = self.layout.shard_of(bucket, key.as_bytes());
+        self.layout
+            .holders(shard)
+            .iter()
+            .enumerate()
+            .map(|(slot, &node)| Holder {
+                node: &self.layout.nodes()[node],
+                fragment: slot as u8,
+                hint_for: None,
+            })
+            .collect()
+    }
+
+    /// Where a write of a key goes: every holder that is up, and for each one that is down, a
+    /// substitute that keeps its share as a hint (the first live non-holder on the ring, from the
+    /// down holder's own zone when one is free, so that zones keep their share). A down holder
+    /// without a substitute is left out, and healed when it returns.
+    pub fn write_holders(&self, bucket: &BucketId, key: &str) -> Vec<Holder<'_>> {
+        let shard = self.layout.shard_of(bucket, key.as_bytes());
+        let nodes = self.layout.nodes();
+        let mut free: Vec<usize> = self
+            .layout
+            .substitutes(shard)
+            .into_iter()
+            .filter(|&i| self.liveness.is_up(i))
+            .collect();
+        let mut targets = Vec::with_capacity(self.width());
+        for (slot, &holder) in self.layout.holders(shard).iter().enumerate() {
+            let fragment = slot as u8;
+            if self.liveness.is_up(holder) {
+                targets.push(Holder {
+                    node: &nodes[holder],
+                    fragment,
+                    hint_for: None,
+                });
+                continue;
+            }
+            let zone = &nodes[holder].zone;
+            let pick = free
+                .iter()
+                .position(|&i| nodes[i].zone == *zone)
+                .or((!free.is_empty()).then_some(0));
+            match pick {
+                Some(at) => targets.push(Holder {
+                    node: &nodes[free.remove(at)],
+                    fragment,
+                    hint_for: Some(&nodes[holder]),
+                }),
+                None => self.liveness.missed(holder),
+            }
+        }
+        targets
+    }
+
+    /// The client for metadata calls to a holder: a substitute keeps them as hints.
+    pub fn client_for(&self, holder: &Holder<'_>) -> NodeClient {
+        match holder.hint_for {
+            Some(target) => self.client.hinted(&target.id),
+            None => self.client.clone(),
+        }
+    }
+
+    /// Whether the last probe found `node` answering.
+    pub fn is_up(&self, node: &NodeInfo) -> bool {
+        let nodes = self.layout.nodes();
+        nodes
+            .iter()
+            .position(|n| n.id == node.id)
+            .is_none_or(|index| self.liveness.is_up(index))
+    }
+
+    /// Notes that a write went on without `holder`'s share: it is healed when it answers again.
+    pub fn note_missed(&self, holder: &Holder<'_>) {
+        let id = &holder.hint_for.unwrap_or(holder.node).id;
+        if let Some(index) = self.layout.nodes().iter().position(|n| n.id == *id) {
+            self.liveness.missed(index);
+        }
+    }
+
+    /// Runs `call` against every given node at once and returns each answer in order.
+    pub async fn on_all<'a, T, F, Fut>(
+        &self,
+        nodes: &[&'a NodeInfo],
+        call: F,
+    ) -> Vec<Result<T, RpcError>>
+    where
+        F: Fn(&'a NodeInfo) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        join_all(nodes.iter().map(|n| call(n))).await
+    }
+
+    pub fn all_nodes(&self) -> Vec<&NodeInfo> {
+        self.layout.nodes().iter().collect()
+    }
+
+    /// The live bucket of that name, or `NoSuchBucket`.
+    pub async fn bucket(&self, name: &str) -> Result<BucketRecord, S3Error> {
+        self.buckets(false)
+            .await?
+            .remove(name)
+            .filter(|b| !b.deleted)
+            .ok_or(S3Error::NoSuchBucket)
+    }
+
+    /// The bucket table (newest record of each name, tombstones included) from a majority of nodes.
+    pub async fn buckets(&self, fresh: bool) -> Result<HashMap<String, BucketRecord>, S3Error> {
+        if !fresh {
+            if let Some((at, table)) = &*self.buckets.lock().unwrap_or_else(|p| p.into_inner()) {
+                if at.elapsed() < BUCKET_CACHE_TTL {
+                    return Ok(table.clone());
+                }
+            }
+        }
+        let nodes = self.all_nodes();
+        let majority = Quorum::majority(nodes.len());
+        // Bucket records are written to a majority, so any majority holds the newest of each:
+        // the slowest nodes are not waited for.
+        let mut answers: FuturesUnordered<_> =
+            nodes.iter().map(|n| self.client.buckets(&n.addr)).collect();
+        let mut ok = 0;
+        let mut table: HashMap<String, BucketRecord> = HashMap::new();
+        while let Some(answer) = answers.next().await {
+            let Ok(records) = answer else { continue };
+            ok += 1;
+            for record in records {
+                match table.get(&record.name) {
+                    Some(have) if have.version >= record.version => {}
+                    _ => {
+                        table.insert(record.name.clone(), record);
+                    }
+                }
+            }
+            if majority.met(ok) {
+                break;
+            }
+        }
+        majority.require(ok, nodes.len(), "nodes answered for the bucket table")?;
+        *self.buckets.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), table.clone()));
+        Ok(table)
+    }
+
+    /// Every live bucket, fresh from a majority of nodes, in name order.
+    pub async fn live_buckets(&self) -> Result<Vec<BucketRecord>, S3Error> {
+        let mut buckets: Vec<BucketRecord> = self
+            .buckets(true)
+            .await?
+            .into_values()
+            .filter(|b| !b.deleted)
+            .collect();
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(buckets)
+    }
+
+    /// Writes a bucket record to every node; a majority must take it.
+    pub async fn put_bucket(&self, record: BucketRecord) -> Result<(), S3Error> {
+        let nodes = self.all_nodes();
+        let answers = self
+            .on_all(&nodes, |n| self.client.put_bucket(&n.addr, &record))
+            .await;
+        *self.buckets.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Quorum::majority(nodes.len()).tally(&answers, "nodes took the bucket record")?;
+        Ok(())
+    }
+
+    pub fn new_bucket_record(name: &str) -> BucketRecord {
+        BucketRecord {
+            name: name.to_string(),
+            id: rand::random(),
+            version: Version::now(),
+            deleted: false,
+            ..BucketRecord::default()
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Committing a record to a key's holders, and conditional writes' check and claim, which make
+//! "only if the key is still as it was" atomic with the commit.
+
+use crate::ops::cluster::Cluster;
+use crate::ops::cluster::Holder;
+use crate::ops::quorum::{commit_quorum, Quorum};
+use crate::s3::error::S3Error;
+use futures::future::join_all;
+use node_rpc::protocol::{ClaimAnswer, ClaimRequest, CommitRequest};
+use node_rpc::record::{BucketRecord, ObjectRecord, Version};
+
+/// What a conditional write checked: the key's newest version at the time (`None`: it had none).
+pub struct Precondition {
+    expected: Option<Version>,
+}
+
+/// Conditional writes: `If-None-Match: *` (412 when the key has a live version) and
+/// `If-Match: "etag"` (404 when it has none, 412 when its ETag differs), checked against a read
+/// quorum of the holders before the data is sent, so that a write bound to fail sends nothing.
+/// The check is made atomic with the commit by `claim`. `Ok(None)`: the write is unconditional.
+pub async fn check_conditions(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Result<Option<Precondition>, S3Error> {
+    if if_match.is_none() && if_none_match.is_none() {
+        return Ok(None);
+    }
+    if if_none_match.is_some_and(|v| v.trim() != "*") {
+        return Err(S3Error::NotImplemented(
+            "If-None-Match with a value other than * on a write",
+        ));
+    }
+    let newest = crate::ops::lookup::lookup(cluster, &bucket.id, key, None).await?;
+    let expected = newest.as_ref().map(|found| found.record.version);
+    let current = newest
+        .filter(|found| !found.record.deleted)
+        .map(|found| found.record.etag);
+    if if_none_match.is_some() && current.is_some() {
+        return Err(S3Error::PreconditionFailed);
+    }
+    if let Some(list) = if_match {
+        let etag = current.ok_or(S3Error::NoSuchKey)?;
+        let matches = list
+            .split(',')
+            .map(|t| t.trim().trim_matches('"'))
+            .any(|t| t == "*" || t == etag);
+        if !matches {
+            return Err(S3Error::PreconditionFailed);
+        }
+    }
+    Ok(Some(Precondition { expected }))
+}
+
+/// A conditional write's claim on its key: granted by the holders marked in `granted`.
+pub struct Claimed {
+    token: String,
+    granted: Vec<bool>,
+}
+
+/// Claims the key on the holders that stored the new data, for one conditional write: a holder
+/// grants a claim while no other writer holds one and its current version is not newer than the
+/// one the condition was checked against. The first holder that answers is asked alone, before
+/// any other: of concurrent writers only the one it grants goes on, so they cannot split the
+/// holders between them and all fail. Without a write quorum of grants the claims are released:
+/// 412 when a holder has a newer version (the condition no longer holds), 409 when another
+/// conditional write holds the key.
+pub async fn claim(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    holders: &[Holder<'_>],
+    stored: &[bool],
+    precondition: &Precondition,
+) -> Result<Claimed, S3Error> {
+    let client = &cluster.client;
+    let request = ClaimRequest {
+        bucket: bucket.id,
+        key: key.to_string(),
+        token: hex::encode(rand::random::<[u8; 16]>()),
+        expected: precondition.expected,
+    };
+    let candidates: Vec<usize> = (0..holders.len()).filter(|&i| stored[i]).collect();
+    let mut answers: Vec<Option<ClaimAnswer>> = vec![None; holders.len()];
+    let mut rest = candidates.iter();
+    for &i in rest.by_ref() {
+        if let Ok(answer) = client.claim(&holders[i].node.addr, &request).await {
+            answers[i] = Some(answer);
+            break;
+        }
+    }
+    if answers.iter().flatten().all(|a| *a == ClaimAnswer::Granted) {
+        let others: Vec<usize> = rest.copied().collect();
+        let replies = join_all(
+            others
+                .iter()
+                .map(|&i| client.claim(&holders[i].node.addr, &request)),
+        )
+        .await;
+        for (i, reply) in others.into_iter().zip(replies) {
+            answers[i] = reply.ok();
+        }
+    }
+    let granted: Vec<bool> = answers
+        .iter()
+        .map(|a| *a == Some(ClaimAnswer::Granted))
+        .collect();
+    let count = granted.iter().filter(|g| **g).count();
+    let quorum = Quorum::write(cluster).require(count, holders.len(), "holders granted the claim");
+    let refused = if answers.contains(&Some(ClaimAnswer::Changed)) {
+        S3Error::PreconditionFailed
+    } else if answers.contains(&Some(ClaimAnswer::Busy)) {
+        S3Error::ConditionalRequestConflict
+    } else if let Err(e) = quorum {
+        e
+    } else {
+        return Ok(Claimed {
+            token: request.token,
+            granted,
+        });
+    };
+    let releases = holders
+        .iter()
+        .zip(&granted)
+        .filter(|(_, g)| **g)
+        .map(|(h, _)| client.release(&h.node.addr, &request));
+    join_all(releases).await;
+    Err(refused)
+}
+
+/// Commits a record to every holder that stored its data, each with its own fragment index; a
+/// conditional write commits only where its claim was granted, and needs a write quorum of them
+/// to apply it (a holder refuses once a plain write has changed the key since the claim).
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_record<'a>(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    holders: &[Holder<'a>],
+    stored: &[bool],
+    record_for: impl Fn(u8) -> ObjectRecord,
+    upload_id: Option<&str>,
+    claimed: Option<&Claimed>,
+) -> Result<(), S3Error> {
+    let commit = |h: Holder<'a>| {
+        let client = cluster.client_for(&h);
+        let request = CommitRequest {
+            bucket: bucket.id,
+            key: key.to_string(),
+            record: record_for(h.fragment),
+            upload_id: upload_id.map(str::to_string),
+            claim: claimed.map(|c| c.token.clone()),
+        };
+        async move { client.commit(&h.node.addr, &request).await }
+    };
+    let Some(claimed) = claimed else {
+        return commit_quorum(cluster, holders, stored, commit).await;
+    };
+    let answers = join_all(
+        holders
+            .iter()
+            .zip(&claimed.granted)
+            .filter(|(_, g)| **g)
+            .map(|(h, _)| commit(*h)),
+    )
+    .await;
+    let applied = answers.iter().filter(|a| matches!(a, Ok(true))).count();
+    let quorum = Quorum::write(cluster);
+    if !quorum.met(applied) && answers.iter().any(|a| matches!(a, Ok(false))) {
+        return Err(S3Error::ConditionalRequestConflict);
+    }
+    quorum.require(
+        applied,
+        answers.len(),
+        "holders applied the conditional write",
+    )
+}

@@ -1,0 +1,111 @@
+//! Deletes: tombstones and delete markers committed to a write quorum, and versions purged for
+//! good.
+
+use crate::ops::cluster::Cluster;
+use crate::ops::commit::commit_record;
+use crate::ops::quorum::commit_quorum;
+use crate::s3::error::S3Error;
+use node_rpc::protocol::PurgeRequest;
+use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef, Versioning};
+
+/// What a delete did, as its response tells it.
+pub struct Removed {
+    /// The version deleted, or the delete marker made.
+    pub version_id: Option<String>,
+    /// A delete marker was made, or the version deleted was one.
+    pub delete_marker: bool,
+}
+
+/// DeleteObject as S3 does it. Without a version id: a tombstone in a bucket that never had
+/// versioning, a new delete marker with versioning enabled, a null delete marker (replacing the
+/// null version) when suspended. With one: that version goes for good.
+pub async fn remove(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    which: Option<VersionRef>,
+) -> Result<Removed, S3Error> {
+    match (which, bucket.versioning) {
+        (None | Some(VersionRef::Null), None) => {
+            write_tombstone(cluster, bucket, key, false).await?;
+            Ok(Removed {
+                version_id: None,
+                delete_marker: false,
+            })
+        }
+        (None, Some(versioning)) => {
+            let versioned = versioning == Versioning::Enabled;
+            let version = write_tombstone(cluster, bucket, key, versioned).await?;
+            Ok(Removed {
+                version_id: Some(if versioned {
+                    version.to_string()
+                } else {
+                    VersionRef::Null.to_string()
+                }),
+                delete_marker: true,
+            })
+        }
+        (Some(which), _) => {
+            let delete_marker = purge(cluster, bucket, key, which).await?;
+            Ok(Removed {
+                version_id: Some(which.to_string()),
+                delete_marker,
+            })
+        }
+    }
+}
+
+/// Deletes a key: a tombstone (or delete marker) committed to a write quorum of its holders.
+pub async fn write_tombstone(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    versioned: bool,
+) -> Result<Version, S3Error> {
+    let holders = cluster.write_holders(&bucket.id, key);
+    let version = Version::now();
+    let tombstone = ObjectRecord::tombstone(version, versioned);
+    let all = vec![true; holders.len()];
+    commit_record(
+        cluster,
+        bucket,
+        key,
+        &holders,
+        &all,
+        |_| tombstone.clone(),
+        None,
+        None,
+    )
+    .await?;
+    Ok(version)
+}
+
+/// Deletes one version for good on a write quorum of the key's holders. Returns whether it was
+/// a delete marker.
+async fn purge(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    which: VersionRef,
+) -> Result<bool, S3Error> {
+    let holders = cluster.holders(&bucket.id, key);
+    let request = PurgeRequest {
+        bucket: bucket.id,
+        key: key.to_string(),
+        version: which,
+    };
+    let client = &cluster.client;
+    let was_marker = std::sync::atomic::AtomicBool::new(false);
+    commit_quorum(cluster, &holders, &vec![true; holders.len()], |h| {
+        let (request, was_marker) = (&request, &was_marker);
+        async move {
+            let removed = client.purge(&h.node.addr, request).await?;
+            if removed == Some(true) {
+                was_marker.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(true)
+        }
+    })
+    .await?;
+    Ok(was_marker.into_inner())
+}

@@ -1,0 +1,449 @@
+//! The read path's first half: find the newest version of a key among a read quorum of its
+//! holders, and finish or undo a write that reached too few of them.
+
+use crate::ops::cluster::{Cluster, Holder};
+use crate::ops::read::FragmentStream;
+use crate::ops::read::Target;
+use crate::s3::error::S3Error;
+use erasure::Codec;
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
+use node_rpc::client::NodeClient;
+use node_rpc::protocol::{Lookup, UndoRequest};
+use node_rpc::record::{BucketId, BucketRecord, ObjectRecord, VersionRef};
+use node_rpc::RpcError;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long the first holders asked for a record may take before the others are asked too. Above
+/// a record read under full load here (a few ms), far below the node timeout.
+const LOOKUP_HEDGE: Duration = Duration::from_millis(20);
+
+/// The newest version of a key and the holders that have it.
+pub struct Found {
+    pub record: ObjectRecord,
+    /// Holders with this exact version, each with its own record (carrying its inline fragments).
+    pub sources: Vec<Source>,
+    /// Fragment slots whose holders answered with an older version or none: to be repaired.
+    pub stale: Vec<u8>,
+    /// Holders not waited for (slow, or not needed): asked only if the sources fall short.
+    pub unasked: Vec<(String, u8)>,
+    /// The answers of the holders not waited for, still arriving: read repair checks them after
+    /// the response instead of asking those holders again.
+    pub late: JoinHandle<Vec<Answer>>,
+    pub target: Target,
+    /// Fragment files of the first part that holders sent along with their records (see
+    /// `lookup_to_read`): fragment slot, length, and the stream of it, taken by the first read.
+    prefetched: Mutex<Vec<(u8, u64, FragmentStream)>>,
+}
+
+impl Found {
+    /// The codec of the version's layout (see `ObjectRecord::codec`).
+    pub fn codec(&self) -> Result<Codec, S3Error> {
+        self.record
+            .codec()
+            .map_err(|e| S3Error::Internal(format!("the record's layout: {e}")))
+    }
+
+    /// The stream of fragment `slot` of the first part that came with the lookup, if it covers
+    /// exactly `[0, len)`.
+    pub(super) fn take_prefetched(&self, slot: u8, len: u64) -> Option<FragmentStream> {
+        let mut prefetched = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+        let at = prefetched
+            .iter()
+            .position(|(s, l, _)| *s == slot && *l == len)?;
+        Some(prefetched.swap_remove(at).2)
+    }
+}
+
+/// One holder's answer for a key's record, by fragment slot.
+type Answer = (u8, Result<Lookup, RpcError>);
+
+#[derive(Clone)]
+pub struct Source {
+    pub addr: String,
+    pub fragment: u8,
+    pub record: ObjectRecord,
+}
+
+/// Reads one version of a key (`which`; `None`: the current one) from its holders. Asks the data
+/// fragments' holders first (their inline fragments need no decoding), as many as a read needs:
+/// a read quorum when small objects are kept as whole copies (one copy serves the read), else
+/// k. Asks more only when those answers cannot serve the read (a holder failed, missed the newest
+/// version, or is known to be down; or the newest version is erasure-coded and needs k), and all
+/// the others when the first are not all in after `LOOKUP_HEDGE`. Returns as soon as a read
+/// quorum has answered and as many of the answers as the newest version's k carry its record, so
+/// a slow or paused holder does not hold up the request. `Ok(None)`: no such
+/// version, or one that a holder knows was deleted for good. A delete marker comes back as found.
+pub async fn lookup(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+) -> Result<Option<Found>, S3Error> {
+    lookup_with(cluster, bucket, key, which, Wait::Enough).await
+}
+
+/// `lookup` for a read of the whole object: the data holders also send their fragment files of
+/// the first part along with their records (objects up to 16 MiB), which saves the stream's
+/// first round trip to each of them.
+pub async fn lookup_to_read(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+) -> Result<Option<Found>, S3Error> {
+    find(cluster, bucket, key, which, Wait::Enough, true).await
+}
+
+/// How many holders' answers a lookup waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A read quorum with k records of the newest version: enough to read it.
+    Enough,
+    /// Every holder's (or its timeout): also sees a newer version that fewer than k holders
+    /// have, an unfinished write, so that healing finishes or undoes it.
+    Everyone,
+}
+
+/// `lookup`, waiting for as many answers as `wait` says.
+pub async fn lookup_with(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+    wait: Wait,
+) -> Result<Option<Found>, S3Error> {
+    find(cluster, bucket, key, which, wait, false).await
+}
+
+/// `lookup_with`; with `fragments`, the holders asked first send their first part's fragment
+/// files too.
+async fn find(
+    cluster: &Cluster,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+    wait: Wait,
+    fragments: bool,
+) -> Result<Option<Found>, S3Error> {
+    let holders = cluster.holders(bucket, key);
+    // Owned futures, so that the answers not waited for can finish in the background: dropping
+    // them would also close their pooled connections mid-request.
+    let ask = |h: &Holder<'_>, fragments: bool| {
+        let (client, addr, key) = (cluster.client.clone(), h.node.addr.clone(), key.to_string());
+        let (slot, bucket) = (h.fragment, *bucket);
+        async move {
+            let answer = if fragments {
+                client
+                    .object_and_fragment(&addr, &bucket, &key, which)
+                    .await
+            } else {
+                let answer = client.object(&addr, &bucket, &key, which).await;
+                answer.map(|lookup| (lookup, None))
+            };
+            (slot, answer)
+        }
+    };
+    let quorum = cluster.read_quorum();
+    // Holders in fragment order, those known to be down last: the first are asked at once.
+    let mut order: Vec<&Holder<'_>> = holders.iter().collect();
+    order.sort_by_key(|h| !cluster.is_up(h.node));
+    let mut waiting: VecDeque<&Holder<'_>> = order.into();
+    let first = match wait {
+        Wait::Enough if cluster.small_copies => quorum.min(holders.len()),
+        Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
+        Wait::Everyone => holders.len(),
+    };
+    let mut pending: FuturesUnordered<_> =
+        waiting.drain(..first).map(|h| ask(h, fragments)).collect();
+    let hedge = tokio::time::sleep(LOOKUP_HEDGE);
+    tokio::pin!(hedge);
+    let mut answered = Vec::new();
+    let mut purged = BTreeSet::new();
+    let mut prefetched = Vec::new();
+    let everyone = wait == Wait::Everyone;
+    while answered.len() < quorum || !readable(&answered) || (everyone && !pending.is_empty()) {
+        let short = shortfall(&answered, pending.len(), quorum).min(waiting.len());
+        pending.extend(waiting.drain(..short).map(|h| ask(h, fragments)));
+        tokio::select! {
+            next = pending.next() => {
+                let Some((slot, answer)) = next else { break };
+                if let Ok((lookup, fragment)) = answer {
+                    purged.extend(lookup.purged);
+                    let sent = lookup.record.as_ref().zip(lookup.fragment_len).zip(fragment);
+                    if let Some(((record, len), (body, chunk))) = sent {
+                        let stream = FragmentStream::Remote { body, chunk };
+                        prefetched.push((record.version, record.fragment, len, stream));
+                    }
+                    answered.push((holders[slot as usize], lookup.record));
+                }
+            }
+            () = &mut hedge, if !waiting.is_empty() => {
+                pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+            }
+        }
+    }
+    // Answers that disagree may show a write that never reached its quorum, or a holder that
+    // missed one: the holders not asked are asked too, after the response, so that read repair
+    // brings every holder up to date rather than only those that happened to answer.
+    let newest_version = newest(&answered).map(|r| r.version);
+    if answered
+        .iter()
+        .any(|(_, r)| r.as_ref().map(|r| r.version) != newest_version)
+    {
+        pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+    }
+    // A fragment file sent along by a late answer is dropped as it comes: nothing reads it.
+    let late = tokio::spawn(
+        pending
+            .map(|(slot, answer)| (slot, answer.map(|(lookup, _)| lookup)))
+            .collect::<Vec<_>>(),
+    );
+    if answered.len() < quorum {
+        return Err(S3Error::ServiceUnavailable(format!(
+            "{} of {} holders answered; {} needed",
+            answered.len(),
+            holders.len(),
+            quorum
+        )));
+    }
+    // A version some holder purged is gone, even where a holder that missed the purge has it.
+    for (_, record) in answered.iter_mut() {
+        if record.as_ref().is_some_and(|r| purged.contains(&r.version)) {
+            *record = None;
+        }
+    }
+    let Some(newest) = newest(&answered).cloned() else {
+        return Ok(None);
+    };
+    let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.fragment).collect();
+    let unasked = holders
+        .iter()
+        .filter(|h| !answered_slots.contains(&h.fragment))
+        .map(|h| (h.node.addr.clone(), h.fragment))
+        .collect();
+    let mut sources = Vec::new();
+    let mut stale = Vec::new();
+    let mut older = Vec::new();
+    for (holder, record) in answered {
+        match record {
+            Some(record) if record.version == newest.version => sources.push(Source {
+                addr: holder.node.addr.clone(),
+                fragment: record.fragment,
+                record,
+            }),
+            other => {
+                stale.push(holder.fragment);
+                older.extend(other.map(|record| (holder, record)));
+            }
+        }
+    }
+    let prefetched = prefetched
+        .into_iter()
+        .filter(|(version, ..)| *version == newest.version)
+        .map(|(_, slot, len, stream)| (slot, len, stream))
+        .collect();
+    let found = Found {
+        record: newest,
+        sources,
+        stale,
+        unasked,
+        late,
+        target: Target {
+            bucket: *bucket,
+            key: key.to_string(),
+            version: which,
+        },
+        prefetched: Mutex::new(prefetched),
+    };
+    if found.sources.len() >= found.record.data_shards as usize || found.record.deleted {
+        return Ok(Some(found));
+    }
+    Ok(Some(unfinished(cluster, found, older, &holders).await))
+}
+
+/// A newest version that fewer than k holders have: a write whose commit never reached its
+/// quorum, because its gateway died or holders failed part-way.
+///
+/// File fragments are all stored before any holder commits, so the holders that missed the commit
+/// serve theirs, and read repair then finishes the write. Inline fragments travel only inside the
+/// commits. When so many holders answered without the version that it cannot have been
+/// acknowledged (fewer than k have it, so fewer than a write quorum, unless a hint is pending),
+/// the read goes back to the version it replaced, which holders keep for a while for this, and
+/// undoes it there once its writer has certainly given up.
+async fn unfinished(
+    cluster: &Cluster,
+    mut found: Found,
+    older: Vec<(Holder<'_>, ObjectRecord)>,
+    holders: &[Holder<'_>],
+) -> Found {
+    if !found.record.has_inline_parts() {
+        for &slot in &found.stale {
+            let mut record = found.record.clone();
+            record.fragment = slot;
+            found.sources.push(Source {
+                addr: holders[slot as usize].node.addr.clone(),
+                fragment: slot,
+                record,
+            });
+        }
+        return found;
+    }
+    let k = found.record.data_shards as usize;
+    let Some(previous) = older.iter().map(|(_, r)| r).max_by_key(|r| r.stamp()) else {
+        return found;
+    };
+    if found.target.version.is_some() || found.stale.len() < holders.len() + 1 - k {
+        return found;
+    }
+    let unfinished = found.record.version;
+    let asked = found.sources.iter().map(|s| {
+        let (client, addr, target) = (&cluster.client, s.addr.clone(), &found.target);
+        async move {
+            let answer = client
+                .object_before(&addr, &target.bucket, &target.key, unfinished)
+                .await;
+            (addr, answer.ok().and_then(|lookup| lookup.record))
+        }
+    });
+    let kept = join_all(asked).await;
+    let sources: Vec<Source> = older
+        .iter()
+        .map(|(h, record)| (h.node.addr.clone(), record.clone()))
+        .chain(kept.into_iter().filter_map(|(addr, r)| Some((addr, r?))))
+        .filter(|(_, record)| record.version == previous.version)
+        .map(|(addr, record)| Source {
+            addr,
+            fragment: record.fragment,
+            record,
+        })
+        .collect();
+    if sources.len() < k {
+        return found;
+    }
+    if !found.record.versioned {
+        let undo = UndoRequest {
+            bucket: found.target.bucket,
+            key: found.target.key.clone(),
+            version: unfinished,
+            settled_secs: 2 * cluster.timeout.as_secs() + 1,
+        };
+        let holding = found.sources.iter().map(|s| s.addr.clone()).collect();
+        tokio::spawn(undo_when_settled(
+            cluster.client.clone(),
+            cluster.all_nodes().iter().map(|n| n.addr.clone()).collect(),
+            holding,
+            undo,
+        ));
+    }
+    Found {
+        record: previous.clone(),
+        sources,
+        // The holders of the unfinished version are not repaired over it: it is newer.
+        stale: Vec::new(),
+        unasked: Vec::new(),
+        late: tokio::spawn(async { Vec::new() }),
+        target: found.target,
+        prefetched: Mutex::default(),
+    }
+}
+
+/// Undoes an unfinished inline write on the holders that have it, unless a hint is pending
+/// anywhere: a holder that was down may be about to receive that version from a substitute, and
+/// with it a write quorum. Each holder also refuses while its writer could still be committing.
+async fn undo_when_settled(
+    client: NodeClient,
+    nodes: Vec<String>,
+    holding: Vec<String>,
+    undo: UndoRequest,
+) {
+    for addr in &nodes {
+        match client.health(addr).await {
+            Ok(health) if health.hints == 0 => {}
+            _ => return,
+        }
+    }
+    for addr in holding {
+        match client.undo(&addr, &undo).await {
+            Ok(true) => {
+                tracing::warn!(%addr, key = %undo.key, version = %undo.version, "undid an unfinished write")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%addr, error = %e, "undoing an unfinished write failed"),
+        }
+    }
+}
+
+fn newest<'a>(answered: &'a [(Holder, Option<ObjectRecord>)]) -> Option<&'a ObjectRecord> {
+    answered
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .max_by_key(|r| r.stamp())
+}
+
+/// How many answers a read still lacks: none when there is no live version, else the newest
+/// version's k less the holders that have it.
+fn lacking(answered: &[(Holder, Option<ObjectRecord>)]) -> usize {
+    match newest(answered) {
+        Some(n) if !n.deleted => {
+            let with_newest = answered
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.version == n.version))
+                .count();
+            (n.data_shards as usize).saturating_sub(with_newest)
+        }
+        _ => 0,
+    }
+}
+
+/// True when the answers so far can serve a read: no live version, or k holders with the newest.
+fn readable(answered: &[(Holder, Option<ObjectRecord>)]) -> bool {
+    lacking(answered) == 0
+}
+
+/// How many more holders to ask, at least, for the answers so far and the `pending` ones still
+/// to come to make a readable quorum, even if every one of them answers with the newest record.
+fn shortfall(answered: &[(Holder, Option<ObjectRecord>)], pending: usize, quorum: usize) -> usize {
+    let answers = quorum.saturating_sub(answered.len() + pending);
+    answers.max(lacking(answered).saturating_sub(pending))
+}
+
+/// The `x-amz-version-id` S3 shows for a version: none in a bucket that never had versioning.
+pub fn version_id(bucket: &BucketRecord, version: VersionRef) -> Option<String> {
+    bucket.versioning.map(|_| version.to_string())
+}
+
+/// The version of a key a GET, HEAD or copy reads: the current one, or the one `which` names;
+/// `whole` for a GET of all of it (see `crate::ops::lookup::lookup_to_read`).
+/// A delete marker is an error: 404 NoSuchKey when current (naming the marker in a versioned
+/// bucket), 405 MethodNotAllowed when asked for by its version id.
+pub async fn find_version(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    which: Option<VersionRef>,
+    whole: bool,
+) -> Result<Found, S3Error> {
+    let found = match whole {
+        true => crate::ops::lookup::lookup_to_read(cluster, &bucket.id, key, which).await?,
+        false => crate::ops::lookup::lookup(cluster, &bucket.id, key, which).await?,
+    };
+    match found {
+        None if which.is_some() && bucket.versioning.is_some() => Err(S3Error::NoSuchVersion),
+        None => Err(S3Error::NoSuchKey),
+        Some(found) if found.record.deleted => {
+            let version_id = version_id(bucket, found.record.version_ref());
+            match (which, version_id) {
+                (Some(_), Some(version_id)) => Err(S3Error::DeleteMarkerVersion { version_id }),
+                (None, Some(version_id)) => Err(S3Error::DeleteMarker {
+                    version_id: Some(version_id),
+                }),
+                (_, None) => Err(S3Error::NoSuchKey),
+            }
+        }
+        Some(found) => Ok(found),
+    }
+}

@@ -1,0 +1,20 @@
+//! Cluster operations: where a key lives, quorum calls to its holders, and the read, write,
+//! delete, repair and listing paths built on them. Handlers (`api`) and workers (`background`)
+//! call these; these call the nodes, and know nothing of HTTP requests.
+
+pub mod bucket;
+pub mod cluster;
+pub mod commit;
+pub mod delete;
+pub mod error;
+pub mod fanout;
+pub mod frame;
+pub mod list;
+pub mod liveness;
+pub mod lookup;
+pub mod quorum;
+pub mod read;
+pub mod repair;
+pub mod tags;
+pub mod upload;
+pub mod write;

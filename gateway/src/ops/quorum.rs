@@ -1,0 +1,206 @@
+//! Counting answers against a quorum: the one place that decides whether enough holders or nodes
+//! answered, and what the client is told when they did not.
+//!
+//! The counts that matter (see docs/architecture.md, "Quorums"): a write is acknowledged once W
+//! holders of the key's k+m committed it; a read asks R = k+m-W+1 of them, so that every read
+//! quorum meets every write quorum (R + W > k+m); the bucket table is written to and read from a
+//! majority of all nodes, and two majorities always share a node.
+
+use crate::ops::cluster::{Cluster, Holder};
+use crate::s3::error::S3Error;
+use futures::future::join_all;
+use node_rpc::RpcError;
+use std::future::Future;
+
+/// How many of a set of calls must succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quorum {
+    pub needed: usize,
+}
+
+impl Quorum {
+    /// W of a key's holders: a write is acknowledged once that many committed it.
+    pub fn write(cluster: &Cluster) -> Quorum {
+        Quorum {
+            needed: cluster.write_quorum,
+        }
+    }
+
+    /// R of a key's holders: enough to meet every write quorum (R + W > k+m).
+    pub fn read(cluster: &Cluster) -> Quorum {
+        Quorum {
+            needed: read_quorum(cluster.width(), cluster.write_quorum),
+        }
+    }
+
+    /// More than half of `nodes`: two such sets always share one.
+    pub fn majority(nodes: usize) -> Quorum {
+        Quorum {
+            needed: nodes / 2 + 1,
+        }
+    }
+
+    pub fn met(self, ok: usize) -> bool {
+        ok >= self.needed
+    }
+
+    /// `Ok` when `ok` of `of` is enough; otherwise `ServiceUnavailable`, saying what fell short.
+    pub fn require(self, ok: usize, of: usize, what: &str) -> Result<(), S3Error> {
+        if self.met(ok) {
+            return Ok(());
+        }
+        Err(S3Error::ServiceUnavailable(format!(
+            "{ok} of {of} {what}; {} needed",
+            self.needed
+        )))
+    }
+
+    /// Counts the successful answers: `Ok` with the count when enough succeeded. Otherwise the
+    /// error (see `shortfall`) says what fell short and why the first failed call failed.
+    pub fn tally<'a, T: 'a>(
+        self,
+        answers: impl IntoIterator<Item = &'a Result<T, RpcError>>,
+        what: &str,
+    ) -> Result<usize, S3Error> {
+        let (mut ok, mut of, mut first_error) = (0, 0, None);
+        let answers: Vec<&Result<T, RpcError>> = answers.into_iter().collect();
+        for answer in &answers {
+            of += 1;
+            match answer {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        let Err(S3Error::ServiceUnavailable(why)) = self.require(ok, of, what) else {
+            return Ok(ok);
+        };
+        let why = match first_error {
+            Some(e) => format!("{why} ({e})"),
+            None => why,
+        };
+        Err(shortfall(why, answers))
+    }
+}
+
+/// The error for a quorum that fell short: 507 when a node said its disk is full (the client
+/// should not just retry), else 503.
+pub fn shortfall<'a, T: 'a>(
+    why: String,
+    answers: impl IntoIterator<Item = &'a Result<T, RpcError>>,
+) -> S3Error {
+    let full = answers
+        .into_iter()
+        .any(|a| a.as_ref().err().is_some_and(RpcError::is_disk_full));
+    if full {
+        S3Error::InsufficientStorage(why)
+    } else {
+        S3Error::ServiceUnavailable(why)
+    }
+}
+
+/// R for `width` holders and a write quorum `write`.
+pub fn read_quorum(width: usize, write: usize) -> usize {
+    width - write + 1
+}
+
+/// Commits to the given holders (those that stored the data) and requires a write quorum. With
+/// fewer than W holders able to take it, nothing is sent, so a refused write leaves nothing behind.
+pub async fn commit_quorum<'a, F, Fut>(
+    cluster: &Cluster,
+    holders: &[Holder<'a>],
+    stored: &[bool],
+    commit: F,
+) -> Result<(), S3Error>
+where
+    F: Fn(Holder<'a>) -> Fut,
+    Fut: Future<Output = Result<bool, RpcError>>,
+{
+    let quorum = Quorum::write(cluster);
+    let available = stored.iter().filter(|s| **s).count();
+    quorum.require(available, holders.len(), "holders can take the write")?;
+    let calls = holders
+        .iter()
+        .zip(stored)
+        .filter(|(_, s)| **s)
+        .map(|(h, _)| commit(*h));
+    let answers = join_all(calls).await;
+    let mut outcomes = answers.iter();
+    for (holder, stored) in holders.iter().zip(stored) {
+        // Only holders that stored the data were asked to commit, in order.
+        if !stored || outcomes.next().is_some_and(Result::is_err) {
+            cluster.note_missed(holder);
+        }
+    }
+    quorum.tally(&answers, "holders committed")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(ok: usize, failed: usize, disk_full: bool) -> Vec<Result<(), RpcError>> {
+        let error = || {
+            if disk_full {
+                RpcError::Status(http::StatusCode::INSUFFICIENT_STORAGE, "disk full".into())
+            } else {
+                RpcError::Timeout
+            }
+        };
+        (0..ok)
+            .map(|_| Ok(()))
+            .chain((0..failed).map(|_| Err(error())))
+            .collect()
+    }
+
+    #[test]
+    fn a_quorum_is_met_at_exactly_its_count() {
+        let q = Quorum { needed: 5 };
+        assert!(!q.met(4));
+        assert!(q.met(5));
+        assert!(q.require(4, 6, "holders committed").is_err());
+        assert_eq!(q.tally(&answers(5, 1, false), "x").unwrap(), 5);
+        assert!(q.tally(&answers(4, 2, false), "x").is_err());
+    }
+
+    #[test]
+    fn a_shortfall_says_what_and_why() {
+        let q = Quorum { needed: 5 };
+        match q.tally(&answers(3, 3, false), "holders committed") {
+            Err(S3Error::ServiceUnavailable(why)) => {
+                assert!(
+                    why.starts_with("3 of 6 holders committed; 5 needed"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let full = q.tally(&answers(4, 2, true), "holders committed");
+        assert!(matches!(full, Err(S3Error::InsufficientStorage(_))));
+    }
+
+    #[test]
+    fn majorities_overlap() {
+        for nodes in 1..20 {
+            let m = Quorum::majority(nodes).needed;
+            assert!(2 * m > nodes, "two majorities of {nodes} must share a node");
+            assert!(m <= nodes);
+        }
+    }
+
+    #[test]
+    fn every_read_quorum_meets_every_write_quorum() {
+        for k in 1..8 {
+            for m in 0..5 {
+                let width = k + m;
+                for write in k..=width {
+                    let read = read_quorum(width, write);
+                    assert!(read + write > width, "k={k} m={m} W={write} R={read}");
+                    assert!((1..=width).contains(&read));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Read repair: rebuild, from k good fragments, the fragments and records of holders that are
+//! stale, missing a fragment, or hold a corrupt one, and commit them there. Healing a node runs
+//! the same repair for every object the node should hold.
+
+use crate::ops::cluster::{Cluster, Holder};
+use crate::ops::fanout::{self, FanOut};
+use crate::ops::lookup::Found;
+use crate::ops::read::PartReader;
+use crate::s3::error::S3Error;
+use bytes::Bytes;
+use erasure::{Codec, StripeLayout};
+use futures::future::join_all;
+use node_rpc::protocol::CommitRequest;
+use node_rpc::record::{Inline, ObjectRecord, PartData};
+
+/// Repairs the given fragment slots of `found`'s version on their holders. Returns the bytes of
+/// fragment files rewritten.
+pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u64, S3Error> {
+    let target = &found.target;
+    let holders = cluster.holders(&target.bucket, &target.key);
+    let wanted: Vec<usize> = slots.iter().map(|s| *s as usize).collect();
+    let mut inline: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); found.record.parts.len()];
+    let mut rewritten = 0u64;
+    for (index, rebuilt_part) in inline.iter_mut().enumerate() {
+        // Inside the loop: a delete marker has no parts, and no layout.
+        let codec = &found.codec()?;
+        let reader = PartReader::new(cluster, codec, found, index);
+        let is_inline = found.sources.iter().any(|s| {
+            s.record
+                .parts
+                .get(index)
+                .is_some_and(|p| p.inline.is_some())
+        });
+        let stripes = reader.layout.stripe_count();
+        if is_inline {
+            let mut rebuilt = vec![Vec::new(); wanted.len()];
+            if stripes > 0 {
+                let mut fetcher = reader.fetcher(stripes - 1);
+                for stripe in 0..stripes {
+                    let frames =
+                        rebuild_stripe(codec, &reader, &mut fetcher, stripe, &wanted).await?;
+                    for (out, frame) in rebuilt.iter_mut().zip(frames) {
+                        out.extend_from_slice(&frame);
+                    }
+                }
+            }
+            *rebuilt_part = rebuilt.into_iter().map(Some).collect();
+        } else {
+            rewritten +=
+                stream_part(cluster, codec, &reader, found, index, &holders, &wanted).await?;
+            *rebuilt_part = vec![None; wanted.len()];
+        }
+    }
+    let commits = wanted.iter().enumerate().map(|(i, &slot)| {
+        let mut record = found.record.clone();
+        record.fragment = slot as u8;
+        for (part, rebuilt) in record.parts.iter_mut().zip(&inline) {
+            part.inline = rebuilt[i].as_deref().map(Inline::encode);
+        }
+        let request = CommitRequest {
+            bucket: target.bucket,
+            key: target.key.clone(),
+            record,
+            upload_id: None,
+            claim: None,
+        };
+        let addr = holders[slot].node.addr.clone();
+        async move { cluster.client.commit(&addr, &request).await }
+    });
+    for answer in join_all(commits).await {
+        answer?;
+    }
+    Ok(rewritten)
+}
+
+async fn rebuild_stripe(
+    codec: &Codec,
+    reader: &PartReader<'_>,
+    fetcher: &mut crate::ops::read::Fetcher<'_, '_>,
+    stripe: u64,
+    wanted: &[usize],
+) -> Result<Vec<Vec<u8>>, S3Error> {
+    let frames = crate::ops::read::joined(&fetcher.frames(stripe).await?);
+    let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
+    codec
+        .rebuild_frames(&reader.layout, stripe, &refs, wanted)
+        .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))
+}
+
+/// Streams the rebuilt fragment of one file part to each wanted holder.
+async fn stream_part(
+    cluster: &Cluster,
+    codec: &Codec,
+    reader: &PartReader<'_>,
+    found: &Found,
+    index: usize,
+    holders: &[Holder<'_>],
+    wanted: &[usize],
+) -> Result<u64, S3Error> {
+    let part = &found.record.parts[index];
+    let layout = reader.layout;
+    let targets: Vec<(&str, u8)> = wanted
+        .iter()
+        .map(|&slot| (holders[slot].node.addr.as_str(), slot as u8))
+        .collect();
+    let feed = |mut fanout: FanOut| async move {
+        let stripes = layout.stripe_count();
+        if stripes > 0 {
+            let mut fetcher = reader.fetcher(stripes - 1);
+            for stripe in 0..stripes {
+                let frames = rebuild_stripe(codec, reader, &mut fetcher, stripe, wanted).await?;
+                fanout
+                    .send(frames.into_iter().map(Bytes::from).collect())
+                    .await;
+            }
+        }
+        fanout.finish();
+        Ok(())
+    };
+    let (fed, outcomes) = fanout::upload(cluster, &targets, &part.fragment_id, layout, feed).await;
+    fed?;
+    for outcome in outcomes {
+        outcome?;
+    }
+    Ok(layout.fragment_len() * wanted.len() as u64)
+}
+
+/// A part as the holder of fragment `slot` records it, from its copies on the slots
+/// (`copies[i]`: slot i's, when known; all of one version): a part kept in files names the same
+/// files everywhere, while an inline part's fragment is rebuilt from k others. `None` when no copy
+/// is known, or too few inline fragments are. This is what a substitute keeping a down holder's
+/// share is sent when that share was not written while the holder was down.
+pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> Option<PartData> {
+    if let Some(Some(own)) = copies.get(slot as usize) {
+        return Some((*own).clone());
+    }
+    let any = *copies.iter().flatten().next()?;
+    if any.inline.is_none() {
+        return Some(any.clone());
+    }
+    let layout = StripeLayout {
+        size: any.size,
+        data_shards: codec.data_shards(),
+        block_size: any.block_size as usize,
+    };
+    let decoded: Vec<Option<Vec<u8>>> = copies
+        .iter()
+        .map(|c| c.and_then(|p| p.inline.as_ref()?.decode().ok()))
+        .collect();
+    let fragments: Vec<Option<&[u8]>> = decoded.iter().map(Option::as_deref).collect();
+    let inline = codec
+        .rebuild_fragment(&layout, &fragments, slot as usize)
+        .ok()?;
+    Some(PartData {
+        inline: Some(Inline::encode(&inline)),
+        ..any.clone()
+    })
+}
+
+/// An object record as the holder of fragment `slot` keeps it, from the holders' records of one
+/// version (`records[i]`: slot i's, when known); see `part_for_slot`.
+pub fn record_for_slot(records: &[Option<ObjectRecord>], slot: u8) -> Option<ObjectRecord> {
+    let any = records.iter().flatten().next()?;
+    let codec = &any.codec().ok()?;
+    let parts = (0..any.parts.len())
+        .map(|i| {
+            let copies: Vec<Option<&PartData>> = records
+                .iter()
+                .map(|r| r.as_ref().and_then(|r| r.parts.get(i)))
+                .collect();
+            part_for_slot(codec, &copies, slot)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ObjectRecord {
+        fragment: slot,
+        parts,
+        ..any.clone()
+    })
+}

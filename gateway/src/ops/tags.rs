@@ -1,0 +1,81 @@
+//! Object tags: a version committed again with new tags and its next revision.
+
+use crate::ops::cluster::Cluster;
+use crate::ops::commit::commit_record;
+use crate::ops::quorum::Quorum;
+use crate::ops::repair::record_for_slot;
+use crate::s3::error::S3Error;
+use futures::future::join_all;
+use node_rpc::protocol::Lookup;
+use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef};
+
+/// Commits the version (`which`; `None`: the current one) again, with `tags` and its next
+/// revision, to the holders that have it.
+pub async fn set_object_tags(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    which: Option<VersionRef>,
+    tags: Vec<(String, String)>,
+) -> Result<(), S3Error> {
+    let holders = cluster.holders(&bucket.id, key);
+    let answers: Vec<Option<Lookup>> = join_all(
+        holders
+            .iter()
+            .map(|h| cluster.client.object(&h.node.addr, &bucket.id, key, which)),
+    )
+    .await
+    .into_iter()
+    .map(Result::ok)
+    .collect();
+    let purged: Vec<Version> = answers
+        .iter()
+        .flatten()
+        .flat_map(|l| l.purged.clone())
+        .collect();
+    let answers: Vec<Option<Option<ObjectRecord>>> = answers
+        .into_iter()
+        .map(|a| a.map(|l| l.record.filter(|r| !purged.contains(&r.version))))
+        .collect();
+    let answered = answers.iter().filter(|a| a.is_some()).count();
+    Quorum::read(cluster).require(answered, holders.len(), "holders answered for the object")?;
+    let newest = answers.iter().flatten().flatten().map(|r| r.stamp()).max();
+    let current: Vec<Option<ObjectRecord>> = answers
+        .into_iter()
+        .map(|a| {
+            a.flatten()
+                .filter(|r| Some(r.version) == newest.map(|n| n.0))
+        })
+        .collect();
+    match current.iter().flatten().next() {
+        None if which.is_some() => return Err(S3Error::NoSuchVersion),
+        None => return Err(S3Error::NoSuchKey),
+        Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
+        Some(_) => {}
+    }
+    // A substitute keeping a down holder's slot gets that slot's record, rebuilt from the others.
+    let targets = cluster.write_holders(&bucket.id, key);
+    let records: Vec<Option<ObjectRecord>> = targets
+        .iter()
+        .map(|t| match t.hint_for {
+            None => current[t.fragment as usize].clone(),
+            Some(_) => record_for_slot(&current, t.fragment),
+        })
+        .collect();
+    let has: Vec<bool> = records.iter().map(Option::is_some).collect();
+    let revision = newest.map_or(0, |n| n.1) + 1;
+    let record_for = |fragment: u8| {
+        let record = targets
+            .iter()
+            .zip(&records)
+            .find_map(|(t, r)| (t.fragment == fragment).then(|| r.clone()))
+            .flatten()
+            .expect("commits go only to holders with the version");
+        ObjectRecord {
+            revision,
+            tags: tags.clone(),
+            ..record
+        }
+    };
+    commit_record(cluster, bucket, key, &targets, &has, record_for, None, None).await
+}

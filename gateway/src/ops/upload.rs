@@ -1,0 +1,72 @@
+//! Multipart uploads as the cluster keeps them: finding one, every open upload of a bucket, and
+//! aborts.
+
+use crate::ops::cluster::Cluster;
+use crate::ops::quorum::{commit_quorum, Quorum};
+use crate::s3::error::S3Error;
+use futures::future::join_all;
+use node_rpc::record::{BucketRecord, UploadRecord};
+use std::collections::BTreeMap;
+
+/// Forgets an upload and its parts on a write quorum of the key's holders.
+pub async fn abort_upload(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+) -> Result<(), S3Error> {
+    let holders = cluster.write_holders(&bucket.id, key);
+    let bucket_id = bucket.id;
+    commit_quorum(cluster, &holders, &vec![true; holders.len()], |h| {
+        let client = cluster.client_for(&h);
+        async move {
+            client
+                .abort_upload(&h.node.addr, &bucket_id, upload_id)
+                .await
+                .map(|()| true)
+        }
+    })
+    .await
+}
+
+/// Every open upload of a bucket, from every node that answers.
+pub async fn all_uploads(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+) -> Result<Vec<UploadRecord>, S3Error> {
+    let nodes = cluster.all_nodes();
+    let answers = cluster
+        .on_all(&nodes, |n| cluster.client.uploads(&n.addr, &bucket.id))
+        .await;
+    let mut uploads: BTreeMap<String, UploadRecord> = BTreeMap::new();
+    for upload in answers.into_iter().flatten().flatten() {
+        uploads.insert(upload.upload_id.clone(), upload);
+    }
+    Ok(uploads.into_values().collect())
+}
+
+/// The upload's record from a read quorum of the key's holders, or `NoSuchUpload`.
+pub async fn find_upload(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+) -> Result<UploadRecord, S3Error> {
+    if !node_rpc::record::is_fragment_id(upload_id) {
+        return Err(S3Error::NoSuchUpload);
+    }
+    let holders = cluster.holders(&bucket.id, key);
+    let answers = join_all(
+        holders
+            .iter()
+            .map(|h| cluster.client.upload(&h.node.addr, &bucket.id, upload_id)),
+    )
+    .await;
+    Quorum::read(cluster).tally(&answers, "holders answered for the upload")?;
+    answers
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|u| u.key == key)
+        .ok_or(S3Error::NoSuchUpload)
+}

@@ -1,0 +1,11 @@
+//! The S3 protocol alone: SigV4, payload decoding, checksums and the MD5 lanes, XML, the S3 error
+//! codes and HTTP helpers. It knows nothing of the cluster behind the gateway.
+
+pub mod checksum;
+pub mod error;
+pub mod http;
+pub mod md5_lanes;
+pub mod payload;
+pub mod response;
+pub mod sigv4;
+pub mod xml;

@@ -1,0 +1,577 @@
+//! The gateway's side of the node protocol: one signed HTTP call per method, over pooled connections.
+
+use crate::body::{empty, full, HttpBody};
+use crate::protocol::{
+    parse_raw_upload_answer, unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest,
+    ListRequest, ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus, ShardDigest,
+    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
+    DATE_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER, SIZE_HEADER,
+};
+use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
+use bytes::Bytes;
+use erasure::StripeLayout;
+use http::header::{CONNECTION, UPGRADE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("node unreachable: {0}")]
+    Unreachable(#[from] hyper_util::client::legacy::Error),
+    #[error("node did not answer in time")]
+    Timeout,
+    #[error("node answered {0}: {1}")]
+    Status(StatusCode, String),
+    #[error("reading the node's answer: {0}")]
+    Body(#[from] hyper::Error),
+    #[error("undecodable answer: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("the node's answer ended early")]
+    Truncated,
+    #[error("raw fragment transfer: {0}")]
+    Raw(#[from] std::io::Error),
+}
+
+fn object_path(bucket: &BucketId, key: &str, query: Option<String>) -> String {
+    let mut path = format!("/v1/object/{}/{}", hex::encode(bucket), hex::encode(key));
+    if let Some(query) = query {
+        path.push('?');
+        path.push_str(&query);
+    }
+    path
+}
+
+impl RpcError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RpcError::Status(StatusCode::NOT_FOUND, _))
+    }
+
+    /// The node refused because its disk is (nearly) full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, RpcError::Status(StatusCode::INSUFFICIENT_STORAGE, _))
+    }
+}
+
+/// The shortest fragment read or upload that takes a connection of its own (see
+/// `RAW_FRAGMENT_PROTOCOL`): below it, a pooled connection's HTTP body costs less than a new
+/// connection.
+const RAW_MIN: u64 = 1 << 20;
+
+/// A fragment range as a node sends it.
+pub enum FragmentBody {
+    /// As a response body.
+    Http(Incoming),
+    /// Alone on a connection the read has to itself, which ends after the range.
+    Raw(TokioIo<Upgraded>),
+}
+
+#[derive(Clone)]
+pub struct NodeClient {
+    http: Client<HttpConnector, HttpBody>,
+    secret: ClusterSecret,
+    timeout: Duration,
+    /// Id of the holder whose share of a write this client's calls carry (see `HINT_QUERY`).
+    hint_for: Option<String>,
+}
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// Writes it keeps for holders that were down, not yet handed over.
+    pub hints: u64,
+    #[serde(default)]
+    pub scrub: ScrubStatus,
+}
+
+impl NodeClient {
+    pub fn new(secret: ClusterSecret, timeout: Duration) -> NodeClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        NodeClient {
+            http,
+            secret,
+            timeout,
+            hint_for: None,
+        }
+    }
+
+    /// A client whose metadata calls a substitute keeps as hints for `holder`, instead of applying.
+    pub fn hinted(&self, holder: &str) -> NodeClient {
+        NodeClient {
+            hint_for: Some(holder.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a signed request and waits (at most `deadline`, when given) for the response head.
+    /// Statuses other than 2xx and 101 (switching protocols) come back as `RpcError::Status`.
+    async fn send(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: HttpBody,
+        deadline: Option<Duration>,
+    ) -> Result<Response<Incoming>, RpcError> {
+        let hinted;
+        let path = match &self.hint_for {
+            Some(holder) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                hinted = format!("{path}{sep}{HINT_QUERY}={holder}");
+                &hinted
+            }
+            None => path,
+        };
+        let date = unix_now();
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{addr}{path}"))
+            .header(DATE_HEADER, date)
+            .header(
+                SIGNATURE_HEADER,
+                self.secret.sign(method.as_str(), path, date),
+            );
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let req = builder.body(body).expect("request parts are valid");
+        let resp = match deadline {
+            Some(limit) => tokio::time::timeout(limit, self.http.request(req))
+                .await
+                .map_err(|_| RpcError::Timeout)??,
+            None => self.http.request(req).await?,
+        };
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let text = tokio::time::timeout(self.timeout, resp.into_body().collect())
+            .await
+            .map_err(|_| RpcError::Timeout)??
+            .to_bytes();
+        Err(RpcError::Status(
+            status,
+            String::from_utf8_lossy(&text).into_owned(),
+        ))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, RpcError> {
+        let body = match body {
+            Some(b) => full(serde_json::to_vec(b)?),
+            None => empty(),
+        };
+        let incoming = self
+            .send(addr, method, path, &[], body, Some(self.timeout))
+            .await?
+            .into_body();
+        let bytes = tokio::time::timeout(self.timeout, incoming.collect())
+            .await
+            .map_err(|_| RpcError::Timeout)??
+            .to_bytes();
+        if bytes.is_empty() {
+            return Ok(serde_json::from_slice(b"null")?);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    pub async fn health(&self, addr: &str) -> Result<NodeHealth, RpcError> {
+        self.call(addr, Method::GET, "/v1/health", None::<&()>)
+            .await
+    }
+
+    /// Sends a call kept as a hint to the node it was meant for.
+    pub async fn replay(
+        &self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(), RpcError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| RpcError::Status(StatusCode::BAD_REQUEST, method.to_string()))?;
+        let answer = self
+            .send(addr, method, path, &[], full(body), Some(self.timeout))
+            .await?
+            .into_body();
+        tokio::time::timeout(self.timeout, answer.collect())
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        Ok(())
+    }
+
+    /// Uploads one fragment; returns once the node has made it durable. A large one goes alone on
+    /// a connection of its own (see `RAW_FRAGMENT_PROTOCOL`), unless it is a hint: a substitute
+    /// keeps those through the HTTP path.
+    pub async fn put_fragment(
+        &self,
+        addr: &str,
+        id: &str,
+        index: u8,
+        layout: StripeLayout,
+        body: HttpBody,
+    ) -> Result<(), RpcError> {
+        let mut headers = vec![
+            (SIZE_HEADER, layout.size.to_string()),
+            (DATA_SHARDS_HEADER, layout.data_shards.to_string()),
+            (BLOCK_SIZE_HEADER, layout.block_size.to_string()),
+        ];
+        let path = format!("/v1/fragment/{id}/{index}");
+        if layout.fragment_len() >= RAW_MIN && self.hint_for.is_none() {
+            headers.extend(raw_upgrade());
+            let resp = self
+                .send(
+                    addr,
+                    Method::PUT,
+                    &path,
+                    &headers,
+                    empty(),
+                    Some(self.timeout),
+                )
+                .await?;
+            if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                return Err(RpcError::Status(
+                    resp.status(),
+                    "the node did not take the raw upload".into(),
+                ));
+            }
+            let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
+                .await
+                .map_err(|_| RpcError::Timeout)??;
+            return upload_raw(TokioIo::new(raw), body, layout.fragment_len()).await;
+        }
+        // No deadline here: sending a large fragment takes as long as it takes; the caller
+        // watches for stalls and for a late confirmation.
+        let answer = self
+            .send(addr, Method::PUT, &path, &headers, body, None)
+            .await?
+            .into_body();
+        answer.collect().await?;
+        Ok(())
+    }
+
+    /// Streams `len` bytes of a fragment from `offset`.
+    pub async fn get_fragment(
+        &self,
+        addr: &str,
+        id: &str,
+        index: u8,
+        offset: u64,
+        len: u64,
+    ) -> Result<FragmentBody, RpcError> {
+        let path = format!("/v1/fragment/{id}/{index}?offset={offset}&len={len}");
+        let deadline = Some(self.timeout);
+        if len < RAW_MIN {
+            let body = self
+                .send(addr, Method::GET, &path, &[], empty(), deadline)
+                .await?
+                .into_body();
+            return Ok(FragmentBody::Http(body));
+        }
+        let resp = self
+            .send(addr, Method::GET, &path, &raw_upgrade(), empty(), deadline)
+            .await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(FragmentBody::Http(resp.into_body()));
+        }
+        let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        Ok(FragmentBody::Raw(TokioIo::new(raw)))
+    }
+
+    pub async fn delete_fragment(&self, addr: &str, id: &str, index: u8) -> Result<(), RpcError> {
+        let path = format!("/v1/fragment/{id}/{index}");
+        self.call(addr, Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Returns whether the node applied the record (false: it had the same or a newer version).
+    pub async fn commit(&self, addr: &str, commit: &CommitRequest) -> Result<bool, RpcError> {
+        self.call(addr, Method::POST, "/v1/commit", Some(commit))
+            .await
+    }
+
+    /// The key's current record (`version` None) or one version of it.
+    pub async fn object(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Option<VersionRef>,
+    ) -> Result<Lookup, RpcError> {
+        let query = version.map(|v| format!("version={v}"));
+        self.lookup(addr, bucket, key, query).await
+    }
+
+    /// The newest version the node has of a key older than `version` (see `Store::object_before`).
+    pub async fn object_before(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+    ) -> Result<Lookup, RpcError> {
+        let query = Some(format!("before={version}"));
+        self.lookup(addr, bucket, key, query).await
+    }
+
+    /// `object`, with the node's fragment file of the record's first part following the record
+    /// when the node sends it (see `Lookup::fragment_len`): then also the rest of the body, and
+    /// the bytes of it already read.
+    pub async fn object_and_fragment(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Option<VersionRef>,
+    ) -> Result<(Lookup, Option<(Incoming, Bytes)>), RpcError> {
+        let query = match version {
+            Some(v) => format!("fragment=1&version={v}"),
+            None => "fragment=1".into(),
+        };
+        let path = object_path(bucket, key, Some(query));
+        let mut body = self
+            .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .await?
+            .into_body();
+        // The first chunk usually holds the whole head and much of the fragment: it is kept as
+        // it came, and only a head split over chunks is joined.
+        let mut got = Bytes::new();
+        let head = async {
+            loop {
+                if let Some(len) = got
+                    .first_chunk::<4>()
+                    .map(|n| u32::from_be_bytes(*n) as usize)
+                {
+                    if got.len() >= 4 + len {
+                        return Ok(len);
+                    }
+                }
+                match body.frame().await {
+                    Some(frame) => {
+                        if let Ok(data) = frame?.into_data() {
+                            got = if got.is_empty() {
+                                data
+                            } else {
+                                [std::mem::take(&mut got), data].concat().into()
+                            };
+                        }
+                    }
+                    None => return Err(RpcError::Truncated),
+                }
+            }
+        };
+        let len = tokio::time::timeout(self.timeout, head)
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        let lookup: Lookup = serde_json::from_slice(&got[4..4 + len])?;
+        let rest = lookup.fragment_len.map(|_| (body, got.split_off(4 + len)));
+        Ok((lookup, rest))
+    }
+
+    async fn lookup(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        key: &str,
+        query: Option<String>,
+    ) -> Result<Lookup, RpcError> {
+        let path = object_path(bucket, key, query);
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    /// The node's per-shard digests of a bucket's versions (see `Store::digests`).
+    pub async fn digests(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+    ) -> Result<BTreeMap<u32, ShardDigest>, RpcError> {
+        let path = format!("/v1/digests/{}", hex::encode(bucket));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    /// Undoes an inline overwrite that never reached enough holders; whether it was undone.
+    pub async fn undo(&self, addr: &str, req: &UndoRequest) -> Result<bool, RpcError> {
+        self.call(addr, Method::POST, "/v1/undo", Some(req)).await
+    }
+
+    /// Deletes one version for good; `Some(is a delete marker)` when the node had it.
+    pub async fn purge(&self, addr: &str, req: &PurgeRequest) -> Result<Option<bool>, RpcError> {
+        self.call(addr, Method::POST, "/v1/purge", Some(req)).await
+    }
+
+    pub async fn list(&self, addr: &str, req: &ListRequest) -> Result<ListResponse, RpcError> {
+        self.call(addr, Method::POST, "/v1/list", Some(req)).await
+    }
+
+    pub async fn list_versions(
+        &self,
+        addr: &str,
+        req: &VersionListRequest,
+    ) -> Result<ListResponse, RpcError> {
+        self.call(addr, Method::POST, "/v1/versions", Some(req))
+            .await
+    }
+
+    pub async fn claim(&self, addr: &str, req: &ClaimRequest) -> Result<ClaimAnswer, RpcError> {
+        self.call(addr, Method::POST, "/v1/claim", Some(req)).await
+    }
+
+    pub async fn release(&self, addr: &str, req: &ClaimRequest) -> Result<(), RpcError> {
+        self.call(addr, Method::POST, "/v1/release", Some(req))
+            .await
+    }
+
+    pub async fn put_bucket(&self, addr: &str, record: &BucketRecord) -> Result<bool, RpcError> {
+        self.call(addr, Method::PUT, "/v1/bucket", Some(record))
+            .await
+    }
+
+    pub async fn buckets(&self, addr: &str) -> Result<Vec<BucketRecord>, RpcError> {
+        self.call(addr, Method::GET, "/v1/buckets", None::<&()>)
+            .await
+    }
+
+    pub async fn put_upload(&self, addr: &str, req: &UploadRequest) -> Result<(), RpcError> {
+        self.call(addr, Method::PUT, "/v1/upload", Some(req)).await
+    }
+
+    pub async fn upload(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, RpcError> {
+        let path = format!("/v1/upload/{}/{upload_id}", hex::encode(bucket));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn uploads(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+    ) -> Result<Vec<UploadRecord>, RpcError> {
+        let path = format!("/v1/uploads/{}", hex::encode(bucket));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn abort_upload(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+        upload_id: &str,
+    ) -> Result<(), RpcError> {
+        let path = format!("/v1/upload/{}/{upload_id}", hex::encode(bucket));
+        self.call(addr, Method::DELETE, &path, None::<&()>).await
+    }
+
+    pub async fn put_part(&self, addr: &str, req: &PartRequest) -> Result<bool, RpcError> {
+        self.call(addr, Method::PUT, "/v1/part", Some(req)).await
+    }
+
+    pub async fn put_setting(
+        &self,
+        addr: &str,
+        name: &str,
+        value: Vec<u8>,
+    ) -> Result<(), RpcError> {
+        let path = format!("/v1/setting/{name}");
+        let answer = self
+            .send(
+                addr,
+                Method::PUT,
+                &path,
+                &[],
+                full(value),
+                Some(self.timeout),
+            )
+            .await?
+            .into_body();
+        answer.collect().await?;
+        Ok(())
+    }
+
+    /// A named setting of a node, or `None` when it has none.
+    pub async fn setting(&self, addr: &str, name: &str) -> Result<Option<Bytes>, RpcError> {
+        let path = format!("/v1/setting/{name}");
+        match self
+            .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .await
+        {
+            Ok(resp) => Ok(Some(collect_body(resp.into_body()).await?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn parts(&self, addr: &str, upload_id: &str) -> Result<Vec<PartRecord>, RpcError> {
+        let path = format!("/v1/parts/{upload_id}");
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+}
+
+/// The headers that ask a node for a connection of the fragment transfer's own.
+fn raw_upgrade() -> [(&'static str, String); 2] {
+    [
+        (CONNECTION.as_str(), "upgrade".to_string()),
+        (UPGRADE.as_str(), RAW_FRAGMENT_PROTOCOL.to_string()),
+    ]
+}
+
+/// Sends a fragment's `len` bytes on a raw upload's connection, then reads the node's answer. A
+/// body that fails or ends short drops the connection, and the node discards what it had: unlike
+/// HTTP, the connection carries no length for the node to hold a short body against, so a
+/// sender that waited for the answer would wait as long as the node waits for the missing bytes.
+async fn upload_raw(
+    mut io: TokioIo<Upgraded>,
+    mut body: HttpBody,
+    len: u64,
+) -> Result<(), RpcError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sent = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            sent += data.len() as u64;
+            io.write_all(&data).await?;
+        }
+    }
+    if sent != len {
+        return Err(RpcError::Raw(std::io::Error::other(format!(
+            "the fragment's body gave {sent} of {len} bytes"
+        ))));
+    }
+    io.flush().await?;
+    // The answer is one short line; anything longer is not a node's.
+    let mut answer = Vec::new();
+    (&mut io).take(4096).read_to_end(&mut answer).await?;
+    match parse_raw_upload_answer(&answer) {
+        Some((StatusCode::OK, _)) => Ok(()),
+        Some((status, message)) => Err(RpcError::Status(status, message)),
+        None => Err(RpcError::Truncated),
+    }
+}
+
+/// Reads an answer body to its end as bytes.
+pub async fn collect_body(body: Incoming) -> Result<Bytes, RpcError> {
+    Ok(body.collect().await?.to_bytes())
+}

@@ -1,0 +1,13 @@
+//! What gateways and storage nodes say to each other: the records a holder keeps, the node
+//! protocol's messages and signing, the cluster's shared configuration, and the client the gateway
+//! (and a node handing hints over) calls nodes with. It knows nothing of how a node stores them,
+//! so the gateway does not link RocksDB.
+
+pub mod body;
+pub mod client;
+pub mod cluster;
+pub mod protocol;
+pub mod record;
+
+pub use client::{NodeClient, NodeHealth, RpcError};
+pub use cluster::ClusterConfig;

@@ -1,0 +1,308 @@
+//! The node protocol: request and response types, paths, and request signing with the cluster secret.
+//!
+//! Every request carries `x-tessera-date` (unix seconds) and `x-tessera-signature`, an HMAC-SHA256
+//! under the cluster secret of `method \n path-and-query \n date`. Bodies are not signed: enable TLS
+//! between nodes where the network is not trusted.
+
+use crate::record::{
+    BucketId, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
+};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const DATE_HEADER: &str = "x-tessera-date";
+pub const SIGNATURE_HEADER: &str = "x-tessera-signature";
+/// Headers of a fragment upload that give its stripe geometry, so the node can check every frame.
+pub const SIZE_HEADER: &str = "x-tessera-size";
+pub const DATA_SHARDS_HEADER: &str = "x-tessera-data-shards";
+pub const BLOCK_SIZE_HEADER: &str = "x-tessera-block-size";
+/// The protocol a large fragment transfer may switch its connection to (HTTP `Upgrade`), after
+/// the node has checked the request and answered 101:
+/// - A read: the node sends the asked range alone on the connection with `sendfile`, and closes
+///   it, so the bytes go from the page cache to the socket without passing through the node (the
+///   read path of a large GET spent a third of all CPU in the nodes, copying). Nodes that do not
+///   offer it answer with an ordinary body.
+/// - An upload: the gateway sends the fragment's bytes, and the node reads them straight into its
+///   direct-I/O buffer, then answers with one line (`raw_upload_answer`) and closes the
+///   connection. A sender that stops early leaves nothing behind, as with an HTTP upload.
+pub const RAW_FRAGMENT_PROTOCOL: &str = "tessera-fragment";
+
+/// A node's answer to a raw fragment upload: an HTTP status code, a space, a message; 200 once
+/// the fragment is durable.
+pub fn raw_upload_answer(status: http::StatusCode, message: &str) -> String {
+    format!("{} {message}", status.as_u16())
+}
+
+/// Reads `raw_upload_answer`: the status and the message.
+pub fn parse_raw_upload_answer(answer: &[u8]) -> Option<(http::StatusCode, String)> {
+    let answer = std::str::from_utf8(answer).ok()?;
+    let (code, message) = answer.split_once(' ')?;
+    let status = http::StatusCode::from_bytes(code.as_bytes()).ok()?;
+    Some((status, message.to_string()))
+}
+/// How far a request's date may be from the node's clock.
+const MAX_SKEW_SECS: u64 = 300;
+
+/// The secret shared by all nodes and gateways of a cluster. Never printed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClusterSecret(String);
+
+impl ClusterSecret {
+    pub fn new(secret: String) -> ClusterSecret {
+        ClusterSecret(secret)
+    }
+
+    pub fn sign(&self, method: &str, path_and_query: &str, date: u64) -> String {
+        hex::encode(
+            self.mac(method, path_and_query, date)
+                .finalize()
+                .into_bytes(),
+        )
+    }
+
+    /// Constant-time check of a request's signature and date.
+    pub fn verify(&self, method: &str, path_and_query: &str, date: u64, signature: &str) -> bool {
+        let now = unix_now();
+        if now.abs_diff(date) > MAX_SKEW_SECS {
+            return false;
+        }
+        let Ok(given) = hex::decode(signature) else {
+            return false;
+        };
+        self.mac(method, path_and_query, date)
+            .verify_slice(&given)
+            .is_ok()
+    }
+
+    fn mac(&self, method: &str, path_and_query: &str, date: u64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(format!("{method}\n{path_and_query}\n{date}").as_bytes());
+        mac
+    }
+}
+
+impl fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterSecret(***)")
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Commit of an object record (a PUT, a completed multipart upload, or a delete's tombstone).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommitRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub record: ObjectRecord,
+    /// Set when the record completes this multipart upload: its upload and part records go.
+    #[serde(default)]
+    pub upload_id: Option<String>,
+    /// Set for a conditional write: the token of the claim it holds on the key (see `ClaimRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// A holder's answer for the current version of a key, or for one version of it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Lookup {
+    pub record: Option<ObjectRecord>,
+    /// Versions deleted here for good that a stale holder could still show: those newer than the
+    /// current record, or the version asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<Version>,
+    /// With `?fragment`: the length of the holder's fragment file of the record's first part,
+    /// which follows the record in the response; `None`: it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_len: Option<u64>,
+}
+
+/// Deletes one version of a key for good.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PurgeRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub version: VersionRef,
+}
+
+/// One shard's share of a node's records in a bucket (see `Store::digests`): holders of the shard
+/// that are in step have equal digests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDigest {
+    /// XOR of a hash of each version's key, version, revision, whether it is a delete marker and
+    /// whether its fragment files are all on the node.
+    pub digest: [u8; 16],
+    pub versions: u64,
+}
+
+/// Undoes an overwrite that never reached enough holders to be read (see `Store::undo`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UndoRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub version: Version,
+    /// Only if the node applied `version` at least this long ago: its writer has given up.
+    pub settled_secs: u64,
+}
+
+/// Reserves a key for one conditional write while its current version is not newer than
+/// `expected` (the version the writer checked its condition against; `None`: the key had none).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    pub token: String,
+    pub expected: Option<Version>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimAnswer {
+    Granted,
+    /// Another conditional write holds the key.
+    Busy,
+    /// The key has a newer version than the writer checked.
+    Changed,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UploadRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub record: UploadRecord,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartRequest {
+    pub upload_id: String,
+    pub record: PartRecord,
+}
+
+/// Keys of a bucket after `start_after`, under `prefix`. With a delimiter, keys that hold it after the
+/// prefix come back once as a common prefix. Tombstones are returned too (the gateway needs them to
+/// override stale copies on other nodes), except under a common prefix.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ListRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub prefix: String,
+    pub start_after: Option<String>,
+    pub delimiter: Option<String>,
+    pub limit: usize,
+}
+
+/// Versions of a bucket's keys under `prefix`: keys in order, each key's versions newest first,
+/// starting after `key_marker` (after its version `version_marker` when given, else after all of
+/// its versions). With a delimiter, keys that hold it after the prefix come back once as a common
+/// prefix.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersionListRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub prefix: String,
+    pub key_marker: Option<String>,
+    pub version_marker: Option<VersionRef>,
+    pub delimiter: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListItem {
+    Key(ListEntry),
+    Prefix(String),
+}
+
+impl ListItem {
+    pub fn name(&self) -> &str {
+        match self {
+            ListItem::Key(entry) => &entry.key,
+            ListItem::Prefix(prefix) => prefix,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub items: Vec<ListItem>,
+    pub truncated: bool,
+}
+
+mod hex_bucket {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(s, &mut id).map_err(serde::de::Error::custom)?;
+        Ok(id)
+    }
+}
+
+/// The query parameter that turns a metadata call into a hint for the node it names (see the
+/// storage node's `hints` module).
+pub const HINT_QUERY: &str = "hint_for";
+
+/// What the scrubber has done, as the node's health reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubStatus {
+    /// A pass is under way.
+    pub running: bool,
+    /// Passes finished since the node was first started.
+    pub passes: u64,
+    /// When the current or last pass began (a node that never scrubbed: when it first started);
+    /// the next one begins `scrub_interval_secs` later. Seconds since the Unix epoch.
+    pub pass_started_unix: u64,
+    pub last_pass_finished_unix: Option<u64>,
+    /// Fragment files and bytes checked by the current or last pass.
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    /// Fragment files found corrupt (and moved aside) and found missing, over the node's life.
+    pub corrupt: u64,
+    pub missing: u64,
+    /// The key of the last record the current pass checked, in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+}
+
+impl ScrubStatus {
+    /// Fragment files found damaged so far: a change means the node needs healing.
+    pub fn damaged(&self) -> u64 {
+        self.corrupt + self.missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_check_method_path_date_and_secret() {
+        let secret = ClusterSecret::new("s3cret".into());
+        let now = unix_now();
+        let sig = secret.sign("GET", "/v1/x", now);
+        assert!(secret.verify("GET", "/v1/x", now, &sig));
+        assert!(!secret.verify("PUT", "/v1/x", now, &sig));
+        assert!(!secret.verify("GET", "/v1/y", now, &sig));
+        assert!(!ClusterSecret::new("other".into()).verify("GET", "/v1/x", now, &sig));
+        let old = now - 3600;
+        assert!(!secret.verify("GET", "/v1/x", old, &secret.sign("GET", "/v1/x", old)));
+        assert!(!format!("{secret:?}").contains("s3cret"));
+    }
+}
