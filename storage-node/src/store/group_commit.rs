@@ -93,7 +93,8 @@ impl Store {
 
     /// Writes a group of commits with one synced write, holding the commit locks of all their keys
     /// (taken in order, so that it cannot deadlock with a writer holding one). A second commit to a
-    /// key already in the group goes to `deferred`, for the next group.
+    /// key already in the group goes to `deferred`, for the next group. A commit that fails is
+    /// answered with its error and leaves the others' write as it was (see `prepare_commit`).
     fn commit_group(
         &self,
         group: Vec<CommitJob>,
@@ -120,9 +121,12 @@ impl Store {
         let mut replies = Vec::new();
         for job in jobs {
             let upload_id = job.upload_id.as_deref();
-            match self.prepare_commit(&job.bucket, &job.key, &job.record, upload_id, &mut batch) {
-                Ok(true) => applied.push(job.done),
-                Ok(false) => replies.push((job.done, Ok(false))),
+            match self.prepare_commit(&job.bucket, &job.key, &job.record, upload_id) {
+                Ok(Some(writes)) => {
+                    writes.add_to(&mut batch);
+                    applied.push(job.done);
+                }
+                Ok(None) => replies.push((job.done, Ok(false))),
                 Err(e) => replies.push((job.done, Err(e))),
             }
         }
@@ -141,5 +145,85 @@ impl Store {
             replies.push((done, outcome));
         }
         replies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{fragment_id, UploadRecord};
+    use crate::store::keys::{part_key, replaced_key};
+    use crate::store::testing::{open, record, v, BUCKET};
+
+    fn job(
+        key: &str,
+        record: ObjectRecord,
+        upload_id: Option<&str>,
+    ) -> (CommitJob, oneshot::Receiver<Result<bool, StoreError>>) {
+        let (done, outcome) = oneshot::channel();
+        let job = CommitJob {
+            bucket: BUCKET,
+            key: key.into(),
+            record,
+            upload_id: upload_id.map(String::from),
+            done,
+        };
+        (job, outcome)
+    }
+
+    #[test]
+    fn a_commit_that_fails_midway_writes_nothing_and_its_group_still_commits() {
+        let (_dir, store) = open();
+        assert!(store
+            .commit_object(&BUCKET, "inline", &record(10, None), None)
+            .unwrap());
+        // An inline overwrite reads the version kept from the last one after it has replaced
+        // the current record, and a completion reads its parts after it has dropped the upload:
+        // corrupt values there make both fail midway.
+        store
+            .db
+            .put(replaced_key(&BUCKET, "inline"), b"not json")
+            .unwrap();
+        let upload = UploadRecord {
+            upload_id: "upload".into(),
+            key: "completed".into(),
+            version: v(1),
+            headers: Vec::new(),
+            checksum_algorithm: None,
+            checksum_type: None,
+            tags: Vec::new(),
+        };
+        store.put_upload(&BUCKET, &upload).unwrap();
+        store.db.put(part_key("upload", 1), b"not json").unwrap();
+
+        let id = fragment_id(&[b"completed"]);
+        let (group, outcomes): (Vec<_>, Vec<_>) = [
+            job("inline", record(20, None), None),
+            job("plain", record(30, None), None),
+            job("completed", record(40, Some(&id)), Some("upload")),
+        ]
+        .into_iter()
+        .unzip();
+        let mut deferred = Vec::new();
+        for (done, outcome) in store.commit_group(group, &mut deferred) {
+            done.send(outcome).unwrap();
+        }
+        assert!(deferred.is_empty());
+        let outcomes: Vec<_> = outcomes
+            .into_iter()
+            .map(|mut o| o.try_recv().unwrap())
+            .collect();
+        assert!(matches!(outcomes[0], Err(StoreError::Corrupt(_))));
+        assert!(matches!(outcomes[1], Ok(true)));
+        assert!(matches!(outcomes[2], Err(StoreError::Corrupt(_))));
+
+        let current = |key| store.object(&BUCKET, key).unwrap().map(|r| r.version);
+        assert_eq!(current("plain"), Some(v(30)), "the group's good commit");
+        assert_eq!(current("inline"), Some(v(10)), "the failed overwrite");
+        assert_eq!(current("completed"), None, "the failed completion");
+        assert!(
+            store.upload(&BUCKET, "upload").unwrap().is_some(),
+            "the failed completion's upload"
+        );
     }
 }

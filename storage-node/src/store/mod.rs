@@ -11,6 +11,8 @@
 //!   synced write as the newer record, and removed once no read can still be opening them
 //!   (`remove_superseded`). Those of the version an inline record replaced are kept longer
 //!   (`TAG_REPLACED`).
+//! - Commits that arrive together are written by one synced write (`group_commit`), each all or
+//!   nothing: a commit that fails adds none of its writes to the group's.
 //!
 //! The modules: `keys` (the key layout), `fragment_file` (fragment files and direct I/O),
 //! `group_commit` (the group committer), `versions` (which commit wins, history, purge, undo),

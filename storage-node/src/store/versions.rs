@@ -20,6 +20,31 @@ pub(super) struct Replaced {
     pub(super) at: u64,
 }
 
+/// The writes of one commit, kept apart from the batch they go into until the commit has made
+/// all of them: the group committer shares one batch among many commits, and RocksDB's save
+/// points, which could drop a failed commit's writes from it, are not in the Rust binding.
+#[derive(Default)]
+pub(super) struct Writes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Writes {
+    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), Some(value.into())));
+    }
+
+    fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), None));
+    }
+
+    pub(super) fn add_to(self, batch: &mut WriteBatch) {
+        for (key, value) in self.0 {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+    }
+}
+
 impl Store {
     /// Records one version of a key (see `commit_locked`). Returns whether it was applied.
     pub fn commit_object(
@@ -48,30 +73,32 @@ impl Store {
         record: &ObjectRecord,
         upload_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut batch = WriteBatch::default();
-        if !self.prepare_commit(bucket, key, record, upload_id, &mut batch)? {
+        let Some(writes) = self.prepare_commit(bucket, key, record, upload_id)? else {
             return Ok(false);
-        }
+        };
+        let mut batch = WriteBatch::default();
+        writes.add_to(&mut batch);
         self.write_synced(batch)?;
         Ok(true)
     }
 
-    /// Adds the writes of a commit (see `commit_locked`) to `batch`, with the key's commit lock
-    /// held; returns whether the record is applied.
+    /// The writes of a commit (see `commit_locked`), with the key's commit lock held; `None`
+    /// when the record is not applied. Nothing is written until the caller adds them to a batch,
+    /// so that a commit that fails halfway leaves none of its writes in a batch shared with others.
     pub(super) fn prepare_commit(
         &self,
         bucket: &BucketId,
         key: &str,
         record: &ObjectRecord,
         upload_id: Option<&str>,
-        batch: &mut WriteBatch,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Writes>, StoreError> {
+        let mut writes = Writes::default();
         if self
             .db
             .get_pinned(purged_key(bucket, key, record.version))?
             .is_some()
         {
-            return Ok(false);
+            return Ok(None);
         }
         let db_key = object_key(bucket, key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
@@ -85,23 +112,23 @@ impl Store {
         let mut replaced = None;
         if let Some((at, existing)) = stored().find(|(_, r)| r.version == record.version) {
             if existing.revision >= record.revision {
-                return Ok(false);
+                return Ok(None);
             }
-            batch.put(at, serde_json::to_vec(record)?);
+            writes.put(at.as_slice(), serde_json::to_vec(record)?);
             replaced = Some(existing.clone());
         } else {
             if !record.versioned {
                 if let Some((at, null)) = stored().find(|(_, r)| !r.versioned) {
                     if null.version > record.version {
-                        return Ok(false);
+                        return Ok(None);
                     }
-                    batch.delete(at);
+                    writes.delete(at.as_slice());
                     replaced = Some(null.clone());
                 }
             }
             match &current {
                 Some(cur) if cur.version > record.version => {
-                    batch.put(
+                    writes.put(
                         history_key(bucket, key, record.version),
                         serde_json::to_vec(record)?,
                     );
@@ -109,12 +136,12 @@ impl Store {
                 _ => {
                     if let Some(cur) = current.as_ref().filter(|c| c.versioned || record.versioned)
                     {
-                        batch.put(
+                        writes.put(
                             history_key(bucket, key, cur.version),
                             serde_json::to_vec(cur)?,
                         );
                     }
-                    batch.put(&db_key, serde_json::to_vec(record)?);
+                    writes.put(db_key.as_slice(), serde_json::to_vec(record)?);
                 }
             }
         }
@@ -127,7 +154,7 @@ impl Store {
                     record: old,
                     at: unix_now(),
                 };
-                batch.put(at, serde_json::to_vec(&kept)?);
+                writes.put(at, serde_json::to_vec(&kept)?);
             }
         }
         let mut superseded: Vec<(String, u8)> = replaced
@@ -136,9 +163,9 @@ impl Store {
             .map(|(id, index)| (id.to_string(), index))
             .collect();
         if let Some(upload_id) = upload_id {
-            batch.delete(upload_key(bucket, upload_id));
+            writes.delete(upload_key(bucket, upload_id));
             for part in self.parts(upload_id)? {
-                batch.delete(part_key(upload_id, part.part.number));
+                writes.delete(part_key(upload_id, part.part.number));
                 if part.part.inline.is_none() {
                     superseded.push((part.part.fragment_id, part.fragment));
                 }
@@ -148,10 +175,10 @@ impl Store {
         let now = unix_now();
         for (id, index) in superseded {
             if !kept.contains(&(id.as_str(), index)) {
-                batch.put(superseded_key(now, &id, index), b"");
+                writes.put(superseded_key(now, &id, index), b"");
             }
         }
-        Ok(true)
+        Ok(Some(writes))
     }
 
     /// The key's current record: its newest version (possibly a delete marker or tombstone).
