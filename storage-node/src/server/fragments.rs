@@ -1,0 +1,363 @@
+//! Fragment streaming: uploads checked frame by frame as they arrive, over HTTP or alone on an
+//! upgraded connection (raw), and reads sent back in chunks, with `sendfile`, or with a lookup.
+
+use super::{bad, blocking, NodeError};
+use crate::body::{empty, full, ChannelBody, HttpBody};
+use crate::protocol::{
+    raw_upload_answer, Lookup, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL,
+    SIZE_HEADER,
+};
+use crate::store::{FragmentFile, Store, StoreError};
+use bytes::Bytes;
+use erasure::{FragmentVerifier, StripeLayout};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
+const IO_CHUNK: usize = 1 << 20;
+/// How long a raw fragment transfer waits for a peer that moves no bytes before it gives up. A
+/// gateway stops reading while its S3 client is slow to take the object, and stops sending while
+/// its S3 client is slow to send one, so this is far above the node timeout: it only catches
+/// peers that are gone.
+const RAW_STALL: Duration = Duration::from_secs(300);
+/// The longest fragment file a lookup sends along with its record (see `lookup_and_fragment`):
+/// that of a 16 MiB object in 4+2. Larger objects take long enough to read that one more round
+/// trip does not count.
+const LOOKUP_FRAGMENT_MAX: u64 = (4 << 20) + (64 << 10);
+
+/// The stripe geometry of a fragment upload, from its headers.
+pub(super) fn fragment_layout(req: &Request<Incoming>) -> Result<StripeLayout, NodeError> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| bad(format!("missing {name}")))
+    };
+    let layout = StripeLayout {
+        size: header(SIZE_HEADER)?,
+        data_shards: header(DATA_SHARDS_HEADER)? as usize,
+        block_size: header(BLOCK_SIZE_HEADER)? as usize,
+    };
+    if layout.data_shards == 0 || layout.block_size == 0 {
+        return Err(bad("bad stripe geometry"));
+    }
+    Ok(layout)
+}
+
+/// Whether a fragment transfer asks for a connection of its own (see `RAW_FRAGMENT_PROTOCOL`).
+pub(super) fn wants_raw(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL)
+}
+
+pub(super) fn switching_to_raw() -> Response<HttpBody> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::CONNECTION, "upgrade")
+        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
+        .body(empty())
+        .expect("static response parts are valid")
+}
+
+/// Receives one fragment, checking every frame's hash as it arrives, and commits the file only
+/// when exactly the expected frames came: a truncated or corrupted upload leaves nothing behind.
+pub(super) async fn receive_fragment(
+    mut file: FragmentFile,
+    layout: StripeLayout,
+    index: u8,
+    req: Request<Incoming>,
+) -> Result<Response<HttpBody>, NodeError> {
+    let mut body = req.into_body();
+    let mut verifier = FragmentVerifier::new(layout, index as usize);
+    let mut batch = Vec::new();
+    let mut batched = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        verifier.update(&data).map_err(|e| bad(e.to_string()))?;
+        batched += data.len();
+        batch.push(data);
+        if batched >= IO_CHUNK {
+            let chunks = std::mem::take(&mut batch);
+            file = blocking(move || write_chunks(&mut file, &chunks).map(|()| file)).await?;
+            batched = 0;
+        }
+    }
+    verifier.finish().map_err(|e| bad(e.to_string()))?;
+    // The last chunks and the commit in one trip to the blocking pool: a fragment of up to
+    // `IO_CHUNK` (every object up to 4 MiB) takes one.
+    blocking(move || {
+        write_chunks(&mut file, &batch)?;
+        file.commit()
+    })
+    .await?;
+    Ok(Response::new(empty()))
+}
+
+/// Receives one fragment alone on the connection of `upgrade`, then answers with a status line
+/// (see `RAW_FRAGMENT_PROTOCOL`) and closes it. The bytes are read straight into the file's
+/// direct-I/O buffer, and each buffer is checked whole before it is written: the HTTP path's
+/// copy from hyper's chunks into that buffer was a tenth of a node's CPU on large PUTs.
+pub(super) async fn receive_raw(
+    upgrade: hyper::upgrade::OnUpgrade,
+    file: FragmentFile,
+    layout: StripeLayout,
+    index: u8,
+) {
+    let mut io = match upgrade.await {
+        Ok(upgraded) => TokioIo::new(upgraded),
+        Err(e) => return tracing::debug!(error = %e, "raw fragment upload never started"),
+    };
+    let mut left = layout.fragment_len();
+    let reply = match receive_into(&mut io, file, layout, index, &mut left).await {
+        Ok(()) => raw_upload_answer(StatusCode::OK, "stored"),
+        Err(e) => {
+            // The sender writes the whole fragment before it reads the answer: the rest is
+            // read and dropped first, or closing with unread bytes would reset the connection
+            // and lose the answer.
+            let (mut rest, mut dropped) = ((&mut io).take(left), tokio::io::sink());
+            let _ = tokio::time::timeout(RAW_STALL, tokio::io::copy(&mut rest, &mut dropped)).await;
+            raw_upload_answer(e.status(), &e.to_string())
+        }
+    };
+    let sent = async {
+        io.write_all(reply.as_bytes()).await?;
+        io.shutdown().await
+    };
+    if let Err(e) = sent.await {
+        tracing::debug!(error = %e, "raw fragment upload: the answer did not reach the sender");
+    }
+}
+
+/// Reads the fragment's bytes into `file` and commits it; `left` counts the bytes still to come.
+async fn receive_into(
+    io: &mut TokioIo<hyper::upgrade::Upgraded>,
+    mut file: FragmentFile,
+    layout: StripeLayout,
+    index: u8,
+    left: &mut u64,
+) -> Result<(), NodeError> {
+    let mut verifier = FragmentVerifier::new(layout, index as usize);
+    let check = |verifier: &mut FragmentVerifier, file: &mut FragmentFile| {
+        verifier
+            .update(file.pending())
+            .map_err(|e| bad(e.to_string()))
+    };
+    while *left > 0 {
+        let spare = file.spare();
+        let want = spare
+            .len()
+            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+        let n = tokio::time::timeout(RAW_STALL, io.read(&mut spare[..want]))
+            .await
+            .map_err(|_| bad("the sender stalled"))?
+            .map_err(|e| bad(format!("reading the fragment: {e}")))?;
+        if n == 0 {
+            return Err(bad("the fragment ended early"));
+        }
+        file.fill(n);
+        *left -= n as u64;
+        if file.is_full() {
+            check(&mut verifier, &mut file)?;
+            file = blocking(move || file.flush().map(|()| file)).await?;
+        }
+    }
+    check(&mut verifier, &mut file)?;
+    verifier.finish().map_err(|e| bad(e.to_string()))?;
+    blocking(move || file.commit()).await?;
+    Ok(())
+}
+
+/// Writes the received (already verified) chunks without first joining them into one buffer.
+fn write_chunks(file: &mut FragmentFile, chunks: &[Bytes]) -> Result<(), StoreError> {
+    chunks.iter().try_for_each(|chunk| file.write(chunk))
+}
+
+/// A record followed by this node's fragment file of its first part, whole, when the file is
+/// here and at most `LOOKUP_FRAGMENT_MAX` long: a reader of a whole object is spared one round
+/// trip per holder. The body is the JSON's length (4 bytes, big-endian), the JSON (whose
+/// `fragment_len` says whether the fragment follows), then the fragment's bytes.
+pub(super) async fn lookup_and_fragment(
+    store: Arc<Store>,
+    mut lookup: Lookup,
+) -> Result<Response<HttpBody>, NodeError> {
+    let file = lookup.record.as_ref().and_then(|r| {
+        let part = r
+            .parts
+            .first()
+            .filter(|p| p.inline.is_none() && !r.deleted)?;
+        let layout = StripeLayout {
+            size: part.size,
+            data_shards: r.data_shards as usize,
+            block_size: part.block_size as usize,
+        };
+        let len = layout.fragment_len();
+        (len <= LOOKUP_FRAGMENT_MAX).then(|| (part.fragment_id.clone(), r.fragment, len))
+    });
+    let mut fragment = None;
+    if let Some((id, index, len)) = file {
+        let cached = store.read_cached_fragment(&id, index, 0, len as usize);
+        let read = match cached {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => {
+                let store = store.clone();
+                blocking(move || store.read_fragment(&id, index, 0, len)).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        // Without it the reader asks for the fragment as usual, and gets the error then.
+        fragment = read.ok().filter(|bytes| bytes.len() as u64 == len);
+    }
+    lookup.fragment_len = fragment.as_ref().map(|f| f.len() as u64);
+    let json = serde_json::to_vec(&lookup).map_err(|e| NodeError::Store(e.into()))?;
+    let head_len = u32::try_from(json.len()).map_err(|_| bad("record too large"))?;
+    let mut head = Vec::with_capacity(4 + json.len());
+    head.extend_from_slice(&head_len.to_be_bytes());
+    head.extend_from_slice(&json);
+    let total = head.len() as u64 + lookup.fragment_len.unwrap_or(0);
+    let (tx, body) = ChannelBody::new(2, Some(total));
+    // Room for both chunks: the sends cannot fail, and the body needs no task.
+    let _ = tx.try_send(Ok(head.into()));
+    if let Some(fragment) = fragment {
+        let _ = tx.try_send(Ok(fragment.into()));
+    }
+    Ok(Response::new(body.boxed()))
+}
+
+/// Streams a byte range of a fragment file from a blocking reader, `IO_CHUNK` at a time.
+pub(super) async fn send_fragment(
+    store: Arc<Store>,
+    id: String,
+    index: u8,
+    offset: u64,
+    len: u64,
+) -> Result<Response<HttpBody>, NodeError> {
+    let first_len = len.min(IO_CHUNK as u64);
+    let first = match store.read_cached_fragment(&id, index, offset, first_len as usize)? {
+        Some(cached) => cached,
+        None => {
+            let (store, id) = (store.clone(), id.clone());
+            blocking(move || store.read_fragment(&id, index, offset, first_len)).await?
+        }
+    };
+    if (first.len() as u64) < first_len {
+        return Err(bad("range past the end of the fragment"));
+    }
+    if first_len == len {
+        return Ok(Response::new(full(first)));
+    }
+    Ok(Response::new(stream_fragment(
+        store,
+        id,
+        index,
+        offset,
+        len,
+        first.into(),
+    )))
+}
+
+/// Answers a fragment read that asked for the raw protocol: checks the range, then switches the
+/// connection over and hands it to `send_raw`.
+pub(super) fn start_raw(
+    store: &Store,
+    id: &str,
+    index: u8,
+    offset: u64,
+    len: u64,
+    upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<Response<HttpBody>, NodeError> {
+    let file = store.open_fragment(id, index)?;
+    let size = file.metadata().map_err(StoreError::from)?.len();
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(bad("range past the end of the fragment"));
+    }
+    tokio::spawn(send_raw(upgrade, file, offset, len));
+    Ok(switching_to_raw())
+}
+
+/// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
+/// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
+/// just closes it early: the reader counts the bytes.
+async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offset: u64, len: u64) {
+    let socket = match upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+        Ok(Ok(parts)) => parts.io.into_inner().into_std(),
+        Ok(Err(_)) => Err(std::io::Error::other("the connection is not a TCP stream")),
+        Err(e) => Err(std::io::Error::other(e)),
+    };
+    let sent = tokio::task::spawn_blocking(move || {
+        let socket = socket?;
+        socket.set_nonblocking(false)?;
+        socket.set_write_timeout(Some(RAW_STALL))?;
+        send_file(&socket, &file, offset, len)
+    })
+    .await;
+    if let Ok(Err(e)) = sent {
+        tracing::debug!(error = %e, "raw fragment send ended early");
+    }
+}
+
+/// `sendfile` of a file range to a blocking socket.
+fn send_file(
+    socket: &std::net::TcpStream,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut at = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
+    let end = offset + len;
+    while (at as u64) < end {
+        let want = (end - at as u64).min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the call; `at` is a valid offset the kernel
+        // advances by the bytes sent.
+        let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, want) };
+        match sent {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => return Err(std::io::Error::last_os_error()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `len` bytes of a fragment file from `offset` as a body, read `IO_CHUNK` at a time by a blocking
+/// reader; `first` holds the bytes from `offset` already read (possibly none).
+pub(crate) fn stream_fragment(
+    store: Arc<Store>,
+    id: String,
+    index: u8,
+    offset: u64,
+    len: u64,
+    first: Bytes,
+) -> HttpBody {
+    let (tx, body) = ChannelBody::new(2, Some(len));
+    tokio::task::spawn_blocking(move || {
+        let mut sent = first.len() as u64;
+        if !first.is_empty() && tx.blocking_send(Ok(first)).is_err() {
+            return;
+        }
+        while sent < len {
+            let want = (len - sent).min(IO_CHUNK as u64);
+            let chunk = match store.read_fragment(&id, index, offset + sent, want) {
+                Ok(c) if c.len() as u64 == want => Ok(Bytes::from(c)),
+                Ok(_) => Err(std::io::Error::other("fragment shorter than asked")),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let failed = chunk.is_err();
+            sent += want;
+            if tx.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+        }
+    });
+    body.boxed()
+}

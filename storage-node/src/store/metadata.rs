@@ -1,0 +1,141 @@
+//! The small records kept beside the objects: buckets, multipart uploads and their parts, node
+//! settings, and hints kept for holders that were down.
+
+use super::keys::{
+    bucket_key, hint_key, part_key, parts_prefix, setting_key, upload_key, TAG_BUCKET, TAG_HINT,
+    TAG_UPLOAD,
+};
+use super::{Store, StoreError};
+use crate::hints::Hint;
+use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version};
+use rocksdb::WriteBatch;
+
+impl Store {
+    pub fn put_bucket(&self, record: &BucketRecord) -> Result<bool, StoreError> {
+        let db_key = bucket_key(&record.name);
+        let _guard = self.lock_for(&db_key);
+        let old: Option<BucketRecord> = self.get_json(&db_key)?;
+        if old.is_some_and(|o| o.version >= record.version) {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(db_key, serde_json::to_vec(record)?);
+        self.write_synced(batch)?;
+        Ok(true)
+    }
+
+    pub fn buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
+        self.scan(&[TAG_BUCKET])
+    }
+
+    pub fn put_upload(&self, bucket: &BucketId, record: &UploadRecord) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put(
+            upload_key(bucket, &record.upload_id),
+            serde_json::to_vec(record)?,
+        );
+        self.write_synced(batch)
+    }
+
+    pub fn upload(
+        &self,
+        bucket: &BucketId,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, StoreError> {
+        self.get_json(&upload_key(bucket, upload_id))
+    }
+
+    pub fn uploads(&self, bucket: &BucketId) -> Result<Vec<UploadRecord>, StoreError> {
+        self.scan(&[&[TAG_UPLOAD][..], bucket].concat())
+    }
+
+    /// Forgets an upload and removes its parts' fragments.
+    pub fn abort_upload(&self, bucket: &BucketId, upload_id: &str) -> Result<(), StoreError> {
+        let parts = self.parts(upload_id)?;
+        let mut batch = WriteBatch::default();
+        batch.delete(upload_key(bucket, upload_id));
+        for part in &parts {
+            batch.delete(part_key(upload_id, part.part.number));
+        }
+        self.write_synced(batch)?;
+        for part in parts.iter().filter(|p| p.part.inline.is_none()) {
+            self.remove_fragment(&part.part.fragment_id, part.fragment)?;
+        }
+        Ok(())
+    }
+
+    /// Records an uploaded part unless a newer upload of the same part number is already here.
+    pub fn put_part(&self, upload_id: &str, record: &PartRecord) -> Result<bool, StoreError> {
+        let db_key = part_key(upload_id, record.part.number);
+        let _guard = self.lock_for(&db_key);
+        let old: Option<PartRecord> = self.get_json(&db_key)?;
+        if old.as_ref().is_some_and(|o| o.version >= record.version) {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(&db_key, serde_json::to_vec(record)?);
+        self.write_synced(batch)?;
+        if let Some(old) = old.filter(|o| o.part.inline.is_none()) {
+            self.remove_fragment(&old.part.fragment_id, old.fragment)?;
+        }
+        Ok(true)
+    }
+
+    pub fn parts(&self, upload_id: &str) -> Result<Vec<PartRecord>, StoreError> {
+        self.scan(&parts_prefix(upload_id))
+    }
+
+    /// Small named values a node keeps for the cluster (such as a heal checkpoint); empty clears.
+    pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = setting_key(name);
+        let mut batch = WriteBatch::default();
+        if value.is_empty() {
+            batch.delete(key);
+        } else {
+            batch.put(key, value);
+        }
+        self.write_synced(batch)
+    }
+
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(setting_key(name))?)
+    }
+
+    /// Keeps a write meant for another node (hinted handoff) until it is handed over. Hints are
+    /// keyed by the time they were taken, so they are handed over in the order they came.
+    pub fn add_hint(&self, hint: &Hint) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put(hint_key(Version::now()), serde_json::to_vec(hint)?);
+        self.write_synced(batch)
+    }
+
+    /// Up to `limit` pending hints, oldest first, with the key that removes each.
+    pub fn hints(&self, limit: usize) -> Result<Vec<(Vec<u8>, Hint)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.prefix_iterator([TAG_HINT]).take(limit) {
+            let (k, v) = entry?;
+            if k.first() != Some(&TAG_HINT) {
+                break;
+            }
+            out.push((k.to_vec(), serde_json::from_slice(&v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn hint_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for entry in self.db.prefix_iterator([TAG_HINT]) {
+            if entry?.0.first() != Some(&TAG_HINT) {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    pub fn remove_hint(&self, key: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete(key);
+        self.write_synced(batch)
+    }
+}
