@@ -88,6 +88,10 @@ pub struct NodeClient {
 pub struct NodeHealth {
     /// Writes it keeps for holders that were down, not yet handed over.
     pub hints: u64,
+    /// The same, by the id of the node each is for: that node lacks those writes until they are
+    /// handed over, which a gateway's reads must allow for.
+    #[serde(default)]
+    pub hints_for: BTreeMap<String, u64>,
     #[serde(default)]
     pub scrub: ScrubStatus,
 }

@@ -185,7 +185,7 @@ fn drop_hint(store: &Store, key: &[u8], hint: &Hint) -> Result<(), StoreError> {
     for f in &hint.fragments {
         store.remove_fragment(&f.id, f.index)?;
     }
-    store.remove_hint(key)
+    store.remove_hint(key, &hint.target)
 }
 
 /// Sends the hint's fragment files, then its call. A fragment file already gone was handed over

@@ -23,6 +23,9 @@ struct NodeStatus {
     hints: Option<u64>,
     /// The node missed writes that nobody kept for it; a heal starts when it answers.
     needs_heal: bool,
+    /// Other nodes keep writes for it that they have not handed over yet: until they have,
+    /// reads hear from every holder that is up.
+    behind: bool,
     /// The node's scrubber: passes, what the current one checked, damage found.
     scrub: Option<ScrubStatus>,
 }
@@ -49,6 +52,7 @@ pub async fn handle(
                         up: h.is_some(),
                         hints: h.as_ref().map(|h| h.hints),
                         needs_heal: gw.cluster.liveness.needs_heal(i),
+                        behind: gw.cluster.liveness.is_behind(i),
                         scrub: h.map(|h| h.scrub),
                     }
                 })

@@ -19,6 +19,8 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        let live = &cluster.liveness;
+        let started = live.now();
         let nodes = cluster.layout.nodes();
         let probes = nodes.iter().map(|n| async {
             tokio::time::timeout(PROBE_TIMEOUT, cluster.client.health(&n.addr))
@@ -27,7 +29,14 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
                 .and_then(Result::ok)
         });
         let answers = futures::future::join_all(probes).await;
-        let live = &cluster.liveness;
+        let mut reported = vec![false; nodes.len()];
+        for health in answers.iter().flatten() {
+            for (target, count) in &health.hints_for {
+                if let Some(index) = cluster.node_index(target).filter(|_| *count > 0) {
+                    reported[index] = true;
+                }
+            }
+        }
         for (index, answer) in answers.into_iter().enumerate() {
             let was_up = live.set_up(index, answer.is_some());
             let Some(health) = answer else {
@@ -50,6 +59,7 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
                 live.healing(index);
             }
         }
+        live.finish_round(started, &reported);
     }
 }
 

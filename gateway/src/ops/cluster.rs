@@ -172,10 +172,27 @@ impl Cluster {
             .is_none_or(|index| self.liveness.is_up(index))
     }
 
+    /// Notes that `holder`, when it is a substitute, took a share of a write as a hint: until the
+    /// hint is handed over, the holder it stands in for lacks that write (see
+    /// `Liveness::reads_settled`). Called once the call was answered, before the write is
+    /// acknowledged.
+    pub fn note_hinted(&self, holder: &Holder<'_>) {
+        if let Some(target) = holder.hint_for {
+            if let Some(index) = self.node_index(&target.id) {
+                self.liveness.note_hinted(index);
+            }
+        }
+    }
+
+    /// The index of the node with that id in the layout's node list.
+    pub fn node_index(&self, id: &str) -> Option<usize> {
+        self.layout.nodes().iter().position(|n| n.id == id)
+    }
+
     /// Notes that a write went on without `holder`'s share: it is healed when it answers again.
     pub fn note_missed(&self, holder: &Holder<'_>) {
         let id = &holder.hint_for.unwrap_or(holder.node).id;
-        if let Some(index) = self.layout.nodes().iter().position(|n| n.id == *id) {
+        if let Some(index) = self.node_index(id) {
             self.liveness.missed(index);
         }
     }

@@ -158,14 +158,18 @@ pub async fn commit_record<'a>(
     let Some(claimed) = claimed else {
         return commit_quorum(cluster, holders, stored, commit).await;
     };
-    let answers = join_all(
-        holders
-            .iter()
-            .zip(&claimed.granted)
-            .filter(|(_, g)| **g)
-            .map(|(h, _)| commit(*h)),
-    )
-    .await;
+    let asked: Vec<Holder<'a>> = holders
+        .iter()
+        .zip(&claimed.granted)
+        .filter(|(_, g)| **g)
+        .map(|(h, _)| *h)
+        .collect();
+    let answers = join_all(asked.iter().map(|h| commit(*h))).await;
+    for (holder, answer) in asked.iter().zip(&answers) {
+        if matches!(answer, Ok(true)) {
+            cluster.note_hinted(holder);
+        }
+    }
     let applied = answers.iter().filter(|a| matches!(a, Ok(true))).count();
     let quorum = Quorum::write(cluster);
     if !quorum.met(applied) && answers.iter().any(|a| matches!(a, Ok(false))) {

@@ -1,8 +1,13 @@
 //! Which storage nodes answer, as the gateway's probe (`background::probe`) last saw them: the
 //! write path sends the share of a holder that is down to a substitute (hinted handoff), and a
 //! node that missed writes nobody kept for it is healed when it answers.
+//!
+//! It also knows which nodes lack writes that substitutes still keep for them (are "behind"),
+//! which decides how a read counts its answers (see `reads_settled` and docs/architecture.md,
+//! "Reads after hinted writes").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 /// What the gateway last saw of each node, by index into the layout's node list.
 pub struct Liveness {
@@ -11,6 +16,15 @@ pub struct Liveness {
     missed: Vec<AtomicBool>,
     /// Fragment files the node's scrubber last reported damaged (`ScrubStatus::damaged`).
     damaged: Vec<AtomicU64>,
+    /// Some node reported hints for it in the last probe round, or this gateway acknowledged a
+    /// write with a hint for it since that round began.
+    behind: Vec<AtomicBool>,
+    /// When this gateway last acknowledged a write with a hint for the node: milliseconds since
+    /// `epoch`, plus one (0: never).
+    hinted_at: Vec<AtomicU64>,
+    /// Probe rounds finished: none yet means this gateway has not heard what the nodes hold.
+    rounds: AtomicU64,
+    epoch: Instant,
 }
 
 impl Liveness {
@@ -20,11 +34,15 @@ impl Liveness {
             up: (0..nodes).map(|_| AtomicBool::new(true)).collect(),
             missed: (0..nodes).map(|_| AtomicBool::new(false)).collect(),
             damaged: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            behind: (0..nodes).map(|_| AtomicBool::new(false)).collect(),
+            hinted_at: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            rounds: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
     pub fn is_up(&self, node: usize) -> bool {
-        self.up[node].load(Ordering::Relaxed)
+        self.up[node].load(Ordering::SeqCst)
     }
 
     /// True while `node` lacks writes and its heal has not started.
@@ -39,7 +57,7 @@ impl Liveness {
 
     /// Records a probe's outcome; returns whether the node was up before.
     pub fn set_up(&self, node: usize, up: bool) -> bool {
-        self.up[node].swap(up, Ordering::Relaxed)
+        self.up[node].swap(up, Ordering::SeqCst)
     }
 
     /// Records the damaged fragment files a node reports; returns the count before.
@@ -50,5 +68,43 @@ impl Liveness {
     /// A heal of `node` has started: it no longer needs one.
     pub fn healing(&self, node: usize) {
         self.missed[node].store(false, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since this gateway started: the clock of `note_hinted` and the probe rounds.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// This gateway acknowledged a write with a hint for `node`.
+    pub fn note_hinted(&self, node: usize) {
+        self.hinted_at[node].fetch_max(self.now() + 1, Ordering::SeqCst);
+        self.behind[node].store(true, Ordering::SeqCst);
+    }
+
+    /// Ends a probe round that began at `started` (see `now`): `reported[i]` says whether some
+    /// node reported hints for node i. A hint this gateway acknowledged after the round began
+    /// may have reached its substitute after the substitute answered, so it keeps its node
+    /// behind until a later round.
+    pub fn finish_round(&self, started: u64, reported: &[bool]) {
+        for (node, reported) in reported.iter().enumerate() {
+            let hinted_since = self.hinted_at[node].load(Ordering::SeqCst) > started;
+            self.behind[node].store(*reported || hinted_since, Ordering::SeqCst);
+        }
+        self.rounds.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn is_behind(&self, node: usize) -> bool {
+        self.behind[node].load(Ordering::SeqCst)
+    }
+
+    /// True when every acknowledged write is on a write quorum of its holders themselves: a
+    /// probe round has finished since this gateway started, and in the last one every node
+    /// answered and none held hints. Otherwise a substitute (one that is down, or one that has
+    /// not handed its hints over yet) may keep the only copies of a write's share for a holder,
+    /// and a read must hear from every holder that is up (see `ops::lookup`).
+    pub fn reads_settled(&self) -> bool {
+        self.rounds.load(Ordering::SeqCst) > 0
+            && self.up.iter().all(|u| u.load(Ordering::SeqCst))
+            && !self.behind.iter().any(|b| b.load(Ordering::SeqCst))
     }
 }

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 /// How long the first holders asked for a record may take before the others are asked too. Above
 /// a record read under full load here (a few ms), far below the node timeout.
 const LOOKUP_HEDGE: Duration = Duration::from_millis(20);
+/// How often a read waiting to hear from every holder that is up looks again at which are.
+const RECHECK_DOWN: Duration = Duration::from_millis(100);
 
 /// The newest version of a key and the holders that have it.
 pub struct Found {
@@ -148,29 +150,49 @@ async fn find(
         }
     };
     let quorum = cluster.read_quorum();
+    // While a substitute may keep the only copies of a holder's share of some acknowledged write
+    // (see `Liveness::reads_settled`), any R holders may all lack it: the read then hears from
+    // every holder that is up, and among them is one that took the write itself
+    // (docs/architecture.md, "Reads after hinted writes").
+    let hear_all_up = wait == Wait::Enough && !cluster.liveness.reads_settled();
     // Holders in fragment order, those known to be down last: the first are asked at once.
     let mut order: Vec<&Holder<'_>> = holders.iter().collect();
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
     let first = match wait {
+        Wait::Enough if hear_all_up => holders.len(),
         Wait::Enough if cluster.small_copies => quorum.min(holders.len()),
         Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
     };
+    let mut outstanding: BTreeSet<u8> = waiting.iter().take(first).map(|h| h.fragment).collect();
     let mut pending: FuturesUnordered<_> =
         waiting.drain(..first).map(|h| ask(h, fragments)).collect();
     let hedge = tokio::time::sleep(LOOKUP_HEDGE);
     tokio::pin!(hedge);
+    // A holder that goes down while a read waits for it is no longer waited for.
+    let mut recheck = tokio::time::interval(RECHECK_DOWN);
+    let up_outstanding = |outstanding: &BTreeSet<u8>| {
+        outstanding
+            .iter()
+            .any(|&slot| cluster.is_up(holders[slot as usize].node))
+    };
     let mut answered = Vec::new();
     let mut purged = BTreeSet::new();
     let mut prefetched = Vec::new();
     let everyone = wait == Wait::Everyone;
-    while answered.len() < quorum || !readable(&answered) || (everyone && !pending.is_empty()) {
+    while answered.len() < quorum
+        || !readable(&answered)
+        || (everyone && !pending.is_empty())
+        || (hear_all_up && up_outstanding(&outstanding))
+    {
         let short = shortfall(&answered, pending.len(), quorum).min(waiting.len());
+        outstanding.extend(waiting.iter().take(short).map(|h| h.fragment));
         pending.extend(waiting.drain(..short).map(|h| ask(h, fragments)));
         tokio::select! {
             next = pending.next() => {
                 let Some((slot, answer)) = next else { break };
+                outstanding.remove(&slot);
                 if let Ok((lookup, fragment)) = answer {
                     purged.extend(lookup.purged);
                     let sent = lookup.record.as_ref().zip(lookup.fragment_len).zip(fragment);
@@ -182,8 +204,10 @@ async fn find(
                 }
             }
             () = &mut hedge, if !waiting.is_empty() => {
+                outstanding.extend(waiting.iter().map(|h| h.fragment));
                 pending.extend(waiting.drain(..).map(|h| ask(h, false)));
             }
+            _ = recheck.tick(), if hear_all_up => {}
         }
     }
     // Answers that disagree may show a write that never reached its quorum, or a holder that

@@ -129,8 +129,10 @@ where
     let mut outcomes = answers.iter();
     for (holder, stored) in holders.iter().zip(stored) {
         // Only holders that stored the data were asked to commit, in order.
-        if !stored || outcomes.next().is_some_and(Result::is_err) {
-            cluster.note_missed(holder);
+        let outcome = if *stored { outcomes.next() } else { None };
+        match outcome {
+            Some(Ok(_)) => cluster.note_hinted(holder),
+            _ => cluster.note_missed(holder),
         }
     }
     quorum.tally(&answers, "holders committed")?;

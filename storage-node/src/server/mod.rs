@@ -204,9 +204,13 @@ impl Node {
         }
         match (req.method().clone(), path.as_slice()) {
             (Method::GET, ["v1", "health"]) => {
-                let hints = blocking(move || store.hint_count()).await?;
-                let scrub = self.scrub.lock().expect("scrub status lock").clone();
-                json(&NodeHealth { hints, scrub })
+                let hints_for = store.hint_targets();
+                let scrub = self.scrub.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                json(&NodeHealth {
+                    hints: hints_for.values().sum(),
+                    hints_for,
+                    scrub,
+                })
             }
             (Method::PUT, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;

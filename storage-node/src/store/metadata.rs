@@ -9,6 +9,7 @@ use super::{Store, StoreError};
 use crate::hints::Hint;
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version};
 use rocksdb::WriteBatch;
+use std::collections::BTreeMap;
 
 impl Store {
     pub fn put_bucket(&self, record: &BucketRecord) -> Result<bool, StoreError> {
@@ -106,7 +107,9 @@ impl Store {
     pub fn add_hint(&self, hint: &Hint) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.put(hint_key(Version::now()), serde_json::to_vec(hint)?);
-        self.write_synced(batch)
+        self.write_synced(batch)?;
+        *self.targets().entry(hint.target.clone()).or_default() += 1;
+        Ok(())
     }
 
     /// Up to `limit` pending hints, oldest first, with the key that removes each.
@@ -122,20 +125,46 @@ impl Store {
         Ok(out)
     }
 
-    pub fn hint_count(&self) -> Result<u64, StoreError> {
-        let mut count = 0;
-        for entry in self.db.prefix_iterator([TAG_HINT]) {
-            if entry?.0.first() != Some(&TAG_HINT) {
-                break;
-            }
-            count += 1;
-        }
-        Ok(count)
+    /// Pending hints by the node they are for.
+    pub fn hint_targets(&self) -> BTreeMap<String, u64> {
+        self.targets().clone()
     }
 
-    pub fn remove_hint(&self, key: &[u8]) -> Result<(), StoreError> {
+    /// Pending hints by target, read from the hints themselves.
+    pub(super) fn count_hints(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        /// A hint's target alone: the rest of its JSON is skipped, not kept.
+        #[derive(serde::Deserialize)]
+        struct Target {
+            target: String,
+        }
+        let mut counts = BTreeMap::new();
+        for entry in self.db.prefix_iterator([TAG_HINT]) {
+            let (k, v) = entry?;
+            if k.first() != Some(&TAG_HINT) {
+                break;
+            }
+            let hint: Target = serde_json::from_slice(&v)?;
+            *counts.entry(hint.target).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Forgets the hint under `key`, which was for `target`.
+    pub fn remove_hint(&self, key: &[u8], target: &str) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.delete(key);
-        self.write_synced(batch)
+        self.write_synced(batch)?;
+        let mut targets = self.targets();
+        if let Some(count) = targets.get_mut(target) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                targets.remove(target);
+            }
+        }
+        Ok(())
+    }
+
+    fn targets(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.hint_targets.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

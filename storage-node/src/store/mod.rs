@@ -39,7 +39,7 @@ use fragment_file::BufferPool;
 use group_commit::{run_committer, CommitJob};
 use rocksdb::{BlockBasedOptions, Cache, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -80,6 +80,10 @@ pub struct Store {
     /// path walk and two system calls more per fragment.
     dirs: Mutex<HashMap<PathBuf, Arc<File>>>,
     commits: mpsc::Sender<CommitJob>,
+    /// Pending hints by the node they are for, kept beside the hints themselves (read from them
+    /// at open, then counted as they come and go): a node's health reports them twice a second
+    /// to every gateway, which must not mean a scan of every hint each time.
+    hint_targets: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Store {
@@ -127,7 +131,9 @@ impl Store {
             buffers: BufferPool::default(),
             dirs: Mutex::default(),
             commits,
+            hint_targets: Mutex::default(),
         });
+        *store.hint_targets.lock().unwrap_or_else(|p| p.into_inner()) = store.count_hints()?;
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new()
             .name("group-commit".into())
