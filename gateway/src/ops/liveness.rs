@@ -93,6 +93,11 @@ impl Liveness {
         self.rounds.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A probe round has finished since this gateway started.
+    pub fn has_probed(&self) -> bool {
+        self.rounds.load(Ordering::SeqCst) > 0
+    }
+
     pub fn is_behind(&self, node: usize) -> bool {
         self.behind[node].load(Ordering::SeqCst)
     }
@@ -103,8 +108,48 @@ impl Liveness {
     /// not handed its hints over yet) may keep the only copies of a write's share for a holder,
     /// and a read must hear from every holder that is up (see `ops::lookup`).
     pub fn reads_settled(&self) -> bool {
-        self.rounds.load(Ordering::SeqCst) > 0
+        self.has_probed()
             && self.up.iter().all(|u| u.load(Ordering::SeqCst))
             && !self.behind.iter().any(|b| b.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn reads_settle_after_a_round_with_every_node_up_and_no_hints() {
+        let live = Liveness::new(3);
+        assert!(
+            !live.reads_settled(),
+            "a gateway that never probed knows nothing of hints"
+        );
+        live.finish_round(live.now(), &[false; 3]);
+        assert!(live.reads_settled());
+        live.set_up(1, false);
+        assert!(!live.reads_settled(), "a node that is down may keep hints");
+        live.set_up(1, true);
+        live.finish_round(live.now(), &[false, false, true]);
+        assert!(live.is_behind(2) && !live.reads_settled());
+        live.finish_round(live.now(), &[false; 3]);
+        assert!(!live.is_behind(2) && live.reads_settled());
+    }
+
+    #[test]
+    fn a_hint_acknowledged_during_a_round_outlives_that_round() {
+        let live = Liveness::new(2);
+        live.finish_round(live.now(), &[false; 2]);
+        let started = live.now();
+        std::thread::sleep(Duration::from_millis(2));
+        // The round asked the substitute before it stored the hint, so it reports none.
+        live.note_hinted(0);
+        assert!(!live.reads_settled());
+        live.finish_round(started, &[false; 2]);
+        assert!(live.is_behind(0) && !live.reads_settled());
+        std::thread::sleep(Duration::from_millis(2));
+        live.finish_round(live.now(), &[false; 2]);
+        assert!(live.reads_settled());
     }
 }

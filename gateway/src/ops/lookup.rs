@@ -320,7 +320,21 @@ async fn unfinished(
     let Some(previous) = older.iter().map(|(_, r)| r).max_by_key(|r| r.stamp()) else {
         return found;
     };
-    if found.target.version.is_some() || found.stale.len() < holders.len() + 1 - k {
+    // A holder that is behind answers without the version because a substitute still keeps it
+    // for it: its answer says nothing of whether the write was acknowledged.
+    let lacking_for_sure = found
+        .stale
+        .iter()
+        .filter(|&&slot| {
+            let id = &holders[slot as usize].node.id;
+            !cluster
+                .node_index(id)
+                .is_some_and(|i| cluster.liveness.is_behind(i))
+        })
+        .count();
+    let may_undo =
+        cluster.liveness.has_probed() && never_acknowledged(lacking_for_sure, holders.len(), k);
+    if found.target.version.is_some() || !may_undo {
         return found;
     }
     let unfinished = found.record.version;
@@ -408,6 +422,13 @@ fn newest<'a>(answered: &'a [(Holder, Option<ObjectRecord>)]) -> Option<&'a Obje
         .max_by_key(|r| r.stamp())
 }
 
+/// True when a version that `lacking` of a key's `width` holders answered without (none of them
+/// behind, see `Liveness::is_behind`) cannot have been acknowledged: it is then on at most
+/// `width - lacking` holders, fewer than k, and every write quorum is at least k.
+fn never_acknowledged(lacking: usize, width: usize, k: usize) -> bool {
+    lacking + k > width
+}
+
 /// How many answers a read still lacks: none when there is no live version, else the newest
 /// version's k less the holders that have it.
 fn lacking(answered: &[(Holder, Option<ObjectRecord>)]) -> usize {
@@ -469,5 +490,122 @@ pub async fn find_version(
             }
         }
         Some(found) => Ok(found),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node_rpc::record::Version;
+    use placement::NodeInfo;
+
+    fn node() -> NodeInfo {
+        NodeInfo {
+            id: "n".into(),
+            zone: "z".into(),
+            addr: "127.0.0.1:1".into(),
+            weight: 100,
+        }
+    }
+
+    /// A live record of `micros`, coded with k = `data_shards`.
+    fn record(micros: u64, data_shards: u8) -> ObjectRecord {
+        ObjectRecord {
+            deleted: false,
+            data_shards,
+            parity_shards: 6 - data_shards,
+            ..ObjectRecord::tombstone(Version { micros, salt: 0 }, false)
+        }
+    }
+
+    fn answers<'a>(
+        node: &'a NodeInfo,
+        records: &[Option<ObjectRecord>],
+    ) -> Vec<(Holder<'a>, Option<ObjectRecord>)> {
+        records
+            .iter()
+            .enumerate()
+            .map(|(slot, r)| {
+                let holder = Holder {
+                    node,
+                    fragment: slot as u8,
+                    hint_for: None,
+                };
+                (holder, r.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_version_and_revision_wins() {
+        let node = node();
+        let mut retagged = record(10, 4);
+        retagged.revision = 1;
+        let got = answers(
+            &node,
+            &[
+                Some(record(10, 4)),
+                None,
+                Some(retagged),
+                Some(record(5, 4)),
+            ],
+        );
+        let stamp = newest(&got).map(ObjectRecord::stamp);
+        assert_eq!(
+            stamp,
+            Some((
+                Version {
+                    micros: 10,
+                    salt: 0
+                },
+                1
+            ))
+        );
+    }
+
+    #[test]
+    fn an_erasure_coded_version_needs_k_holders_and_a_copy_one() {
+        let node = node();
+        let coded = answers(
+            &node,
+            &[Some(record(10, 4)), Some(record(10, 4)), Some(record(5, 4))],
+        );
+        assert_eq!(lacking(&coded), 2);
+        assert!(!readable(&coded));
+        let copy = answers(&node, &[Some(record(10, 1)), Some(record(5, 1))]);
+        assert_eq!(lacking(&copy), 0);
+        assert!(readable(&copy));
+        let deleted = answers(
+            &node,
+            &[Some(ObjectRecord::tombstone(
+                Version { micros: 9, salt: 0 },
+                false,
+            ))],
+        );
+        assert!(readable(&deleted));
+        assert!(readable(&answers(&node, &[None, None])));
+    }
+
+    #[test]
+    fn a_short_read_asks_enough_more_holders() {
+        let node = node();
+        // Nothing yet and nothing pending: a read quorum of 2.
+        assert_eq!(shortfall(&[], 0, 2), 2);
+        // One copy answered, one pending: enough if it answers.
+        let copy = answers(&node, &[Some(record(10, 1))]);
+        assert_eq!(shortfall(&copy, 1, 2), 0);
+        // Coded version on one holder, one pending: three more records of it are still needed.
+        let coded = answers(&node, &[Some(record(10, 4)), None]);
+        assert_eq!(shortfall(&coded, 1, 2), 2);
+    }
+
+    #[test]
+    fn only_a_version_fewer_than_k_can_have_is_never_acknowledged() {
+        // 4+2: a version that three holders lack is on at most three, fewer than any quorum.
+        assert!(never_acknowledged(3, 6, 4));
+        assert!(!never_acknowledged(2, 6, 4));
+        // A whole copy (k = 1) is undone only when every holder lacks it.
+        assert!(!never_acknowledged(5, 6, 1));
+        assert!(never_acknowledged(6, 6, 1));
     }
 }
