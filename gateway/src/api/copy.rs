@@ -53,7 +53,7 @@ fn copy_source(req: &S3Request) -> Result<(String, String, Option<VersionRef>), 
 }
 
 /// A copy's source version.
-struct Source {
+struct CopySource {
     bucket: String,
     key: String,
     found: Found,
@@ -65,7 +65,7 @@ struct Source {
 
 /// The source's current version (or the one `versionId` names), after its
 /// `x-amz-copy-source-if-*` conditions (412 when one fails, as S3 answers for copies, never 304).
-async fn find_source(gw: &Gateway, req: &S3Request) -> Result<Source, S3Error> {
+async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Error> {
     let (bucket, key, which) = copy_source(req)?;
     let source_bucket = gw.cluster.bucket(&bucket).await?;
     let found = match find_version(&gw.cluster, &source_bucket, &key, which, false).await {
@@ -84,7 +84,7 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<Source, S3Error> {
         &found.record.etag,
         modified,
     ) {
-        Condition::Proceed => Ok(Source {
+        Condition::Proceed => Ok(CopySource {
             bucket,
             key,
             found,
@@ -267,7 +267,7 @@ pub async fn upload_part_copy(
 ) -> Result<S3Response, S3Error> {
     let (number, dest, upload) =
         crate::api::multipart::open_part(gw, bucket, key, upload_id, &req).await?;
-    let Source {
+    let CopySource {
         found, version_id, ..
     } = find_source(gw, &req).await?;
     let (start, end) = copy_range(req.header("x-amz-copy-source-range"), found.record.size)?;

@@ -17,12 +17,12 @@ const CONCURRENCY: usize = 16;
 const BODY_LIMIT: u64 = 8 << 20;
 
 /// One `<Object>` of the request: its key and the version asked for, if any.
-struct Target {
+struct ToDelete {
     key: String,
     version_id: Option<String>,
 }
 
-fn parse(body: &[u8]) -> Result<(bool, Vec<Target>), S3Error> {
+fn parse(body: &[u8]) -> Result<(bool, Vec<ToDelete>), S3Error> {
     let root = parse_tree(body, "Delete")?;
     let quiet = match root.text_of("Quiet") {
         None => false,
@@ -34,7 +34,7 @@ fn parse(body: &[u8]) -> Result<(bool, Vec<Target>), S3Error> {
         .all("Object")
         .map(|o| {
             let key = o.child("Key").ok_or(S3Error::MalformedXml)?.text.clone();
-            Ok(Target {
+            Ok(ToDelete {
                 key,
                 version_id: o.text_of("VersionId").map(str::to_string),
             })
@@ -92,7 +92,7 @@ pub async fn delete_objects(
 async fn delete_one(
     gw: &Gateway,
     bucket: &BucketRecord,
-    target: &Target,
+    target: &ToDelete,
 ) -> Result<Removed, S3Error> {
     if target.key.is_empty() {
         return Err(S3Error::InvalidArgument("The key is empty".into()));

@@ -232,8 +232,8 @@ pub async fn store_upload_part(
             upload_id: upload_id.to_string(),
             record: PartRecord {
                 version,
-                fragment: h.fragment,
-                part: stored.for_holder(h.fragment as usize),
+                fragment: h.slot,
+                part: stored.for_holder(h.slot as usize),
             },
         };
         async move { client.put_part(&h.node.addr, &request).await }
@@ -370,10 +370,7 @@ pub async fn complete(
     let parts_of: Vec<Option<Vec<PartData>>> = holders
         .iter()
         .map(|h| match h.hint_for {
-            None => copies[h.fragment as usize]
-                .iter()
-                .map(|p| p.cloned())
-                .collect(),
+            None => copies[h.slot as usize].iter().map(|p| p.cloned()).collect(),
             Some(_) => chosen
                 .iter()
                 .enumerate()
@@ -381,7 +378,7 @@ pub async fn complete(
                     None => Some(want.part.clone()),
                     Some(_) => {
                         let by_slot: Vec<Option<&PartData>> = copies.iter().map(|c| c[j]).collect();
-                        part_for_slot(&gw.cluster.codec, &by_slot, h.fragment)
+                        part_for_slot(&gw.cluster.codec, &by_slot, h.slot)
                     }
                 })
                 .collect(),
@@ -391,7 +388,7 @@ pub async fn complete(
     let slot_parts = |fragment: u8| {
         holders
             .iter()
-            .position(|h| h.fragment == fragment)
+            .position(|h| h.slot == fragment)
             .and_then(|at| parts_of[at].clone())
             .unwrap_or_default()
     };

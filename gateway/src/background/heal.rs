@@ -265,7 +265,7 @@ impl Healer {
                 for part in record.parts.iter().filter(|p| p.inline.is_none()) {
                     let probe = cluster
                         .client
-                        .get_fragment(&node.addr, &part.fragment_id, holder.fragment, 0, 0)
+                        .get_fragment(&node.addr, &part.fragment_id, holder.slot, 0, 0)
                         .await;
                     if probe.is_err() {
                         complete = false;
@@ -278,7 +278,7 @@ impl Healer {
         if complete {
             return Ok(None);
         }
-        let bytes = crate::ops::repair::repair(cluster, &found, &[holder.fragment]).await?;
+        let bytes = crate::ops::repair::repair(cluster, &found, &[holder.slot]).await?;
         Ok(Some(bytes))
     }
 }

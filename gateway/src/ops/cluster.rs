@@ -34,7 +34,7 @@ pub struct Cluster {
     pub codec: Codec,
     /// One data shard and k+m-1 parity ones, which are copies of it: objects up to
     /// `replicate_threshold`.
-    copies: Codec,
+    whole_copies: Codec,
     /// How objects are laid out; see `GatewayConfig`.
     pub inline_threshold: u64,
     replicate_threshold: u64,
@@ -46,7 +46,7 @@ pub struct Cluster {
 #[derive(Clone, Copy, Debug)]
 pub struct Holder<'a> {
     pub node: &'a NodeInfo,
-    pub fragment: u8,
+    pub slot: u8,
     /// Set when `node` is a substitute keeping this slot for that holder, which is down.
     pub hint_for: Option<&'a NodeInfo>,
 }
@@ -63,7 +63,7 @@ impl Cluster {
             timeout: config.rpc_timeout(),
             small_copies: gateway.replicate_threshold > 0,
             codec: Codec::shared(config.data_shards, config.parity_shards)?,
-            copies: Codec::shared(1, width - 1)?,
+            whole_copies: Codec::shared(1, width - 1)?,
             inline_threshold: gateway.inline_threshold,
             replicate_threshold: gateway.replicate_threshold,
             block_size: gateway.block_size,
@@ -75,7 +75,7 @@ impl Cluster {
     /// empty objects too are erasure-coded).
     pub fn codec_for(&self, size: u64) -> &Codec {
         if self.small_copies && size <= self.replicate_threshold {
-            &self.copies
+            &self.whole_copies
         } else {
             &self.codec
         }
@@ -99,7 +99,7 @@ impl Cluster {
         Quorum::read(self).needed
     }
 
-    /// The k+m holders of a key, in fragment order.
+    /// The k+m holders of a key, in slot order.
     pub fn holders(&self, bucket: &BucketId, key: &str) -> Vec<Holder<'_>> {
         let shard = self.layout.shard_of(bucket, key.as_bytes());
         self.layout
@@ -108,7 +108,7 @@ impl Cluster {
             .enumerate()
             .map(|(slot, &node)| Holder {
                 node: &self.layout.nodes()[node],
-                fragment: slot as u8,
+                slot: slot as u8,
                 hint_for: None,
             })
             .collect()
@@ -129,11 +129,11 @@ impl Cluster {
             .collect();
         let mut targets = Vec::with_capacity(self.width());
         for (slot, &holder) in self.layout.holders(shard).iter().enumerate() {
-            let fragment = slot as u8;
+            let slot = slot as u8;
             if self.liveness.is_up(holder) {
                 targets.push(Holder {
                     node: &nodes[holder],
-                    fragment,
+                    slot,
                     hint_for: None,
                 });
                 continue;
@@ -146,7 +146,7 @@ impl Cluster {
             match pick {
                 Some(at) => targets.push(Holder {
                     node: &nodes[free.remove(at)],
-                    fragment,
+                    slot,
                     hint_for: Some(&nodes[holder]),
                 }),
                 None => self.liveness.missed(holder),

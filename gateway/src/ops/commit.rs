@@ -149,7 +149,7 @@ pub async fn commit_record<'a>(
         let request = CommitRequest {
             bucket: bucket.id,
             key: key.to_string(),
-            record: record_for(h.fragment),
+            record: record_for(h.slot),
             upload_id: upload_id.map(str::to_string),
             claim: claimed.map(|c| c.token.clone()),
         };

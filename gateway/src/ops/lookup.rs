@@ -97,7 +97,7 @@ pub async fn lookup_to_read(
     key: &str,
     which: Option<VersionRef>,
 ) -> Result<Option<Found>, S3Error> {
-    find(cluster, bucket, key, which, Wait::Enough, true).await
+    ask_holders(cluster, bucket, key, which, Wait::Enough, true).await
 }
 
 /// How many holders' answers a lookup waits for.
@@ -118,12 +118,12 @@ pub async fn lookup_with(
     which: Option<VersionRef>,
     wait: Wait,
 ) -> Result<Option<Found>, S3Error> {
-    find(cluster, bucket, key, which, wait, false).await
+    ask_holders(cluster, bucket, key, which, wait, false).await
 }
 
 /// `lookup_with`; with `fragments`, the holders asked first send their first part's fragment
 /// files too.
-async fn find(
+async fn ask_holders(
     cluster: &Cluster,
     bucket: &BucketId,
     key: &str,
@@ -136,7 +136,7 @@ async fn find(
     // them would also close their pooled connections mid-request.
     let ask = |h: &Holder<'_>, fragments: bool| {
         let (client, addr, key) = (cluster.client.clone(), h.node.addr.clone(), key.to_string());
-        let (slot, bucket) = (h.fragment, *bucket);
+        let (slot, bucket) = (h.slot, *bucket);
         async move {
             let answer = if fragments {
                 client
@@ -155,7 +155,7 @@ async fn find(
     // every holder that is up, and among them is one that took the write itself
     // (docs/architecture.md, "Reads after hinted writes").
     let hear_all_up = wait == Wait::Enough && !cluster.liveness.reads_settled();
-    // Holders in fragment order, those known to be down last: the first are asked at once.
+    // Holders in slot order, those known to be down last: the first are asked at once.
     let mut order: Vec<&Holder<'_>> = holders.iter().collect();
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
@@ -165,7 +165,7 @@ async fn find(
         Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
     };
-    let mut outstanding: BTreeSet<u8> = waiting.iter().take(first).map(|h| h.fragment).collect();
+    let mut outstanding: BTreeSet<u8> = waiting.iter().take(first).map(|h| h.slot).collect();
     let mut pending: FuturesUnordered<_> =
         waiting.drain(..first).map(|h| ask(h, fragments)).collect();
     let hedge = tokio::time::sleep(LOOKUP_HEDGE);
@@ -187,7 +187,7 @@ async fn find(
         || (hear_all_up && up_outstanding(&outstanding))
     {
         let short = shortfall(&answered, pending.len(), quorum).min(waiting.len());
-        outstanding.extend(waiting.iter().take(short).map(|h| h.fragment));
+        outstanding.extend(waiting.iter().take(short).map(|h| h.slot));
         pending.extend(waiting.drain(..short).map(|h| ask(h, fragments)));
         tokio::select! {
             next = pending.next() => {
@@ -204,7 +204,7 @@ async fn find(
                 }
             }
             () = &mut hedge, if !waiting.is_empty() => {
-                outstanding.extend(waiting.iter().map(|h| h.fragment));
+                outstanding.extend(waiting.iter().map(|h| h.slot));
                 pending.extend(waiting.drain(..).map(|h| ask(h, false)));
             }
             _ = recheck.tick(), if hear_all_up => {}
@@ -243,11 +243,11 @@ async fn find(
     let Some(newest) = newest(&answered).cloned() else {
         return Ok(None);
     };
-    let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.fragment).collect();
+    let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.slot).collect();
     let unasked = holders
         .iter()
-        .filter(|h| !answered_slots.contains(&h.fragment))
-        .map(|h| (h.node.addr.clone(), h.fragment))
+        .filter(|h| !answered_slots.contains(&h.slot))
+        .map(|h| (h.node.addr.clone(), h.slot))
         .collect();
     let mut sources = Vec::new();
     let mut stale = Vec::new();
@@ -260,7 +260,7 @@ async fn find(
                 record,
             }),
             other => {
-                stale.push(holder.fragment);
+                stale.push(holder.slot);
                 older.extend(other.map(|record| (holder, record)));
             }
         }
@@ -528,7 +528,7 @@ mod tests {
             .map(|(slot, r)| {
                 let holder = Holder {
                     node,
-                    fragment: slot as u8,
+                    slot: slot as u8,
                     hint_for: None,
                 };
                 (holder, r.clone())

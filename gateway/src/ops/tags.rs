@@ -58,8 +58,8 @@ pub async fn set_object_tags(
     let records: Vec<Option<ObjectRecord>> = targets
         .iter()
         .map(|t| match t.hint_for {
-            None => current[t.fragment as usize].clone(),
-            Some(_) => record_for_slot(&current, t.fragment),
+            None => current[t.slot as usize].clone(),
+            Some(_) => record_for_slot(&current, t.slot),
         })
         .collect();
     let has: Vec<bool> = records.iter().map(Option::is_some).collect();
@@ -68,7 +68,7 @@ pub async fn set_object_tags(
         let record = targets
             .iter()
             .zip(&records)
-            .find_map(|(t, r)| (t.fragment == fragment).then(|| r.clone()))
+            .find_map(|(t, r)| (t.slot == fragment).then(|| r.clone()))
             .flatten()
             .expect("commits go only to holders with the version");
         ObjectRecord {

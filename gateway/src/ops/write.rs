@@ -128,7 +128,7 @@ async fn stream_to_holders(
     let targets: Vec<(&str, u8)> = plan
         .holders
         .iter()
-        .map(|h| (h.node.addr.as_str(), h.fragment))
+        .map(|h| (h.node.addr.as_str(), h.slot))
         .collect();
     let (verified, outcomes) = fanout::upload(
         cluster,
@@ -199,7 +199,7 @@ async fn send_stripe(
 ) -> Result<(), S3Error> {
     let ordered = holders
         .iter()
-        .map(|h| frames[h.fragment as usize].clone())
+        .map(|h| frames[h.slot as usize].clone())
         .collect();
     let alive = fanout.send(ordered).await;
     Quorum::write(cluster).require(alive, holders.len(), "holders are taking the data")
@@ -219,7 +219,7 @@ pub async fn remove_fragments(
         .map(|(h, _)| {
             cluster
                 .client
-                .delete_fragment(&h.node.addr, fragment_id, h.fragment)
+                .delete_fragment(&h.node.addr, fragment_id, h.slot)
         });
     join_all(removals).await;
 }
