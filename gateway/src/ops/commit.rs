@@ -156,7 +156,13 @@ pub async fn commit_record<'a>(
         async move { client.commit(&h.node.addr, &request).await }
     };
     let Some(claimed) = claimed else {
-        return commit_quorum(cluster, holders, stored, commit).await;
+        // A plain commit answers `false` when the holder already has a newer version: this one
+        // is then overwritten there, which counts toward the quorum like applying it.
+        let plain = |h| {
+            let answer = commit(h);
+            async move { answer.await.map(|_applied| ()) }
+        };
+        return commit_quorum(cluster, holders, stored, plain).await;
     };
     let asked: Vec<Holder<'a>> = holders
         .iter()

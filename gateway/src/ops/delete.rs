@@ -103,7 +103,7 @@ async fn purge(
             if removed == Some(true) {
                 was_marker.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            Ok(true)
+            Ok(())
         }
     })
     .await?;

@@ -115,7 +115,7 @@ pub async fn commit_quorum<'a, F, Fut>(
 ) -> Result<(), S3Error>
 where
     F: Fn(Holder<'a>) -> Fut,
-    Fut: Future<Output = Result<bool, RpcError>>,
+    Fut: Future<Output = Result<(), RpcError>>,
 {
     let quorum = Quorum::write(cluster);
     let available = stored.iter().filter(|s| **s).count();

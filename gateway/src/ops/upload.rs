@@ -23,7 +23,6 @@ pub async fn abort_upload(
             client
                 .abort_upload(&h.node.addr, &bucket_id, upload_id)
                 .await
-                .map(|()| true)
         }
     })
     .await
