@@ -28,7 +28,6 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
-    crate::background::start(&gateway.cluster, &gateway.healer, &gateway.config);
     ready(listener.local_addr()?);
     loop {
         let (stream, peer) = listener.accept().await?;

@@ -60,6 +60,7 @@ pub async fn handle(
             json(StatusCode::OK, &status)
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
+        (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
         (Method::POST, "heal") => {
             let node = req
                 .query

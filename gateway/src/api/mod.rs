@@ -14,6 +14,7 @@ pub mod tagging;
 pub mod versioning;
 
 use crate::background::heal::Healer;
+use crate::background::Workers;
 use crate::config::GatewayConfig;
 use crate::ops::cluster::Cluster;
 use crate::s3::response::{error_response, S3Response};
@@ -30,10 +31,13 @@ pub struct Gateway {
     pub cluster: Arc<Cluster>,
     pub config: GatewayConfig,
     pub healer: Arc<Healer>,
+    pub workers: Workers,
     credentials: Credentials,
 }
 
 impl Gateway {
+    /// A gateway for the cluster, with its background workers started (they stop when it is
+    /// dropped). Must be called inside a Tokio runtime.
     pub fn new(config: GatewayConfig, cluster: &ClusterConfig) -> anyhow::Result<Gateway> {
         let credentials = Credentials {
             access_key_id: config.access_key_id.clone(),
@@ -41,8 +45,10 @@ impl Gateway {
             region: config.region.clone(),
         };
         let cluster = Arc::new(Cluster::new(cluster, &config)?);
+        let healer = Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec));
         Ok(Gateway {
-            healer: Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec)),
+            workers: Workers::start(&cluster, &healer, &config),
+            healer,
             cluster,
             config,
             credentials,
