@@ -351,7 +351,8 @@ def s3_client(cluster, timeout: float = 10):
     cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
                  retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=timeout,
                  max_pool_connections=4)
-    return boto3.client("s3", endpoint_url=cluster.endpoint, region_name=cluster.region,
+    # A session of its own: creating clients from boto3's default session is not thread-safe.
+    return boto3.session.Session().client("s3", endpoint_url=cluster.endpoint, region_name=cluster.region,
                         aws_access_key_id=cluster.access_key,
                         aws_secret_access_key=cluster.secret_key, config=cfg)
 
