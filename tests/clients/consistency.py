@@ -610,12 +610,12 @@ class Nemesis:
                 self.killed.add(node)
                 self.cluster.kill_node(node)
         self.stop.wait(hold)
-        self.heal_all()
         if kind == "kill+gateway":
-            # The returning holders are still being handed their hints back: the moment of
-            # issue 16's stale read.
-            self.stop.wait(self.rng.uniform(0, 0.5))
-            self.restart_gateway()
+            # The gateway dies just before the nodes return and comes back right after them:
+            # its first reads meet holders still being handed their hints back (issue 16).
+            self.killed.add("gateway")
+            self.cluster.kill_node("gateway")
+        self.heal_all()
         fault.end = time.monotonic()
 
     def restart_gateway(self) -> None:
@@ -625,28 +625,33 @@ class Nemesis:
         self.killed.discard("gateway")
 
     def heal_all(self) -> None:
+        """SIGCONT what is paused, restart what is killed (the gateway last)."""
         for node in sorted(self.paused):
             try:
                 os.kill(self.cluster.node_pid(node), signal.SIGCONT)
             except ProcessLookupError:
                 pass
             self.paused.discard(node)
-        for node in sorted(self.killed):
+        for node in sorted(self.killed, key=lambda n: n == "gateway"):
             if not self.cluster.node_alive(node):
                 self.cluster.start_node(node)
             self.killed.discard(node)
 
     def wait_whole(self) -> None:
         """Until every node is up with no hint or heal left (or the timeout, noted)."""
-        started = time.monotonic()
+        started = waiting = time.monotonic()
         whole, why = cluster_whole(self.cluster)
+        first_why = why
         while not whole and not self.stop.is_set():
-            if time.monotonic() - started > self.recover_timeout:
+            if time.monotonic() - waiting > self.recover_timeout:
                 self.history.note(f"not whole after {self.recover_timeout:.0f}s: {why}; "
                                   f"waiting on")
-                started = time.monotonic()
+                waiting = time.monotonic()
             self.stop.wait(0.5)
             whole, why = cluster_whole(self.cluster)
+        if whole and time.monotonic() - started > 1:
+            self.history.note(f"whole again after {time.monotonic() - started:.1f}s "
+                              f"(at first: {first_why})")
 
 
 # --------------------------------------------------------------------------- a whole run
