@@ -12,7 +12,8 @@ The model (per key, one register; the real-time order of operations decides):
   request and just after the answer). A write answered with success is *acknowledged*: it took
   effect at some moment inside [invoke, complete]. A write that got no success answer (a timeout,
   a broken connection, a 5xx) is *maybe-applied*: it may take effect at any moment after its
-  invoke, or never. A GET that failed tells nothing and is ignored.
+  invoke, or never. A write whose connection was refused never reached the gateway and is
+  ignored, as is a GET that failed: neither tells anything.
 - Write A is *definitely before* write B when A completed (was acknowledged) before B was invoked.
   A maybe-applied write is definitely before nothing.
 
@@ -72,7 +73,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 NOT_FOUND = None  # the value of a GET that found no object
 BODY_MAGIC = b"tessera-check"
@@ -121,7 +122,9 @@ class Op:
     key: str
     invoke: float
     complete: float = float("inf")
-    outcome: str = ""  # "ok" | "maybe" (a write without success) | "error" (a failed GET) | "corrupt"
+    # "ok"; a write: "maybe" (no success answer) or "fail" (never sent: connection refused);
+    # a GET: "error" (no answer to judge) or "corrupt" (a body no PUT wrote).
+    outcome: str = ""
     value: str | None = None
     size: int = 0
     error: str = ""
@@ -213,7 +216,7 @@ def check(history: History) -> list[Violation]:
 
 
 def check_key(ops: list[Op]) -> list[Violation]:
-    writes = [op for op in ops if op.is_write]
+    writes = [op for op in ops if op.is_write and op.outcome != "fail"]
     puts = {op.value: op for op in writes if op.kind == "put"}
     deletes = [op for op in writes if op.kind == "delete"]
     reads = [op for op in ops if op.kind == "get" and op.outcome in ("ok", "corrupt")]
@@ -484,8 +487,8 @@ class Clients:
         try:
             s3.put_object(Bucket=self.bucket, Key=key, Body=body)
             op.outcome = "ok"
-        except Exception as err:  # no success answer: it may or may not have taken effect
-            op.outcome, op.error = "maybe", short_error(err)
+        except Exception as err:
+            op.outcome, op.error = write_failure(err)
         if op.outcome == "ok":
             op.complete = time.monotonic()
         return op
@@ -497,7 +500,7 @@ class Clients:
             op.outcome = "ok"
             op.complete = time.monotonic()
         except Exception as err:
-            op.outcome, op.error = "maybe", short_error(err)
+            op.outcome, op.error = write_failure(err)
         return op
 
     def get(self, s3, client: str, key: str) -> Op:
@@ -526,6 +529,14 @@ def read_key(s3, bucket: str, key: str, history: History, client: str) -> Op:
     else:
         op.outcome, op.value, op.size = "ok", value_id, len(body)
     return op
+
+
+def write_failure(err: Exception) -> tuple[str, str]:
+    """("fail", why) when the request certainly never reached the gateway (connection
+    refused: it is down), else ("maybe", why): no success answer, so it may take effect."""
+    if isinstance(err, EndpointConnectionError):
+        return "fail", short_error(err)
+    return "maybe", short_error(err)
 
 
 def short_error(err: Exception) -> str:
@@ -592,7 +603,8 @@ class Nemesis:
         return [first, self.rng.choice([n for n in nodes if zone_of(n) != zone_of(first)])]
 
     def inject(self, kind: str) -> None:
-        hold = self.rng.uniform(2, 5)
+        # kill+gateway holds longer: more hints pile up, so handing them back takes longer.
+        hold = self.rng.uniform(4, 10) if kind == "kill+gateway" else self.rng.uniform(2, 5)
         if kind == "gateway":
             fault = self.history.fault("gateway kill", ["gateway"])
             self.restart_gateway()
