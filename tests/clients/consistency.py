@@ -421,6 +421,34 @@ class NodeRpc:
         return found
 
 
+def process_gone(pid: int) -> bool:
+    """Dead or a zombie. Unlike conftest.pid_alive, a process reaped between the two looks
+    counts as gone (that race once made a kill look like a survivor)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] in "ZX"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def kill9(cluster, node_id: str, timeout: float = 60) -> None:
+    """kill -9 a node (or "gateway") by its pid file and wait until it is gone."""
+    pid = cluster.node_pid(node_id)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while not process_gone(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{node_id} (pid {pid}) survived SIGKILL for {timeout}s")
+        time.sleep(0.05)
+
+
 def zone_of(node_id: str) -> str:
     return node_id.split("-")[0]
 
@@ -620,19 +648,19 @@ class Nemesis:
                 self.paused.add(node)
             else:
                 self.killed.add(node)
-                self.cluster.kill_node(node)
+                kill9(self.cluster, node)
         self.stop.wait(hold)
         if kind == "kill+gateway":
             # The gateway dies just before the nodes return and comes back right after them:
             # its first reads meet holders still being handed their hints back (issue 16).
             self.killed.add("gateway")
-            self.cluster.kill_node("gateway")
+            kill9(self.cluster, "gateway")
         self.heal_all()
         fault.end = time.monotonic()
 
     def restart_gateway(self) -> None:
         self.killed.add("gateway")
-        self.cluster.kill_node("gateway")
+        kill9(self.cluster, "gateway")
         self.cluster.start_node("gateway")
         self.killed.discard("gateway")
 
@@ -645,7 +673,7 @@ class Nemesis:
                 pass
             self.paused.discard(node)
         for node in sorted(self.killed, key=lambda n: n == "gateway"):
-            if not self.cluster.node_alive(node):
+            if process_gone(self.cluster.node_pid(node)):
                 self.cluster.start_node(node)
             self.killed.discard(node)
 

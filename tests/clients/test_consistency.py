@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 
 from conftest import start_cluster
 from consistency import (
-    NOT_FOUND, History, NodeRpc, Op, admin_get, check, make_body, parse_body, pick_seed,
-    run_checker, s3_client, zone_of,
+    NOT_FOUND, History, NodeRpc, Op, admin_get, check, kill9, make_body, parse_body, pick_seed,
+    process_gone, run_checker, s3_client, zone_of,
 )
 from helpers import unique_bucket
 
@@ -190,7 +190,7 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
     substitutes: list[str] = []
     try:
         for node in stale_holders:
-            cluster.kill_node(node)
+            kill9(cluster, node)
         wait_for(lambda: all(not node_status(cluster)[n]["up"] for n in stale_holders), 15,
                  "both holders to be down")
         # The status above asks the nodes itself; the gateway's own probe (every 0.5 s, 1 s
@@ -213,7 +213,7 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
             os.kill(cluster.node_pid(node), signal.SIGSTOP)
         for node in stale_holders:
             cluster.start_node(node)
-        cluster.kill_node("gateway")
+        kill9(cluster, "gateway")
         cluster.start_node("gateway")
 
         fresh = s3_client(cluster, timeout=30)
@@ -235,5 +235,5 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
             except ProcessLookupError:
                 pass
         for node in [*cluster.node_ids, "gateway"]:
-            if not cluster.node_alive(node):
+            if process_gone(cluster.node_pid(node)):
                 cluster.start_node(node)
