@@ -278,11 +278,13 @@ def check_key(ops: list[Op]) -> list[Violation]:
         w = latest_before(overwriters, completes, read.invoke)
         if w is not None and w.invoke > newest_done:
             kind = "lost acknowledged write" if final_write(w) else "stale read"
+            newer = sum(1 for o in acked if newest_done < o.invoke and o.complete < read.invoke)
             violations.append(Violation(
                 kind, read,
                 f"returned {what}, but #{w.index} ({w.kind} {w.value}) was invoked after "
                 f"every write of that was acknowledged and was itself acknowledged before "
-                f"this GET began", [*candidates[-3:], w]))
+                f"this GET began: the value returned is {newer} acknowledged writes old",
+                [*candidates[-3:], w]))
             continue
 
         # Reverted: a read that completed before this one began saw a value written after
@@ -330,12 +332,13 @@ def summarize(history: History, violations: list[Violation], seed: int, t0: floa
         lines.append("    history of the key around it (invoke .. complete, seconds from start):")
         start, end = v.read.invoke - 5, v.read.complete + 1
         related = {op.index for op in v.related}
-        around = [op for op in history.ops if op.key == v.read.key and
-                  (op.index in related or op is v.read or
-                   (op.invoke <= end and op.complete >= start))]
-        if len(around) > 40:
-            around = [op for op in around if op.is_write or op is v.read or op.index in related]
-        for op in around[-40:]:
+        # Writes refused before they were sent are left out: they never happened.
+        window = [op for op in history.ops if op.key == v.read.key and op.outcome != "fail"
+                  and op.invoke <= end and op.complete >= start and op.index not in related
+                  and op is not v.read]
+        nearest = sorted(window, key=lambda op: abs(op.invoke - v.read.invoke))[:25]
+        shown = sorted([*nearest, *v.related, v.read], key=lambda op: op.index)
+        for op in {op.index: op for op in shown}.values():
             mark = ">>" if op is v.read else ("* " if op.index in related else "  ")
             lines.append(f"   {mark}{op.describe(t0)}")
         for fault in history.faults:
@@ -506,8 +509,10 @@ class Clients:
                 op = self.get(s3, name, key)
             else:
                 op = self.delete(s3, name, key, f"{self.seed}.{name}.{counter}")
-            if op.outcome in ("maybe", "error"):
-                time.sleep(0.05)  # the gateway may be down: do not spin
+            if op.outcome == "fail":
+                time.sleep(0.2)  # the gateway is down: do not spin
+            elif op.outcome in ("maybe", "error"):
+                time.sleep(0.05)
 
     def put(self, s3, client: str, key: str, value_id: str, size: int) -> Op:
         body = make_body(value_id, size)
