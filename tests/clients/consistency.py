@@ -144,7 +144,10 @@ class Op:
 
     def describe(self, t0: float) -> str:
         end = "     -  " if self.complete == float("inf") else f"{self.complete - t0:8.3f}"
-        shown = "NotFound" if self.kind == "get" and self.value is NOT_FOUND else self.value
+        shown = self.value
+        if self.kind == "get":
+            found = self.outcome == "ok" and self.value is NOT_FOUND
+            shown = "NotFound" if found else self.value or ""
         if self.kind == "delete":
             shown = f"(delete {self.value})"
         extra = f" size={self.size}" if self.kind == "put" else ""
@@ -282,7 +285,7 @@ def check_key(ops: list[Op]) -> list[Violation]:
             violations.append(Violation(
                 kind, read,
                 f"returned {what}, but #{w.index} ({w.kind} {w.value}) was invoked after "
-                f"every write of that was acknowledged and was itself acknowledged before "
+                f"the write(s) of that value were acknowledged, and was acknowledged before "
                 f"this GET began: the value returned is {newer} acknowledged writes old",
                 [*candidates[-3:], w]))
             continue
@@ -295,8 +298,8 @@ def check_key(ops: list[Op]) -> list[Violation]:
             violations.append(Violation(
                 "reverted read", read,
                 f"returned {what}, but GET #{earlier.index} ({earlier.client}) had already "
-                f"returned {v.value} (PUT #{v.index}), which was invoked after every write of "
-                f"that was acknowledged", [*candidates[-3:], v, earlier]))
+                f"returned {v.value} (PUT #{v.index}), which was invoked after the write(s) "
+                f"of that value were acknowledged", [*candidates[-3:], v, earlier]))
     return violations
 
 
@@ -330,16 +333,20 @@ def summarize(history: History, violations: list[Violation], seed: int, t0: floa
         lines.append(f"--- {v.kind}: key {v.read.key}, GET #{v.read.index} by {v.read.client}")
         lines.append(f"    {v.explanation}")
         lines.append("    history of the key around it (invoke .. complete, seconds from start):")
-        start, end = v.read.invoke - 5, v.read.complete + 1
+        read = v.read
         related = {op.index for op in v.related}
         # Writes refused before they were sent are left out: they never happened.
-        window = [op for op in history.ops if op.key == v.read.key and op.outcome != "fail"
-                  and op.invoke <= end and op.complete >= start and op.index not in related
-                  and op is not v.read]
-        nearest = sorted(window, key=lambda op: abs(op.invoke - v.read.invoke))[:25]
-        shown = sorted([*nearest, *v.related, v.read], key=lambda op: op.index)
+        key_ops = [op for op in history.ops if op.key == read.key and op.outcome != "fail"]
+        # The last acknowledged writes before the read (what it should have seen), the
+        # operations concurrent with it, and the first ones after it.
+        before = [op for op in key_ops if op.acknowledged and op.complete < read.invoke][-12:]
+        during = [op for op in key_ops
+                  if op.invoke < read.complete and op.complete > read.invoke][:12]
+        after = [op for op in key_ops if op.invoke >= read.complete][:6]
+        shown = sorted([*before, *during, *after, *v.related, read], key=lambda op: (op.invoke, op.index))
+        start, end = before[0].invoke if before else read.invoke, read.complete
         for op in {op.index: op for op in shown}.values():
-            mark = ">>" if op is v.read else ("* " if op.index in related else "  ")
+            mark = ">>" if op is read else ("* " if op.index in related else "  ")
             lines.append(f"   {mark}{op.describe(t0)}")
         for fault in history.faults:
             if fault.start <= end and fault.end >= start - 30:
@@ -358,9 +365,10 @@ def s3_client(cluster, timeout: float = 10):
                  retries={"total_max_attempts": 1}, connect_timeout=3, read_timeout=timeout,
                  max_pool_connections=4)
     # A session of its own: creating clients from boto3's default session is not thread-safe.
-    return boto3.session.Session().client("s3", endpoint_url=cluster.endpoint, region_name=cluster.region,
-                        aws_access_key_id=cluster.access_key,
-                        aws_secret_access_key=cluster.secret_key, config=cfg)
+    return boto3.session.Session().client(
+        "s3", endpoint_url=cluster.endpoint, region_name=cluster.region,
+        aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
+        config=cfg)
 
 
 def admin_get(cluster, path: str, timeout: float = 5):
