@@ -157,6 +157,56 @@ def node_status(cluster) -> dict[str, dict]:
     return {n["id"]: n for n in admin_get(cluster, "status")}
 
 
+def victim_key(s3, rpc: NodeRpc, bucket: str) -> tuple[str, dict[int, str]]:
+    """A small key, written once (value `<key>.v0`), whose first two fragment slots (the two
+    holders a small-object GET asks first) are in different zones; and its holders by slot."""
+    for attempt in range(20):
+        key = f"victim-{attempt}"
+        etag = s3.put_object(Bucket=bucket, Key=key,
+                             Body=make_body(f"{key}.v0", 1000))["ETag"].strip('"')
+
+        def all_six(key=key, etag=etag):
+            holders = holders_by_slot(rpc, bucket, key, etag)
+            return holders if len(holders) == 6 else None
+
+        slots = wait_for(all_six, 10, f"6 holders of {key}")
+        if zone_of(slots[0]) != zone_of(slots[1]):
+            return key, slots
+    pytest.fail("no key with its first two holders in different zones")
+
+
+def kill_and_wait_down(cluster, nodes: list[str]) -> None:
+    for node in nodes:
+        kill9(cluster, node)
+    wait_for(lambda: all(not node_status(cluster)[n]["up"] for n in nodes), 15,
+             f"{nodes} to be down")
+    # The status above asks the nodes itself; the gateway's own probe (every 0.5 s, 1 s
+    # timeout) decides where writes go.
+    time.sleep(2)
+
+
+def restart_gateway_and_get(cluster, bucket: str, key: str) -> str | None:
+    """kill -9 the gateway, start it again, and GET the key as its first read: the value id."""
+    kill9(cluster, "gateway")
+    cluster.start_node("gateway")
+    try:
+        body = s3_client(cluster, timeout=30).get_object(Bucket=bucket, Key=key)["Body"].read()
+        return parse_body(body)
+    except ClientError as err:
+        return f"error {err.response['Error'].get('Code')}"
+
+
+def restore(cluster, paused: list[str]) -> None:
+    for node in paused:
+        try:
+            os.kill(cluster.node_pid(node), signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    for node in [*cluster.node_ids, "gateway"]:
+        if process_gone(cluster.node_pid(node)):
+            cluster.start_node(node)
+
+
 @pytest.mark.known_stale_read
 def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
     """Issue 16: acknowledged writes whose copies for two down holders sit as hints on
@@ -168,35 +218,13 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
     rpc = NodeRpc(cluster)
     bucket = unique_bucket("stale")
     s3.create_bucket(Bucket=bucket)
-
-    # A key whose first two fragment slots (the two holders a small-object GET asks first)
-    # are in different zones.
-    for attempt in range(20):
-        key = f"victim-{attempt}"
-        body = make_body(f"{key}.v0", 1000)
-        etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
-        def all_six(key=key, etag=etag):
-            holders = holders_by_slot(rpc, bucket, key, etag)
-            return holders if len(holders) == 6 else None
-
-        slots = wait_for(all_six, 10, f"6 holders of {key}")
-        if zone_of(slots[0]) != zone_of(slots[1]):
-            break
-    else:
-        pytest.fail("no key with its first two holders in different zones")
+    key, slots = victim_key(s3, rpc, bucket)
     stale_holders = [slots[0], slots[1]]
     print(f"key {key}: holders by slot {slots}; killing {stale_holders}")
 
     substitutes: list[str] = []
     try:
-        for node in stale_holders:
-            kill9(cluster, node)
-        wait_for(lambda: all(not node_status(cluster)[n]["up"] for n in stale_holders), 15,
-                 "both holders to be down")
-        # The status above asks the nodes itself; the gateway's own probe (every 0.5 s, 1 s
-        # timeout) decides where writes go.
-        time.sleep(2)
-
+        kill_and_wait_down(cluster, stale_holders)
         latest = None
         for i in range(1, 7):
             latest = f"{key}.v{i}"
@@ -213,15 +241,7 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
             os.kill(cluster.node_pid(node), signal.SIGSTOP)
         for node in stale_holders:
             cluster.start_node(node)
-        kill9(cluster, "gateway")
-        cluster.start_node("gateway")
-
-        fresh = s3_client(cluster, timeout=30)
-        try:
-            got = fresh.get_object(Bucket=bucket, Key=key)["Body"].read()
-            seen = parse_body(got)
-        except ClientError as err:
-            seen = f"error {err.response['Error'].get('Code')}"
+        seen = restart_gateway_and_get(cluster, bucket, key)
         records = rpc.records(bucket, key)  # the paused substitutes do not answer: left out
         versions = {n: (r or {}).get("etag") for n, r in records.items() if n in slots.values()}
         assert seen == latest, (
@@ -229,11 +249,5 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
             f"acknowledged {latest!r} (holders {stale_holders} came back without the writes; "
             f"their hints wait on paused substitutes {substitutes}; holders' etags: {versions})")
     finally:
-        for node in substitutes:
-            try:
-                os.kill(cluster.node_pid(node), signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        for node in [*cluster.node_ids, "gateway"]:
-            if process_gone(cluster.node_pid(node)):
-                cluster.start_node(node)
+        restore(cluster, substitutes)
+
