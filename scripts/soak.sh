@@ -4,7 +4,8 @@
 #   scripts/soak.sh [DURATION] [SEED]
 # DURATION: seconds, or with a unit (90s, 30m, 2h); default 30m. SEED: replays a run's faults
 # (default: TESSERA_SEED, else random; the seed is printed either way). The binary is
-# TESSERA_BIN (default target/release/tessera). Exits 1 when there was a violation.
+# TESSERA_BIN (default target/release/tessera), the interpreter PYTHON (default .venv/bin/python,
+# which has boto3). Exits 1 when there was a violation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-30m}"
