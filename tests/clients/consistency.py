@@ -340,11 +340,14 @@ def summarize(history: History, violations: list[Violation], seed: int, t0: floa
         # The last acknowledged writes before the read (what it should have seen), the
         # operations concurrent with it, and the first ones after it.
         before = [op for op in key_ops if op.acknowledged and op.complete < read.invoke][-12:]
-        during = [op for op in key_ops
-                  if op.invoke < read.complete and op.complete > read.invoke][:12]
+        start, end = before[0].invoke if before else read.invoke - 10, read.complete
+        # (A write that never answered is concurrent with everything after it: only those
+        # invoked in the window shown.)
+        during = [op for op in key_ops if start <= op.invoke < read.complete
+                  and op.complete > read.invoke][:12]
         after = [op for op in key_ops if op.invoke >= read.complete][:6]
-        shown = sorted([*before, *during, *after, *v.related, read], key=lambda op: (op.invoke, op.index))
-        start, end = before[0].invoke if before else read.invoke, read.complete
+        shown = sorted([*before, *during, *after, *v.related, read],
+                       key=lambda op: (op.invoke, op.index))
         for op in {op.index: op for op in shown}.values():
             mark = ">>" if op is read else ("* " if op.index in related else "  ")
             lines.append(f"   {mark}{op.describe(t0)}")
