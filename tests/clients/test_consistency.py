@@ -116,7 +116,7 @@ def test_bodies_name_their_value_and_show_any_change():
 # --------------------------------------------------------------------------- randomized
 
 
-def test_randomized_faults_keep_reads_consistent(request, tmp_path_factory):
+def test_randomized_faults_keep_reads_consistent(tmp_path_factory):
     """Clients, nemesis and checker on a fresh 3x3 cluster; no violation is allowed."""
     started = time.monotonic()
     seed = pick_seed()
