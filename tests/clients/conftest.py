@@ -158,6 +158,9 @@ class Cluster:
     endpoint: str = ""
     proc: subprocess.Popen | None = None
     restarted: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Extra `tessera dev` flags (e.g. a 3x3 topology) and the node ids they give.
+    dev_args: tuple[str, ...] = ()
+    node_ids: tuple[str, ...] = tuple(NODE_IDS)
 
     @property
     def scheme(self) -> str:
@@ -176,7 +179,7 @@ class Cluster:
             pytest.fail(f"tessera binary not found at {TESSERA_BIN} (set TESSERA_BIN)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(TESSERA_BIN), "dev", "--data-dir", str(self.data_dir),
-               "--s3-port", str(self.port)]
+               "--s3-port", str(self.port), *self.dev_args]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log_path, "wb") as log:
@@ -216,7 +219,7 @@ class Cluster:
             if rc not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
                 print(f"\n{self.name}: tessera dev exited with {rc}\n{tail(self.log_path)}")
         # Anything dev failed to reap is still ours to clean up.
-        for node_id in NODE_IDS + ["gateway"]:
+        for node_id in [*self.node_ids, "gateway"]:
             pid = self._read_pid(node_id)
             if pid and pid_alive(pid) and is_tessera_pid(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -321,10 +324,18 @@ def _listen_ports(config_path: Path) -> list[int]:
     return ports
 
 
-def start_cluster(tmp_path_factory, name: str, tls: bool) -> Cluster:
+def dev_node_ids(zones: int, nodes_per_zone: int) -> tuple[str, ...]:
+    """The node ids `tessera dev --zones Z --nodes-per-zone N` gives its nodes."""
+    return tuple(f"z{z}-n{n}" for z in range(1, zones + 1) for n in range(1, nodes_per_zone + 1))
+
+
+def start_cluster(tmp_path_factory, name: str, tls: bool, zones: int = 3,
+                  nodes_per_zone: int = 2) -> Cluster:
     base = tmp_path_factory.mktemp(name)
     cluster = Cluster(name=name, data_dir=base / "data", log_path=base / "tessera-dev.log",
-                      port=free_port())
+                      port=free_port(), node_ids=dev_node_ids(zones, nodes_per_zone))
+    if (zones, nodes_per_zone) != (3, 2):
+        cluster.dev_args = ("--zones", str(zones), "--nodes-per-zone", str(nodes_per_zone))
     if tls:
         ca, cert, key = make_tls_cert(base / "tls")
         cluster.tls = (cert, key)

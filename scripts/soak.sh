@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the randomized consistency checker (tests/clients/consistency.py) on a fresh 3x3
+# `tessera dev` cluster for a while and prints its summary: operations, faults, violations.
+#   scripts/soak.sh [DURATION] [SEED]
+# DURATION: seconds, or with a unit (90s, 30m, 2h); default 30m. SEED: replays a run's faults
+# (default: TESSERA_SEED, else random; the seed is printed either way). The binary is
+# TESSERA_BIN (default target/release/tessera), the interpreter PYTHON (default .venv/bin/python,
+# which has boto3). Exits 1 when there was a violation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-30m}"
+seed="${2:-${TESSERA_SEED:-}}"
+case "$duration" in
+  *h) secs=$(( ${duration%h} * 3600 )) ;;
+  *m) secs=$(( ${duration%m} * 60 )) ;;
+  *s) secs="${duration%s}" ;;
+  *)  secs="$duration" ;;
+esac
+python="${PYTHON:-.venv/bin/python}"
+[ -x "$python" ] || python=python3
+export TESSERA_BIN="${TESSERA_BIN:-$PWD/target/release/tessera}"
+args=(--secs "$secs")
+[ -n "$seed" ] && args+=(--seed "$seed")
+cd tests/clients
+exec "$python" consistency.py "${args[@]}"
