@@ -207,7 +207,7 @@ def restore(cluster, paused: list[str]) -> None:
             cluster.start_node(node)
 
 
-@pytest.mark.known_stale_read
+@pytest.mark.stale_read
 def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
     """Issue 16: acknowledged writes whose copies for two down holders sit as hints on
     substitutes; the holders come back before the hints do (the substitutes are paused, which
