@@ -29,11 +29,12 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
                 .and_then(Result::ok)
         });
         let answers = futures::future::join_all(probes).await;
-        let mut reported = vec![false; nodes.len()];
-        for health in answers.iter().flatten() {
-            for (target, count) in &health.hints_for {
-                if let Some(index) = cluster.node_index(target).filter(|_| *count > 0) {
-                    reported[index] = true;
+        let mut keepers = vec![Vec::new(); nodes.len()];
+        for (keeper, health) in answers.iter().enumerate() {
+            let hints = health.iter().flat_map(|h| &h.hints_for);
+            for (target, _) in hints.filter(|(_, count)| **count > 0) {
+                if let Some(index) = cluster.node_index(target) {
+                    keepers[index].push(keeper);
                 }
             }
         }
@@ -59,7 +60,7 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
                 live.healing(index);
             }
         }
-        live.finish_round(started, &reported);
+        live.finish_round(started, keepers);
     }
 }
 

@@ -7,6 +7,7 @@
 //! "Reads after hinted writes").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// What the gateway last saw of each node, by index into the layout's node list.
@@ -22,6 +23,9 @@ pub struct Liveness {
     /// When this gateway last acknowledged a write with a hint for the node: milliseconds since
     /// `epoch`, plus one (0: never).
     hinted_at: Vec<AtomicU64>,
+    /// For each node, the nodes that reported hints for it in the last probe round: they keep its
+    /// share of some writes, fragment files included, until they hand them over.
+    keepers: Mutex<Vec<Vec<usize>>>,
     /// Probe rounds finished: none yet means this gateway has not heard what the nodes hold.
     rounds: AtomicU64,
     epoch: Instant,
@@ -36,6 +40,7 @@ impl Liveness {
             damaged: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
             behind: (0..nodes).map(|_| AtomicBool::new(false)).collect(),
             hinted_at: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            keepers: Mutex::new(vec![Vec::new(); nodes]),
             rounds: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -81,16 +86,22 @@ impl Liveness {
         self.behind[node].store(true, Ordering::SeqCst);
     }
 
-    /// Ends a probe round that began at `started` (see `now`): `reported[i]` says whether some
-    /// node reported hints for node i. A hint this gateway acknowledged after the round began
-    /// may have reached its substitute after the substitute answered, so it keeps its node
-    /// behind until a later round.
-    pub fn finish_round(&self, started: u64, reported: &[bool]) {
-        for (node, reported) in reported.iter().enumerate() {
+    /// Ends a probe round that began at `started` (see `now`): `keepers[i]` are the nodes that
+    /// reported hints for node i. A hint this gateway acknowledged after the round began may
+    /// have reached its substitute after the substitute answered, so it keeps its node behind
+    /// until a later round.
+    pub fn finish_round(&self, started: u64, keepers: Vec<Vec<usize>>) {
+        for (node, keepers) in keepers.iter().enumerate() {
             let hinted_since = self.hinted_at[node].load(Ordering::SeqCst) > started;
-            self.behind[node].store(*reported || hinted_since, Ordering::SeqCst);
+            self.behind[node].store(!keepers.is_empty() || hinted_since, Ordering::SeqCst);
         }
+        *self.keepers.lock().unwrap_or_else(|p| p.into_inner()) = keepers;
         self.rounds.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The nodes that reported hints for `node` in the last probe round.
+    pub fn keepers_of(&self, node: usize) -> Vec<usize> {
+        self.keepers.lock().unwrap_or_else(|p| p.into_inner())[node].clone()
     }
 
     /// A probe round has finished since this gateway started.
@@ -126,30 +137,31 @@ mod tests {
             !live.reads_settled(),
             "a gateway that never probed knows nothing of hints"
         );
-        live.finish_round(live.now(), &[false; 3]);
+        live.finish_round(live.now(), vec![vec![]; 3]);
         assert!(live.reads_settled());
         live.set_up(1, false);
         assert!(!live.reads_settled(), "a node that is down may keep hints");
         live.set_up(1, true);
-        live.finish_round(live.now(), &[false, false, true]);
+        live.finish_round(live.now(), vec![vec![], vec![], vec![0]]);
+        assert_eq!(live.keepers_of(2), [0]);
         assert!(live.is_behind(2) && !live.reads_settled());
-        live.finish_round(live.now(), &[false; 3]);
+        live.finish_round(live.now(), vec![vec![]; 3]);
         assert!(!live.is_behind(2) && live.reads_settled());
     }
 
     #[test]
     fn a_hint_acknowledged_during_a_round_outlives_that_round() {
         let live = Liveness::new(2);
-        live.finish_round(live.now(), &[false; 2]);
+        live.finish_round(live.now(), vec![vec![]; 2]);
         let started = live.now();
         std::thread::sleep(Duration::from_millis(2));
         // The round asked the substitute before it stored the hint, so it reports none.
         live.note_hinted(0);
         assert!(!live.reads_settled());
-        live.finish_round(started, &[false; 2]);
+        live.finish_round(started, vec![vec![]; 2]);
         assert!(live.is_behind(0) && !live.reads_settled());
         std::thread::sleep(Duration::from_millis(2));
-        live.finish_round(live.now(), &[false; 2]);
+        live.finish_round(live.now(), vec![vec![]; 2]);
         assert!(live.reads_settled());
     }
 }

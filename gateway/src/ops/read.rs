@@ -227,6 +227,35 @@ impl<'a> PartReader<'a> {
         Ok(vec![Bytes::from(data)])
     }
 
+    /// Substitutes that keep, as hints, this part's fragment files for holders that are behind
+    /// (a node keeps a hinted fragment file under the holder's slot and the file's own name): with
+    /// a zone down and the returning holders not yet handed their share, they may hold the only
+    /// other copies of fragments the read needs. Inline parts travel in the commits, which only
+    /// the holders serve.
+    fn keepers(&self) -> Vec<Source> {
+        if self.found.record.parts[self.index].inline.is_some() {
+            return Vec::new();
+        }
+        let (cluster, target) = (self.cluster, &self.found.target);
+        let nodes = cluster.layout.nodes();
+        let mut keepers = Vec::new();
+        for holder in cluster.holders(&target.bucket, &target.key) {
+            let Some(index) = cluster.node_index(&holder.node.id) else {
+                continue;
+            };
+            for keeper in cluster.liveness.keepers_of(index) {
+                let mut record = self.found.record.clone();
+                record.fragment = holder.slot;
+                keepers.push(Source {
+                    addr: nodes[keeper].addr.clone(),
+                    fragment: holder.slot,
+                    record,
+                });
+            }
+        }
+        keepers
+    }
+
     /// Reads stripes up to `last` (inclusive), in order.
     pub fn fetcher(&self, last: u64) -> Fetcher<'a, '_> {
         let mut spare: Vec<Source> = self.found.sources.clone();
@@ -237,6 +266,7 @@ impl<'a> PartReader<'a> {
             active: Vec::new(),
             spare: spare.into(),
             unasked: self.found.unasked.clone().into(),
+            keepers: self.keepers().into(),
             again: VecDeque::new(),
             retried: BTreeSet::new(),
             bad: BTreeSet::new(),
@@ -252,6 +282,8 @@ pub(crate) struct Fetcher<'a, 'r> {
     active: Vec<(u8, FragmentStream)>,
     spare: VecDeque<Source>,
     unasked: VecDeque<(String, u8)>,
+    /// Substitutes keeping hinted fragment files for holders that are behind.
+    keepers: VecDeque<Source>,
     /// Sources whose read failed without a corrupt frame (unreachable, stalled, cut off): each is
     /// opened once more when no other source is left. With only k holders up (a zone lost) a
     /// passing stall or a broken pooled connection must not fail the whole read.
@@ -335,7 +367,7 @@ impl Fetcher<'_, '_> {
     }
 
     /// The next holder to read from: one known to have the version, else one not yet asked, else
-    /// one whose read failed, for a second try.
+    /// a substitute keeping a holder's fragment, else one whose read failed, for a second try.
     async fn next_source(&mut self) -> Option<Source> {
         if let Some(source) = self.spare.pop_front() {
             return Some(source);
@@ -362,7 +394,7 @@ impl Fetcher<'_, '_> {
                 }
             }
         }
-        self.again.pop_front()
+        self.keepers.pop_front().or_else(|| self.again.pop_front())
     }
 }
 
