@@ -160,7 +160,6 @@ async fn ask_holders(
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
     let first = match wait {
-        Wait::Enough if hear_all_up => holders.len(),
         Wait::Enough if cluster.small_copies => quorum.min(holders.len()),
         Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
@@ -168,6 +167,11 @@ async fn ask_holders(
     let mut outstanding: BTreeSet<u8> = waiting.iter().take(first).map(|h| h.slot).collect();
     let mut pending: FuturesUnordered<_> =
         waiting.drain(..first).map(|h| ask(h, fragments)).collect();
+    if hear_all_up {
+        // Every holder is asked at once; only the first send their fragment files along.
+        outstanding.extend(waiting.iter().map(|h| h.slot));
+        pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+    }
     let hedge = tokio::time::sleep(LOOKUP_HEDGE);
     tokio::pin!(hedge);
     // A holder that goes down while a read waits for it is no longer waited for.
