@@ -2,7 +2,7 @@
 //! `read::stream`) and its body fed straight into the write path, so a copy streams like a GET
 //! piped into a PUT and never holds the object in memory.
 
-use crate::api::bucket::iso8601;
+use crate::api::listing::iso8601;
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
 use crate::api::{Gateway, S3Request};
 use crate::ops::lookup::{find_version, version_id, Found};

@@ -1,7 +1,6 @@
 //! Bucket CORS: Put/Get/DeleteBucketCors, preflight `OPTIONS` answered from the rules (without
 //! authentication, as S3 does), and `Access-Control-*` headers on requests whose origin a rule allows.
 
-use crate::api::bucket::require_integrity;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::s3::error::S3Error;
@@ -49,7 +48,7 @@ pub async fn put_bucket_cors(
     bucket: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    require_integrity(&req)?;
+    req.require_integrity()?;
     let rules = parse(&req.read_small_body(64 * 1024).await?)?;
     update_bucket(&gw.cluster, bucket, |b| b.cors = Some(rules)).await?;
     Ok(Response::new(empty()))

@@ -3,7 +3,6 @@
 //! by `background::lifecycle`. Actions other than these (transitions, noncurrent-version rules, tag
 //! and size filters) are refused as NotImplemented rather than accepted and ignored.
 
-use crate::api::bucket::require_integrity;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::s3::error::S3Error;
@@ -140,7 +139,7 @@ pub async fn put_lifecycle(
     bucket: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    require_integrity(&req)?;
+    req.require_integrity()?;
     gw.cluster.bucket(bucket).await?;
     let rules = parse(&req.read_small_body(BODY_LIMIT).await?)?;
     update_bucket(&gw.cluster, bucket, |b| b.lifecycle = Some(rules)).await?;

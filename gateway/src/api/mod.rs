@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod copy;
 pub mod cors;
 pub mod lifecycle;
+pub mod listing;
 pub mod multi_delete;
 pub mod multipart;
 pub mod object;

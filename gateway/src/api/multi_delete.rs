@@ -1,7 +1,6 @@
 //! DeleteObjects (`POST /bucket?delete`): up to 1000 keys (or versions), each deleted as
 //! DeleteObject would, with a `Deleted` or `Error` entry per key (only errors in Quiet mode).
 
-use crate::api::bucket::require_integrity;
 use crate::api::{Gateway, S3Request};
 use crate::ops::delete::{remove, Removed};
 use crate::s3::error::S3Error;
@@ -51,7 +50,7 @@ pub async fn delete_objects(
     bucket: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    require_integrity(&req)?;
+    req.require_integrity()?;
     let bucket = gw.cluster.bucket(bucket).await?;
     let (quiet, targets) = parse(&req.read_small_body(BODY_LIMIT).await?)?;
     let mut outcomes = Vec::with_capacity(targets.len());

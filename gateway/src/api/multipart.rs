@@ -1,7 +1,7 @@
 //! Multipart uploads: each part is erasure-coded on its own onto the key's holders; completing
 //! commits one object record that lists the parts.
 
-use crate::api::bucket::{encode_name, iso8601, principal, url_encoding};
+use crate::api::listing::{encode_name, iso8601, principal, url_encoding};
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
 use crate::api::{Gateway, S3Request};
 use crate::ops::commit::{check_conditions, claim, commit_record};

@@ -92,4 +92,20 @@ impl S3Request {
         digests.verify(&expected, trailer).await?;
         Ok(out.freeze())
     }
+
+    /// Operations for which S3 requires an integrity check on the body: Content-MD5 or a checksum.
+    pub fn require_integrity(&self) -> Result<(), S3Error> {
+        let has_checksum = self.header("content-md5").is_some()
+            || self.header("x-amz-trailer").is_some()
+            || crate::s3::checksum::Algorithm::ALL
+                .into_iter()
+                .any(|a| self.header(&a.header()).is_some());
+        if has_checksum {
+            Ok(())
+        } else {
+            Err(S3Error::InvalidRequest(
+                "Missing required header for this request: Content-MD5".into(),
+            ))
+        }
+    }
 }

@@ -107,7 +107,7 @@ impl Gateway {
                 }
                 Method::GET if q("uploads") => multipart::list_uploads(self, &bucket, req).await,
                 Method::GET if is_listing(&req.query) => {
-                    bucket::list_objects(self, &bucket, &req.query).await
+                    listing::list_objects(self, &bucket, &req.query).await
                 }
                 _ => Err(S3Error::NotImplemented("This bucket operation")),
             },

@@ -164,7 +164,7 @@ pub async fn put_bucket_tagging(
     bucket: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    crate::api::bucket::require_integrity(&req)?;
+    req.require_integrity()?;
     let tags = parse(
         &req.read_small_body(TAGGING_BODY_LIMIT).await?,
         MAX_BUCKET_TAGS,

@@ -3,7 +3,7 @@
 //! The state is a field of the bucket record (see `BucketRecord::versioning`); what it changes for
 //! writes and deletes lives with them (`objects::write_object`, `objects::remove`).
 
-use crate::api::bucket::{encode_name, iso8601, max_keys, owner, require_integrity, url_encoding};
+use crate::api::listing::{encode_name, iso8601, max_keys, owner, url_encoding};
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::ops::list::{list_versions, VersionQuery};
@@ -35,7 +35,7 @@ pub async fn put_versioning(
     bucket: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    require_integrity(&req)?;
+    req.require_integrity()?;
     gw.cluster.bucket(bucket).await?;
     if let Some(state) = parse(&req.read_small_body(BODY_LIMIT).await?)? {
         update_bucket(&gw.cluster, bucket, |b| b.versioning = Some(state)).await?;
