@@ -188,7 +188,7 @@ impl Healer {
                     )
                     .await;
                     if let Err(e) = &rebuilt {
-                        tracing::warn!(node = %node.id, bucket = %bucket.name, key = %entry.key, error = %e, "heal could not rebuild a key");
+                        tracing::warn!(node = %node.id, bucket = %bucket.name, key = %entry.key, error = ?e, "heal could not rebuild a key");
                     }
                     let progress = self.update(|p| {
                         p.keys_checked += 1;
@@ -294,7 +294,7 @@ async fn retried<T, F: Future<Output = Result<T, S3Error>>>(
     loop {
         match rebuild().await {
             Err(e) if attempt < KEY_ATTEMPTS && up() => {
-                tracing::info!(attempt, error = %e, "heal will try a key again");
+                tracing::info!(attempt, error = ?e, "heal will try a key again");
                 tokio::time::sleep(RETRY_PAUSE * attempt).await;
                 attempt += 1;
             }
@@ -351,7 +351,7 @@ pub async fn anti_entropy(healer: Arc<Healer>, every: Duration) {
             }
             let started = healer.start(node.id.clone());
             if let Err(e) = started {
-                tracing::debug!(node = %node.id, error = %e, "anti-entropy heal deferred");
+                tracing::debug!(node = %node.id, error = ?e, "anti-entropy heal deferred");
             }
         }
     }

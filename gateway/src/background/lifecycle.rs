@@ -33,7 +33,7 @@ pub async fn run(lifecycle: Lifecycle) {
     loop {
         tokio::time::sleep(period).await;
         if let Err(e) = lifecycle.apply_all().await {
-            tracing::warn!(error = %e, "lifecycle pass failed");
+            tracing::warn!(error = ?e, "lifecycle pass failed");
         }
     }
 }
@@ -49,7 +49,7 @@ impl Lifecycle {
             .collect();
         for bucket in buckets {
             if let Err(e) = self.apply(&bucket).await {
-                tracing::warn!(bucket = %bucket.name, error = %e, "lifecycle rules not applied");
+                tracing::warn!(bucket = %bucket.name, error = ?e, "lifecycle rules not applied");
             }
         }
         Ok(())

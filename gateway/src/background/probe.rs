@@ -69,7 +69,7 @@ fn heal(healer: &Arc<Healer>, node: &str) -> bool {
     let started = healer.start(node.to_string());
     match started {
         Ok(_) => tracing::info!(%node, "healing a node that missed writes"),
-        Err(ref e) => tracing::debug!(%node, error = %e, "heal deferred"),
+        Err(ref e) => tracing::debug!(%node, error = ?e, "heal deferred"),
     }
     started.is_ok()
 }

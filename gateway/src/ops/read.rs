@@ -80,7 +80,7 @@ pub async fn stream(
             match crate::ops::repair::repair(&cluster, &found, &slots).await {
                 Ok(bytes) => tracing::info!(key = %found.target.key, ?slots, bytes, "read repair"),
                 Err(e) => {
-                    tracing::warn!(key = %found.target.key, ?slots, error = %e, "read repair failed")
+                    tracing::warn!(key = %found.target.key, ?slots, error = ?e, "read repair failed")
                 }
             }
         }
@@ -109,11 +109,11 @@ impl Out {
     async fn fail(&mut self, e: S3Error) {
         match self.started.take() {
             Some(started) => {
-                tracing::warn!(error = %e, "read failed");
+                tracing::warn!(error = ?e, "read failed");
                 let _ = started.send(Err(e));
             }
             None => {
-                tracing::warn!(error = %e, "read failed part-way");
+                tracing::warn!(error = ?e, "read failed part-way");
                 let _ = self
                     .tx
                     .send(Err(std::io::Error::other(e.to_string())))
@@ -473,7 +473,7 @@ impl Read {
             }),
             Ok(FragmentBody::Raw(io)) => Some(FragmentStream::Raw(io)),
             Err(e) => {
-                tracing::warn!(addr = %source.addr, error = %e, "fragment unavailable");
+                tracing::warn!(addr = %source.addr, error = ?e, "fragment unavailable");
                 None
             }
         }
