@@ -51,9 +51,25 @@ _RUNNING_CLUSTERS: list["Cluster"] = []
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, as `tessera dev` picks its nodes' ports. A
+    port from that range can be taken as the local end of an outgoing connection while the
+    process that listened on it is down, and a restarted gateway then fails with "Address already
+    in use" (seen in the consistency tests)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    rng = secrets.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(20000, max(ephemeral_low, 21000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for_tcp(host: str, port: int, timeout: float) -> bool:
