@@ -131,7 +131,7 @@ impl Gateway {
                         tagging::delete_object_tagging(self, &bucket, &key, req).await
                     }
                     (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
-                        if sub_resource(&req.query) =>
+                        if sub_resource(&req.query, &req.parts.method) =>
                     {
                         Err(S3Error::NotImplemented("This object operation"))
                     }
@@ -182,12 +182,16 @@ fn is_listing(query: &Query) -> bool {
 }
 
 /// Object sub-resources (`?acl`, ...) and parameters that this gateway does not implement.
-fn sub_resource(query: &Query) -> bool {
-    query.0.iter().any(|(k, _)| {
-        !RESPONSE_OVERRIDES.iter().any(|(param, _)| param == k)
-            && !k.starts_with("X-Amz-")
-            && !matches!(k.as_str(), "partNumber" | "versionId" | "x-id")
-    })
+/// The `response-*` overrides belong to GET and HEAD: on a write or delete they would be
+/// accepted and ignored.
+fn sub_resource(query: &Query, method: &Method) -> bool {
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    let known = |k: &str| {
+        k.starts_with("X-Amz-")
+            || matches!(k, "partNumber" | "versionId" | "x-id")
+            || (reads && RESPONSE_OVERRIDES.iter().any(|(param, _)| *param == k))
+    };
+    query.0.iter().any(|(k, _)| !known(k))
 }
 
 /// `/bucket/key...` into its decoded parts; the key may hold any UTF-8, including `/` runs.
@@ -242,5 +246,16 @@ mod tests {
             split_path(&format!("/b/{}", "k".repeat(1025))),
             Err(S3Error::KeyTooLongError)
         ));
+    }
+
+    #[test]
+    fn response_overrides_are_only_for_reads() {
+        let query = Query::parse("response-content-type=text%2Fplain&versionId=null");
+        assert!(!sub_resource(&query, &Method::GET));
+        assert!(!sub_resource(&query, &Method::HEAD));
+        assert!(sub_resource(&query, &Method::PUT));
+        assert!(sub_resource(&query, &Method::DELETE));
+        assert!(sub_resource(&Query::parse("acl"), &Method::GET));
+        assert!(sub_resource(&Query::parse("response-foo=1"), &Method::GET));
     }
 }
