@@ -338,6 +338,11 @@ impl Fetcher<'_, '_> {
                         self.bad.insert(fragment);
                         continue;
                     }
+                    // A slot read twice (a hedged read, or a retry, beside the first) counts
+                    // once: k frames must be k different slots.
+                    if frames[fragment as usize].is_some() {
+                        continue;
+                    }
                     frames[fragment as usize] = Some(frame);
                     self.active.push((fragment, stream));
                     have += 1;
