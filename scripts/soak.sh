@@ -17,7 +17,7 @@ case "$duration" in
   *)  secs="$duration" ;;
 esac
 python="${PYTHON:-.venv/bin/python}"
-[ -x "$python" ] || python=python3
+[ -x "$python" ] && python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")" || python=python3
 export TESSERA_BIN="${TESSERA_BIN:-$PWD/target/release/tessera}"
 args=(--secs "$secs")
 [ -n "$seed" ] && args+=(--seed "$seed")
