@@ -111,6 +111,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         abandoned_upload_days: 7,
         lifecycle_day_secs: args.lifecycle_day_secs,
         anti_entropy_secs: args.anti_entropy_secs,
+        connections: listener::Limits::default(),
     };
 
     let mut children = Vec::new();

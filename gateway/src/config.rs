@@ -57,6 +57,10 @@ pub struct GatewayConfig {
     /// as a write whose gateway died part-way or a disk replaced while idle. Default 3600; 0 off.
     #[serde(default = "default_anti_entropy_secs")]
     pub anti_entropy_secs: u64,
+    /// Limits on client connections: caps in total and per address, header, idle and stall
+    /// timeouts, header size (`[gateway.connections]`; see `listener::Limits` for each default).
+    #[serde(default)]
+    pub connections: listener::Limits,
 }
 
 fn default_region() -> String {

@@ -4,6 +4,7 @@ use crate::api::Gateway;
 use crate::config::GatewayConfig;
 use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use listener::{Listener, Tracker};
 use node_rpc::ClusterConfig;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,35 +28,43 @@ pub async fn run(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let listener = Listener::new(listener, config.connections.clone());
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
     ready(listener.local_addr()?);
     loop {
-        let (stream, peer) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
+        let (stream, tracker) = listener.accept().await;
         let stream = Lingering(Some(stream));
         let gateway = gateway.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve(gateway, stream).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Ok(stream) => serve(gateway, stream, tracker).await,
+                    Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
                 },
-                None => serve(gateway, stream).await,
+                None => serve(gateway, stream, tracker).await,
             }
         });
     }
 }
 
-async fn serve<S>(gateway: Arc<Gateway>, stream: S)
+async fn serve<S>(gateway: Arc<Gateway>, stream: S, tracker: Tracker)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let max_headers = gateway.config.connections.max_headers;
     let service = hyper::service::service_fn(move |req| {
         let gateway = gateway.clone();
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
+        let request = tracker.request();
+        async move {
+            let response = gateway.handle(req).await;
+            drop(request);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_headers(max_headers);
+    let _ = builder
         .serve_connection(TokioIo::new(stream), service)
         .await;
 }

@@ -46,6 +46,12 @@ pub struct NodeConfig {
     /// MiB/s (a pass over 4 TB takes about 36 hours).
     #[serde(default = "default_scrub_bytes_per_sec")]
     pub scrub_bytes_per_sec: u64,
+    /// Limits on the connections the node accepts (`[node.connections]`; see `listener::Limits`
+    /// for each default). Requests are authenticated from their head, before any body is read,
+    /// so the body stall timeout does not apply here: only the cluster's own gateways and nodes
+    /// get as far as sending one.
+    #[serde(default)]
+    pub connections: listener::Limits,
 }
 
 fn default_scrub_interval_secs() -> u64 {
@@ -85,6 +91,7 @@ impl NodeConfig {
             orphan_age_secs: default_orphan_age_secs(),
             scrub_interval_secs: default_scrub_interval_secs(),
             scrub_bytes_per_sec: default_scrub_bytes_per_sec(),
+            connections: listener::Limits::default(),
         }
     }
 }

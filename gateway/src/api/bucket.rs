@@ -116,8 +116,16 @@ pub async fn location(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
 }
 
 /// S3's rules: 3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending
-/// with a letter or digit, and not shaped like an IP address.
+/// with a letter or digit, not shaped like an IP address, and without the prefixes and suffixes
+/// AWS reserves (punycode's `xn--`, access points' and aliases' own).
 pub fn valid_bucket_name(name: &str) -> bool {
+    const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const RESERVED_SUFFIXES: [&str; 4] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3"];
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
+        return false;
+    }
     let bytes = name.as_bytes();
     (3..=63).contains(&bytes.len())
         && bytes
@@ -147,6 +155,10 @@ mod tests {
             "192.168.1.1",
             "a_b",
             &"a".repeat(64),
+            "xn--bcher-kva",
+            "sthree-abc",
+            "abc-s3alias",
+            "abc--ol-s3",
         ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }

@@ -197,7 +197,7 @@ pub async fn copy_object(
     }
     let headers = match metadata {
         Directive::Copy => found.record.headers.clone(),
-        Directive::Replace => stored_headers(&req),
+        Directive::Replace => stored_headers(&req)?,
     };
     let tags = match tagging {
         Directive::Copy => found.record.tags.clone(),

@@ -18,11 +18,14 @@ use crate::background::heal::Healer;
 use crate::background::Workers;
 use crate::config::GatewayConfig;
 use crate::ops::cluster::Cluster;
+use crate::s3::error::S3Error;
 use crate::s3::response::{error_response, S3Response};
 use crate::s3::sigv4::Credentials;
+use futures::FutureExt;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use node_rpc::ClusterConfig;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 pub use request::S3Request;
@@ -70,7 +73,12 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let location = self.locate(&parts);
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
-        let mut response = match self.dispatch(parts, body, location).await {
+        // A panic is a bug; it fails its request, not the connection or the process.
+        let outcome = AssertUnwindSafe(self.dispatch(parts, body, location))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(S3Error::Internal(panicked(panic.as_ref()))));
+        let mut response = match outcome {
             Ok(r) => r,
             Err(e) => {
                 if e.status().is_server_error() {
@@ -111,4 +119,14 @@ fn body_signals(req: &Request<Incoming>) -> (bool, bool) {
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     (expect, has_body)
+}
+
+/// What a caught panic said, for the log.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!("the request's handler panicked: {message}")
 }

@@ -43,7 +43,7 @@ pub async fn create(
         upload_id: hex::encode(rand::random::<[u8; 16]>()),
         key: key.to_string(),
         version: Version::now(),
-        headers: stored_headers(&req),
+        headers: stored_headers(&req)?,
         checksum_algorithm: checksum.map(|(a, _)| a.name().to_string()),
         checksum_type: checksum.map(|(_, t)| t.name().to_string()),
         tags: crate::api::tagging::from_header(req.header("x-amz-tagging"))?,
@@ -175,7 +175,7 @@ pub async fn upload_part(
             )));
         }
     }
-    let mut payload = PayloadReader::new(req.body, req.auth, size);
+    let mut payload = req.payload(size);
     let (stored, _) = store_upload_part(
         gw,
         &bucket,

@@ -9,7 +9,6 @@ use crate::ops::write::{write_object, NewObject};
 use crate::s3::checksum::{Algorithm, ChecksumType};
 use crate::s3::error::S3Error;
 use crate::s3::http::{evaluate_conditions, parse_range, Condition, Query};
-use crate::s3::payload::PayloadReader;
 use crate::s3::response::{header_value, response_overrides, Finish, S3Response};
 use chrono::DateTime;
 use http::{Response, StatusCode};
@@ -29,16 +28,28 @@ const STORED_HEADERS: [&str; 6] = [
     "expires",
 ];
 
+/// S3's limit on user metadata: the bytes of its names (without `x-amz-meta-`) and values.
+const MAX_USER_METADATA: usize = 2048;
+
 /// The headers of a PUT (or CreateMultipartUpload) that the object keeps.
-pub fn stored_headers(req: &S3Request) -> Vec<(String, String)> {
-    req.parts
+pub fn stored_headers(req: &S3Request) -> Result<Vec<(String, String)>, S3Error> {
+    let headers: Vec<(String, String)> = req
+        .parts
         .headers
         .iter()
         .filter(|(name, _)| {
             STORED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-")
         })
         .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
-        .collect()
+        .collect();
+    let user_metadata: usize = headers
+        .iter()
+        .filter_map(|(name, value)| Some(name.strip_prefix("x-amz-meta-")?.len() + value.len()))
+        .sum();
+    if user_metadata > MAX_USER_METADATA {
+        return Err(S3Error::MetadataTooLarge);
+    }
+    Ok(headers)
 }
 
 pub async fn put_object(
@@ -53,7 +64,7 @@ pub async fn put_object(
         return Err(S3Error::EntityTooLarge);
     }
     let expected = req.expected_digests()?;
-    let headers = stored_headers(&req);
+    let headers = stored_headers(&req)?;
     let tags = crate::api::tagging::from_header(req.header("x-amz-tagging"))?;
     let precondition = check_conditions(
         &gw.cluster,
@@ -63,7 +74,7 @@ pub async fn put_object(
         req.header("if-none-match"),
     )
     .await?;
-    let mut payload = PayloadReader::new(req.body, req.auth, size);
+    let mut payload = req.payload(size);
     let written = write_object(
         &gw.cluster,
         &bucket,

@@ -9,6 +9,7 @@ use crate::s3::sigv4::Authenticated;
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use hyper::body::Incoming;
+use std::time::Duration;
 
 /// What a handler gets: the request head, its decoded query and its authenticated body.
 pub struct S3Request {
@@ -16,6 +17,8 @@ pub struct S3Request {
     pub query: Query,
     pub body: Incoming,
     pub auth: Authenticated,
+    /// How long the body may stop arriving (`Limits::stall_timeout`).
+    pub body_stall: Duration,
 }
 
 impl S3Request {
@@ -61,6 +64,11 @@ impl S3Request {
         Expected::new(self.header("content-md5"), checksum)
     }
 
+    /// The body, authenticated and decoded; `len` is the content length the client declared.
+    pub fn payload(self, len: u64) -> PayloadReader {
+        PayloadReader::new(self.body, self.auth, len, self.body_stall)
+    }
+
     /// Reads a small body (XML) whole, checking its length, signature and digests.
     pub async fn read_small_body(self, limit: u64) -> Result<Bytes, S3Error> {
         let expected = self.expected_digests()?;
@@ -78,7 +86,7 @@ impl S3Request {
         if len > limit {
             return Err(S3Error::EntityTooLarge);
         }
-        let mut reader = PayloadReader::new(self.body, self.auth, len);
+        let mut reader = self.payload(len);
         let mut digests = Digests::new(expected.checksum.as_ref().map(|c| c.0));
         let mut out = BytesMut::new();
         while let Some(chunk) = reader.next().await? {

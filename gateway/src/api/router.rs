@@ -49,6 +49,14 @@ impl Gateway {
         body: Incoming,
         location: Result<(Option<String>, Option<String>), S3Error>,
     ) -> Result<S3Response, S3Error> {
+        let header_bytes: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if header_bytes > self.config.connections.max_header_bytes {
+            return Err(S3Error::RequestHeaderSectionTooLarge);
+        }
         if parts.method == Method::OPTIONS {
             // CORS preflight: browsers send it without credentials, and S3 answers from the rules.
             let (bucket, _) = location?;
@@ -62,8 +70,13 @@ impl Gateway {
             query,
             body,
             auth,
+            body_stall: self.config.connections.stall_timeout(),
         };
         if bucket.as_deref() == Some(crate::api::admin::PREFIX) {
+            if key.is_none() && req.parts.method == Method::PUT {
+                // Creating a bucket of the admin API's name: the name is what is wrong.
+                return Err(S3Error::InvalidBucketName);
+            }
             return crate::api::admin::handle(self, req, key.as_deref()).await;
         }
         let method = req.parts.method.clone();

@@ -14,6 +14,14 @@ pub enum S3Error {
     AuthorizationHeaderMalformed(&'static str),
     #[error("The difference between the request time and the server's time is too large.")]
     RequestTimeTooSkewed,
+    #[error("{0}")]
+    AuthorizationQueryParametersError(&'static str),
+    #[error("Your request header section exceeds the maximum allowed size.")]
+    RequestHeaderSectionTooLarge,
+    #[error("Your metadata headers exceed the maximum allowed metadata size.")]
+    MetadataTooLarge,
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    RequestTimeout,
     #[error("The specified bucket does not exist")]
     NoSuchBucket,
     #[error("The specified key does not exist.")]
@@ -106,6 +114,10 @@ impl S3Error {
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
+            RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
+            MetadataTooLarge => "MetadataTooLarge",
+            RequestTimeout => "RequestTimeout",
             NoSuchBucket => "NoSuchBucket",
             NoSuchKey | DeleteMarker { .. } => "NoSuchKey",
             DeleteMarkerVersion { .. } => "MethodNotAllowed",

@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use node_rpc::body::HttpBody;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// Longest chunk header or trailer line accepted; real ones are under 200 bytes.
 const MAX_LINE: usize = 4096;
@@ -21,6 +22,8 @@ enum Chunked {
 
 pub struct PayloadReader {
     body: HttpBody,
+    /// `None` for content the gateway produced itself, whose source has timeouts of its own.
+    stall: Option<Duration>,
     buf: BytesMut,
     eof: bool,
     expected_len: u64,
@@ -36,7 +39,14 @@ pub struct PayloadReader {
 
 impl PayloadReader {
     /// `decoded_len` is the number of content bytes the client declared.
-    pub fn new(body: Incoming, auth: Authenticated, decoded_len: u64) -> PayloadReader {
+    /// `stall`: longest wait for the next bytes of the body before the request fails with
+    /// `RequestTimeout` (a client that stops sending must not hold the request forever).
+    pub fn new(
+        body: Incoming,
+        auth: Authenticated,
+        decoded_len: u64,
+        stall: Duration,
+    ) -> PayloadReader {
         let (sha256, chunked) = match &auth.payload {
             Payload::Unsigned => (None, None),
             Payload::Sha256(hash) => (Some((Sha256::new(), hash.clone())), None),
@@ -44,6 +54,7 @@ impl PayloadReader {
         };
         PayloadReader {
             body: body.map_err(std::io::Error::other).boxed(),
+            stall: Some(stall),
             buf: BytesMut::new(),
             eof: false,
             expected_len: decoded_len,
@@ -61,6 +72,7 @@ impl PayloadReader {
     pub fn from_body(body: HttpBody, len: u64) -> PayloadReader {
         PayloadReader {
             body,
+            stall: None,
             buf: BytesMut::new(),
             eof: false,
             expected_len: len,
@@ -251,7 +263,13 @@ impl PayloadReader {
 
     async fn frame(&mut self) -> Result<Option<Bytes>, S3Error> {
         while !self.eof {
-            match self.body.frame().await {
+            let next = match self.stall {
+                Some(stall) => tokio::time::timeout(stall, self.body.frame())
+                    .await
+                    .map_err(|_| S3Error::RequestTimeout)?,
+                None => self.body.frame().await,
+            };
+            match next {
                 None => self.eof = true,
                 Some(Err(_)) => return Err(S3Error::IncompleteBody),
                 Some(Ok(frame)) => {

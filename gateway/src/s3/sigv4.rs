@@ -141,6 +141,7 @@ impl Credentials {
             S3Error::InvalidRequest("Missing required header x-amz-content-sha256".into())
         })?;
         let payload = parse_payload(payload_hash)?;
+        require_signed(parts, signed_headers)?;
         let key = self.signing_key(&amz_date[..8]);
         let expected = signature_of(
             &key,
@@ -172,22 +173,31 @@ impl Credentials {
                 .iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
-                .ok_or(S3Error::AuthorizationHeaderMalformed(
-                    "incomplete presigned URL",
+                .ok_or(S3Error::AuthorizationQueryParametersError(
+                    "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
                 ))
         };
         if get("X-Amz-Algorithm")? != ALGORITHM {
-            return Err(S3Error::AuthorizationHeaderMalformed(
-                "unsupported algorithm",
+            return Err(S3Error::AuthorizationQueryParametersError(
+                "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"",
             ));
         }
         let amz_date = get("X-Amz-Date")?;
         let when = parse_amz_date(amz_date)?;
-        let expires: i64 = get("X-Amz-Expires")?
-            .parse()
-            .map_err(|_| S3Error::AuthorizationHeaderMalformed("bad X-Amz-Expires"))?;
-        if !(0..=MAX_PRESIGN_SECS).contains(&expires) {
-            return Err(S3Error::AuthorizationHeaderMalformed("bad X-Amz-Expires"));
+        let expires: i64 = get("X-Amz-Expires")?.parse().map_err(|_| {
+            S3Error::AuthorizationQueryParametersError(
+                "X-Amz-Expires should be a number of seconds",
+            )
+        })?;
+        if expires < 0 {
+            return Err(S3Error::AuthorizationQueryParametersError(
+                "X-Amz-Expires must be non-negative",
+            ));
+        }
+        if expires > MAX_PRESIGN_SECS {
+            return Err(S3Error::AuthorizationQueryParametersError(
+                "X-Amz-Expires must be less than a week (in seconds) that is; 604800",
+            ));
         }
         let age = (Utc::now() - when).num_seconds();
         if age > expires {
@@ -199,18 +209,14 @@ impl Credentials {
         let scope = self.check_scope(get("X-Amz-Credential")?, amz_date)?;
         let payload_hash = header(parts, "x-amz-content-sha256").unwrap_or("UNSIGNED-PAYLOAD");
         let payload = parse_payload(payload_hash)?;
+        let signed_headers = get("X-Amz-SignedHeaders")?;
+        require_signed(parts, signed_headers)?;
         let key = self.signing_key(&amz_date[..8]);
         let expected = signature_of(
             &key,
             amz_date,
             &scope,
-            &canonical_request(
-                parts,
-                query,
-                get("X-Amz-SignedHeaders")?,
-                payload_hash,
-                true,
-            ),
+            &canonical_request(parts, query, signed_headers, payload_hash, true),
         );
         verify(&expected, get("X-Amz-Signature")?)?;
         Ok(Authenticated {
@@ -252,6 +258,25 @@ impl Credentials {
         let k_service = hmac(&k_region, b"s3");
         hmac(&k_service, b"aws4_request")
     }
+}
+
+/// As S3 does: `host` and every `x-amz-*` header the request carries must be signed, or a relay
+/// could add metadata, tags or conditions to a request its author signed without them.
+fn require_signed(parts: &Parts, signed_headers: &str) -> Result<(), S3Error> {
+    let signed = |name: &str| signed_headers.split(';').any(|s| s == name);
+    if !signed("host") {
+        return Err(S3Error::AccessDenied("the host header must be signed"));
+    }
+    let unsigned = parts
+        .headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-amz-") && !signed(name.as_str()));
+    if unsigned {
+        return Err(S3Error::AccessDenied(
+            "There were headers present in the request which were not signed",
+        ));
+    }
+    Ok(())
 }
 
 fn verify(expected: &str, given: &str) -> Result<(), S3Error> {
@@ -431,5 +456,50 @@ mod tests {
             creds().authenticate(&parts),
             Err(S3Error::AccessDenied(_))
         ));
+    }
+
+    fn parts_with(headers: &[(&str, &str)]) -> Parts {
+        let mut req = http::Request::put("/b/k");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn host_and_every_amz_header_must_be_signed() {
+        let parts = parts_with(&[
+            ("host", "h"),
+            ("x-amz-date", "20130524T000000Z"),
+            ("x-amz-meta-added", "later"),
+            ("content-type", "text/plain"),
+        ]);
+        assert!(require_signed(&parts, "host;x-amz-date;x-amz-meta-added").is_ok());
+        assert!(matches!(
+            require_signed(&parts, "host;x-amz-date"),
+            Err(S3Error::AccessDenied(_))
+        ));
+        assert!(matches!(
+            require_signed(&parts, "x-amz-date;x-amz-meta-added"),
+            Err(S3Error::AccessDenied(_))
+        ));
+    }
+
+    #[test]
+    fn presigned_urls_valid_longer_than_a_week_are_a_query_parameters_error() {
+        let now = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let uri = format!(
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F{}%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={now}&X-Amz-Expires=604801&X-Amz-SignedHeaders=host&X-Amz-Signature=00",
+            &now[..8]
+        );
+        let (parts, ()) = http::Request::get(uri)
+            .header("host", "h")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let Err(err) = creds().authenticate(&parts) else {
+            panic!("a presigned URL valid for more than a week was accepted");
+        };
+        assert_eq!(err.code(), "AuthorizationQueryParametersError");
     }
 }

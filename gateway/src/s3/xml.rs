@@ -175,8 +175,13 @@ impl Element {
     }
 }
 
+/// The deepest nesting a client's document may have. S3's own bodies go about six levels deep;
+/// without a bound, a body of a few hundred KB nested tens of thousands deep builds a tree whose
+/// (recursive) drop overflows the thread's stack and aborts the process.
+const MAX_DEPTH: usize = 32;
+
 /// Parses a whole (small) document into its root element, which must be named `root`; anything
-/// not well-formed is `MalformedXML`.
+/// not well-formed, or nested deeper than `MAX_DEPTH`, is `MalformedXML`.
 pub fn parse_tree(body: &[u8], root: &str) -> Result<Element, S3Error> {
     let mut reader = Reader::from_reader(body);
     let mut stack: Vec<Element> = Vec::new();
@@ -184,6 +189,7 @@ pub fn parse_tree(body: &[u8], root: &str) -> Result<Element, S3Error> {
     let name_of = |n: &[u8]| String::from_utf8(n.to_vec()).map_err(|_| S3Error::MalformedXml);
     loop {
         match reader.read_event().map_err(|_| S3Error::MalformedXml)? {
+            Event::Start(_) if stack.len() >= MAX_DEPTH => return Err(S3Error::MalformedXml),
             Event::Start(e) if done.is_none() => stack.push(Element {
                 name: name_of(e.local_name().as_ref())?,
                 ..Element::default()
@@ -232,6 +238,16 @@ pub fn parse_tree(body: &[u8], root: &str) -> Result<Element, S3Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed_into() {
+        let deep = |n: usize| format!("<Delete>{}{}</Delete>", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(parse_tree(deep(MAX_DEPTH - 1).as_bytes(), "Delete").is_ok());
+        assert!(matches!(
+            parse_tree(deep(35_000).as_bytes(), "Delete"),
+            Err(S3Error::MalformedXml)
+        ));
+    }
 
     #[test]
     fn writer_escapes_and_closes() {

@@ -14,6 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use listener::Guarded;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -288,10 +289,19 @@ pub(super) fn start_raw(
 /// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
 /// just closes it early: the reader counts the bytes.
 async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offset: u64, len: u64) {
-    let socket = match upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
-        Ok(Ok(parts)) => parts.io.into_inner().into_std(),
-        Ok(Err(_)) => Err(std::io::Error::other("the connection is not a TCP stream")),
-        Err(e) => Err(std::io::Error::other(e)),
+    let upgraded = upgrade
+        .await
+        .map(|u| u.downcast::<TokioIo<Guarded<TcpStream>>>());
+    let (socket, _slot) = match upgraded {
+        Ok(Ok(parts)) => {
+            let (stream, slot) = parts.io.into_inner().into_inner();
+            (stream.into_std(), Some(slot))
+        }
+        Ok(Err(_)) => (
+            Err(std::io::Error::other("the connection is not a TCP stream")),
+            None,
+        ),
+        Err(e) => (Err(std::io::Error::other(e)), None),
     };
     let sent = tokio::task::spawn_blocking(move || {
         let socket = socket?;

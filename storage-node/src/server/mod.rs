@@ -26,6 +26,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use listener::Listener;
 use node_rpc::ClusterConfig;
 use placement::Layout;
 use serde::de::DeserializeOwned;
@@ -99,6 +100,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    let listener = Listener::new(listener, node.connections.clone());
     tracing::info!(node = %node.id, %listen, "storage node listening");
     tokio::spawn(hints::hand_off_forever(
         store.clone(),
@@ -126,18 +128,25 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         min_free_bytes: node.min_free_bytes,
     });
     loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
+        let (stream, tracker) = listener.accept().await;
         let state = state.clone();
+        let max_headers = node.connections.max_headers;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
+                let request = tracker.request();
+                async move {
+                    let response = state.handle(req).await;
+                    drop(request);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
-            // Without a timer, as under the auto builder before, so without hyper's default
-            // header-read timeout: connections stay as they were for the gateways' pools.
+            // Without a timer, so without hyper's own header-read timeout, which would also
+            // close the gateways' pooled connections while idle: the listener times out heads
+            // and idle connections itself (`listener::Limits`).
             let _ = hyper::server::conn::http1::Builder::new()
+                .max_headers(max_headers)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;
