@@ -37,13 +37,22 @@ pub struct PayloadReader {
 impl PayloadReader {
     /// `decoded_len` is the number of content bytes the client declared.
     pub fn new(body: Incoming, auth: Authenticated, decoded_len: u64) -> PayloadReader {
+        PayloadReader::with_body(
+            body.map_err(std::io::Error::other).boxed(),
+            auth,
+            decoded_len,
+        )
+    }
+
+    /// `new` for a body already boxed (the fuzz targets feed their bytes from memory).
+    pub fn with_body(body: HttpBody, auth: Authenticated, decoded_len: u64) -> PayloadReader {
         let (sha256, chunked) = match &auth.payload {
             Payload::Unsigned => (None, None),
             Payload::Sha256(hash) => (Some((Sha256::new(), hash.clone())), None),
             Payload::Chunked { .. } => (None, Some(Chunked::Header)),
         };
         PayloadReader {
-            body: body.map_err(std::io::Error::other).boxed(),
+            body,
             buf: BytesMut::new(),
             eof: false,
             expected_len: decoded_len,
