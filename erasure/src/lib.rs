@@ -56,6 +56,39 @@ pub struct StripeLayout {
 }
 
 impl StripeLayout {
+    /// A layout from numbers a peer sent (a fragment upload's headers): refused unless k and the
+    /// block size are positive, k is at most 256 (the most Reed-Solomon over GF(2^8) allows),
+    /// and every length derived from it fits in 64 bits.
+    pub fn checked(
+        size: u64,
+        data_shards: usize,
+        block_size: usize,
+    ) -> Result<StripeLayout, ErasureError> {
+        let invalid = || {
+            ErasureError::InvalidGeometry(format!(
+                "{size} bytes in stripes of {data_shards} blocks of {block_size} bytes"
+            ))
+        };
+        if data_shards == 0 || data_shards > 256 || block_size == 0 {
+            return Err(invalid());
+        }
+        let stripe_len = (data_shards as u64)
+            .checked_mul(block_size as u64)
+            .ok_or_else(invalid)?;
+        let frame_len = (block_size as u64)
+            .checked_add(HASH_LEN as u64)
+            .ok_or_else(invalid)?;
+        // Bounds the fragment's length and every frame offset in it.
+        size.div_ceil(stripe_len)
+            .checked_mul(frame_len)
+            .ok_or_else(invalid)?;
+        Ok(StripeLayout {
+            size,
+            data_shards,
+            block_size,
+        })
+    }
+
     pub fn stripe_data_len(&self) -> u64 {
         self.data_shards as u64 * self.block_size as u64
     }
@@ -560,6 +593,31 @@ mod tests {
     const M: usize = 2;
     const BS: usize = 16;
     const SDL: usize = K * BS;
+
+    #[test]
+    fn layouts_from_a_peer_are_checked() {
+        // Found by fuzzing (fuzz/, fragment_format): a node took any nonzero numbers from a
+        // fragment upload's headers, and the lengths derived from them overflowed (a panic, or
+        // in release a wrapped stripe length of 0 and a division by zero).
+        let huge = [
+            (u64::MAX, 1 << 32, 1 << 32),
+            (u64::MAX, 4, usize::MAX),
+            (u64::MAX, 1, 1),
+            (10, 0, 4),
+            (10, 4, 0),
+            (10, 257, 4),
+        ];
+        for (size, k, block) in huge {
+            assert!(
+                StripeLayout::checked(size, k, block).is_err(),
+                "{size} {k} {block}"
+            );
+        }
+        let ok = StripeLayout::checked(5 << 30, 4, 1 << 20).unwrap();
+        assert_eq!(ok.fragment_len(), 1280 * ((1 << 20) + HASH_LEN as u64));
+        let mut verifier = FragmentVerifier::new(StripeLayout::checked(1, 1, 1).unwrap(), 0);
+        assert!(verifier.update(&[0; 40]).is_err());
+    }
 
     fn layout(size: usize) -> StripeLayout {
         let (data_shards, block_size) = (K, BS);

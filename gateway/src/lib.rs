@@ -19,3 +19,12 @@ pub use config::{GatewayConfig, SecretKey};
 pub use s3::error::S3Error;
 pub use s3::md5_lanes;
 pub use server::run;
+
+/// The request parsers, for the fuzz targets in `fuzz/`: not an interface to build on.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::api::{
+        copy, cors, lifecycle, listing, multi_delete, object, tagging, versioning,
+    };
+    pub use crate::s3::{http, payload, sigv4, xml};
+}

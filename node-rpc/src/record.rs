@@ -467,7 +467,13 @@ impl<'de> Deserialize<'de> for Inline {
             return Ok(Inline(raw));
         }
         let text: String = serde_json::from_str(json).map_err(D::Error::custom)?;
-        // Refuses a text that needs escapes even after unescaping: it cannot be base64.
+        // Refuses a text that needs escapes even after unescaping: it cannot be base64. A
+        // backslash must be refused here: quoted as it is, it would escape the character after
+        // it, and the raw value would mean another text (the JSON `"A\\/B"`, text `A\/B`, kept
+        // as `"A\/B"`, would be read as `A/B` by the next reader: valid base64).
+        if text.contains('\\') {
+            return Err(D::Error::custom("an inline fragment is not base64"));
+        }
         RawValue::from_string(format!("\"{text}\""))
             .map(Inline)
             .map_err(D::Error::custom)
@@ -522,6 +528,19 @@ mod tests {
     }
 
     #[test]
+    fn inline_text_with_a_backslash_is_refused() {
+        // Found by fuzzing (fuzz/, node_protocol): this was kept as the raw `"AP8H\/A=="`, which
+        // re-encoded and read again (a record passed on) meant `AP8H/A==` instead.
+        for json in [r#""AP8H\\/A==""#, r#""A\\\\""#, r#""A\\nB""#] {
+            assert!(serde_json::from_str::<Inline>(json).is_err(), "{json}");
+        }
+        let plain: Inline = serde_json::from_str(r#""AP8H\/A==""#).unwrap();
+        let again: Inline = serde_json::from_str(&serde_json::to_string(&plain).unwrap()).unwrap();
+        assert_eq!(again, plain);
+        assert_eq!(plain.decode().unwrap(), [0, 255, 7, 252]);
+    }
+
+    #[test]
     fn inline_bytes_survive_json() {
         let part = PartData {
             number: 1,
@@ -567,7 +586,14 @@ mod tests {
             let bad = json.replace(r#""AP8H""#, not_string);
             assert!(serde_json::from_str::<PartData>(&bad).is_err(), "{bad}");
         }
-        let odd = [r#""A\"8H""#, r#""A\\8H""#, r#""A\u0001H""#, r#""A\n8H""#];
+        let odd = [
+            r#""A\"8H""#,
+            r#""A\\8H""#,
+            r#""A\u0001H""#,
+            r#""A\n8H""#,
+            r#""AP8H\\/A==""#,
+            r#""AP8H\\\\A==""#,
+        ];
         for not_base64 in [r#""A!8H""#, r#""AP8""#, r#""AP=H""#].iter().chain(&odd) {
             let bad = json.replace(r#""AP8H""#, not_base64);
             let part = serde_json::from_str::<PartData>(&bad);

@@ -231,7 +231,7 @@ pub async fn copy_object(
 }
 
 /// `x-amz-copy-source-range: bytes=first-last`, both required, within the source.
-fn copy_range(value: Option<&str>, size: u64) -> Result<(u64, u64), S3Error> {
+pub fn copy_range(value: Option<&str>, size: u64) -> Result<(u64, u64), S3Error> {
     let Some(value) = value else {
         return Ok((0, size.saturating_sub(1)));
     };

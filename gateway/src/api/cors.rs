@@ -59,7 +59,7 @@ pub async fn delete_bucket_cors(gw: &Gateway, bucket: &str) -> Result<S3Response
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
-fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
     let root = parse_tree(body, "CORSConfiguration")?;
     let texts = |rule: &crate::s3::xml::Element, name| -> Vec<String> {
         rule.all(name).map(|e| e.text.trim().to_string()).collect()

@@ -115,7 +115,7 @@ fn parse_rule(rule: &Element) -> Result<LifecycleRule, S3Error> {
     Ok(parsed)
 }
 
-fn parse(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
+pub fn parse(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
     let root = parse_tree(body, "LifecycleConfiguration")?;
     let rules = root
         .all("Rule")

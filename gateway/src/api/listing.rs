@@ -154,7 +154,7 @@ pub fn principal(xml: &mut XmlWriter, element: &'static str) {
         .close();
 }
 
-fn decode_token(token: &str) -> Result<String, S3Error> {
+pub fn decode_token(token: &str) -> Result<String, S3Error> {
     URL_SAFE_NO_PAD
         .decode(token)
         .ok()

@@ -16,12 +16,12 @@ const CONCURRENCY: usize = 16;
 const BODY_LIMIT: u64 = 8 << 20;
 
 /// One `<Object>` of the request: its key and the version asked for, if any.
-struct ToDelete {
+pub struct ToDelete {
     key: String,
     version_id: Option<String>,
 }
 
-fn parse(body: &[u8]) -> Result<(bool, Vec<ToDelete>), S3Error> {
+pub fn parse(body: &[u8]) -> Result<(bool, Vec<ToDelete>), S3Error> {
     let root = parse_tree(body, "Delete")?;
     let quiet = match root.text_of("Quiet") {
         None => false,

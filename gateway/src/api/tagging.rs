@@ -85,7 +85,7 @@ fn validate(tags: &Tags, max: usize) -> Result<(), S3Error> {
 }
 
 /// A `<Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging>` body.
-fn parse(body: &[u8], max: usize) -> Result<Tags, S3Error> {
+pub fn parse(body: &[u8], max: usize) -> Result<Tags, S3Error> {
     let root = parse_tree(body, "Tagging")?;
     let set = root.child("TagSet").ok_or(S3Error::MalformedXml)?;
     let tags = set

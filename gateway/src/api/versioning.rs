@@ -17,7 +17,7 @@ use node_rpc::record::{VersionRef, Versioning};
 const BODY_LIMIT: u64 = 64 * 1024;
 
 /// A `<VersioningConfiguration>` body: the state to set (`None`: no `Status`, nothing changes).
-fn parse(body: &[u8]) -> Result<Option<Versioning>, S3Error> {
+pub fn parse(body: &[u8]) -> Result<Option<Versioning>, S3Error> {
     let root = parse_tree(body, "VersioningConfiguration")?;
     if root.text_of("MfaDelete").is_some_and(|m| m == "Enabled") {
         return Err(S3Error::NotImplemented("MFA delete"));

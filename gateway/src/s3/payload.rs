@@ -47,14 +47,30 @@ impl PayloadReader {
         decoded_len: u64,
         stall: Duration,
     ) -> PayloadReader {
+        PayloadReader::with_body(
+            body.map_err(std::io::Error::other).boxed(),
+            auth,
+            decoded_len,
+            Some(stall),
+        )
+    }
+
+    /// `new` for a body already boxed (the fuzz targets feed their bytes from memory, without a
+    /// runtime's timer: `stall` is `None`).
+    pub fn with_body(
+        body: HttpBody,
+        auth: Authenticated,
+        decoded_len: u64,
+        stall: Option<Duration>,
+    ) -> PayloadReader {
         let (sha256, chunked) = match &auth.payload {
             Payload::Unsigned => (None, None),
             Payload::Sha256(hash) => (Some((Sha256::new(), hash.clone())), None),
             Payload::Chunked { .. } => (None, Some(Chunked::Header)),
         };
         PayloadReader {
-            body: body.map_err(std::io::Error::other).boxed(),
-            stall: Some(stall),
+            body,
+            stall,
             buf: BytesMut::new(),
             eof: false,
             expected_len: decoded_len,

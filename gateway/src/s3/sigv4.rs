@@ -315,6 +315,17 @@ fn parse_payload(value: &str) -> Result<Payload, S3Error> {
 }
 
 fn parse_amz_date(value: &str) -> Result<DateTime<Utc>, S3Error> {
+    // Exactly `yyyymmddThhmmssZ`: chrono alone also takes shorter numbers with whitespace before
+    // them, and the scope's date is cut from the first 8 bytes (which could split a character).
+    let well_formed = value.len() == 16
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    if !well_formed {
+        return Err(S3Error::AccessDenied("x-amz-date is not a valid date"));
+    }
     NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%SZ")
         .map(|d| d.and_utc())
         .map_err(|_| S3Error::AccessDenied("x-amz-date is not a valid date"))
@@ -447,6 +458,32 @@ mod tests {
             &Sha256::digest(&chunk)
         ));
         assert!(!signer.verify_chunk("00", &Sha256::digest(b"")));
+    }
+
+    #[test]
+    fn dates_must_be_exactly_formatted() {
+        assert!(parse_amz_date("20130524T000000Z").is_ok());
+        for bad in [
+            "2013 5 24T000000Z",
+            "20130524T000000",
+            "2013052\u{3000}4T0000Z",
+            "+2013052T000000Z",
+        ] {
+            assert!(parse_amz_date(bad).is_err(), "{bad}");
+        }
+        // A presigned URL whose date had a wide space where the scope's date is cut from it
+        // (byte 8) panicked there (`202612\u{3000}02T...` parsed as a date).
+        let now = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let odd = format!("{}%E3%80%80{}", &now[..6], &now[6..]);
+        let uri = format!(
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F{}%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={odd}&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Signature=00",
+            &now[..8]
+        );
+        let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+        assert!(matches!(
+            creds().authenticate(&parts),
+            Err(S3Error::AccessDenied(_))
+        ));
     }
 
     #[test]

@@ -41,15 +41,12 @@ pub(super) fn fragment_layout(req: &Request<Incoming>) -> Result<StripeLayout, N
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| bad(format!("missing {name}")))
     };
-    let layout = StripeLayout {
-        size: header(SIZE_HEADER)?,
-        data_shards: header(DATA_SHARDS_HEADER)? as usize,
-        block_size: header(BLOCK_SIZE_HEADER)? as usize,
-    };
-    if layout.data_shards == 0 || layout.block_size == 0 {
-        return Err(bad("bad stripe geometry"));
-    }
-    Ok(layout)
+    StripeLayout::checked(
+        header(SIZE_HEADER)?,
+        header(DATA_SHARDS_HEADER)? as usize,
+        header(BLOCK_SIZE_HEADER)? as usize,
+    )
+    .map_err(|_| bad("bad stripe geometry"))
 }
 
 /// Whether a fragment transfer asks for a connection of its own (see `RAW_FRAGMENT_PROTOCOL`).
