@@ -167,6 +167,17 @@ const fn in_header(
     }
 }
 
+/// A ListBuckets parameter, none implemented.
+const fn in_query(name: &'static str, feature: &'static str) -> Rule {
+    Rule {
+        place: Place::Query,
+        name,
+        feature,
+        accepted: Nothing,
+        operations: &[ListBuckets],
+    }
+}
+
 /// The operations that write a new object version with its metadata.
 const OBJECT_WRITES: &[Operation] = &[PutObject, CopyObject, CreateMultipartUpload];
 
@@ -288,305 +299,81 @@ const AWS_STORAGE_CLASSES: &[&str] = &[
 ];
 
 /// Every header and parameter AWS documents for an operation above that Tessera does not
-/// implement in full.
+/// implement in full. One rule a line: the name, what the 501 says is not implemented (it reads
+/// "... is not implemented by Tessera."), the values accepted, the operations.
+#[rustfmt::skip]
 const RULES: &[Rule] = &[
     // Access control: one owner, every object private to it. With one account, the
-    // bucket-owner-* ACLs on an object grant the owner what it has anyway.
-    in_header(
-        "x-amz-acl",
-        "An ACL other than private",
-        Only(&["private", "bucket-owner-full-control", "bucket-owner-read"]),
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-acl",
-        "A bucket ACL other than private",
-        Only(&["private"]),
-        &[CreateBucket],
-    ),
-    in_header("x-amz-grant-full-control", "ACL grants", Nothing, GRANTABLE),
-    in_header("x-amz-grant-read", "ACL grants", Nothing, GRANTABLE),
-    in_header("x-amz-grant-read-acp", "ACL grants", Nothing, GRANTABLE),
-    in_header("x-amz-grant-write-acp", "ACL grants", Nothing, GRANTABLE),
-    in_header("x-amz-grant-write", "ACL grants", Nothing, &[CreateBucket]),
+    // bucket-owner-* ACLs of an object give the owner what it has anyway.
+    in_header("x-amz-acl", "An ACL other than private", Only(&["private", "bucket-owner-full-control", "bucket-owner-read"]), OBJECT_WRITES),
+    in_header("x-amz-acl", "A bucket ACL other than private", Only(&["private"]), &[CreateBucket]),
+    in_header("x-amz-grant-full-control", "An ACL grant", Nothing, GRANTABLE),
+    in_header("x-amz-grant-read", "An ACL grant", Nothing, GRANTABLE),
+    in_header("x-amz-grant-read-acp", "An ACL grant", Nothing, GRANTABLE),
+    in_header("x-amz-grant-write-acp", "An ACL grant", Nothing, GRANTABLE),
+    in_header("x-amz-grant-write", "An ACL grant", Nothing, &[CreateBucket]),
     // BucketOwnerEnforced (AWS's default) is what Tessera does: ACLs off, the owner owns all.
-    in_header(
-        "x-amz-object-ownership",
-        "Object ownership other than BucketOwnerEnforced",
-        Only(&["BucketOwnerEnforced"]),
-        &[CreateBucket],
-    ),
-    in_header(
-        "x-amz-bucket-namespace",
-        "Account-regional bucket namespaces",
-        Only(&["global"]),
-        &[CreateBucket],
-    ),
+    in_header("x-amz-object-ownership", "Object ownership other than BucketOwnerEnforced", Only(&["BucketOwnerEnforced"]), &[CreateBucket]),
+    in_header("x-amz-bucket-namespace", "The account-regional bucket namespace", Only(&["global"]), &[CreateBucket]),
     // Encryption at rest: Tessera stores what it is given.
-    in_header(
-        "x-amz-server-side-encryption",
-        "Server-side encryption",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-server-side-encryption-aws-kms-key-id",
-        "SSE-KMS",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-server-side-encryption-context",
-        "SSE-KMS",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-server-side-encryption-bucket-key-enabled",
-        "SSE-KMS",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-server-side-encryption-customer-algorithm",
-        "SSE-C",
-        Nothing,
-        SSE_C,
-    ),
-    in_header(
-        "x-amz-server-side-encryption-customer-key",
-        "SSE-C",
-        Nothing,
-        SSE_C,
-    ),
-    in_header(
-        "x-amz-server-side-encryption-customer-key-MD5",
-        "SSE-C",
-        Nothing,
-        SSE_C,
-    ),
-    in_header(
-        "x-amz-copy-source-server-side-encryption-customer-algorithm",
-        "SSE-C",
-        Nothing,
-        COPIES,
-    ),
-    in_header(
-        "x-amz-copy-source-server-side-encryption-customer-key",
-        "SSE-C",
-        Nothing,
-        COPIES,
-    ),
-    in_header(
-        "x-amz-copy-source-server-side-encryption-customer-key-MD5",
-        "SSE-C",
-        Nothing,
-        COPIES,
-    ),
+    in_header("x-amz-server-side-encryption", "Server-side encryption", Nothing, OBJECT_WRITES),
+    in_header("x-amz-server-side-encryption-aws-kms-key-id", "SSE-KMS", Nothing, OBJECT_WRITES),
+    in_header("x-amz-server-side-encryption-context", "SSE-KMS", Nothing, OBJECT_WRITES),
+    in_header("x-amz-server-side-encryption-bucket-key-enabled", "SSE-KMS", Nothing, OBJECT_WRITES),
+    in_header("x-amz-server-side-encryption-customer-algorithm", "SSE-C", Nothing, SSE_C),
+    in_header("x-amz-server-side-encryption-customer-key", "SSE-C", Nothing, SSE_C),
+    in_header("x-amz-server-side-encryption-customer-key-MD5", "SSE-C", Nothing, SSE_C),
+    in_header("x-amz-copy-source-server-side-encryption-customer-algorithm", "SSE-C", Nothing, COPIES),
+    in_header("x-amz-copy-source-server-side-encryption-customer-key", "SSE-C", Nothing, COPIES),
+    in_header("x-amz-copy-source-server-side-encryption-customer-key-MD5", "SSE-C", Nothing, COPIES),
     // Object lock: no object is ever locked, so no request may believe it locked one. A legal
-    // or event hold OFF is the state of every object.
-    in_header(
-        "x-amz-bucket-object-lock-enabled",
-        "Object lock",
-        Only(&["false"]),
-        &[CreateBucket],
-    ),
-    in_header(
-        "x-amz-object-lock-mode",
-        "Object lock",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-object-lock-retain-until-date",
-        "Object lock",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-object-lock-legal-hold",
-        "Object lock",
-        Only(&["OFF"]),
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-object-lock-event-hold",
-        "Object lock",
-        Only(&["OFF"]),
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-object-lock-event-hold-duration-days",
-        "Object lock",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-object-lock-event-hold-duration-years",
-        "Object lock",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    // Bypassing governance retention deletes what a plain delete deletes when nothing is locked.
-    in_header(
-        "x-amz-bypass-governance-retention",
-        "Object lock",
-        Only(&["true", "false"]),
-        &[DeleteObject, DeleteObjects],
-    ),
-    in_header(
-        "x-amz-mfa",
-        "MFA delete",
-        Nothing,
-        &[DeleteObject, DeleteObjects, PutBucketVersioning],
-    ),
-    // Storage classes and other per-object features.
-    in_header(
-        "x-amz-storage-class",
-        "Storage classes other than STANDARD",
-        StandardStorageClass,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-website-redirect-location",
-        "Website redirects",
-        Nothing,
-        OBJECT_WRITES,
-    ),
-    in_header(
-        "x-amz-write-offset-bytes",
-        "Appending to an object",
-        Nothing,
-        &[PutObject],
-    ),
-    in_header(
-        "x-amz-object-annotation-directive",
-        "Object annotations",
-        Only(&["COPY"]),
-        &[CopyObject],
-    ),
+    // or event hold OFF is the state of every object, and bypassing governance retention
+    // deletes what a plain delete deletes when nothing is retained.
+    in_header("x-amz-bucket-object-lock-enabled", "Object lock", Only(&["false"]), &[CreateBucket]),
+    in_header("x-amz-object-lock-mode", "Object lock", Nothing, OBJECT_WRITES),
+    in_header("x-amz-object-lock-retain-until-date", "Object lock", Nothing, OBJECT_WRITES),
+    in_header("x-amz-object-lock-legal-hold", "Object lock", Only(&["OFF"]), OBJECT_WRITES),
+    in_header("x-amz-object-lock-event-hold", "Object lock", Only(&["OFF"]), OBJECT_WRITES),
+    in_header("x-amz-object-lock-event-hold-duration-days", "Object lock", Nothing, OBJECT_WRITES),
+    in_header("x-amz-object-lock-event-hold-duration-years", "Object lock", Nothing, OBJECT_WRITES),
+    in_header("x-amz-bypass-governance-retention", "Object lock", Only(&["true", "false"]), &[DeleteObject, DeleteObjects]),
+    in_header("x-amz-mfa", "MFA delete", Nothing, &[DeleteObject, DeleteObjects, PutBucketVersioning]),
+    // Other per-object features.
+    in_header("x-amz-storage-class", "A storage class other than STANDARD", StandardStorageClass, OBJECT_WRITES),
+    in_header("x-amz-website-redirect-location", "A website redirect", Nothing, OBJECT_WRITES),
+    in_header("x-amz-write-offset-bytes", "Appending to an object", Nothing, &[PutObject]),
+    in_header("x-amz-object-annotation-directive", "An annotation directive other than COPY", Only(&["COPY"]), &[CopyObject]),
     // Conditions the handlers do not evaluate.
-    in_header("if-match", "Conditional copies", Nothing, &[CopyObject]),
-    in_header(
-        "if-none-match",
-        "Conditional copies",
-        Nothing,
-        &[CopyObject],
-    ),
-    in_header("if-match", "Conditional deletes", Nothing, &[DeleteObject]),
-    in_header(
-        "x-amz-if-match-last-modified-time",
-        "Conditional deletes",
-        Nothing,
-        &[DeleteObject],
-    ),
-    in_header(
-        "x-amz-if-match-size",
-        "Conditional deletes",
-        Nothing,
-        &[DeleteObject],
-    ),
-    in_header(
-        "x-amz-if-match-initiated-time",
-        "Conditional aborts",
-        Nothing,
-        &[AbortMultipartUpload],
-    ),
-    in_header(
-        "x-amz-mp-object-size",
-        "x-amz-mp-object-size",
-        Nothing,
-        &[CompleteMultipartUpload],
-    ),
+    in_header("if-match", "A conditional copy", Nothing, &[CopyObject]),
+    in_header("if-none-match", "A conditional copy", Nothing, &[CopyObject]),
+    in_header("if-match", "A conditional delete", Nothing, &[DeleteObject]),
+    in_header("x-amz-if-match-last-modified-time", "A conditional delete", Nothing, &[DeleteObject]),
+    in_header("x-amz-if-match-size", "A conditional delete", Nothing, &[DeleteObject]),
+    in_header("x-amz-if-match-initiated-time", "A conditional abort", Nothing, &[AbortMultipartUpload]),
+    in_header("x-amz-mp-object-size", "Checking x-amz-mp-object-size", Nothing, &[CompleteMultipartUpload]),
     // Checksums: a copy computes none, and the newer algorithms are not implemented.
-    in_header(
-        "x-amz-checksum-algorithm",
-        "Checksums of copies",
-        Nothing,
-        &[CopyObject],
-    ),
-    in_header(
-        "x-amz-sdk-checksum-algorithm",
-        "This checksum algorithm",
-        Only(CHECKSUM_ALGORITHMS),
-        SDK_CHECKSUMMED,
-    ),
-    in_header(
-        "x-amz-checksum-sha512",
-        "SHA512 checksums",
-        Nothing,
-        CHECKSUMMED,
-    ),
-    in_header("x-amz-checksum-md5", "MD5 checksums", Nothing, CHECKSUMMED),
-    in_header(
-        "x-amz-checksum-xxhash64",
-        "XXHASH64 checksums",
-        Nothing,
-        CHECKSUMMED,
-    ),
-    in_header(
-        "x-amz-checksum-xxhash3",
-        "XXHASH3 checksums",
-        Nothing,
-        CHECKSUMMED,
-    ),
-    in_header(
-        "x-amz-checksum-xxhash128",
-        "XXHASH128 checksums",
-        Nothing,
-        CHECKSUMMED,
-    ),
-    // Requester pays: nobody is charged here; the header only acknowledges charges, which AWS
-    // also ignores on a bucket that is not requester-pays.
-    in_header(
-        "x-amz-request-payer",
-        "Request payment",
-        Only(&["requester"]),
-        REQUEST_PAYER,
-    ),
+    in_header("x-amz-checksum-algorithm", "A checksum of a copy", Nothing, &[CopyObject]),
+    in_header("x-amz-sdk-checksum-algorithm", "This checksum algorithm", Only(CHECKSUM_ALGORITHMS), SDK_CHECKSUMMED),
+    in_header("x-amz-checksum-sha512", "The SHA512 checksum", Nothing, CHECKSUMMED),
+    in_header("x-amz-checksum-md5", "The MD5 checksum", Nothing, CHECKSUMMED),
+    in_header("x-amz-checksum-xxhash64", "The XXHASH64 checksum", Nothing, CHECKSUMMED),
+    in_header("x-amz-checksum-xxhash3", "The XXHASH3 checksum", Nothing, CHECKSUMMED),
+    in_header("x-amz-checksum-xxhash128", "The XXHASH128 checksum", Nothing, CHECKSUMMED),
+    // Requester pays: nobody is charged here; the header only acknowledges charges, and AWS
+    // ignores it too on a bucket that is not requester-pays.
+    in_header("x-amz-request-payer", "Request payment", Only(&["requester"]), REQUEST_PAYER),
     // No object is archived, so none has a restore status to show.
-    in_header(
-        "x-amz-optional-object-attributes",
-        "Optional object attributes",
-        Only(&["RestoreStatus"]),
-        LISTINGS,
-    ),
+    in_header("x-amz-optional-object-attributes", "An optional object attribute", Only(&["RestoreStatus"]), LISTINGS),
     // Lifecycle transitions are refused, so the minimum size of a transition is moot.
-    in_header(
-        "x-amz-transition-default-minimum-object-size",
-        "Lifecycle transitions",
-        Only(&["varies_by_storage_class", "all_storage_classes_128K"]),
-        &[PutBucketLifecycleConfiguration],
-    ),
-    in_header(
-        "x-amz-expected-bucket-owner",
-        "Bucket owners",
-        Owner,
-        IN_A_BUCKET,
-    ),
-    in_header(
-        "x-amz-source-expected-bucket-owner",
-        "Bucket owners",
-        Owner,
-        COPIES,
-    ),
+    in_header("x-amz-transition-default-minimum-object-size", "A lifecycle transition", Only(&["varies_by_storage_class", "all_storage_classes_128K"]), &[PutBucketLifecycleConfiguration]),
+    in_header("x-amz-expected-bucket-owner", "Another bucket owner", Owner, IN_A_BUCKET),
+    in_header("x-amz-source-expected-bucket-owner", "Another bucket owner", Owner, COPIES),
     // ListBuckets answers every bucket on one page.
-    in_query("max-buckets", "Paging bucket lists"),
-    in_query("continuation-token", "Paging bucket lists"),
-    in_query("prefix", "Filtering bucket lists"),
-    in_query("bucket-region", "Filtering bucket lists"),
+    in_query("max-buckets", "Paging the bucket list"),
+    in_query("continuation-token", "Paging the bucket list"),
+    in_query("prefix", "Filtering the bucket list"),
+    in_query("bucket-region", "Filtering the bucket list"),
 ];
-
-/// A ListBuckets parameter, none implemented.
-const fn in_query(name: &'static str, feature: &'static str) -> Rule {
-    Rule {
-        place: Place::Query,
-        name,
-        feature,
-        accepted: Nothing,
-        operations: &[ListBuckets],
-    }
-}
 
 /// Refuses a request that carries a header or parameter of its operation that Tessera does not
 /// implement with the value given.
@@ -599,14 +386,22 @@ pub fn check(parts: &Parts, query: &Query, has_bucket: bool, has_key: bool) -> R
 
 fn check_operation(operation: Operation, parts: &Parts, query: &Query) -> Result<(), S3Error> {
     for rule in RULES.iter().filter(|r| r.operations.contains(&operation)) {
-        let value = match rule.place {
+        // Every value: a header sent twice must not slip a second value past the first.
+        let values: Vec<String> = match rule.place {
             Place::Header => parts
                 .headers
-                .get(rule.name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes())),
-            Place::Query => query.get(rule.name).map(Into::into),
+                .get_all(rule.name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect(),
+            Place::Query => query
+                .0
+                .iter()
+                .filter(|(name, _)| name == rule.name)
+                .map(|(_, value)| value.clone())
+                .collect(),
         };
-        if let Some(value) = value {
+        for value in values {
             rule.judge(value.trim())?;
         }
     }
@@ -813,6 +608,10 @@ mod tests {
         assert!(matches!(
             put(&[("x-amz-expected-bucket-owner", "123456789012")]),
             Err(S3Error::AccessDenied(_))
+        ));
+        assert!(matches!(
+            put(&[("x-amz-acl", "private"), ("x-amz-acl", "public-read")]),
+            Err(S3Error::NotImplemented(_))
         ));
     }
 
