@@ -90,6 +90,8 @@ CASES = [
     *[("CompleteMultipartUpload", h, v, *NOT_IMPLEMENTED)
       for h, v in SSE_C_HEADERS + CHECKSUM_HEADERS],
     ("CompleteMultipartUpload", "x-amz-mp-object-size", "1", *NOT_IMPLEMENTED),
+    # The upload has no checksum: no type can be claimed for it.
+    ("CompleteMultipartUpload", "x-amz-checksum-type", "FULL_OBJECT", 400, "BadDigest"),
     *[("GetObject", h, v, *NOT_IMPLEMENTED) for h, v in SSE_C_HEADERS],
     ("GetObject", *OTHER_OWNER, *ACCESS_DENIED),
     *[("HeadObject", h, v, *NOT_IMPLEMENTED) for h, v in SSE_C_HEADERS],
