@@ -24,7 +24,7 @@ const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/');
 
 /// Owner shown in listings: a single-tenant store has one.
-const OWNER_ID: &str = "tessera";
+pub const OWNER_ID: &str = "tessera";
 
 /// ListObjects (V1, with `marker`) and ListObjectsV2 (`list-type=2`).
 pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3Response, S3Error> {

@@ -12,6 +12,7 @@ pub mod object;
 mod request;
 mod router;
 pub mod tagging;
+mod unsupported;
 pub mod versioning;
 
 use crate::background::heal::Healer;

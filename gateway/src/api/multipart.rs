@@ -286,6 +286,15 @@ pub async fn complete(
     )
     .await?;
     let checksum = checksum_of(&upload);
+    // A checksum type claimed at completion must be the upload's (S3 answers BadDigest).
+    if let Some(value) = req.header("x-amz-checksum-type") {
+        let claimed = ChecksumType::from_name(value).ok_or_else(|| {
+            S3Error::InvalidRequest("Value for x-amz-checksum-type header is invalid.".into())
+        })?;
+        if Some(claimed) != checksum.map(|(_, kind)| kind) {
+            return Err(S3Error::BadDigest("x-amz-checksum-type"));
+        }
+    }
     // The `x-amz-checksum-*` headers of a Complete claim the object's checksum, not the body's.
     let claimed = Algorithm::ALL
         .into_iter()

@@ -79,6 +79,7 @@ impl Gateway {
             }
             return crate::api::admin::handle(self, req, key.as_deref()).await;
         }
+        unsupported::check(&req.parts, &req.query, bucket.is_some(), key.is_some())?;
         let method = req.parts.method.clone();
         let q = |name| req.query.has(name);
         match (bucket, key) {

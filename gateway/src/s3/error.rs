@@ -42,6 +42,8 @@ pub enum S3Error {
     BucketNotEmpty,
     #[error("The specified bucket is not valid.")]
     InvalidBucketName,
+    #[error("The storage class you specified is not valid")]
+    InvalidStorageClass,
     #[error("Your key is too long")]
     KeyTooLongError,
     #[error("The requested range is not satisfiable")]
@@ -126,6 +128,7 @@ impl S3Error {
             BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             BucketNotEmpty => "BucketNotEmpty",
             InvalidBucketName => "InvalidBucketName",
+            InvalidStorageClass => "InvalidStorageClass",
             KeyTooLongError => "KeyTooLongError",
             InvalidRange => "InvalidRange",
             BadDigest(_) => "BadDigest",
