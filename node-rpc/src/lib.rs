@@ -3,6 +3,7 @@
 //! (and a node handing hints over) calls nodes with. It knows nothing of how a node stores them,
 //! so the gateway does not link RocksDB.
 
+pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cluster;
