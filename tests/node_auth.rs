@@ -1,14 +1,18 @@
-//! The node protocol's authentication against real nodes: a captured call is refused when sent
-//! again or with another body, and a fragment upload is kept only with its own call's stream tag.
+//! The node protocol's security against real nodes: a captured call is refused when sent again or
+//! with another body, a fragment upload is kept only with its own call's stream tag, and nodes
+//! serving TLS are reached only by clients that trust the cluster's CA.
 
 mod common;
 
 use common::{random_bytes, TestCluster};
 use node_rpc::auth::{BodyDigest, ClusterSecret, StreamKey};
-use node_rpc::client::NodeClient;
+use node_rpc::body::full;
+use node_rpc::client::{FragmentBody, NodeClient, RpcError};
 use node_rpc::protocol::{CommitRequest, ListRequest, BLOCK_SIZE_HEADER};
 use node_rpc::protocol::{DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER};
 use node_rpc::record::{BucketId, ObjectRecord, Version};
+use node_rpc::tls;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -166,6 +170,17 @@ async fn captured_commits_are_not_taken_again_or_with_another_body() {
     assert!(!keys.iter().any(|k| k.starts_with("forged")));
 }
 
+/// Fragment 1 of a random object of `layout`, encoded in 4+2.
+fn fragment_1(layout: erasure::StripeLayout) -> Vec<u8> {
+    let object = random_bytes(layout.size as usize, 5);
+    let mut frames = Vec::new();
+    let mut encoder = erasure::Codec::new(4, 2).unwrap().encoder(layout);
+    encoder
+        .push(&object, &mut |_, stripe| frames.push(stripe[1].clone()))
+        .unwrap();
+    frames.concat()
+}
+
 /// The head of a signed upload of fragment 1 of `id`, and its stream tag key.
 fn fragment_upload(
     secret: &ClusterSecret,
@@ -245,13 +260,7 @@ async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
         data_shards: 4,
         block_size: 256 << 10,
     };
-    let object = random_bytes(layout.size as usize, 5);
-    let mut frames = Vec::new();
-    let mut encoder = erasure::Codec::new(4, 2).unwrap().encoder(layout);
-    encoder
-        .push(&object, &mut |_, stripe| frames.push(stripe[1].clone()))
-        .unwrap();
-    let fragment = frames.concat();
+    let fragment = fragment_1(layout);
 
     for raw in [false, true] {
         let id = node_rpc::record::fragment_id(&[b"forged", &[raw as u8]]);
@@ -270,4 +279,136 @@ async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
         let (status, message) = upload(&addr, &head, &fragment, &key, raw).await;
         assert_eq!(status, 200, "raw {raw}: {message}");
     }
+}
+
+/// A throw-away CA and a certificate for 127.0.0.1 it signed (as the client tests make them), and
+/// another CA that signed nothing here: (ca, cert, key, other ca).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let file = |name: &str| dir.join(name);
+    std::fs::write(
+        file("server.ext"),
+        "basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+         authorityKeyIdentifier=keyid,issuer\n",
+    )
+    .unwrap();
+    let ca = |name: &str| {
+        vec![
+            "req".to_string(),
+            "-x509".into(),
+            "-newkey".into(),
+            "rsa:2048".into(),
+            "-nodes".into(),
+            "-days".into(),
+            "3".into(),
+            "-keyout".into(),
+            format!("{name}.key"),
+            "-out".into(),
+            format!("{name}.pem"),
+            "-subj".into(),
+            format!("/CN=Tessera test {name}"),
+            "-addext".into(),
+            "basicConstraints=critical,CA:TRUE".into(),
+            "-addext".into(),
+            "keyUsage=critical,keyCertSign,cRLSign".into(),
+        ]
+    };
+    let commands = [
+        ca("ca"),
+        ca("other-ca"),
+        "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+            .split(' ')
+            .map(String::from)
+            .collect(),
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3 \
+         -extfile server.ext -out server.pem"
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    ];
+    for args in commands {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+    (
+        file("ca.pem"),
+        file("server.pem"),
+        file("server.key"),
+        file("other-ca.pem"),
+    )
+}
+
+/// Nodes that serve TLS: the gateway reaches them with the cluster's CA (objects large enough to
+/// go raw both ways, and small ones), a node client with that CA is answered, and clients that
+/// trust another CA, or speak plain HTTP, are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_serve_tls_that_only_the_clusters_ca_passes() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key, other_ca) = make_certs(certs.path());
+    let arg = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let cluster = TestCluster::start_with(&[
+        "--node-tls-cert",
+        &arg(&cert),
+        "--node-tls-key",
+        &arg(&key),
+        "--node-tls-ca",
+        &arg(&ca),
+    ]);
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/tls", Vec::new()).await.status, 200);
+    for (name, size) in [("small", 3000), ("large", 24 << 20)] {
+        let data = random_bytes(size, size as u64);
+        let path = format!("/tls/{name}");
+        let put = s3.put(&path, data.clone()).await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        let got = s3.get(&path).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(got.body[..] == data[..], "{name} reads back as written");
+    }
+
+    let (addr, secret) = first_node(&cluster);
+    let secret = ClusterSecret::new(secret);
+    let timeout = Duration::from_secs(5);
+    let trusting = NodeClient::with_tls(secret.clone(), timeout, tls::client_config(&ca).unwrap());
+    trusting
+        .health(&addr)
+        .await
+        .expect("the cluster's CA passes");
+    // Large enough to go raw both ways, as the gateway's transfers above.
+    let layout = erasure::StripeLayout {
+        size: 8 << 20,
+        data_shards: 4,
+        block_size: 256 << 10,
+    };
+    let fragment = fragment_1(layout);
+    let id = node_rpc::record::fragment_id(&[b"over tls"]);
+    trusting
+        .put_fragment(&addr, &id, 1, layout, full(fragment.clone()))
+        .await
+        .expect("a raw upload over TLS");
+    let mut read = Vec::new();
+    match trusting
+        .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
+        .await
+        .unwrap()
+    {
+        FragmentBody::Raw(mut io) => io.read_to_end(&mut read).await.unwrap(),
+        FragmentBody::Http(_) => panic!("a 2 MiB read takes a connection of its own"),
+    };
+    assert!(read == fragment, "the fragment reads back over TLS as sent");
+    let other = tls::client_config(&other_ca).unwrap();
+    let doubting = NodeClient::with_tls(secret.clone(), timeout, other);
+    let refused = doubting.health(&addr).await;
+    assert!(
+        matches!(refused, Err(RpcError::Unreachable(_))),
+        "another CA does not pass: {refused:?}"
+    );
+    let plain = NodeClient::new(secret, timeout).health(&addr).await;
+    assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
 }

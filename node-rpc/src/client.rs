@@ -9,6 +9,8 @@ use crate::protocol::{
     RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
+use crate::tls::{self, TlsError};
+use crate::ClusterConfig;
 use bytes::Bytes;
 use erasure::StripeLayout;
 use http::header::{CONNECTION, UPGRADE};
@@ -16,6 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -90,7 +94,9 @@ pub enum FragmentBody {
 
 #[derive(Clone)]
 pub struct NodeClient {
-    http: Client<HttpConnector, HttpBody>,
+    http: Client<HttpsConnector<HttpConnector>, HttpBody>,
+    /// `https` when nodes serve TLS, else `http`.
+    scheme: &'static str,
     secret: ClusterSecret,
     timeout: Duration,
     /// Id of the holder whose share of a write this client's calls carry (see `HINT_QUERY`).
@@ -111,16 +117,67 @@ pub struct NodeHealth {
 }
 
 impl NodeClient {
+    /// A client of nodes that serve plain HTTP.
     pub fn new(secret: ClusterSecret, timeout: Duration) -> NodeClient {
+        NodeClient::build(secret, timeout, None)
+    }
+
+    /// A client of the cluster's nodes: over TLS, checked against the cluster's CA, when the
+    /// cluster config names one (`tls_ca`).
+    pub fn for_cluster(cluster: &ClusterConfig) -> Result<NodeClient, TlsError> {
+        let tls = cluster
+            .tls_ca
+            .as_deref()
+            .map(tls::client_config)
+            .transpose()?;
+        Ok(NodeClient::build(
+            cluster.secret.clone(),
+            cluster.rpc_timeout(),
+            tls,
+        ))
+    }
+
+    /// A client of nodes that serve TLS with certificates `tls` trusts.
+    pub fn with_tls(
+        secret: ClusterSecret,
+        timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> NodeClient {
+        NodeClient::build(secret, timeout, Some(tls))
+    }
+
+    fn build(
+        secret: ClusterSecret,
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> NodeClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        // Plain connections pass through it untouched; `https` addresses get TLS.
+        connector.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = tls.unwrap_or_else(|| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .build(connector);
         NodeClient {
             http,
+            scheme,
             secret,
             timeout,
             hint_for: None,
@@ -190,7 +247,7 @@ impl NodeClient {
         };
         let mut builder = Request::builder()
             .method(method)
-            .uri(format!("http://{addr}{path}"));
+            .uri(format!("{}://{addr}{path}", self.scheme));
         for (name, value) in signed.headers.iter().chain(headers) {
             builder = builder.header(*name, value);
         }

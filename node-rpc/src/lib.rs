@@ -9,6 +9,7 @@ pub mod client;
 pub mod cluster;
 pub mod protocol;
 pub mod record;
+pub mod tls;
 
 pub use client::{NodeClient, NodeHealth, RpcError};
 pub use cluster::ClusterConfig;

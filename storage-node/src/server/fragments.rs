@@ -321,7 +321,8 @@ pub(super) fn start_raw(
 
 /// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
 /// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
-/// just closes it early: the reader counts the bytes.
+/// just closes it early: the reader counts the bytes. Over TLS the bytes must pass through the
+/// node to be encrypted: they are copied instead.
 async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offset: u64, len: u64) {
     let upgraded = upgrade
         .await
@@ -331,10 +332,12 @@ async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offse
             let (stream, slot) = parts.io.into_inner().into_inner();
             (stream.into_std(), Some(slot))
         }
-        Ok(Err(_)) => (
-            Err(std::io::Error::other("the connection is not a TCP stream")),
-            None,
-        ),
+        Ok(Err(upgraded)) => {
+            if let Err(e) = copy_range(TokioIo::new(upgraded), file, offset, len).await {
+                tracing::debug!(error = %e, "raw fragment send ended early");
+            }
+            return;
+        }
         Err(e) => (Err(std::io::Error::other(e)), None),
     };
     let sent = tokio::task::spawn_blocking(move || {
@@ -347,6 +350,30 @@ async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offse
     if let Ok(Err(e)) = sent {
         tracing::debug!(error = %e, "raw fragment send ended early");
     }
+}
+
+/// Copies a file range to a connection `sendfile` cannot write to, `IO_CHUNK` at a time, then
+/// closes it.
+async fn copy_range(
+    mut io: TokioIo<hyper::upgrade::Upgraded>,
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut chunk = vec![0u8; IO_CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(IO_CHUNK, |left| left.min(IO_CHUNK));
+        file.read_exact(&mut chunk[..want]).await?;
+        tokio::time::timeout(RAW_STALL, io.write_all(&chunk[..want]))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        left -= want as u64;
+    }
+    io.shutdown().await
 }
 
 /// `sendfile` of a file range to a blocking socket.

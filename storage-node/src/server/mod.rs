@@ -1,5 +1,6 @@
-//! The storage node's HTTP server: authentication, and one handler per protocol call over
-//! `Store`; fragment transfers are in `fragments`.
+//! The storage node's HTTP server (over TCP, or TLS when a certificate is configured):
+//! authentication, and one handler per protocol call over `Store`; fragment transfers are in
+//! `fragments`.
 
 mod fragments;
 
@@ -35,7 +36,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a TLS client may take over its handshake before its connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 enum NodeError {
@@ -99,6 +105,14 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         Some(addr) => addr,
         None => me.addr.parse().context("node addr")?,
     };
+    let tls = match (&node.tls_cert, &node.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(node_rpc::tls::server_config(
+            cert, key,
+        )?))),
+        (None, None) => None,
+        _ => anyhow::bail!("tls_cert and tls_key must be set together"),
+    };
+    let client = NodeClient::for_cluster(&cluster).context("the cluster's tls_ca")?;
     std::fs::create_dir_all(&node.data_dir)?;
     let store = Store::open(&node.data_dir).context("opening the node's store")?;
     std::fs::write(node.data_dir.join("pid"), std::process::id().to_string())?;
@@ -109,7 +123,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     tracing::info!(node = %node.id, %listen, "storage node listening");
     tokio::spawn(hints::hand_off_forever(
         store.clone(),
-        NodeClient::new(cluster.secret.clone(), cluster.rpc_timeout()),
+        client,
         cluster.nodes.clone(),
         cluster.data_shards,
     ));
@@ -137,27 +151,43 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         let (stream, tracker) = listener.accept().await;
         let state = state.clone();
         let max_headers = node.connections.max_headers;
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                let request = tracker.request();
-                async move {
-                    let response = state.handle(req).await;
-                    drop(request);
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
-            // Without a timer, so without hyper's own header-read timeout, which would also
-            // close the gateways' pooled connections while idle: the listener times out heads
-            // and idle connections itself (`listener::Limits`).
-            let _ = hyper::server::conn::http1::Builder::new()
-                .max_headers(max_headers)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            let Some(acceptor) = tls else {
+                return serve(state, stream, tracker, max_headers).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(state, stream, tracker, max_headers).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
         });
     }
+}
+
+/// Serves one connection's calls.
+async fn serve<S>(state: Arc<Node>, stream: S, tracker: listener::Tracker, max_headers: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let request = tracker.request();
+        async move {
+            let response = state.handle(req).await;
+            drop(request);
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
+    // Without a timer, so without hyper's own header-read timeout, which would also
+    // close the gateways' pooled connections while idle: the listener times out heads
+    // and idle connections itself (`listener::Limits`).
+    let _ = hyper::server::conn::http1::Builder::new()
+        .max_headers(max_headers)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
 }
 
 impl Node {
