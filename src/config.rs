@@ -9,10 +9,15 @@
 //! parity_shards = 2         # m (default 2)
 //! # write_quorum = 5        # default k+1
 //! nodes = [ { id = "z1-n1", zone = "z1", addr = "10.0.0.1:7001" }, ... ]
+//! # tls_ca = "/etc/tessera/node-ca.pem"  # call nodes over TLS, trusting only this CA
+//! #                                      # (default: none, plain HTTP; then every node needs
+//! #                                      # tls_cert and tls_key)
 //!
 //! [node]                    # run a storage node
 //! id = "z1-n1"
 //! data_dir = "/var/lib/tessera"
+//! # tls_cert = "/etc/tessera/node.pem"  # serve the node port over TLS only (default: plain);
+//! # tls_key = "/etc/tessera/node.key"   # the certificate must name the host of this node's addr
 //! # scrub_interval_secs = 604800   # re-read and check every fragment file this often (0: never)
 //! # scrub_bytes_per_sec = 33554432 # at most this fast
 //!

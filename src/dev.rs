@@ -33,6 +33,14 @@ pub struct DevArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM certificate the storage nodes serve TLS with (one for all: it must name 127.0.0.1),
+    /// its key, and the CA file the gateway and the nodes check it against. New clusters only.
+    #[arg(long, requires_all = ["node_tls_key", "node_tls_ca"])]
+    node_tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "node_tls_cert")]
+    node_tls_key: Option<PathBuf>,
+    #[arg(long, requires = "node_tls_cert")]
+    node_tls_ca: Option<PathBuf>,
     /// Longest wait for a storage node, in milliseconds (default 10000).
     #[arg(long)]
     rpc_timeout_ms: Option<u64>,
@@ -78,6 +86,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Some(p) => p.cluster.clone(),
         None => new_cluster(args.zones, args.nodes_per_zone)?,
     };
+    if previous.is_none() {
+        cluster.tls_ca = args.node_tls_ca.map(|p| absolute(&p)).transpose()?;
+    }
+    let node_tls_cert = args.node_tls_cert.map(|p| absolute(&p)).transpose()?;
+    let node_tls_key = args.node_tls_key.map(|p| absolute(&p)).transpose()?;
     if let Some(ms) = args.rpc_timeout_ms {
         cluster.rpc_timeout_ms = ms;
     }
@@ -117,13 +130,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut children = Vec::new();
     for node in &cluster.nodes {
         let path = config_dir.join(format!("{}.toml", node.id));
+        let mut node_config = NodeConfig::new(node.id.clone(), data_dir.join(&node.id));
+        if cluster.tls_ca.is_some() {
+            let old = Config::load(&path).ok().and_then(|c| c.node);
+            node_config.tls_cert = node_tls_cert
+                .clone()
+                .or_else(|| old.as_ref()?.tls_cert.clone());
+            node_config.tls_key = node_tls_key
+                .clone()
+                .or_else(|| old.as_ref()?.tls_key.clone());
+        }
         Config {
             // Seven processes share this machine's cores: with one runtime thread per node the
             // nodes contend less with each other and the gateway (4 KiB GETs at 32 in flight:
             // 6,280 a second instead of 5,200-5,600, see docs/performance.md).
             worker_threads: Some(1),
             cluster: cluster.clone(),
-            node: Some(NodeConfig::new(node.id.clone(), data_dir.join(&node.id))),
+            node: Some(node_config),
             gateway: None,
         }
         .save(&path)?;
@@ -219,6 +242,7 @@ fn new_cluster(zones: usize, nodes_per_zone: usize) -> anyhow::Result<ClusterCon
         write_quorum: None,
         shard_count: 256,
         rpc_timeout_ms: 10_000,
+        tls_ca: None,
         nodes,
     })
 }

@@ -1,13 +1,16 @@
 //! The gateway's side of the node protocol: one signed HTTP call per method, over pooled connections.
 
+use crate::auth::{BodyDigest, StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, HttpBody};
 use crate::protocol::{
-    parse_raw_upload_answer, unix_now, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest,
-    ListRequest, ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus, ShardDigest,
-    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
-    DATE_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIGNATURE_HEADER, SIZE_HEADER,
+    parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest,
+    ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, UndoRequest,
+    UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, HINT_QUERY,
+    RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
+use crate::tls::{self, TlsError};
+use crate::ClusterConfig;
 use bytes::Bytes;
 use erasure::StripeLayout;
 use http::header::{CONNECTION, UPGRADE};
@@ -15,12 +18,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +73,17 @@ impl RpcError {
 /// connection.
 const RAW_MIN: u64 = 1 << 20;
 
+/// The body of a call, as it is signed.
+enum Outgoing {
+    /// Known whole: its hash is signed.
+    Whole(Bytes),
+    /// A fragment streamed as the request body, followed by the call's stream tag.
+    Tagged(HttpBody),
+    /// No body: the fragment follows on the upgraded connection, and the caller tags it with the
+    /// key `send_keyed` returns.
+    Upgrade,
+}
+
 /// A fragment range as a node sends it.
 pub enum FragmentBody {
     /// As a response body.
@@ -76,7 +94,9 @@ pub enum FragmentBody {
 
 #[derive(Clone)]
 pub struct NodeClient {
-    http: Client<HttpConnector, HttpBody>,
+    http: Client<HttpsConnector<HttpConnector>, HttpBody>,
+    /// `https` when nodes serve TLS, else `http`.
+    scheme: &'static str,
     secret: ClusterSecret,
     timeout: Duration,
     /// Id of the holder whose share of a write this client's calls carry (see `HINT_QUERY`).
@@ -97,16 +117,67 @@ pub struct NodeHealth {
 }
 
 impl NodeClient {
+    /// A client of nodes that serve plain HTTP.
     pub fn new(secret: ClusterSecret, timeout: Duration) -> NodeClient {
+        NodeClient::build(secret, timeout, None)
+    }
+
+    /// A client of the cluster's nodes: over TLS, checked against the cluster's CA, when the
+    /// cluster config names one (`tls_ca`).
+    pub fn for_cluster(cluster: &ClusterConfig) -> Result<NodeClient, TlsError> {
+        let tls = cluster
+            .tls_ca
+            .as_deref()
+            .map(tls::client_config)
+            .transpose()?;
+        Ok(NodeClient::build(
+            cluster.secret.clone(),
+            cluster.rpc_timeout(),
+            tls,
+        ))
+    }
+
+    /// A client of nodes that serve TLS with certificates `tls` trusts.
+    pub fn with_tls(
+        secret: ClusterSecret,
+        timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> NodeClient {
+        NodeClient::build(secret, timeout, Some(tls))
+    }
+
+    fn build(
+        secret: ClusterSecret,
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> NodeClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        // Plain connections pass through it untouched; `https` addresses get TLS.
+        connector.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = tls.unwrap_or_else(|| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .build(connector);
         NodeClient {
             http,
+            scheme,
             secret,
             timeout,
             hint_for: None,
@@ -129,9 +200,25 @@ impl NodeClient {
         method: Method,
         path: &str,
         headers: &[(&str, String)],
-        body: HttpBody,
+        body: Outgoing,
         deadline: Option<Duration>,
     ) -> Result<Response<Incoming>, RpcError> {
+        let (response, _) = self
+            .send_keyed(addr, method, path, headers, body, deadline)
+            .await?;
+        Ok(response)
+    }
+
+    /// `send`, also returning the stream tag key of a streamed body.
+    async fn send_keyed(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Outgoing,
+        deadline: Option<Duration>,
+    ) -> Result<(Response<Incoming>, Option<StreamKey>), RpcError> {
         let hinted;
         let path = match &self.hint_for {
             Some(holder) => {
@@ -141,16 +228,27 @@ impl NodeClient {
             }
             None => path,
         };
-        let date = unix_now();
+        let digest = match &body {
+            Outgoing::Whole(bytes) => BodyDigest::of(bytes),
+            Outgoing::Tagged(_) | Outgoing::Upgrade => BodyDigest::Streamed,
+        };
+        let signed = self.secret.sign(method.as_str(), path, digest);
+        let body = match body {
+            Outgoing::Whole(bytes) => full(bytes),
+            Outgoing::Tagged(body) => {
+                let tagger = signed
+                    .stream_key
+                    .as_ref()
+                    .expect("signed streamed")
+                    .tagger();
+                TaggedBody::new(body, tagger).boxed()
+            }
+            Outgoing::Upgrade => empty(),
+        };
         let mut builder = Request::builder()
-            .method(method.clone())
-            .uri(format!("http://{addr}{path}"))
-            .header(DATE_HEADER, date)
-            .header(
-                SIGNATURE_HEADER,
-                self.secret.sign(method.as_str(), path, date),
-            );
-        for (name, value) in headers {
+            .method(method)
+            .uri(format!("{}://{addr}{path}", self.scheme));
+        for (name, value) in signed.headers.iter().chain(headers) {
             builder = builder.header(*name, value);
         }
         let req = builder.body(body).expect("request parts are valid");
@@ -162,7 +260,7 @@ impl NodeClient {
         };
         let status = resp.status();
         if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(resp);
+            return Ok((resp, signed.stream_key));
         }
         let text = tokio::time::timeout(self.timeout, resp.into_body().collect())
             .await
@@ -182,8 +280,8 @@ impl NodeClient {
         body: Option<&impl Serialize>,
     ) -> Result<T, RpcError> {
         let body = match body {
-            Some(b) => full(serde_json::to_vec(b)?),
-            None => empty(),
+            Some(b) => Outgoing::Whole(serde_json::to_vec(b)?.into()),
+            None => Outgoing::Whole(Bytes::new()),
         };
         let incoming = self
             .send(addr, method, path, &[], body, Some(self.timeout))
@@ -215,7 +313,14 @@ impl NodeClient {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| RpcError::Status(StatusCode::BAD_REQUEST, method.to_string()))?;
         let answer = self
-            .send(addr, method, path, &[], full(body), Some(self.timeout))
+            .send(
+                addr,
+                method,
+                path,
+                &[],
+                Outgoing::Whole(body.into()),
+                Some(self.timeout),
+            )
             .await?
             .into_body();
         tokio::time::timeout(self.timeout, answer.collect())
@@ -243,13 +348,13 @@ impl NodeClient {
         let path = format!("/v1/fragment/{id}/{index}");
         if layout.fragment_len() >= RAW_MIN && self.hint_for.is_none() {
             headers.extend(raw_upgrade());
-            let resp = self
-                .send(
+            let (resp, key) = self
+                .send_keyed(
                     addr,
                     Method::PUT,
                     &path,
                     &headers,
-                    empty(),
+                    Outgoing::Upgrade,
                     Some(self.timeout),
                 )
                 .await?;
@@ -262,12 +367,20 @@ impl NodeClient {
             let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
                 .await
                 .map_err(|_| RpcError::Timeout)??;
-            return upload_raw(TokioIo::new(raw), body, layout.fragment_len()).await;
+            let tagger = key.expect("signed streamed").tagger();
+            return upload_raw(TokioIo::new(raw), body, layout.fragment_len(), tagger).await;
         }
         // No deadline here: sending a large fragment takes as long as it takes; the caller
         // watches for stalls and for a late confirmation.
         let answer = self
-            .send(addr, Method::PUT, &path, &headers, body, None)
+            .send(
+                addr,
+                Method::PUT,
+                &path,
+                &headers,
+                Outgoing::Tagged(body),
+                None,
+            )
             .await?
             .into_body();
         answer.collect().await?;
@@ -287,13 +400,20 @@ impl NodeClient {
         let deadline = Some(self.timeout);
         if len < RAW_MIN {
             let body = self
-                .send(addr, Method::GET, &path, &[], empty(), deadline)
+                .send(addr, Method::GET, &path, &[], no_body(), deadline)
                 .await?
                 .into_body();
             return Ok(FragmentBody::Http(body));
         }
         let resp = self
-            .send(addr, Method::GET, &path, &raw_upgrade(), empty(), deadline)
+            .send(
+                addr,
+                Method::GET,
+                &path,
+                &raw_upgrade(),
+                no_body(),
+                deadline,
+            )
             .await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(FragmentBody::Http(resp.into_body()));
@@ -355,7 +475,7 @@ impl NodeClient {
         };
         let path = object_path(bucket, key, Some(query));
         let mut body = self
-            .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .send(addr, Method::GET, &path, &[], no_body(), Some(self.timeout))
             .await?
             .into_body();
         // The first chunk usually holds the whole head and much of the fragment: it is kept as
@@ -506,7 +626,7 @@ impl NodeClient {
                 Method::PUT,
                 &path,
                 &[],
-                full(value),
+                Outgoing::Whole(value.into()),
                 Some(self.timeout),
             )
             .await?
@@ -519,7 +639,7 @@ impl NodeClient {
     pub async fn setting(&self, addr: &str, name: &str) -> Result<Option<Bytes>, RpcError> {
         let path = format!("/v1/setting/{name}");
         match self
-            .send(addr, Method::GET, &path, &[], empty(), Some(self.timeout))
+            .send(addr, Method::GET, &path, &[], no_body(), Some(self.timeout))
             .await
         {
             Ok(resp) => Ok(Some(collect_body(resp.into_body()).await?)),
@@ -534,6 +654,72 @@ impl NodeClient {
     }
 }
 
+fn no_body() -> Outgoing {
+    Outgoing::Whole(Bytes::new())
+}
+
+/// A streamed body followed by its stream tag (see `auth`): the tag goes out as one more frame
+/// once the body has ended.
+struct TaggedBody {
+    inner: HttpBody,
+    /// `None` once the tag has been sent.
+    tagger: Option<StreamTagger>,
+}
+
+impl TaggedBody {
+    fn new(inner: HttpBody, tagger: StreamTagger) -> TaggedBody {
+        TaggedBody {
+            inner,
+            tagger: Some(tagger),
+        }
+    }
+
+    fn boxed(self) -> HttpBody {
+        http_body_util::combinators::BoxBody::new(self)
+    }
+}
+
+impl http_body::Body for TaggedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let Some(tagger) = this.tagger.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    tagger.update(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                let tag = tagger.tag();
+                this.tagger = None;
+                Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::copy_from_slice(
+                    &tag,
+                )))))
+            }
+            other => other,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.inner.size_hint();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower() + STREAM_TAG_LEN as u64);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + STREAM_TAG_LEN as u64);
+        }
+        hint
+    }
+}
+
 /// The headers that ask a node for a connection of the fragment transfer's own.
 fn raw_upgrade() -> [(&'static str, String); 2] {
     [
@@ -542,7 +728,8 @@ fn raw_upgrade() -> [(&'static str, String); 2] {
     ]
 }
 
-/// Sends a fragment's `len` bytes on a raw upload's connection, then reads the node's answer. A
+/// Sends a fragment's `len` bytes and their stream tag on a raw upload's connection, then reads
+/// the node's answer. A
 /// body that fails or ends short drops the connection, and the node discards what it had: unlike
 /// HTTP, the connection carries no length for the node to hold a short body against, so a
 /// sender that waited for the answer would wait as long as the node waits for the missing bytes.
@@ -550,12 +737,14 @@ async fn upload_raw(
     mut io: TokioIo<Upgraded>,
     mut body: HttpBody,
     len: u64,
+    mut tagger: StreamTagger,
 ) -> Result<(), RpcError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sent = 0u64;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             sent += data.len() as u64;
+            tagger.update(&data);
             io.write_all(&data).await?;
         }
     }
@@ -564,6 +753,7 @@ async fn upload_raw(
             "the fragment's body gave {sent} of {len} bytes"
         ))));
     }
+    io.write_all(&tagger.tag()).await?;
     io.flush().await?;
     // The answer is one short line; anything longer is not a node's.
     let mut answer = Vec::new();

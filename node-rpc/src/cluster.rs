@@ -4,6 +4,7 @@
 use crate::protocol::ClusterSecret;
 use placement::{Layout, NodeInfo, PlacementError};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Shared by all nodes and gateways of one region.
@@ -27,6 +28,11 @@ pub struct ClusterConfig {
     /// Longest wait for a node to answer a metadata call, in milliseconds. Default 10000.
     #[serde(default = "default_rpc_timeout_ms")]
     pub rpc_timeout_ms: u64,
+    /// PEM file of the CA that signs the nodes' certificates. When set, gateways and nodes call
+    /// nodes over TLS and trust only this CA, so every node must then serve TLS (`tls_cert` and
+    /// `tls_key` of its `[node]` config). Default: none, plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
     pub nodes: Vec<NodeInfo>,
 }
 

@@ -3,11 +3,13 @@
 //! (and a node handing hints over) calls nodes with. It knows nothing of how a node stores them,
 //! so the gateway does not link RocksDB.
 
+pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cluster;
 pub mod protocol;
 pub mod record;
+pub mod tls;
 
 pub use client::{NodeClient, NodeHealth, RpcError};
 pub use cluster::ClusterConfig;

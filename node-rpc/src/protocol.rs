@@ -1,20 +1,13 @@
-//! The node protocol: request and response types, paths, and request signing with the cluster secret.
-//!
-//! Every request carries `x-tessera-date` (unix seconds) and `x-tessera-signature`, an HMAC-SHA256
-//! under the cluster secret of `method \n path-and-query \n date`. Bodies are not signed: enable TLS
-//! between nodes where the network is not trusted.
+//! The node protocol: request and response types and paths. Calls are signed with the cluster
+//! secret as `auth` describes.
 
 use crate::record::{
     BucketId, ListEntry, ObjectRecord, PartRecord, UploadRecord, Version, VersionRef,
 };
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const DATE_HEADER: &str = "x-tessera-date";
-pub const SIGNATURE_HEADER: &str = "x-tessera-signature";
+pub use crate::auth::{unix_now, ClusterSecret};
+
 /// Headers of a fragment upload that give its stripe geometry, so the node can check every frame.
 pub const SIZE_HEADER: &str = "x-tessera-size";
 pub const DATA_SHARDS_HEADER: &str = "x-tessera-data-shards";
@@ -25,9 +18,10 @@ pub const BLOCK_SIZE_HEADER: &str = "x-tessera-block-size";
 ///   it, so the bytes go from the page cache to the socket without passing through the node (the
 ///   read path of a large GET spent a third of all CPU in the nodes, copying). Nodes that do not
 ///   offer it answer with an ordinary body.
-/// - An upload: the gateway sends the fragment's bytes, and the node reads them straight into its
-///   direct-I/O buffer, then answers with one line (`raw_upload_answer`) and closes the
-///   connection. A sender that stops early leaves nothing behind, as with an HTTP upload.
+/// - An upload: the gateway sends the fragment's bytes and then the call's stream tag (see
+///   `auth`), and the node reads them straight into its direct-I/O buffer, then answers with one
+///   line (`raw_upload_answer`) and closes the connection. A sender that stops early, or a tag
+///   that does not match, leaves nothing behind, as with an HTTP upload.
 pub const RAW_FRAGMENT_PROTOCOL: &str = "tessera-fragment";
 
 /// A node's answer to a raw fragment upload: an HTTP status code, a space, a message; 200 once
@@ -43,62 +37,6 @@ pub fn parse_raw_upload_answer(answer: &[u8]) -> Option<(http::StatusCode, Strin
     let status = http::StatusCode::from_bytes(code.as_bytes()).ok()?;
     Some((status, message.to_string()))
 }
-/// How far a request's date may be from the node's clock.
-const MAX_SKEW_SECS: u64 = 300;
-
-/// The secret shared by all nodes and gateways of a cluster. Never printed.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ClusterSecret(String);
-
-impl ClusterSecret {
-    pub fn new(secret: String) -> ClusterSecret {
-        ClusterSecret(secret)
-    }
-
-    pub fn sign(&self, method: &str, path_and_query: &str, date: u64) -> String {
-        hex::encode(
-            self.mac(method, path_and_query, date)
-                .finalize()
-                .into_bytes(),
-        )
-    }
-
-    /// Constant-time check of a request's signature and date.
-    pub fn verify(&self, method: &str, path_and_query: &str, date: u64, signature: &str) -> bool {
-        let now = unix_now();
-        if now.abs_diff(date) > MAX_SKEW_SECS {
-            return false;
-        }
-        let Ok(given) = hex::decode(signature) else {
-            return false;
-        };
-        self.mac(method, path_and_query, date)
-            .verify_slice(&given)
-            .is_ok()
-    }
-
-    fn mac(&self, method: &str, path_and_query: &str, date: u64) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
-            .expect("HMAC takes keys of any length");
-        mac.update(format!("{method}\n{path_and_query}\n{date}").as_bytes());
-        mac
-    }
-}
-
-impl fmt::Debug for ClusterSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterSecret(***)")
-    }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Commit of an object record (a PUT, a completed multipart upload, or a delete's tombstone).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CommitRequest {
@@ -285,24 +223,5 @@ impl ScrubStatus {
     /// Fragment files found damaged so far: a change means the node needs healing.
     pub fn damaged(&self) -> u64 {
         self.corrupt + self.missing
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_check_method_path_date_and_secret() {
-        let secret = ClusterSecret::new("s3cret".into());
-        let now = unix_now();
-        let sig = secret.sign("GET", "/v1/x", now);
-        assert!(secret.verify("GET", "/v1/x", now, &sig));
-        assert!(!secret.verify("PUT", "/v1/x", now, &sig));
-        assert!(!secret.verify("GET", "/v1/y", now, &sig));
-        assert!(!ClusterSecret::new("other".into()).verify("GET", "/v1/x", now, &sig));
-        let old = now - 3600;
-        assert!(!secret.verify("GET", "/v1/x", old, &secret.sign("GET", "/v1/x", old)));
-        assert!(!format!("{secret:?}").contains("s3cret"));
     }
 }

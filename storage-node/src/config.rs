@@ -15,6 +15,13 @@ pub struct NodeConfig {
     /// Address to listen on. Default: this node's `addr` in the cluster list.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key: when both are set the node's port speaks only TLS
+    /// (raw fragment transfers included), and the cluster's `tls_ca` must name the CA that signed
+    /// the certificate, which must name the host of this node's `addr`. Default: none, plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Free space the node keeps on its disk: below it, it refuses new data (507) but still takes
     /// deletes, so that a full disk never stops metadata writes half-way. Default 64 MiB.
     #[serde(default = "default_min_free_bytes")]
@@ -85,6 +92,8 @@ impl NodeConfig {
             id,
             data_dir,
             listen: None,
+            tls_cert: None,
+            tls_key: None,
             min_free_bytes: default_min_free_bytes(),
             keep_replaced_secs: default_keep_replaced_secs(),
             keep_superseded_secs: default_keep_superseded_secs(),

@@ -58,7 +58,7 @@ impl Cluster {
         Ok(Cluster {
             liveness: Liveness::new(layout.nodes().len()),
             layout,
-            client: NodeClient::new(config.secret.clone(), config.rpc_timeout()),
+            client: NodeClient::for_cluster(config)?,
             write_quorum: config.write_quorum(),
             timeout: config.rpc_timeout(),
             small_copies: gateway.replicate_threshold > 0,

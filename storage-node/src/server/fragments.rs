@@ -1,7 +1,9 @@
-//! Fragment streaming: uploads checked frame by frame as they arrive, over HTTP or alone on an
-//! upgraded connection (raw), and reads sent back in chunks, with `sendfile`, or with a lookup.
+//! Fragment streaming: uploads checked frame by frame and against their stream tag as they arrive,
+//! over HTTP or alone on an upgraded connection (raw), and reads sent back in chunks, with
+//! `sendfile`, or with a lookup.
 
 use super::{bad, blocking, NodeError};
+use crate::auth::{StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, ChannelBody, HttpBody};
 use crate::protocol::{
     raw_upload_answer, Lookup, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL,
@@ -33,7 +35,7 @@ const RAW_STALL: Duration = Duration::from_secs(300);
 const LOOKUP_FRAGMENT_MAX: u64 = (4 << 20) + (64 << 10);
 
 /// The stripe geometry of a fragment upload, from its headers.
-pub(super) fn fragment_layout(req: &Request<Incoming>) -> Result<StripeLayout, NodeError> {
+pub(super) fn fragment_layout<B>(req: &Request<B>) -> Result<StripeLayout, NodeError> {
     let header = |name| {
         req.headers()
             .get(name)
@@ -50,7 +52,7 @@ pub(super) fn fragment_layout(req: &Request<Incoming>) -> Result<StripeLayout, N
 }
 
 /// Whether a fragment transfer asks for a connection of its own (see `RAW_FRAGMENT_PROTOCOL`).
-pub(super) fn wants_raw(req: &Request<Incoming>) -> bool {
+pub(super) fn wants_raw<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(http::header::UPGRADE)
         .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL)
@@ -66,21 +68,39 @@ pub(super) fn switching_to_raw() -> Response<HttpBody> {
 }
 
 /// Receives one fragment, checking every frame's hash as it arrives, and commits the file only
-/// when exactly the expected frames came: a truncated or corrupted upload leaves nothing behind.
+/// when exactly the expected frames came, followed by the call's stream tag: a truncated,
+/// corrupted or forged upload leaves nothing behind.
 pub(super) async fn receive_fragment(
     mut file: FragmentFile,
     layout: StripeLayout,
     index: u8,
-    req: Request<Incoming>,
+    mut body: Incoming,
+    key: StreamKey,
 ) -> Result<Response<HttpBody>, NodeError> {
-    let mut body = req.into_body();
     let mut verifier = FragmentVerifier::new(layout, index as usize);
+    let mut tagger = key.tagger();
+    let mut fragment_left = layout.fragment_len();
+    let mut tag = Vec::with_capacity(STREAM_TAG_LEN);
     let mut batch = Vec::new();
     let mut batched = 0;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
+        let Ok(mut data) = frame?.into_data() else {
             continue;
         };
+        // The bytes past the fragment's length are the tag.
+        let in_fragment = data
+            .len()
+            .min(usize::try_from(fragment_left).unwrap_or(usize::MAX));
+        let past = data.split_off(in_fragment);
+        if tag.len() + past.len() > STREAM_TAG_LEN {
+            return Err(bad("the body is longer than the fragment and its tag"));
+        }
+        tag.extend_from_slice(&past);
+        fragment_left -= data.len() as u64;
+        if data.is_empty() {
+            continue;
+        }
+        tagger.update(&data);
         verifier.update(&data).map_err(|e| bad(e.to_string()))?;
         batched += data.len();
         batch.push(data);
@@ -91,6 +111,7 @@ pub(super) async fn receive_fragment(
         }
     }
     verifier.finish().map_err(|e| bad(e.to_string()))?;
+    tagger.check(&tag)?;
     // The last chunks and the commit in one trip to the blocking pool: a fragment of up to
     // `IO_CHUNK` (every object up to 4 MiB) takes one.
     blocking(move || {
@@ -101,22 +122,24 @@ pub(super) async fn receive_fragment(
     Ok(Response::new(empty()))
 }
 
-/// Receives one fragment alone on the connection of `upgrade`, then answers with a status line
-/// (see `RAW_FRAGMENT_PROTOCOL`) and closes it. The bytes are read straight into the file's
-/// direct-I/O buffer, and each buffer is checked whole before it is written: the HTTP path's
-/// copy from hyper's chunks into that buffer was a tenth of a node's CPU on large PUTs.
+/// Receives one fragment and its stream tag alone on the connection of `upgrade`, then answers
+/// with a status line (see `RAW_FRAGMENT_PROTOCOL`) and closes it. The bytes are read straight
+/// into the file's direct-I/O buffer, and each buffer is checked whole before it is written: the
+/// HTTP path's copy from hyper's chunks into that buffer was a tenth of a node's CPU on large PUTs.
 pub(super) async fn receive_raw(
     upgrade: hyper::upgrade::OnUpgrade,
     file: FragmentFile,
     layout: StripeLayout,
     index: u8,
+    key: StreamKey,
 ) {
     let mut io = match upgrade.await {
         Ok(upgraded) => TokioIo::new(upgraded),
         Err(e) => return tracing::debug!(error = %e, "raw fragment upload never started"),
     };
-    let mut left = layout.fragment_len();
-    let reply = match receive_into(&mut io, file, layout, index, &mut left).await {
+    let mut left = layout.fragment_len() + STREAM_TAG_LEN as u64;
+    let tagger = key.tagger();
+    let reply = match receive_into(&mut io, file, layout, index, tagger, &mut left).await {
         Ok(()) => raw_upload_answer(StatusCode::OK, "stored"),
         Err(e) => {
             // The sender writes the whole fragment before it reads the answer: the rest is
@@ -136,25 +159,29 @@ pub(super) async fn receive_raw(
     }
 }
 
-/// Reads the fragment's bytes into `file` and commits it; `left` counts the bytes still to come.
+/// Reads the fragment's bytes into `file`, then the tag, and commits the file if the tag is the
+/// bytes'; `left` counts the bytes (tag included) still to come.
 async fn receive_into(
     io: &mut TokioIo<hyper::upgrade::Upgraded>,
     mut file: FragmentFile,
     layout: StripeLayout,
     index: u8,
+    mut tagger: StreamTagger,
     left: &mut u64,
 ) -> Result<(), NodeError> {
     let mut verifier = FragmentVerifier::new(layout, index as usize);
-    let check = |verifier: &mut FragmentVerifier, file: &mut FragmentFile| {
+    let mut check = |verifier: &mut FragmentVerifier, file: &mut FragmentFile| {
+        tagger.update(file.pending());
         verifier
             .update(file.pending())
             .map_err(|e| bad(e.to_string()))
     };
-    while *left > 0 {
+    let tag_len = STREAM_TAG_LEN as u64;
+    while *left > tag_len {
         let spare = file.spare();
         let want = spare
             .len()
-            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+            .min(usize::try_from(*left - tag_len).unwrap_or(usize::MAX));
         let n = tokio::time::timeout(RAW_STALL, io.read(&mut spare[..want]))
             .await
             .map_err(|_| bad("the sender stalled"))?
@@ -171,6 +198,13 @@ async fn receive_into(
     }
     check(&mut verifier, &mut file)?;
     verifier.finish().map_err(|e| bad(e.to_string()))?;
+    let mut tag = [0u8; STREAM_TAG_LEN];
+    tokio::time::timeout(RAW_STALL, io.read_exact(&mut tag))
+        .await
+        .map_err(|_| bad("the sender stalled"))?
+        .map_err(|e| bad(format!("reading the fragment's tag: {e}")))?;
+    *left = 0;
+    tagger.check(&tag)?;
     blocking(move || file.commit()).await?;
     Ok(())
 }
@@ -284,7 +318,8 @@ pub(super) fn start_raw(
 
 /// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
 /// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
-/// just closes it early: the reader counts the bytes.
+/// just closes it early: the reader counts the bytes. Over TLS the bytes must pass through the
+/// node to be encrypted: they are copied instead.
 async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offset: u64, len: u64) {
     let upgraded = upgrade
         .await
@@ -294,10 +329,12 @@ async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offse
             let (stream, slot) = parts.io.into_inner().into_inner();
             (stream.into_std(), Some(slot))
         }
-        Ok(Err(_)) => (
-            Err(std::io::Error::other("the connection is not a TCP stream")),
-            None,
-        ),
+        Ok(Err(upgraded)) => {
+            if let Err(e) = copy_range(TokioIo::new(upgraded), file, offset, len).await {
+                tracing::debug!(error = %e, "raw fragment send ended early");
+            }
+            return;
+        }
         Err(e) => (Err(std::io::Error::other(e)), None),
     };
     let sent = tokio::task::spawn_blocking(move || {
@@ -310,6 +347,30 @@ async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offse
     if let Ok(Err(e)) = sent {
         tracing::debug!(error = %e, "raw fragment send ended early");
     }
+}
+
+/// Copies a file range to a connection `sendfile` cannot write to, `IO_CHUNK` at a time, then
+/// closes it.
+async fn copy_range(
+    mut io: TokioIo<hyper::upgrade::Upgraded>,
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut chunk = vec![0u8; IO_CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(IO_CHUNK, |left| left.min(IO_CHUNK));
+        file.read_exact(&mut chunk[..want]).await?;
+        tokio::time::timeout(RAW_STALL, io.write_all(&chunk[..want]))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        left -= want as u64;
+    }
+    io.shutdown().await
 }
 
 /// `sendfile` of a file range to a blocking socket.

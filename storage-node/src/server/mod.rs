@@ -1,10 +1,12 @@
-//! The storage node's HTTP server: authentication, and one handler per protocol call over
-//! `Store`; fragment transfers are in `fragments`.
+//! The storage node's HTTP server (over TCP, or TLS when a certificate is configured):
+//! authentication, and one handler per protocol call over `Store`; fragment transfers are in
+//! `fragments`.
 
 mod fragments;
 
 pub(crate) use fragments::stream_fragment;
 
+use crate::auth::{AuthError, NonceMemory, StreamKey, VerifiedBody};
 use crate::body::{empty, full, HttpBody};
 use crate::client::{NodeClient, NodeHealth};
 use crate::config::NodeConfig;
@@ -12,12 +14,13 @@ use crate::hints::{self, Hint};
 use crate::protocol::ScrubStatus;
 use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
-    UndoRequest, UploadRequest, VersionListRequest, DATE_HEADER, HINT_QUERY, SIGNATURE_HEADER,
+    UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord};
 use crate::scrub::{self, ScrubSettings};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
+use bytes::Bytes;
 use fragments::{
     fragment_layout, lookup_and_fragment, receive_fragment, receive_raw, send_fragment, start_raw,
     switching_to_raw, wants_raw,
@@ -33,12 +36,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a TLS client may take over its handshake before its connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 enum NodeError {
-    #[error("unauthenticated request")]
-    Unauthenticated,
+    #[error("unauthenticated request: {0}")]
+    Unauthenticated(#[from] AuthError),
     #[error("no such route")]
     NotFound,
     #[error("bad request: {0}")]
@@ -54,7 +62,8 @@ enum NodeError {
 impl NodeError {
     fn status(&self) -> StatusCode {
         match self {
-            NodeError::Unauthenticated => StatusCode::FORBIDDEN,
+            NodeError::Unauthenticated(AuthError::TooManyCalls) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Unauthenticated(_) => StatusCode::FORBIDDEN,
             NodeError::NotFound | NodeError::Store(StoreError::NoSuchFragment) => {
                 StatusCode::NOT_FOUND
             }
@@ -78,6 +87,8 @@ struct Node {
     /// Where keys live, to file this node's records by shard.
     layout: Layout,
     secret: ClusterSecret,
+    /// Nonces of the calls accepted within the date window: each call is taken once.
+    nonces: NonceMemory,
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
     scrub: Arc<std::sync::Mutex<ScrubStatus>>,
@@ -94,6 +105,14 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         Some(addr) => addr,
         None => me.addr.parse().context("node addr")?,
     };
+    let tls = match (&node.tls_cert, &node.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(node_rpc::tls::server_config(
+            cert, key,
+        )?))),
+        (None, None) => None,
+        _ => anyhow::bail!("tls_cert and tls_key must be set together"),
+    };
+    let client = NodeClient::for_cluster(&cluster).context("the cluster's tls_ca")?;
     std::fs::create_dir_all(&node.data_dir)?;
     let store = Store::open(&node.data_dir).context("opening the node's store")?;
     std::fs::write(node.data_dir.join("pid"), std::process::id().to_string())?;
@@ -104,7 +123,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     tracing::info!(node = %node.id, %listen, "storage node listening");
     tokio::spawn(hints::hand_off_forever(
         store.clone(),
-        NodeClient::new(cluster.secret.clone(), cluster.rpc_timeout()),
+        client,
         cluster.nodes.clone(),
         cluster.data_shards,
     ));
@@ -124,6 +143,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         scrub,
         layout: cluster.layout()?,
         secret: cluster.secret.clone(),
+        nonces: NonceMemory::default(),
         data_dir: node.data_dir.clone(),
         min_free_bytes: node.min_free_bytes,
     });
@@ -131,33 +151,49 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         let (stream, tracker) = listener.accept().await;
         let state = state.clone();
         let max_headers = node.connections.max_headers;
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                let request = tracker.request();
-                async move {
-                    let response = state.handle(req).await;
-                    drop(request);
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
-            // Without a timer, so without hyper's own header-read timeout, which would also
-            // close the gateways' pooled connections while idle: the listener times out heads
-            // and idle connections itself (`listener::Limits`).
-            let _ = hyper::server::conn::http1::Builder::new()
-                .max_headers(max_headers)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            let Some(acceptor) = tls else {
+                return serve(state, stream, tracker, max_headers).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(state, stream, tracker, max_headers).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
         });
     }
 }
 
+/// Serves one connection's calls.
+async fn serve<S>(state: Arc<Node>, stream: S, tracker: listener::Tracker, max_headers: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let request = tracker.request();
+        async move {
+            let response = state.handle(req).await;
+            drop(request);
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    // HTTP/1 only: a raw fragment read takes the TCP stream itself over (`send_raw`).
+    // Without a timer, so without hyper's own header-read timeout, which would also
+    // close the gateways' pooled connections while idle: the listener times out heads
+    // and idle connections itself (`listener::Limits`).
+    let _ = hyper::server::conn::http1::Builder::new()
+        .max_headers(max_headers)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+}
+
 impl Node {
     async fn handle(&self, req: Request<Incoming>) -> Response<HttpBody> {
-        let result = match self.authenticate(&req) {
-            Ok(()) => self.route(req).await,
+        let result = match self.authenticate(req).await {
+            Ok(req) => self.route(req).await,
             Err(e) => Err(e),
         };
         result.unwrap_or_else(|e| {
@@ -180,21 +216,29 @@ impl Node {
         Ok(())
     }
 
-    fn authenticate(&self, req: &Request<Incoming>) -> Result<(), NodeError> {
-        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-        let date = header(DATE_HEADER).and_then(|d| d.parse().ok());
+    /// Checks a call's signature and nonce, and reads a body signed by its hash whole to check it
+    /// before anything acts on it. A streamed body is checked against its tag as it is received.
+    async fn authenticate(&self, req: Request<Incoming>) -> Result<Request<Body>, NodeError> {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        match (date, header(SIGNATURE_HEADER)) {
-            (Some(date), Some(sig))
-                if self.secret.verify(req.method().as_str(), path, date, sig) =>
-            {
-                Ok(())
+        let verified = self
+            .secret
+            .verify(req.method().as_str(), path, header, &self.nonces)?;
+        let (parts, incoming) = req.into_parts();
+        let body = match verified {
+            VerifiedBody::Hashed(digest) => {
+                let bytes = incoming.collect().await?.to_bytes();
+                if !digest.matches(&bytes) {
+                    return Err(AuthError::BodyMismatch.into());
+                }
+                Body::Checked(bytes)
             }
-            _ => Err(NodeError::Unauthenticated),
-        }
+            VerifiedBody::Streamed(key) => Body::Streamed(incoming, key),
+        };
+        Ok(Request::from_parts(parts, body))
     }
 
-    async fn route(&self, mut req: Request<Incoming>) -> Result<Response<HttpBody>, NodeError> {
+    async fn route(&self, mut req: Request<Body>) -> Result<Response<HttpBody>, NodeError> {
         let path: Vec<String> = req
             .uri()
             .path()
@@ -225,13 +269,16 @@ impl Node {
                 let (id, index) = fragment_name(id, index)?;
                 self.ensure_space()?;
                 let layout = fragment_layout(&req)?;
+                let raw = wants_raw(&req).then(|| hyper::upgrade::on(&mut req));
+                let Body::Streamed(body, key) = req.into_body() else {
+                    return Err(bad("fragment uploads are streamed"));
+                };
                 let file = store.create_fragment(&id, index)?;
-                if wants_raw(&req) {
-                    let upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(receive_raw(upgrade, file, layout, index));
+                if let Some(upgrade) = raw {
+                    tokio::spawn(receive_raw(upgrade, file, layout, index, key));
                     return Ok(switching_to_raw());
                 }
-                receive_fragment(file, layout, index, req).await
+                receive_fragment(file, layout, index, body, key).await
             }
             (Method::GET, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
@@ -249,7 +296,7 @@ impl Node {
                 Ok(Response::new(empty()))
             }
             (Method::POST, ["v1", "commit"]) => {
-                let commit: CommitRequest = read_json(req).await?;
+                let commit: CommitRequest = read_json(req)?;
                 if !commit.record.deleted {
                     self.ensure_space()?;
                 }
@@ -297,7 +344,7 @@ impl Node {
                 }
             }
             (Method::POST, ["v1", "purge"]) => {
-                let purge: PurgeRequest = read_json(req).await?;
+                let purge: PurgeRequest = read_json(req)?;
                 let removed =
                     blocking(move || store.purge(&purge.bucket, &purge.key, purge.version)).await?;
                 json(&removed.map(|r| r.deleted))
@@ -311,7 +358,7 @@ impl Node {
                 json(&digests)
             }
             (Method::POST, ["v1", "undo"]) => {
-                let undo: UndoRequest = read_json(req).await?;
+                let undo: UndoRequest = read_json(req)?;
                 let settled = unix_now().saturating_sub(undo.settled_secs);
                 json(
                     &blocking(move || store.undo(&undo.bucket, &undo.key, undo.version, settled))
@@ -319,11 +366,11 @@ impl Node {
                 )
             }
             (Method::POST, ["v1", "versions"]) => {
-                let list: VersionListRequest = read_json(req).await?;
+                let list: VersionListRequest = read_json(req)?;
                 json(&blocking(move || store.list_versions(&list)).await?)
             }
             (Method::POST, ["v1", "claim"]) => {
-                let claim: ClaimRequest = read_json(req).await?;
+                let claim: ClaimRequest = read_json(req)?;
                 json(
                     &blocking(move || {
                         store.claim(&claim.bucket, &claim.key, &claim.token, claim.expected)
@@ -332,22 +379,22 @@ impl Node {
                 )
             }
             (Method::POST, ["v1", "release"]) => {
-                let claim: ClaimRequest = read_json(req).await?;
+                let claim: ClaimRequest = read_json(req)?;
                 store.release(&claim.bucket, &claim.key, &claim.token);
                 Ok(Response::new(empty()))
             }
             (Method::POST, ["v1", "list"]) => {
-                let list: ListRequest = read_json(req).await?;
+                let list: ListRequest = read_json(req)?;
                 json(&blocking(move || store.list(&list)).await?)
             }
             (Method::PUT, ["v1", "bucket"]) => {
-                let record: BucketRecord = read_json(req).await?;
+                let record: BucketRecord = read_json(req)?;
                 json(&blocking(move || store.put_bucket(&record)).await?)
             }
             (Method::GET, ["v1", "buckets"]) => json(&blocking(move || store.buckets()).await?),
             (Method::PUT, ["v1", "upload"]) => {
                 self.ensure_space()?;
-                let upload: UploadRequest = read_json(req).await?;
+                let upload: UploadRequest = read_json(req)?;
                 blocking(move || store.put_upload(&upload.bucket, &upload.record)).await?;
                 Ok(Response::new(empty()))
             }
@@ -368,7 +415,7 @@ impl Node {
             }
             (Method::PUT, ["v1", "part"]) => {
                 self.ensure_space()?;
-                let part: PartRequest = read_json(req).await?;
+                let part: PartRequest = read_json(req)?;
                 json(&blocking(move || store.put_part(&part.upload_id, &part.record)).await?)
             }
             (Method::GET, ["v1", "parts", upload_id]) => {
@@ -377,7 +424,7 @@ impl Node {
             }
             (Method::PUT, ["v1", "setting", name]) => {
                 let name = name.to_string();
-                let value = req.into_body().collect().await?.to_bytes();
+                let value = req.into_body().checked()?;
                 blocking(move || store.put_setting(&name, &value)).await?;
                 Ok(Response::new(empty()))
             }
@@ -393,15 +440,33 @@ impl Node {
     }
 }
 
+/// A call's body once its signature is checked.
+enum Body {
+    /// Read whole, and found to be the body signed for.
+    Checked(Bytes),
+    /// A fragment upload's body, to be checked against its tag (made with this key) as it comes.
+    Streamed(Incoming, StreamKey),
+}
+
+impl Body {
+    /// The whole body; only fragment uploads are streamed.
+    fn checked(self) -> Result<Bytes, NodeError> {
+        match self {
+            Body::Checked(bytes) => Ok(bytes),
+            Body::Streamed(..) => Err(bad("only fragment uploads are streamed")),
+        }
+    }
+}
+
 /// Keeps a metadata call meant for `holder` as a hint, and answers as the holder would.
 async fn keep_hint(
     store: Arc<Store>,
     holder: String,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<HttpBody>, NodeError> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let body = req.into_body().collect().await?.to_bytes();
+    let body = req.into_body().checked()?;
     let hint = Hint::new(&holder, &method, &path, body).map_err(|e| bad(e.to_string()))?;
     let reply = hint.reply();
     blocking(move || store.add_hint(&hint)).await?;
@@ -481,9 +546,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(NodeError::from)
 }
 
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, NodeError> {
+fn read_json<T: DeserializeOwned>(req: Request<Body>) -> Result<T, NodeError> {
     // Parsed from one slice: serde_json reads a `Read` byte by byte.
-    let body = req.into_body().collect().await?.to_bytes();
+    let body = req.into_body().checked()?;
     serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))
 }
 

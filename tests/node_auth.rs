@@ -1,0 +1,414 @@
+//! The node protocol's security against real nodes: a captured call is refused when sent again or
+//! with another body, a fragment upload is kept only with its own call's stream tag, and nodes
+//! serving TLS are reached only by clients that trust the cluster's CA.
+
+mod common;
+
+use common::{random_bytes, TestCluster};
+use node_rpc::auth::{BodyDigest, ClusterSecret, StreamKey};
+use node_rpc::body::full;
+use node_rpc::client::{FragmentBody, NodeClient, RpcError};
+use node_rpc::protocol::{CommitRequest, ListRequest, BLOCK_SIZE_HEADER};
+use node_rpc::protocol::{DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER};
+use node_rpc::record::{BucketId, ObjectRecord, Version};
+use node_rpc::tls;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const BUCKET: BucketId = [0x42; 16];
+
+/// The first node of a cluster: its address and the cluster's secret.
+fn first_node(cluster: &TestCluster) -> (String, String) {
+    let (node, _) = cluster.nodes().remove(0);
+    let config = cluster.path().join("config").join(format!("{node}.toml"));
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let secret = config["cluster"]["secret"].as_str().unwrap().to_string();
+    let addr = config["cluster"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"].as_str() == Some(&node))
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (addr, secret)
+}
+
+fn commit_of(key: &str) -> CommitRequest {
+    let mut record = ObjectRecord::tombstone(Version::now(), false);
+    record.deleted = false;
+    record.etag = "d41d8cd98f00b204e9800998ecf8427e".into();
+    CommitRequest {
+        bucket: BUCKET,
+        key: key.into(),
+        record,
+        upload_id: None,
+        claim: None,
+    }
+}
+
+/// The exact bytes a node client sends for a commit, caught by a listener that answers as a node
+/// would; the call never reaches a node.
+async fn captured_commit(client: &NodeClient, commit: CommitRequest) -> Vec<u8> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let client = client.clone();
+    let call = tokio::spawn(async move { client.commit(&addr, &commit).await });
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut request = Vec::new();
+    loop {
+        let mut buf = [0u8; 4096];
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the request ended early");
+        request.extend_from_slice(&buf[..n]);
+        if let Some((head, body)) = split_head(&request) {
+            if body.len() >= content_length(head) {
+                break;
+            }
+        }
+    }
+    socket
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ntrue")
+        .await
+        .unwrap();
+    assert!(call.await.unwrap().unwrap(), "the client took the answer");
+    request
+}
+
+fn split_head(message: &[u8]) -> Option<(&str, &[u8])> {
+    let end = message.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&message[..end]).unwrap();
+    Some((head, &message[end + 4..]))
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// Sends `bytes` on a new connection; returns the answer's status and body (read to the end of
+/// the answer's length).
+async fn send_bytes(addr: &str, bytes: &[u8]) -> (u16, String) {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(bytes).await.unwrap();
+    read_answer(&mut socket).await
+}
+
+async fn read_answer(socket: &mut TcpStream) -> (u16, String) {
+    let mut answer = Vec::new();
+    let read = async {
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            answer.extend_from_slice(&buf[..n]);
+            if let Some((head, body)) = split_head(&answer) {
+                if n == 0 || body.len() >= content_length(head) {
+                    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                    return (status, String::from_utf8_lossy(body).into_owned());
+                }
+            }
+            assert!(n > 0, "the connection closed before an answer");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the node answered")
+}
+
+async fn listed_keys(client: &NodeClient, addr: &str) -> Vec<String> {
+    let listing = client
+        .list(
+            addr,
+            &ListRequest {
+                bucket: BUCKET,
+                prefix: String::new(),
+                start_after: None,
+                delimiter: None,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    listing.items.iter().map(|i| i.name().to_string()).collect()
+}
+
+/// A captured commit is taken once: sent again it is refused, and its headers with another body
+/// (another key, same length) are refused too; neither key the attacker chose is listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn captured_commits_are_not_taken_again_or_with_another_body() {
+    let cluster = TestCluster::start();
+    let (addr, secret) = first_node(&cluster);
+    let client = NodeClient::new(ClusterSecret::new(secret), Duration::from_secs(10));
+
+    let tampered = captured_commit(&client, commit_of("victim/bbbb")).await;
+    let tampered = String::from_utf8(tampered)
+        .unwrap()
+        .replace("\"key\":\"victim/bbbb\"", "\"key\":\"forged/bbbb\"");
+    assert!(tampered.contains("forged/bbbb"));
+    let (status, message) = send_bytes(&addr, tampered.as_bytes()).await;
+    assert_eq!(
+        status, 403,
+        "another body under the same headers: {message}"
+    );
+
+    let original = captured_commit(&client, commit_of("victim/aaaa")).await;
+    let (status, message) = send_bytes(&addr, &original).await;
+    assert_eq!(status, 200, "the captured call, sent once: {message}");
+    let (status, message) = send_bytes(&addr, &original).await;
+    assert_eq!(status, 403, "the same bytes again: {message}");
+
+    let keys = listed_keys(&client, &addr).await;
+    assert_eq!(keys, ["victim/aaaa"], "only the call sent once is applied");
+    assert!(!keys.iter().any(|k| k.starts_with("forged")));
+}
+
+/// Fragment 1 of a random object of `layout`, encoded in 4+2.
+fn fragment_1(layout: erasure::StripeLayout) -> Vec<u8> {
+    let object = random_bytes(layout.size as usize, 5);
+    let mut frames = Vec::new();
+    let mut encoder = erasure::Codec::new(4, 2).unwrap().encoder(layout);
+    encoder
+        .push(&object, &mut |_, stripe| frames.push(stripe[1].clone()))
+        .unwrap();
+    frames.concat()
+}
+
+/// The head of a signed upload of fragment 1 of `id`, and its stream tag key.
+fn fragment_upload(
+    secret: &ClusterSecret,
+    id: &str,
+    layout: erasure::StripeLayout,
+    raw: bool,
+) -> (String, StreamKey) {
+    let path = format!("/v1/fragment/{id}/1");
+    let signed = secret.sign("PUT", &path, BodyDigest::Streamed);
+    let mut head = format!("PUT {path} HTTP/1.1\r\nhost: node\r\n");
+    for (name, value) in &signed.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("{SIZE_HEADER}: {}\r\n", layout.size));
+    head.push_str(&format!("{DATA_SHARDS_HEADER}: {}\r\n", layout.data_shards));
+    head.push_str(&format!("{BLOCK_SIZE_HEADER}: {}\r\n", layout.block_size));
+    if raw {
+        head.push_str(&format!(
+            "connection: upgrade\r\nupgrade: {RAW_FRAGMENT_PROTOCOL}\r\n\r\n"
+        ));
+    } else {
+        let len = layout.fragment_len() + 32;
+        head.push_str(&format!("content-length: {len}\r\n\r\n"));
+    }
+    (head, signed.stream_key.unwrap())
+}
+
+/// Sends an upload's head, then the fragment followed by the tag `key` makes (after the switch to
+/// the raw protocol when `raw`); returns the node's status and message.
+async fn upload(
+    addr: &str,
+    head: &str,
+    fragment: &[u8],
+    key: &StreamKey,
+    raw: bool,
+) -> (u16, String) {
+    let mut tagger = key.tagger();
+    tagger.update(fragment);
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    if raw {
+        let mut switched = vec![0u8; 0];
+        while split_head(&switched).is_none() {
+            let mut byte = [0u8; 1];
+            socket.read_exact(&mut byte).await.unwrap();
+            switched.push(byte[0]);
+        }
+        let (head, _) = split_head(&switched).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    }
+    socket.write_all(fragment).await.unwrap();
+    socket.write_all(&tagger.tag()).await.unwrap();
+    if !raw {
+        return read_answer(&mut socket).await;
+    }
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    let (status, message) = answer.split_once(' ').unwrap();
+    (status.parse().unwrap(), message.to_string())
+}
+
+/// A fragment upload is kept only when the bytes end with the tag of its own call: a tag made
+/// for another call (as an attacker replaying a captured tag would send) discards it with 403,
+/// over HTTP and over the raw connection alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
+    let cluster = TestCluster::start();
+    let (addr, secret) = first_node(&cluster);
+    let secret = ClusterSecret::new(secret);
+    let client = NodeClient::new(secret.clone(), Duration::from_secs(10));
+    let (node, _) = cluster.nodes().remove(0);
+    let tmp = cluster.path().join(&node).join("fragments").join("tmp");
+    let leftovers = || std::fs::read_dir(&tmp).map_or(0, |d| d.count());
+
+    let layout = erasure::StripeLayout {
+        size: 3 << 20,
+        data_shards: 4,
+        block_size: 256 << 10,
+    };
+    let fragment = fragment_1(layout);
+
+    for raw in [false, true] {
+        let id = node_rpc::record::fragment_id(&[b"forged", &[raw as u8]]);
+        let (head, _) = fragment_upload(&secret, &id, layout, raw);
+        let (_, other_key) = fragment_upload(&secret, &id, layout, raw);
+        let (status, message) = upload(&addr, &head, &fragment, &other_key, raw).await;
+        assert_eq!(status, 403, "raw {raw}: {message}");
+        common::wait_until(|| leftovers() == 0, "the refused upload's file removed").await;
+        let missing = client
+            .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
+            .await;
+        assert!(matches!(&missing, Err(e) if e.is_not_found()), "raw {raw}");
+
+        let id = node_rpc::record::fragment_id(&[b"signed", &[raw as u8]]);
+        let (head, key) = fragment_upload(&secret, &id, layout, raw);
+        let (status, message) = upload(&addr, &head, &fragment, &key, raw).await;
+        assert_eq!(status, 200, "raw {raw}: {message}");
+    }
+}
+
+/// A throw-away CA and a certificate for 127.0.0.1 it signed (as the client tests make them), and
+/// another CA that signed nothing here: (ca, cert, key, other ca).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let file = |name: &str| dir.join(name);
+    std::fs::write(
+        file("server.ext"),
+        "basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+         authorityKeyIdentifier=keyid,issuer\n",
+    )
+    .unwrap();
+    let ca = |name: &str| {
+        vec![
+            "req".to_string(),
+            "-x509".into(),
+            "-newkey".into(),
+            "rsa:2048".into(),
+            "-nodes".into(),
+            "-days".into(),
+            "3".into(),
+            "-keyout".into(),
+            format!("{name}.key"),
+            "-out".into(),
+            format!("{name}.pem"),
+            "-subj".into(),
+            format!("/CN=Tessera test {name}"),
+            "-addext".into(),
+            "basicConstraints=critical,CA:TRUE".into(),
+            "-addext".into(),
+            "keyUsage=critical,keyCertSign,cRLSign".into(),
+        ]
+    };
+    let commands = [
+        ca("ca"),
+        ca("other-ca"),
+        "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+            .split(' ')
+            .map(String::from)
+            .collect(),
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3 \
+         -extfile server.ext -out server.pem"
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    ];
+    for args in commands {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+    (
+        file("ca.pem"),
+        file("server.pem"),
+        file("server.key"),
+        file("other-ca.pem"),
+    )
+}
+
+/// Nodes that serve TLS: the gateway reaches them with the cluster's CA (objects large enough to
+/// go raw both ways, and small ones), a node client with that CA is answered, and clients that
+/// trust another CA, or speak plain HTTP, are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_serve_tls_that_only_the_clusters_ca_passes() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key, other_ca) = make_certs(certs.path());
+    let arg = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let cluster = TestCluster::start_with(&[
+        "--node-tls-cert",
+        &arg(&cert),
+        "--node-tls-key",
+        &arg(&key),
+        "--node-tls-ca",
+        &arg(&ca),
+    ]);
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/tls", Vec::new()).await.status, 200);
+    for (name, size) in [("small", 3000), ("large", 24 << 20)] {
+        let data = random_bytes(size, size as u64);
+        let path = format!("/tls/{name}");
+        let put = s3.put(&path, data.clone()).await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        let got = s3.get(&path).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert!(got.body[..] == data[..], "{name} reads back as written");
+    }
+
+    let (addr, secret) = first_node(&cluster);
+    let secret = ClusterSecret::new(secret);
+    let timeout = Duration::from_secs(5);
+    let trusting = NodeClient::with_tls(secret.clone(), timeout, tls::client_config(&ca).unwrap());
+    trusting
+        .health(&addr)
+        .await
+        .expect("the cluster's CA passes");
+    // Large enough to go raw both ways, as the gateway's transfers above.
+    let layout = erasure::StripeLayout {
+        size: 8 << 20,
+        data_shards: 4,
+        block_size: 256 << 10,
+    };
+    let fragment = fragment_1(layout);
+    let id = node_rpc::record::fragment_id(&[b"over tls"]);
+    trusting
+        .put_fragment(&addr, &id, 1, layout, full(fragment.clone()))
+        .await
+        .expect("a raw upload over TLS");
+    let mut read = Vec::new();
+    match trusting
+        .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
+        .await
+        .unwrap()
+    {
+        FragmentBody::Raw(mut io) => io.read_to_end(&mut read).await.unwrap(),
+        FragmentBody::Http(_) => panic!("a 2 MiB read takes a connection of its own"),
+    };
+    assert!(read == fragment, "the fragment reads back over TLS as sent");
+    let other = tls::client_config(&other_ca).unwrap();
+    let doubting = NodeClient::with_tls(secret.clone(), timeout, other);
+    let refused = doubting.health(&addr).await;
+    assert!(
+        matches!(refused, Err(RpcError::Unreachable(_))),
+        "another CA does not pass: {refused:?}"
+    );
+    let plain = NodeClient::new(secret, timeout).health(&addr).await;
+    assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
+}
