@@ -7,6 +7,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use node_rpc::auth::{
+    BodyDigest, ClusterSecret, NonceMemory, VerifiedBody, BODY_HEADER, DATE_HEADER, NONCE_HEADER,
+    SIGNATURE_HEADER,
+};
 use node_rpc::client::NodeHealth;
 use node_rpc::protocol::*;
 use node_rpc::record::*;
@@ -120,11 +124,33 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(version.to_string().parse::<VersionRef>(), Ok(version));
             }
             assert!(is_fragment_id(&fragment_id(&[json])));
+            // Arbitrary header values never pass; a real signature passes once.
             let secret = ClusterSecret::new("secret".into());
-            let now = unix_now();
-            let _ = secret.verify("GET", "/v1/x", now, text);
-            let signature = secret.sign("PUT", text, now);
-            assert!(secret.verify("PUT", text, now, &signature));
+            let nonces = NonceMemory::new(1024);
+            let mut fields = text.split('\n');
+            let forged: Vec<(&str, &str)> =
+                [DATE_HEADER, NONCE_HEADER, BODY_HEADER, SIGNATURE_HEADER]
+                    .into_iter()
+                    .map(|name| (name, fields.next().unwrap_or("")))
+                    .collect();
+            assert!(secret
+                .verify("GET", "/v1/x", |n| lookup(&forged, n), &nonces)
+                .is_err());
+            let call = secret.sign("PUT", text, BodyDigest::of(json));
+            let signed: Vec<(&'static str, &str)> =
+                call.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let verified = secret
+                .verify("PUT", text, |n| lookup(&signed, n), &nonces)
+                .expect("a fresh signature verifies");
+            assert!(matches!(verified, VerifiedBody::Hashed(d) if d.matches(json)));
+            assert!(secret
+                .verify("PUT", text, |n| lookup(&signed, n), &nonces)
+                .is_err());
         }
     }
 });
+
+/// A header of a call by name, as a node's request lookup gives it.
+fn lookup<'a>(headers: &[(&'static str, &'a str)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
