@@ -31,7 +31,19 @@
 //! # anti_entropy_secs = 3600        # heal every node against its peers this often (0: never)
 //! # replicate_threshold = 4096      # objects up to this size are kept whole on every holder
 //! #                                 # (0: erasure-code every object)
+//!
+//! # [gateway.connections] and [node.connections]: what one listener accepts (defaults shown)
+//! # max_connections = 8192             # at once; also at most half the descriptor limit
+//! # max_connections_per_address = 1024 # at once from one client address (raise it behind a proxy)
+//! # header_timeout_secs = 20           # from a request head's first byte to its end
+//! # idle_timeout_secs = 60             # no request in flight and nothing sent or received
+//! # stall_timeout_secs = 60            # a body that stops arriving, a response not read
+//! # max_header_bytes = 8192            # gateway: more is 400 RequestHeaderSectionTooLarge
+//! # max_headers = 100                  # header lines; more is refused with 431
 //! ```
+//!
+//! The file holds secrets: `tessera dev` writes its configs readable by their owner only (0600),
+//! and so should whoever writes one by hand.
 
 use anyhow::Context;
 use gateway::GatewayConfig;

@@ -104,6 +104,16 @@ pub fn raise_descriptor_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// What a caught panic said, for the log of a server that catches its handlers' panics: a bug
+/// fails its request, not the connection or the process.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// A TCP listener whose `accept` never fails and hands out only connections within the limits.
 pub struct Listener {
     inner: TcpListener,

@@ -78,7 +78,12 @@ impl Gateway {
         let outcome = AssertUnwindSafe(self.dispatch(parts, body, location))
             .catch_unwind()
             .await
-            .unwrap_or_else(|panic| Err(S3Error::Internal(panicked(panic.as_ref()))));
+            .unwrap_or_else(|panic| {
+                let message = listener::panic_message(panic.as_ref());
+                Err(S3Error::Internal(format!(
+                    "the request's handler panicked: {message}"
+                )))
+            });
         let mut response = match outcome {
             Ok(r) => r,
             Err(e) => {
@@ -120,14 +125,4 @@ fn body_signals(req: &Request<Incoming>) -> (bool, bool) {
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     (expect, has_body)
-}
-
-/// What a caught panic said, for the log.
-fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
-    format!("the request's handler panicked: {message}")
 }

@@ -93,11 +93,7 @@ impl Workers {
                     shown.lock().unwrap_or_else(|p| p.into_inner()).running = false;
                     return;
                 };
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let what = listener::panic_message(panic.as_ref()).to_string();
                 tracing::error!(worker = name, panic = %what, "worker panicked; starting it again");
                 {
                     let mut status = shown.lock().unwrap_or_else(|p| p.into_inner());

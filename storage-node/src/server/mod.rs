@@ -25,6 +25,7 @@ use fragments::{
     fragment_layout, lookup_and_fragment, receive_fragment, receive_raw, send_fragment, start_raw,
     switching_to_raw, wants_raw,
 };
+use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -34,6 +35,7 @@ use node_rpc::ClusterConfig;
 use placement::Layout;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -174,7 +176,17 @@ where
         let state = state.clone();
         let request = tracker.request();
         async move {
-            let response = state.handle(req).await;
+            // A panic is a bug; it fails its call (500, logged), not the connection or the node.
+            let response = AssertUnwindSafe(state.handle(req))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let message = listener::panic_message(panic.as_ref());
+                    tracing::error!(panic = %message, "node request panicked");
+                    let mut response = Response::new(full(format!("panicked: {message}")));
+                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                });
             drop(request);
             Ok::<_, std::convert::Infallible>(response)
         }
