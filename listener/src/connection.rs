@@ -136,7 +136,24 @@ impl<S> Guarded<S> {
         }
     }
 
-    /// Called when the inner write is pending: fails once it has waited `stall_timeout`.
+    /// Notes a write's outcome: progress, or a wait that fails once it has lasted `stall_timeout`.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(result) => {
+                self.write_blocked = NONE;
+                if matches!(result, Ok(1..)) {
+                    self.made_progress(false);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.write_stalled(cx),
+        }
+    }
+
     fn write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.write_blocked == NONE {
             self.write_blocked = self.activity.now();
@@ -188,16 +205,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                self.write_blocked = NONE;
-                if matches!(result, Ok(1..)) {
-                    self.made_progress(false);
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.write_stalled(cx),
-        }
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -205,16 +214,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                self.write_blocked = NONE;
-                if matches!(result, Ok(1..)) {
-                    self.made_progress(false);
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.write_stalled(cx),
-        }
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -395,12 +395,18 @@ class NodeRpc:
         self.addrs = {n["id"]: n["addr"] for n in config["cluster"]["nodes"]}
         self.zones = {n["id"]: n["zone"] for n in config["cluster"]["nodes"]}
 
+    # The blake3 hash of an empty body: what a call without one signs for its body.
+    EMPTY_BODY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+
     def get(self, node_id: str, path: str, timeout: float = 3):
+        """A GET signed as `node_rpc::auth` signs calls: method, path, date, nonce, body hash."""
         date = str(int(time.time()))
-        signature = hmac.new(self.secret, f"GET\n{path}\n{date}".encode(),
-                             hashlib.sha256).hexdigest()
+        nonce = os.urandom(16).hex()
+        signed = f"GET\n{path}\n{date}\n{nonce}\n{self.EMPTY_BODY}"
+        signature = hmac.new(self.secret, signed.encode(), hashlib.sha256).hexdigest()
         req = urllib.request.Request(f"http://{self.addrs[node_id]}{path}", headers={
-            "x-tessera-date": date, "x-tessera-signature": signature})
+            "x-tessera-date": date, "x-tessera-nonce": nonce, "x-tessera-body": self.EMPTY_BODY,
+            "x-tessera-signature": signature})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 body = resp.read()
