@@ -321,8 +321,10 @@ def test_a_connection_flood_beyond_the_descriptor_limit_leaves_the_processes_ser
 
 
 def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_http):
-    """2,000 idle and 200 slow connections against the gateway and a node (default limits), held
-    (reconnected when closed) while a client's PUTs and GETs go on."""
+    """2,000 idle and 200 slow connections against the gateway and as many against a node
+    (default limits), held (reconnected when closed) while a client's PUTs and GETs go on. They
+    come from other loopback addresses than the client's, two for the idle ones, so that the cap
+    per address (1,024) does not refuse them."""
     seconds = float(os.environ.get("TESSERA_CONN_SOAK_SECS", "30"))
     gateway_port = cluster_http.port
     node_port = listen_port(cluster_http.config_path("z2-n1"), "z2-n1")
@@ -359,10 +361,10 @@ def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_ht
             c.close()
 
     threads = [
-        threading.Thread(target=hold, args=(gateway_port, ["127.0.0.2", "127.0.0.3"], 1000, "idle")),
-        threading.Thread(target=hold, args=(gateway_port, ["127.0.0.4"], 100, "slow")),
-        threading.Thread(target=hold, args=(node_port, ["127.0.0.5", "127.0.0.6"], 1000, "idle")),
-        threading.Thread(target=hold, args=(node_port, ["127.0.0.7"], 100, "slow")),
+        threading.Thread(target=hold, args=(gateway_port, ["127.0.0.2", "127.0.0.3"], 2000, "idle")),
+        threading.Thread(target=hold, args=(gateway_port, ["127.0.0.4"], 200, "slow")),
+        threading.Thread(target=hold, args=(node_port, ["127.0.0.5", "127.0.0.6"], 2000, "idle")),
+        threading.Thread(target=hold, args=(node_port, ["127.0.0.7"], 200, "slow")),
     ]
     for t in threads:
         t.start()
@@ -381,5 +383,5 @@ def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_ht
     print(f"connection soak: {ops} PUT+GET pairs in {seconds:.0f}s; held at most "
           f"{held['idle']} idle and {held['slow']} slow connections per holder")
     assert ops > 0
-    assert held["idle"] >= 900 and held["slow"] >= 90
+    assert held["idle"] >= 1900 and held["slow"] >= 190
     assert gateway_alive(cluster_http)
