@@ -214,10 +214,11 @@ async fn upload(
     addr: &str,
     head: &str,
     fragment: &[u8],
+    layout: erasure::StripeLayout,
     key: &StreamKey,
     raw: bool,
 ) -> (u16, String) {
-    let mut tagger = key.tagger();
+    let mut tagger = key.tagger(layout);
     tagger.update(fragment);
     let mut socket = TcpStream::connect(addr).await.unwrap();
     socket.write_all(head.as_bytes()).await.unwrap();
@@ -266,7 +267,7 @@ async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
         let id = node_rpc::record::fragment_id(&[b"forged", &[raw as u8]]);
         let (head, _) = fragment_upload(&secret, &id, layout, raw);
         let (_, other_key) = fragment_upload(&secret, &id, layout, raw);
-        let (status, message) = upload(&addr, &head, &fragment, &other_key, raw).await;
+        let (status, message) = upload(&addr, &head, &fragment, layout, &other_key, raw).await;
         assert_eq!(status, 403, "raw {raw}: {message}");
         common::wait_until(|| leftovers() == 0, "the refused upload's file removed").await;
         let missing = client
@@ -276,7 +277,7 @@ async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
 
         let id = node_rpc::record::fragment_id(&[b"signed", &[raw as u8]]);
         let (head, key) = fragment_upload(&secret, &id, layout, raw);
-        let (status, message) = upload(&addr, &head, &fragment, &key, raw).await;
+        let (status, message) = upload(&addr, &head, &fragment, layout, &key, raw).await;
         assert_eq!(status, 200, "raw {raw}: {message}");
     }
 }

@@ -12,6 +12,7 @@
 //! - `x-tessera-signature`: HMAC-SHA256 under the secret of the method, the path and query, the
 //!   date, the nonce and the body header. Checked in constant time.
 
+use erasure::{StripeLayout, HASH_LEN};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -99,9 +100,18 @@ impl BodyDigest {
 pub struct StreamKey([u8; 32]);
 
 impl StreamKey {
-    /// A tagger for the bytes of the stream.
-    pub fn tagger(&self) -> StreamTagger {
-        StreamTagger(blake3::Hasher::new_keyed(&self.0))
+    /// A tagger for a fragment of this layout streamed under this key.
+    pub fn tagger(&self, layout: StripeLayout) -> StreamTagger {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(&layout.size.to_le_bytes());
+        hasher.update(&(layout.data_shards as u64).to_le_bytes());
+        hasher.update(&(layout.block_size as u64).to_le_bytes());
+        StreamTagger {
+            hasher,
+            layout,
+            stripe: 0,
+            at: 0,
+        }
     }
 }
 
@@ -111,23 +121,51 @@ impl fmt::Debug for StreamKey {
     }
 }
 
-/// The running tag of a streamed body: fed every byte of it, in order.
-pub struct StreamTagger(blake3::Hasher);
+/// The running tag of a streamed fragment: fed every byte of it, in order and in any chunking,
+/// it hashes (under the call's key, after the layout) only the block hash that ends each frame.
+///
+/// That binds the whole fragment to the call at a fraction of the cost of hashing its bytes
+/// again: the node checks every block against its frame's hash as it arrives
+/// (`erasure::FragmentVerifier`) and refuses the upload otherwise, so the frame hashes fix the
+/// blocks, and changing one block while keeping its hash would take a blake3 collision. Hashing
+/// every byte a second time cost about a quarter of the cluster's 64 MiB PUT throughput.
+pub struct StreamTagger {
+    hasher: blake3::Hasher,
+    layout: StripeLayout,
+    /// Stripe of the frame being fed, and bytes of it fed so far.
+    stripe: u64,
+    at: usize,
+}
 
 impl StreamTagger {
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let block_len = self.layout.block_len(self.stripe);
+            let n = if self.at < block_len {
+                (block_len - self.at).min(bytes.len())
+            } else {
+                let n = (block_len + HASH_LEN - self.at).min(bytes.len());
+                self.hasher.update(&bytes[..n]);
+                n
+            };
+            self.at += n;
+            bytes = &bytes[n..];
+            if self.at == block_len + HASH_LEN {
+                self.stripe += 1;
+                self.at = 0;
+            }
+        }
     }
 
     /// The tag the sender appends.
     pub fn tag(&self) -> [u8; STREAM_TAG_LEN] {
-        *self.0.finalize().as_bytes()
+        *self.hasher.finalize().as_bytes()
     }
 
     /// Whether `tag` is the tag of the bytes seen; constant time.
     pub fn check(&self, tag: &[u8]) -> Result<(), AuthError> {
         let tag: [u8; STREAM_TAG_LEN] = tag.try_into().map_err(|_| AuthError::TagMismatch)?;
-        if self.0.finalize() == blake3::Hash::from_bytes(tag) {
+        if self.hasher.finalize() == blake3::Hash::from_bytes(tag) {
             Ok(())
         } else {
             Err(AuthError::TagMismatch)
@@ -423,33 +461,56 @@ mod tests {
     }
 
     #[test]
-    fn streamed_bodies_are_bound_to_their_call_by_the_tag() {
+    fn streamed_fragments_are_bound_to_their_call_by_the_tag() {
+        // Two stripes of blocks of 4 bytes: frames of 4 + 32 bytes.
+        let layout = StripeLayout {
+            size: 16,
+            data_shards: 2,
+            block_size: 4,
+        };
+        let fragment: Vec<u8> = (0..2 * (4 + HASH_LEN) as u8).collect();
         let call = secret().sign("PUT", "/v1/fragment/a/1", BodyDigest::Streamed);
-        let mut sender = call.stream_key.as_ref().expect("a streamed call").tagger();
-        sender.update(b"fragment ");
-        sender.update(b"bytes");
+        let mut sender = call
+            .stream_key
+            .as_ref()
+            .expect("a streamed call")
+            .tagger(layout);
+        sender.update(&fragment);
         let tag = sender.tag();
         let Ok(VerifiedBody::Streamed(key)) = check(&call, "PUT", "/v1/fragment/a/1") else {
             panic!("refused");
         };
-        let received = |bytes: &[u8]| {
-            let mut node = key.tagger();
-            node.update(bytes);
+        let received = |bytes: &[u8], chunk: usize| {
+            let mut node = key.tagger(layout);
+            bytes.chunks(chunk).for_each(|c| node.update(c));
             node
         };
-        assert_eq!(received(b"fragment bytes").check(&tag), Ok(()));
+        for chunk in [1, 5, 36, 100] {
+            assert_eq!(received(&fragment, chunk).check(&tag), Ok(()), "{chunk}");
+        }
+        // A changed frame hash changes the tag. (A changed block with its old hash fails the
+        // node's frame check instead: the tag leaves blocks to their hashes.)
+        for at in [4, 35, 40 + 31] {
+            let mut forged = fragment.clone();
+            forged[at] ^= 1;
+            assert_eq!(
+                received(&forged, 7).check(&tag),
+                Err(AuthError::TagMismatch),
+                "{at}"
+            );
+        }
         assert_eq!(
-            received(b"fragment bytez").check(&tag),
+            received(&fragment, 7).check(&tag[..31]),
             Err(AuthError::TagMismatch)
         );
-        assert_eq!(
-            received(b"fragment bytes").check(&tag[..31]),
-            Err(AuthError::TagMismatch)
-        );
-        // Another call's key makes another tag for the same bytes.
+        // Another layout, or another call's key, makes another tag for the same bytes.
+        let other_layout = StripeLayout { size: 17, ..layout };
+        let mut relaid = key.tagger(other_layout);
+        relaid.update(&fragment);
+        assert_ne!(relaid.tag(), tag);
         let other = secret().sign("PUT", "/v1/fragment/a/1", BodyDigest::Streamed);
-        let mut elsewhere = other.stream_key.unwrap().tagger();
-        elsewhere.update(b"fragment bytes");
+        let mut elsewhere = other.stream_key.unwrap().tagger(layout);
+        elsewhere.update(&fragment);
         assert_ne!(elsewhere.tag(), tag);
     }
 

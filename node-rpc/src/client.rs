@@ -78,7 +78,7 @@ enum Outgoing {
     /// Known whole: its hash is signed.
     Whole(Bytes),
     /// A fragment streamed as the request body, followed by the call's stream tag.
-    Tagged(HttpBody),
+    Tagged(HttpBody, StripeLayout),
     /// No body: the fragment follows on the upgraded connection, and the caller tags it with the
     /// key `send_keyed` returns.
     Upgrade,
@@ -230,17 +230,17 @@ impl NodeClient {
         };
         let digest = match &body {
             Outgoing::Whole(bytes) => BodyDigest::of(bytes),
-            Outgoing::Tagged(_) | Outgoing::Upgrade => BodyDigest::Streamed,
+            Outgoing::Tagged(..) | Outgoing::Upgrade => BodyDigest::Streamed,
         };
         let signed = self.secret.sign(method.as_str(), path, digest);
         let body = match body {
             Outgoing::Whole(bytes) => full(bytes),
-            Outgoing::Tagged(body) => {
+            Outgoing::Tagged(body, layout) => {
                 let tagger = signed
                     .stream_key
                     .as_ref()
                     .expect("signed streamed")
-                    .tagger();
+                    .tagger(layout);
                 TaggedBody::new(body, tagger).boxed()
             }
             Outgoing::Upgrade => empty(),
@@ -367,7 +367,7 @@ impl NodeClient {
             let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
                 .await
                 .map_err(|_| RpcError::Timeout)??;
-            let tagger = key.expect("signed streamed").tagger();
+            let tagger = key.expect("signed streamed").tagger(layout);
             return upload_raw(TokioIo::new(raw), body, layout.fragment_len(), tagger).await;
         }
         // No deadline here: sending a large fragment takes as long as it takes; the caller
@@ -378,7 +378,7 @@ impl NodeClient {
                 Method::PUT,
                 &path,
                 &headers,
-                Outgoing::Tagged(body),
+                Outgoing::Tagged(body, layout),
                 None,
             )
             .await?

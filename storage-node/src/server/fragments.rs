@@ -78,7 +78,7 @@ pub(super) async fn receive_fragment(
     key: StreamKey,
 ) -> Result<Response<HttpBody>, NodeError> {
     let mut verifier = FragmentVerifier::new(layout, index as usize);
-    let mut tagger = key.tagger();
+    let mut tagger = key.tagger(layout);
     let mut fragment_left = layout.fragment_len();
     let mut tag = Vec::with_capacity(STREAM_TAG_LEN);
     let mut batch = Vec::new();
@@ -138,7 +138,7 @@ pub(super) async fn receive_raw(
         Err(e) => return tracing::debug!(error = %e, "raw fragment upload never started"),
     };
     let mut left = layout.fragment_len() + STREAM_TAG_LEN as u64;
-    let tagger = key.tagger();
+    let tagger = key.tagger(layout);
     let reply = match receive_into(&mut io, file, layout, index, tagger, &mut left).await {
         Ok(()) => raw_upload_answer(StatusCode::OK, "stored"),
         Err(e) => {
