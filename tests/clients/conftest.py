@@ -83,6 +83,21 @@ def wait_for_tcp(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def wait_port_free(port: int, timeout: float) -> bool:
+    """Waits until a listener could bind 127.0.0.1:`port` (with SO_REUSEADDR, as tokio does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.05)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -284,6 +299,12 @@ class Cluster:
     def start_node(self, node_id: str, timeout: float = 60) -> None:
         config = self.config_path(node_id)
         assert config.is_file(), f"missing node config {config}"
+        # A process killed with SIGKILL can look dead (its main thread a zombie) while its other
+        # threads still hold its descriptors, listening socket included: starting it again then
+        # fails with "Address already in use" (seen once in CI). Wait for the port itself.
+        for port in self.own_ports(node_id):
+            if not wait_port_free(port, timeout):
+                pytest.fail(f"port {port} of {node_id} still taken after {timeout}s")
         log = open(self.node_dir(node_id) / "restart.log", "ab")
         proc = subprocess.Popen([str(TESSERA_BIN), "server", "--config", str(config)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -303,6 +324,14 @@ class Cluster:
                         f"{tail(self.node_dir(node_id) / 'restart.log')}")
         # Keep the pid file pointing at the live process so kill_node works again.
         self._pid_file(node_id).write_text(f"{proc.pid}\n")
+
+    def own_ports(self, node_id: str) -> list[int]:
+        """The ports `node_id` (or "gateway") listens on."""
+        config = tomllib.loads(self.config_path(node_id).read_text())
+        if node_id == "gateway":
+            return [int(config["gateway"]["listen"].rsplit(":", 1)[1])]
+        return [int(n["addr"].rsplit(":", 1)[1]) for n in config["cluster"]["nodes"]
+                if n["id"] == node_id]
 
     # -- clients -------------------------------------------------------------
 
