@@ -329,21 +329,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
 
     let cluster = TestCluster::start();
     let (node, _) = cluster.nodes().remove(0);
-    let config: toml::Value = toml::from_str(
-        &std::fs::read_to_string(cluster.path().join("config").join(format!("{node}.toml")))
-            .unwrap(),
-    )
-    .unwrap();
-    let secret = config["cluster"]["secret"].as_str().unwrap().to_string();
-    let addr = config["cluster"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"].as_str() == Some(&node))
-        .unwrap()["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (addr, secret) = cluster.first_node();
     let client = NodeClient::new(
         ClusterSecret::new(secret),
         std::time::Duration::from_secs(10),

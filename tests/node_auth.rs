@@ -19,24 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BUCKET: BucketId = [0x42; 16];
 
-/// The first node of a cluster: its address and the cluster's secret.
-fn first_node(cluster: &TestCluster) -> (String, String) {
-    let (node, _) = cluster.nodes().remove(0);
-    let config = cluster.path().join("config").join(format!("{node}.toml"));
-    let config: toml::Value = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
-    let secret = config["cluster"]["secret"].as_str().unwrap().to_string();
-    let addr = config["cluster"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"].as_str() == Some(&node))
-        .unwrap()["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (addr, secret)
-}
-
 fn commit_of(key: &str) -> CommitRequest {
     let mut record = ObjectRecord::tombstone(Version::now(), false);
     record.deleted = false;
@@ -145,7 +127,7 @@ async fn listed_keys(client: &NodeClient, addr: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn captured_commits_are_not_taken_again_or_with_another_body() {
     let cluster = TestCluster::start();
-    let (addr, secret) = first_node(&cluster);
+    let (addr, secret) = cluster.first_node();
     let client = NodeClient::new(ClusterSecret::new(secret), Duration::from_secs(10));
 
     let tampered = captured_commit(&client, commit_of("victim/bbbb")).await;
@@ -249,7 +231,7 @@ async fn upload(
 #[tokio::test(flavor = "multi_thread")]
 async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
     let cluster = TestCluster::start();
-    let (addr, secret) = first_node(&cluster);
+    let (addr, secret) = cluster.first_node();
     let secret = ClusterSecret::new(secret);
     let client = NodeClient::new(secret.clone(), Duration::from_secs(10));
     let (node, _) = cluster.nodes().remove(0);
@@ -373,7 +355,7 @@ async fn nodes_serve_tls_that_only_the_clusters_ca_passes() {
         assert!(got.body[..] == data[..], "{name} reads back as written");
     }
 
-    let (addr, secret) = first_node(&cluster);
+    let (addr, secret) = cluster.first_node();
     let secret = ClusterSecret::new(secret);
     let timeout = Duration::from_secs(5);
     let trusting = NodeClient::with_tls(secret.clone(), timeout, tls::client_config(&ca).unwrap());

@@ -69,6 +69,25 @@ impl TestCluster {
         self.dir.path()
     }
 
+    /// The first node's address and the cluster's secret, from that node's config.
+    pub fn first_node(&self) -> (String, String) {
+        let (node, _) = self.nodes().remove(0);
+        let config = self.path().join("config").join(format!("{node}.toml"));
+        let config: toml::Value =
+            toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+        let secret = config["cluster"]["secret"].as_str().unwrap().to_string();
+        let addr = config["cluster"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"].as_str() == Some(&node))
+            .unwrap()["addr"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (addr, secret)
+    }
+
     pub fn client(&self) -> S3Client {
         S3Client::new(&self.endpoint, ACCESS_KEY, SECRET_KEY)
     }
