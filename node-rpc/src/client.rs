@@ -66,6 +66,11 @@ impl RpcError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, RpcError::Status(StatusCode::INSUFFICIENT_STORAGE, _))
     }
+
+    /// The node refused to delete a version that Object Lock protects.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, RpcError::Status(StatusCode::LOCKED, _))
+    }
 }
 
 /// The shortest fragment read or upload that takes a connection of its own (see

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cluster;
+pub mod object_lock;
 pub mod protocol;
 pub mod record;
 pub mod tls;

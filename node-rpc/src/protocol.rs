@@ -73,6 +73,10 @@ pub struct PurgeRequest {
     pub bucket: BucketId,
     pub key: String,
     pub version: VersionRef,
+    /// The delete may remove a version under a GOVERNANCE retention (never one under a
+    /// COMPLIANCE retention or a legal hold: the holder refuses those with 423 Locked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bypass_governance: bool,
 }
 
 /// One shard's share of a node's records in a bucket (see `Store::digests`): holders of the shard

@@ -1,5 +1,6 @@
 //! What a holder stores about objects, buckets and uploads, and the ids that name them.
 
+use crate::object_lock::{BucketLock, ObjectLock};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -192,6 +193,9 @@ pub struct ObjectRecord {
     /// version (before `revision` existed). `None`: `version` is that time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<Version>,
+    /// The version's Object Lock retention and legal hold; changing them is a new revision.
+    #[serde(default, skip_serializing_if = "ObjectLock::is_none")]
+    pub lock: ObjectLock,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -216,6 +220,7 @@ impl ObjectRecord {
             parts: Vec::new(),
             tags: Vec::new(),
             modified: None,
+            lock: ObjectLock::default(),
         }
     }
 
@@ -283,6 +288,9 @@ pub struct BucketRecord {
     /// The bucket's lifecycle rules (PutBucketLifecycleConfiguration); `None` when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Vec<LifecycleRule>>,
+    /// The bucket's Object Lock configuration; `None` when Object Lock is not enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<BucketLock>,
 }
 
 /// One lifecycle rule of a bucket, as S3's `Rule` (the actions Tessera applies).
@@ -357,6 +365,9 @@ pub struct UploadRecord {
     /// Tags from `x-amz-tagging` on CreateMultipartUpload, given to the completed object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The Object Lock state asked for on CreateMultipartUpload, given to the completed object.
+    #[serde(default, skip_serializing_if = "ObjectLock::is_none")]
+    pub lock: ObjectLock,
 }
 
 /// One uploaded part of an open upload as one holder keeps it.

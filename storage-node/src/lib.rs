@@ -7,6 +7,6 @@ pub mod scrub;
 pub mod server;
 pub mod store;
 
-pub(crate) use node_rpc::{auth, body, client, protocol, record};
+pub(crate) use node_rpc::{auth, body, client, object_lock, protocol, record};
 
 pub use config::NodeConfig;

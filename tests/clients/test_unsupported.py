@@ -23,10 +23,8 @@ from botocore.exceptions import ClientError
 from helpers import error_code, http_status, unique_bucket
 
 NOT_IMPLEMENTED = (501, "NotImplemented")
+# Object Lock is implemented (test_object_lock.py) but for event holds.
 LOCK_HEADERS = [
-    ("x-amz-object-lock-mode", "COMPLIANCE"),
-    ("x-amz-object-lock-retain-until-date", "2030-01-01T00:00:00Z"),
-    ("x-amz-object-lock-legal-hold", "ON"),
     ("x-amz-object-lock-event-hold", "ON"),
     ("x-amz-object-lock-event-hold-duration-days", "1"),
     ("x-amz-object-lock-event-hold-duration-years", "1"),
@@ -65,6 +63,15 @@ CHECKSUM_HEADERS = [
 ]
 OTHER_OWNER = ("x-amz-expected-bucket-owner", "123456789012")
 ACCESS_DENIED = (403, "AccessDenied")
+# On a bucket without Object Lock, what asks for a lock is AWS's InvalidRequest.
+NO_LOCK_CONFIGURATION = [
+    (h, v, 400, "InvalidRequest") for h, v in [
+        ("x-amz-object-lock-mode", "COMPLIANCE"),
+        ("x-amz-object-lock-retain-until-date", "2030-01-01T00:00:00Z"),
+        ("x-amz-object-lock-legal-hold", "ON"),
+        ("x-amz-object-lock-legal-hold", "OFF"),
+    ]
+]
 
 # (operation, header, value, status, code): every refusal the table makes.
 CASES = [
@@ -74,6 +81,9 @@ CASES = [
     ("PutObject", "x-amz-sdk-checksum-algorithm", "SHA512", *NOT_IMPLEMENTED),
     ("PutObject", "x-amz-storage-class", "CHEAPEST", 400, "InvalidStorageClass"),
     ("PutObject", *OTHER_OWNER, *ACCESS_DENIED),
+    *[("PutObject", *case) for case in NO_LOCK_CONFIGURATION],
+    *[("CopyObject", *case) for case in NO_LOCK_CONFIGURATION],
+    *[("CreateMultipartUpload", *case) for case in NO_LOCK_CONFIGURATION],
     *[("CopyObject", h, v, *NOT_IMPLEMENTED) for h, v in WRITE_HEADERS],
     *[("CopyObject", h, v, *NOT_IMPLEMENTED) for h, v in COPY_SOURCE_SSE_C_HEADERS],
     ("CopyObject", "x-amz-checksum-algorithm", "CRC32", *NOT_IMPLEMENTED),
@@ -111,7 +121,8 @@ CASES = [
     ("CreateBucket", "x-amz-grant-read-acp", 'id="someone"', *NOT_IMPLEMENTED),
     ("CreateBucket", "x-amz-grant-write", 'id="someone"', *NOT_IMPLEMENTED),
     ("CreateBucket", "x-amz-grant-write-acp", 'id="someone"', *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-bucket-object-lock-enabled", "true", *NOT_IMPLEMENTED),
+    ("CreateBucket", "x-amz-bucket-object-lock-enabled", "maybe", 400, "InvalidArgument"),
+    ("PutObjectLockConfiguration", "x-amz-bucket-object-lock-token", "token", *NOT_IMPLEMENTED),
     ("CreateBucket", "x-amz-object-ownership", "ObjectWriter", *NOT_IMPLEMENTED),
     ("CreateBucket", "x-amz-bucket-namespace", "account-regional", *NOT_IMPLEMENTED),
     ("PutBucketVersioning", "x-amz-mfa", "serial 123456", *NOT_IMPLEMENTED),
@@ -274,6 +285,10 @@ SCENARIOS: dict[str, Callable] = {
     "ListObjectVersions": lambda s3, b: Scenario(
         lambda: s3.list_object_versions(Bucket=b), lambda: True),
     "HeadBucket": lambda s3, b: Scenario(lambda: s3.head_bucket(Bucket=b), lambda: True),
+    "PutObjectLockConfiguration": lambda s3, b: Scenario(
+        lambda: s3.put_object_lock_configuration(
+            Bucket=b, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}),
+        lambda: missing(lambda: s3.get_object_lock_configuration(Bucket=b))),
 }
 
 
@@ -308,18 +323,11 @@ def test_list_buckets_parameters_are_refused(s3, params):
 # --------------------------------------------------------------------------- the scenarios
 
 
-def test_object_lock_bucket_is_refused(s3):
-    name = unique_bucket()
-    assert refusal(lambda: s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)) \
-        == NOT_IMPLEMENTED
-    assert missing(lambda: s3.head_bucket(Bucket=name))
-
-
-def test_compliance_retention_is_refused(s3, bucket):
+def test_compliance_retention_needs_a_lock_bucket(s3, bucket):
     until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
     put = lambda: s3.put_object(Bucket=bucket, Key="backup", Body=b"immutable?",  # noqa: E731
                                 ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
-    assert refusal(put) == NOT_IMPLEMENTED
+    assert refusal(put) == (400, "InvalidRequest")
     assert not stored(s3, bucket, "backup")
 
 
@@ -340,7 +348,7 @@ def test_sse_s3_put_is_refused(s3, bucket):
 def test_values_that_mean_what_tessera_does_are_accepted(s3, bucket):
     s3.put_object(Bucket=bucket, Key="plain", Body=b"data", ACL="private",
                   StorageClass="STANDARD", ExpectedBucketOwner="tessera",
-                  RequestPayer="requester", ObjectLockLegalHoldStatus="OFF")
+                  RequestPayer="requester")
     assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == b"data"
     name = unique_bucket()
     s3.create_bucket(Bucket=name, ACL="private", ObjectLockEnabledForBucket=False,
@@ -367,10 +375,13 @@ IMPLEMENTED = {
     "prefix", "delimiter", "encoding-type", "marker", "max-keys", "continuation-token",
     "fetch-owner", "start-after", "key-marker", "version-id-marker", "max-uploads",
     "upload-id-marker",
+    "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold", "x-amz-bucket-object-lock-enabled",
+    "x-amz-bypass-governance-retention",
 }
 # Accepted only with the values that ask for what Tessera does (checked by the unit tests).
 ACCEPTED_VALUES = {
-    "x-amz-request-payer", "x-amz-bypass-governance-retention", "x-amz-sdk-checksum-algorithm",
+    "x-amz-request-payer", "x-amz-sdk-checksum-algorithm",
     "x-amz-optional-object-attributes", "x-amz-expected-bucket-owner",
     "x-amz-source-expected-bucket-owner",
 }
@@ -379,7 +390,8 @@ SERVED = sorted({case[0] for case in CASES} | {
     "DeleteBucketTagging", "PutObjectTagging", "GetObjectTagging", "DeleteObjectTagging",
     "PutBucketCors", "GetBucketCors", "DeleteBucketCors", "GetBucketVersioning",
     "GetBucketLifecycleConfiguration", "DeleteBucketLifecycle", "ListObjects",
-    "ListMultipartUploads",
+    "ListMultipartUploads", "GetObjectLockConfiguration", "PutObjectRetention",
+    "GetObjectRetention", "PutObjectLegalHold", "GetObjectLegalHold",
 })
 
 

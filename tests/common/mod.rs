@@ -72,6 +72,11 @@ impl TestCluster {
     /// The first node's address and the cluster's secret, from that node's config.
     pub fn first_node(&self) -> (String, String) {
         let (node, _) = self.nodes().remove(0);
+        self.node_addr(&node)
+    }
+
+    /// A node's address and the cluster's secret, from that node's config.
+    pub fn node_addr(&self, node: &str) -> (String, String) {
         let config = self.path().join("config").join(format!("{node}.toml"));
         let config: toml::Value =
             toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
@@ -80,7 +85,7 @@ impl TestCluster {
             .as_array()
             .unwrap()
             .iter()
-            .find(|n| n["id"].as_str() == Some(&node))
+            .find(|n| n["id"].as_str() == Some(node))
             .unwrap()["addr"]
             .as_str()
             .unwrap()

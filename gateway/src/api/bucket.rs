@@ -10,7 +10,8 @@ use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::XmlWriter;
 use http::{Response, StatusCode};
 use node_rpc::body::empty;
-use node_rpc::record::{BucketRecord, Version};
+use node_rpc::object_lock::BucketLock;
+use node_rpc::record::{BucketRecord, Version, Versioning};
 
 pub async fn list_buckets(gw: &Gateway) -> Result<S3Response, S3Error> {
     let buckets = gw.cluster.live_buckets().await?;
@@ -35,6 +36,19 @@ pub async fn create_bucket(
     if !valid_bucket_name(name) {
         return Err(S3Error::InvalidBucketName);
     }
+    let object_lock = match req
+        .header("x-amz-bucket-object-lock-enabled")
+        .map(str::trim)
+    {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(S3Error::InvalidArgument(
+                "x-amz-bucket-object-lock-enabled must be true or false".into(),
+            ))
+        }
+    };
     // A CreateBucketConfiguration may name a location; this store has one region, so it is read
     // (to check its signature) and otherwise ignored.
     req.read_small_body(64 * 1024).await?;
@@ -43,9 +57,13 @@ pub async fn create_bucket(
             return Err(S3Error::BucketAlreadyOwnedByYou);
         }
     }
-    gw.cluster
-        .put_bucket(Cluster::new_bucket_record(name))
-        .await?;
+    let mut record = Cluster::new_bucket_record(name);
+    if object_lock {
+        // Object Lock needs versioning, and a bucket created with it has both for good.
+        record.versioning = Some(Versioning::Enabled);
+        record.object_lock = Some(BucketLock::default());
+    }
+    gw.cluster.put_bucket(record).await?;
     Response::builder()
         .header(http::header::LOCATION, format!("/{name}"))
         .finish(empty())

@@ -203,6 +203,9 @@ pub async fn copy_object(
         Directive::Copy => found.record.tags.clone(),
         Directive::Replace => crate::api::tagging::from_header(req.header("x-amz-tagging"))?,
     };
+    // The source's lock stays with the source, as in S3: the copy gets what this request asks
+    // for, or the destination bucket's default.
+    let lock = crate::api::object_lock::requested(&req, &dest)?;
     let size = found.record.size;
     let (mut payload, _) = source_body(gw, found, 0, size.saturating_sub(1)).await?;
     let written = write_object(
@@ -213,6 +216,7 @@ pub async fn copy_object(
             size,
             headers,
             tags,
+            lock,
         },
         &mut payload,
         &Expected::default(),

@@ -9,6 +9,7 @@ pub mod listing;
 pub mod multi_delete;
 pub mod multipart;
 pub mod object;
+pub mod object_lock;
 mod request;
 mod router;
 pub mod tagging;

@@ -52,10 +52,11 @@ pub async fn delete_objects(
 ) -> Result<S3Response, S3Error> {
     req.require_integrity()?;
     let bucket = gw.cluster.bucket(bucket).await?;
+    let bypass = crate::api::object_lock::bypass_governance(&req);
     let (quiet, targets) = parse(&req.read_small_body(BODY_LIMIT).await?)?;
     let mut outcomes = Vec::with_capacity(targets.len());
     for batch in targets.chunks(CONCURRENCY) {
-        outcomes.extend(join_all(batch.iter().map(|t| delete_one(gw, &bucket, t))).await);
+        outcomes.extend(join_all(batch.iter().map(|t| delete_one(gw, &bucket, t, bypass))).await);
     }
     let mut xml = XmlWriter::new("DeleteResult");
     for (target, outcome) in targets.iter().zip(outcomes) {
@@ -92,6 +93,7 @@ async fn delete_one(
     gw: &Gateway,
     bucket: &BucketRecord,
     target: &ToDelete,
+    bypass: bool,
 ) -> Result<Removed, S3Error> {
     if target.key.is_empty() {
         return Err(S3Error::InvalidArgument("The key is empty".into()));
@@ -107,7 +109,7 @@ async fn delete_one(
                 .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
         })
         .transpose()?;
-    remove(&gw.cluster, bucket, &target.key, which).await
+    remove(&gw.cluster, bucket, &target.key, which, bypass).await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::ops::commit::{check_conditions, claim, commit_record};
 use crate::ops::quorum::commit_quorum;
 use crate::ops::repair::part_for_slot;
 use crate::ops::upload::{abort_upload, all_uploads, find_upload};
-use crate::ops::write::NewVersion;
+use crate::ops::write::{lock_of, NewVersion};
 use crate::ops::write::{store_part, PartPlan, StoredPart};
 use crate::s3::checksum::{multipart_checksum, Algorithm, ChecksumType, Expected};
 use crate::s3::error::S3Error;
@@ -47,6 +47,7 @@ pub async fn create(
         checksum_algorithm: checksum.map(|(a, _)| a.name().to_string()),
         checksum_type: checksum.map(|(_, t)| t.name().to_string()),
         tags: crate::api::tagging::from_header(req.header("x-amz-tagging"))?,
+        lock: crate::api::object_lock::requested(&req, &bucket)?,
     };
     let holders = gw.cluster.write_holders(&bucket.id, key);
     let request = UploadRequest {
@@ -409,6 +410,7 @@ pub async fn complete(
         checksum: object_checksum,
         headers: upload.headers.clone(),
         tags: upload.tags.clone(),
+        lock: lock_of(&bucket_record, upload.lock, version),
         codec: gw.cluster.codec.clone(),
     };
     let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));

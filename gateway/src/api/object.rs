@@ -1,6 +1,6 @@
 //! PutObject, GetObject, HeadObject and DeleteObject, with versions and conditional writes.
 
-use crate::api::{Gateway, S3Request};
+use crate::api::{object_lock, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
 use crate::ops::delete::remove;
 use crate::ops::lookup::{find_version, version_id};
@@ -66,6 +66,11 @@ pub async fn put_object(
     let expected = req.expected_digests()?;
     let headers = stored_headers(&req)?;
     let tags = crate::api::tagging::from_header(req.header("x-amz-tagging"))?;
+    let lock = object_lock::requested(&req, &bucket)?;
+    if !lock.is_none() {
+        // As S3: a write that locks its object must prove its bytes arrived intact.
+        req.require_integrity()?;
+    }
     let precondition = check_conditions(
         &gw.cluster,
         &bucket,
@@ -83,6 +88,7 @@ pub async fn put_object(
             size,
             headers,
             tags,
+            lock,
         },
         &mut payload,
         &expected,
@@ -208,6 +214,9 @@ fn object_head(
     if !record.tags.is_empty() {
         response = response.header("x-amz-tagging-count", record.tags.len());
     }
+    for (name, value) in object_lock::response_headers(&record.lock) {
+        response = response.header(name, value);
+    }
     let checksum_mode = req
         .header("x-amz-checksum-mode")
         .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
@@ -260,7 +269,8 @@ pub async fn delete_object(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
-    let removed = remove(&gw.cluster, &bucket, key, which).await?;
+    let bypass = object_lock::bypass_governance(&req);
+    let removed = remove(&gw.cluster, &bucket, key, which, bypass).await?;
     let mut response = Response::builder().status(StatusCode::NO_CONTENT);
     if removed.delete_marker {
         response = response.header("x-amz-delete-marker", "true");

@@ -116,6 +116,12 @@ impl Gateway {
                 Method::DELETE if q("lifecycle") => {
                     lifecycle::delete_lifecycle(self, &bucket).await
                 }
+                Method::PUT if q("object-lock") => {
+                    object_lock::put_configuration(self, &bucket, req).await
+                }
+                Method::GET if q("object-lock") => {
+                    object_lock::get_configuration(self, &bucket).await
+                }
                 Method::GET if q("versions") => {
                     versioning::list_object_versions(self, &bucket, &req).await
                 }
@@ -143,6 +149,18 @@ impl Gateway {
                     }
                     (Method::DELETE, None) if q("tagging") => {
                         tagging::delete_object_tagging(self, &bucket, &key, req).await
+                    }
+                    (Method::PUT, None) if q("retention") => {
+                        object_lock::put_retention(self, &bucket, &key, req).await
+                    }
+                    (Method::GET, None) if q("retention") => {
+                        object_lock::get_retention(self, &bucket, &key, req).await
+                    }
+                    (Method::PUT, None) if q("legal-hold") => {
+                        object_lock::put_legal_hold(self, &bucket, &key, req).await
+                    }
+                    (Method::GET, None) if q("legal-hold") => {
+                        object_lock::get_legal_hold(self, &bucket, &key, req).await
                     }
                     (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
                         if sub_resource(&req.query, &req.parts.method) =>

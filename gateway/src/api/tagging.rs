@@ -9,7 +9,7 @@ use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::ops::lookup::find_version;
-use crate::ops::tags::set_object_tags;
+use crate::ops::revision::revise_version;
 use crate::s3::error::S3Error;
 use crate::s3::http::Query;
 use crate::s3::response::{empty_response, xml_response, S3Response};
@@ -137,7 +137,11 @@ pub async fn put_object_tagging(
         MAX_OBJECT_TAGS,
     )?;
     let bucket = gw.cluster.bucket(bucket).await?;
-    set_object_tags(&gw.cluster, &bucket, key, which, tags).await?;
+    revise_version(&gw.cluster, &bucket, key, which, |r| {
+        r.tags = tags;
+        Ok(())
+    })
+    .await?;
     Ok(Response::new(empty()))
 }
 
@@ -149,7 +153,11 @@ pub async fn delete_object_tagging(
 ) -> Result<S3Response, S3Error> {
     let which = version_param(&req.query)?;
     let bucket = gw.cluster.bucket(bucket).await?;
-    set_object_tags(&gw.cluster, &bucket, key, which, Vec::new()).await?;
+    revise_version(&gw.cluster, &bucket, key, which, |r| {
+        r.tags.clear();
+        Ok(())
+    })
+    .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

@@ -54,6 +54,12 @@ pub enum Operation {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
+    PutObjectLockConfiguration,
+    GetObjectLockConfiguration,
+    PutObjectRetention,
+    GetObjectRetention,
+    PutObjectLegalHold,
+    GetObjectLegalHold,
 }
 
 use Operation::*;
@@ -85,6 +91,8 @@ impl Operation {
                 Method::PUT if q("lifecycle") => PutBucketLifecycleConfiguration,
                 Method::GET if q("lifecycle") => GetBucketLifecycleConfiguration,
                 Method::DELETE if q("lifecycle") => DeleteBucketLifecycle,
+                Method::PUT if q("object-lock") => PutObjectLockConfiguration,
+                Method::GET if q("object-lock") => GetObjectLockConfiguration,
                 Method::GET if q("versions") => ListObjectVersions,
                 Method::GET if q("uploads") => ListMultipartUploads,
                 Method::GET if query.get("list-type") == Some("2") => ListObjectsV2,
@@ -100,6 +108,10 @@ impl Operation {
                     Method::PUT if q("tagging") => PutObjectTagging,
                     Method::GET if q("tagging") => GetObjectTagging,
                     Method::DELETE if q("tagging") => DeleteObjectTagging,
+                    Method::PUT if q("retention") => PutObjectRetention,
+                    Method::GET if q("retention") => GetObjectRetention,
+                    Method::PUT if q("legal-hold") => PutObjectLegalHold,
+                    Method::GET if q("legal-hold") => GetObjectLegalHold,
                     Method::PUT if copy => CopyObject,
                     Method::PUT => PutObject,
                     Method::GET if upload => ListParts,
@@ -212,6 +224,9 @@ const SDK_CHECKSUMMED: &[Operation] = &[
     PutBucketCors,
     PutBucketVersioning,
     PutBucketLifecycleConfiguration,
+    PutObjectLockConfiguration,
+    PutObjectRetention,
+    PutObjectLegalHold,
 ];
 
 /// The operations with `x-amz-request-payer`.
@@ -234,6 +249,12 @@ const REQUEST_PAYER: &[Operation] = &[
     ListObjects,
     ListObjectsV2,
     ListObjectVersions,
+    PutObjectLockConfiguration,
+    GetObjectLockConfiguration,
+    PutObjectRetention,
+    GetObjectRetention,
+    PutObjectLegalHold,
+    GetObjectLegalHold,
 ];
 
 /// Every operation on a bucket or its objects: all take `x-amz-expected-bucket-owner` but
@@ -272,6 +293,12 @@ const IN_A_BUCKET: &[Operation] = &[
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
+    PutObjectLockConfiguration,
+    GetObjectLockConfiguration,
+    PutObjectRetention,
+    GetObjectRetention,
+    PutObjectLegalHold,
+    GetObjectLegalHold,
 ];
 
 const LISTINGS: &[Operation] = &[ListObjects, ListObjectsV2, ListObjectVersions];
@@ -326,17 +353,12 @@ const RULES: &[Rule] = &[
     in_header("x-amz-copy-source-server-side-encryption-customer-algorithm", "SSE-C", Nothing, COPIES),
     in_header("x-amz-copy-source-server-side-encryption-customer-key", "SSE-C", Nothing, COPIES),
     in_header("x-amz-copy-source-server-side-encryption-customer-key-MD5", "SSE-C", Nothing, COPIES),
-    // Object lock: no object is ever locked, so no request may believe it locked one. A legal
-    // or event hold OFF is the state of every object, and bypassing governance retention
-    // deletes what a plain delete deletes when nothing is retained.
-    in_header("x-amz-bucket-object-lock-enabled", "Object lock", Only(&["false"]), &[CreateBucket]),
-    in_header("x-amz-object-lock-mode", "Object lock", Nothing, OBJECT_WRITES),
-    in_header("x-amz-object-lock-retain-until-date", "Object lock", Nothing, OBJECT_WRITES),
-    in_header("x-amz-object-lock-legal-hold", "Object lock", Only(&["OFF"]), OBJECT_WRITES),
-    in_header("x-amz-object-lock-event-hold", "Object lock", Only(&["OFF"]), OBJECT_WRITES),
-    in_header("x-amz-object-lock-event-hold-duration-days", "Object lock", Nothing, OBJECT_WRITES),
-    in_header("x-amz-object-lock-event-hold-duration-years", "Object lock", Nothing, OBJECT_WRITES),
-    in_header("x-amz-bypass-governance-retention", "Object lock", Only(&["true", "false"]), &[DeleteObject, DeleteObjects]),
+    // Object Lock is implemented (`api::object_lock`) but for event holds, which no object
+    // has, and the token of the old way of enabling it on an existing bucket.
+    in_header("x-amz-object-lock-event-hold", "An Object Lock event hold", Only(&["OFF"]), OBJECT_WRITES),
+    in_header("x-amz-object-lock-event-hold-duration-days", "An Object Lock event hold", Nothing, OBJECT_WRITES),
+    in_header("x-amz-object-lock-event-hold-duration-years", "An Object Lock event hold", Nothing, OBJECT_WRITES),
+    in_header("x-amz-bucket-object-lock-token", "An Object Lock token", Nothing, &[PutObjectLockConfiguration]),
     in_header("x-amz-mfa", "MFA delete", Nothing, &[DeleteObject, DeleteObjects, PutBucketVersioning]),
     // Other per-object features.
     in_header("x-amz-storage-class", "A storage class other than STANDARD", StandardStorageClass, OBJECT_WRITES),
@@ -548,6 +570,54 @@ mod tests {
                 Some(AbortMultipartUpload),
             ),
             (Method::DELETE, "/b/k", true, true, &[], Some(DeleteObject)),
+            (
+                Method::PUT,
+                "/b?object-lock",
+                true,
+                false,
+                &[],
+                Some(PutObjectLockConfiguration),
+            ),
+            (
+                Method::GET,
+                "/b?object-lock",
+                true,
+                false,
+                &[],
+                Some(GetObjectLockConfiguration),
+            ),
+            (
+                Method::PUT,
+                "/b/k?retention&versionId=null",
+                true,
+                true,
+                &[],
+                Some(PutObjectRetention),
+            ),
+            (
+                Method::GET,
+                "/b/k?retention",
+                true,
+                true,
+                &[],
+                Some(GetObjectRetention),
+            ),
+            (
+                Method::PUT,
+                "/b/k?legal-hold",
+                true,
+                true,
+                &[],
+                Some(PutObjectLegalHold),
+            ),
+            (
+                Method::GET,
+                "/b/k?legal-hold",
+                true,
+                true,
+                &[],
+                Some(GetObjectLegalHold),
+            ),
             (Method::HEAD, "/b/k", true, true, &[], Some(HeadObject)),
         ];
         for (method, uri, has_bucket, has_key, headers, expected) in cases {
@@ -566,7 +636,7 @@ mod tests {
             ("x-amz-acl", "private"),
             ("x-amz-acl", "bucket-owner-full-control"),
             ("x-amz-storage-class", "STANDARD"),
-            ("x-amz-object-lock-legal-hold", "OFF"),
+            ("x-amz-object-lock-event-hold", "OFF"),
             ("x-amz-request-payer", "requester"),
             ("x-amz-expected-bucket-owner", OWNER_ID),
             ("x-amz-sdk-checksum-algorithm", "crc32c"),
@@ -583,8 +653,7 @@ mod tests {
             ("x-amz-grant-read", "id=someone"),
             ("x-amz-server-side-encryption", "AES256"),
             ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
-            ("x-amz-object-lock-mode", "COMPLIANCE"),
-            ("x-amz-object-lock-legal-hold", "ON"),
+            ("x-amz-object-lock-event-hold", "ON"),
             ("x-amz-storage-class", "GLACIER"),
             ("x-amz-website-redirect-location", "/elsewhere"),
             ("x-amz-write-offset-bytes", "0"),
@@ -632,8 +701,8 @@ mod tests {
         assert!(check(&parts, &query, true, true).is_err());
         let (parts, query) = request(
             Method::PUT,
-            "/b",
-            &[("x-amz-bucket-object-lock-enabled", "true")],
+            "/b?object-lock",
+            &[("x-amz-bucket-object-lock-token", "t")],
         );
         assert!(matches!(
             check(&parts, &query, true, false),

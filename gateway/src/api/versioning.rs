@@ -36,8 +36,14 @@ pub async fn put_versioning(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     req.require_integrity()?;
-    gw.cluster.bucket(bucket).await?;
-    if let Some(state) = parse(&req.read_small_body(BODY_LIMIT).await?)? {
+    let record = gw.cluster.bucket(bucket).await?;
+    let state = parse(&req.read_small_body(BODY_LIMIT).await?)?;
+    if record.object_lock.is_some() && state == Some(Versioning::Suspended) {
+        return Err(S3Error::InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.",
+        ));
+    }
+    if let Some(state) = state {
         update_bucket(&gw.cluster, bucket, |b| b.versioning = Some(state)).await?;
     }
     Ok(Response::new(empty()))

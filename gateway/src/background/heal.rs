@@ -9,7 +9,7 @@ use crate::ops::cluster::Cluster;
 use crate::ops::list::{list_versions, VersionQuery};
 use crate::ops::lookup::{self, Wait};
 use crate::s3::error::S3Error;
-use node_rpc::protocol::unix_now;
+use node_rpc::protocol::{unix_now, CommitRequest};
 use node_rpc::record::{BucketId, VersionRef};
 use placement::ShardId;
 use serde::{Deserialize, Serialize};
@@ -259,7 +259,7 @@ impl Healer {
             .object(&node.addr, bucket, key, which)
             .await?
             .record;
-        let complete = match mine {
+        let complete = match &mine {
             Some(record) if record.version >= found.record.version => {
                 let mut complete = true;
                 for part in record.parts.iter().filter(|p| p.inline.is_none()) {
@@ -276,6 +276,20 @@ impl Healer {
             _ => false,
         };
         if complete {
+            // The bytes are there; a revision it missed (tags, an Object Lock change) is its
+            // record alone.
+            let behind = mine.filter(|r| r.stamp() < found.record.stamp());
+            if let Some(record) = behind.filter(|r| r.version == found.record.version) {
+                let request = CommitRequest {
+                    bucket: *bucket,
+                    key: key.to_string(),
+                    record: crate::ops::repair::revised_for(&found.record, &record),
+                    upload_id: None,
+                    claim: None,
+                };
+                cluster.client.commit(&node.addr, &request).await?;
+                return Ok(Some(0));
+            }
             return Ok(None);
         }
         let bytes = crate::ops::repair::repair(cluster, &found, &[holder.slot]).await?;

@@ -119,7 +119,7 @@ impl Lifecycle {
             for entry in &page.keys {
                 let age = now.saturating_sub(entry.last_modified().unix_millis() as u64 / 1000);
                 if date_passed || max_age.is_some_and(|max| age >= max) {
-                    remove(&self.cluster, bucket, &entry.key, None).await?;
+                    remove(&self.cluster, bucket, &entry.key, None, false).await?;
                     tracing::info!(bucket = %bucket.name, key = %entry.key, "lifecycle expired a key");
                 }
             }

@@ -3,8 +3,10 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_record;
+use crate::ops::lookup::find_version;
 use crate::ops::quorum::commit_quorum;
 use crate::s3::error::S3Error;
+use node_rpc::object_lock::now_millis;
 use node_rpc::protocol::PurgeRequest;
 use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef, Versioning};
 
@@ -18,12 +20,14 @@ pub struct Removed {
 
 /// DeleteObject as S3 does it. Without a version id: a tombstone in a bucket that never had
 /// versioning, a new delete marker with versioning enabled, a null delete marker (replacing the
-/// null version) when suspended. With one: that version goes for good.
+/// null version) when suspended. With one: that version goes for good, unless Object Lock
+/// protects it (`bypass_governance`: the request's `x-amz-bypass-governance-retention`).
 pub async fn remove(
     cluster: &Cluster,
     bucket: &BucketRecord,
     key: &str,
     which: Option<VersionRef>,
+    bypass_governance: bool,
 ) -> Result<Removed, S3Error> {
     match (which, bucket.versioning) {
         (None | Some(VersionRef::Null), None) => {
@@ -46,7 +50,10 @@ pub async fn remove(
             })
         }
         (Some(which), _) => {
-            let delete_marker = purge(cluster, bucket, key, which).await?;
+            if bucket.object_lock.is_some() {
+                check_unlocked(cluster, bucket, key, which, bypass_governance).await?;
+            }
+            let delete_marker = purge(cluster, bucket, key, which, bypass_governance).await?;
             Ok(Removed {
                 version_id: Some(which.to_string()),
                 delete_marker,
@@ -80,19 +87,46 @@ pub async fn write_tombstone(
     Ok(version)
 }
 
+/// Refuses to purge a version that Object Lock protects, as a read quorum knows its lock: a
+/// holder that missed the lock's revision would not refuse the purge itself. A version that is
+/// gone, or a delete marker, has no lock.
+async fn check_unlocked(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    which: VersionRef,
+    bypass_governance: bool,
+) -> Result<(), S3Error> {
+    match find_version(cluster, bucket, key, Some(which), false).await {
+        Ok(found)
+            if found
+                .record
+                .lock
+                .protection(now_millis(), bypass_governance)
+                .is_some() =>
+        {
+            Err(S3Error::ObjectLocked)
+        }
+        Ok(_) | Err(S3Error::NoSuchVersion | S3Error::DeleteMarkerVersion { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes one version for good on a write quorum of the key's holders. Returns whether it was
-/// a delete marker.
+/// a delete marker. Each holder checks the version's lock again, with its own record and clock.
 async fn purge(
     cluster: &Cluster,
     bucket: &BucketRecord,
     key: &str,
     which: VersionRef,
+    bypass_governance: bool,
 ) -> Result<bool, S3Error> {
     let holders = cluster.holders(&bucket.id, key);
     let request = PurgeRequest {
         bucket: bucket.id,
         key: key.to_string(),
         version: which,
+        bypass_governance,
     };
     let client = &cluster.client;
     let was_marker = std::sync::atomic::AtomicBool::new(false);

@@ -15,6 +15,6 @@ pub mod lookup;
 pub mod quorum;
 pub mod read;
 pub mod repair;
-pub mod tags;
+pub mod revision;
 pub mod upload;
 pub mod write;

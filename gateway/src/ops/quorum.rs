@@ -84,16 +84,20 @@ impl Quorum {
     }
 }
 
-/// The error for a quorum that fell short: 507 when a node said its disk is full (the client
-/// should not just retry), else 503.
+/// The error for a quorum that fell short: 403 when a holder refused to delete a version that
+/// Object Lock protects, 507 when a node said its disk is full (the client should not just
+/// retry), else 503.
 pub fn shortfall<'a, T: 'a>(
     why: String,
     answers: impl IntoIterator<Item = &'a Result<T, RpcError>>,
 ) -> S3Error {
-    let full = answers
+    let errors: Vec<&RpcError> = answers
         .into_iter()
-        .any(|a| a.as_ref().err().is_some_and(RpcError::is_disk_full));
-    if full {
+        .filter_map(|a| a.as_ref().err())
+        .collect();
+    if errors.iter().any(|e| e.is_locked()) {
+        S3Error::ObjectLocked
+    } else if errors.iter().any(|e| e.is_disk_full()) {
         S3Error::InsufficientStorage(why)
     } else {
         S3Error::ServiceUnavailable(why)

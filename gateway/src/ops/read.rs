@@ -73,6 +73,10 @@ pub async fn stream(
             }
         }
         drop(tx);
+        let revised = crate::ops::repair::revise_sources(&cluster, &found).await;
+        if revised > 0 {
+            tracing::info!(key = %found.target.key, revised, "read repair of records behind");
+        }
         bad.extend(found.stale.iter().copied());
         bad.extend(stale_late(&mut found).await);
         if !bad.is_empty() {

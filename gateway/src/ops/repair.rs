@@ -73,6 +73,40 @@ pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u6
     Ok(rewritten)
 }
 
+/// The record a holder that has the version's bytes (its fragment slot and `parts`) but missed a
+/// later revision of it (tags, an Object Lock change) should have: the newest, with its own share.
+pub fn revised_for(newest: &ObjectRecord, behind: &ObjectRecord) -> ObjectRecord {
+    ObjectRecord {
+        fragment: behind.fragment,
+        parts: behind.parts.clone(),
+        ..newest.clone()
+    }
+}
+
+/// Commits the newest revision of `found`'s version to the sources that answered with an older
+/// one: their bytes are right, only their record is behind. Returns how many were revised.
+pub async fn revise_sources(cluster: &Cluster, found: &Found) -> usize {
+    let behind = found
+        .sources
+        .iter()
+        .filter(|s| s.record.revision < found.record.revision);
+    let commits = behind.map(|source| {
+        let request = CommitRequest {
+            bucket: found.target.bucket,
+            key: found.target.key.clone(),
+            record: revised_for(&found.record, &source.record),
+            upload_id: None,
+            claim: None,
+        };
+        async move { cluster.client.commit(&source.addr, &request).await }
+    });
+    join_all(commits)
+        .await
+        .into_iter()
+        .filter(Result::is_ok)
+        .count()
+}
+
 async fn rebuild_stripe(
     codec: &Codec,
     reader: &PartReader<'_>,

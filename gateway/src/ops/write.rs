@@ -15,6 +15,7 @@ use crate::s3::payload::PayloadReader;
 use bytes::Bytes;
 use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
+use node_rpc::object_lock::ObjectLock;
 use node_rpc::record::{
     fragment_id, BucketRecord, Inline, ObjectRecord, PartData, StoredChecksum, Version, VersionRef,
 };
@@ -240,6 +241,9 @@ pub struct NewObject {
     pub size: u64,
     pub headers: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// The Object Lock state the request asked for (the bucket's default retention applies
+    /// where it asked for none).
+    pub lock: ObjectLock,
 }
 
 /// A committed object version.
@@ -296,6 +300,7 @@ pub async fn write_object(
         checksum: stored.verified.checksum.clone(),
         headers: object.headers,
         tags: object.tags,
+        lock: lock_of(bucket, object.lock, version),
         codec: codec.clone(),
     };
     let record_for =
@@ -324,7 +329,22 @@ pub struct NewVersion {
     pub checksum: Option<StoredChecksum>,
     pub headers: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    pub lock: ObjectLock,
     pub codec: Codec,
+}
+
+/// The Object Lock state of a new version: what its request asked for, with the bucket's default
+/// retention (counted from the version's time, this gateway's clock) where it asked for none.
+pub fn lock_of(bucket: &BucketRecord, asked: ObjectLock, version: Version) -> ObjectLock {
+    let default = bucket
+        .object_lock
+        .as_ref()
+        .and_then(|l| l.default_retention)
+        .map(|d| d.from(version.unix_millis()));
+    ObjectLock {
+        retention: asked.retention.or(default),
+        ..asked
+    }
 }
 
 impl NewVersion {
@@ -345,6 +365,7 @@ impl NewVersion {
             parts,
             tags: self.tags.clone(),
             modified: None,
+            lock: self.lock,
         }
     }
 

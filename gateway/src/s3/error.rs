@@ -6,6 +6,9 @@ use http::StatusCode;
 pub enum S3Error {
     #[error("Access Denied: {0}")]
     AccessDenied(&'static str),
+    /// A delete of a version under an Object Lock retention or legal hold.
+    #[error("Access Denied because object protected by object lock.")]
+    ObjectLocked,
     #[error("The AWS access key Id you provided does not exist in our records.")]
     InvalidAccessKeyId,
     #[error("The request signature we calculated does not match the signature you provided.")]
@@ -82,6 +85,12 @@ pub enum S3Error {
     ConditionalRequestConflict,
     #[error("The specified method is not allowed against this resource.")]
     MethodNotAllowed,
+    #[error("{0}")]
+    InvalidBucketState(&'static str),
+    #[error("Object Lock configuration does not exist for this bucket")]
+    ObjectLockConfigurationNotFound,
+    #[error("The specified object does not have a ObjectLock configuration")]
+    NoSuchObjectLockConfiguration,
     #[error("The TagSet does not exist")]
     NoSuchTagSet,
     #[error("The CORS configuration does not exist")]
@@ -111,7 +120,7 @@ impl S3Error {
     pub fn code(&self) -> &'static str {
         use S3Error::*;
         match self {
-            AccessDenied(_) => "AccessDenied",
+            AccessDenied(_) | ObjectLocked => "AccessDenied",
             InvalidAccessKeyId => "InvalidAccessKeyId",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
@@ -146,6 +155,9 @@ impl S3Error {
             PreconditionFailed => "PreconditionFailed",
             ConditionalRequestConflict => "ConditionalRequestConflict",
             MethodNotAllowed => "MethodNotAllowed",
+            InvalidBucketState(_) => "InvalidBucketState",
+            ObjectLockConfigurationNotFound => "ObjectLockConfigurationNotFoundError",
+            NoSuchObjectLockConfiguration => "NoSuchObjectLockConfiguration",
             NoSuchTagSet => "NoSuchTagSet",
             NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
             NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
@@ -163,6 +175,7 @@ impl S3Error {
         use S3Error::*;
         match self {
             AccessDenied(_)
+            | ObjectLocked
             | InvalidAccessKeyId
             | SignatureDoesNotMatch
             | RequestTimeTooSkewed
@@ -174,10 +187,13 @@ impl S3Error {
             | NoSuchUpload
             | NoSuchTagSet
             | NoSuchCorsConfiguration
-            | NoSuchLifecycleConfiguration => StatusCode::NOT_FOUND,
-            BucketAlreadyOwnedByYou | BucketNotEmpty | ConditionalRequestConflict => {
-                StatusCode::CONFLICT
-            }
+            | NoSuchLifecycleConfiguration
+            | ObjectLockConfigurationNotFound
+            | NoSuchObjectLockConfiguration => StatusCode::NOT_FOUND,
+            BucketAlreadyOwnedByYou
+            | BucketNotEmpty
+            | ConditionalRequestConflict
+            | InvalidBucketState(_) => StatusCode::CONFLICT,
             InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             MissingContentLength => StatusCode::LENGTH_REQUIRED,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,

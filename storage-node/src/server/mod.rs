@@ -74,6 +74,7 @@ impl NodeError {
             NodeError::Store(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
                 StatusCode::INSUFFICIENT_STORAGE
             }
+            NodeError::Store(StoreError::Locked) => StatusCode::LOCKED,
             NodeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -357,8 +358,15 @@ impl Node {
             }
             (Method::POST, ["v1", "purge"]) => {
                 let purge: PurgeRequest = read_json(req)?;
-                let removed =
-                    blocking(move || store.purge(&purge.bucket, &purge.key, purge.version)).await?;
+                let removed = blocking(move || {
+                    store.purge(
+                        &purge.bucket,
+                        &purge.key,
+                        purge.version,
+                        purge.bypass_governance,
+                    )
+                })
+                .await?;
                 json(&removed.map(|r| r.deleted))
             }
             (Method::GET, ["v1", "digests", bucket]) => {

@@ -192,6 +192,7 @@ mod tests {
             checksum_algorithm: None,
             checksum_type: None,
             tags: Vec::new(),
+            lock: Default::default(),
         };
         store.put_upload(&BUCKET, &upload).unwrap();
         store.db.put(part_key("upload", 1), b"not json").unwrap();

@@ -57,6 +57,8 @@ pub enum StoreError {
     NoSuchFragment,
     #[error("the store's committer has stopped")]
     CommitterGone,
+    #[error("the version is protected by Object Lock")]
+    Locked,
 }
 
 /// Commits to one key are serialised by one of these locks, so that "newer version wins" is a

@@ -7,6 +7,7 @@ use super::keys::{
     superseded_key, upload_key, version_from_bytes, VERSION_BYTES,
 };
 use super::{Store, StoreError};
+use crate::object_lock::now_millis;
 use crate::protocol::{unix_now, Lookup};
 use crate::record::{BucketId, ObjectRecord, Version, VersionRef};
 use rocksdb::WriteBatch;
@@ -296,16 +297,27 @@ impl Store {
     /// Deletes one version of a key for good (DeleteObject with `versionId`): the next newest
     /// becomes current if it was current, and the version is remembered as purged so that a late
     /// or repeated commit of it is refused. Returns the record removed, if this node had it.
+    /// A version that Object Lock protects by this node's clock is refused (`StoreError::Locked`).
     pub fn purge(
         &self,
         bucket: &BucketId,
         key: &str,
         which: VersionRef,
+        bypass_governance: bool,
     ) -> Result<Option<ObjectRecord>, StoreError> {
         let db_key = object_key(bucket, key);
         let _guard = self.lock_for(&db_key);
         let current: Option<ObjectRecord> = self.get_json(&db_key)?;
         let history = self.history(bucket, key)?;
+        let now = now_millis();
+        let locked = current
+            .iter()
+            .chain(history.iter().map(|(_, r)| r))
+            .filter(|r| r.version_ref() == which)
+            .any(|r| r.lock.protection(now, bypass_governance).is_some());
+        if locked {
+            return Err(StoreError::Locked);
+        }
         let mut batch = WriteBatch::default();
         let target = match current.as_ref().filter(|c| c.version_ref() == which) {
             Some(cur) => {
@@ -599,6 +611,59 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_refuses_to_purge_a_locked_version() {
+        use crate::object_lock::{now_millis, LockMode, ObjectLock, Retention};
+        let (_dir, store) = open();
+        let hour = now_millis() + 3_600_000;
+        let locks = [
+            (10, Some(LockMode::Compliance), None),
+            (20, Some(LockMode::Governance), None),
+            (30, None, Some(true)),
+            (40, Some(LockMode::Compliance), Some(false)),
+        ];
+        for (micros, mode, legal_hold) in locks {
+            let record = ObjectRecord {
+                lock: ObjectLock {
+                    retention: mode.map(|mode| Retention { mode, until: hour }),
+                    legal_hold,
+                },
+                ..versioned(micros, None)
+            };
+            store.commit_object(&BUCKET, "k", &record, None).unwrap();
+        }
+        for micros in [10, 30, 40] {
+            for bypass in [false, true] {
+                let purge = store.purge(&BUCKET, "k", VersionRef::Id(v(micros)), bypass);
+                assert!(matches!(purge, Err(StoreError::Locked)), "{micros}");
+            }
+        }
+        assert!(matches!(
+            store.purge(&BUCKET, "k", VersionRef::Id(v(20)), false),
+            Err(StoreError::Locked)
+        ));
+        assert!(store
+            .purge(&BUCKET, "k", VersionRef::Id(v(20)), true)
+            .unwrap()
+            .is_some());
+        assert_eq!(store.versions(&BUCKET, "k").unwrap().len(), 3);
+        let expired = ObjectRecord {
+            lock: ObjectLock {
+                retention: Some(Retention {
+                    mode: LockMode::Compliance,
+                    until: now_millis() - 1,
+                }),
+                legal_hold: Some(false),
+            },
+            ..versioned(50, None)
+        };
+        store.commit_object(&BUCKET, "k", &expired, None).unwrap();
+        assert!(store
+            .purge(&BUCKET, "k", VersionRef::Id(v(50)), false)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
     fn purged_versions_go_for_good() {
         let (_dir, store) = open();
         let id = fragment_id(&[b"v20"]);
@@ -614,13 +679,13 @@ mod tests {
             .unwrap();
         // Purging the current delete marker makes the next newest current again.
         let removed = store
-            .purge(&BUCKET, "k", VersionRef::Id(v(30)))
+            .purge(&BUCKET, "k", VersionRef::Id(v(30)), false)
             .unwrap()
             .unwrap();
         assert!(removed.deleted);
         assert_eq!(store.object(&BUCKET, "k").unwrap().unwrap().version, v(20));
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Id(v(20)))
+            .purge(&BUCKET, "k", VersionRef::Id(v(20)), false)
             .unwrap()
             .is_some());
         assert!(!store.fragment_path(&id, 1).exists());
@@ -643,11 +708,11 @@ mod tests {
             "purged versions newer than the current one"
         );
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Null)
+            .purge(&BUCKET, "k", VersionRef::Null, false)
             .unwrap()
             .is_none());
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Id(v(10)))
+            .purge(&BUCKET, "k", VersionRef::Id(v(10)), false)
             .unwrap()
             .is_some());
         assert!(

@@ -1,4 +1,5 @@
-//! Object tags: a version committed again with new tags and its next revision.
+//! Changes that keep an object version (its tags, its Object Lock retention and legal hold): the
+//! version committed again, changed, with its next revision.
 
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_record;
@@ -9,14 +10,16 @@ use futures::future::join_all;
 use node_rpc::protocol::Lookup;
 use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef};
 
-/// Commits the version (`which`; `None`: the current one) again, with `tags` and its next
-/// revision, to the holders that have it.
-pub async fn set_object_tags(
+/// Commits the version (`which`; `None`: the current one) again, changed by `edit`, with its next
+/// revision, to the holders that have it. `edit` gets the newest revision's record and may refuse
+/// the change; every holder then gets that record with its own fragment slot and parts, so that a
+/// holder that missed an earlier revision does not bring back what that revision changed.
+pub async fn revise_version(
     cluster: &Cluster,
     bucket: &BucketRecord,
     key: &str,
     which: Option<VersionRef>,
-    tags: Vec<(String, String)>,
+    edit: impl FnOnce(&mut ObjectRecord) -> Result<(), S3Error>,
 ) -> Result<(), S3Error> {
     let holders = cluster.holders(&bucket.id, key);
     let answers: Vec<Option<Lookup>> = join_all(
@@ -47,12 +50,15 @@ pub async fn set_object_tags(
                 .filter(|r| Some(r.version) == newest.map(|n| n.0))
         })
         .collect();
-    match current.iter().flatten().next() {
+    let newest_record = current.iter().flatten().max_by_key(|r| r.stamp()).cloned();
+    let mut revised = match newest_record {
         None if which.is_some() => return Err(S3Error::NoSuchVersion),
         None => return Err(S3Error::NoSuchKey),
         Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
-        Some(_) => {}
-    }
+        Some(r) => r,
+    };
+    edit(&mut revised)?;
+    revised.revision = revised.revision.saturating_add(1);
     // A substitute keeping a down holder's slot gets that slot's record, rebuilt from the others.
     let targets = cluster.write_holders(&bucket.id, key);
     let records: Vec<Option<ObjectRecord>> = targets
@@ -63,18 +69,17 @@ pub async fn set_object_tags(
         })
         .collect();
     let has: Vec<bool> = records.iter().map(Option::is_some).collect();
-    let revision = newest.map_or(0, |n| n.1) + 1;
     let record_for = |fragment: u8| {
         let record = targets
             .iter()
             .zip(&records)
-            .find_map(|(t, r)| (t.slot == fragment).then(|| r.clone()))
+            .find_map(|(t, r)| (t.slot == fragment).then_some(r.as_ref()))
             .flatten()
             .expect("commits go only to holders with the version");
         ObjectRecord {
-            revision,
-            tags: tags.clone(),
-            ..record
+            fragment: record.fragment,
+            parts: record.parts.clone(),
+            ..revised.clone()
         }
     };
     commit_record(cluster, bucket, key, &targets, &has, record_for, None, None).await
