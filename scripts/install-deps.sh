@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tessera needs on a fresh Debian machine with Rust, gcc and
-# Python: libclang (for the rocksdb crate), the S3 clients the tests drive (aws CLI, rclone), and a
-# Python venv.
+# Python: libclang (for the rocksdb crate), the S3 clients the tests drive (aws CLI, rclone), a
+# headless browser (Chromium) and a Python venv.
 #   scripts/install-deps.sh build   # only what `cargo build` needs
 #   scripts/install-deps.sh test    # everything the test suite needs (default)
 set -euo pipefail
@@ -10,7 +10,8 @@ what="${1:-test}"
 
 apt_packages=(clang libclang-dev)
 if [ "$what" = test ]; then
-  apt_packages+=(awscli openssl rclone)
+  # chromium: the browser upload test submits a real HTML form.
+  apt_packages+=(awscli openssl rclone chromium)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do

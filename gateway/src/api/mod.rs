@@ -10,6 +10,7 @@ pub mod multi_delete;
 pub mod multipart;
 pub mod object;
 pub mod object_lock;
+pub mod post_object;
 mod request;
 mod router;
 pub mod tagging;

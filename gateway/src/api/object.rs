@@ -33,14 +33,22 @@ const MAX_USER_METADATA: usize = 2048;
 
 /// The headers of a PUT (or CreateMultipartUpload) that the object keeps.
 pub fn stored_headers(req: &S3Request) -> Result<Vec<(String, String)>, S3Error> {
-    let headers: Vec<(String, String)> = req
-        .parts
-        .headers
-        .iter()
-        .filter(|(name, _)| {
-            STORED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-amz-meta-")
-        })
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+    kept_headers(
+        req.parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    )
+}
+
+/// Of a write's headers (or a browser upload's fields), names lowercased, those the object keeps.
+pub fn kept_headers<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(String, String)>, S3Error> {
+    let headers: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(name, _)| STORED_HEADERS.contains(name) || name.starts_with("x-amz-meta-"))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
     let user_metadata: usize = headers
         .iter()

@@ -62,6 +62,13 @@ impl Gateway {
             let (bucket, _) = location?;
             return crate::api::cors::preflight(self, bucket.as_deref(), &parts.headers).await;
         }
+        if post_object::is_form_upload(&parts) {
+            // A browser upload: the form's fields carry the signature, over its policy.
+            return match location? {
+                (Some(bucket), None) => post_object::post_object(self, &bucket, parts, body).await,
+                _ => Err(S3Error::MethodNotAllowed),
+            };
+        }
         let auth = self.credentials.authenticate(&parts)?;
         let query = Query::parse(parts.uri.query().unwrap_or(""));
         let (bucket, key) = location?;

@@ -87,6 +87,15 @@ pub enum S3Error {
     MethodNotAllowed,
     #[error("{0}")]
     InvalidBucketState(&'static str),
+    /// A browser upload whose form breaks its policy (S3's `AccessDenied`).
+    #[error("Invalid according to Policy: {0}")]
+    PolicyDenied(String),
+    #[error("{0}")]
+    InvalidPolicyDocument(String),
+    #[error("The body of your POST request is not well-formed multipart/form-data.")]
+    MalformedPostRequest,
+    #[error("Your POST request fields preceding the upload file were too large.")]
+    MaxPostPreDataLengthExceeded,
     #[error("Object Lock configuration does not exist for this bucket")]
     ObjectLockConfigurationNotFound,
     #[error("The specified object does not have a ObjectLock configuration")]
@@ -120,7 +129,7 @@ impl S3Error {
     pub fn code(&self) -> &'static str {
         use S3Error::*;
         match self {
-            AccessDenied(_) | ObjectLocked => "AccessDenied",
+            AccessDenied(_) | ObjectLocked | PolicyDenied(_) => "AccessDenied",
             InvalidAccessKeyId => "InvalidAccessKeyId",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
@@ -156,6 +165,9 @@ impl S3Error {
             ConditionalRequestConflict => "ConditionalRequestConflict",
             MethodNotAllowed => "MethodNotAllowed",
             InvalidBucketState(_) => "InvalidBucketState",
+            InvalidPolicyDocument(_) => "InvalidPolicyDocument",
+            MalformedPostRequest => "MalformedPOSTRequest",
+            MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceededError",
             ObjectLockConfigurationNotFound => "ObjectLockConfigurationNotFoundError",
             NoSuchObjectLockConfiguration => "NoSuchObjectLockConfiguration",
             NoSuchTagSet => "NoSuchTagSet",
@@ -176,6 +188,7 @@ impl S3Error {
         match self {
             AccessDenied(_)
             | ObjectLocked
+            | PolicyDenied(_)
             | InvalidAccessKeyId
             | SignatureDoesNotMatch
             | RequestTimeTooSkewed

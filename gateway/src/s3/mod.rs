@@ -6,6 +6,8 @@ pub mod error;
 pub mod http;
 pub mod md5_lanes;
 pub mod payload;
+pub mod post_form;
+pub mod post_policy;
 pub mod response;
 pub mod sigv4;
 pub mod xml;

@@ -3,6 +3,7 @@
 
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
+use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use http::request::Parts;
@@ -39,6 +40,21 @@ pub enum Payload {
     Sha256(String),
     /// `aws-chunked`: each chunk signed (`signer` set) or not, optionally followed by trailers.
     Chunked { signed: bool, trailer: bool },
+}
+
+/// The signature fields of a browser upload form, which sign its base64 policy document.
+pub enum PostSignature<'a> {
+    /// `x-amz-algorithm: AWS4-HMAC-SHA256`, `x-amz-credential`, `x-amz-date`, `x-amz-signature`.
+    V4 {
+        credential: &'a str,
+        amz_date: &'a str,
+        signature: &'a str,
+    },
+    /// `AWSAccessKeyId` and `signature` (base64 of HMAC-SHA1 with the secret).
+    V2 {
+        access_key: &'a str,
+        signature: &'a str,
+    },
 }
 
 /// A request whose signature checked out.
@@ -101,6 +117,42 @@ impl Credentials {
             Err(S3Error::NotImplemented("Signature Version 2"))
         } else {
             Err(S3Error::AccessDenied("anonymous requests are not allowed"))
+        }
+    }
+
+    /// Checks the signature of a browser upload form over its base64 `policy` field.
+    pub fn check_post_policy(
+        &self,
+        policy: &str,
+        signature: PostSignature<'_>,
+    ) -> Result<(), S3Error> {
+        match signature {
+            PostSignature::V4 {
+                credential,
+                amz_date,
+                signature,
+            } => {
+                if amz_date.len() < 8 {
+                    return Err(S3Error::InvalidArgument("bad x-amz-date".into()));
+                }
+                self.check_scope(credential, amz_date)?;
+                let key = self.signing_key(&amz_date[..8]);
+                verify(&hex::encode(hmac(&key, policy.as_bytes())), signature)
+            }
+            PostSignature::V2 {
+                access_key,
+                signature,
+            } => {
+                if !bool::from(access_key.as_bytes().ct_eq(self.access_key_id.as_bytes())) {
+                    return Err(S3Error::InvalidAccessKeyId);
+                }
+                let mut mac = Hmac::<sha1::Sha1>::new_from_slice(self.secret_access_key.as_bytes())
+                    .expect("HMAC takes keys of any length");
+                mac.update(policy.as_bytes());
+                let expected =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                verify(&expected, signature)
+            }
         }
     }
 
