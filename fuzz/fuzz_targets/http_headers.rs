@@ -1,7 +1,7 @@
 //! Request details the gateway reads from headers and the query: Range, x-amz-copy-source-range,
 //! the conditional headers (If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, and
 //! their x-amz-copy-source- forms), x-amz-tagging, the query string, versionId, max-keys and
-//! continuation tokens.
+//! continuation tokens; a browser upload's content type and policy document.
 //!
 //! Input: 8 bytes of object size (big-endian), then newline-separated fields: Range,
 //! copy-source range, If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, the ETag
@@ -12,7 +12,8 @@ use gateway::fuzzing::copy::copy_range;
 use gateway::fuzzing::http::{
     evaluate_conditions, evaluate_prefixed, parse_range, Condition, Query,
 };
-use gateway::fuzzing::{listing, tagging};
+use gateway::fuzzing::post_policy::Policy;
+use gateway::fuzzing::{listing, post_form, tagging};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -77,6 +78,12 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(tags) = tagging::from_header(tags) {
         assert!(tags.len() <= 10);
+    }
+    // A browser upload's content type and policy document (all of the input as JSON), checked
+    // against the query's pairs as form fields.
+    let _ = post_form::boundary(text);
+    if let Ok(policy) = Policy::from_json(rest) {
+        let _ = policy.check(&Query::parse(query).0, "b", chrono::Utc::now());
     }
     let query = Query::parse(query);
     let _ = gateway::fuzzing::object::version_param(&query);

@@ -136,7 +136,7 @@ fn on_name(on: bool) -> &'static str {
 
 /// An `<ObjectLockConfiguration>` body: `ObjectLockEnabled` (`Enabled`, the only value; it may
 /// be left out once the bucket has Object Lock) and an optional default retention.
-fn parse_configuration(body: &[u8], enabled: bool) -> Result<BucketLock, S3Error> {
+pub fn parse_configuration(body: &[u8], enabled: bool) -> Result<BucketLock, S3Error> {
     let root = parse_tree(body, "ObjectLockConfiguration")?;
     match root.text_of("ObjectLockEnabled") {
         Some("Enabled") => {}
@@ -226,7 +226,7 @@ pub async fn get_configuration(gw: &Gateway, bucket: &str) -> Result<S3Response,
 }
 
 /// A `<Retention>` body: a mode and a date, or neither (to remove a retention).
-fn parse_retention(body: &[u8]) -> Result<Option<Retention>, S3Error> {
+pub fn parse_retention(body: &[u8]) -> Result<Option<Retention>, S3Error> {
     let root = parse_tree(body, "Retention")?;
     match (root.text_of("Mode"), root.text_of("RetainUntilDate")) {
         (None, None) => Ok(None),

@@ -45,7 +45,12 @@ impl Policy {
         let json = STANDARD
             .decode(base64.trim())
             .map_err(|_| invalid("Invalid Base64 encoding."))?;
-        let doc: Value = serde_json::from_slice(&json).map_err(|_| invalid("Invalid JSON."))?;
+        Policy::from_json(&json)
+    }
+
+    /// A policy from its JSON document.
+    pub fn from_json(json: &[u8]) -> Result<Policy, S3Error> {
+        let doc: Value = serde_json::from_slice(json).map_err(|_| invalid("Invalid JSON."))?;
         let expiration = doc
             .get("expiration")
             .and_then(Value::as_str)
