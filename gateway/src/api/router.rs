@@ -150,6 +150,9 @@ impl Gateway {
                     (Method::DELETE, None) if q("tagging") => {
                         tagging::delete_object_tagging(self, &bucket, &key, req).await
                     }
+                    (Method::GET, None) if q("attributes") => {
+                        attributes::get_object_attributes(self, &bucket, &key, req).await
+                    }
                     (Method::PUT, None) if q("retention") => {
                         object_lock::put_retention(self, &bucket, &key, req).await
                     }
