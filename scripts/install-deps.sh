@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tessera needs on a fresh Debian machine with Rust, gcc and
-# Python: libclang (for the rocksdb crate), the S3 clients the tests drive (aws CLI, rclone), a
-# headless browser (Chromium) and a Python venv.
+# Python: libclang (for the rocksdb crate), the S3 clients the tests drive (aws CLI, rclone, the
+# AWS SDK for JavaScript with Node and npm), a headless browser (Chromium) and a Python venv.
 #   scripts/install-deps.sh build   # only what `cargo build` needs
 #   scripts/install-deps.sh test    # everything the test suite needs (default)
 set -euo pipefail
@@ -17,6 +17,11 @@ missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node and npm may come from another package (NodeSource's nodejs bundles npm): only the commands
+# matter.
+if [ "$what" = test ] && ! { command -v node && command -v npm; } >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -32,4 +37,8 @@ if [ "$what" = test ]; then
     python3 -m venv .venv
   fi
   .venv/bin/pip install -q --disable-pip-version-check --upgrade boto3 awscli pytest
+  # The JavaScript SDK at the versions package-lock.json pins (tests/clients/test_js_presigned.py).
+  if [ ! -d tests/clients/js/node_modules ]; then
+    (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             trailer: true,
         },
         chunk_signer: None,
+        presigned: false,
     };
     let mut reader = PayloadReader::with_body(stream, auth, decoded_len, None);
     let mut decoded = 0u64;

@@ -106,6 +106,8 @@ CASES = [
     ("GetObject", *OTHER_OWNER, *ACCESS_DENIED),
     *[("HeadObject", h, v, *NOT_IMPLEMENTED) for h, v in SSE_C_HEADERS],
     *[("ListParts", h, v, *NOT_IMPLEMENTED) for h, v in SSE_C_HEADERS],
+    *[("GetObjectAttributes", h, v, *NOT_IMPLEMENTED) for h, v in SSE_C_HEADERS],
+    ("GetObjectAttributes", *OTHER_OWNER, *ACCESS_DENIED),
     ("DeleteObject", "x-amz-mfa", "serial 123456", *NOT_IMPLEMENTED),
     ("DeleteObject", "If-Match", '"0"', *NOT_IMPLEMENTED),
     ("DeleteObject", "x-amz-if-match-last-modified-time", "Wed, 01 Jan 2020 00:00:00 GMT",
@@ -264,6 +266,10 @@ SCENARIOS: dict[str, Callable] = {
     "HeadObject": lambda s3, b: Scenario(
         get_then(s3, b, lambda: s3.head_object(Bucket=b, Key="obj")), lambda: True),
     "ListParts": lambda s3, b: Scenario(list_parts(s3, b), lambda: True),
+    "GetObjectAttributes": lambda s3, b: Scenario(
+        get_then(s3, b, lambda: s3.get_object_attributes(Bucket=b, Key="obj",
+                                                         ObjectAttributes=["ETag"])),
+        lambda: True),
     "DeleteObject": lambda s3, b: Scenario(
         get_then(s3, b, lambda: s3.delete_object(Bucket=b, Key="obj")),
         lambda: stored(s3, b, "obj")),
@@ -378,6 +384,7 @@ IMPLEMENTED = {
     "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date",
     "x-amz-object-lock-legal-hold", "x-amz-bucket-object-lock-enabled",
     "x-amz-bypass-governance-retention",
+    "x-amz-object-attributes", "x-amz-max-parts", "x-amz-part-number-marker",
 }
 # Accepted only with the values that ask for what Tessera does (checked by the unit tests).
 ACCEPTED_VALUES = {

@@ -12,7 +12,7 @@ use crate::ops::write::{lock_of, NewVersion};
 use crate::ops::write::{store_part, PartPlan, StoredPart};
 use crate::s3::checksum::{multipart_checksum, Algorithm, ChecksumType, Expected};
 use crate::s3::error::S3Error;
-use crate::s3::http::Query;
+use crate::s3::http::{number, Query};
 use crate::s3::payload::PayloadReader;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::{parse_complete_parts, CompletePart, XmlWriter};
@@ -484,18 +484,11 @@ fn check_part_checksum(
 }
 
 /// Listings of parts and uploads return at most this many entries per page, as in S3.
-const MAX_LISTED: usize = 1000;
+pub const MAX_LISTED: usize = 1000;
 
 /// A non-negative integer query parameter (`max-parts`, `part-number-marker`, ...).
 fn query_number<T: std::str::FromStr>(query: &Query, name: &str, default: T) -> Result<T, S3Error> {
-    match query.get(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            S3Error::InvalidArgument(format!(
-                "Provided {name} not an integer or within integer range"
-            ))
-        }),
-    }
+    number(name, query.get(name), default)
 }
 
 /// ListParts, paged by `max-parts` and `part-number-marker`.

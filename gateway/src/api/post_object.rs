@@ -103,6 +103,7 @@ pub async fn post_object(
     let unsigned = Authenticated {
         payload: Payload::Unsigned,
         chunk_signer: None,
+        presigned: false,
     };
     let mut payload = PayloadReader::with_body(file, unsigned, size, Some(stall));
     let written = write_object(

@@ -5,6 +5,7 @@ use crate::api::*;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
+use crate::s3::sigv4::hoist_query_headers;
 use http::request::Parts;
 use http::Method;
 use hyper::body::Incoming;
@@ -45,7 +46,7 @@ impl Gateway {
 
     pub(super) async fn dispatch(
         &self,
-        parts: Parts,
+        mut parts: Parts,
         body: Incoming,
         location: Result<(Option<String>, Option<String>), S3Error>,
     ) -> Result<S3Response, S3Error> {
@@ -70,7 +71,10 @@ impl Gateway {
             };
         }
         let auth = self.credentials.authenticate(&parts)?;
-        let query = Query::parse(parts.uri.query().unwrap_or(""));
+        let mut query = Query::parse(parts.uri.query().unwrap_or(""));
+        if auth.presigned {
+            hoist_query_headers(&mut parts, &mut query)?;
+        }
         let (bucket, key) = location?;
         let req = S3Request {
             parts,
@@ -156,6 +160,9 @@ impl Gateway {
                     }
                     (Method::DELETE, None) if q("tagging") => {
                         tagging::delete_object_tagging(self, &bucket, &key, req).await
+                    }
+                    (Method::GET, None) if q("attributes") => {
+                        attributes::get_object_attributes(self, &bucket, &key, req).await
                     }
                     (Method::PUT, None) if q("retention") => {
                         object_lock::put_retention(self, &bucket, &key, req).await

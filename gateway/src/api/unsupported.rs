@@ -60,6 +60,7 @@ pub enum Operation {
     GetObjectRetention,
     PutObjectLegalHold,
     GetObjectLegalHold,
+    GetObjectAttributes,
 }
 
 use Operation::*;
@@ -112,6 +113,7 @@ impl Operation {
                     Method::GET if q("retention") => GetObjectRetention,
                     Method::PUT if q("legal-hold") => PutObjectLegalHold,
                     Method::GET if q("legal-hold") => GetObjectLegalHold,
+                    Method::GET if q("attributes") => GetObjectAttributes,
                     Method::PUT if copy => CopyObject,
                     Method::PUT => PutObject,
                     Method::GET if upload => ListParts,
@@ -204,6 +206,7 @@ const SSE_C: &[Operation] = &[
     UploadPartCopy,
     CompleteMultipartUpload,
     ListParts,
+    GetObjectAttributes,
 ];
 
 /// The operations that take ACL grants.
@@ -255,6 +258,7 @@ const REQUEST_PAYER: &[Operation] = &[
     GetObjectRetention,
     PutObjectLegalHold,
     GetObjectLegalHold,
+    GetObjectAttributes,
 ];
 
 /// Every operation on a bucket or its objects: all take `x-amz-expected-bucket-owner` but
@@ -299,6 +303,7 @@ const IN_A_BUCKET: &[Operation] = &[
     GetObjectRetention,
     PutObjectLegalHold,
     GetObjectLegalHold,
+    GetObjectAttributes,
 ];
 
 const LISTINGS: &[Operation] = &[ListObjects, ListObjectsV2, ListObjectVersions];
@@ -619,6 +624,14 @@ mod tests {
                 Some(GetObjectLegalHold),
             ),
             (Method::HEAD, "/b/k", true, true, &[], Some(HeadObject)),
+            (
+                Method::GET,
+                "/b/k?attributes&versionId=null",
+                true,
+                true,
+                &[],
+                Some(GetObjectAttributes),
+            ),
         ];
         for (method, uri, has_bucket, has_key, headers, expected) in cases {
             let (parts, query) = request(method, uri, headers);
@@ -712,6 +725,20 @@ mod tests {
         assert!(check(&parts, &query, false, false).is_err());
         let (parts, query) = request(Method::GET, "/b?prefix=a", &[]);
         assert!(check(&parts, &query, true, false).is_ok());
+    }
+
+    #[test]
+    fn get_object_attributes_refuses_sse_c_and_takes_the_owner() {
+        let attributes = |header: (&str, &str)| {
+            let (parts, query) = request(Method::GET, "/b/k?attributes", &[header]);
+            check(&parts, &query, true, true)
+        };
+        assert!(matches!(
+            attributes(("x-amz-server-side-encryption-customer-algorithm", "AES256")),
+            Err(S3Error::NotImplemented(_))
+        ));
+        assert!(attributes(("x-amz-expected-bucket-owner", OWNER_ID)).is_ok());
+        assert!(attributes(("x-amz-request-payer", "requester")).is_ok());
     }
 
     #[test]

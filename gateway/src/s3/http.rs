@@ -42,6 +42,22 @@ pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The number a request gives as `name` (a query parameter or header), or `default` without one.
+pub fn number<T: std::str::FromStr>(
+    name: &str,
+    value: Option<&str>,
+    default: T,
+) -> Result<T, S3Error> {
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| {
+            S3Error::InvalidArgument(format!(
+                "Provided {name} not an integer or within integer range"
+            ))
+        }),
+    }
+}
+
 /// The inclusive byte span a `Range` header asks for, or `None` for the whole object. A header that
 /// is not a single well-formed byte range is ignored, as S3 does; one that starts past the end is
 /// `InvalidRange`.

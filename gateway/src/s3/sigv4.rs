@@ -7,6 +7,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use http::request::Parts;
+use http::{HeaderName, HeaderValue};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -23,6 +24,26 @@ const STRICT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 const PATH: &AsciiSet = &STRICT.remove(b'/');
+
+/// The query parameters of a presigned URL that make its signature (one of them optional).
+const SIGNATURE_PARAMS: [&str; 7] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    CONTENT_SHA256_PARAM,
+];
+const CONTENT_SHA256_PARAM: &str = "X-Amz-Content-Sha256";
+
+/// Headers that say how a body is signed and framed. A presigned URL's body is authenticated by
+/// its signature parameters alone, so as query parameters these would be ignored.
+const BODY_FRAMING_HEADERS: [&str; 3] = [
+    "x-amz-content-sha256",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+];
 
 /// The access key pair requests must be signed with.
 pub struct Credentials {
@@ -62,6 +83,9 @@ pub struct Authenticated {
     pub payload: Payload,
     /// Set for signed chunked payloads: verifies each chunk's signature in turn.
     pub chunk_signer: Option<ChunkSigner>,
+    /// Signed as a presigned URL, whose `x-amz-*` parameters stand for headers
+    /// (`hoist_query_headers`).
+    pub presigned: bool,
 }
 
 /// Chains chunk signatures from the request's seed signature.
@@ -212,6 +236,7 @@ impl Credentials {
         Ok(Authenticated {
             payload,
             chunk_signer,
+            presigned: false,
         })
     }
 
@@ -259,7 +284,10 @@ impl Credentials {
             return Err(S3Error::RequestTimeTooSkewed);
         }
         let scope = self.check_scope(get("X-Amz-Credential")?, amz_date)?;
-        let payload_hash = header(parts, "x-amz-content-sha256").unwrap_or("UNSIGNED-PAYLOAD");
+        // The JavaScript SDK names the payload in the query, the others in a header or not at all.
+        let payload_hash = header(parts, "x-amz-content-sha256")
+            .or_else(|| get(CONTENT_SHA256_PARAM).ok())
+            .unwrap_or("UNSIGNED-PAYLOAD");
         let payload = parse_payload(payload_hash)?;
         let signed_headers = get("X-Amz-SignedHeaders")?;
         require_signed(parts, signed_headers)?;
@@ -274,6 +302,7 @@ impl Credentials {
         Ok(Authenticated {
             payload,
             chunk_signer: None,
+            presigned: true,
         })
     }
 
@@ -310,6 +339,42 @@ impl Credentials {
         let k_service = hmac(&k_region, b"s3");
         hmac(&k_service, b"aws4_request")
     }
+}
+
+/// Moves the `x-amz-*` parameters of a presigned URL (other than its signature's) from `query`
+/// into the request's headers. S3 reads them as the headers they are named for, and SDKs put
+/// headers there when they presign: the JavaScript SDK's GET carries `x-amz-checksum-mode`, its
+/// PUT `x-amz-sdk-checksum-algorithm` and `x-amz-checksum-crc32`. The parameters were signed as
+/// such; as headers, every handler and the table of refused headers treat them as any other.
+pub fn hoist_query_headers(parts: &mut Parts, query: &mut Query) -> Result<(), S3Error> {
+    let is_header = |name: &str| {
+        name.get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+            && !SIGNATURE_PARAMS.contains(&name)
+    };
+    let (hoisted, kept) = std::mem::take(&mut query.0)
+        .into_iter()
+        .partition(|(name, _)| is_header(name));
+    query.0 = kept;
+    for (name, value) in hoisted {
+        let name = name.to_ascii_lowercase();
+        if BODY_FRAMING_HEADERS.contains(&name.as_str()) {
+            return Err(S3Error::NotImplemented(
+                "A body signature or framing given as a query parameter",
+            ));
+        }
+        let invalid = || S3Error::InvalidArgument(format!("invalid query parameter {name}"));
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| invalid())?;
+        // Two values, one of them unseen by whatever reads the first, would be half ignored.
+        if parts.headers.contains_key(&header) {
+            return Err(S3Error::InvalidRequest(format!(
+                "{name} is given more than once, as a header or query parameter"
+            )));
+        }
+        parts.headers.insert(header, value);
+    }
+    Ok(())
 }
 
 /// As S3 does: `host` and every `x-amz-*` header the request carries must be signed, or a relay
@@ -571,6 +636,54 @@ mod tests {
         assert!(matches!(
             require_signed(&parts, "x-amz-date;x-amz-meta-added"),
             Err(S3Error::AccessDenied(_))
+        ));
+    }
+
+    /// A request for `uri` whose query has been through `hoist_query_headers`.
+    fn hoisted(uri: &str, headers: &[(&str, &str)]) -> Result<(Parts, Query), S3Error> {
+        let mut parts = parts_with(headers);
+        parts.uri = uri.parse().unwrap();
+        let mut query = Query::parse(parts.uri.query().unwrap_or(""));
+        hoist_query_headers(&mut parts, &mut query).map(|()| (parts, query))
+    }
+
+    #[test]
+    fn a_presigned_urls_amz_parameters_become_headers() {
+        let (parts, query) = hoisted(
+            "/b/k?X-Amz-Content-Sha256=UNSIGNED-PAYLOAD&X-Amz-Signature=00\
+             &x-amz-sdk-checksum-algorithm=CRC32&X-Amz-Checksum-Crc32=AAAAAA%3D%3D&x-id=PutObject",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(header(&parts, "x-amz-checksum-crc32"), Some("AAAAAA=="));
+        assert_eq!(
+            header(&parts, "x-amz-sdk-checksum-algorithm"),
+            Some("CRC32")
+        );
+        let left: Vec<&str> = query.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(left, ["X-Amz-Content-Sha256", "X-Amz-Signature", "x-id"]);
+    }
+
+    #[test]
+    fn a_hoisted_parameter_may_not_repeat_or_frame_the_body() {
+        assert!(matches!(
+            hoisted(
+                "/b/k?x-amz-checksum-mode=ENABLED",
+                &[("x-amz-checksum-mode", "ENABLED")]
+            ),
+            Err(S3Error::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            hoisted("/b/k?x-amz-meta-a=1&x-amz-meta-a=2", &[]),
+            Err(S3Error::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            hoisted("/b/k?x-amz-trailer=x-amz-checksum-crc32", &[]),
+            Err(S3Error::NotImplemented(_))
+        ));
+        assert!(matches!(
+            hoisted("/b/k?x-amz-meta-a=%0A", &[]),
+            Err(S3Error::InvalidArgument(_))
         ));
     }
 
