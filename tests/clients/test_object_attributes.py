@@ -151,7 +151,7 @@ def test_errors(s3, bucket):
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_aws_cli_get_object_attributes(make_aws, cluster_http, s3, bucket, version):
     aws = make_aws(version, cluster_http)
-    multipart(s3, bucket, "mp", [PART, 10], algorithm="CRC32C")
+    multipart(s3, bucket, "mp", [PART, 10], algorithm="SHA256")
     out = aws.run("s3api", "get-object-attributes", "--bucket", bucket, "--key", "mp",
                   "--object-attributes", "ObjectParts", "ObjectSize", "--max-parts", "1")
     answer = json.loads(out.stdout)
