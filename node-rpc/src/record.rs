@@ -196,6 +196,10 @@ pub struct ObjectRecord {
     /// The version's Object Lock retention and legal hold; changing them is a new revision.
     #[serde(default, skip_serializing_if = "ObjectLock::is_none")]
     pub lock: ObjectLock,
+    /// The multipart upload whose completion wrote this version: a repeated Complete of that
+    /// upload (an SDK retrying after a lost response) is answered from this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_upload: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -221,6 +225,7 @@ impl ObjectRecord {
             tags: Vec::new(),
             modified: None,
             lock: ObjectLock::default(),
+            completed_upload: None,
         }
     }
 

@@ -1,31 +1,82 @@
 //! Bucket operations and object listings.
 
-use crate::api::listing::iso8601;
-use crate::api::listing::owner;
+use crate::api::listing::{decode_token, iso8601, owner};
 use crate::api::{Gateway, S3Request};
 use crate::ops::cluster::Cluster;
 use crate::ops::list::{list, list_versions, ListQuery, VersionQuery};
 use crate::s3::error::S3Error;
+use crate::s3::http::Query;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::XmlWriter;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use http::{Response, StatusCode};
 use node_rpc::body::empty;
 use node_rpc::object_lock::BucketLock;
 use node_rpc::record::{BucketRecord, Version, Versioning};
 
-pub async fn list_buckets(gw: &Gateway) -> Result<S3Response, S3Error> {
+/// The most buckets one ListBuckets page holds (AWS's limit for `max-buckets`).
+const MAX_BUCKETS: usize = 10_000;
+
+/// ListBuckets, filtered by `prefix` and paged by `max-buckets` and `continuation-token` (the
+/// last name of the page before, opaque to clients as in S3).
+pub async fn list_buckets(gw: &Gateway, query: &Query) -> Result<S3Response, S3Error> {
+    let prefix = query.get("prefix").unwrap_or("");
+    let after = query
+        .get("continuation-token")
+        .map(decode_token)
+        .transpose()?;
+    let max = match query.get("max-buckets") {
+        None => MAX_BUCKETS,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_BUCKETS).contains(n))
+            .ok_or_else(|| {
+                S3Error::InvalidArgument(
+                    "Argument max-buckets must be an integer between 1 and 10000".into(),
+                )
+            })?,
+    };
     let buckets = gw.cluster.live_buckets().await?;
+    let (page, next) = bucket_page(&buckets, prefix, after.as_deref(), max);
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
     owner(&mut xml);
     xml.open("Buckets");
-    for bucket in &buckets {
+    for bucket in page {
         xml.open("Bucket")
             .elem("Name", &bucket.name)
             .elem("CreationDate", iso8601(bucket.created()))
             .close();
     }
     xml.close();
+    if let Some(last) = next {
+        xml.elem("ContinuationToken", URL_SAFE_NO_PAD.encode(last));
+    }
+    if query.has("prefix") {
+        xml.elem("Prefix", prefix);
+    }
     Ok(xml_response(xml))
+}
+
+/// The buckets (sorted by name) of one ListBuckets page: those named with `prefix` after
+/// `after`, at most `max`; and the name to continue after when more follow.
+fn bucket_page<'a>(
+    buckets: &'a [BucketRecord],
+    prefix: &str,
+    after: Option<&str>,
+    max: usize,
+) -> (Vec<&'a BucketRecord>, Option<&'a str>) {
+    let mut matching = buckets
+        .iter()
+        .filter(|b| b.name.starts_with(prefix))
+        .filter(|b| after.is_none_or(|a| b.name.as_str() > a));
+    let page: Vec<&BucketRecord> = matching.by_ref().take(max).collect();
+    let next = match matching.next() {
+        Some(_) => page.last().map(|b| b.name.as_str()),
+        None => None,
+    };
+    (page, next)
 }
 
 pub async fn create_bucket(
@@ -180,5 +231,25 @@ mod tests {
         ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn bucket_pages_continue_after_the_last_name() {
+        let buckets: Vec<BucketRecord> = ["a1", "a2", "a3", "b1"]
+            .into_iter()
+            .map(Cluster::new_bucket_record)
+            .collect();
+        let names = |page: Vec<&BucketRecord>| -> Vec<String> {
+            page.into_iter().map(|b| b.name.clone()).collect()
+        };
+        let (page, next) = bucket_page(&buckets, "a", None, 2);
+        assert_eq!(names(page), ["a1", "a2"]);
+        assert_eq!(next, Some("a2"));
+        let (page, next) = bucket_page(&buckets, "a", Some("a2"), 2);
+        assert_eq!(names(page), ["a3"]);
+        assert_eq!(next, None);
+        let (page, next) = bucket_page(&buckets, "", None, 4);
+        assert_eq!(names(page).len(), 4);
+        assert_eq!(next, None);
     }
 }

@@ -5,10 +5,11 @@ use crate::api::listing::{encode_name, iso8601, principal, url_encoding};
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
 use crate::api::{Gateway, S3Request};
 use crate::ops::commit::{check_conditions, claim, commit_record};
+use crate::ops::lookup::{find_version, version_id};
 use crate::ops::quorum::commit_quorum;
 use crate::ops::repair::part_for_slot;
 use crate::ops::upload::{abort_upload, all_uploads, find_upload};
-use crate::ops::write::{lock_of, NewVersion};
+use crate::ops::write::{lock_of, NewVersion, Written};
 use crate::ops::write::{store_part, PartPlan, StoredPart};
 use crate::s3::checksum::{multipart_checksum, Algorithm, ChecksumType, Expected};
 use crate::s3::error::S3Error;
@@ -20,13 +21,16 @@ use futures::future::join_all;
 use http::Response;
 use md5::{Digest, Md5};
 use node_rpc::body::empty;
-use node_rpc::protocol::{PartRequest, UploadRequest};
+use node_rpc::protocol::{unix_now, PartRequest, UploadRequest};
 use node_rpc::record::{
     fragment_id, BucketRecord, PartData, PartRecord, StoredChecksum, UploadRecord, Version,
 };
 use std::collections::BTreeMap;
 
 const MAX_PART_NUMBER: u32 = 10_000;
+
+/// How long after a Complete a repeat of it still gets its answer (see `repeated_complete`).
+const REPEATED_COMPLETE_SECS: u64 = 3600;
 
 /// Every part but the last must be at least this large, as in S3.
 const MIN_PART_SIZE: u64 = 5 << 20;
@@ -130,6 +134,19 @@ pub fn checksum_of(upload: &UploadRecord) -> Option<(Algorithm, ChecksumType)> {
     Some((algorithm, kind))
 }
 
+/// A `partNumber` parameter: 1 to 10000, as in S3.
+pub fn part_number(value: &str) -> Result<u32, S3Error> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            S3Error::InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive".into(),
+            )
+        })
+}
+
 /// What UploadPart and UploadPartCopy check first: the part number (1 to 10000), the bucket and
 /// the upload.
 pub async fn open_part(
@@ -139,14 +156,7 @@ pub async fn open_part(
     upload_id: &str,
     req: &S3Request,
 ) -> Result<(u32, BucketRecord, UploadRecord), S3Error> {
-    let number = req
-        .query
-        .get("partNumber")
-        .and_then(|n| n.parse().ok())
-        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| {
-            S3Error::InvalidArgument("Part number must be an integer between 1 and 10000".into())
-        })?;
+    let number = part_number(req.query.get("partNumber").unwrap_or(""))?;
     let bucket = gw.cluster.bucket(bucket).await?;
     let upload = find_upload(&gw.cluster, &bucket, key, upload_id).await?;
     Ok((number, bucket, upload))
@@ -276,7 +286,12 @@ pub async fn complete(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket_record = gw.cluster.bucket(bucket).await?;
-    let upload = find_upload(&gw.cluster, &bucket_record, key, upload_id).await?;
+    let upload = match find_upload(&gw.cluster, &bucket_record, key, upload_id).await {
+        Err(S3Error::NoSuchUpload) => {
+            return repeated_complete(gw, &bucket_record, key, upload_id, req).await
+        }
+        found => found?,
+    };
     // Checked before the parts are read, and made atomic with the commit by a claim.
     let precondition = check_conditions(
         &gw.cluster,
@@ -412,6 +427,7 @@ pub async fn complete(
         tags: upload.tags.clone(),
         lock: lock_of(&bucket_record, upload.lock, version),
         codec: gw.cluster.codec.clone(),
+        completed_upload: Some(upload_id.to_string()),
     };
     let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));
     commit_record(
@@ -425,7 +441,53 @@ pub async fn complete(
         claimed.as_ref(),
     )
     .await?;
-    let written = new.written(&bucket_record);
+    completed(bucket, key, new.written(&bucket_record))
+}
+
+/// A Complete of an upload that is gone: when it is the one the key's current version completed,
+/// less than `REPEATED_COMPLETE_SECS` ago, and the same parts are listed, the answer is the
+/// first Complete's (an SDK whose response was lost retries, and must not be told the upload
+/// does not exist). The record answers it, so this holds through any gateway and any restart.
+async fn repeated_complete(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    let current = match find_version(&gw.cluster, bucket, key, None, false).await {
+        Ok(found) => found.record,
+        Err(S3Error::NoSuchKey | S3Error::DeleteMarker { .. }) => {
+            return Err(S3Error::NoSuchUpload)
+        }
+        Err(e) => return Err(e),
+    };
+    let age_secs = unix_now().saturating_sub(current.version.unix_millis() as u64 / 1000);
+    if current.completed_upload.as_deref() != Some(upload_id) || age_secs > REPEATED_COMPLETE_SECS {
+        return Err(S3Error::NoSuchUpload);
+    }
+    let body_digests = Expected::new(req.header("content-md5"), None)?;
+    let body = req.read_small_body_against(4 << 20, body_digests).await?;
+    let requested = parse_complete_parts(&body)?;
+    let same_parts = requested.len() == current.parts.len()
+        && requested
+            .iter()
+            .zip(&current.parts)
+            .all(|(want, part)| want.number == part.number && want.etag == part.md5);
+    if !same_parts {
+        return Err(S3Error::InvalidPart);
+    }
+    let written = Written {
+        version_id: version_id(bucket, current.version_ref()),
+        etag: current.etag,
+        checksum: current.checksum,
+        version: current.version,
+    };
+    completed(&bucket.name, key, written)
+}
+
+/// The answer to a Complete that wrote `written`.
+fn completed(bucket: &str, key: &str, written: Written) -> Result<S3Response, S3Error> {
     let mut xml = XmlWriter::new("CompleteMultipartUploadResult");
     xml.elem("Location", format!("/{bucket}/{key}"))
         .elem("Bucket", bucket)

@@ -1,5 +1,6 @@
 //! PutObject, GetObject, HeadObject and DeleteObject, with versions and conditional writes.
 
+use crate::api::multipart::part_number;
 use crate::api::{object_lock, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
 use crate::ops::delete::remove;
@@ -48,7 +49,14 @@ pub fn kept_headers<'a>(
     let headers: Vec<(String, String)> = pairs
         .into_iter()
         .filter(|(name, _)| STORED_HEADERS.contains(name) || name.starts_with("x-amz-meta-"))
-        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .filter_map(|(name, value)| {
+            let value = if name == "content-encoding" {
+                without_aws_chunked(value)?
+            } else {
+                value.to_string()
+            };
+            Some((name.to_string(), value))
+        })
         .collect();
     let user_metadata: usize = headers
         .iter()
@@ -58,6 +66,21 @@ pub fn kept_headers<'a>(
         return Err(S3Error::MetadataTooLarge);
     }
     Ok(headers)
+}
+
+/// A `Content-Encoding` without `aws-chunked`, which describes how the request carried the body
+/// (signed chunks), not the object; `None` when nothing else is left, as S3 then keeps none.
+fn without_aws_chunked(value: &str) -> Option<String> {
+    let is_chunked = |coding: &str| coding.trim().eq_ignore_ascii_case("aws-chunked");
+    if !value.split(',').any(is_chunked) {
+        return Some(value.to_string());
+    }
+    let kept: Vec<&str> = value
+        .split(',')
+        .filter(|coding| !is_chunked(coding) && !coding.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 pub async fn put_object(
@@ -177,10 +200,7 @@ fn object_head(
     let part_number = req
         .query
         .get("partNumber")
-        .map(|n| {
-            n.parse::<usize>()
-                .map_err(|_| S3Error::InvalidArgument("bad partNumber".into()))
-        })
+        .map(|n| part_number(n).map(|n| n as usize))
         .transpose()?;
     let (span, partial) = match part_number {
         Some(n) => (part_span(&record.parts, n)?, record.parts.len() > 1),
@@ -259,10 +279,11 @@ fn object_head(
     Ok((response, (len > 0).then_some((start, end))))
 }
 
-/// The byte span of part `number` (1-based) of an object.
+/// The byte span of part `number` (1-based) of an object; an object not uploaded in parts is
+/// its own part 1, as in S3. A part the object does not have is S3's `InvalidPart`.
 fn part_span(parts: &[PartData], number: usize) -> Result<Option<(u64, u64)>, S3Error> {
     if number == 0 || number > parts.len() {
-        return Err(S3Error::InvalidRange);
+        return Err(S3Error::InvalidPart);
     }
     let start: u64 = parts[..number - 1].iter().map(|p| p.size).sum();
     let size = parts[number - 1].size;
@@ -287,4 +308,23 @@ pub async fn delete_object(
         response = response.header("x-amz-version-id", id);
     }
     response.finish(empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_chunked_is_not_an_encoding_of_the_object() {
+        assert_eq!(
+            without_aws_chunked("gzip, aws-chunked").as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            without_aws_chunked("aws-chunked,gzip").as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(without_aws_chunked("gzip,br").as_deref(), Some("gzip,br"));
+    }
 }

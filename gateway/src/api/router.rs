@@ -94,7 +94,7 @@ impl Gateway {
         let method = req.parts.method.clone();
         let q = |name| req.query.has(name);
         match (bucket, key) {
-            (None, _) if method == Method::GET => bucket::list_buckets(self).await,
+            (None, _) if method == Method::GET => bucket::list_buckets(self, &req.query).await,
             (None, _) => Err(S3Error::MethodNotAllowed),
             (Some(bucket), None) => match method {
                 Method::PUT if req.parts.uri.query().is_none() => {

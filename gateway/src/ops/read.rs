@@ -328,7 +328,7 @@ impl Fetcher<'_, '_> {
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     ))
                 })?;
-                reads.push(read.next(reader, source.fragment, Start::Open(source)));
+                reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
             }
             tokio::select! {
                 Some((fragment, stream, frame)) = reads.next() => {
@@ -357,7 +357,7 @@ impl Fetcher<'_, '_> {
                 () = &mut hedge, if !hedged => {
                     hedged = true;
                     if let Some(source) = self.next_source().await {
-                        reads.push(read.next(reader, source.fragment, Start::Open(source)));
+                        reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
                     }
                 }
             }
@@ -410,7 +410,7 @@ impl Fetcher<'_, '_> {
 /// Where a read of one stripe's frame starts: a stream already open, or a source to open.
 enum Start {
     Stream(FragmentStream),
-    Open(Source),
+    Open(Box<Source>),
 }
 
 /// One stripe's frame reads: what every read of the stripe shares.

@@ -302,6 +302,7 @@ pub async fn write_object(
         tags: object.tags,
         lock: lock_of(bucket, object.lock, version),
         codec: codec.clone(),
+        completed_upload: None,
     };
     let record_for =
         |fragment: u8| new.record(fragment, vec![stored.for_holder(fragment as usize)]);
@@ -331,6 +332,8 @@ pub struct NewVersion {
     pub tags: Vec<(String, String)>,
     pub lock: ObjectLock,
     pub codec: Codec,
+    /// The multipart upload this version completes.
+    pub completed_upload: Option<String>,
 }
 
 /// The Object Lock state of a new version: what its request asked for, with the bucket's default
@@ -366,6 +369,7 @@ impl NewVersion {
             tags: self.tags.clone(),
             modified: None,
             lock: self.lock,
+            completed_upload: self.completed_upload.clone(),
         }
     }
 

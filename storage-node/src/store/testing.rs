@@ -34,6 +34,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
         tags: Vec::new(),
         modified: None,
         lock: Default::default(),
+        completed_upload: None,
     }
 }
 
