@@ -139,3 +139,126 @@ async fn lifecycle_rules_expire_keys_and_abort_uploads() {
         err(404, "NoSuchLifecycleConfiguration")
     );
 }
+
+/// The object versions a `?versions` listing of `prefix` shows: version ids and delete markers.
+async fn versions(s3: &S3Client, bucket: &str, prefix: &str) -> (Vec<String>, usize) {
+    let listing = s3
+        .get(&format!(
+            "/{bucket}?versions&prefix={}",
+            prefix.replace('/', "%2F")
+        ))
+        .await
+        .text();
+    let markers = listing.matches("<DeleteMarker>").count();
+    (common::xml_values(&listing, "VersionId"), markers)
+}
+
+/// A versioned bucket (with Object Lock) under rules with generated IDs, an `And` filter of
+/// prefix, tag and size, NoncurrentVersionExpiration keeping the newest noncurrent version, and
+/// ExpiredObjectDeleteMarker: the worker purges what the rules say, and a noncurrent version
+/// under a legal hold survives.
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() {
+    let cluster = TestCluster::start_with(&["--lifecycle-day-secs", &DAY.to_string()]);
+    let s3 = cluster.client();
+    let created = s3
+        .send(
+            "PUT",
+            "/vers",
+            &[("x-amz-bucket-object-lock-enabled", "true")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let held = Bytes::from("held");
+    let md5 = STANDARD.encode(md5::Md5::digest(&held));
+    let first = s3
+        .send(
+            "PUT",
+            "/vers/nc/held",
+            &[
+                ("content-md5", &md5),
+                ("x-amz-object-lock-legal-hold", "ON"),
+            ],
+            held,
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    for n in 1..=2 {
+        s3.put("/vers/nc/held", format!("held {n}")).await;
+    }
+    for n in 1..=3 {
+        s3.put("/vers/nc/free", format!("free {n}")).await;
+    }
+    s3.put("/vers/dm/gone", "gone").await;
+    s3.delete("/vers/dm/gone").await;
+    for (key, tagging, body) in [
+        ("t/tagged", "expire=yes", "large enough"),
+        ("t/small", "expire=yes", "s"),
+        ("t/untagged", "other=1", "large enough"),
+    ] {
+        let put = s3
+            .send(
+                "PUT",
+                &format!("/vers/{key}"),
+                &[("x-amz-tagging", tagging)],
+                Bytes::from(body),
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text());
+    }
+
+    let rules = "<Rule><Filter><Prefix>nc/</Prefix></Filter><Status>Enabled</Status>\
+        <NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>\
+        <NewerNoncurrentVersions>1</NewerNoncurrentVersions></NoncurrentVersionExpiration></Rule>\
+        <Rule><Filter><Prefix>dm/</Prefix></Filter><Status>Enabled</Status>\
+        <Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>\
+        <NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration></Rule>\
+        <Rule><ID>tagged</ID><Filter><And><Prefix>t/</Prefix><Tag><Key>expire</Key><Value>yes</Value></Tag>\
+        <ObjectSizeGreaterThan>3</ObjectSizeGreaterThan></And></Filter><Status>Enabled</Status>\
+        <Expiration><Days>1</Days></Expiration></Rule>";
+    let put = put_lifecycle(&s3, "vers", rules).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let got = s3.get("/vers?lifecycle").await.text();
+    let ids = common::xml_values(&got, "ID");
+    assert_eq!(ids.len(), 3, "every rule has an ID: {got}");
+    assert!(ids.contains(&"tagged".to_string()));
+    assert!(
+        got.contains("<NewerNoncurrentVersions>1</NewerNoncurrentVersions>")
+            && got.contains("<ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker>")
+            && got.contains("<ObjectSizeGreaterThan>3</ObjectSizeGreaterThan>"),
+        "{got}"
+    );
+
+    let limit = Duration::from_secs(10 * DAY);
+    let free_pruned = eventually(limit, || async {
+        versions(&s3, "vers", "nc/free").await.0.len() == 2
+    })
+    .await;
+    assert!(
+        free_pruned,
+        "the oldest noncurrent version of nc/free was purged"
+    );
+    let markers_gone = eventually(limit, || async {
+        versions(&s3, "vers", "dm/").await == (Vec::new(), 0)
+    })
+    .await;
+    assert!(
+        markers_gone,
+        "dm/gone's version, then its lone marker, were purged"
+    );
+    let tagged_expired = eventually(limit, || async {
+        s3.head("/vers/t/tagged").await.status == 404
+    })
+    .await;
+    assert!(tagged_expired, "t/tagged expired");
+    assert_eq!(s3.get("/vers/t/small").await.text(), "s");
+    assert_eq!(s3.get("/vers/t/untagged").await.text(), "large enough");
+    // The version under a legal hold is past both limits but stays; the newest noncurrent one
+    // is kept by NewerNoncurrentVersions.
+    let (held_versions, _) = versions(&s3, "vers", "nc/held").await;
+    assert_eq!(held_versions.len(), 3, "{held_versions:?}");
+    let oldest = held_versions.last().unwrap();
+    let kept = s3.get(&format!("/vers/nc/held?versionId={oldest}")).await;
+    assert_eq!(kept.text(), "held");
+}

@@ -319,6 +319,38 @@ pub struct LifecycleRule {
     /// Abort multipart uploads this many days after they were started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_upload_days: Option<u32>,
+    /// Objects the rule applies to have every one of these tags (a `Tag` or `And` filter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+    /// Objects the rule applies to are larger than this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_greater_than: Option<u64>,
+    /// Objects the rule applies to are smaller than this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_less_than: Option<u64>,
+    /// Purge versions this many days after a newer version (or delete marker) replaced them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noncurrent_days: Option<u32>,
+    /// With `noncurrent_days`: keep this many of a key's newest noncurrent versions however old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_noncurrent_versions: Option<u32>,
+    /// Remove a delete marker once no other version of its key is left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired_object_delete_marker: bool,
+}
+
+impl LifecycleRule {
+    /// Whether the rule's filter, but for its tags, covers an object of this key and size.
+    pub fn covers(&self, key: &str, size: u64) -> bool {
+        key.starts_with(&self.prefix)
+            && self.size_greater_than.is_none_or(|min| size > min)
+            && self.size_less_than.is_none_or(|max| size < max)
+    }
+
+    /// Whether an object with `tags` has every tag the rule's filter names.
+    pub fn tags_match(&self, tags: &[(String, String)]) -> bool {
+        self.tags.iter().all(|want| tags.contains(want))
+    }
 }
 
 /// A bucket's versioning state once it has been set (S3 never returns a bucket to unversioned).

@@ -219,3 +219,32 @@ def test_the_later_request_wins_when_the_earlier_finishes_last(cluster, s3, buck
     assert status == 200, body
     assert s3.get_object(Bucket=bucket, Key="race")["Body"].read() == b"late"
 
+
+# --------------------------------------------------------------------------- lifecycle rules
+
+
+def test_lifecycle_filters_and_version_actions_round_trip(s3, bucket):
+    """How the worker applies them is in tests/lifecycle.rs (a cluster whose day is 2 s)."""
+    rules = [
+        {"Filter": {"And": {"Prefix": "logs/", "Tags": [{"Key": "tier", "Value": "cold"}],
+                            "ObjectSizeGreaterThan": 10, "ObjectSizeLessThan": 1000}},
+         "Status": "Enabled", "Expiration": {"Days": 30}},
+        {"ID": "tagged", "Filter": {"Tag": {"Key": "tmp", "Value": "1"}}, "Status": "Enabled",
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 2, "NewerNoncurrentVersions": 3}},
+        {"ID": "large", "Filter": {"ObjectSizeGreaterThan": 1 << 20}, "Status": "Enabled",
+         "Expiration": {"ExpiredObjectDeleteMarker": True}},
+    ]
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert got[0]["ID"]  # generated
+    assert [{k: v for k, v in rule.items() if k != "ID"} for rule in got[:1]] == rules[:1]
+    assert got[1:] == rules[1:]
+    transition = {"ID": "t", "Filter": {"Prefix": ""}, "Status": "Enabled",
+                  "NoncurrentVersionTransitions": [{"NoncurrentDays": 1, "StorageClass": "GLACIER"}]}
+    assert refusal(lambda: s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [transition]})) == (501, "NotImplemented")
+    both = {"ID": "b", "Filter": {"Prefix": ""}, "Status": "Enabled",
+            "Expiration": {"Days": 1, "ExpiredObjectDeleteMarker": True}}
+    assert refusal(lambda: s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [both]})) == (400, "InvalidArgument")
+    assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == got
