@@ -42,16 +42,18 @@ pub async fn revise_version(
         .collect();
     let answered = answers.iter().filter(|a| a.is_some()).count();
     Quorum::read(cluster).require(answered, holders.len(), "holders answered for the object")?;
-    let newest = answers.iter().flatten().flatten().map(|r| r.stamp()).max();
+    let newest = answers
+        .iter()
+        .flatten()
+        .flatten()
+        .max_by_key(|r| r.stamp())
+        .cloned();
+    let version = newest.as_ref().map(|r| r.version);
     let current: Vec<Option<ObjectRecord>> = answers
         .into_iter()
-        .map(|a| {
-            a.flatten()
-                .filter(|r| Some(r.version) == newest.map(|n| n.0))
-        })
+        .map(|a| a.flatten().filter(|r| Some(r.version) == version))
         .collect();
-    let newest_record = current.iter().flatten().max_by_key(|r| r.stamp()).cloned();
-    let mut revised = match newest_record {
+    let mut revised = match newest {
         None if which.is_some() => return Err(S3Error::NoSuchVersion),
         None => return Err(S3Error::NoSuchKey),
         Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
