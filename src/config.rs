@@ -31,6 +31,10 @@
 //! # anti_entropy_secs = 3600        # heal every node against its peers this often (0: never)
 //! # replicate_threshold = 4096      # objects up to this size are kept whole on every holder
 //! #                                 # (0: erasure-code every object)
+//! # sse_master_key_file = "/etc/tessera/sse-master.key"  # SSE-S3's master key: base64 of 32
+//! #                                 # random bytes, the same on every gateway (or sse_master_key
+//! #                                 # = "..." here); without one, SSE-S3 is refused (501)
+//! # sse_c_without_tls = false       # take SSE-C keys over plain HTTP (only behind a TLS proxy)
 //!
 //! # [gateway.connections] and [node.connections]: what one listener accepts (defaults shown)
 //! # max_connections = 8192             # at once; also at most half the descriptor limit

@@ -107,6 +107,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .secret_access_key
         .or_else(|| old_gateway.as_ref().map(|g| g.secret_access_key.0.clone()))
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>()));
+    let sse_master_key = old_gateway
+        .as_ref()
+        .and_then(|g| g.sse_master_key.clone())
+        .unwrap_or_else(|| {
+            use base64::Engine;
+            SecretKey(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()))
+        });
     let tls = args.tls_cert.is_some();
     let gateway = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], args.s3_port)),
@@ -124,6 +131,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         abandoned_upload_days: 7,
         lifecycle_day_secs: args.lifecycle_day_secs,
         anti_entropy_secs: args.anti_entropy_secs,
+        sse_master_key: Some(sse_master_key),
+        sse_master_key_file: None,
+        sse_c_without_tls: false,
         connections: listener::Limits::default(),
     };
 

@@ -57,6 +57,18 @@ pub struct GatewayConfig {
     /// as a write whose gateway died part-way or a disk replaced while idle. Default 3600; 0 off.
     #[serde(default = "default_anti_entropy_secs")]
     pub anti_entropy_secs: u64,
+    /// SSE-S3's master key, which wraps the key of every object encrypted with SSE-S3: base64 of
+    /// 32 random bytes (`head -c32 /dev/urandom | base64`). Every gateway of a cluster needs the
+    /// same one, and losing it loses those objects. Default: none, and SSE-S3 is refused (501).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_master_key: Option<SecretKey>,
+    /// A file holding `sse_master_key` (readable only by the gateway), instead of the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_master_key_file: Option<PathBuf>,
+    /// Take SSE-C keys over plain HTTP. S3 refuses them, since the key would cross the network in
+    /// the clear: set it only for a gateway behind a proxy that terminates TLS. Default false.
+    #[serde(default)]
+    pub sse_c_without_tls: bool,
     /// Limits on client connections: caps in total and per address, header, idle and stall
     /// timeouts, header size (`[gateway.connections]`; see `listener::Limits` for each default).
     #[serde(default)]
@@ -86,6 +98,30 @@ fn default_lifecycle_day_secs() -> u64 {
 }
 fn default_anti_entropy_secs() -> u64 {
     3600
+}
+
+impl GatewayConfig {
+    /// The SSE-S3 master key, from `sse_master_key` or `sse_master_key_file`.
+    pub fn master_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        use anyhow::Context;
+        use base64::Engine;
+        let text = match (&self.sse_master_key, &self.sse_master_key_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set sse_master_key or sse_master_key_file, not both")
+            }
+            (Some(key), None) => key.0.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .context("the SSE master key is not base64")?;
+        let key = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the SSE master key must be 32 bytes"))?;
+        Ok(Some(key))
+    }
 }
 
 /// An S3 secret access key. Never printed.

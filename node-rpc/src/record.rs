@@ -130,6 +130,30 @@ pub struct PartData {
     pub inline: Option<Inline>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<StoredChecksum>,
+    /// The part's own data key, wrapped (see `Encryption`), when the object is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// How an object's bytes are encrypted at rest. Each part is encrypted with a random key of its
+/// own (`PartData::key`), kept only wrapped by a key the gateway gets elsewhere: so a holder's
+/// records and fragment files alone never give the bytes away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Encryption {
+    /// SSE-S3: part keys wrapped by the gateways' master key, named by its id.
+    S3 { master_key_id: String },
+    /// SSE-C: part keys wrapped by the client's key, which is never stored; its MD5 (base64) is
+    /// kept to answer with, as S3 does.
+    Customer { key_md5: String },
+}
+
+/// A bucket's default encryption (PutBucketEncryption): SSE-S3 for writes that ask for none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    /// Returned as set; it changes nothing for SSE-S3, as in S3.
+    #[serde(default)]
+    pub bucket_key_enabled: bool,
 }
 
 /// Which version of a key a request names: S3's `versionId`, where `null` names the one version
@@ -200,6 +224,9 @@ pub struct ObjectRecord {
     /// upload (an SDK retrying after a lost response) is answered from this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_upload: Option<String>,
+    /// How the version's bytes are encrypted at rest; `None`: they are stored as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -226,6 +253,7 @@ impl ObjectRecord {
             modified: None,
             lock: ObjectLock::default(),
             completed_upload: None,
+            encryption: None,
         }
     }
 
@@ -296,6 +324,9 @@ pub struct BucketRecord {
     /// The bucket's Object Lock configuration; `None` when Object Lock is not enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<BucketLock>,
+    /// The bucket's default encryption; `None`: writes are encrypted only when they ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BucketEncryption>,
 }
 
 /// One lifecycle rule of a bucket, as S3's `Rule` (the actions Tessera applies).
@@ -405,6 +436,9 @@ pub struct UploadRecord {
     /// The Object Lock state asked for on CreateMultipartUpload, given to the completed object.
     #[serde(default, skip_serializing_if = "ObjectLock::is_none")]
     pub lock: ObjectLock,
+    /// How the upload's parts are encrypted, and so the completed object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 /// One uploaded part of an open upload as one holder keeps it.
@@ -598,6 +632,7 @@ mod tests {
             fragment_id: fragment_id(&[b"x"]),
             inline: Some(Inline::encode(&[0, 255, 7])),
             checksum: None,
+            key: None,
         };
         let json = serde_json::to_string(&part).unwrap();
         assert!(json.contains(r#""inline":"AP8H""#), "{json}");

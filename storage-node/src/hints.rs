@@ -245,6 +245,7 @@ mod tests {
             fragment_id: fragment_id(&[b"k"]),
             inline: inline.then(|| Inline::encode(&[1, 2, 3])),
             checksum: None,
+            key: None,
         }
     }
 

@@ -252,6 +252,7 @@ mod tests {
                 value: value.into(),
                 composite: false,
             }),
+            key: None,
         }
     }
 

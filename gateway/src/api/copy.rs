@@ -2,9 +2,11 @@
 //! `read::stream`) and its body fed straight into the write path, so a copy streams like a GET
 //! piped into a PUT and never holds the object in memory.
 
+use crate::api::encryption::{self, COPY_SOURCE_SSE_C, SSE_C};
 use crate::api::listing::iso8601;
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
 use crate::api::{Gateway, S3Request};
+use crate::ops::encryption::Sse;
 use crate::ops::lookup::{find_version, version_id, Found};
 use crate::ops::read;
 use crate::ops::write::{write_object, NewObject};
@@ -16,7 +18,7 @@ use crate::s3::response::{xml_response, S3Response};
 use crate::s3::xml::XmlWriter;
 use chrono::DateTime;
 use node_rpc::body::{empty, HttpBody};
-use node_rpc::record::{StoredChecksum, VersionRef};
+use node_rpc::record::{Encryption, StoredChecksum, VersionRef};
 use percent_encoding::percent_decode_str;
 
 /// Where a copy reads from: `x-amz-copy-source` as `[/]bucket/key[?versionId=...]`, URL-encoded.
@@ -61,6 +63,8 @@ struct CopySource {
     version_id: Option<String>,
     /// The request named the version (copying an old version over its key restores it).
     named: bool,
+    /// The keys to read it with, when it is encrypted.
+    sse: Option<Sse>,
 }
 
 /// The source's current version (or the one `versionId` names), after its
@@ -75,6 +79,7 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Erro
         Err(S3Error::DeleteMarker { .. }) => Err(S3Error::NoSuchKey),
         other => other,
     }?;
+    let sse = encryption::for_object(gw, req, &found.record, COPY_SOURCE_SSE_C)?;
     let version_id = version_id(&source_bucket, found.record.version_ref());
     let modified = DateTime::from_timestamp_millis(found.record.last_modified().unix_millis())
         .unwrap_or_default();
@@ -90,17 +95,18 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Erro
             found,
             version_id,
             named: which.is_some(),
+            sse,
         }),
         Condition::NotModified | Condition::Failed => Err(S3Error::PreconditionFailed),
     }
 }
 
-/// Bytes `[start, end]` of the source as a body the write path can read.
+/// Bytes `[start, end]` of the source (decrypted with `sse`) as a body the write path can read.
 async fn source_body(
     gw: &Gateway,
     found: Found,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
+    sse: Option<Sse>,
 ) -> Result<(PayloadReader, u64), S3Error> {
     let len = if found.record.size == 0 {
         0
@@ -110,7 +116,7 @@ async fn source_body(
     let body: HttpBody = if len == 0 {
         empty()
     } else {
-        read::stream(gw.cluster.clone(), found, start, end).await?
+        read::stream(gw.cluster.clone(), found, start, end, sse).await?
     };
     Ok((PayloadReader::from_body(body, len), len))
 }
@@ -141,7 +147,8 @@ fn directive(req: &S3Request, name: &str, what: &str) -> Result<Directive, S3Err
     }
 }
 
-/// A copy's answer, with the source version it read and the version it made (if any).
+/// A copy's answer, with the source version it read, the version it made (if any) and how that
+/// is encrypted.
 fn copy_result(
     root: &'static str,
     etag: &str,
@@ -149,6 +156,7 @@ fn copy_result(
     checksum: Option<&StoredChecksum>,
     source_version_id: Option<String>,
     version_id: Option<String>,
+    encryption: Option<&Encryption>,
 ) -> S3Response {
     let mut xml = XmlWriter::new(root);
     xml.elem("LastModified", iso8601(version))
@@ -157,6 +165,7 @@ fn copy_result(
         xml.elem(&format!("Checksum{}", c.algorithm), &c.value);
     }
     let mut response = xml_response(xml);
+    encryption::insert_headers(response.headers_mut(), encryption);
     let headers = [
         ("x-amz-copy-source-version-id", source_version_id),
         ("x-amz-version-id", version_id),
@@ -180,9 +189,13 @@ pub async fn copy_object(
     let dest = gw.cluster.bucket(bucket).await?;
     let source = find_source(gw, &req).await?;
     let found = source.found;
+    // Asking for encryption is a change, as in S3: it rewrites an object in place encrypted.
+    let encrypts = req.header("x-amz-server-side-encryption").is_some()
+        || encryption::has_customer_key(&req, SSE_C);
     if source.bucket == bucket
         && source.key == key
         && !source.named
+        && !encrypts
         && metadata == Directive::Copy
         && tagging == Directive::Copy
     {
@@ -206,8 +219,10 @@ pub async fn copy_object(
     // The source's lock stays with the source, as in S3: the copy gets what this request asks
     // for, or the destination bucket's default.
     let lock = crate::api::object_lock::requested(&req, &dest)?;
+    // The source's encryption stays with the source too: the copy is encrypted as asked here.
+    let sse = encryption::for_write(gw, &req, &dest)?;
     let size = found.record.size;
-    let (mut payload, _) = source_body(gw, found, 0, size.saturating_sub(1)).await?;
+    let (mut payload, _) = source_body(gw, found, (0, size.saturating_sub(1)), source.sse).await?;
     let written = write_object(
         &gw.cluster,
         &dest,
@@ -217,6 +232,7 @@ pub async fn copy_object(
             headers,
             tags,
             lock,
+            sse,
         },
         &mut payload,
         &Expected::default(),
@@ -231,6 +247,7 @@ pub async fn copy_object(
         None,
         source.version_id,
         written.version_id,
+        written.encryption.as_ref(),
     ))
 }
 
@@ -272,20 +289,27 @@ pub async fn upload_part_copy(
     let (number, dest, upload) =
         crate::api::multipart::open_part(gw, bucket, key, upload_id, &req).await?;
     let CopySource {
-        found, version_id, ..
+        found,
+        version_id,
+        sse: source_sse,
+        ..
     } = find_source(gw, &req).await?;
+    let sse = encryption::for_read(gw, &req, upload.encryption.as_ref(), SSE_C)?;
     let (start, end) = copy_range(req.header("x-amz-copy-source-range"), found.record.size)?;
     if found.record.size > 0 && end + 1 - start > MAX_PUT_SIZE {
         return Err(S3Error::EntityTooLarge);
     }
-    let (mut payload, len) = source_body(gw, found, start, end).await?;
+    let (mut payload, len) = source_body(gw, found, (start, end), source_sse).await?;
     let stored = crate::api::multipart::store_upload_part(
         gw,
         &dest,
         key,
         upload_id,
-        number,
-        len,
+        crate::api::multipart::UploadPart {
+            number,
+            size: len,
+            sse,
+        },
         &mut payload,
         &Expected {
             compute: crate::api::multipart::checksum_of(&upload).map(|(a, _)| a),
@@ -301,6 +325,7 @@ pub async fn upload_part_copy(
         stored.0.data.checksum.as_ref(),
         version_id,
         None,
+        upload.encryption.as_ref(),
     ))
 }
 

@@ -5,6 +5,7 @@ pub mod attributes;
 pub mod bucket;
 pub mod copy;
 pub mod cors;
+pub mod encryption;
 pub mod lifecycle;
 pub mod listing;
 pub mod multi_delete;
@@ -22,6 +23,7 @@ use crate::background::heal::Healer;
 use crate::background::Workers;
 use crate::config::GatewayConfig;
 use crate::ops::cluster::Cluster;
+use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
 use crate::s3::response::{error_response, S3Response};
 use crate::s3::sigv4::Credentials;
@@ -40,6 +42,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub healer: Arc<Healer>,
     pub workers: Workers,
+    /// SSE-S3's master key, if the config gives one.
+    pub master_key: Option<WrappingKey>,
     credentials: Credentials,
 }
 
@@ -54,13 +58,20 @@ impl Gateway {
         };
         let cluster = Arc::new(Cluster::new(cluster, &config)?);
         let healer = Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec));
+        let master_key = config.master_key()?.map(WrappingKey::new);
         Ok(Gateway {
+            master_key,
             workers: Workers::start(&cluster, &healer, &config),
             healer,
             cluster,
             config,
             credentials,
         })
+    }
+
+    /// Whether clients reach this gateway over TLS only.
+    pub fn serves_tls(&self) -> bool {
+        self.config.tls_cert.is_some()
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> S3Response {

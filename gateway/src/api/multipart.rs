@@ -1,10 +1,12 @@
 //! Multipart uploads: each part is erasure-coded on its own onto the key's holders; completing
 //! commits one object record that lists the parts.
 
+use crate::api::encryption::{self, SSE_C};
 use crate::api::listing::{encode_name, iso8601, principal, url_encoding};
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
 use crate::api::{Gateway, S3Request};
 use crate::ops::commit::{check_conditions, claim, commit_record};
+use crate::ops::encryption::Sse;
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::quorum::commit_quorum;
 use crate::ops::repair::part_for_slot;
@@ -43,6 +45,7 @@ pub async fn create(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let checksum = upload_checksum(&req)?;
+    let sse = encryption::for_write(gw, &req, &bucket)?;
     let record = UploadRecord {
         upload_id: hex::encode(rand::random::<[u8; 16]>()),
         key: key.to_string(),
@@ -52,6 +55,7 @@ pub async fn create(
         checksum_type: checksum.map(|(_, t)| t.name().to_string()),
         tags: crate::api::tagging::from_header(req.header("x-amz-tagging"))?,
         lock: crate::api::object_lock::requested(&req, &bucket)?,
+        encryption: sse.map(|s| s.encryption),
     };
     let holders = gw.cluster.write_holders(&bucket.id, key);
     let request = UploadRequest {
@@ -69,6 +73,7 @@ pub async fn create(
         .elem("Key", key)
         .elem("UploadId", &record.upload_id);
     let mut response = xml_response(xml);
+    encryption::insert_headers(response.headers_mut(), record.encryption.as_ref());
     if let Some((algorithm, kind)) = checksum {
         let headers = response.headers_mut();
         headers.insert(
@@ -186,38 +191,47 @@ pub async fn upload_part(
             )));
         }
     }
+    let sse = encryption::for_read(gw, &req, upload.encryption.as_ref(), SSE_C)?;
     let mut payload = req.payload(size);
     let (stored, _) = store_upload_part(
         gw,
         &bucket,
         key,
         upload_id,
-        number,
-        size,
+        UploadPart { number, size, sse },
         &mut payload,
         &expected,
     )
     .await?;
-    let mut response =
-        Response::builder().header(http::header::ETAG, format!("\"{}\"", stored.data.md5));
+    let mut response = encryption::with_headers(
+        Response::builder().header(http::header::ETAG, format!("\"{}\"", stored.data.md5)),
+        upload.encryption.as_ref(),
+    );
     if let Some(c) = &stored.verified.checksum {
         response = response.header(Algorithm::header_of(c), &c.value);
     }
     response.finish(empty())
 }
 
+/// One part of an upload about to be stored.
+pub struct UploadPart {
+    pub number: u32,
+    pub size: u64,
+    /// The upload's keys, when it is encrypted.
+    pub sse: Option<Sse>,
+}
+
 /// Stores one part's bytes on the key's holders and records it there; returns it and its version.
-#[allow(clippy::too_many_arguments)]
 pub async fn store_upload_part(
     gw: &Gateway,
     bucket: &BucketRecord,
     key: &str,
     upload_id: &str,
-    number: u32,
-    size: u64,
+    part: UploadPart,
     payload: &mut PayloadReader,
     expected: &Expected,
 ) -> Result<(StoredPart, Version), S3Error> {
+    let UploadPart { number, size, sse } = part;
     let version = Version::now();
     let holders = gw.cluster.write_holders(&bucket.id, key);
     let plan = PartPlan {
@@ -230,6 +244,7 @@ pub async fn store_upload_part(
             version.to_string().as_bytes(),
         ]),
         inline: size <= gw.cluster.inline_threshold,
+        seal: sse.as_ref().map(Sse::seal),
     };
     let stored = store_part(&gw.cluster, &gw.cluster.codec, plan, payload, expected).await?;
     commit_quorum(&gw.cluster, &holders, &stored.stored, |h| {
@@ -301,6 +316,10 @@ pub async fn complete(
         req.header("if-none-match"),
     )
     .await?;
+    // SSE-C headers are optional here (no bytes are read or written), but must be the upload's.
+    if encryption::has_customer_key(&req, SSE_C) {
+        encryption::for_read(gw, &req, upload.encryption.as_ref(), SSE_C)?;
+    }
     let checksum = checksum_of(&upload);
     // A checksum type claimed at completion must be the upload's (S3 answers BadDigest).
     if let Some(value) = req.header("x-amz-checksum-type") {
@@ -428,6 +447,7 @@ pub async fn complete(
         lock: lock_of(&bucket_record, upload.lock, version),
         codec: gw.cluster.codec.clone(),
         completed_upload: Some(upload_id.to_string()),
+        encryption: upload.encryption.clone(),
     };
     let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));
     commit_record(
@@ -482,6 +502,7 @@ async fn repeated_complete(
         etag: current.etag,
         checksum: current.checksum,
         version: current.version,
+        encryption: current.encryption,
     };
     completed(&bucket.name, key, written)
 }
@@ -498,6 +519,7 @@ fn completed(bucket: &str, key: &str, written: Written) -> Result<S3Response, S3
             .elem("ChecksumType", ChecksumType::of(c).name());
     }
     let mut response = xml_response(xml);
+    encryption::insert_headers(response.headers_mut(), written.encryption.as_ref());
     if let Some(id) = written.version_id.and_then(|id| id.parse().ok()) {
         response.headers_mut().insert("x-amz-version-id", id);
     }

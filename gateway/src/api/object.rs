@@ -1,5 +1,6 @@
 //! PutObject, GetObject, HeadObject and DeleteObject, with versions and conditional writes.
 
+use crate::api::encryption::{self, SSE_C};
 use crate::api::multipart::part_number;
 use crate::api::{object_lock, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
@@ -102,6 +103,7 @@ pub async fn put_object(
         // As S3: a write that locks its object must prove its bytes arrived intact.
         req.require_integrity()?;
     }
+    let sse = encryption::for_write(gw, &req, &bucket)?;
     let precondition = check_conditions(
         &gw.cluster,
         &bucket,
@@ -120,14 +122,17 @@ pub async fn put_object(
             headers,
             tags,
             lock,
+            sse,
         },
         &mut payload,
         &expected,
         precondition.as_ref(),
     )
     .await?;
-    let mut response =
-        Response::builder().header(http::header::ETAG, format!("\"{}\"", written.etag));
+    let mut response = encryption::with_headers(
+        Response::builder().header(http::header::ETAG, format!("\"{}\"", written.etag)),
+        written.encryption.as_ref(),
+    );
     if let Some(c) = &written.checksum {
         response = response.header(Algorithm::header_of(c), &c.value);
     }
@@ -161,11 +166,13 @@ pub async fn get_object(
     let mut looked_again = false;
     loop {
         let found = find_version(&gw.cluster, &bucket, key, which, whole).await?;
+        let sse = encryption::for_object(gw, &req, &found.record, SSE_C)?;
         let (response, span) = object_head(&bucket, &req, &found.record)?;
+        let response = encryption::with_headers(response, found.record.encryption.as_ref());
         let Some((start, end)) = span.filter(|_| !head_only) else {
             return response.finish(empty());
         };
-        match read::stream(gw.cluster.clone(), found, start, end).await {
+        match read::stream(gw.cluster.clone(), found, start, end, sse).await {
             Ok(body) => return response.finish(body),
             // An overwrite committed between the lookup and the first fragment reads removes the
             // fragments that were found; a fresh lookup finds the new version.

@@ -115,6 +115,7 @@ pub async fn post_object(
             headers,
             tags,
             lock: Default::default(),
+            sse: crate::api::encryption::bucket_default(gw, &bucket)?,
         },
         &mut payload,
         &expected,
@@ -127,7 +128,10 @@ pub async fn post_object(
     })?;
     let etag = format!("\"{}\"", written.etag);
     let location = format!("/{}/{}", bucket.name, encode(&key));
-    let mut response = Response::builder().header(http::header::ETAG, &etag);
+    let mut response = crate::api::encryption::with_headers(
+        Response::builder().header(http::header::ETAG, &etag),
+        written.encryption.as_ref(),
+    );
     if let Some(id) = &written.version_id {
         response = response.header("x-amz-version-id", id);
     }

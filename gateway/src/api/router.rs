@@ -127,6 +127,15 @@ impl Gateway {
                 Method::DELETE if q("lifecycle") => {
                     lifecycle::delete_lifecycle(self, &bucket).await
                 }
+                Method::PUT if q("encryption") => {
+                    encryption::put_bucket_encryption(self, &bucket, req).await
+                }
+                Method::GET if q("encryption") => {
+                    encryption::get_bucket_encryption(self, &bucket).await
+                }
+                Method::DELETE if q("encryption") => {
+                    encryption::delete_bucket_encryption(self, &bucket).await
+                }
                 Method::PUT if q("object-lock") => {
                     object_lock::put_configuration(self, &bucket, req).await
                 }

@@ -35,6 +35,9 @@ pub enum Operation {
     PutBucketLifecycleConfiguration,
     GetBucketLifecycleConfiguration,
     DeleteBucketLifecycle,
+    PutBucketEncryption,
+    GetBucketEncryption,
+    DeleteBucketEncryption,
     ListObjects,
     ListObjectsV2,
     ListObjectVersions,
@@ -92,6 +95,9 @@ impl Operation {
                 Method::PUT if q("lifecycle") => PutBucketLifecycleConfiguration,
                 Method::GET if q("lifecycle") => GetBucketLifecycleConfiguration,
                 Method::DELETE if q("lifecycle") => DeleteBucketLifecycle,
+                Method::PUT if q("encryption") => PutBucketEncryption,
+                Method::GET if q("encryption") => GetBucketEncryption,
+                Method::DELETE if q("encryption") => DeleteBucketEncryption,
                 Method::PUT if q("object-lock") => PutObjectLockConfiguration,
                 Method::GET if q("object-lock") => GetObjectLockConfiguration,
                 Method::GET if q("versions") => ListObjectVersions,
@@ -195,19 +201,9 @@ const fn in_query(name: &'static str, feature: &'static str) -> Rule {
 /// The operations that write a new object version with its metadata.
 const OBJECT_WRITES: &[Operation] = &[PutObject, CopyObject, CreateMultipartUpload];
 
-/// The operations that take an object's SSE-C key.
-const SSE_C: &[Operation] = &[
-    PutObject,
-    GetObject,
-    HeadObject,
-    CopyObject,
-    CreateMultipartUpload,
-    UploadPart,
-    UploadPartCopy,
-    CompleteMultipartUpload,
-    ListParts,
-    GetObjectAttributes,
-];
+/// The operations whose SSE-C headers are not implemented: those that do not read or write the
+/// object's bytes (`api::encryption` handles the others).
+const SSE_C_ELSEWHERE: &[Operation] = &[ListParts, GetObjectAttributes];
 
 /// The operations that take ACL grants.
 const GRANTABLE: &[Operation] = &[PutObject, CopyObject, CreateMultipartUpload, CreateBucket];
@@ -227,6 +223,7 @@ const SDK_CHECKSUMMED: &[Operation] = &[
     PutBucketCors,
     PutBucketVersioning,
     PutBucketLifecycleConfiguration,
+    PutBucketEncryption,
     PutObjectLockConfiguration,
     PutObjectRetention,
     PutObjectLegalHold,
@@ -278,6 +275,9 @@ const IN_A_BUCKET: &[Operation] = &[
     PutBucketLifecycleConfiguration,
     GetBucketLifecycleConfiguration,
     DeleteBucketLifecycle,
+    PutBucketEncryption,
+    GetBucketEncryption,
+    DeleteBucketEncryption,
     ListObjects,
     ListObjectsV2,
     ListObjectVersions,
@@ -347,17 +347,13 @@ const RULES: &[Rule] = &[
     // BucketOwnerEnforced (AWS's default) is what Tessera does: ACLs off, the owner owns all.
     in_header("x-amz-object-ownership", "Object ownership other than BucketOwnerEnforced", Only(&["BucketOwnerEnforced"]), &[CreateBucket]),
     in_header("x-amz-bucket-namespace", "The account-regional bucket namespace", Only(&["global"]), &[CreateBucket]),
-    // Encryption at rest: Tessera stores what it is given.
-    in_header("x-amz-server-side-encryption", "Server-side encryption", Nothing, OBJECT_WRITES),
+    // Encryption at rest: SSE-S3 and SSE-C are implemented (`api::encryption`), SSE-KMS is not.
     in_header("x-amz-server-side-encryption-aws-kms-key-id", "SSE-KMS", Nothing, OBJECT_WRITES),
     in_header("x-amz-server-side-encryption-context", "SSE-KMS", Nothing, OBJECT_WRITES),
     in_header("x-amz-server-side-encryption-bucket-key-enabled", "SSE-KMS", Nothing, OBJECT_WRITES),
-    in_header("x-amz-server-side-encryption-customer-algorithm", "SSE-C", Nothing, SSE_C),
-    in_header("x-amz-server-side-encryption-customer-key", "SSE-C", Nothing, SSE_C),
-    in_header("x-amz-server-side-encryption-customer-key-MD5", "SSE-C", Nothing, SSE_C),
-    in_header("x-amz-copy-source-server-side-encryption-customer-algorithm", "SSE-C", Nothing, COPIES),
-    in_header("x-amz-copy-source-server-side-encryption-customer-key", "SSE-C", Nothing, COPIES),
-    in_header("x-amz-copy-source-server-side-encryption-customer-key-MD5", "SSE-C", Nothing, COPIES),
+    in_header("x-amz-server-side-encryption-customer-algorithm", "SSE-C here", Nothing, SSE_C_ELSEWHERE),
+    in_header("x-amz-server-side-encryption-customer-key", "SSE-C here", Nothing, SSE_C_ELSEWHERE),
+    in_header("x-amz-server-side-encryption-customer-key-MD5", "SSE-C here", Nothing, SSE_C_ELSEWHERE),
     // Object Lock is implemented (`api::object_lock`) but for event holds, which no object
     // has, and the token of the old way of enabling it on an existing bucket.
     in_header("x-amz-object-lock-event-hold", "An Object Lock event hold", Only(&["OFF"]), OBJECT_WRITES),
@@ -651,6 +647,8 @@ mod tests {
             ("x-amz-expected-bucket-owner", OWNER_ID),
             ("x-amz-sdk-checksum-algorithm", "crc32c"),
             ("x-amz-meta-anything", "kept"),
+            ("x-amz-server-side-encryption", "AES256"),
+            ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
         ] {
             assert!(put(&[header]).is_ok(), "{header:?}");
         }
@@ -661,8 +659,7 @@ mod tests {
         for header in [
             ("x-amz-acl", "public-read"),
             ("x-amz-grant-read", "id=someone"),
-            ("x-amz-server-side-encryption", "AES256"),
-            ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+            ("x-amz-server-side-encryption-aws-kms-key-id", "k"),
             ("x-amz-object-lock-event-hold", "ON"),
             ("x-amz-storage-class", "GLACIER"),
             ("x-amz-website-redirect-location", "/elsewhere"),
@@ -705,7 +702,7 @@ mod tests {
         assert!(check(&parts, &query, true, true).is_ok());
         let (parts, query) = request(
             Method::GET,
-            "/b/k",
+            "/b/k?uploadId=u",
             &[("x-amz-server-side-encryption-customer-key", "k")],
         );
         assert!(check(&parts, &query, true, true).is_err());

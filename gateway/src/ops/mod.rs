@@ -6,6 +6,7 @@ pub mod bucket;
 pub mod cluster;
 pub mod commit;
 pub mod delete;
+pub mod encryption;
 pub mod error;
 pub mod fanout;
 pub mod frame;

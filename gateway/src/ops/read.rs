@@ -3,6 +3,7 @@
 //! another holder's fragment whenever one is missing, slow to fail, or corrupt.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::encryption::{PartCipher, Sse, WrongKey};
 use crate::ops::frame::Frame;
 use crate::ops::lookup::Found;
 use crate::ops::lookup::Source;
@@ -36,12 +37,13 @@ const HEDGE_AFTER: Duration = Duration::from_millis(150);
 /// read: a read that cannot start is an error the caller can answer with a status. A failure
 /// part-way through ends the body with an error, so the client sees a broken transfer rather than
 /// short data. Afterwards, holders found stale, missing a fragment or holding a corrupt one are
-/// repaired in the background.
+/// repaired in the background. An encrypted object is decrypted with the keys of `sse`.
 pub async fn stream(
     cluster: Arc<Cluster>,
     found: Found,
     start: u64,
     end: u64,
+    sse: Option<Sse>,
 ) -> Result<HttpBody, S3Error> {
     let codec = found.codec()?;
     let len = end + 1 - start;
@@ -66,7 +68,19 @@ pub async fn stream(
                 end.min(part_end - 1) - part_start,
             );
             let reader = PartReader::new(&cluster, &codec, &found, index);
-            let sent = reader.send_range(local.0, local.1, &mut tx, &mut bad).await;
+            let cipher = match sse.as_ref().map(|sse| sse.open(part)).transpose() {
+                Ok(cipher) => cipher,
+                Err(WrongKey) => {
+                    tx.fail(S3Error::AccessDenied(
+                        "the object's key does not open a part",
+                    ))
+                    .await;
+                    break;
+                }
+            };
+            let sent = reader
+                .send_range(local.0, local.1, cipher, &mut tx, &mut bad)
+                .await;
             if let Err(e) = sent {
                 tx.fail(e).await;
                 break;
@@ -176,11 +190,13 @@ impl<'a> PartReader<'a> {
         }
     }
 
-    /// Sends the part's bytes `[start, end]`; notes in `bad` the slots that failed to serve.
+    /// Sends the part's bytes `[start, end]`, decrypted when it has a cipher; notes in `bad` the
+    /// slots that failed to serve.
     async fn send_range(
         &self,
         start: u64,
         end: u64,
+        mut cipher: Option<PartCipher>,
         tx: &mut Out,
         bad: &mut BTreeSet<u8>,
     ) -> Result<(), S3Error> {
@@ -198,11 +214,14 @@ impl<'a> PartReader<'a> {
                 let (lo, hi) = (at, at + piece.len() as u64);
                 at = hi;
                 let (a, b) = (from.max(lo), to.min(hi));
-                if a < b
-                    && !tx
-                        .send(piece.slice((a - lo) as usize..(b - lo) as usize))
-                        .await
-                {
+                if a >= b {
+                    continue;
+                }
+                let mut chunk = piece.slice((a - lo) as usize..(b - lo) as usize);
+                if let Some(cipher) = &mut cipher {
+                    chunk = cipher.apply(stripe_start + a, &chunk);
+                }
+                if !tx.send(chunk).await {
                     return Ok(()); // the client went away
                 }
             }

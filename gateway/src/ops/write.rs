@@ -5,6 +5,7 @@ use crate::ops::cluster::{Cluster, Holder};
 use crate::ops::commit::claim;
 use crate::ops::commit::commit_record;
 use crate::ops::commit::Precondition;
+use crate::ops::encryption::{PartCipher, PartSeal, Sse};
 use crate::ops::fanout;
 use crate::ops::fanout::FanOut;
 use crate::ops::lookup::version_id;
@@ -17,7 +18,8 @@ use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use node_rpc::object_lock::ObjectLock;
 use node_rpc::record::{
-    fragment_id, BucketRecord, Inline, ObjectRecord, PartData, StoredChecksum, Version, VersionRef,
+    fragment_id, BucketRecord, Encryption, Inline, ObjectRecord, PartData, StoredChecksum, Version,
+    VersionRef,
 };
 
 /// Where one part goes and how it is cut.
@@ -28,6 +30,9 @@ pub struct PartPlan<'a> {
     pub fragment_id: String,
     /// Keep the fragments inside the metadata records rather than in files.
     pub inline: bool,
+    /// The part's key, when its object is encrypted: the bytes are encrypted before they are
+    /// encoded, after they are hashed (MD5 and checksums are of the plaintext).
+    pub seal: Option<PartSeal>,
 }
 
 /// A part whose fragments are durable on the holders marked in `stored`.
@@ -73,15 +78,20 @@ pub async fn store_part(
             stream_to_holders(cluster, codec, &plan, payload, expected, algorithm).await?;
         (None, stored, verified)
     };
+    let (md5, key) = match plan.seal {
+        Some(seal) => (seal.etag(&verified.md5), Some(seal.wrapped)),
+        None => (hex::encode(verified.md5), None),
+    };
     Ok(StoredPart {
         data: PartData {
             number: plan.number,
             size: plan.layout.size,
-            md5: hex::encode(verified.md5),
+            md5,
             block_size: plan.layout.block_size as u32,
             fragment_id: plan.fragment_id,
             inline: None,
             checksum: verified.checksum.clone(),
+            key,
         },
         inline,
         stored,
@@ -98,6 +108,7 @@ async fn encode_inline(
 ) -> Result<(Vec<Vec<u8>>, Verified), S3Error> {
     let mut encoder = codec.encoder(plan.layout);
     let mut digests = Digests::new(algorithm);
+    let mut cipher = plan.seal.as_ref().map(PartSeal::cipher);
     let mut fragments = vec![Vec::new(); codec.width()];
     let mut collect = |_: u64, frames: Vec<Bytes>| {
         for (fragment, frame) in fragments.iter_mut().zip(frames) {
@@ -106,6 +117,7 @@ async fn encode_inline(
     };
     while let Some(chunk) = payload.next().await? {
         digests.update(&chunk).await;
+        let chunk = sealed(&mut cipher, chunk);
         encoder.push(&chunk, &mut collect).map_err(size_error)?;
     }
     encoder.finish(&mut collect).map_err(size_error)?;
@@ -164,10 +176,12 @@ async fn feed_holders(
 ) -> Result<Verified, S3Error> {
     let mut encoder = codec.encoder(plan.layout);
     let mut digests = Digests::new(algorithm);
+    let mut cipher = plan.seal.as_ref().map(PartSeal::cipher);
     let mut held: Option<Vec<Bytes>> = None;
     let mut ready = Vec::new();
     while let Some(chunk) = payload.next().await? {
         digests.update(&chunk).await;
+        let chunk = sealed(&mut cipher, chunk);
         encoder
             .push(&chunk, &mut |_, frames| ready.push(frames))
             .map_err(size_error)?;
@@ -225,6 +239,14 @@ pub async fn remove_fragments(
     join_all(removals).await;
 }
 
+/// A chunk of the payload as it is stored: through the part's cipher, if it has one.
+fn sealed(cipher: &mut Option<PartCipher>, chunk: Bytes) -> Bytes {
+    match cipher {
+        Some(cipher) => cipher.next(&chunk),
+        None => chunk,
+    }
+}
+
 fn checksum_trailer(payload: &PayloadReader, algorithm: Option<Algorithm>) -> Option<&str> {
     algorithm.and_then(|a| payload.trailer(&a.header()))
 }
@@ -244,6 +266,8 @@ pub struct NewObject {
     /// The Object Lock state the request asked for (the bucket's default retention applies
     /// where it asked for none).
     pub lock: ObjectLock,
+    /// The keys to encrypt it with, if it is to be encrypted.
+    pub sse: Option<Sse>,
 }
 
 /// A committed object version.
@@ -253,6 +277,7 @@ pub struct Written {
     pub version: Version,
     /// Its `x-amz-version-id`, in a bucket that has versioning.
     pub version_id: Option<String>,
+    pub encryption: Option<Encryption>,
 }
 
 /// Stores `payload` as the new version of `key` and commits it to a write quorum of its holders;
@@ -278,6 +303,7 @@ pub async fn write_object(
         number: 1,
         fragment_id: fragment_id.clone(),
         inline: size <= cluster.inline_threshold,
+        seal: object.sse.as_ref().map(Sse::seal),
     };
     let stored = store_part(cluster, codec, plan, payload, expected).await?;
     let claimed = match precondition {
@@ -303,6 +329,7 @@ pub async fn write_object(
         lock: lock_of(bucket, object.lock, version),
         codec: codec.clone(),
         completed_upload: None,
+        encryption: object.sse.map(|s| s.encryption),
     };
     let record_for =
         |fragment: u8| new.record(fragment, vec![stored.for_holder(fragment as usize)]);
@@ -334,6 +361,7 @@ pub struct NewVersion {
     pub codec: Codec,
     /// The multipart upload this version completes.
     pub completed_upload: Option<String>,
+    pub encryption: Option<Encryption>,
 }
 
 /// The Object Lock state of a new version: what its request asked for, with the bucket's default
@@ -370,6 +398,7 @@ impl NewVersion {
             modified: None,
             lock: self.lock,
             completed_upload: self.completed_upload.clone(),
+            encryption: self.encryption.clone(),
         }
     }
 
@@ -385,6 +414,7 @@ impl NewVersion {
             checksum: self.checksum,
             version: self.version,
             version_id: version_id(bucket, version_ref),
+            encryption: self.encryption,
         }
     }
 }

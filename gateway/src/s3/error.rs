@@ -108,6 +108,10 @@ pub enum S3Error {
     NoSuchLifecycleConfiguration,
     #[error("{0}")]
     InvalidTag(&'static str),
+    #[error("The server side encryption configuration was not found")]
+    NoSuchEncryptionConfiguration,
+    #[error("The Encryption request you specified is not valid. Supported value: AES256.")]
+    InvalidEncryptionAlgorithm,
     /// A CORS preflight that no rule allows (S3's `AccessForbidden`).
     #[error("CORSResponse: {0}")]
     CorsForbidden(&'static str),
@@ -174,6 +178,8 @@ impl S3Error {
             NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
             NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             InvalidTag(_) => "InvalidTag",
+            NoSuchEncryptionConfiguration => "ServerSideEncryptionConfigurationNotFoundError",
+            InvalidEncryptionAlgorithm => "InvalidEncryptionAlgorithmError",
             CorsForbidden(_) => "AccessForbidden",
             CorsBadRequest(_) => "BadRequest",
             NotImplemented(_) => "NotImplemented",
@@ -201,6 +207,7 @@ impl S3Error {
             | NoSuchTagSet
             | NoSuchCorsConfiguration
             | NoSuchLifecycleConfiguration
+            | NoSuchEncryptionConfiguration
             | ObjectLockConfigurationNotFound
             | NoSuchObjectLockConfiguration => StatusCode::NOT_FOUND,
             BucketAlreadyOwnedByYou

@@ -193,6 +193,7 @@ mod tests {
             checksum_type: None,
             tags: Vec::new(),
             lock: Default::default(),
+            encryption: None,
         };
         store.put_upload(&BUCKET, &upload).unwrap();
         store.db.put(part_key("upload", 1), b"not json").unwrap();

@@ -30,11 +30,13 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
                 .into(),
             inline: fragment_id.is_none().then(|| Inline::encode(&[1, 2, 3])),
             checksum: None,
+            key: None,
         }],
         tags: Vec::new(),
         modified: None,
         lock: Default::default(),
         completed_upload: None,
+        encryption: None,
     }
 }
 
