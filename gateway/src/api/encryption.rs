@@ -275,7 +275,7 @@ pub async fn delete_bucket_encryption(gw: &Gateway, bucket: &str) -> Result<S3Re
 }
 
 /// A `ServerSideEncryptionConfiguration`: one rule, whose default is SSE-S3.
-fn parse(body: &[u8]) -> Result<BucketEncryption, S3Error> {
+pub fn parse(body: &[u8]) -> Result<BucketEncryption, S3Error> {
     let root = parse_tree(body, "ServerSideEncryptionConfiguration")?;
     let [rule] = &root.children[..] else {
         return Err(S3Error::MalformedXml);
