@@ -520,12 +520,13 @@ def aws_https(request, cluster_https, make_aws):
 
 
 def test_awscli_sse_s3(aws_https, s3_https, tls_bucket, tmp_path):
-    """`s3api put-object --sse` and `s3 cp --sse` both store SSE-S3."""
+    """`s3api put-object --server-side-encryption` and `s3 cp --sse` both store SSE-S3."""
     data = random_bytes(300 * KiB)
     src, dst = tmp_path / "up.bin", tmp_path / "down.bin"
     src.write_bytes(data)
     put = json.loads(aws_https.run("s3api", "put-object", "--bucket", tls_bucket, "--key", "api",
-                                   "--body", src, "--sse", "AES256").stdout)
+                                   "--body", src, "--server-side-encryption",
+                                   "AES256").stdout)
     assert put["ServerSideEncryption"] == "AES256"
     aws_https.run("s3", "cp", src, f"s3://{tls_bucket}/cp", "--sse", "AES256")
     for key in ("api", "cp"):
