@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -481,34 +482,87 @@ def test_encrypted_objects_survive_dead_nodes(sse_fault_cluster):
     """Encrypted objects decode from the surviving fragments and decrypt as before."""
     cluster = sse_fault_cluster
     s3 = cluster.client()
-    bucket = unique_bucket("sse-fault")
-    s3.create_bucket(Bucket=bucket)
-    objects = {
-        "sse-c": (random_bytes(1 * MiB + 17), ssec()),
-        "sse-c-small": (random_bytes(2 * KiB), ssec()),
-        "sse-s3": (random_bytes(1 * MiB + 17), SSE_S3),
-    }
-    for key, (data, params) in objects.items():
-        s3.put_object(Bucket=bucket, Key=key, Body=data, **params)
-
-    def read(key: str, **extra) -> bytes:
-        key_params = ssec() if key.startswith("sse-c") else {}
-        return s3.get_object(Bucket=bucket, Key=key, **key_params, **extra)["Body"].read()
-
+    encrypted = EncryptedObjects(s3, "sse-fault", {"sse-c": 1 * MiB + 17, "sse-c-small": 2 * KiB,
+                                                   "sse-s3": 1 * MiB + 17})
     try:
         for node_id in KILLED_NODES:
             cluster.kill_node(node_id)
-        wrong = [key for key, (data, _) in objects.items() if read(key) != data]
-        assert wrong == [], f"read back wrong with {KILLED_NODES} dead: {wrong}"
-        data = objects["sse-c"][0]
-        assert read("sse-c", Range=f"bytes={BLOCK - 5}-{BLOCK + 5}") == data[BLOCK - 5: BLOCK + 6]
+        assert encrypted.wrong() == [], f"read back wrong with {KILLED_NODES} dead"
+        data = encrypted.objects["sse-c"]
+        span = encrypted.read("sse-c", Range=f"bytes={BLOCK - 5}-{BLOCK + 5}")
+        assert span == data[BLOCK - 5: BLOCK + 6]
     finally:
         for node_id in KILLED_NODES:
             if not cluster.node_alive(node_id):
                 cluster.start_node(node_id)
+    assert encrypted.wrong() == [], "read back wrong after the restart"
 
-    wrong = [key for key, (data, _) in objects.items() if read(key) != data]
-    assert wrong == [], f"read back wrong after the restart: {wrong}"
+
+class EncryptedObjects:
+    """Objects of random bytes in a new bucket: SSE-C for keys starting `sse-c`, else SSE-S3."""
+
+    def __init__(self, s3, prefix: str, sizes: dict[str, int]):
+        self.s3, self.bucket = s3, unique_bucket(prefix)
+        s3.create_bucket(Bucket=self.bucket)
+        self.objects = {key: random_bytes(size) for key, size in sizes.items()}
+        for key, data in self.objects.items():
+            s3.put_object(Bucket=self.bucket, Key=key, Body=data, **self.params(key))
+
+    @staticmethod
+    def params(key: str) -> dict:
+        return ssec() if key.startswith("sse-c") else SSE_S3
+
+    def read(self, key: str, **extra) -> bytes:
+        key_params = ssec() if key.startswith("sse-c") else {}
+        answer = self.s3.get_object(Bucket=self.bucket, Key=key, **key_params, **extra)
+        return answer["Body"].read()
+
+    def wrong(self) -> list[str]:
+        """The keys that do not read back as written."""
+        return [key for key, data in self.objects.items() if self.read(key) != data]
+
+
+def test_encrypted_objects_heal_onto_a_replaced_node(sse_fault_cluster):
+    """A node whose disk is replaced gets its fragments of encrypted objects back from a heal,
+    which rebuilds ciphertext without any key; with it, any two other nodes may then fail."""
+    cluster = sse_fault_cluster
+    encrypted = EncryptedObjects(cluster.client(), "sse-heal", {
+        "sse-c": 3 * MiB + 5, "sse-c-inline": 20 * KiB, "sse-s3": 3 * MiB + 5})
+    replaced = "z3-n2"
+    cluster.kill_node(replaced)
+    shutil.rmtree(cluster.node_dir(replaced))
+    cluster.start_node(replaced)
+    wait_for_heal(cluster, replaced)
+    assert any(cluster.fragments_dir(replaced).rglob("*")), "the heal rebuilt fragment files"
+
+    others = ["z1-n1", "z2-n1"]
+    try:
+        for node_id in others:
+            cluster.kill_node(node_id)
+        assert encrypted.wrong() == [], "read back wrong from the healed node and three others"
+    finally:
+        for node_id in others:
+            if not cluster.node_alive(node_id):
+                cluster.start_node(node_id)
+
+
+def wait_for_heal(cluster, node: str, timeout: float = 120) -> None:
+    """Starts a heal of `node` (unless one runs) and waits until a heal of it has finished."""
+    def admin(method: str) -> dict:
+        query = f"node={node}" if method == "POST" else ""
+        answer = signed_request(cluster, method, "/_tessera/heal", {}, query=query)
+        assert answer.status in (200, 202, 400), answer.body
+        return json.loads(answer.body) if answer.status != 400 else {}
+    deadline = time.monotonic() + timeout
+    started = False
+    while time.monotonic() < deadline:
+        progress = admin("GET") or {}
+        if started and progress.get("node") == node and not progress.get("running"):
+            return
+        if not progress.get("running"):
+            started = started or bool(admin("POST"))
+        time.sleep(0.5)
+    raise AssertionError(f"no heal of {node} finished within {timeout} s")
 
 
 # --------------------------------------------------------------------------- aws CLI
