@@ -531,9 +531,11 @@ def test_encrypted_objects_heal_onto_a_replaced_node(sse_fault_cluster):
     replaced = "z3-n2"
     cluster.kill_node(replaced)
     shutil.rmtree(cluster.node_dir(replaced))
+    cluster.node_dir(replaced).mkdir()  # the new, empty disk
     cluster.start_node(replaced)
     wait_for_heal(cluster, replaced)
-    assert any(cluster.fragments_dir(replaced).rglob("*")), "the heal rebuilt fragment files"
+    rebuilt = [f for f in cluster.fragments_dir(replaced).rglob("*") if f.is_file()]
+    assert len(rebuilt) >= 2, "the heal rebuilt the two large objects' fragment files"
 
     others = ["z1-n1", "z2-n1"]
     try:
