@@ -24,7 +24,8 @@ pub use server::run;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::api::{
-        copy, cors, encryption, lifecycle, listing, multi_delete, object, object_lock, tagging, versioning,
+        copy, cors, encryption, lifecycle, listing, multi_delete, object, object_lock, tagging,
+        versioning,
     };
     pub use crate::s3::{http, payload, post_form, post_policy, sigv4, xml};
 }
