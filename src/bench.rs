@@ -2,6 +2,7 @@
 //! share one keep-alive connection pool and one payload buffer, so one process can keep a whole
 //! cluster busy; each operation's latency (request sent to last body byte) goes into a histogram.
 
+use crate::endpoint::EndpointArgs;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -9,11 +10,10 @@ use http_body_util::BodyExt;
 use rand::RngCore;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tessera::client::{object_path, BodySigning, Client, ClientConfig};
+use tessera::client::{object_path, BodySigning, Client};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const LIST_PAGE: u32 = 1000;
@@ -45,17 +45,8 @@ impl Workload {
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// S3 endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:9000")]
-    endpoint: String,
-    /// Access key id (else TESSERA_ACCESS_KEY_ID, else AWS_ACCESS_KEY_ID).
-    #[arg(long)]
-    access_key: Option<String>,
-    /// Secret access key (else TESSERA_SECRET_ACCESS_KEY, else AWS_SECRET_ACCESS_KEY).
-    #[arg(long)]
-    secret_key: Option<String>,
-    #[arg(long, default_value = "us-east-1")]
-    region: String,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Bucket to use; created if missing.
     #[arg(long, default_value = "tessera-bench")]
     bucket: String,
@@ -86,12 +77,6 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Accept any TLS certificate.
-    #[arg(long)]
-    insecure: bool,
-    /// PEM file of CA certificates to trust besides the usual roots.
-    #[arg(long)]
-    ca_file: Option<PathBuf>,
 }
 
 /// Parses `4096`, `4KiB`, `1MiB`, `64M`, `1GiB` (units are powers of 1024).
@@ -334,31 +319,12 @@ impl Run {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let credential = |flag: Option<String>, names: [&str; 2]| {
-        flag.or_else(|| names.iter().find_map(|n| std::env::var(n).ok()))
-            .with_context(|| format!("no credentials: pass them as flags or set {}", names[0]))
-    };
-    let access_key = credential(
-        args.access_key.clone(),
-        ["TESSERA_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"],
-    )?;
-    let secret_key = credential(
-        args.secret_key.clone(),
-        ["TESSERA_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"],
-    )?;
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(
         args.size > 0 || args.workload == Workload::List,
         "--size must be at least 1 byte"
     );
-    let client = Client::new(ClientConfig {
-        endpoint: args.endpoint.clone(),
-        access_key,
-        secret_key,
-        region: args.region.clone(),
-        ca_file: args.ca_file.clone(),
-        insecure: args.insecure,
-    })?;
+    let client = args.endpoint.client()?;
     let created = client.create_bucket(&args.bucket).await?;
     if !created.is_success() && created.code() != "BucketAlreadyOwnedByYou" {
         bail!(
@@ -437,7 +403,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (report, run) = phase(run, args.concurrency, "bench").await;
     let report = Report {
         workload: args.workload,
-        endpoint: args.endpoint,
+        endpoint: args.endpoint.endpoint,
         bucket: args.bucket,
         size: args.size,
         concurrency: args.concurrency,

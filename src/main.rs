@@ -1,9 +1,11 @@
 //! The `tessera` command: run a storage node or gateway from a config file, or a whole local
 //! cluster for development.
 
+mod admin;
 mod bench;
 mod config;
 mod dev;
+mod endpoint;
 
 use clap::{Parser, Subcommand};
 use std::cell::Cell;
@@ -42,6 +44,8 @@ enum Command {
     /// Load an S3 endpoint with PUT, GET, mixed or LIST requests and report throughput and
     /// latency percentiles.
     Bench(bench::BenchArgs),
+    /// Call the admin API: cluster status, access keys and their permissions.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     // A server's config is read first: it may size the runtime.
     let server_config = match &cli.command {
         Command::Server { config } => Some(config::Config::load(config)?),
-        Command::Dev(_) | Command::Bench(_) => None,
+        Command::Dev(_) | Command::Bench(_) | Command::Admin(_) => None,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = server_config.as_ref().and_then(|c| c.worker_threads) {
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server { .. } => server(server_config.expect("loaded above")).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     })
 }

@@ -198,6 +198,16 @@ impl ClusterSecret {
         ClusterSecret(secret)
     }
 
+    /// A 256-bit key for one purpose, derived from the secret (HMAC-SHA256 of the purpose), so
+    /// that every process of the cluster derives the same key and no two purposes share one.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(b"tessera derived key\n");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Signs a call made now with a fresh nonce.
     pub fn sign(&self, method: &str, path_and_query: &str, body: BodyDigest) -> SignedCall {
         let nonce = hex::encode(rand::random::<[u8; 16]>());

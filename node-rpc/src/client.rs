@@ -8,7 +8,9 @@ use crate::protocol::{
     UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, HINT_QUERY,
     RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
-use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version, VersionRef};
+use crate::record::{
+    BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
+};
 use crate::tls::{self, TlsError};
 use crate::ClusterConfig;
 use bytes::Bytes;
@@ -579,6 +581,14 @@ impl NodeClient {
     pub async fn buckets(&self, addr: &str) -> Result<Vec<BucketRecord>, RpcError> {
         self.call(addr, Method::GET, "/v1/buckets", None::<&()>)
             .await
+    }
+
+    pub async fn put_key(&self, addr: &str, record: &KeyRecord) -> Result<bool, RpcError> {
+        self.call(addr, Method::PUT, "/v1/key", Some(record)).await
+    }
+
+    pub async fn keys(&self, addr: &str) -> Result<Vec<KeyRecord>, RpcError> {
+        self.call(addr, Method::GET, "/v1/keys", None::<&()>).await
     }
 
     pub async fn put_upload(&self, addr: &str, req: &UploadRequest) -> Result<(), RpcError> {

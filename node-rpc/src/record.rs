@@ -327,6 +327,57 @@ pub struct BucketRecord {
     /// The bucket's default encryption; `None`: writes are encrypted only when they ask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<BucketEncryption>,
+    /// The access key that created the bucket, which may do anything with it; `None` for buckets
+    /// created by the configured (bootstrap) key or before keys existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// An access key of the key table, which every node holds (last writer wins, as buckets). The
+/// configured key of each gateway is the bootstrap administrator and is not in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The access key id clients sign with.
+    pub id: String,
+    /// What the key is for, as its creator named it.
+    pub name: String,
+    /// The secret, sealed by the gateway under a key derived from the cluster secret (nodes never
+    /// see it in the clear).
+    pub sealed_secret: String,
+    pub version: Version,
+    /// When the key was created.
+    pub created: Version,
+    /// Deleted keys stay as tombstones, so that an older copy on a node that missed the delete
+    /// never wins.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The key may create buckets (and owns those it creates).
+    #[serde(default)]
+    pub create_bucket: bool,
+    /// What the key may do in each bucket, by bucket id (hex): a bucket deleted and created again
+    /// under the same name is a new bucket, which old grants do not reach.
+    #[serde(default)]
+    pub buckets: std::collections::BTreeMap<String, Grant>,
+}
+
+/// Permissions of a key in one bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// GET, HEAD and listings.
+    #[serde(default)]
+    pub read: bool,
+    /// Object writes and deletes, multipart uploads, object tags, retention and legal holds.
+    #[serde(default)]
+    pub write: bool,
+    /// The bucket's settings and its deletion.
+    #[serde(default)]
+    pub owner: bool,
+}
+
+impl Grant {
+    pub fn is_empty(&self) -> bool {
+        !(self.read || self.write || self.owner)
+    }
 }
 
 /// One lifecycle rule of a bucket, as S3's `Rule` (the actions Tessera applies).

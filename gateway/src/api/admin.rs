@@ -1,5 +1,6 @@
 //! The admin API, under `/_tessera/` on the S3 port (a name no bucket can have), authenticated
-//! like any S3 request: cluster status (nodes, hints, scrubbing), and starting and following a heal.
+//! like any S3 request, by the configured key only: cluster status (nodes, hints, scrubbing),
+//! starting and following a heal, and the access keys (`api::keys`).
 
 use crate::api::{Gateway, S3Request};
 use crate::s3::error::S3Error;
@@ -69,11 +70,14 @@ pub async fn handle(
             let progress = gw.healer.start(node.to_string())?;
             json(StatusCode::ACCEPTED, &progress)
         }
+        (_, path) if path == "keys" || path.starts_with("keys/") => {
+            crate::api::keys::handle(gw, req, path).await
+        }
         _ => Err(S3Error::MethodNotAllowed),
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<S3Response, S3Error> {
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<S3Response, S3Error> {
     let body = serde_json::to_vec(value).map_err(|e| S3Error::Internal(e.to_string()))?;
     Response::builder()
         .status(status)

@@ -5,7 +5,6 @@ use crate::api::{Gateway, S3Request};
 use crate::ops::cluster::Cluster;
 use crate::ops::list::{list, list_versions, ListQuery, VersionQuery};
 use crate::s3::error::S3Error;
-use crate::s3::http::Query;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::XmlWriter;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,7 +19,8 @@ const MAX_BUCKETS: usize = 10_000;
 
 /// ListBuckets, filtered by `prefix` and paged by `max-buckets` and `continuation-token` (the
 /// last name of the page before, opaque to clients as in S3).
-pub async fn list_buckets(gw: &Gateway, query: &Query) -> Result<S3Response, S3Error> {
+pub async fn list_buckets(gw: &Gateway, req: &S3Request) -> Result<S3Response, S3Error> {
+    let query = &req.query;
     let prefix = query.get("prefix").unwrap_or("");
     let after = query
         .get("continuation-token")
@@ -38,7 +38,8 @@ pub async fn list_buckets(gw: &Gateway, query: &Query) -> Result<S3Response, S3E
                 )
             })?,
     };
-    let buckets = gw.cluster.live_buckets().await?;
+    let mut buckets = gw.cluster.live_buckets().await?;
+    buckets.retain(|b| req.principal.sees(b));
     let (page, next) = bucket_page(&buckets, prefix, after.as_deref(), max);
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
     owner(&mut xml);
@@ -102,13 +103,18 @@ pub async fn create_bucket(
     };
     // A CreateBucketConfiguration may name a location; this store has one region, so it is read
     // (to check its signature) and otherwise ignored.
+    let owner = req.principal.owner_id();
     req.read_small_body(64 * 1024).await?;
     if let Some(existing) = gw.cluster.buckets(true).await?.get(name) {
-        if !existing.deleted {
+        if !existing.deleted && existing.owner == owner {
             return Err(S3Error::BucketAlreadyOwnedByYou);
+        }
+        if !existing.deleted {
+            return Err(S3Error::BucketAlreadyExists);
         }
     }
     let mut record = Cluster::new_bucket_record(name);
+    record.owner = owner;
     if object_lock {
         // Object Lock needs versioning, and a bucket created with it has both for good.
         record.versioning = Some(Versioning::Enabled);

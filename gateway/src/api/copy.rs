@@ -2,6 +2,7 @@
 //! `read::stream`) and its body fed straight into the write path, so a copy streams like a GET
 //! piped into a PUT and never holds the object in memory.
 
+use crate::api::access::Permission;
 use crate::api::encryption::{self, COPY_SOURCE_SSE_C, SSE_C};
 use crate::api::listing::iso8601;
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
@@ -72,6 +73,7 @@ struct CopySource {
 async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Error> {
     let (bucket, key, which) = copy_source(req)?;
     let source_bucket = gw.cluster.bucket(&bucket).await?;
+    req.principal.require(&source_bucket, Permission::Read)?;
     let found = match find_version(&gw.cluster, &source_bucket, &key, which, false).await {
         Err(S3Error::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
             "The source of a copy request may not specifically refer to a delete marker by version id.".into(),

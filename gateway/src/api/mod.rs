@@ -1,11 +1,13 @@
 //! The gateway's request handling: authenticate, pick the S3 operation, turn errors into S3 XML.
 
+pub mod access;
 pub mod admin;
 pub mod attributes;
 pub mod bucket;
 pub mod copy;
 pub mod cors;
 pub mod encryption;
+mod keys;
 pub mod lifecycle;
 pub mod listing;
 pub mod multi_delete;

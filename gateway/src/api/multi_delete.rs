@@ -52,7 +52,7 @@ pub async fn delete_objects(
 ) -> Result<S3Response, S3Error> {
     req.require_integrity()?;
     let bucket = gw.cluster.bucket(bucket).await?;
-    let bypass = crate::api::object_lock::bypass_governance(&req);
+    let bypass = crate::api::object_lock::bypass_governance(&req, &bucket);
     let (quiet, targets) = parse(&req.read_small_body(BODY_LIMIT).await?)?;
     let mut outcomes = Vec::with_capacity(targets.len());
     for batch in targets.chunks(CONCURRENCY) {

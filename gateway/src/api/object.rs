@@ -305,7 +305,7 @@ pub async fn delete_object(
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
-    let bypass = object_lock::bypass_governance(&req);
+    let bypass = object_lock::bypass_governance(&req, &bucket);
     let removed = remove(&gw.cluster, &bucket, key, which, bypass).await?;
     let mut response = Response::builder().status(StatusCode::NO_CONTENT);
     if removed.delete_marker {

@@ -8,6 +8,7 @@
 //! holder again). A bucket with Object Lock always has versioning enabled, so an overwrite is a
 //! new version and never replaces a locked one.
 
+use crate::api::access::Permission;
 use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
@@ -38,11 +39,13 @@ fn in_the_past() -> S3Error {
     S3Error::InvalidArgument("The retain until date must be in the future!".into())
 }
 
-/// Whether a request asks to delete or shorten a GOVERNANCE retention
-/// (`x-amz-bypass-governance-retention: true`).
-pub fn bypass_governance(req: &S3Request) -> bool {
+/// Whether a request may delete or shorten a GOVERNANCE retention: it asks to
+/// (`x-amz-bypass-governance-retention: true`) and its key is an owner of the bucket. Without
+/// that permission the header changes nothing, as in S3, and the retention then refuses.
+pub fn bypass_governance(req: &S3Request, bucket: &BucketRecord) -> bool {
     req.header("x-amz-bypass-governance-retention")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        && req.principal.may(bucket, Permission::Owner)
 }
 
 /// The Object Lock state a PutObject, CopyObject or CreateMultipartUpload asks for with its
@@ -279,7 +282,7 @@ pub async fn put_retention(
 ) -> Result<S3Response, S3Error> {
     let bucket = lock_bucket(gw, bucket).await?;
     let which = version_param(&req.query)?;
-    let bypass = bypass_governance(&req);
+    let bypass = bypass_governance(&req, &bucket);
     let retention = parse_retention(&req.read_small_body(BODY_LIMIT).await?)?;
     let now = now_millis();
     if retention.is_some_and(|r| !r.in_force(now)) {

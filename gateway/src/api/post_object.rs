@@ -6,6 +6,7 @@
 //! (`s3::post_policy`, `Credentials::check_post_policy`), and the file then streams into the write
 //! path exactly as a PUT body of known length would.
 
+use crate::api::access::{Permission, Principal};
 use crate::api::object::kept_headers;
 use crate::api::Gateway;
 use crate::ops::write::{write_object, NewObject};
@@ -75,7 +76,7 @@ pub async fn post_object(
     let stall = gw.config.connections.stall_timeout();
     let (form, file, size) = post_form::read(body, &boundary, content_length, stall).await?;
     let key = object_key(&form)?;
-    authenticate(gw, &form)?;
+    let principal = authenticate(gw, &form).await?;
     let policy = Policy::parse(form.field("policy").unwrap_or_default())?;
     let range = policy.check(&form.fields, bucket, Utc::now())?;
     check_fields(&form)?;
@@ -86,6 +87,7 @@ pub async fn post_object(
         _ => {}
     }
     let bucket = gw.cluster.bucket(bucket).await?;
+    principal.require(&bucket, Permission::Write)?;
     let headers = kept_headers(form.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     if headers
         .iter()
@@ -185,7 +187,7 @@ fn encode(s: &str) -> String {
 
 /// The form's signature (SigV4 or SigV2) over its policy; a form without both is anonymous,
 /// which needs a bucket that allows it, and Tessera has none.
-fn authenticate(gw: &Gateway, form: &Form) -> Result<(), S3Error> {
+async fn authenticate(gw: &Gateway, form: &Form) -> Result<Principal, S3Error> {
     let policy = form.field("policy");
     let signature = match (form.field("x-amz-signature"), form.field("signature")) {
         (Some(signature), _) => {
@@ -220,7 +222,9 @@ fn authenticate(gw: &Gateway, form: &Form) -> Result<(), S3Error> {
     let policy = policy.ok_or_else(|| {
         S3Error::InvalidArgument("Bucket POST must contain a field named 'policy'.".into())
     })?;
-    gw.credentials.check_post_policy(policy, signature)
+    let (credentials, principal) = gw.credentials_for(signature.access_key()).await?;
+    credentials.check_post_policy(policy, signature)?;
+    Ok(principal)
 }
 
 /// Refuses fields Tessera does not implement, or implements only with some values.

@@ -1,11 +1,12 @@
 //! Picks the S3 operation a request asks for: the bucket and key it addresses (path or
 //! virtual-hosted style), then the handler by method and sub-resource.
 
+use crate::api::unsupported::Operation;
 use crate::api::*;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
-use crate::s3::sigv4::hoist_query_headers;
+use crate::s3::sigv4::{claimed_key, hoist_query_headers};
 use http::request::Parts;
 use http::Method;
 use hyper::body::Incoming;
@@ -70,7 +71,8 @@ impl Gateway {
                 _ => Err(S3Error::MethodNotAllowed),
             };
         }
-        let auth = self.credentials.authenticate(&parts)?;
+        let (credentials, principal) = self.credentials_for(claimed_key(&parts).as_deref()).await?;
+        let auth = credentials.authenticate(&parts)?;
         let mut query = Query::parse(parts.uri.query().unwrap_or(""));
         if auth.presigned {
             hoist_query_headers(&mut parts, &mut query)?;
@@ -81,6 +83,7 @@ impl Gateway {
             query,
             body,
             auth,
+            principal,
             body_stall: self.config.connections.stall_timeout(),
         };
         if bucket.as_deref() == Some(crate::api::admin::PREFIX) {
@@ -88,13 +91,21 @@ impl Gateway {
                 // Creating a bucket of the admin API's name: the name is what is wrong.
                 return Err(S3Error::InvalidBucketName);
             }
+            if !req.principal.is_admin() {
+                return Err(S3Error::AccessDenied(
+                    "the admin API is for the configured key",
+                ));
+            }
             return crate::api::admin::handle(self, req, key.as_deref()).await;
         }
-        unsupported::check(&req.parts, &req.query, bucket.is_some(), key.is_some())?;
+        let operation = Operation::of(&req.parts, &req.query, bucket.is_some(), key.is_some());
+        self.authorize(&req.principal, operation, bucket.as_deref())
+            .await?;
+        unsupported::check(operation, &req.parts, &req.query)?;
         let method = req.parts.method.clone();
         let q = |name| req.query.has(name);
         match (bucket, key) {
-            (None, _) if method == Method::GET => bucket::list_buckets(self, &req.query).await,
+            (None, _) if method == Method::GET => bucket::list_buckets(self, &req).await,
             (None, _) => Err(S3Error::MethodNotAllowed),
             (Some(bucket), None) => match method {
                 Method::PUT if req.parts.uri.query().is_none() => {

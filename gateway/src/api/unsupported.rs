@@ -397,8 +397,8 @@ const RULES: &[Rule] = &[
 
 /// Refuses a request that carries a header or parameter of its operation that Tessera does not
 /// implement with the value given.
-pub fn check(parts: &Parts, query: &Query, has_bucket: bool, has_key: bool) -> Result<(), S3Error> {
-    match Operation::of(parts, query, has_bucket, has_key) {
+pub fn check(operation: Option<Operation>, parts: &Parts, query: &Query) -> Result<(), S3Error> {
+    match operation {
         Some(operation) => check_operation(operation, parts, query),
         None => Ok(()),
     }
@@ -458,10 +458,24 @@ mod tests {
         (parts, query)
     }
 
+    /// The answer to a request, checked for the operation the router takes it for.
+    fn routed(
+        parts: &Parts,
+        query: &Query,
+        has_bucket: bool,
+        has_key: bool,
+    ) -> Result<(), S3Error> {
+        check(
+            Operation::of(parts, query, has_bucket, has_key),
+            parts,
+            query,
+        )
+    }
+
     /// The answer to an object PUT with these headers.
     fn put(headers: &[(&str, &str)]) -> Result<(), S3Error> {
         let (parts, query) = request(Method::PUT, "/b/k", headers);
-        check(&parts, &query, true, true)
+        routed(&parts, &query, true, true)
     }
 
     #[test]
@@ -699,33 +713,33 @@ mod tests {
             "/b/k",
             &[("x-amz-server-side-encryption-aws-kms-key-id", "k")],
         );
-        assert!(check(&parts, &query, true, true).is_ok());
+        assert!(routed(&parts, &query, true, true).is_ok());
         let (parts, query) = request(
             Method::GET,
             "/b/k?uploadId=u",
             &[("x-amz-server-side-encryption-customer-key", "k")],
         );
-        assert!(check(&parts, &query, true, true).is_err());
+        assert!(routed(&parts, &query, true, true).is_err());
         let (parts, query) = request(
             Method::PUT,
             "/b?object-lock",
             &[("x-amz-bucket-object-lock-token", "t")],
         );
         assert!(matches!(
-            check(&parts, &query, true, false),
+            routed(&parts, &query, true, false),
             Err(S3Error::NotImplemented(_))
         ));
         let (parts, query) = request(Method::GET, "/?bucket-region=us-east-1", &[]);
-        assert!(check(&parts, &query, false, false).is_err());
+        assert!(routed(&parts, &query, false, false).is_err());
         let (parts, query) = request(Method::GET, "/b?prefix=a", &[]);
-        assert!(check(&parts, &query, true, false).is_ok());
+        assert!(routed(&parts, &query, true, false).is_ok());
     }
 
     #[test]
     fn get_object_attributes_refuses_sse_c_and_takes_the_owner() {
         let attributes = |header: (&str, &str)| {
             let (parts, query) = request(Method::GET, "/b/k?attributes", &[header]);
-            check(&parts, &query, true, true)
+            routed(&parts, &query, true, true)
         };
         assert!(matches!(
             attributes(("x-amz-server-side-encryption-customer-algorithm", "AES256")),

@@ -46,8 +46,9 @@ impl Lifecycle {
             .cluster
             .buckets(false)
             .await?
-            .into_values()
+            .values()
             .filter(|b| !b.deleted)
+            .cloned()
             .collect();
         for bucket in buckets {
             if let Err(e) = self.apply(&bucket).await {

@@ -9,8 +9,9 @@ pub async fn live_bucket(cluster: &Cluster, name: &str) -> Result<BucketRecord, 
     cluster
         .buckets(true)
         .await?
-        .remove(name)
+        .get(name)
         .filter(|b| !b.deleted)
+        .cloned()
         .ok_or(S3Error::NoSuchBucket)
 }
 

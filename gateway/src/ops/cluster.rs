@@ -2,19 +2,18 @@
 //! written with, the clients that call the holders, and the bucket table.
 
 use crate::config::GatewayConfig;
+use crate::ops::keys::SecretSeal;
 use crate::ops::liveness::Liveness;
 use crate::ops::quorum::Quorum;
+use crate::ops::system_table::{Snapshot, Table};
 use crate::s3::error::S3Error;
 use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
-use futures::stream::{FuturesUnordered, StreamExt};
-use node_rpc::record::{BucketId, BucketRecord, Version};
+use node_rpc::record::{BucketId, BucketRecord, KeyRecord, Version};
 use node_rpc::{ClusterConfig, NodeClient, RpcError};
 use placement::{Layout, NodeInfo};
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a gateway trusts its copy of the bucket table before reading it again.
 const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -39,7 +38,11 @@ pub struct Cluster {
     pub inline_threshold: u64,
     replicate_threshold: u64,
     pub block_size: usize,
-    buckets: Mutex<Option<(Instant, HashMap<String, BucketRecord>)>>,
+    buckets: Table<BucketRecord>,
+    /// The access keys (see `ops::keys`).
+    pub(crate) keys: Table<KeyRecord>,
+    /// Seals the key table's secrets.
+    pub secrets: SecretSeal,
 }
 
 /// One holder of a shard: the node and the fragment slot it keeps.
@@ -67,7 +70,9 @@ impl Cluster {
             inline_threshold: gateway.inline_threshold,
             replicate_threshold: gateway.replicate_threshold,
             block_size: gateway.block_size,
-            buckets: Mutex::new(None),
+            buckets: Table::new(BUCKET_CACHE_TTL),
+            keys: Table::new(crate::ops::keys::KEY_CACHE_TTL),
+            secrets: SecretSeal::new(&config.secret),
         })
     }
 
@@ -218,47 +223,21 @@ impl Cluster {
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord, S3Error> {
         self.buckets(false)
             .await?
-            .remove(name)
+            .get(name)
             .filter(|b| !b.deleted)
+            .cloned()
             .ok_or(S3Error::NoSuchBucket)
     }
 
-    /// The bucket table (newest record of each name, tombstones included) from a majority of nodes.
-    pub async fn buckets(&self, fresh: bool) -> Result<HashMap<String, BucketRecord>, S3Error> {
-        if !fresh {
-            if let Some((at, table)) = &*self.buckets.lock().unwrap_or_else(|p| p.into_inner()) {
-                if at.elapsed() < BUCKET_CACHE_TTL {
-                    return Ok(table.clone());
-                }
-            }
-        }
+    /// The bucket table (newest record of each name, tombstones included) from a majority of
+    /// nodes, or from the cache unless `fresh`.
+    pub async fn buckets(&self, fresh: bool) -> Result<Snapshot<BucketRecord>, S3Error> {
         let nodes = self.all_nodes();
-        let majority = Quorum::majority(nodes.len());
-        // Bucket records are written to a majority, so any majority holds the newest of each:
-        // the slowest nodes are not waited for.
-        let mut answers: FuturesUnordered<_> =
-            nodes.iter().map(|n| self.client.buckets(&n.addr)).collect();
-        let mut ok = 0;
-        let mut table: HashMap<String, BucketRecord> = HashMap::new();
-        while let Some(answer) = answers.next().await {
-            let Ok(records) = answer else { continue };
-            ok += 1;
-            for record in records {
-                match table.get(&record.name) {
-                    Some(have) if have.version >= record.version => {}
-                    _ => {
-                        table.insert(record.name.clone(), record);
-                    }
-                }
-            }
-            if majority.met(ok) {
-                break;
-            }
-        }
-        majority.require(ok, nodes.len(), "nodes answered for the bucket table")?;
-        *self.buckets.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), table.clone()));
-        Ok(table)
+        self.buckets
+            .read(&nodes, fresh, "nodes answered for the bucket table", |n| {
+                self.client.buckets(&n.addr)
+            })
+            .await
     }
 
     /// Every live bucket, fresh from a majority of nodes, in name order.
@@ -266,8 +245,9 @@ impl Cluster {
         let mut buckets: Vec<BucketRecord> = self
             .buckets(true)
             .await?
-            .into_values()
+            .values()
             .filter(|b| !b.deleted)
+            .cloned()
             .collect();
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(buckets)
@@ -276,12 +256,11 @@ impl Cluster {
     /// Writes a bucket record to every node; a majority must take it.
     pub async fn put_bucket(&self, record: BucketRecord) -> Result<(), S3Error> {
         let nodes = self.all_nodes();
-        let answers = self
-            .on_all(&nodes, |n| self.client.put_bucket(&n.addr, &record))
-            .await;
-        *self.buckets.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Quorum::majority(nodes.len()).tally(&answers, "nodes took the bucket record")?;
-        Ok(())
+        self.buckets
+            .write(&nodes, "nodes took the bucket record", |n| {
+                self.client.put_bucket(&n.addr, &record)
+            })
+            .await
     }
 
     pub fn new_bucket_record(name: &str) -> BucketRecord {

@@ -48,6 +48,44 @@ impl WrappingKey {
     }
 }
 
+impl WrappingKey {
+    /// `secret` encrypted and authenticated with this key, bound to `context` (which must be
+    /// given again to open it): base64 of a random nonce and the ciphertext.
+    pub fn seal(&self, secret: &[u8], context: &[u8]) -> String {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let sealed = Aes256Gcm::new(&self.0.into())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: context,
+                },
+            )
+            .expect("AES-GCM encrypts any message this small");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        BASE64.encode(out)
+    }
+
+    /// What `seal` sealed with this key and `context`.
+    pub fn open(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, WrongKey> {
+        let raw = BASE64.decode(sealed).map_err(|_| WrongKey)?;
+        if raw.len() <= NONCE_LEN {
+            return Err(WrongKey);
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        Aes256Gcm::new(&self.0.into())
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: context,
+                },
+            )
+            .map_err(|_| WrongKey)
+    }
+}
+
 impl std::fmt::Debug for WrappingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WrappingKey(..)")
@@ -119,38 +157,13 @@ impl PartKey {
         PartKey(rand::random())
     }
 
-    /// The key wrapped by `with`, as the part's record keeps it: base64 of nonce and ciphertext.
+    /// The key wrapped by `with`, as the part's record keeps it.
     pub fn wrap(&self, with: &WrappingKey) -> String {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let sealed = Aes256Gcm::new(&with.0.into())
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &self.0,
-                    aad: WRAP_CONTEXT,
-                },
-            )
-            .expect("AES-GCM encrypts any 32 bytes");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        BASE64.encode(out)
+        with.seal(&self.0, WRAP_CONTEXT)
     }
 
     pub fn unwrap(wrapped: &str, with: &WrappingKey) -> Result<PartKey, WrongKey> {
-        let raw = BASE64.decode(wrapped).map_err(|_| WrongKey)?;
-        if raw.len() <= NONCE_LEN {
-            return Err(WrongKey);
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let key = Aes256Gcm::new(&with.0.into())
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: WRAP_CONTEXT,
-                },
-            )
-            .map_err(|_| WrongKey)?;
+        let key = with.open(wrapped, WRAP_CONTEXT)?;
         Ok(PartKey(key.try_into().map_err(|_| WrongKey)?))
     }
 

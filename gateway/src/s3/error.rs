@@ -39,8 +39,13 @@ pub enum S3Error {
     NoSuchVersion,
     #[error("The specified multipart upload does not exist.")]
     NoSuchUpload,
+    /// The admin API names an access key that does not exist.
+    #[error("The specified access key does not exist.")]
+    NoSuchAccessKey,
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
     BucketAlreadyOwnedByYou,
+    #[error("The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.")]
+    BucketAlreadyExists,
     #[error("The bucket you tried to delete is not empty")]
     BucketNotEmpty,
     #[error("The specified bucket is not valid.")]
@@ -147,7 +152,9 @@ impl S3Error {
             DeleteMarkerVersion { .. } => "MethodNotAllowed",
             NoSuchVersion => "NoSuchVersion",
             NoSuchUpload => "NoSuchUpload",
+            NoSuchAccessKey => "NoSuchAccessKey",
             BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            BucketAlreadyExists => "BucketAlreadyExists",
             BucketNotEmpty => "BucketNotEmpty",
             InvalidBucketName => "InvalidBucketName",
             InvalidStorageClass => "InvalidStorageClass",
@@ -204,6 +211,7 @@ impl S3Error {
             | DeleteMarker { .. }
             | NoSuchVersion
             | NoSuchUpload
+            | NoSuchAccessKey
             | NoSuchTagSet
             | NoSuchCorsConfiguration
             | NoSuchLifecycleConfiguration
@@ -211,6 +219,7 @@ impl S3Error {
             | ObjectLockConfigurationNotFound
             | NoSuchObjectLockConfiguration => StatusCode::NOT_FOUND,
             BucketAlreadyOwnedByYou
+            | BucketAlreadyExists
             | BucketNotEmpty
             | ConditionalRequestConflict
             | InvalidBucketState(_) => StatusCode::CONFLICT,

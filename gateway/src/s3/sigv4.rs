@@ -45,7 +45,8 @@ const BODY_FRAMING_HEADERS: [&str; 3] = [
     "x-amz-trailer",
 ];
 
-/// The access key pair requests must be signed with.
+/// An access key pair a request may be signed with.
+#[derive(Clone)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -76,6 +77,32 @@ pub enum PostSignature<'a> {
         access_key: &'a str,
         signature: &'a str,
     },
+}
+
+/// The access key id a request says it is signed with, read before anything is checked so that
+/// the key's secret can be looked up; `None` when none can be read (the checks then say why).
+pub fn claimed_key(parts: &Parts) -> Option<String> {
+    let credential = match header(parts, "authorization") {
+        Some(auth) => auth
+            .strip_prefix(ALGORITHM)?
+            .split(',')
+            .find_map(|field| field.trim().strip_prefix("Credential="))?
+            .to_string(),
+        None => Query::parse(parts.uri.query().unwrap_or(""))
+            .get("X-Amz-Credential")?
+            .to_string(),
+    };
+    Some(credential.split_once('/')?.0.to_string())
+}
+
+impl PostSignature<'_> {
+    /// The access key id the form says it is signed with.
+    pub fn access_key(&self) -> Option<&str> {
+        match self {
+            PostSignature::V4 { credential, .. } => Some(credential.split_once('/')?.0),
+            PostSignature::V2 { access_key, .. } => Some(access_key),
+        }
+    }
 }
 
 /// A request whose signature checked out.

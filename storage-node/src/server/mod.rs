@@ -16,7 +16,7 @@ use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
     UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
 };
-use crate::record::{is_fragment_id, BucketId, BucketRecord};
+use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
 use crate::scrub::{self, ScrubSettings};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
@@ -412,6 +412,11 @@ impl Node {
                 json(&blocking(move || store.put_bucket(&record)).await?)
             }
             (Method::GET, ["v1", "buckets"]) => json(&blocking(move || store.buckets()).await?),
+            (Method::PUT, ["v1", "key"]) => {
+                let record: KeyRecord = read_json(req)?;
+                json(&blocking(move || store.put_key(&record)).await?)
+            }
+            (Method::GET, ["v1", "keys"]) => json(&blocking(move || store.keys()).await?),
             (Method::PUT, ["v1", "upload"]) => {
                 self.ensure_space()?;
                 let upload: UploadRequest = read_json(req)?;

@@ -25,6 +25,8 @@ pub(super) const TAG_OBJECT: u8 = b'o';
 pub(super) const TAG_UPLOAD: u8 = b'u';
 pub(super) const TAG_PART: u8 = b'p';
 pub(super) const TAG_SETTING: u8 = b's';
+/// Access keys of the key table, by id.
+pub(super) const TAG_KEY: u8 = b'k';
 /// Writes kept for a holder that was down (see `crate::hints`).
 pub(super) const TAG_HINT: u8 = b'w';
 /// Non-current versions of a key: `h`, bucket, key, 0, then the version inverted (newest first).
@@ -124,6 +126,10 @@ pub(super) fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
 
 pub(super) fn bucket_key(name: &str) -> Vec<u8> {
     [&[TAG_BUCKET][..], name.as_bytes()].concat()
+}
+
+pub(super) fn access_key_key(id: &str) -> Vec<u8> {
+    [&[TAG_KEY][..], id.as_bytes()].concat()
 }
 
 pub(super) fn setting_key(name: &str) -> Vec<u8> {

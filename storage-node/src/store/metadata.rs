@@ -1,32 +1,53 @@
-//! The small records kept beside the objects: buckets, multipart uploads and their parts, node
-//! settings, and hints kept for holders that were down.
+//! The small records kept beside the objects: the system table (buckets and access keys),
+//! multipart uploads and their parts, node settings, and hints kept for holders that were down.
 
 use super::keys::{
-    bucket_key, hint_key, part_key, parts_prefix, setting_key, upload_key, TAG_BUCKET, TAG_HINT,
-    TAG_UPLOAD,
+    access_key_key, bucket_key, hint_key, part_key, parts_prefix, setting_key, upload_key,
+    TAG_BUCKET, TAG_HINT, TAG_KEY, TAG_UPLOAD,
 };
 use super::{Store, StoreError};
 use crate::hints::Hint;
-use crate::record::{BucketId, BucketRecord, PartRecord, UploadRecord, Version};
+use crate::record::{BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version};
 use rocksdb::WriteBatch;
+use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 
 impl Store {
+    /// Keeps a bucket record unless this node has it at the same or a newer version; true when
+    /// it was kept.
     pub fn put_bucket(&self, record: &BucketRecord) -> Result<bool, StoreError> {
-        let db_key = bucket_key(&record.name);
-        let _guard = self.lock_for(&db_key);
-        let old: Option<BucketRecord> = self.get_json(&db_key)?;
-        if old.is_some_and(|o| o.version >= record.version) {
+        self.put_newer(&bucket_key(&record.name), record, |r| r.version)
+    }
+
+    pub fn buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
+        self.scan(&[TAG_BUCKET])
+    }
+
+    /// Keeps an access key record unless this node has it at the same or a newer version.
+    pub fn put_key(&self, record: &KeyRecord) -> Result<bool, StoreError> {
+        self.put_newer(&access_key_key(&record.id), record, |r| r.version)
+    }
+
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.scan(&[TAG_KEY])
+    }
+
+    /// A system table's rule: of two records of one entry, the newer version wins on every node.
+    fn put_newer<R: Serialize + DeserializeOwned>(
+        &self,
+        db_key: &[u8],
+        record: &R,
+        version: impl Fn(&R) -> Version,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock_for(db_key);
+        let old: Option<R> = self.get_json(db_key)?;
+        if old.is_some_and(|o| version(&o) >= version(record)) {
             return Ok(false);
         }
         let mut batch = WriteBatch::default();
         batch.put(db_key, serde_json::to_vec(record)?);
         self.write_synced(batch)?;
         Ok(true)
-    }
-
-    pub fn buckets(&self) -> Result<Vec<BucketRecord>, StoreError> {
-        self.scan(&[TAG_BUCKET])
     }
 
     pub fn put_upload(&self, bucket: &BucketId, record: &UploadRecord) -> Result<(), StoreError> {

@@ -1,0 +1,136 @@
+//! The key table: the access keys besides each gateway's configured (bootstrap) key, with their
+//! grants. Part of the system table (`ops::system_table`), so every node holds it and a write
+//! reaches every gateway once its cache expires: a deleted key stops working everywhere within
+//! `KEY_CACHE_TTL` (plus a read of the table).
+//!
+//! Secrets are kept sealed (AES-256-GCM) under a key derived from the cluster secret, bound to
+//! their key's id: nodes and their disks never hold one in the clear, and a sealed secret copied
+//! onto another key's record does not open.
+
+use crate::ops::cluster::Cluster;
+use crate::ops::encryption::WrappingKey;
+use crate::ops::system_table::Snapshot;
+use crate::s3::error::S3Error;
+use node_rpc::protocol::ClusterSecret;
+use node_rpc::record::{KeyRecord, Version};
+use rand::Rng;
+use std::time::Duration;
+
+/// How long a gateway trusts its copy of the key table.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// A key id missing from a copy at least this old sends the gateway back to the nodes, so that a
+/// key created through another gateway works at once; unknown ids cannot make it read more often.
+const MISS_REFRESH: Duration = Duration::from_millis(500);
+/// Bound into every sealed secret with its key's id.
+const SECRET_CONTEXT: &str = "tessera access key secret v1";
+const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Seals and opens the secrets of the key table.
+pub struct SecretSeal(WrappingKey);
+
+impl SecretSeal {
+    pub fn new(cluster_secret: &ClusterSecret) -> SecretSeal {
+        SecretSeal(WrappingKey::new(
+            cluster_secret.derive_key("access key secrets"),
+        ))
+    }
+
+    fn context(key_id: &str) -> Vec<u8> {
+        format!("{SECRET_CONTEXT}\n{key_id}").into_bytes()
+    }
+
+    pub fn seal(&self, key_id: &str, secret: &str) -> String {
+        self.0.seal(secret.as_bytes(), &Self::context(key_id))
+    }
+
+    /// The secret of a key record; `None` when it does not open (sealed under another cluster
+    /// secret, or for another key).
+    pub fn open(&self, record: &KeyRecord) -> Option<String> {
+        let secret = self
+            .0
+            .open(&record.sealed_secret, &Self::context(&record.id))
+            .ok()?;
+        String::from_utf8(secret).ok()
+    }
+}
+
+/// A new key: its record and its secret, which is shown to its creator once and never again.
+pub fn new_key(seal: &SecretSeal, name: &str, create_bucket: bool) -> (KeyRecord, String) {
+    let id = format!("TK{}", random_string(18).to_ascii_uppercase());
+    let secret = random_string(40);
+    let now = Version::now();
+    let record = KeyRecord {
+        sealed_secret: seal.seal(&id, &secret),
+        id,
+        name: name.to_string(),
+        version: now,
+        created: now,
+        deleted: false,
+        create_bucket,
+        buckets: Default::default(),
+    };
+    (record, secret)
+}
+
+fn random_string(len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHANUMERIC[rng.gen_range(0..ALPHANUMERIC.len())] as char)
+        .collect()
+}
+
+impl Cluster {
+    /// The key table (newest record of each id, tombstones included), from the cache unless
+    /// `fresh`.
+    pub async fn keys(&self, fresh: bool) -> Result<Snapshot<KeyRecord>, S3Error> {
+        let nodes = self.all_nodes();
+        self.keys
+            .read(&nodes, fresh, "nodes answered for the key table", |n| {
+                self.client.keys(&n.addr)
+            })
+            .await
+    }
+
+    /// The live key of that id, or `None`.
+    pub async fn access_key(&self, id: &str) -> Result<Option<KeyRecord>, S3Error> {
+        let live = |table: &Snapshot<KeyRecord>| table.get(id).filter(|k| !k.deleted).cloned();
+        if let Some(found) = self.keys.cached(KEY_CACHE_TTL).as_ref().and_then(live) {
+            return Ok(Some(found));
+        }
+        if let Some(table) = self.keys.cached(MISS_REFRESH) {
+            return Ok(live(&table));
+        }
+        Ok(live(&self.keys(true).await?))
+    }
+
+    /// Writes a key record to every node; a majority must take it.
+    pub async fn put_key(&self, record: &KeyRecord) -> Result<(), S3Error> {
+        let nodes = self.all_nodes();
+        self.keys
+            .write(&nodes, "nodes took the key record", |n| {
+                self.client.put_key(&n.addr, record)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_for_their_key_and_cluster() {
+        let seal = SecretSeal::new(&ClusterSecret::new("cluster one".into()));
+        let (record, secret) = new_key(&seal, "backups", false);
+        assert!(record.id.starts_with("TK") && record.id.len() == 20);
+        assert_eq!(secret.len(), 40);
+        assert!(!record.sealed_secret.contains(&secret));
+        assert_eq!(seal.open(&record).as_deref(), Some(secret.as_str()));
+
+        let other_cluster = SecretSeal::new(&ClusterSecret::new("cluster two".into()));
+        assert_eq!(other_cluster.open(&record), None);
+        let (mut other, _) = new_key(&seal, "web", false);
+        other.sealed_secret = record.sealed_secret.clone();
+        assert_eq!(seal.open(&other), None, "a secret moved to another key");
+    }
+}

@@ -1,0 +1,287 @@
+//! `tessera admin`: the admin API (`docs/admin-api.md`) from the command line, signed like any S3
+//! request with the configured (administrator) key, as tables or, with `--json`, as the API's
+//! JSON.
+
+use crate::endpoint::EndpointArgs;
+use anyhow::bail;
+use bytes::Bytes;
+use clap::Subcommand;
+use serde_json::{json, Value};
+use tessera::client::{Client, Reply};
+
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Every storage node: up or down, hints kept, scrubbing.
+    Status,
+    /// Access keys and their permissions.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key; its secret is printed this once.
+    Create {
+        name: String,
+        /// The key may create buckets (and owns those it creates).
+        #[arg(long)]
+        create_bucket: bool,
+    },
+    /// Every key.
+    List,
+    /// One key and its permissions.
+    Info { id: String },
+    /// Delete a key: every gateway refuses it within seconds.
+    Delete { id: String },
+    /// Grant permissions: in a bucket (--read, --write, --owner) or to create buckets.
+    Allow(Change),
+    /// Take permissions back.
+    Deny(Change),
+}
+
+#[derive(clap::Args)]
+struct Change {
+    id: String,
+    #[arg(long)]
+    bucket: Option<String>,
+    #[arg(long)]
+    read: bool,
+    #[arg(long)]
+    write: bool,
+    #[arg(long)]
+    owner: bool,
+    #[arg(long)]
+    create_bucket: bool,
+}
+
+impl Change {
+    fn body(&self) -> Value {
+        json!({
+            "bucket": self.bucket,
+            "read": self.read,
+            "write": self.write,
+            "owner": self.owner,
+            "create_bucket": self.create_bucket,
+        })
+    }
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let client = args.endpoint.client()?;
+    let call = |method: &'static str, path: String, body: Option<Value>| {
+        let client = &client;
+        async move { call(client, method, &path, body).await }
+    };
+    let (answer, show): (Value, fn(&Value)) = match args.command {
+        AdminCommand::Status => (call("GET", "status".into(), None).await?, show_nodes),
+        AdminCommand::Key(command) => match command {
+            KeyCommand::Create {
+                name,
+                create_bucket,
+            } => {
+                let body = json!({ "name": name, "create_bucket": create_bucket });
+                (call("POST", "keys".into(), Some(body)).await?, show_new_key)
+            }
+            KeyCommand::List => (call("GET", "keys".into(), None).await?, show_keys),
+            KeyCommand::Info { id } => (call("GET", format!("keys/{id}"), None).await?, show_key),
+            KeyCommand::Delete { id } => (
+                call("DELETE", format!("keys/{id}"), None).await?,
+                show_deleted,
+            ),
+            KeyCommand::Allow(change) => {
+                let path = format!("keys/{}/allow", change.id);
+                (call("POST", path, Some(change.body())).await?, show_key)
+            }
+            KeyCommand::Deny(change) => {
+                let path = format!("keys/{}/deny", change.id);
+                (call("POST", path, Some(change.body())).await?, show_key)
+            }
+        },
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        show(&answer);
+    }
+    Ok(())
+}
+
+/// One admin API call; an error answer becomes an error naming its S3 code and message.
+async fn call(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let body = match body {
+        Some(value) => Bytes::from(serde_json::to_vec(&value)?),
+        None => Bytes::new(),
+    };
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
+    } else {
+        &[("content-type", "application/json")]
+    };
+    let reply: Reply = client
+        .send(method, &format!("/_tessera/{path}"), headers, body)
+        .await?;
+    if !reply.is_success() {
+        let message = tessera::client::xml_values(&reply.text(), "Message")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        bail!("{} {}: {}", reply.status, reply.code(), message);
+    }
+    Ok(serde_json::from_slice(&reply.body)?)
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn permissions(grant: &Value) -> String {
+    let letters: String = [("read", 'R'), ("write", 'W'), ("owner", 'O')]
+        .iter()
+        .map(|(name, letter)| if grant[name] == true { *letter } else { '-' })
+        .collect();
+    format!("{}:{letters}", text(&grant["bucket"]))
+}
+
+fn show_nodes(nodes: &Value) {
+    let rows = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            vec![
+                text(&n["id"]),
+                text(&n["zone"]),
+                text(&n["addr"]),
+                if n["up"] == true { "up" } else { "DOWN" }.into(),
+                text(&n["hints"]),
+                text(&n["needs_heal"]),
+                text(&n["scrub"]["passes"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "ZONE",
+            "ADDRESS",
+            "STATE",
+            "HINTS",
+            "NEEDS-HEAL",
+            "SCRUBS",
+        ],
+        rows,
+    );
+}
+
+fn show_keys(keys: &Value) {
+    let rows = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            let grants: Vec<String> = k["buckets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(permissions)
+                .collect();
+            vec![
+                text(&k["id"]),
+                text(&k["name"]),
+                text(&k["created"]),
+                if k["create_bucket"] == true {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                grants.join(" "),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "KEY ID",
+            "NAME",
+            "CREATED",
+            "CREATE-BUCKET",
+            "BUCKETS (R/W/O)",
+        ],
+        rows,
+    );
+}
+
+fn show_key(key: &Value) {
+    println!("Key id:         {}", text(&key["id"]));
+    println!("Name:           {}", text(&key["name"]));
+    println!("Created:        {}", text(&key["created"]));
+    println!("Create buckets: {}", key["create_bucket"] == true);
+    let rows: Vec<Vec<String>> = key["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            ["bucket", "read", "write", "owner"]
+                .iter()
+                .map(|f| text(&g[f]))
+                .collect()
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("No permissions in any bucket.");
+    } else {
+        table(&["BUCKET", "READ", "WRITE", "OWNER"], rows);
+    }
+}
+
+fn show_new_key(key: &Value) {
+    show_key(key);
+    println!("Secret:         {}", text(&key["secret"]));
+    println!("The secret is shown this once: keep it now.");
+}
+
+fn show_deleted(answer: &Value) {
+    println!("Deleted key {}", text(&answer["deleted"]));
+}
