@@ -1,0 +1,432 @@
+"""Access keys and permissions (issue 20), as a user would use them: keys made with `tessera
+admin key ...`, then every S3 operation the gateway serves tried by every kind of caller through
+boto3, with exactly the status and code S3 gives in each cell; and the same keys with the aws CLI.
+
+The matrix's callers: anonymous, an unknown key id, a known id with a wrong secret, an expired
+presigned URL, a key without permission, a key that may read, one that may write, the bucket's
+owner (a key that created it) and the configured (administrator) key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import pytest
+from botocore import UNSIGNED
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from conftest import TESSERA_BIN, Cluster
+from helpers import error_code, http_status, raw_request, unique_bucket
+
+# --------------------------------------------------------------------------- the world
+
+
+def admin_cli(cluster: Cluster, *args: str) -> dict:
+    """`tessera admin --json ...` with the cluster's configured key, as an operator runs it."""
+    env = dict(cluster.env(), AWS_ENDPOINT_URL=cluster.endpoint)
+    res = subprocess.run([str(TESSERA_BIN), "admin", "--json", *args], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"tessera admin {' '.join(args)}: {res.stderr}"
+    return json.loads(res.stdout)
+
+
+@dataclass
+class World:
+    cluster: Cluster
+    bucket: str                 # created by the owner key, with Object Lock
+    keys: dict[str, dict]       # name -> the key as `key create` printed it
+    clients: dict[str, object]  # caller -> boto3 client
+    counter: int = 0
+
+    @property
+    def admin(self):
+        return self.clients["admin"]
+
+    def unique(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{self.counter}"
+
+    def grant(self, bucket: str) -> None:
+        """The reader may read the bucket, the writer write to it."""
+        admin_cli(self.cluster, "key", "allow", self.keys["reader"]["id"], "--bucket", bucket,
+                  "--read")
+        admin_cli(self.cluster, "key", "allow", self.keys["writer"]["id"], "--bucket", bucket,
+                  "--write")
+
+    def obj(self, **extra) -> str:
+        key = self.unique("obj")
+        self.admin.put_object(Bucket=self.bucket, Key=key, Body=b"content", **extra)
+        return key
+
+    def upload(self) -> tuple[str, str]:
+        key = self.unique("mp")
+        return key, self.admin.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+
+
+def tomorrow() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def world(cluster_http) -> World:
+    cluster = cluster_http
+    keys = {name: admin_cli(cluster, "key", "create", name, *flags)
+            for name, flags in [("owner", ["--create-bucket"]), ("reader", []), ("writer", []),
+                                ("nobody", [])]}
+    clients = {name: cluster.client(access_key=key["id"], secret_key=key["secret"])
+               for name, key in keys.items()}
+    clients["admin"] = cluster.client()
+    clients["anonymous"] = _unsigned(cluster)
+    clients["unknown"] = cluster.client(access_key="TKNOSUCHKEY000000000",
+                                        secret_key="x" * 40)
+    clients["wrong-secret"] = cluster.client(access_key=keys["reader"]["id"],
+                                             secret_key="y" * 40)
+    bucket = unique_bucket("acl")
+    clients["owner"].create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    world = World(cluster, bucket, keys, clients)
+    world.grant(bucket)
+    return world
+
+
+def _unsigned(cluster: Cluster):
+    import boto3
+    return boto3.client("s3", endpoint_url=cluster.endpoint, region_name=cluster.region,
+                        config=Config(signature_version=UNSIGNED,
+                                      s3={"addressing_style": "path"}))
+
+
+# --------------------------------------------------------------------------- the operations
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str                 # boto3 client method
+    needs: frozenset[str]       # "read", "write", "owner", "create" (nothing: ListBuckets)
+    prepare: Callable[[World], dict]
+    status: int = 200           # the status of success
+
+    @property
+    def name(self) -> str:
+        return self.method
+
+
+READ, WRITE, OWNER = frozenset({"read"}), frozenset({"write"}), frozenset({"owner"})
+CORS = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}
+LIFECYCLE = {"Rules": [{"ID": "r", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+                        "Expiration": {"Days": 30}}]}
+ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+TAGS = {"TagSet": [{"Key": "team", "Value": "web"}]}
+
+
+def bucket_only(w: World) -> dict:
+    return {"Bucket": w.bucket}
+
+
+def with_bucket_setting(put: str, **setting) -> Callable[[World], dict]:
+    """The bucket with a setting in place (so that reading or deleting it succeeds)."""
+    def prepare(w: World) -> dict:
+        getattr(w.admin, put)(Bucket=w.bucket, **setting)
+        return {"Bucket": w.bucket}
+    return prepare
+
+
+def an_object(**extra) -> Callable[[World], dict]:
+    return lambda w: {"Bucket": w.bucket, "Key": w.obj(**extra)}
+
+
+def an_upload(w: World) -> dict:
+    key, upload_id = w.upload()
+    return {"Bucket": w.bucket, "Key": key, "UploadId": upload_id}
+
+
+def a_completable_upload(w: World) -> dict:
+    key, upload_id = w.upload()
+    etag = w.admin.upload_part(Bucket=w.bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                               Body=b"part")["ETag"]
+    return {"Bucket": w.bucket, "Key": key, "UploadId": upload_id,
+            "MultipartUpload": {"Parts": [{"PartNumber": 1, "ETag": etag}]}}
+
+
+def a_bucket_to_delete(w: World) -> dict:
+    bucket = unique_bucket("del")
+    w.clients["owner"].create_bucket(Bucket=bucket)
+    w.grant(bucket)
+    return {"Bucket": bucket}
+
+
+OPS = [
+    Op("list_buckets", frozenset(), lambda w: {}),
+    Op("create_bucket", frozenset({"create"}), lambda w: {"Bucket": unique_bucket("new")}),
+    Op("delete_bucket", OWNER, a_bucket_to_delete, 204),
+    Op("head_bucket", READ, bucket_only),
+    Op("get_bucket_location", READ, bucket_only),
+    Op("get_bucket_versioning", READ, bucket_only),
+    Op("put_bucket_versioning", OWNER,
+       lambda w: {"Bucket": w.bucket, "VersioningConfiguration": {"Status": "Enabled"}}),
+    Op("put_bucket_tagging", OWNER, lambda w: {"Bucket": w.bucket, "Tagging": TAGS}, 204),
+    Op("get_bucket_tagging", READ, with_bucket_setting("put_bucket_tagging", Tagging=TAGS)),
+    Op("delete_bucket_tagging", OWNER,
+       with_bucket_setting("put_bucket_tagging", Tagging=TAGS), 204),
+    Op("put_bucket_cors", OWNER, lambda w: {"Bucket": w.bucket, "CORSConfiguration": CORS}),
+    Op("get_bucket_cors", READ, with_bucket_setting("put_bucket_cors", CORSConfiguration=CORS)),
+    Op("delete_bucket_cors", OWNER,
+       with_bucket_setting("put_bucket_cors", CORSConfiguration=CORS), 204),
+    Op("put_bucket_lifecycle_configuration", OWNER,
+       lambda w: {"Bucket": w.bucket, "LifecycleConfiguration": LIFECYCLE}),
+    Op("get_bucket_lifecycle_configuration", READ,
+       with_bucket_setting("put_bucket_lifecycle_configuration",
+                           LifecycleConfiguration=LIFECYCLE)),
+    Op("delete_bucket_lifecycle", OWNER,
+       with_bucket_setting("put_bucket_lifecycle_configuration",
+                           LifecycleConfiguration=LIFECYCLE), 204),
+    Op("put_bucket_encryption", OWNER,
+       lambda w: {"Bucket": w.bucket, "ServerSideEncryptionConfiguration": ENCRYPTION}),
+    Op("get_bucket_encryption", READ,
+       with_bucket_setting("put_bucket_encryption",
+                           ServerSideEncryptionConfiguration=ENCRYPTION)),
+    Op("delete_bucket_encryption", OWNER,
+       with_bucket_setting("put_bucket_encryption",
+                           ServerSideEncryptionConfiguration=ENCRYPTION), 204),
+    Op("put_object_lock_configuration", OWNER,
+       lambda w: {"Bucket": w.bucket,
+                  "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}}),
+    Op("get_object_lock_configuration", READ, bucket_only),
+    Op("list_objects", READ, bucket_only),
+    Op("list_objects_v2", READ, bucket_only),
+    Op("list_object_versions", READ, bucket_only),
+    Op("list_multipart_uploads", READ, bucket_only),
+    Op("delete_objects", WRITE,
+       lambda w: {"Bucket": w.bucket, "Delete": {"Objects": [{"Key": w.obj()}]}}),
+    Op("put_object", WRITE, lambda w: {"Bucket": w.bucket, "Key": w.unique("put"),
+                                       "Body": b"new"}),
+    Op("get_object", READ, an_object()),
+    Op("head_object", READ, an_object()),
+    Op("copy_object", READ | WRITE,
+       lambda w: {"Bucket": w.bucket, "Key": w.unique("copy"),
+                  "CopySource": {"Bucket": w.bucket, "Key": w.obj()}}),
+    Op("delete_object", WRITE, an_object(), 204),
+    Op("put_object_tagging", WRITE,
+       lambda w: {"Bucket": w.bucket, "Key": w.obj(), "Tagging": TAGS}),
+    Op("get_object_tagging", READ, an_object(Tagging="team=web")),
+    Op("delete_object_tagging", WRITE, an_object(Tagging="team=web"), 204),
+    Op("get_object_attributes", READ,
+       lambda w: {"Bucket": w.bucket, "Key": w.obj(), "ObjectAttributes": ["ETag"]}),
+    Op("create_multipart_upload", WRITE, lambda w: {"Bucket": w.bucket, "Key": w.unique("mp")}),
+    Op("upload_part", WRITE, lambda w: {**an_upload(w), "PartNumber": 1, "Body": b"part"}),
+    Op("upload_part_copy", READ | WRITE,
+       lambda w: {**an_upload(w), "PartNumber": 1,
+                  "CopySource": {"Bucket": w.bucket, "Key": w.obj()}}),
+    Op("complete_multipart_upload", WRITE, a_completable_upload),
+    Op("abort_multipart_upload", WRITE, an_upload, 204),
+    Op("list_parts", READ, an_upload),
+    Op("put_object_retention", WRITE,
+       lambda w: {"Bucket": w.bucket, "Key": w.obj(),
+                  "Retention": {"Mode": "GOVERNANCE", "RetainUntilDate": tomorrow()}}),
+    Op("get_object_retention", READ,
+       an_object(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=tomorrow())),
+    Op("put_object_legal_hold", WRITE,
+       lambda w: {"Bucket": w.bucket, "Key": w.obj(), "LegalHold": {"Status": "OFF"}}),
+    Op("get_object_legal_hold", READ, an_object(ObjectLockLegalHoldStatus="ON")),
+]
+
+# What each caller may do; the first four never get past authentication.
+MAY = {
+    "admin": {"read", "write", "owner", "create"},
+    "owner": {"read", "write", "owner", "create"},
+    "reader": {"read"},
+    "writer": {"write"},
+    "nobody": set(),
+}
+REFUSED = {
+    "anonymous": (403, "AccessDenied"),
+    "unknown": (403, "InvalidAccessKeyId"),
+    "wrong-secret": (403, "SignatureDoesNotMatch"),
+    "expired": (403, "AccessDenied"),
+}
+CALLERS = [*REFUSED, *MAY]
+
+
+def expected(op: Op, caller: str) -> tuple[int, str]:
+    if caller in REFUSED:
+        status, code = REFUSED[caller]
+    elif op.needs <= MAY[caller]:
+        status, code = op.status, ""
+    else:
+        status, code = 403, "AccessDenied"
+    return status, (str(status) if code and is_head(op) else code)
+
+
+def is_head(op: Op) -> bool:
+    """HEAD answers carry no body, so clients see the status as the code."""
+    return op.method.startswith("head_")
+
+
+def outcome(client, op: Op, params: dict) -> tuple[int, str]:
+    try:
+        answer = getattr(client, op.method)(**params)
+    except ClientError as err:
+        return http_status(err), error_code(err)
+    return answer["ResponseMetadata"]["HTTPStatusCode"], ""
+
+
+class _Captured(Exception):
+    pass
+
+
+def request_line(client, op: Op, params: dict) -> tuple[str, str]:
+    """The method and URL boto3 would send for the operation (nothing is sent)."""
+    captured = {}
+
+    def capture(request, **_):
+        captured.update(method=request.method, url=request.url)
+        raise _Captured()
+
+    client.meta.events.register_first("before-send.s3", capture)
+    try:
+        getattr(client, op.method)(**params)
+    except _Captured:
+        pass
+    finally:
+        client.meta.events.unregister("before-send.s3", capture)
+    return captured["method"], captured["url"]
+
+
+@pytest.fixture(scope="module")
+def expired_answers(world) -> dict[str, tuple[int, str]]:
+    """Every operation's request presigned with the administrator's key to expire in 1 s (as
+    boto3's presigner does it), then sent 2.5 s later."""
+    signer = S3SigV4QueryAuth(Credentials(world.cluster.access_key, world.cluster.secret_key),
+                              "s3", world.cluster.region, expires=1)
+    capturer = world.cluster.client()
+    urls = {}
+    for op in OPS:
+        method, url = request_line(capturer, op, op.prepare(world))
+        request = AWSRequest(method=method, url=url)
+        signer.add_auth(request)
+        urls[op.name] = (method, request.url)
+    time.sleep(2.5)
+    answers = {}
+    for name, (method, url) in urls.items():
+        res = raw_request(url, method=method, data=b"" if method in ("PUT", "POST") else None)
+        answers[name] = (res.status, res.error_code or (str(res.status) if method == "HEAD"
+                                                        else ""))
+    return answers
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_matrix(world, expired_answers, op, caller):
+    if caller == "expired":
+        got = expired_answers[op.name]
+    else:
+        got = outcome(world.clients[caller], op, op.prepare(world))
+    assert got == expected(op, caller)
+
+
+# --------------------------------------------------------------------------- beyond the matrix
+
+
+def test_list_buckets_shows_each_key_what_it_may_see(world):
+    names = lambda caller: {b["Name"] for b in world.clients[caller].list_buckets()["Buckets"]}
+    assert world.bucket in names("reader") and world.bucket in names("writer")
+    assert world.bucket in names("owner") and world.bucket in names("admin")
+    assert names("nobody") == set()
+    own = unique_bucket("own")
+    world.clients["owner"].create_bucket(Bucket=own)
+    assert own in names("owner") and own not in names("reader")
+
+
+def test_a_bucket_name_another_key_holds_is_taken(world):
+    with pytest.raises(ClientError) as err:
+        world.clients["owner"].create_bucket(Bucket=world.bucket)
+    assert (http_status(err.value), error_code(err.value)) == (409, "BucketAlreadyOwnedByYou")
+    with pytest.raises(ClientError) as err:
+        world.admin.create_bucket(Bucket=world.bucket)
+    assert (http_status(err.value), error_code(err.value)) == (409, "BucketAlreadyExists")
+
+
+def test_governance_bypass_needs_the_owner(world):
+    key = world.obj(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=tomorrow())
+    version = world.admin.head_object(Bucket=world.bucket, Key=key)["VersionId"]
+    with pytest.raises(ClientError) as err:
+        world.clients["writer"].delete_object(Bucket=world.bucket, Key=key, VersionId=version,
+                                              BypassGovernanceRetention=True)
+    assert (http_status(err.value), error_code(err.value)) == (403, "AccessDenied")
+    world.clients["owner"].delete_object(Bucket=world.bucket, Key=key, VersionId=version,
+                                         BypassGovernanceRetention=True)
+
+
+def test_grants_taken_back_and_keys_deleted_stop_working(world):
+    key = admin_cli(world.cluster, "key", "create", "temporary")
+    client = world.cluster.client(access_key=key["id"], secret_key=key["secret"])
+    shown = admin_cli(world.cluster, "key", "allow", key["id"], "--bucket", world.bucket,
+                      "--read", "--write")
+    assert shown["buckets"] == [{"bucket": world.bucket, "read": True, "write": True,
+                                 "owner": False}]
+    assert "secret" not in shown and "secret" not in admin_cli(world.cluster, "key", "info",
+                                                                 key["id"])
+    client.put_object(Bucket=world.bucket, Key="temporary", Body=b"x")
+    admin_cli(world.cluster, "key", "deny", key["id"], "--bucket", world.bucket, "--write")
+    with pytest.raises(ClientError) as err:
+        client.put_object(Bucket=world.bucket, Key="temporary", Body=b"y")
+    assert error_code(err.value) == "AccessDenied"
+    assert client.get_object(Bucket=world.bucket, Key="temporary")["Body"].read() == b"x"
+    listed = {k["id"] for k in admin_cli(world.cluster, "key", "list")}
+    assert key["id"] in listed
+    admin_cli(world.cluster, "key", "delete", key["id"])
+    with pytest.raises(ClientError) as err:
+        client.get_object(Bucket=world.bucket, Key="temporary")
+    assert (http_status(err.value), error_code(err.value)) == (403, "InvalidAccessKeyId")
+    assert key["id"] not in {k["id"] for k in admin_cli(world.cluster, "key", "list")}
+
+
+def test_only_the_administrator_reaches_the_admin_api(world):
+    for caller in ("owner", "reader"):
+        key = world.keys[caller]
+        env = dict(world.cluster.env(), AWS_ENDPOINT_URL=world.cluster.endpoint,
+                   TESSERA_ACCESS_KEY_ID=key["id"], TESSERA_SECRET_ACCESS_KEY=key["secret"])
+        res = subprocess.run([str(TESSERA_BIN), "admin", "key", "list"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode != 0 and "403 AccessDenied" in res.stderr
+
+
+def test_admin_cli_tables(world):
+    env = dict(world.cluster.env(), AWS_ENDPOINT_URL=world.cluster.endpoint)
+    run = lambda *args: subprocess.run([str(TESSERA_BIN), "admin", *args], env=env,
+                                       capture_output=True, text=True, timeout=60)
+    listing = run("key", "list")
+    assert listing.returncode == 0, listing.stderr
+    reader = world.keys["reader"]["id"]
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(reader))
+    assert "reader" in row and f"{world.bucket}:R--" in row
+    missing = run("key", "info", "TKNOSUCHKEY000000000")
+    assert missing.returncode != 0 and "404 NoSuchAccessKey" in missing.stderr
+    bad = run("key", "allow", reader, "--read")
+    assert bad.returncode != 0 and "InvalidArgument" in bad.stderr
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_aws_cli_with_a_read_only_key(world, make_aws, tmp_path, version):
+    key = world.keys["reader"]
+    aws = make_aws(version, dataclasses.replace(world.cluster, access_key=key["id"],
+                                                secret_key=key["secret"]))
+    source = world.obj()
+    listing = aws.run("s3", "ls", f"s3://{world.bucket}/")
+    assert source in listing.stdout
+    aws.run("s3", "cp", f"s3://{world.bucket}/{source}", str(tmp_path / "down"))
+    assert (tmp_path / "down").read_bytes() == b"content"
+    (tmp_path / "up").write_bytes(b"upload")
+    res = aws.run("s3", "cp", str(tmp_path / "up"), f"s3://{world.bucket}/up", check=False)
+    assert res.returncode != 0 and "AccessDenied" in res.stderr
+    res = aws.run("s3", "mb", f"s3://{unique_bucket('cli')}", check=False)
+    assert res.returncode != 0 and "AccessDenied" in res.stderr
