@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
         region: "us-east-1".into(),
     };
-    if let Ok(auth) = credentials.authenticate(&parts) {
+    if let Ok(auth) = credentials.authenticate(&parts, None) {
         // Only a signed streaming payload has a chunk signer.
         assert_eq!(
             auth.chunk_signer.is_some(),

@@ -2,9 +2,10 @@
 admin key ...`, then every S3 operation the gateway serves tried by every kind of caller through
 boto3, with exactly the status and code S3 gives in each cell; and the same keys with the aws CLI.
 
-The matrix's callers: anonymous, an unknown key id, a known id with a wrong secret, an expired
-presigned URL, a key without permission, a key that may read, one that may write, the bucket's
-owner (a key that created it) and the configured (administrator) key.
+The matrix's callers: anonymous, an unknown key id, a known id with a wrong secret, expired
+presigned URLs (SigV4 and SigV2), a key without permission, a key that may read (signing with
+SigV4, and with SigV2), one that may write, the bucket's owner (a key that created it) and the
+configured (administrator) key.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import boto3
 import pytest
 from botocore import UNSIGNED
-from botocore.auth import S3SigV4QueryAuth
+from botocore.auth import HmacV1QueryAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -86,11 +88,16 @@ def world(cluster_http) -> World:
     clients = {name: cluster.client(access_key=key["id"], secret_key=key["secret"])
                for name, key in keys.items()}
     clients["admin"] = cluster.client()
-    clients["anonymous"] = _unsigned(cluster)
+    clients["anonymous"] = _client(cluster, Config(signature_version=UNSIGNED,
+                                                   s3={"addressing_style": "path"}))
     clients["unknown"] = cluster.client(access_key="TKNOSUCHKEY000000000",
                                         secret_key="x" * 40)
     clients["wrong-secret"] = cluster.client(access_key=keys["reader"]["id"],
                                              secret_key="y" * 40)
+    # Signature Version 2 in the Authorization header, as botocore's "s3" signer sends it.
+    clients["reader-v2"] = _client(cluster, Config(signature_version="s3",
+                                                   s3={"addressing_style": "path"}),
+                                   keys["reader"]["id"], keys["reader"]["secret"])
     bucket = unique_bucket("acl")
     clients["owner"].create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     world = World(cluster, bucket, keys, clients)
@@ -98,11 +105,10 @@ def world(cluster_http) -> World:
     return world
 
 
-def _unsigned(cluster: Cluster):
-    import boto3
+def _client(cluster: Cluster, config: Config, access_key=None, secret_key=None):
     return boto3.client("s3", endpoint_url=cluster.endpoint, region_name=cluster.region,
-                        config=Config(signature_version=UNSIGNED,
-                                      s3={"addressing_style": "path"}))
+                        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                        config=config)
 
 
 # --------------------------------------------------------------------------- the operations
@@ -244,6 +250,7 @@ MAY = {
     "admin": {"read", "write", "owner", "create"},
     "owner": {"read", "write", "owner", "create"},
     "reader": {"read"},
+    "reader-v2": {"read"},
     "writer": {"write"},
     "nobody": set(),
 }
@@ -252,6 +259,7 @@ REFUSED = {
     "unknown": (403, "InvalidAccessKeyId"),
     "wrong-secret": (403, "SignatureDoesNotMatch"),
     "expired": (403, "AccessDenied"),
+    "expired-v2": (403, "AccessDenied"),
 }
 CALLERS = [*REFUSED, *MAY]
 
@@ -302,23 +310,27 @@ def request_line(client, op: Op, params: dict) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def expired_answers(world) -> dict[str, tuple[int, str]]:
-    """Every operation's request presigned with the administrator's key to expire in 1 s (as
-    boto3's presigner does it), then sent 2.5 s later."""
-    signer = S3SigV4QueryAuth(Credentials(world.cluster.access_key, world.cluster.secret_key),
-                              "s3", world.cluster.region, expires=1)
+def expired_answers(world) -> dict[tuple[str, str], tuple[int, str]]:
+    """Every operation's request presigned with the administrator's key to expire in 1 s, with
+    SigV4 and with SigV2 (as boto3's presigners do), then sent 2.5 s later."""
+    credentials = Credentials(world.cluster.access_key, world.cluster.secret_key)
+    signers = {
+        "expired": S3SigV4QueryAuth(credentials, "s3", world.cluster.region, expires=1),
+        "expired-v2": HmacV1QueryAuth(credentials, expires=1),
+    }
     capturer = world.cluster.client()
     urls = {}
     for op in OPS:
         method, url = request_line(capturer, op, op.prepare(world))
-        request = AWSRequest(method=method, url=url)
-        signer.add_auth(request)
-        urls[op.name] = (method, request.url)
+        for caller, signer in signers.items():
+            request = AWSRequest(method=method, url=url)
+            signer.add_auth(request)
+            urls[caller, op.name] = (method, request.url)
     time.sleep(2.5)
     answers = {}
-    for name, (method, url) in urls.items():
+    for cell, (method, url) in urls.items():
         res = raw_request(url, method=method, data=b"" if method in ("PUT", "POST") else None)
-        answers[name] = (res.status, res.error_code or (str(res.status) if method == "HEAD"
+        answers[cell] = (res.status, res.error_code or (str(res.status) if method == "HEAD"
                                                         else ""))
     return answers
 
@@ -326,8 +338,8 @@ def expired_answers(world) -> dict[str, tuple[int, str]]:
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_matrix(world, expired_answers, op, caller):
-    if caller == "expired":
-        got = expired_answers[op.name]
+    if caller.startswith("expired"):
+        got = expired_answers[caller, op.name]
     else:
         got = outcome(world.clients[caller], op, op.prepare(world))
     assert got == expected(op, caller)

@@ -6,7 +6,7 @@ use crate::api::*;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
-use crate::s3::sigv4::{claimed_key, hoist_query_headers};
+use crate::s3::sigv4::{claimed_key, hoist_query_headers, strip_signature_params};
 use http::request::Parts;
 use http::Method;
 use hyper::body::Incoming;
@@ -72,9 +72,11 @@ impl Gateway {
             };
         }
         let (credentials, principal) = self.credentials_for(claimed_key(&parts).as_deref()).await?;
-        let auth = credentials.authenticate(&parts)?;
+        let virtual_bucket = self.virtual_bucket(&parts);
+        let auth = credentials.authenticate(&parts, virtual_bucket.as_deref())?;
         let mut query = Query::parse(parts.uri.query().unwrap_or(""));
         if auth.presigned {
+            strip_signature_params(&mut query);
             hoist_query_headers(&mut parts, &mut query)?;
         }
         let (bucket, key) = location?;

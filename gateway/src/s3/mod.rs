@@ -9,5 +9,6 @@ pub mod payload;
 pub mod post_form;
 pub mod post_policy;
 pub mod response;
+pub mod sigv2;
 pub mod sigv4;
 pub mod xml;

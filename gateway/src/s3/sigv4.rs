@@ -3,6 +3,7 @@
 
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
+use crate::s3::sigv2;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -79,9 +80,14 @@ pub enum PostSignature<'a> {
     },
 }
 
-/// The access key id a request says it is signed with, read before anything is checked so that
-/// the key's secret can be looked up; `None` when none can be read (the checks then say why).
+/// The access key id a request says it is signed with (SigV4 or SigV2), read before anything is
+/// checked so that the key's secret can be looked up; `None` when none can be read (the checks
+/// then say why).
 pub fn claimed_key(parts: &Parts) -> Option<String> {
+    sigv2::claimed_key(parts).or_else(|| claimed_v4_key(parts))
+}
+
+fn claimed_v4_key(parts: &Parts) -> Option<String> {
     let credential = match header(parts, "authorization") {
         Some(auth) => auth
             .strip_prefix(ALGORITHM)?
@@ -157,15 +163,22 @@ impl ChunkSigner {
 }
 
 impl Credentials {
-    /// Verifies a request signed in its Authorization header or as a presigned URL.
-    pub fn authenticate(&self, parts: &Parts) -> Result<Authenticated, S3Error> {
-        let query = Query::parse(parts.uri.query().unwrap_or("")).0;
+    /// Verifies a request signed in its Authorization header or as a presigned URL, with
+    /// Signature Version 4 or 2; `virtual_bucket` is the bucket its host names, if any.
+    pub fn authenticate(
+        &self,
+        parts: &Parts,
+        virtual_bucket: Option<&str>,
+    ) -> Result<Authenticated, S3Error> {
+        let parsed = Query::parse(parts.uri.query().unwrap_or(""));
+        if sigv2::form(parts, &parsed).is_some() {
+            return self.check_v2(parts, &parsed, virtual_bucket);
+        }
+        let query = parsed.0;
         if let Some(auth) = header(parts, "authorization") {
             self.check_header_auth(parts, &query, auth)
         } else if query.iter().any(|(k, _)| k == "X-Amz-Signature") {
             self.check_presigned(parts, &query)
-        } else if query.iter().any(|(k, _)| k == "Signature") {
-            Err(S3Error::NotImplemented("Signature Version 2"))
         } else {
             Err(S3Error::AccessDenied("anonymous requests are not allowed"))
         }
@@ -368,16 +381,28 @@ impl Credentials {
     }
 }
 
+/// Removes the parameters that made a presigned URL's signature (SigV4 or SigV2) from `query`,
+/// once checked: they are not part of the operation.
+pub fn strip_signature_params(query: &mut Query) {
+    query.0.retain(|(name, _)| {
+        !SIGNATURE_PARAMS.contains(&name.as_str()) && !sigv2::QUERY_PARAMS.contains(&name.as_str())
+    });
+}
+
 /// Moves the `x-amz-*` parameters of a presigned URL (other than its signature's) from `query`
 /// into the request's headers. S3 reads them as the headers they are named for, and SDKs put
 /// headers there when they presign: the JavaScript SDK's GET carries `x-amz-checksum-mode`, its
 /// PUT `x-amz-sdk-checksum-algorithm` and `x-amz-checksum-crc32`. The parameters were signed as
 /// such; as headers, every handler and the table of refused headers treat them as any other.
+/// botocore's SigV2 presigner puts `content-type` and `content-md5` there too, which its
+/// signature covers as the headers' values.
 pub fn hoist_query_headers(parts: &mut Parts, query: &mut Query) -> Result<(), S3Error> {
     let is_header = |name: &str| {
-        name.get(..6)
+        (name
+            .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
-            && !SIGNATURE_PARAMS.contains(&name)
+            && !SIGNATURE_PARAMS.contains(&name))
+            || matches!(name, "content-type" | "content-md5")
     };
     let (hoisted, kept) = std::mem::take(&mut query.0)
         .into_iter()
@@ -394,9 +419,12 @@ pub fn hoist_query_headers(parts: &mut Parts, query: &mut Query) -> Result<(), S
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
         let value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| invalid())?;
         // Two values, one of them unseen by whatever reads the first, would be half ignored.
-        if parts.headers.contains_key(&header) {
+        if let Some(given) = parts.headers.get(&header) {
+            if *given == value {
+                continue;
+            }
             return Err(S3Error::InvalidRequest(format!(
-                "{name} is given more than once, as a header or query parameter"
+                "{name} is given twice, as a header and a query parameter, with two values"
             )));
         }
         parts.headers.insert(header, value);
@@ -625,7 +653,7 @@ mod tests {
         );
         let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
         assert!(matches!(
-            creds().authenticate(&parts),
+            creds().authenticate(&parts, None),
             Err(S3Error::AccessDenied(_))
         ));
     }
@@ -634,7 +662,7 @@ mod tests {
     fn unsigned_requests_are_refused() {
         let (parts, ()) = http::Request::get("/b/k").body(()).unwrap().into_parts();
         assert!(matches!(
-            creds().authenticate(&parts),
+            creds().authenticate(&parts, None),
             Err(S3Error::AccessDenied(_))
         ));
     }
@@ -689,14 +717,27 @@ mod tests {
         );
         let left: Vec<&str> = query.0.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(left, ["X-Amz-Content-Sha256", "X-Amz-Signature", "x-id"]);
+        let mut query = query;
+        strip_signature_params(&mut query);
+        let left: Vec<&str> = query.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(left, ["x-id"]);
+        let mut v2 = Query::parse("AWSAccessKeyId=a&Signature=s&Expires=1&versionId=v");
+        strip_signature_params(&mut v2);
+        assert_eq!(v2.0, [("versionId".to_string(), "v".to_string())]);
     }
 
     #[test]
     fn a_hoisted_parameter_may_not_repeat_or_frame_the_body() {
+        let (parts, _) = hoisted(
+            "/b/k?x-amz-checksum-mode=ENABLED&content-type=a%2Fb",
+            &[("x-amz-checksum-mode", "ENABLED")],
+        )
+        .unwrap();
+        assert_eq!(header(&parts, "content-type"), Some("a/b"));
         assert!(matches!(
             hoisted(
                 "/b/k?x-amz-checksum-mode=ENABLED",
-                &[("x-amz-checksum-mode", "ENABLED")]
+                &[("x-amz-checksum-mode", "DISABLED")]
             ),
             Err(S3Error::InvalidRequest(_))
         ));
@@ -726,7 +767,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let Err(err) = creds().authenticate(&parts) else {
+        let Err(err) = creds().authenticate(&parts, None) else {
             panic!("a presigned URL valid for more than a week was accepted");
         };
         assert_eq!(err.code(), "AuthorizationQueryParametersError");
