@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use listener::{Listener, Tracker};
 use node_rpc::ClusterConfig;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,22 +34,23 @@ pub async fn run(
     ready(listener.local_addr()?);
     loop {
         let (stream, tracker) = listener.accept().await;
+        let client_ip = stream.get_ref().peer_addr().ok().map(|a| a.ip());
         let stream = Lingering(Some(stream));
         let gateway = gateway.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve(gateway, stream, tracker).await,
+                    Ok(stream) => serve(gateway, stream, tracker, client_ip).await,
                     Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
                 },
-                None => serve(gateway, stream, tracker).await,
+                None => serve(gateway, stream, tracker, client_ip).await,
             }
         });
     }
 }
 
-async fn serve<S>(gateway: Arc<Gateway>, stream: S, tracker: Tracker)
+async fn serve<S>(gateway: Arc<Gateway>, stream: S, tracker: Tracker, client_ip: Option<IpAddr>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -57,7 +59,7 @@ where
         let gateway = gateway.clone();
         let request = tracker.request();
         async move {
-            let response = gateway.handle(req).await;
+            let response = gateway.handle(req, client_ip).await;
             drop(request);
             Ok::<_, std::convert::Infallible>(response)
         }

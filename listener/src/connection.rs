@@ -105,6 +105,11 @@ pub(crate) fn guard<S>(inner: S, slot: Slot, limits: &Limits) -> (Guarded<S>, Tr
 }
 
 impl<S> Guarded<S> {
+    /// The socket itself, to ask it things (its peer's address).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// The socket itself, for a transfer that leaves the async world (`sendfile` on a blocking
     /// socket), and its slot among the open connections, to keep until the transfer is over.
     pub fn into_inner(self) -> (S, Slot) {

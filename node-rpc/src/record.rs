@@ -331,6 +331,9 @@ pub struct BucketRecord {
     /// created by the configured (bootstrap) key or before keys existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The bucket's policy (PutBucketPolicy), the JSON document as given, checked by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// An access key of the key table, which every node holds (last writer wins, as buckets). The

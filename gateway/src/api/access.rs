@@ -1,16 +1,19 @@
-//! Who may do what: the one place a request's operation is checked against its key, before its
-//! handler reads or writes anything.
+//! Who may do what: the one place a request's operation is checked against its caller, before
+//! its handler reads or writes anything.
 //!
 //! The configured key of a gateway is the administrator: it may do anything, including the admin
 //! API. Every other key comes from the key table (`ops::keys`) and may do in a bucket what its
-//! grant there allows, or anything if it created the bucket (its owner). Anonymous requests are
-//! refused before they get here.
+//! grant there allows, or anything if it created the bucket (its owner). A bucket's policy
+//! (`s3::policy`) comes first: an explicit Deny refuses whatever the key's grant, an Allow
+//! allows whatever it lacks; it is also the only way an anonymous request is let in.
 
 use crate::api::unsupported::Operation;
 use crate::api::Gateway;
 use crate::s3::error::S3Error;
+use crate::s3::policy::{Action, Decision, Policy, Request};
 use crate::s3::sigv4::Credentials;
 use node_rpc::record::{BucketRecord, Grant, KeyRecord};
+use std::net::IpAddr;
 
 /// The key a request was signed with.
 #[derive(Clone, Debug)]
@@ -18,6 +21,15 @@ pub enum Principal {
     /// The gateway's configured key.
     Admin,
     Key(KeyRecord),
+    /// No signature at all.
+    Anonymous,
+}
+
+/// Who sends a request: its key and the address it comes from (for policies' `aws:SourceIp`).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    pub ip: Option<IpAddr>,
 }
 
 /// What a key may be granted in a bucket.
@@ -43,7 +55,7 @@ pub enum Need {
 }
 
 /// The table of `docs/architecture.md` ("Access keys and permissions"). Reading a setting needs
-/// read, changing one needs owner. CopyObject and UploadPartCopy also need read in the source
+/// read, changing one needs owner; the policy, which says who may do what, only its owner reads. CopyObject and UploadPartCopy also need read in the source
 /// bucket, checked by their handler once it knows the source.
 pub fn need(operation: Operation) -> Need {
     use Operation::*;
@@ -59,6 +71,7 @@ pub fn need(operation: Operation) -> Need {
         | GetBucketLifecycleConfiguration
         | GetBucketEncryption
         | GetObjectLockConfiguration
+        | GetBucketNotificationConfiguration
         | ListObjects
         | ListObjectsV2
         | ListObjectVersions
@@ -93,7 +106,11 @@ pub fn need(operation: Operation) -> Need {
         | DeleteBucketLifecycle
         | PutBucketEncryption
         | DeleteBucketEncryption
-        | PutObjectLockConfiguration => Need::Bucket(Owner),
+        | PutObjectLockConfiguration
+        | PutBucketPolicy
+        | GetBucketPolicy
+        | DeleteBucketPolicy
+        | GetBucketPolicyStatus => Need::Bucket(Owner),
     }
 }
 
@@ -105,14 +122,27 @@ impl Principal {
     /// The key id recorded as the owner of a bucket this principal creates.
     pub fn owner_id(&self) -> Option<String> {
         match self {
-            Principal::Admin => None,
+            Principal::Admin | Principal::Anonymous => None,
             Principal::Key(key) => Some(key.id.clone()),
+        }
+    }
+
+    /// The access key id a policy's `Principal` names; `None` for anonymous requests (and the
+    /// administrator, whom policies do not bind).
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Principal::Key(key) => Some(&key.id),
+            Principal::Admin | Principal::Anonymous => None,
         }
     }
 
     /// Whether the principal owns the bucket (created it; the administrator owns those it made).
     pub fn owns(&self, bucket: &BucketRecord) -> bool {
-        bucket.owner == self.owner_id()
+        match self {
+            Principal::Admin => bucket.owner.is_none(),
+            Principal::Key(key) => bucket.owner.as_deref() == Some(key.id.as_str()),
+            Principal::Anonymous => false,
+        }
     }
 
     /// What the principal may do in the bucket.
@@ -130,6 +160,7 @@ impl Principal {
                 .get(&hex::encode(bucket.id))
                 .copied()
                 .unwrap_or_default(),
+            Principal::Anonymous => Grant::default(),
         }
     }
 
@@ -139,17 +170,6 @@ impl Principal {
             Permission::Read => grant.read,
             Permission::Write => grant.write,
             Permission::Owner => grant.owner,
-        }
-    }
-
-    /// `AccessDenied` unless the principal may.
-    pub fn require(&self, bucket: &BucketRecord, permission: Permission) -> Result<(), S3Error> {
-        if self.may(bucket, permission) {
-            Ok(())
-        } else {
-            Err(S3Error::AccessDenied(
-                "the access key has no permission for this in the bucket",
-            ))
         }
     }
 
@@ -189,27 +209,108 @@ impl Gateway {
         Ok((credentials, Principal::Key(key)))
     }
 
-    /// Checks that the principal may ask for the operation on the bucket it names (the router
-    /// refuses requests that are no operation, whoever sends them).
+    /// Checks that the caller may ask for the operation on the bucket and key it names (the
+    /// router refuses requests that are no operation, whoever sends them).
     pub(super) async fn authorize(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         operation: Option<Operation>,
         bucket: Option<&str>,
+        key: Option<&str>,
     ) -> Result<(), S3Error> {
-        let (Principal::Key(key), Some(operation)) = (principal, operation) else {
-            return Ok(());
+        let anonymous = matches!(caller.principal, Principal::Anonymous);
+        let refused = || {
+            Err(S3Error::AccessDenied(
+                "anonymous requests need a bucket policy that allows them",
+            ))
+        };
+        let Some(operation) = operation.filter(|_| !caller.principal.is_admin()) else {
+            return if anonymous { refused() } else { Ok(()) };
         };
         match (need(operation), bucket) {
+            (Need::Nothing, _) if anonymous => refused(),
             (Need::Nothing, _) => Ok(()),
-            (Need::CreateBucket, _) if key.create_bucket => Ok(()),
-            (Need::CreateBucket, _) => Err(S3Error::AccessDenied(
-                "the access key may not create buckets",
-            )),
-            (Need::Bucket(permission), Some(name)) => {
-                principal.require(&self.cluster.bucket(name).await?, permission)
+            (Need::CreateBucket, _) => match &caller.principal {
+                Principal::Key(key) if key.create_bucket => Ok(()),
+                _ => Err(S3Error::AccessDenied(
+                    "the access key may not create buckets",
+                )),
+            },
+            (Need::Bucket(_), Some(name)) => {
+                caller.check(&self.cluster.bucket(name).await?, operation, key)
             }
             (Need::Bucket(_), None) => Err(S3Error::AccessDenied("no bucket named")),
+        }
+    }
+}
+
+/// The policy action an operation is (`None`: only `s3:*` names it).
+pub fn action(operation: Operation) -> Option<Action> {
+    use Operation::*;
+    match operation {
+        GetObject | HeadObject | GetObjectAttributes => Some(Action::GetObject),
+        PutObject
+        | CopyObject
+        | CreateMultipartUpload
+        | UploadPart
+        | UploadPartCopy
+        | CompleteMultipartUpload => Some(Action::PutObject),
+        DeleteObject | DeleteObjects => Some(Action::DeleteObject),
+        ListObjects | ListObjectsV2 | HeadBucket => Some(Action::ListBucket),
+        _ => None,
+    }
+}
+
+impl Caller {
+    /// `AccessDenied` unless the caller may do `operation` on `key` of `bucket` (the bucket
+    /// itself when `None`). DeleteObjects names no key: it is let through when the caller may
+    /// write, or when the policy may allow it some deletes, and each key is then checked as a
+    /// DeleteObject.
+    pub fn check(
+        &self,
+        bucket: &BucketRecord,
+        operation: Operation,
+        key: Option<&str>,
+    ) -> Result<(), S3Error> {
+        if self.principal.is_admin() {
+            return Ok(());
+        }
+        let permitted = match need(operation) {
+            Need::Bucket(permission) => self.principal.may(bucket, permission),
+            Need::CreateBucket | Need::Nothing => false,
+        };
+        let policy = match &bucket.policy {
+            // Checked when it was stored; one that no longer parses allows nothing.
+            Some(text) => Some(
+                Policy::parse(&bucket.name, text.as_bytes())
+                    .map_err(|_| S3Error::AccessDenied("the bucket's policy cannot be read"))?,
+            ),
+            None => None,
+        };
+        let key_id = self.principal.key_id();
+        let decision = match (&policy, operation) {
+            (Some(policy), Operation::DeleteObjects) => {
+                if policy.may_allow(key_id, Action::DeleteObject, self.ip) {
+                    Decision::Allow
+                } else {
+                    Decision::Silent
+                }
+            }
+            (Some(policy), _) => policy.evaluate(&Request {
+                key_id,
+                action: action(operation),
+                key,
+                source_ip: self.ip,
+            }),
+            (None, _) => Decision::Silent,
+        };
+        match decision {
+            Decision::Deny => Err(S3Error::AccessDenied("the bucket's policy denies this")),
+            Decision::Allow => Ok(()),
+            Decision::Silent if permitted => Ok(()),
+            Decision::Silent => Err(S3Error::AccessDenied(
+                "the access key has no permission for this in the bucket",
+            )),
         }
     }
 }
@@ -252,10 +353,17 @@ mod tests {
         assert!(!reader.may(&granted, Permission::Owner));
         assert!(!reader.may(&other, Permission::Read));
         assert!(reader.sees(&granted) && !reader.sees(&other));
+        let caller = |principal: &Principal| Caller {
+            principal: principal.clone(),
+            ip: None,
+        };
         assert!(matches!(
-            reader.require(&granted, Permission::Write),
+            caller(&reader).check(&granted, Operation::PutObject, Some("k")),
             Err(S3Error::AccessDenied(_))
         ));
+        assert!(caller(&reader)
+            .check(&granted, Operation::GetObject, Some("k"))
+            .is_ok());
 
         let owned = bucket([3; 16], Some("TKOWNER"));
         let owner = key("TKOWNER", &[]);
@@ -278,6 +386,60 @@ mod tests {
         let principal = key("TKA", &[([7; 16], full)]);
         assert!(principal.may(&bucket([7; 16], None), Permission::Owner));
         assert!(!principal.may(&bucket([8; 16], None), Permission::Read));
+    }
+
+    #[test]
+    fn a_policy_allows_what_grants_lack_and_denies_what_they_give() {
+        let mut site = bucket([4; 16], None);
+        site.name = "site".into();
+        site.policy = Some(
+            r#"{"Statement": [
+                {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                 "Resource": "arn:aws:s3:::site/public/*"},
+                {"Effect": "Deny", "Principal": {"AWS": "TKWRITER"}, "Action": "s3:DeleteObject",
+                 "Resource": "arn:aws:s3:::site/keep/*"}
+            ]}"#
+            .into(),
+        );
+        let full = Grant {
+            read: true,
+            write: true,
+            owner: false,
+        };
+        let as_caller = |principal: Principal| Caller {
+            principal,
+            ip: Some("127.0.0.1".parse().unwrap()),
+        };
+        let anonymous = as_caller(Principal::Anonymous);
+        assert!(anonymous
+            .check(&site, Operation::GetObject, Some("public/app.js"))
+            .is_ok());
+        assert!(anonymous
+            .check(&site, Operation::HeadObject, Some("public/app.js"))
+            .is_ok());
+        for (operation, key) in [
+            (Operation::GetObject, Some("private/x")),
+            (Operation::PutObject, Some("public/x")),
+            (Operation::ListObjectsV2, None),
+            (Operation::DeleteBucket, None),
+        ] {
+            assert!(
+                anonymous.check(&site, operation, key).is_err(),
+                "{operation:?}"
+            );
+        }
+        let writer = as_caller(key("TKWRITER", &[([4; 16], full)]));
+        assert!(writer
+            .check(&site, Operation::DeleteObject, Some("tmp/x"))
+            .is_ok());
+        assert!(writer
+            .check(&site, Operation::DeleteObject, Some("keep/x"))
+            .is_err());
+        assert!(as_caller(Principal::Admin)
+            .check(&site, Operation::DeleteObject, Some("keep/x"))
+            .is_ok());
+        // Anonymous owns nothing, not even the administrator's buckets.
+        assert!(!Principal::Anonymous.owns(&site) && Principal::Admin.owns(&site));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub async fn list_buckets(gw: &Gateway, req: &S3Request) -> Result<S3Response, S
             })?,
     };
     let mut buckets = gw.cluster.live_buckets().await?;
-    buckets.retain(|b| req.principal.sees(b));
+    buckets.retain(|b| req.caller.principal.sees(b));
     let (page, next) = bucket_page(&buckets, prefix, after.as_deref(), max);
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
     owner(&mut xml);
@@ -103,7 +103,7 @@ pub async fn create_bucket(
     };
     // A CreateBucketConfiguration may name a location; this store has one region, so it is read
     // (to check its signature) and otherwise ignored.
-    let owner = req.principal.owner_id();
+    let owner = req.caller.principal.owner_id();
     req.read_small_body(64 * 1024).await?;
     if let Some(existing) = gw.cluster.buckets(true).await?.get(name) {
         if !existing.deleted && existing.owner == owner {
@@ -188,6 +188,13 @@ pub async fn location(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
             crate::s3::xml::escape(region)
         )))
         .expect("response parts are valid"))
+}
+
+/// GetBucketNotificationConfiguration: Tessera sends no event notifications, so every bucket's
+/// configuration is empty (PutBucketNotificationConfiguration is refused).
+pub async fn notification(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
+    gw.cluster.bucket(name).await?;
+    Ok(xml_response(XmlWriter::new("NotificationConfiguration")))
 }
 
 /// S3's rules: 3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending

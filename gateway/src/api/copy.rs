@@ -2,10 +2,10 @@
 //! `read::stream`) and its body fed straight into the write path, so a copy streams like a GET
 //! piped into a PUT and never holds the object in memory.
 
-use crate::api::access::Permission;
 use crate::api::encryption::{self, COPY_SOURCE_SSE_C, SSE_C};
 use crate::api::listing::iso8601;
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
+use crate::api::unsupported::Operation;
 use crate::api::{Gateway, S3Request};
 use crate::ops::encryption::Sse;
 use crate::ops::lookup::{find_version, version_id, Found};
@@ -73,7 +73,8 @@ struct CopySource {
 async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Error> {
     let (bucket, key, which) = copy_source(req)?;
     let source_bucket = gw.cluster.bucket(&bucket).await?;
-    req.principal.require(&source_bucket, Permission::Read)?;
+    req.caller
+        .check(&source_bucket, Operation::GetObject, Some(&key))?;
     let found = match find_version(&gw.cluster, &source_bucket, &key, which, false).await {
         Err(S3Error::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
             "The source of a copy request may not specifically refer to a delete marker by version id.".into(),

@@ -14,6 +14,7 @@ pub mod multi_delete;
 pub mod multipart;
 pub mod object;
 pub mod object_lock;
+pub mod policy;
 pub mod post_object;
 mod request;
 mod router;
@@ -33,6 +34,7 @@ use futures::FutureExt;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use node_rpc::ClusterConfig;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -76,7 +78,8 @@ impl Gateway {
         self.config.tls_cert.is_some()
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> S3Response {
+    /// Answers one request; `client_ip` is the address of the connection it came on.
+    pub async fn handle(&self, req: Request<Incoming>, client_ip: Option<IpAddr>) -> S3Response {
         let request_id = format!("{:016X}", rand::random::<u64>());
         let is_head = req.method() == Method::HEAD;
         let resource = req.uri().path().to_string();
@@ -91,7 +94,7 @@ impl Gateway {
         let location = self.locate(&parts);
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
         // A panic is a bug; it fails its request, not the connection or the process.
-        let outcome = AssertUnwindSafe(self.dispatch(parts, body, location))
+        let outcome = AssertUnwindSafe(self.dispatch(parts, body, location, client_ip))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {

@@ -1,6 +1,7 @@
 //! DeleteObjects (`POST /bucket?delete`): up to 1000 keys (or versions), each deleted as
 //! DeleteObject would, with a `Deleted` or `Error` entry per key (only errors in Quiet mode).
 
+use crate::api::unsupported::Operation;
 use crate::api::{Gateway, S3Request};
 use crate::ops::delete::{remove, Removed};
 use crate::s3::error::S3Error;
@@ -53,10 +54,16 @@ pub async fn delete_objects(
     req.require_integrity()?;
     let bucket = gw.cluster.bucket(bucket).await?;
     let bypass = crate::api::object_lock::bypass_governance(&req, &bucket);
+    let caller = req.caller.clone();
     let (quiet, targets) = parse(&req.read_small_body(BODY_LIMIT).await?)?;
     let mut outcomes = Vec::with_capacity(targets.len());
     for batch in targets.chunks(CONCURRENCY) {
-        outcomes.extend(join_all(batch.iter().map(|t| delete_one(gw, &bucket, t, bypass))).await);
+        let deletes = batch.iter().map(|t| async {
+            // Each key as a DeleteObject: a policy may allow or deny some keys and not others.
+            caller.check(&bucket, Operation::DeleteObject, Some(&t.key))?;
+            delete_one(gw, &bucket, t, bypass).await
+        });
+        outcomes.extend(join_all(deletes).await);
     }
     let mut xml = XmlWriter::new("DeleteResult");
     for (target, outcome) in targets.iter().zip(outcomes) {

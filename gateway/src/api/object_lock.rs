@@ -45,7 +45,7 @@ fn in_the_past() -> S3Error {
 pub fn bypass_governance(req: &S3Request, bucket: &BucketRecord) -> bool {
     req.header("x-amz-bypass-governance-retention")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        && req.principal.may(bucket, Permission::Owner)
+        && req.caller.principal.may(bucket, Permission::Owner)
 }
 
 /// The Object Lock state a PutObject, CopyObject or CreateMultipartUpload asks for with its

@@ -6,8 +6,9 @@
 //! (`s3::post_policy`, `Credentials::check_post_policy`), and the file then streams into the write
 //! path exactly as a PUT body of known length would.
 
-use crate::api::access::{Permission, Principal};
+use crate::api::access::{Caller, Principal};
 use crate::api::object::kept_headers;
+use crate::api::unsupported::Operation;
 use crate::api::Gateway;
 use crate::ops::write::{write_object, NewObject};
 use crate::s3::checksum::{Algorithm, Expected};
@@ -25,6 +26,7 @@ use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use node_rpc::body::empty;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use std::net::IpAddr;
 
 /// Fields the handler reads (with the `x-amz-meta-*`, `x-amz-checksum-*` and `x-ignore-*`
 /// families); any other field is refused rather than ignored.
@@ -64,6 +66,7 @@ pub async fn post_object(
     bucket: &str,
     parts: Parts,
     body: Incoming,
+    client_ip: Option<IpAddr>,
 ) -> Result<S3Response, S3Error> {
     let boundary = header(&parts, "content-type")
         .and_then(post_form::boundary)
@@ -76,7 +79,10 @@ pub async fn post_object(
     let stall = gw.config.connections.stall_timeout();
     let (form, file, size) = post_form::read(body, &boundary, content_length, stall).await?;
     let key = object_key(&form)?;
-    let principal = authenticate(gw, &form).await?;
+    let caller = Caller {
+        principal: authenticate(gw, &form).await?,
+        ip: client_ip,
+    };
     let policy = Policy::parse(form.field("policy").unwrap_or_default())?;
     let range = policy.check(&form.fields, bucket, Utc::now())?;
     check_fields(&form)?;
@@ -87,7 +93,7 @@ pub async fn post_object(
         _ => {}
     }
     let bucket = gw.cluster.bucket(bucket).await?;
-    principal.require(&bucket, Permission::Write)?;
+    caller.check(&bucket, Operation::PutObject, Some(&key))?;
     let headers = kept_headers(form.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     if headers
         .iter()

@@ -1,7 +1,7 @@
 //! What a handler gets: the request head, its decoded query and its authenticated body, with
 //! the body readers every handler shares.
 
-use crate::api::access::Principal;
+use crate::api::access::Caller;
 use crate::s3::checksum::{Algorithm, Digests, Expected};
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
@@ -18,8 +18,8 @@ pub struct S3Request {
     pub query: Query,
     pub body: Incoming,
     pub auth: Authenticated,
-    /// The key that signed it.
-    pub principal: Principal,
+    /// Who sent it.
+    pub caller: Caller,
     /// How long the body may stop arriving (`Limits::stall_timeout`).
     pub body_stall: Duration,
 }

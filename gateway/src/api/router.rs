@@ -1,16 +1,20 @@
 //! Picks the S3 operation a request asks for: the bucket and key it addresses (path or
 //! virtual-hosted style), then the handler by method and sub-resource.
 
+use crate::api::access::{Caller, Principal};
 use crate::api::unsupported::Operation;
 use crate::api::*;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
-use crate::s3::sigv4::{claimed_key, hoist_query_headers, strip_signature_params};
+use crate::s3::sigv4::{
+    anonymous, claimed_key, hoist_query_headers, is_anonymous, strip_signature_params,
+};
 use http::request::Parts;
 use http::Method;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
+use std::net::IpAddr;
 
 /// S3 keys are at most this many bytes.
 const MAX_KEY_LEN: usize = 1024;
@@ -50,6 +54,7 @@ impl Gateway {
         mut parts: Parts,
         body: Incoming,
         location: Result<(Option<String>, Option<String>), S3Error>,
+        client_ip: Option<IpAddr>,
     ) -> Result<S3Response, S3Error> {
         let header_bytes: usize = parts
             .headers
@@ -67,13 +72,21 @@ impl Gateway {
         if post_object::is_form_upload(&parts) {
             // A browser upload: the form's fields carry the signature, over its policy.
             return match location? {
-                (Some(bucket), None) => post_object::post_object(self, &bucket, parts, body).await,
+                (Some(bucket), None) => {
+                    post_object::post_object(self, &bucket, parts, body, client_ip).await
+                }
                 _ => Err(S3Error::MethodNotAllowed),
             };
         }
-        let (credentials, principal) = self.credentials_for(claimed_key(&parts).as_deref()).await?;
-        let virtual_bucket = self.virtual_bucket(&parts);
-        let auth = credentials.authenticate(&parts, virtual_bucket.as_deref())?;
+        let (auth, principal) = if is_anonymous(&parts) {
+            (anonymous(&parts)?, Principal::Anonymous)
+        } else {
+            let (credentials, principal) =
+                self.credentials_for(claimed_key(&parts).as_deref()).await?;
+            let virtual_bucket = self.virtual_bucket(&parts);
+            let auth = credentials.authenticate(&parts, virtual_bucket.as_deref())?;
+            (auth, principal)
+        };
         let mut query = Query::parse(parts.uri.query().unwrap_or(""));
         if auth.presigned {
             strip_signature_params(&mut query);
@@ -85,7 +98,10 @@ impl Gateway {
             query,
             body,
             auth,
-            principal,
+            caller: Caller {
+                principal,
+                ip: client_ip,
+            },
             body_stall: self.config.connections.stall_timeout(),
         };
         if bucket.as_deref() == Some(crate::api::admin::PREFIX) {
@@ -93,7 +109,7 @@ impl Gateway {
                 // Creating a bucket of the admin API's name: the name is what is wrong.
                 return Err(S3Error::InvalidBucketName);
             }
-            if !req.principal.is_admin() {
+            if !req.caller.principal.is_admin() {
                 return Err(S3Error::AccessDenied(
                     "the admin API is for the configured key",
                 ));
@@ -101,7 +117,7 @@ impl Gateway {
             return crate::api::admin::handle(self, req, key.as_deref()).await;
         }
         let operation = Operation::of(&req.parts, &req.query, bucket.is_some(), key.is_some());
-        self.authorize(&req.principal, operation, bucket.as_deref())
+        self.authorize(&req.caller, operation, bucket.as_deref(), key.as_deref())
             .await?;
         unsupported::check(operation, &req.parts, &req.query)?;
         let method = req.parts.method.clone();
@@ -155,6 +171,11 @@ impl Gateway {
                 Method::GET if q("object-lock") => {
                     object_lock::get_configuration(self, &bucket).await
                 }
+                Method::PUT if q("policy") => policy::put_policy(self, &bucket, req).await,
+                Method::GET if q("policy") => policy::get_policy(self, &bucket).await,
+                Method::DELETE if q("policy") => policy::delete_policy(self, &bucket).await,
+                Method::GET if q("policyStatus") => policy::get_status(self, &bucket).await,
+                Method::GET if q("notification") => bucket::notification(self, &bucket).await,
                 Method::GET if q("versions") => {
                     versioning::list_object_versions(self, &bucket, &req).await
                 }

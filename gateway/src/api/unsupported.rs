@@ -64,6 +64,11 @@ pub enum Operation {
     PutObjectLegalHold,
     GetObjectLegalHold,
     GetObjectAttributes,
+    PutBucketPolicy,
+    GetBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetBucketNotificationConfiguration,
 }
 
 use Operation::*;
@@ -98,6 +103,11 @@ impl Operation {
                 Method::PUT if q("encryption") => PutBucketEncryption,
                 Method::GET if q("encryption") => GetBucketEncryption,
                 Method::DELETE if q("encryption") => DeleteBucketEncryption,
+                Method::PUT if q("policy") => PutBucketPolicy,
+                Method::GET if q("policy") => GetBucketPolicy,
+                Method::DELETE if q("policy") => DeleteBucketPolicy,
+                Method::GET if q("policyStatus") => GetBucketPolicyStatus,
+                Method::GET if q("notification") => GetBucketNotificationConfiguration,
                 Method::PUT if q("object-lock") => PutObjectLockConfiguration,
                 Method::GET if q("object-lock") => GetObjectLockConfiguration,
                 Method::GET if q("versions") => ListObjectVersions,
@@ -262,6 +272,11 @@ const REQUEST_PAYER: &[Operation] = &[
 /// CreateBucket.
 const IN_A_BUCKET: &[Operation] = &[
     HeadBucket,
+    PutBucketPolicy,
+    GetBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetBucketNotificationConfiguration,
     DeleteBucket,
     GetBucketLocation,
     PutBucketTagging,
@@ -390,6 +405,12 @@ const RULES: &[Rule] = &[
     // Lifecycle transitions are refused, so the minimum size of a transition is moot.
     in_header("x-amz-transition-default-minimum-object-size", "A lifecycle transition", Only(&["varies_by_storage_class", "all_storage_classes_128K"]), &[PutBucketLifecycleConfiguration]),
     in_header("x-amz-expected-bucket-owner", "Another bucket owner", Owner, IN_A_BUCKET),
+    in_header(
+        "x-amz-confirm-remove-self-bucket-access",
+        "Confirming the removal of one's own access (the configured key never loses it)",
+        Only(&["false"]),
+        &[PutBucketPolicy],
+    ),
     in_header("x-amz-source-expected-bucket-owner", "Another bucket owner", Owner, COPIES),
     // ListBuckets pages and filters by prefix, but does not show or filter by region.
     in_query("bucket-region", "Filtering the bucket list by region"),

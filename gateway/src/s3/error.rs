@@ -50,6 +50,11 @@ pub enum S3Error {
     BucketNotEmpty,
     #[error("The specified bucket is not valid.")]
     InvalidBucketName,
+    /// A bucket policy outside the subset Tessera enforces, or not a policy at all.
+    #[error("{0}")]
+    MalformedPolicy(String),
+    #[error("The bucket policy does not exist")]
+    NoSuchBucketPolicy,
     #[error("The storage class you specified is not valid")]
     InvalidStorageClass,
     #[error("Your key is too long")]
@@ -170,6 +175,8 @@ impl S3Error {
             InvalidArgument(_) => "InvalidArgument",
             InvalidRequest(_) => "InvalidRequest",
             MalformedXml => "MalformedXML",
+            MalformedPolicy(_) => "MalformedPolicy",
+            NoSuchBucketPolicy => "NoSuchBucketPolicy",
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
             PreconditionFailed => "PreconditionFailed",
@@ -212,6 +219,7 @@ impl S3Error {
             | NoSuchVersion
             | NoSuchUpload
             | NoSuchAccessKey
+            | NoSuchBucketPolicy
             | NoSuchTagSet
             | NoSuchCorsConfiguration
             | NoSuchLifecycleConfiguration

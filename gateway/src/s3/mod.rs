@@ -6,6 +6,7 @@ pub mod error;
 pub mod http;
 pub mod md5_lanes;
 pub mod payload;
+pub mod policy;
 pub mod post_form;
 pub mod post_policy;
 pub mod response;

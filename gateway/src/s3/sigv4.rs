@@ -80,6 +80,40 @@ pub enum PostSignature<'a> {
     },
 }
 
+/// Whether a request carries no signature of any kind (neither an Authorization header nor a
+/// presigned URL's parameters).
+pub fn is_anonymous(parts: &Parts) -> bool {
+    const SIGNING_PARAMS: [&str; 4] = [
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "Signature",
+        "AWSAccessKeyId",
+    ];
+    header(parts, "authorization").is_none()
+        && !Query::parse(parts.uri.query().unwrap_or(""))
+            .0
+            .iter()
+            .any(|(name, _)| SIGNING_PARAMS.contains(&name.as_str()))
+}
+
+/// An anonymous request's body: as its `x-amz-content-sha256` says (checked like a signed
+/// request's), unsigned otherwise. A body whose chunks say they are signed has no signature to
+/// check them against.
+pub fn anonymous(parts: &Parts) -> Result<Authenticated, S3Error> {
+    let payload = match header(parts, "x-amz-content-sha256") {
+        Some(value) => parse_payload(value)?,
+        None => Payload::Unsigned,
+    };
+    if matches!(payload, Payload::Chunked { signed: true, .. }) {
+        return Err(S3Error::AccessDenied("signed chunks need a signature"));
+    }
+    Ok(Authenticated {
+        payload,
+        chunk_signer: None,
+        presigned: false,
+    })
+}
+
 /// The access key id a request says it is signed with (SigV4 or SigV2), read before anything is
 /// checked so that the key's secret can be looked up; `None` when none can be read (the checks
 /// then say why).
