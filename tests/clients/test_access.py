@@ -345,6 +345,30 @@ def test_matrix(world, expired_answers, op, caller):
     assert got == expected(op, caller)
 
 
+# Operations a policy allowing everyone s3:GetObject on the bucket's objects lets anonymous
+# callers do; every other cell of that column is 403 AccessDenied.
+PUBLIC_READS = {"get_object", "head_object", "get_object_attributes"}
+
+
+@pytest.fixture(scope="module")
+def public_world(world) -> World:
+    """The world's callers and operations on a bucket whose policy makes the objects the
+    operations prepare (`obj-*`) publicly readable."""
+    bucket = unique_bucket("pub")
+    world.admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    world.admin.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/obj-*"}]}))
+    return dataclasses.replace(world, bucket=bucket)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_matrix_public_prefix_policy(public_world, op):
+    got = outcome(public_world.clients["anonymous"], op, op.prepare(public_world))
+    want = (op.status, "") if op.name in PUBLIC_READS else expected(op, "anonymous")
+    assert got == want
+
+
 # --------------------------------------------------------------------------- beyond the matrix
 
 

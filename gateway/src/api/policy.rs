@@ -10,7 +10,15 @@ use crate::s3::xml::XmlWriter;
 use http::{Response, StatusCode};
 
 pub async fn put_policy(gw: &Gateway, bucket: &str, req: S3Request) -> Result<S3Response, S3Error> {
-    let body = req.read_small_body(MAX_POLICY_BYTES as u64 + 1).await?;
+    let body = req
+        .read_small_body(MAX_POLICY_BYTES as u64)
+        .await
+        .map_err(|e| match e {
+            S3Error::EntityTooLarge => {
+                S3Error::MalformedPolicy("Policy exceeds the maximum allowed document size.".into())
+            }
+            other => other,
+        })?;
     Policy::parse(bucket, &body)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| S3Error::MalformedPolicy("This policy contains invalid Json".into()))?;
