@@ -1,10 +1,11 @@
 //! Every XML body the gateway parses: CompleteMultipartUpload, DeleteObjects, lifecycle, CORS,
-//! object and bucket tagging, versioning, Object Lock configuration and retention, bucket encryption, and the generic tree parser under most of them. Each
-//! input goes to all of them: each checks its own root element. `scripts/fuzz.sh` lets this
+//! object and bucket tagging, versioning, Object Lock configuration and retention, bucket encryption, and the generic tree parser under most of them; and
+//! the one JSON body, bucket policies (parsed, then evaluated). Each input goes to all of them:
+//! each checks its own root element. `scripts/fuzz.sh` lets this
 //! target's inputs grow to 256 KiB, so that deep nesting (once a stack overflow) is explored.
 #![no_main]
 
-use gateway::fuzzing::{cors, encryption, lifecycle, multi_delete, object_lock, tagging, versioning, xml};
+use gateway::fuzzing::{cors, encryption, lifecycle, multi_delete, object_lock, policy, tagging, versioning, xml};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -40,6 +41,17 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = object_lock::parse_retention(data);
     let _ = encryption::parse(data);
+    if let Ok(parsed) = policy::Policy::parse("b", data) {
+        for key in [None, Some("k"), Some("public/a/b.css")] {
+            let _ = parsed.evaluate(&policy::Request {
+                key_id: Some("TKKEY"),
+                action: Some(policy::Action::GetObject),
+                key,
+                source_ip: Some("10.1.2.3".parse().unwrap()),
+            });
+        }
+        let _ = parsed.is_public();
+    }
     // The writer's escaping gives text the parser reads back as it was (control characters
     // aside: XML 1.0 cannot carry them, escaped or not).
     if let Ok(text) = std::str::from_utf8(data) {
