@@ -7,7 +7,7 @@ use anyhow::bail;
 use bytes::Bytes;
 use clap::Subcommand;
 use serde_json::{json, Value};
-use tessera::client::{Client, Reply};
+use tessera::client::{query_value, Client, Reply};
 
 #[derive(clap::Args)]
 pub struct AdminArgs {
@@ -24,6 +24,9 @@ pub struct AdminArgs {
 enum AdminCommand {
     /// Every storage node: up or down, hints kept, scrubbing.
     Status,
+    /// Start healing a node (rebuild what it misses from the other holders), or with no node,
+    /// show the heal in progress or last finished.
+    Heal { node: Option<String> },
     /// Access keys and their permissions.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -85,6 +88,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     let (answer, show): (Value, fn(&Value)) = match args.command {
         AdminCommand::Status => (call("GET", "status".into(), None).await?, show_nodes),
+        AdminCommand::Heal { node: None } => (call("GET", "heal".into(), None).await?, show_heal),
+        AdminCommand::Heal { node: Some(node) } => {
+            let path = format!("heal?node={}", query_value(&node));
+            (call("POST", path, None).await?, show_heal)
+        }
         AdminCommand::Key(command) => match command {
             KeyCommand::Create {
                 name,
@@ -94,17 +102,17 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 (call("POST", "keys".into(), Some(body)).await?, show_new_key)
             }
             KeyCommand::List => (call("GET", "keys".into(), None).await?, show_keys),
-            KeyCommand::Info { id } => (call("GET", format!("keys/{id}"), None).await?, show_key),
+            KeyCommand::Info { id } => (call("GET", key_path(&id, "")?, None).await?, show_key),
             KeyCommand::Delete { id } => (
-                call("DELETE", format!("keys/{id}"), None).await?,
+                call("DELETE", key_path(&id, "")?, None).await?,
                 show_deleted,
             ),
             KeyCommand::Allow(change) => {
-                let path = format!("keys/{}/allow", change.id);
+                let path = key_path(&change.id, "/allow")?;
                 (call("POST", path, Some(change.body())).await?, show_key)
             }
             KeyCommand::Deny(change) => {
-                let path = format!("keys/{}/deny", change.id);
+                let path = key_path(&change.id, "/deny")?;
                 (call("POST", path, Some(change.body())).await?, show_key)
             }
         },
@@ -115,6 +123,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         show(&answer);
     }
     Ok(())
+}
+
+/// The admin API path of a key; an id is letters and digits (one typed with others would
+/// address some other path).
+fn key_path(id: &str, action: &str) -> anyhow::Result<String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bail!("{id:?} is not an access key id (letters and digits)");
+    }
+    Ok(format!("keys/{id}{action}"))
 }
 
 /// One admin API call; an error answer becomes an error naming its S3 code and message.
@@ -213,6 +230,30 @@ fn show_nodes(nodes: &Value) {
         ],
         rows,
     );
+}
+
+fn show_heal(heal: &Value) {
+    if heal.is_null() {
+        println!("No heal has run since this gateway started.");
+        return;
+    }
+    let state = if heal["running"] == true {
+        "running"
+    } else {
+        "finished"
+    };
+    println!("Heal of {}: {state}", text(&heal["node"]));
+    for (label, field) in [
+        ("Shards compared", "shards_compared"),
+        ("Shards differing", "shards_differing"),
+        ("Keys checked", "keys_checked"),
+        ("Keys repaired", "keys_repaired"),
+        ("Bytes rebuilt", "bytes_rebuilt"),
+        ("Bytes per second", "bytes_per_sec"),
+        ("Errors", "errors"),
+    ] {
+        println!("  {label:<17} {}", text(&heal[field]));
+    }
 }
 
 fn show_keys(keys: &Value) {

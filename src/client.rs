@@ -389,6 +389,11 @@ impl Client {
 }
 
 /// `/bucket/key`, the key percent-encoded as in a canonical URI.
+/// A query value or single path segment, percent-encoded as SigV4 wants it (`/` too).
+pub fn query_value(value: &str) -> String {
+    utf8_percent_encode(value, STRICT).to_string()
+}
+
 pub fn object_path(bucket: &str, key: &str) -> String {
     if key.is_empty() {
         format!("/{bucket}")

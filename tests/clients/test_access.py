@@ -449,6 +449,26 @@ def test_admin_cli_tables(world):
     assert missing.returncode != 0 and "404 NoSuchAccessKey" in missing.stderr
     bad = run("key", "allow", reader, "--read")
     assert bad.returncode != 0 and "InvalidArgument" in bad.stderr
+    odd = run("key", "info", "../status")
+    assert odd.returncode != 0 and "not an access key id" in odd.stderr
+
+
+def test_admin_cli_heal(world):
+    env = dict(world.cluster.env(), AWS_ENDPOINT_URL=world.cluster.endpoint)
+    run = lambda *args: subprocess.run([str(TESSERA_BIN), "admin", *args], env=env,
+                                       capture_output=True, text=True, timeout=60)
+    started = run("heal", "z2-n1")
+    assert started.returncode == 0, started.stderr
+    assert "Heal of z2-n1" in started.stdout
+    deadline = time.monotonic() + 60
+    while (heal := admin_cli(world.cluster, "heal"))["running"]:
+        assert time.monotonic() < deadline, heal
+        time.sleep(0.2)
+    assert heal["node"] == "z2-n1" and heal["errors"] == 0 and heal["shards_compared"] > 0
+    shown = run("heal")
+    assert "finished" in shown.stdout and "Shards compared" in shown.stdout
+    unknown = run("heal", "no-such-node")
+    assert unknown.returncode != 0 and "InvalidArgument" in unknown.stderr
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
