@@ -170,6 +170,18 @@ def a_bucket_to_delete(w: World) -> dict:
     return {"Bucket": bucket}
 
 
+def setting_ops(name: str, put_status: int, **setting) -> list[Op]:
+    """PutBucketX (owner), GetBucketX (read) and DeleteBucketX (owner) of one bucket setting."""
+    put = f"put_bucket_{name}"
+    delete = "delete_bucket_lifecycle" if name == "lifecycle_configuration" \
+        else f"delete_bucket_{name}"
+    return [
+        Op(put, OWNER, lambda w: {"Bucket": w.bucket, **setting}, put_status),
+        Op(f"get_bucket_{name}", READ, with_bucket_setting(put, **setting)),
+        Op(delete, OWNER, with_bucket_setting(put, **setting), 204),
+    ]
+
+
 OPS = [
     Op("list_buckets", frozenset(), lambda w: {}),
     Op("create_bucket", frozenset({"create"}), lambda w: {"Bucket": unique_bucket("new")}),
@@ -179,30 +191,10 @@ OPS = [
     Op("get_bucket_versioning", READ, bucket_only),
     Op("put_bucket_versioning", OWNER,
        lambda w: {"Bucket": w.bucket, "VersioningConfiguration": {"Status": "Enabled"}}),
-    Op("put_bucket_tagging", OWNER, lambda w: {"Bucket": w.bucket, "Tagging": TAGS}, 204),
-    Op("get_bucket_tagging", READ, with_bucket_setting("put_bucket_tagging", Tagging=TAGS)),
-    Op("delete_bucket_tagging", OWNER,
-       with_bucket_setting("put_bucket_tagging", Tagging=TAGS), 204),
-    Op("put_bucket_cors", OWNER, lambda w: {"Bucket": w.bucket, "CORSConfiguration": CORS}),
-    Op("get_bucket_cors", READ, with_bucket_setting("put_bucket_cors", CORSConfiguration=CORS)),
-    Op("delete_bucket_cors", OWNER,
-       with_bucket_setting("put_bucket_cors", CORSConfiguration=CORS), 204),
-    Op("put_bucket_lifecycle_configuration", OWNER,
-       lambda w: {"Bucket": w.bucket, "LifecycleConfiguration": LIFECYCLE}),
-    Op("get_bucket_lifecycle_configuration", READ,
-       with_bucket_setting("put_bucket_lifecycle_configuration",
-                           LifecycleConfiguration=LIFECYCLE)),
-    Op("delete_bucket_lifecycle", OWNER,
-       with_bucket_setting("put_bucket_lifecycle_configuration",
-                           LifecycleConfiguration=LIFECYCLE), 204),
-    Op("put_bucket_encryption", OWNER,
-       lambda w: {"Bucket": w.bucket, "ServerSideEncryptionConfiguration": ENCRYPTION}),
-    Op("get_bucket_encryption", READ,
-       with_bucket_setting("put_bucket_encryption",
-                           ServerSideEncryptionConfiguration=ENCRYPTION)),
-    Op("delete_bucket_encryption", OWNER,
-       with_bucket_setting("put_bucket_encryption",
-                           ServerSideEncryptionConfiguration=ENCRYPTION), 204),
+    *setting_ops("tagging", 204, Tagging=TAGS),
+    *setting_ops("cors", 200, CORSConfiguration=CORS),
+    *setting_ops("lifecycle_configuration", 200, LifecycleConfiguration=LIFECYCLE),
+    *setting_ops("encryption", 200, ServerSideEncryptionConfiguration=ENCRYPTION),
     Op("put_object_lock_configuration", OWNER,
        lambda w: {"Bucket": w.bucket,
                   "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}}),

@@ -26,13 +26,17 @@ pub async fn put_policy(gw: &Gateway, bucket: &str, req: S3Request) -> Result<S3
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
-pub async fn get_policy(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {
-    let policy = gw
-        .cluster
+/// The bucket's policy as stored, or `NoSuchBucketPolicy`.
+async fn stored(gw: &Gateway, bucket: &str) -> Result<String, S3Error> {
+    gw.cluster
         .bucket(bucket)
         .await?
         .policy
-        .ok_or(S3Error::NoSuchBucketPolicy)?;
+        .ok_or(S3Error::NoSuchBucketPolicy)
+}
+
+pub async fn get_policy(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {
+    let policy = stored(gw, bucket).await?;
     Ok(Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(node_rpc::body::full(policy))
@@ -45,12 +49,7 @@ pub async fn delete_policy(gw: &Gateway, bucket: &str) -> Result<S3Response, S3E
 }
 
 pub async fn get_status(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {
-    let text = gw
-        .cluster
-        .bucket(bucket)
-        .await?
-        .policy
-        .ok_or(S3Error::NoSuchBucketPolicy)?;
+    let text = stored(gw, bucket).await?;
     let public = Policy::parse(bucket, text.as_bytes())?.is_public();
     let mut xml = XmlWriter::new("PolicyStatus");
     xml.elem("IsPublic", if public { "true" } else { "false" });

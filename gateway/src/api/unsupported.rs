@@ -470,13 +470,7 @@ mod tests {
     use super::*;
 
     fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> (Parts, Query) {
-        let mut builder = http::Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let (parts, ()) = builder.body(()).unwrap().into_parts();
-        let query = Query::parse(parts.uri.query().unwrap_or(""));
-        (parts, query)
+        crate::s3::http::request_head(method.as_str(), uri, headers)
     }
 
     /// The answer to a request, checked for the operation the router takes it for.

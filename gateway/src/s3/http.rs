@@ -144,6 +144,18 @@ pub fn evaluate_prefixed(
     Condition::Proceed
 }
 
+/// A request head and its query, as the router gets them (tests of request parsing).
+#[cfg(test)]
+pub fn request_head(method: &str, uri: &str, headers: &[(&str, &str)]) -> (Parts, Query) {
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let (parts, ()) = builder.body(()).unwrap().into_parts();
+    let query = Query::parse(parts.uri.query().unwrap_or(""));
+    (parts, query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

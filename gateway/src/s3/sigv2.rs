@@ -257,15 +257,7 @@ fn parse_http_date(value: &str) -> Result<DateTime<Utc>, S3Error> {
 mod tests {
     use super::*;
 
-    fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> (Parts, Query) {
-        let mut builder = http::Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let (parts, ()) = builder.body(()).unwrap().into_parts();
-        let query = Query::parse(parts.uri.query().unwrap_or(""));
-        (parts, query)
-    }
+    use crate::s3::http::request_head as request;
 
     #[test]
     fn the_string_to_sign_follows_the_documented_examples() {
