@@ -33,11 +33,18 @@ from helpers import error_code, http_status, raw_request, unique_bucket
 # --------------------------------------------------------------------------- the world
 
 
-def admin_cli(cluster: Cluster, *args: str) -> dict:
-    """`tessera admin --json ...` with the cluster's configured key, as an operator runs it."""
+def tessera_admin(cluster: Cluster, *args: str, key: dict | None = None):
+    """`tessera admin ...` as an operator runs it: the cluster's configured key, or `key`."""
     env = dict(cluster.env(), AWS_ENDPOINT_URL=cluster.endpoint)
-    res = subprocess.run([str(TESSERA_BIN), "admin", "--json", *args], env=env,
-                         capture_output=True, text=True, timeout=60)
+    if key:
+        env.update(TESSERA_ACCESS_KEY_ID=key["id"], TESSERA_SECRET_ACCESS_KEY=key["secret"])
+    return subprocess.run([str(TESSERA_BIN), "admin", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def admin_cli(cluster: Cluster, *args: str) -> dict:
+    """`tessera admin --json ...`, which must succeed: its answer."""
+    res = tessera_admin(cluster, "--json", *args)
     assert res.returncode == 0, f"tessera admin {' '.join(args)}: {res.stderr}"
     return json.loads(res.stdout)
 
@@ -420,18 +427,12 @@ def test_grants_taken_back_and_keys_deleted_stop_working(world):
 
 def test_only_the_administrator_reaches_the_admin_api(world):
     for caller in ("owner", "reader"):
-        key = world.keys[caller]
-        env = dict(world.cluster.env(), AWS_ENDPOINT_URL=world.cluster.endpoint,
-                   TESSERA_ACCESS_KEY_ID=key["id"], TESSERA_SECRET_ACCESS_KEY=key["secret"])
-        res = subprocess.run([str(TESSERA_BIN), "admin", "key", "list"], env=env,
-                             capture_output=True, text=True, timeout=60)
+        res = tessera_admin(world.cluster, "key", "list", key=world.keys[caller])
         assert res.returncode != 0 and "403 AccessDenied" in res.stderr
 
 
 def test_admin_cli_tables(world):
-    env = dict(world.cluster.env(), AWS_ENDPOINT_URL=world.cluster.endpoint)
-    run = lambda *args: subprocess.run([str(TESSERA_BIN), "admin", *args], env=env,
-                                       capture_output=True, text=True, timeout=60)
+    run = lambda *args: tessera_admin(world.cluster, *args)
     listing = run("key", "list")
     assert listing.returncode == 0, listing.stderr
     reader = world.keys["reader"]["id"]
@@ -446,9 +447,7 @@ def test_admin_cli_tables(world):
 
 
 def test_admin_cli_heal(world):
-    env = dict(world.cluster.env(), AWS_ENDPOINT_URL=world.cluster.endpoint)
-    run = lambda *args: subprocess.run([str(TESSERA_BIN), "admin", *args], env=env,
-                                       capture_output=True, text=True, timeout=60)
+    run = lambda *args: tessera_admin(world.cluster, *args)
     started = run("heal", "z2-n1")
     assert started.returncode == 0, started.stderr
     assert "Heal of z2-n1" in started.stdout
