@@ -47,7 +47,7 @@ impl Workload {
 pub struct BenchArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// Bucket to use; created if missing.
+    /// Bucket to use; created if missing (a key that may not create it must be granted it).
     #[arg(long, default_value = "tessera-bench")]
     bucket: String,
     #[arg(long, value_enum, default_value = "put")]
@@ -326,7 +326,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let client = args.endpoint.client()?;
     let created = client.create_bucket(&args.bucket).await?;
-    if !created.is_success() && created.code() != "BucketAlreadyOwnedByYou" {
+    // A key may use a bucket it was granted but may not create (BucketAlreadyExists,
+    // AccessDenied): then the bucket must answer a HEAD.
+    let usable = created.is_success()
+        || created.code() == "BucketAlreadyOwnedByYou"
+        || client
+            .send("HEAD", &format!("/{}", args.bucket), &[], Bytes::new())
+            .await?
+            .is_success();
+    if !usable {
         bail!(
             "creating bucket {}: {} {}",
             args.bucket,
