@@ -149,6 +149,7 @@ def test_source_address_conditions(cluster_http, s3_http, site):
     ({"Principal": {"Service": "cloudfront.amazonaws.com"}}, "Service"),
     ({"Principal": {"AWS": "arn:aws:iam::123456789012:root"}}, "arn:aws:iam"),
     ({"Resource": "arn:aws:s3:::some-other-bucket/*"}, "invalid resource"),
+    ({"Resource": "arn:aws:s3:::BUCKET/home/${aws:username}/*"}, "variables"),
     ({"Condition": {"StringLike": {"aws:Referer": "https://example.com/*"}}}, "StringLike"),
     ({"Condition": {"IpAddress": {"aws:SourceIp": "not-an-address"}}}, "not-an-address"),
     ({"Condition": {"Bool": {"aws:SecureTransport": "false"}}}, "Bool"),
@@ -158,7 +159,7 @@ def test_policies_outside_the_subset_are_refused_and_not_stored(s3_http, site,
                                                                 statement_change, named):
     s3_http.put_bucket_policy(Bucket=site, Policy=json.dumps(public_prefix(site)))
     policy = public_prefix(site)
-    policy["Statement"][0].update(statement_change)
+    policy["Statement"][0].update(json.loads(json.dumps(statement_change).replace("BUCKET", site)))
     with pytest.raises(ClientError) as err:
         s3_http.put_bucket_policy(Bucket=site, Policy=json.dumps(policy))
     assert (http_status(err.value), error_code(err.value)) == (400, "MalformedPolicy")

@@ -391,6 +391,11 @@ fn parse_resource(bucket: &str, text: &str) -> Result<Option<String>, S3Error> {
         Some((name, pattern)) => (name, Some(pattern.to_string())),
         None => (rest, None),
     };
+    if text.contains("${") {
+        return Err(malformed(format!(
+            "Policy variables are not supported by Tessera: {text}"
+        )));
+    }
     if name != bucket {
         return Err(malformed(format!(
             "Policy has invalid resource: {text} (not this bucket)"
@@ -562,6 +567,11 @@ mod tests {
                 "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}}"#
         )
         .contains("Service"));
+        assert!(refused(
+            r#"{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::b/${aws:username}/*"}}"#
+        )
+        .contains("variables"));
         assert!(refused(r#"{"Statement": []}"#).contains("Statement"));
         assert!(refused("not json").contains("invalid Json"));
         assert!(refused(r#"{"Version": "2020-01-01", "Statement": []}"#).contains("Version"));
