@@ -227,6 +227,9 @@ pub struct ObjectRecord {
     /// How the version's bytes are encrypted at rest; `None`: they are stored as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// Who owns the version and what its ACL grants; `None`: the bucket's owner, privately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -254,6 +257,7 @@ impl ObjectRecord {
             lock: ObjectLock::default(),
             completed_upload: None,
             encryption: None,
+            acl: None,
         }
     }
 
@@ -334,6 +338,60 @@ pub struct BucketRecord {
     /// The bucket's policy (PutBucketPolicy), the JSON document as given, checked by the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The grants of the bucket's ACL; `None`: the canned `private` (its owner's full control).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<AclGrant>>,
+    /// The bucket's Object Ownership (PutBucketOwnershipControls); `None` when never set, which
+    /// behaves as `ObjectWriter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<ObjectOwnership>,
+}
+
+/// Who owns an object version, and what its ACL grants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    /// The canonical user id of the owner (see `Grantee::User`).
+    pub owner: String,
+    pub grants: Vec<AclGrant>,
+}
+
+/// One grant of an S3 access control list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclGrant {
+    pub grantee: Grantee,
+    pub permission: AclPermission,
+}
+
+/// Whom an ACL grant is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grantee {
+    /// A canonical user id: a key's access key id, or `tessera` for the configured key.
+    User(String),
+    /// Everyone, anonymous requests included.
+    AllUsers,
+    /// Every request signed with a valid key.
+    AuthenticatedUsers,
+}
+
+/// What an ACL grant allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclPermission {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    FullControl,
+}
+
+/// A bucket's Object Ownership: who owns the objects others write, and whether ACLs apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectOwnership {
+    /// The writer owns what it writes; ACLs apply.
+    ObjectWriter,
+    /// The bucket's owner owns what is written with `bucket-owner-full-control`; ACLs apply.
+    BucketOwnerPreferred,
+    /// The bucket's owner owns every object; ACLs are disabled.
+    BucketOwnerEnforced,
 }
 
 /// An access key of the key table, which every node holds (last writer wins, as buckets). The
@@ -493,6 +551,9 @@ pub struct UploadRecord {
     /// How the upload's parts are encrypted, and so the completed object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// The owner and ACL the completed object gets (`ObjectRecord::acl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
 }
 
 /// One uploaded part of an open upload as one holder keeps it.
@@ -516,6 +577,9 @@ pub struct ListEntry {
     /// The object's Last-Modified when it differs from `version` (see `ObjectRecord::modified`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<Version>,
+    /// The object's owner when it is not the bucket's (`ObjectRecord::acl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl ListEntry {
@@ -528,6 +592,7 @@ impl ListEntry {
             size: record.size,
             etag: record.etag.clone(),
             modified: record.modified,
+            owner: record.acl.as_ref().map(|acl| acl.owner.clone()),
         }
     }
 

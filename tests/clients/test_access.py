@@ -56,6 +56,7 @@ class World:
     keys: dict[str, dict]       # name -> the key as `key create` printed it
     clients: dict[str, object]  # caller -> boto3 client
     counter: int = 0
+    acl: str = ""               # the canned ACL the administrator's objects are written with
 
     @property
     def admin(self):
@@ -74,6 +75,8 @@ class World:
 
     def obj(self, **extra) -> str:
         key = self.unique("obj")
+        if self.acl:
+            extra["ACL"] = self.acl
         self.admin.put_object(Bucket=self.bucket, Key=key, Body=b"content", **extra)
         return key
 
@@ -242,6 +245,17 @@ OPS = [
     Op("put_object_legal_hold", WRITE,
        lambda w: {"Bucket": w.bucket, "Key": w.obj(), "LegalHold": {"Status": "OFF"}}),
     Op("get_object_legal_hold", READ, an_object(ObjectLockLegalHoldStatus="ON")),
+    Op("put_bucket_acl", OWNER, lambda w: {"Bucket": w.bucket, "ACL": "private"}),
+    Op("get_bucket_acl", OWNER, bucket_only),
+    Op("put_object_acl", OWNER, lambda w: {"Bucket": w.bucket, "Key": w.obj(),
+                                           "ACL": "private"}),
+    Op("get_object_acl", OWNER, an_object()),
+    Op("put_bucket_ownership_controls", OWNER, lambda w: {
+        "Bucket": w.bucket, "OwnershipControls": {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}}),
+    Op("get_bucket_ownership_controls", READ, with_bucket_setting(
+        "put_bucket_ownership_controls",
+        OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})),
+    Op("delete_bucket_ownership_controls", OWNER, bucket_only, 204),
 ]
 
 # What each caller may do; the first four never get past authentication.
@@ -365,6 +379,27 @@ def public_world(world) -> World:
 def test_matrix_public_prefix_policy(public_world, op):
     got = outcome(public_world.clients["anonymous"], op, op.prepare(public_world))
     want = (op.status, "") if op.name in PUBLIC_READS else expected(op, "anonymous")
+    assert got == want
+
+
+# Operations a bucket with the canned ACL public-read, whose objects have it too, lets
+# anonymous callers do: list (READ on the bucket) and read objects (READ on each).
+PUBLIC_ACL_READS = {"head_bucket", "list_objects", "list_objects_v2", "list_object_versions",
+                    "list_multipart_uploads", "get_object", "head_object",
+                    "get_object_attributes"}
+
+
+@pytest.fixture(scope="module")
+def public_acl_world(world) -> World:
+    bucket = unique_bucket("pubacl")
+    world.admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True, ACL="public-read")
+    return dataclasses.replace(world, bucket=bucket, acl="public-read")
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_matrix_public_read_acl(public_acl_world, op):
+    got = outcome(public_acl_world.clients["anonymous"], op, op.prepare(public_acl_world))
+    want = (op.status, "") if op.name in PUBLIC_ACL_READS else expected(op, "anonymous")
     assert got == want
 
 

@@ -95,7 +95,9 @@ def test_a_policy_gives_a_key_a_prefix_and_a_deny_beats_a_grant(cluster_http, s3
     as_uploader.put_object(Bucket=site, Key="uploads/photo.jpg", Body=b"jpeg")
     assert refusal(lambda: as_uploader.put_object(Bucket=site, Key="elsewhere", Body=b"x")) \
         == (403, "AccessDenied")
-    assert refusal(lambda: as_uploader.get_object(Bucket=site, Key="uploads/photo.jpg")) \
+    # The policy gives no s3:GetObject; what the uploader reads is what it owns (its ACL).
+    assert as_uploader.get_object(Bucket=site, Key="uploads/photo.jpg")["Body"].read() == b"jpeg"
+    assert refusal(lambda: as_uploader.get_object(Bucket=site, Key="public/index.html")) \
         == (403, "AccessDenied")
     # Multipart uploads are PutObject too.
     upload = as_uploader.create_multipart_upload(Bucket=site, Key="uploads/big")["UploadId"]

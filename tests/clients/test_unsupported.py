@@ -36,13 +36,17 @@ SSE_C_HEADERS = [
 ]
 COPY_SOURCE_SSE_C_HEADERS = [("x-amz-copy-source-" + name[6:], value)
                              for name, value in SSE_C_HEADERS]
-WRITE_HEADERS = [
-    ("x-amz-acl", "public-read"),
+# ACLs are implemented (test_acl.py) but for the grantees and canned ACLs of AWS's services.
+ACL_HEADERS = [
     ("x-amz-acl", "aws-exec-read"),
-    ("x-amz-grant-full-control", 'id="someone"'),
-    ("x-amz-grant-read", 'id="someone"'),
-    ("x-amz-grant-read-acp", 'id="someone"'),
-    ("x-amz-grant-write-acp", 'id="someone"'),
+    ("x-amz-acl", "log-delivery-write"),
+    ("x-amz-grant-full-control", 'uri="http://acs.amazonaws.com/groups/s3/LogDelivery"'),
+    ("x-amz-grant-read", 'emailAddress="someone@example.com"'),
+    ("x-amz-grant-read-acp", 'emailAddress="someone@example.com"'),
+    ("x-amz-grant-write-acp", 'emailAddress="someone@example.com"'),
+]
+WRITE_HEADERS = [
+    *ACL_HEADERS,
     ("x-amz-server-side-encryption", "aws:kms"),
     ("x-amz-server-side-encryption-aws-kms-key-id", "key"),
     ("x-amz-server-side-encryption-context", "e30="),
@@ -122,15 +126,14 @@ CASES = [
     ("DeleteObjects", "x-amz-mfa", "serial 123456", *NOT_IMPLEMENTED),
     ("AbortMultipartUpload", "x-amz-if-match-initiated-time", "Wed, 01 Jan 2020 00:00:00 GMT",
      *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-acl", "public-read", *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-grant-full-control", 'id="someone"', *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-grant-read", 'id="someone"', *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-grant-read-acp", 'id="someone"', *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-grant-write", 'id="someone"', *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-grant-write-acp", 'id="someone"', *NOT_IMPLEMENTED),
+    *[("CreateBucket", h, v, *NOT_IMPLEMENTED) for h, v in ACL_HEADERS],
+    ("CreateBucket", "x-amz-grant-write", 'emailAddress="someone@example.com"',
+     *NOT_IMPLEMENTED),
+    ("CreateBucket", "x-amz-grant-read", 'id="nosuchkey"', 400, "InvalidArgument"),
+    ("CreateBucket", "x-amz-acl", "public", 400, "InvalidArgument"),
     ("CreateBucket", "x-amz-bucket-object-lock-enabled", "maybe", 400, "InvalidArgument"),
     ("PutObjectLockConfiguration", "x-amz-bucket-object-lock-token", "token", *NOT_IMPLEMENTED),
-    ("CreateBucket", "x-amz-object-ownership", "ObjectWriter", *NOT_IMPLEMENTED),
+    ("CreateBucket", "x-amz-object-ownership", "Nobody", 400, "InvalidArgument"),
     ("CreateBucket", "x-amz-bucket-namespace", "account-regional", *NOT_IMPLEMENTED),
     ("PutBucketVersioning", "x-amz-mfa", "serial 123456", *NOT_IMPLEMENTED),
     ("PutBucketLifecycleConfiguration", "x-amz-transition-default-minimum-object-size",
@@ -389,12 +392,15 @@ IMPLEMENTED = {
     # Encryption at rest (test_sse.py): SSE-S3 and SSE-C, which the table refuses over HTTP.
     "x-amz-server-side-encryption",
     "x-amz-object-attributes", "x-amz-max-parts", "x-amz-part-number-marker",
+    # Access control (test_access.py, test_acl.py).
+    "x-amz-acl", "x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp", "x-amz-grant-full-control", "x-amz-object-ownership",
+    "x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner",
 }
 # Accepted only with the values that ask for what Tessera does (checked by the unit tests).
 ACCEPTED_VALUES = {
     "x-amz-request-payer", "x-amz-sdk-checksum-algorithm",
-    "x-amz-optional-object-attributes", "x-amz-expected-bucket-owner",
-    "x-amz-source-expected-bucket-owner",
+    "x-amz-optional-object-attributes",
 }
 SERVED = sorted({case[0] for case in CASES} | {
     "ListBuckets", "DeleteBucket", "GetBucketLocation", "PutBucketTagging", "GetBucketTagging",
@@ -404,6 +410,8 @@ SERVED = sorted({case[0] for case in CASES} | {
     "ListMultipartUploads", "GetObjectLockConfiguration", "PutObjectRetention",
     "GetObjectRetention", "PutObjectLegalHold", "GetObjectLegalHold",
     "PutBucketEncryption", "GetBucketEncryption", "DeleteBucketEncryption",
+    "GetBucketAcl", "PutBucketAcl", "GetObjectAcl", "PutObjectAcl",
+    "GetBucketOwnershipControls", "PutBucketOwnershipControls", "DeleteBucketOwnershipControls",
 })
 
 

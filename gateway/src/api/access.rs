@@ -5,14 +5,21 @@
 //! API. Every other key comes from the key table (`ops::keys`) and may do in a bucket what its
 //! grant there allows, or anything if it created the bucket (its owner). A bucket's policy
 //! (`s3::policy`) comes first: an explicit Deny refuses whatever the key's grant, an Allow
-//! allows whatever it lacks; it is also the only way an anonymous request is let in.
+//! allows whatever it lacks. ACLs (`s3::acl`), the bucket's and then the object's, only ever
+//! allow; with the policy they are how an anonymous request is let in. A bucket whose Object
+//! Ownership is `BucketOwnerEnforced` has its ACLs disabled.
 
+use crate::api::object::version_param;
 use crate::api::unsupported::Operation;
-use crate::api::Gateway;
+use crate::api::{Gateway, S3Request};
+use crate::ops::lookup::find_version;
+use crate::s3::acl::{self, ADMIN_ID};
 use crate::s3::error::S3Error;
 use crate::s3::policy::{Action, Decision, Policy, Request};
 use crate::s3::sigv4::Credentials;
-use node_rpc::record::{BucketRecord, Grant, KeyRecord};
+use node_rpc::record::{
+    AclGrant, AclPermission, BucketRecord, Grant, KeyRecord, ObjectOwnership, ObjectRecord,
+};
 use std::net::IpAddr;
 
 /// The key a request was signed with.
@@ -55,8 +62,9 @@ pub enum Need {
 }
 
 /// The table of `docs/architecture.md` ("Access keys and permissions"). Reading a setting needs
-/// read, changing one needs owner; the policy, which says who may do what, only its owner reads. CopyObject and UploadPartCopy also need read in the source
-/// bucket, checked by their handler once it knows the source.
+/// read, changing one needs owner; the policy and ACLs, which say who may do what, only the
+/// owner reads. CopyObject and UploadPartCopy also need read in the source bucket, checked by
+/// their handler once it knows the source.
 pub fn need(operation: Operation) -> Need {
     use Operation::*;
     use Permission::*;
@@ -82,7 +90,8 @@ pub fn need(operation: Operation) -> Need {
         | ListParts
         | GetObjectRetention
         | GetObjectLegalHold
-        | GetObjectAttributes => Need::Bucket(Read),
+        | GetObjectAttributes
+        | GetBucketOwnershipControls => Need::Bucket(Read),
         DeleteObjects
         | PutObject
         | CopyObject
@@ -110,7 +119,13 @@ pub fn need(operation: Operation) -> Need {
         | PutBucketPolicy
         | GetBucketPolicy
         | DeleteBucketPolicy
-        | GetBucketPolicyStatus => Need::Bucket(Owner),
+        | GetBucketPolicyStatus
+        | GetBucketAcl
+        | PutBucketAcl
+        | GetObjectAcl
+        | PutObjectAcl
+        | PutBucketOwnershipControls
+        | DeleteBucketOwnershipControls => Need::Bucket(Owner),
     }
 }
 
@@ -124,6 +139,15 @@ impl Principal {
         match self {
             Principal::Admin | Principal::Anonymous => None,
             Principal::Key(key) => Some(key.id.clone()),
+        }
+    }
+
+    /// The canonical user id ACLs name the principal by; `None` for anonymous requests.
+    pub fn canonical_id(&self) -> Option<&str> {
+        match self {
+            Principal::Admin => Some(ADMIN_ID),
+            Principal::Key(key) => Some(&key.id),
+            Principal::Anonymous => None,
         }
     }
 
@@ -209,38 +233,135 @@ impl Gateway {
         Ok((credentials, Principal::Key(key)))
     }
 
-    /// Checks that the caller may ask for the operation on the bucket and key it names (the
-    /// router refuses requests that are no operation, whoever sends them).
+    /// Checks that the request's caller may ask for the operation on the bucket and key it
+    /// names (the router refuses requests that are no operation, whoever sends them), and that
+    /// the bucket has the owner `x-amz-expected-bucket-owner` names, if any.
     pub(super) async fn authorize(
         &self,
-        caller: &Caller,
+        req: &S3Request,
         operation: Option<Operation>,
         bucket: Option<&str>,
         key: Option<&str>,
     ) -> Result<(), S3Error> {
+        let caller = &req.caller;
         let anonymous = matches!(caller.principal, Principal::Anonymous);
         let refused = || {
             Err(S3Error::AccessDenied(
-                "anonymous requests need a bucket policy that allows them",
+                "anonymous requests need a bucket policy or ACL that allows them",
             ))
         };
-        let Some(operation) = operation.filter(|_| !caller.principal.is_admin()) else {
+        let expected_owner = req.header("x-amz-expected-bucket-owner");
+        let Some(operation) = operation else {
             return if anonymous { refused() } else { Ok(()) };
         };
-        match (need(operation), bucket) {
-            (Need::Nothing, _) if anonymous => refused(),
-            (Need::Nothing, _) => Ok(()),
-            (Need::CreateBucket, _) => match &caller.principal {
-                Principal::Key(key) if key.create_bucket => Ok(()),
-                _ => Err(S3Error::AccessDenied(
-                    "the access key may not create buckets",
-                )),
-            },
-            (Need::Bucket(_), Some(name)) => {
-                caller.check(&self.cluster.bucket(name).await?, operation, key)
-            }
-            (Need::Bucket(_), None) => Err(S3Error::AccessDenied("no bucket named")),
+        if caller.principal.is_admin() && expected_owner.is_none() {
+            return Ok(());
         }
+        let name = match (need(operation), bucket) {
+            (Need::Nothing, _) if anonymous => return refused(),
+            (Need::Nothing, _) => return Ok(()),
+            (Need::CreateBucket, _) => {
+                return match &caller.principal {
+                    Principal::Admin => Ok(()),
+                    Principal::Key(key) if key.create_bucket => Ok(()),
+                    _ => Err(S3Error::AccessDenied(
+                        "the access key may not create buckets",
+                    )),
+                }
+            }
+            (Need::Bucket(_), Some(name)) => name,
+            (Need::Bucket(_), None) => return Err(S3Error::AccessDenied("no bucket named")),
+        };
+        let bucket = self.cluster.bucket(name).await?;
+        if expected_owner.is_some_and(|expected| expected != owner_id(&bucket)) {
+            return Err(S3Error::AccessDenied("the bucket has another owner"));
+        }
+        match caller.verdict(&bucket, operation, key)? {
+            Verdict::Allowed => Ok(()),
+            Verdict::Denied(e) => Err(e),
+            Verdict::ObjectAcl(permission) => {
+                let key = key.ok_or(S3Error::AccessDenied("no key named"))?;
+                let which = version_param(&req.query)?;
+                let found = find_version(&self.cluster, &bucket, key, which, false)
+                    .await
+                    .map_err(hide_absence)?;
+                caller.check_object(&bucket, &found.record, permission)
+            }
+        }
+    }
+}
+
+/// A lookup's failure, as told to a caller that may only learn of an object through its ACL:
+/// whether the object exists is not for it to know.
+pub fn hide_absence(e: S3Error) -> S3Error {
+    match e {
+        S3Error::NoSuchKey
+        | S3Error::NoSuchVersion
+        | S3Error::DeleteMarker { .. }
+        | S3Error::DeleteMarkerVersion { .. } => NO_PERMISSION,
+        other => other,
+    }
+}
+
+const NO_PERMISSION: S3Error =
+    S3Error::AccessDenied("the access key has no permission for this in the bucket");
+
+/// The canonical id of a bucket's owner.
+pub fn owner_id(bucket: &BucketRecord) -> &str {
+    bucket.owner.as_deref().unwrap_or(ADMIN_ID)
+}
+
+/// Whether the bucket's ACLs and its objects' count (Object Ownership not `BucketOwnerEnforced`).
+pub fn acls_apply(bucket: &BucketRecord) -> bool {
+    bucket.ownership != Some(ObjectOwnership::BucketOwnerEnforced)
+}
+
+/// The grants of the bucket's ACL in force.
+pub fn bucket_grants(bucket: &BucketRecord) -> Vec<AclGrant> {
+    match &bucket.acl {
+        Some(grants) if acls_apply(bucket) => grants.clone(),
+        _ => acl::private(owner_id(bucket)),
+    }
+}
+
+/// The owner of an object version and the grants of its ACL in force.
+pub fn object_acl(bucket: &BucketRecord, record: &ObjectRecord) -> (String, Vec<AclGrant>) {
+    match &record.acl {
+        Some(acl) if acls_apply(bucket) => (acl.owner.clone(), acl.grants.clone()),
+        _ => (owner_id(bucket).to_string(), acl::private(owner_id(bucket))),
+    }
+}
+
+/// The permission a bucket's ACL must give for an operation, if one can.
+fn bucket_acl_permission(operation: Operation) -> Option<AclPermission> {
+    use Operation::*;
+    match operation {
+        ListObjects | ListObjectsV2 | ListObjectVersions | ListMultipartUploads | HeadBucket => {
+            Some(AclPermission::Read)
+        }
+        PutObject
+        | CopyObject
+        | DeleteObject
+        | DeleteObjects
+        | CreateMultipartUpload
+        | UploadPart
+        | UploadPartCopy
+        | CompleteMultipartUpload
+        | AbortMultipartUpload => Some(AclPermission::Write),
+        GetBucketAcl => Some(AclPermission::ReadAcp),
+        PutBucketAcl => Some(AclPermission::WriteAcp),
+        _ => None,
+    }
+}
+
+/// The permission an object's ACL must give for an operation on it, if one can.
+pub fn object_acl_permission(operation: Operation) -> Option<AclPermission> {
+    use Operation::*;
+    match operation {
+        GetObject | HeadObject | GetObjectAttributes => Some(AclPermission::Read),
+        GetObjectAcl => Some(AclPermission::ReadAcp),
+        PutObjectAcl => Some(AclPermission::WriteAcp),
+        _ => None,
     }
 }
 
@@ -261,24 +382,71 @@ pub fn action(operation: Operation) -> Option<Action> {
     }
 }
 
+/// What the caller's grants, the bucket's policy and the bucket's ACL say of a request.
+#[derive(Debug)]
+pub enum Verdict {
+    Allowed,
+    Denied(S3Error),
+    /// Nothing else allows it, but the ACL of the object version it is on may, with this.
+    ObjectAcl(AclPermission),
+}
+
 impl Caller {
     /// `AccessDenied` unless the caller may do `operation` on `key` of `bucket` (the bucket
-    /// itself when `None`). DeleteObjects names no key: it is let through when the caller may
-    /// write, or when the policy may allow it some deletes, and each key is then checked as a
-    /// DeleteObject.
+    /// itself when `None`) whatever the object's ACL says. DeleteObjects names no key: it is let
+    /// through when the caller may write, or when the policy may allow it some deletes, and each
+    /// key is then checked as a DeleteObject.
     pub fn check(
         &self,
         bucket: &BucketRecord,
         operation: Operation,
         key: Option<&str>,
     ) -> Result<(), S3Error> {
-        if self.principal.is_admin() {
-            return Ok(());
+        match self.verdict(bucket, operation, key)? {
+            Verdict::Allowed => Ok(()),
+            Verdict::Denied(e) => Err(e),
+            Verdict::ObjectAcl(_) => Err(NO_PERMISSION),
         }
-        let permitted = match need(operation) {
-            Need::Bucket(permission) => self.principal.may(bucket, permission),
-            Need::CreateBucket | Need::Nothing => false,
-        };
+    }
+
+    /// `AccessDenied` unless the object version's ACL gives the caller `permission` (its owner
+    /// may always read and change the ACL).
+    pub fn check_object(
+        &self,
+        bucket: &BucketRecord,
+        record: &ObjectRecord,
+        permission: AclPermission,
+    ) -> Result<(), S3Error> {
+        let (owner, grants) = object_acl(bucket, record);
+        let id = self.principal.canonical_id();
+        let owner_may = id == Some(owner.as_str())
+            && matches!(permission, AclPermission::ReadAcp | AclPermission::WriteAcp);
+        if owner_may || acl::allows(&grants, id, permission) {
+            Ok(())
+        } else {
+            Err(NO_PERMISSION)
+        }
+    }
+
+    /// The verdict on `operation` on `key` of `bucket`, before the object's ACL.
+    pub fn verdict(
+        &self,
+        bucket: &BucketRecord,
+        operation: Operation,
+        key: Option<&str>,
+    ) -> Result<Verdict, S3Error> {
+        if self.principal.is_admin() {
+            return Ok(Verdict::Allowed);
+        }
+        let id = self.principal.canonical_id();
+        let by_acl = acls_apply(bucket)
+            && bucket_acl_permission(operation)
+                .is_some_and(|permission| acl::allows(&bucket_grants(bucket), id, permission));
+        let permitted = by_acl
+            || match need(operation) {
+                Need::Bucket(permission) => self.principal.may(bucket, permission),
+                Need::CreateBucket | Need::Nothing => false,
+            };
         let policy = match &bucket.policy {
             // Checked when it was stored; one that no longer parses allows nothing.
             Some(text) => Some(
@@ -304,14 +472,19 @@ impl Caller {
             }),
             (None, _) => Decision::Silent,
         };
-        match decision {
-            Decision::Deny => Err(S3Error::AccessDenied("the bucket's policy denies this")),
-            Decision::Allow => Ok(()),
-            Decision::Silent if permitted => Ok(()),
-            Decision::Silent => Err(S3Error::AccessDenied(
-                "the access key has no permission for this in the bucket",
-            )),
-        }
+        Ok(match decision {
+            Decision::Deny => {
+                Verdict::Denied(S3Error::AccessDenied("the bucket's policy denies this"))
+            }
+            Decision::Allow => Verdict::Allowed,
+            Decision::Silent if permitted => Verdict::Allowed,
+            Decision::Silent => match object_acl_permission(operation) {
+                Some(permission) if key.is_some() && acls_apply(bucket) => {
+                    Verdict::ObjectAcl(permission)
+                }
+                _ => Verdict::Denied(NO_PERMISSION),
+            },
+        })
     }
 }
 

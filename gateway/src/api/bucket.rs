@@ -4,6 +4,7 @@ use crate::api::listing::{decode_token, iso8601, owner};
 use crate::api::{Gateway, S3Request};
 use crate::ops::cluster::Cluster;
 use crate::ops::list::{list, list_versions, ListQuery, VersionQuery};
+use crate::s3::acl::ADMIN_ID;
 use crate::s3::error::S3Error;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::XmlWriter;
@@ -42,7 +43,10 @@ pub async fn list_buckets(gw: &Gateway, req: &S3Request) -> Result<S3Response, S
     buckets.retain(|b| req.caller.principal.sees(b));
     let (page, next) = bucket_page(&buckets, prefix, after.as_deref(), max);
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
-    owner(&mut xml);
+    owner(
+        &mut xml,
+        req.caller.principal.canonical_id().unwrap_or(ADMIN_ID),
+    );
     xml.open("Buckets");
     for bucket in page {
         xml.open("Bucket")
@@ -104,6 +108,12 @@ pub async fn create_bucket(
     // A CreateBucketConfiguration may name a location; this store has one region, so it is read
     // (to check its signature) and otherwise ignored.
     let owner = req.caller.principal.owner_id();
+    let (acl, ownership) = crate::api::acl::for_new_bucket(
+        gw,
+        &req,
+        owner.as_deref().unwrap_or(crate::s3::acl::ADMIN_ID),
+    )
+    .await?;
     req.read_small_body(64 * 1024).await?;
     if let Some(existing) = gw.cluster.buckets(true).await?.get(name) {
         if !existing.deleted && existing.owner == owner {
@@ -115,6 +125,8 @@ pub async fn create_bucket(
     }
     let mut record = Cluster::new_bucket_record(name);
     record.owner = owner;
+    record.acl = acl;
+    record.ownership = ownership;
     if object_lock {
         // Object Lock needs versioning, and a bucket created with it has both for good.
         record.versioning = Some(Versioning::Enabled);

@@ -2,6 +2,7 @@
 //! `read::stream`) and its body fed straight into the write path, so a copy streams like a GET
 //! piped into a PUT and never holds the object in memory.
 
+use crate::api::access::{hide_absence, owner_id, Verdict};
 use crate::api::encryption::{self, COPY_SOURCE_SSE_C, SSE_C};
 use crate::api::listing::iso8601;
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
@@ -73,15 +74,32 @@ struct CopySource {
 async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Error> {
     let (bucket, key, which) = copy_source(req)?;
     let source_bucket = gw.cluster.bucket(&bucket).await?;
-    req.caller
-        .check(&source_bucket, Operation::GetObject, Some(&key))?;
+    if req
+        .header("x-amz-source-expected-bucket-owner")
+        .is_some_and(|expected| expected != owner_id(&source_bucket))
+    {
+        return Err(S3Error::AccessDenied("the source bucket has another owner"));
+    }
+    // The source is read as a GetObject of it would be, its ACL included.
+    let verdict = req
+        .caller
+        .verdict(&source_bucket, Operation::GetObject, Some(&key))?;
     let found = match find_version(&gw.cluster, &source_bucket, &key, which, false).await {
+        Err(e) if matches!(verdict, Verdict::ObjectAcl(_)) => Err(hide_absence(e)),
         Err(S3Error::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
             "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
         )),
         Err(S3Error::DeleteMarker { .. }) => Err(S3Error::NoSuchKey),
         other => other,
     }?;
+    match verdict {
+        Verdict::Allowed => {}
+        Verdict::Denied(e) => return Err(e),
+        Verdict::ObjectAcl(permission) => {
+            req.caller
+                .check_object(&source_bucket, &found.record, permission)?
+        }
+    }
     let sse = encryption::for_object(gw, req, &found.record, COPY_SOURCE_SSE_C)?;
     let version_id = version_id(&source_bucket, found.record.version_ref());
     let modified = DateTime::from_timestamp_millis(found.record.last_modified().unix_millis())
@@ -224,6 +242,7 @@ pub async fn copy_object(
     let lock = crate::api::object_lock::requested(&req, &dest)?;
     // The source's encryption stays with the source too: the copy is encrypted as asked here.
     let sse = encryption::for_write(gw, &req, &dest)?;
+    let acl = crate::api::acl::for_new_object(gw, &dest, &req.caller, &req.parts.headers).await?;
     let size = found.record.size;
     let (mut payload, _) = source_body(gw, found, (0, size.saturating_sub(1)), source.sse).await?;
     let written = write_object(
@@ -236,6 +255,7 @@ pub async fn copy_object(
             tags,
             lock,
             sse,
+            acl,
         },
         &mut payload,
         &Expected::default(),

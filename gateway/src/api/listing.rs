@@ -1,6 +1,7 @@
 //! ListObjects (V1 and V2), and the pieces of listing XML that the other listings (versions,
 //! uploads, parts) share: page sizes, continuation tokens, key encoding, owners and dates.
 
+use crate::api::access::owner_id;
 use crate::api::Gateway;
 use crate::ops::list::{list, ListQuery};
 use crate::s3::error::S3Error;
@@ -22,9 +23,6 @@ const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~')
     .remove(b'/');
-
-/// Owner shown in listings: a single-tenant store has one.
-pub const OWNER_ID: &str = "tessera";
 
 /// ListObjects (V1, with `marker`) and ListObjectsV2 (`list-type=2`).
 pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3Response, S3Error> {
@@ -97,7 +95,10 @@ pub async fn list_objects(gw: &Gateway, name: &str, query: &Query) -> Result<S3R
             .elem("ETag", format!("\"{}\"", entry.etag))
             .elem("Size", entry.size.to_string());
         if fetch_owner {
-            owner(&mut xml);
+            owner(
+                &mut xml,
+                entry.owner.as_deref().unwrap_or(owner_id(&bucket)),
+            );
         }
         xml.elem("StorageClass", "STANDARD").close();
     }
@@ -141,16 +142,16 @@ pub fn encode_name(name: &str, url_encode: bool) -> String {
     }
 }
 
-/// The `<Owner>` element of listings.
-pub fn owner(xml: &mut XmlWriter) {
-    principal(xml, "Owner");
+/// The `<Owner>` element of listings, naming a canonical user id.
+pub fn owner(xml: &mut XmlWriter, id: &str) {
+    principal(xml, "Owner", id);
 }
 
-/// An `<Owner>` or `<Initiator>`: a single-tenant store has one principal.
-pub fn principal(xml: &mut XmlWriter, element: &'static str) {
+/// An `<Owner>` or `<Initiator>`.
+pub fn principal(xml: &mut XmlWriter, element: &'static str, id: &str) {
     xml.open(element)
-        .elem("ID", OWNER_ID)
-        .elem("DisplayName", OWNER_ID)
+        .elem("ID", id)
+        .elem("DisplayName", id)
         .close();
 }
 

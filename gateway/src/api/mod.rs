@@ -1,6 +1,7 @@
 //! The gateway's request handling: authenticate, pick the S3 operation, turn errors into S3 XML.
 
 pub mod access;
+pub mod acl;
 pub mod admin;
 pub mod attributes;
 pub mod bucket;

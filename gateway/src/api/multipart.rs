@@ -1,6 +1,7 @@
 //! Multipart uploads: each part is erasure-coded on its own onto the key's holders; completing
 //! commits one object record that lists the parts.
 
+use crate::api::access::owner_id;
 use crate::api::encryption::{self, SSE_C};
 use crate::api::listing::{encode_name, iso8601, principal, url_encoding};
 use crate::api::object::{stored_headers, MAX_PUT_SIZE};
@@ -46,6 +47,7 @@ pub async fn create(
     let bucket = gw.cluster.bucket(bucket).await?;
     let checksum = upload_checksum(&req)?;
     let sse = encryption::for_write(gw, &req, &bucket)?;
+    let acl = crate::api::acl::for_new_object(gw, &bucket, &req.caller, &req.parts.headers).await?;
     let record = UploadRecord {
         upload_id: hex::encode(rand::random::<[u8; 16]>()),
         key: key.to_string(),
@@ -56,6 +58,7 @@ pub async fn create(
         tags: crate::api::tagging::from_header(req.header("x-amz-tagging"))?,
         lock: crate::api::object_lock::requested(&req, &bucket)?,
         encryption: sse.map(|s| s.encryption),
+        acl,
     };
     let holders = gw.cluster.write_holders(&bucket.id, key);
     let request = UploadRequest {
@@ -448,6 +451,7 @@ pub async fn complete(
         codec: gw.cluster.codec.clone(),
         completed_upload: Some(upload_id.to_string()),
         encryption: upload.encryption.clone(),
+        acl: upload.acl.clone(),
     };
     let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));
     commit_record(
@@ -601,7 +605,7 @@ pub async fn list_parts(
     }
     xml.elem("MaxParts", max_parts.to_string())
         .elem("IsTruncated", truncated.to_string());
-    owner_and_initiator(&mut xml);
+    owner_and_initiator(&mut xml, &bucket_record, &upload);
     xml.elem("StorageClass", "STANDARD");
     if let Some(algorithm) = &upload.checksum_algorithm {
         xml.elem("ChecksumAlgorithm", algorithm);
@@ -623,9 +627,14 @@ pub async fn list_parts(
     Ok(xml_response(xml))
 }
 
-fn owner_and_initiator(xml: &mut XmlWriter) {
-    principal(xml, "Initiator");
-    principal(xml, "Owner");
+/// The upload's initiator, who owns the object it completes.
+fn owner_and_initiator(xml: &mut XmlWriter, bucket: &BucketRecord, upload: &UploadRecord) {
+    let id = match &upload.acl {
+        Some(acl) => &acl.owner,
+        None => owner_id(bucket),
+    };
+    principal(xml, "Initiator", id);
+    principal(xml, "Owner", id);
 }
 
 /// ListMultipartUploads: uploads ordered by key, then by when they were started; paged by
@@ -724,7 +733,7 @@ pub async fn list_uploads(
                 xml.open("Upload")
                     .elem("Key", enc(&upload.key))
                     .elem("UploadId", &upload.upload_id);
-                owner_and_initiator(&mut xml);
+                owner_and_initiator(&mut xml, &bucket_record, upload);
                 xml.elem("StorageClass", "STANDARD")
                     .elem("Initiated", iso8601(upload.version));
                 if let Some(algorithm) = &upload.checksum_algorithm {

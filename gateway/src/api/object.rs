@@ -104,6 +104,7 @@ pub async fn put_object(
         req.require_integrity()?;
     }
     let sse = encryption::for_write(gw, &req, &bucket)?;
+    let acl = crate::api::acl::for_new_object(gw, &bucket, &req.caller, &req.parts.headers).await?;
     let precondition = check_conditions(
         &gw.cluster,
         &bucket,
@@ -123,6 +124,7 @@ pub async fn put_object(
             tags,
             lock,
             sse,
+            acl,
         },
         &mut payload,
         &expected,

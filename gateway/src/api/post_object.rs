@@ -124,6 +124,9 @@ pub async fn post_object(
             tags,
             lock: Default::default(),
             sse: crate::api::encryption::bucket_default(gw, &bucket)?,
+            // The form's `acl` may only be `private` (refused above otherwise).
+            acl: crate::api::acl::for_new_object(gw, &bucket, &caller, &http::HeaderMap::new())
+                .await?,
         },
         &mut payload,
         &expected,

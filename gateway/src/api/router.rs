@@ -117,7 +117,7 @@ impl Gateway {
             return crate::api::admin::handle(self, req, key.as_deref()).await;
         }
         let operation = Operation::of(&req.parts, &req.query, bucket.is_some(), key.is_some());
-        self.authorize(&req.caller, operation, bucket.as_deref(), key.as_deref())
+        self.authorize(&req, operation, bucket.as_deref(), key.as_deref())
             .await?;
         unsupported::check(operation, &req.parts, &req.query)?;
         let method = req.parts.method.clone();
@@ -176,6 +176,17 @@ impl Gateway {
                 Method::DELETE if q("policy") => policy::delete_policy(self, &bucket).await,
                 Method::GET if q("policyStatus") => policy::get_status(self, &bucket).await,
                 Method::GET if q("notification") => bucket::notification(self, &bucket).await,
+                Method::GET if q("acl") => acl::get_bucket_acl(self, &bucket).await,
+                Method::PUT if q("acl") => acl::put_bucket_acl(self, &bucket, req).await,
+                Method::GET if q("ownershipControls") => {
+                    acl::get_ownership_controls(self, &bucket).await
+                }
+                Method::PUT if q("ownershipControls") => {
+                    acl::put_ownership_controls(self, &bucket, req).await
+                }
+                Method::DELETE if q("ownershipControls") => {
+                    acl::delete_ownership_controls(self, &bucket).await
+                }
                 Method::GET if q("versions") => {
                     versioning::list_object_versions(self, &bucket, &req).await
                 }
@@ -218,6 +229,12 @@ impl Gateway {
                     }
                     (Method::GET, None) if q("legal-hold") => {
                         object_lock::get_legal_hold(self, &bucket, &key, req).await
+                    }
+                    (Method::GET, None) if q("acl") => {
+                        acl::get_object_acl(self, &bucket, &key, req).await
+                    }
+                    (Method::PUT, None) if q("acl") => {
+                        acl::put_object_acl(self, &bucket, &key, req).await
                     }
                     (Method::PUT | Method::GET | Method::HEAD | Method::DELETE, None)
                         if sub_resource(&req.query, &req.parts.method) =>

@@ -10,7 +10,6 @@
 //! members with `location: header` or `querystring`); members it does not name are implemented
 //! by the handlers.
 
-use crate::api::listing::OWNER_ID;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use http::request::Parts;
@@ -69,6 +68,13 @@ pub enum Operation {
     DeleteBucketPolicy,
     GetBucketPolicyStatus,
     GetBucketNotificationConfiguration,
+    GetBucketAcl,
+    PutBucketAcl,
+    GetObjectAcl,
+    PutObjectAcl,
+    GetBucketOwnershipControls,
+    PutBucketOwnershipControls,
+    DeleteBucketOwnershipControls,
 }
 
 use Operation::*;
@@ -108,6 +114,11 @@ impl Operation {
                 Method::DELETE if q("policy") => DeleteBucketPolicy,
                 Method::GET if q("policyStatus") => GetBucketPolicyStatus,
                 Method::GET if q("notification") => GetBucketNotificationConfiguration,
+                Method::GET if q("acl") => GetBucketAcl,
+                Method::PUT if q("acl") => PutBucketAcl,
+                Method::GET if q("ownershipControls") => GetBucketOwnershipControls,
+                Method::PUT if q("ownershipControls") => PutBucketOwnershipControls,
+                Method::DELETE if q("ownershipControls") => DeleteBucketOwnershipControls,
                 Method::PUT if q("object-lock") => PutObjectLockConfiguration,
                 Method::GET if q("object-lock") => GetObjectLockConfiguration,
                 Method::GET if q("versions") => ListObjectVersions,
@@ -130,6 +141,8 @@ impl Operation {
                     Method::PUT if q("legal-hold") => PutObjectLegalHold,
                     Method::GET if q("legal-hold") => GetObjectLegalHold,
                     Method::GET if q("attributes") => GetObjectAttributes,
+                    Method::GET if q("acl") => GetObjectAcl,
+                    Method::PUT if q("acl") => PutObjectAcl,
                     Method::PUT if copy => CopyObject,
                     Method::PUT => PutObject,
                     Method::GET if upload => ListParts,
@@ -164,9 +177,6 @@ enum Accepted {
     /// `STANDARD`: Tessera has one storage class. A class AWS does not have either is AWS's
     /// `InvalidStorageClass`.
     StandardStorageClass,
-    /// The owner's id (`x-amz-expected-bucket-owner`): every bucket belongs to the one owner, and
-    /// another id is AWS's `AccessDenied`.
-    Owner,
 }
 
 use Accepted::*;
@@ -215,11 +225,6 @@ const OBJECT_WRITES: &[Operation] = &[PutObject, CopyObject, CreateMultipartUplo
 /// object's bytes (`api::encryption` handles the others).
 const SSE_C_ELSEWHERE: &[Operation] = &[ListParts, GetObjectAttributes];
 
-/// The operations that take ACL grants.
-const GRANTABLE: &[Operation] = &[PutObject, CopyObject, CreateMultipartUpload, CreateBucket];
-
-const COPIES: &[Operation] = &[CopyObject, UploadPartCopy];
-
 /// The operations whose body may carry an `x-amz-checksum-*` value.
 const CHECKSUMMED: &[Operation] = &[PutObject, UploadPart, CompleteMultipartUpload];
 
@@ -237,6 +242,9 @@ const SDK_CHECKSUMMED: &[Operation] = &[
     PutObjectLockConfiguration,
     PutObjectRetention,
     PutObjectLegalHold,
+    PutBucketAcl,
+    PutObjectAcl,
+    PutBucketOwnershipControls,
 ];
 
 /// The operations with `x-amz-request-payer`.
@@ -266,59 +274,8 @@ const REQUEST_PAYER: &[Operation] = &[
     PutObjectLegalHold,
     GetObjectLegalHold,
     GetObjectAttributes,
-];
-
-/// Every operation on a bucket or its objects: all take `x-amz-expected-bucket-owner` but
-/// CreateBucket.
-const IN_A_BUCKET: &[Operation] = &[
-    HeadBucket,
-    PutBucketPolicy,
-    GetBucketPolicy,
-    DeleteBucketPolicy,
-    GetBucketPolicyStatus,
-    GetBucketNotificationConfiguration,
-    DeleteBucket,
-    GetBucketLocation,
-    PutBucketTagging,
-    GetBucketTagging,
-    DeleteBucketTagging,
-    PutBucketCors,
-    GetBucketCors,
-    DeleteBucketCors,
-    PutBucketVersioning,
-    GetBucketVersioning,
-    PutBucketLifecycleConfiguration,
-    GetBucketLifecycleConfiguration,
-    DeleteBucketLifecycle,
-    PutBucketEncryption,
-    GetBucketEncryption,
-    DeleteBucketEncryption,
-    ListObjects,
-    ListObjectsV2,
-    ListObjectVersions,
-    ListMultipartUploads,
-    DeleteObjects,
-    PutObject,
-    GetObject,
-    HeadObject,
-    CopyObject,
-    DeleteObject,
-    PutObjectTagging,
-    GetObjectTagging,
-    DeleteObjectTagging,
-    CreateMultipartUpload,
-    UploadPart,
-    UploadPartCopy,
-    CompleteMultipartUpload,
-    AbortMultipartUpload,
-    ListParts,
-    PutObjectLockConfiguration,
-    GetObjectLockConfiguration,
-    PutObjectRetention,
-    GetObjectRetention,
-    PutObjectLegalHold,
-    GetObjectLegalHold,
-    GetObjectAttributes,
+    GetObjectAcl,
+    PutObjectAcl,
 ];
 
 const LISTINGS: &[Operation] = &[ListObjects, ListObjectsV2, ListObjectVersions];
@@ -350,17 +307,6 @@ const AWS_STORAGE_CLASSES: &[&str] = &[
 /// "... is not implemented by Tessera."), the values accepted, the operations.
 #[rustfmt::skip]
 const RULES: &[Rule] = &[
-    // Access control: one owner, every object private to it. With one account, the
-    // bucket-owner-* ACLs of an object give the owner what it has anyway.
-    in_header("x-amz-acl", "An ACL other than private", Only(&["private", "bucket-owner-full-control", "bucket-owner-read"]), OBJECT_WRITES),
-    in_header("x-amz-acl", "A bucket ACL other than private", Only(&["private"]), &[CreateBucket]),
-    in_header("x-amz-grant-full-control", "An ACL grant", Nothing, GRANTABLE),
-    in_header("x-amz-grant-read", "An ACL grant", Nothing, GRANTABLE),
-    in_header("x-amz-grant-read-acp", "An ACL grant", Nothing, GRANTABLE),
-    in_header("x-amz-grant-write-acp", "An ACL grant", Nothing, GRANTABLE),
-    in_header("x-amz-grant-write", "An ACL grant", Nothing, &[CreateBucket]),
-    // BucketOwnerEnforced (AWS's default) is what Tessera does: ACLs off, the owner owns all.
-    in_header("x-amz-object-ownership", "Object ownership other than BucketOwnerEnforced", Only(&["BucketOwnerEnforced"]), &[CreateBucket]),
     in_header("x-amz-bucket-namespace", "The account-regional bucket namespace", Only(&["global"]), &[CreateBucket]),
     // Encryption at rest: SSE-S3 and SSE-C are implemented (`api::encryption`), SSE-KMS is not.
     in_header("x-amz-server-side-encryption-aws-kms-key-id", "SSE-KMS", Nothing, OBJECT_WRITES),
@@ -404,14 +350,12 @@ const RULES: &[Rule] = &[
     in_header("x-amz-optional-object-attributes", "An optional object attribute", Only(&["RestoreStatus"]), LISTINGS),
     // Lifecycle transitions are refused, so the minimum size of a transition is moot.
     in_header("x-amz-transition-default-minimum-object-size", "A lifecycle transition", Only(&["varies_by_storage_class", "all_storage_classes_128K"]), &[PutBucketLifecycleConfiguration]),
-    in_header("x-amz-expected-bucket-owner", "Another bucket owner", Owner, IN_A_BUCKET),
     in_header(
         "x-amz-confirm-remove-self-bucket-access",
         "Confirming the removal of one's own access (the configured key never loses it)",
         Only(&["false"]),
         &[PutBucketPolicy],
     ),
-    in_header("x-amz-source-expected-bucket-owner", "Another bucket owner", Owner, COPIES),
     // ListBuckets pages and filters by prefix, but does not show or filter by region.
     in_query("bucket-region", "Filtering the bucket list by region"),
 ];
@@ -459,8 +403,6 @@ impl Rule {
             StandardStorageClass if value == "STANDARD" => Ok(()),
             StandardStorageClass if AWS_STORAGE_CLASSES.contains(&value) => Err(refused),
             StandardStorageClass => Err(S3Error::InvalidStorageClass),
-            Owner if value == OWNER_ID => Ok(()),
-            Owner => Err(S3Error::AccessDenied("the bucket has another owner")),
         }
     }
 }
@@ -498,7 +440,7 @@ mod tests {
         let cases = [
             (Method::GET, "/", false, false, &[][..], Some(ListBuckets)),
             (Method::PUT, "/b", true, false, &[], Some(CreateBucket)),
-            (Method::PUT, "/b?acl", true, false, &[], None),
+            (Method::PUT, "/b?acl", true, false, &[], Some(PutBucketAcl)),
             (
                 Method::GET,
                 "/b?list-type=2",
@@ -646,6 +588,16 @@ mod tests {
                 Some(GetObjectLegalHold),
             ),
             (Method::HEAD, "/b/k", true, true, &[], Some(HeadObject)),
+            (Method::PUT, "/b/k?acl", true, true, &[], Some(PutObjectAcl)),
+            (Method::GET, "/b?acl", true, false, &[], Some(GetBucketAcl)),
+            (
+                Method::DELETE,
+                "/b?ownershipControls",
+                true,
+                false,
+                &[],
+                Some(DeleteBucketOwnershipControls),
+            ),
             (
                 Method::GET,
                 "/b/k?attributes&versionId=null",
@@ -673,7 +625,6 @@ mod tests {
             ("x-amz-storage-class", "STANDARD"),
             ("x-amz-object-lock-event-hold", "OFF"),
             ("x-amz-request-payer", "requester"),
-            ("x-amz-expected-bucket-owner", OWNER_ID),
             ("x-amz-sdk-checksum-algorithm", "crc32c"),
             ("x-amz-meta-anything", "kept"),
             ("x-amz-server-side-encryption", "AES256"),
@@ -686,8 +637,6 @@ mod tests {
     #[test]
     fn features_tessera_lacks_are_not_implemented() {
         for header in [
-            ("x-amz-acl", "public-read"),
-            ("x-amz-grant-read", "id=someone"),
             ("x-amz-server-side-encryption-aws-kms-key-id", "k"),
             ("x-amz-object-lock-event-hold", "ON"),
             ("x-amz-storage-class", "GLACIER"),
@@ -709,14 +658,6 @@ mod tests {
         assert!(matches!(
             put(&[("x-amz-storage-class", "CHEAPEST")]),
             Err(S3Error::InvalidStorageClass)
-        ));
-        assert!(matches!(
-            put(&[("x-amz-expected-bucket-owner", "123456789012")]),
-            Err(S3Error::AccessDenied(_))
-        ));
-        assert!(matches!(
-            put(&[("x-amz-acl", "private"), ("x-amz-acl", "public-read")]),
-            Err(S3Error::NotImplemented(_))
         ));
     }
 
@@ -751,7 +692,7 @@ mod tests {
     }
 
     #[test]
-    fn get_object_attributes_refuses_sse_c_and_takes_the_owner() {
+    fn get_object_attributes_refuses_sse_c() {
         let attributes = |header: (&str, &str)| {
             let (parts, query) = request(Method::GET, "/b/k?attributes", &[header]);
             routed(&parts, &query, true, true)
@@ -760,7 +701,6 @@ mod tests {
             attributes(("x-amz-server-side-encryption-customer-algorithm", "AES256")),
             Err(S3Error::NotImplemented(_))
         ));
-        assert!(attributes(("x-amz-expected-bucket-owner", OWNER_ID)).is_ok());
         assert!(attributes(("x-amz-request-payer", "requester")).is_ok());
     }
 

@@ -3,6 +3,7 @@
 //! The state is a field of the bucket record (see `BucketRecord::versioning`); what it changes for
 //! writes and deletes lives with them (`objects::write_object`, `objects::remove`).
 
+use crate::api::access::owner_id;
 use crate::api::listing::{encode_name, iso8601, max_keys, owner, url_encoding};
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
@@ -140,7 +141,10 @@ pub async fn list_object_versions(
                 .elem("Size", entry.size.to_string())
                 .elem("StorageClass", "STANDARD");
         }
-        owner(&mut xml);
+        owner(
+            &mut xml,
+            entry.owner.as_deref().unwrap_or(owner_id(&bucket)),
+        );
         xml.close();
     }
     for prefix in &listing.prefixes {

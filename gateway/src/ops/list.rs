@@ -236,6 +236,7 @@ mod tests {
             size: 1,
             etag: String::new(),
             modified: None,
+            owner: None,
         })
     }
 

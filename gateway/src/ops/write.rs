@@ -18,8 +18,8 @@ use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use node_rpc::object_lock::ObjectLock;
 use node_rpc::record::{
-    fragment_id, BucketRecord, Encryption, Inline, ObjectRecord, PartData, StoredChecksum, Version,
-    VersionRef,
+    fragment_id, Acl, BucketRecord, Encryption, Inline, ObjectRecord, PartData, StoredChecksum,
+    Version, VersionRef,
 };
 
 /// Where one part goes and how it is cut.
@@ -268,6 +268,8 @@ pub struct NewObject {
     pub lock: ObjectLock,
     /// The keys to encrypt it with, if it is to be encrypted.
     pub sse: Option<Sse>,
+    /// Its owner and ACL (`ObjectRecord::acl`).
+    pub acl: Option<Acl>,
 }
 
 /// A committed object version.
@@ -330,6 +332,7 @@ pub async fn write_object(
         codec: codec.clone(),
         completed_upload: None,
         encryption: object.sse.map(|s| s.encryption),
+        acl: object.acl,
     };
     let record_for =
         |fragment: u8| new.record(fragment, vec![stored.for_holder(fragment as usize)]);
@@ -362,6 +365,7 @@ pub struct NewVersion {
     /// The multipart upload this version completes.
     pub completed_upload: Option<String>,
     pub encryption: Option<Encryption>,
+    pub acl: Option<Acl>,
 }
 
 /// The Object Lock state of a new version: what its request asked for, with the bucket's default
@@ -399,6 +403,7 @@ impl NewVersion {
             lock: self.lock,
             completed_upload: self.completed_upload.clone(),
             encryption: self.encryption.clone(),
+            acl: self.acl.clone(),
         }
     }
 

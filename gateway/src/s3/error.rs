@@ -128,6 +128,14 @@ pub enum S3Error {
     /// A CORS preflight without the headers it needs (S3's `BadRequest`).
     #[error("{0}")]
     CorsBadRequest(&'static str),
+    #[error("The XML you provided was not well-formed or did not validate against our published schema: {0}")]
+    MalformedAcl(&'static str),
+    #[error("The bucket does not allow ACLs")]
+    AccessControlListNotSupported,
+    #[error("The bucket ownership controls were not found")]
+    OwnershipControlsNotFound,
+    #[error("Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting")]
+    InvalidBucketAclWithObjectOwnership,
     #[error("{0} is not implemented by Tessera.")]
     NotImplemented(&'static str),
     /// The detail (which nodes, what they said) is for the log, not the client.
@@ -196,6 +204,10 @@ impl S3Error {
             InvalidEncryptionAlgorithm => "InvalidEncryptionAlgorithmError",
             CorsForbidden(_) => "AccessForbidden",
             CorsBadRequest(_) => "BadRequest",
+            MalformedAcl(_) => "MalformedACLError",
+            AccessControlListNotSupported => "AccessControlListNotSupported",
+            OwnershipControlsNotFound => "OwnershipControlsNotFoundError",
+            InvalidBucketAclWithObjectOwnership => "InvalidBucketAclWithObjectOwnership",
             NotImplemented(_) => "NotImplemented",
             ServiceUnavailable(_) => "ServiceUnavailable",
             InsufficientStorage(_) => "InsufficientStorage",
@@ -225,7 +237,8 @@ impl S3Error {
             | NoSuchLifecycleConfiguration
             | NoSuchEncryptionConfiguration
             | ObjectLockConfigurationNotFound
-            | NoSuchObjectLockConfiguration => StatusCode::NOT_FOUND,
+            | NoSuchObjectLockConfiguration
+            | OwnershipControlsNotFound => StatusCode::NOT_FOUND,
             BucketAlreadyOwnedByYou
             | BucketAlreadyExists
             | BucketNotEmpty

@@ -1,6 +1,7 @@
 //! The S3 protocol alone: SigV4, payload decoding, checksums and the MD5 lanes, XML, the S3 error
 //! codes and HTTP helpers. It knows nothing of the cluster behind the gateway.
 
+pub mod acl;
 pub mod checksum;
 pub mod error;
 pub mod http;

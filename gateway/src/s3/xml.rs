@@ -42,6 +42,17 @@ impl XmlWriter {
         self
     }
 
+    /// Opens an element with attributes (their values escaped).
+    pub fn open_with(&mut self, name: &'static str, attributes: &[(&str, &str)]) -> &mut Self {
+        let _ = write!(self.out, "<{name}");
+        for (attribute, value) in attributes {
+            let _ = write!(self.out, r#" {attribute}="{}""#, escape(value));
+        }
+        self.out.push('>');
+        self.open.push(name);
+        self
+    }
+
     pub fn close(&mut self) -> &mut Self {
         if let Some(name) = self.open.pop() {
             let _ = write!(self.out, "</{name}>");
