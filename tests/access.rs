@@ -1,7 +1,8 @@
 //! Access keys across gateways and nodes: a key created through one gateway works through
 //! another at once, a deleted key is refused by every gateway within 5 seconds, the key table
-//! survives a node down while it changes, and nodes keep secrets only sealed. The permission
-//! matrix is driven through boto3 and the aws CLI (tests/clients/test_access.py).
+//! survives a node down while it changes, nodes keep secrets only sealed, and ACLs hold with
+//! holders down and a gateway restarted. The permission matrix is driven through boto3 and the
+//! aws CLI (tests/clients/test_access.py, test_acl.py).
 
 mod common;
 
@@ -117,6 +118,83 @@ async fn the_key_table_survives_nodes_down_and_holds_no_secret_in_the_clear() {
     assert!(holding(common::SECRET_KEY)
         .iter()
         .any(|f| f.ends_with("gateway.toml")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acls_hold_with_two_holders_down_and_the_gateway_restarted() {
+    let mut cluster = TestCluster::start();
+    let admin = cluster.client();
+    let public = [("x-amz-acl", "public-read")];
+    let created = admin.send("PUT", "/site", &public, Bytes::new()).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    for key in ["small.js", "large.bin"] {
+        let body = Bytes::from(common::random_bytes(
+            if key == "small.js" { 100 } else { 3 << 20 },
+            7,
+        ));
+        assert_eq!(
+            admin
+                .send("PUT", &format!("/site/{key}"), &[], body)
+                .await
+                .status,
+            200
+        );
+    }
+    let anonymous = |path: &str| {
+        let path = path.to_string();
+        let admin = &admin;
+        async move { admin.raw("GET", &path, &[], Bytes::new()).await.status }
+    };
+    assert_eq!(anonymous("/site/small.js").await, 403);
+    // PutObjectAcl makes a new revision of each version on its holders.
+    for key in ["small.js", "large.bin"] {
+        let put = admin
+            .send("PUT", &format!("/site/{key}?acl"), &public, Bytes::new())
+            .await;
+        assert_eq!(put.status, 200, "{}", put.text());
+    }
+    assert_eq!(anonymous("/site/small.js").await, 200);
+
+    // Two nodes of different zones down and the gateway restarted: the bucket's ACL (system
+    // table) and the objects' (their records) are read from what is left.
+    cluster.kill("z1-n1");
+    cluster.kill("z2-n2");
+    cluster.kill("gateway");
+    cluster.restart("gateway");
+    let admin = cluster.client();
+    let anonymous = |path: &'static str| {
+        let admin = &admin;
+        async move { admin.raw("GET", path, &[], Bytes::new()).await.status }
+    };
+    assert_eq!(anonymous("/site?list-type=2").await, 200);
+    assert_eq!(anonymous("/site/small.js").await, 200);
+    assert_eq!(anonymous("/site/large.bin").await, 200);
+    assert_eq!(anonymous("/site/missing").await, 403);
+    // A change needs a write quorum (five of the six holders here): with one node back.
+    cluster.restart("z1-n1");
+    let private = [("x-amz-acl", "private")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let put = admin
+            .send("PUT", "/site/large.bin?acl", &private, Bytes::new())
+            .await;
+        if put.status == 200 {
+            break;
+        }
+        // Until the gateway's probes see the node back.
+        assert!(
+            put.status == 503 && Instant::now() < deadline,
+            "{}",
+            put.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(anonymous("/site/large.bin").await, 403);
+    let acl = admin.get("/site/small.js?acl").await.text();
+    assert!(
+        acl.contains("http://acs.amazonaws.com/groups/global/AllUsers"),
+        "{acl}"
+    );
 }
 
 /// Files under `root` whose bytes contain `needle`.

@@ -1,11 +1,13 @@
 //! Every XML body the gateway parses: CompleteMultipartUpload, DeleteObjects, lifecycle, CORS,
-//! object and bucket tagging, versioning, Object Lock configuration and retention, bucket encryption, and the generic tree parser under most of them; and
+//! object and bucket tagging, versioning, Object Lock configuration and retention, bucket encryption,
+//! ACLs (AccessControlPolicy, which must read back as it renders), and the generic tree parser
+//! under most of them; and
 //! the one JSON body, bucket policies (parsed, then evaluated). Each input goes to all of them:
 //! each checks its own root element. `scripts/fuzz.sh` lets this
 //! target's inputs grow to 256 KiB, so that deep nesting (once a stack overflow) is explored.
 #![no_main]
 
-use gateway::fuzzing::{cors, encryption, lifecycle, multi_delete, object_lock, policy, tagging, versioning, xml};
+use gateway::fuzzing::{acl, cors, encryption, lifecycle, multi_delete, object_lock, policy, tagging, versioning, xml};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -41,6 +43,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = object_lock::parse_retention(data);
     let _ = encryption::parse(data);
+    // (Control characters aside, as for the writer below.)
+    let plain = |g: &acl::AclGrant| !matches!(&g.grantee, acl::Grantee::User(id) if id.chars().any(char::is_control));
+    if let Some((_, grants)) = acl::parse_policy(data).ok().filter(|(_, grants)| grants.iter().all(plain)) {
+        let rendered = acl::render("owner", &grants).finish();
+        let (owner, again) = acl::parse_policy(rendered.as_bytes()).expect("a rendered ACL parses");
+        assert_eq!((owner.as_deref(), again), (Some("owner"), grants));
+    }
     if let Ok(parsed) = policy::Policy::parse("b", data) {
         for key in [None, Some("k"), Some("public/a/b.css")] {
             let _ = parsed.evaluate(&policy::Request {

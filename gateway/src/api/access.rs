@@ -616,6 +616,81 @@ mod tests {
     }
 
     #[test]
+    fn acls_add_to_grants_and_are_off_when_the_owner_enforces() {
+        use node_rpc::record::{Acl, Grantee};
+        let public_read = |owner: &str| {
+            let mut grants = acl::private(owner);
+            grants.push(AclGrant {
+                grantee: Grantee::AllUsers,
+                permission: AclPermission::Read,
+            });
+            grants
+        };
+        let mut listed = bucket([5; 16], Some("TKOWNER"));
+        listed.acl = Some(public_read("TKOWNER"));
+        let anonymous = Caller {
+            principal: Principal::Anonymous,
+            ip: None,
+        };
+        let stranger = Caller {
+            principal: key("TKSTRANGER", &[]),
+            ip: None,
+        };
+        for caller in [&anonymous, &stranger] {
+            assert!(caller
+                .check(&listed, Operation::ListObjectsV2, None)
+                .is_ok());
+            assert!(caller
+                .check(&listed, Operation::PutObject, Some("k"))
+                .is_err());
+            assert!(caller
+                .check(&listed, Operation::GetBucketAcl, None)
+                .is_err());
+        }
+        // An object read is left to the object's ACL; a write or a setting is not.
+        assert!(matches!(
+            anonymous.verdict(&listed, Operation::GetObject, Some("k")),
+            Ok(Verdict::ObjectAcl(AclPermission::Read))
+        ));
+        assert!(matches!(
+            anonymous.verdict(&listed, Operation::GetObjectTagging, Some("k")),
+            Ok(Verdict::Denied(_))
+        ));
+        let mut record = ObjectRecord::tombstone(node_rpc::record::Version::now(), false);
+        assert!(anonymous
+            .check_object(&listed, &record, AclPermission::Read)
+            .is_err());
+        record.acl = Some(Acl {
+            owner: "TKSTRANGER".into(),
+            grants: public_read("TKSTRANGER"),
+        });
+        assert!(anonymous
+            .check_object(&listed, &record, AclPermission::Read)
+            .is_ok());
+        assert!(anonymous
+            .check_object(&listed, &record, AclPermission::ReadAcp)
+            .is_err());
+        // Its owner may always read and change an object's ACL.
+        record.acl.as_mut().unwrap().grants.clear();
+        assert!(stranger
+            .check_object(&listed, &record, AclPermission::WriteAcp)
+            .is_ok());
+        assert!(stranger
+            .check_object(&listed, &record, AclPermission::Read)
+            .is_err());
+
+        listed.ownership = Some(ObjectOwnership::BucketOwnerEnforced);
+        assert!(anonymous
+            .check(&listed, Operation::ListObjectsV2, None)
+            .is_err());
+        assert!(matches!(
+            anonymous.verdict(&listed, Operation::GetObject, Some("k")),
+            Ok(Verdict::Denied(_))
+        ));
+        assert_eq!(object_acl(&listed, &record).0, "TKOWNER");
+    }
+
+    #[test]
     fn settings_are_read_with_read_and_changed_with_owner() {
         use Operation::*;
         assert_eq!(need(GetBucketVersioning), Need::Bucket(Permission::Read));

@@ -9,7 +9,7 @@
 use crate::s3::error::S3Error;
 use crate::s3::xml::{parse_tree, Element, XmlWriter};
 use http::HeaderMap;
-use node_rpc::record::{AclGrant, AclPermission, Grantee};
+pub use node_rpc::record::{AclGrant, AclPermission, Grantee};
 
 /// The canonical user id of the configured (administrator) key.
 pub const ADMIN_ID: &str = "tessera";
