@@ -19,7 +19,7 @@ import zlib
 
 import pytest
 
-from helpers import MiB, random_bytes, unique_bucket
+from helpers import MiB, random_bytes, raw_request, unique_bucket
 
 
 
@@ -104,6 +104,20 @@ def test_presigned_post_uploads_with_metadata_and_status(cluster, s3, bucket):
     assert tags == [{"Key": "t", "Value": "v"}]
 
 
+def test_a_public_read_upload_is_served_to_anyone(cluster, s3, bucket):
+    form = presigned(s3, bucket, "public/logo.png", fields={"acl": "public-read"},
+                     conditions=[{"acl": "public-read"}])
+    status, _, body = post(cluster, form["url"], form["fields"], data=b"png")
+    assert status == 204, body
+    res = raw_request(f"{cluster.endpoint}/{bucket}/public/logo.png", ca_bundle=cluster.ca_bundle)
+    assert (res.status, res.body) == (200, b"png")
+    form = presigned(s3, bucket, "private/logo.png")
+    assert post(cluster, form["url"], form["fields"], data=b"png")[0] == 204
+    res = raw_request(f"{cluster.endpoint}/{bucket}/private/logo.png",
+                      ca_bundle=cluster.ca_bundle)
+    assert res.status == 403
+
+
 def test_default_status_and_redirect(cluster, s3, bucket):
     form = presigned(s3, bucket, "plain")
     status, headers, _ = post(cluster, form["url"], form["fields"], data=b"x")
@@ -167,8 +181,8 @@ def test_policy_violations_store_nothing(cluster, s3, bucket, case):
         del fields["key"]
         expected = (400, "InvalidArgument")
     elif case == "acl":
-        form = presigned(s3, bucket, "guarded/k", fields={"acl": "public-read"},
-                         conditions=[{"acl": "public-read"}])
+        form = presigned(s3, bucket, "guarded/k", fields={"acl": "aws-exec-read"},
+                         conditions=[{"acl": "aws-exec-read"}])
         fields, data = form["fields"], b"12345"
         expected = (501, "NotImplemented")
     status, _, body = post(cluster, url, fields, data=data)

@@ -124,9 +124,7 @@ pub async fn post_object(
             tags,
             lock: Default::default(),
             sse: crate::api::encryption::bucket_default(gw, &bucket)?,
-            // The form's `acl` may only be `private` (refused above otherwise).
-            acl: crate::api::acl::for_new_object(gw, &bucket, &caller, &http::HeaderMap::new())
-                .await?,
+            acl: crate::api::acl::for_new_object(gw, &bucket, &caller, &canned_acl(&form)?).await?,
         },
         &mut payload,
         &expected,
@@ -236,6 +234,17 @@ async fn authenticate(gw: &Gateway, form: &Form) -> Result<Principal, S3Error> {
     Ok(principal)
 }
 
+/// The form's `acl` field as the `x-amz-acl` header a PUT would carry.
+fn canned_acl(form: &Form) -> Result<http::HeaderMap, S3Error> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(acl) = form.field("acl") {
+        let value = http::HeaderValue::from_str(acl)
+            .map_err(|_| S3Error::InvalidArgument(format!("Invalid canned ACL: {acl}")))?;
+        headers.insert("x-amz-acl", value);
+    }
+    Ok(headers)
+}
+
 /// Refuses fields Tessera does not implement, or implements only with some values.
 fn check_fields(form: &Form) -> Result<(), S3Error> {
     for (name, value) in &form.fields {
@@ -248,9 +257,6 @@ fn check_fields(form: &Form) -> Result<(), S3Error> {
             ));
         }
         match name.as_str() {
-            "acl" if value != "private" => {
-                return Err(S3Error::NotImplemented("An ACL other than private"))
-            }
             "x-amz-storage-class" if value != "STANDARD" => {
                 return Err(S3Error::NotImplemented(
                     "A storage class other than STANDARD",
@@ -340,7 +346,6 @@ mod tests {
         ))
         .is_ok());
         for field in [
-            ("acl", "public-read"),
             ("x-amz-server-side-encryption", "AES256"),
             ("x-amz-storage-class", "GLACIER"),
             ("x-amz-security-token", "t"),
