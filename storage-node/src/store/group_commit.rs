@@ -194,6 +194,7 @@ mod tests {
             tags: Vec::new(),
             lock: Default::default(),
             encryption: None,
+            acl: None,
         };
         store.put_upload(&BUCKET, &upload).unwrap();
         store.db.put(part_key("upload", 1), b"not json").unwrap();

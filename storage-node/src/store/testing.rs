@@ -37,6 +37,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
         lock: Default::default(),
         completed_upload: None,
         encryption: None,
+        acl: None,
     }
 }
 
