@@ -136,7 +136,15 @@ mod tests {
                 }
             }
         });
-        tokio::time::sleep(RESTART_PAUSE + Duration::from_millis(500)).await;
+        // Not before the pause, and soon after it (printing the panic's backtrace, under
+        // RUST_BACKTRACE, can take a loaded machine a second).
+        tokio::time::sleep(RESTART_PAUSE / 2).await;
+        assert!(runs.load(Ordering::SeqCst) <= 1, "started again at once");
+        let deadline = tokio::time::Instant::now() + RESTART_PAUSE * 10;
+        while workers.status()[0].running || runs.load(Ordering::SeqCst) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "not started again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let status = &workers.status()[0];
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(status.restarts, 1);
