@@ -20,6 +20,7 @@ use crate::s3::sigv4::Credentials;
 use node_rpc::record::{
     AclGrant, AclPermission, BucketRecord, Grant, KeyRecord, ObjectOwnership, ObjectRecord,
 };
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// The key a request was signed with.
@@ -316,11 +317,11 @@ pub fn acls_apply(bucket: &BucketRecord) -> bool {
     bucket.ownership != Some(ObjectOwnership::BucketOwnerEnforced)
 }
 
-/// The grants of the bucket's ACL in force.
-pub fn bucket_grants(bucket: &BucketRecord) -> Vec<AclGrant> {
+/// The grants of the bucket's ACL in force (borrowed from its record where it has some).
+pub fn bucket_grants(bucket: &BucketRecord) -> Cow<'_, [AclGrant]> {
     match &bucket.acl {
-        Some(grants) if acls_apply(bucket) => grants.clone(),
-        _ => acl::private(owner_id(bucket)),
+        Some(grants) if acls_apply(bucket) => Cow::Borrowed(grants),
+        _ => Cow::Owned(acl::private(owner_id(bucket))),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::s3::error::S3Error;
 use crate::s3::response::{empty_response, xml_response, S3Response};
 use crate::s3::xml::{parse_tree, XmlWriter};
 use http::{HeaderMap, StatusCode};
-use node_rpc::record::{Acl, AclGrant, BucketRecord, ObjectOwnership};
+use node_rpc::record::{Acl, AclGrant, BucketRecord, ObjectOwnership, ObjectRecord, VersionRef};
 
 /// An `AccessControlPolicy` of 100 grants is well under this.
 const ACL_BODY_LIMIT: u64 = 64 * 1024;
@@ -55,16 +55,27 @@ pub async fn put_bucket_acl(
     Ok(empty_response(StatusCode::OK))
 }
 
+/// The bucket, the version a request names (`versionId`, else the current one) and its record.
+async fn named_version(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    req: &S3Request,
+) -> Result<(BucketRecord, Option<VersionRef>, ObjectRecord), S3Error> {
+    let bucket = gw.cluster.bucket(bucket).await?;
+    let which = version_param(&req.query)?;
+    let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
+    Ok((bucket, which, found.record))
+}
+
 pub async fn get_object_acl(
     gw: &Gateway,
     bucket: &str,
     key: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let bucket = gw.cluster.bucket(bucket).await?;
-    let which = version_param(&req.query)?;
-    let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
-    let (owner, grants) = object_acl(&bucket, &found.record);
+    let (bucket, _, record) = named_version(gw, bucket, key, &req).await?;
+    let (owner, grants) = object_acl(&bucket, &record);
     Ok(xml_response(acl::render(&owner, &grants)))
 }
 
@@ -74,10 +85,9 @@ pub async fn put_object_acl(
     key: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let bucket = gw.cluster.bucket(bucket).await?;
-    let which = version_param(&req.query)?;
-    let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
-    let (owner, _) = object_acl(&bucket, &found.record);
+    // The owner the new ACL is written for; the version is then revised on its holders.
+    let (bucket, which, record) = named_version(gw, bucket, key, &req).await?;
+    let (owner, _) = object_acl(&bucket, &record);
     let bucket_owner = owner_id(&bucket).to_string();
     let owners = Owners {
         owner: &owner,
