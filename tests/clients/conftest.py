@@ -98,6 +98,46 @@ def wait_port_free(port: int, timeout: float) -> bool:
         time.sleep(0.05)
 
 
+def port_holders(port: int) -> str:
+    """Who holds 127.0.0.1:`port`, for a failure message: each socket's state and the processes
+    (pid, state, command) that have it open, read from /proc."""
+    states = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+    sockets = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                sockets[inode] = (f"{states.get(state, state)} to port "
+                                  f"{int(remote.rsplit(':', 1)[1], 16)}")
+    if not sockets:
+        return "no socket on it in /proc/net/tcp"
+    found, held = [], set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = set()
+            for fd in fd_dir.iterdir():
+                try:
+                    links.add(os.readlink(fd))
+                except OSError:  # closed meanwhile
+                    pass
+            stat = (fd_dir.parent / "stat").read_text()
+            cmd = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ")[:120]
+        except OSError:
+            continue
+        for inode, what in sockets.items():
+            if f"socket:[{inode}]" in links:
+                held.add(inode)
+                found.append(f"{what}: pid {fd_dir.parent.name} state "
+                             f"{stat.rsplit(') ', 1)[1][0]} {cmd.decode(errors='replace')}")
+    return "; ".join(found + [f"{what}: no process" for inode, what in sockets.items()
+                              if inode not in held])
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -304,26 +344,33 @@ class Cluster:
         # fails with "Address already in use" (seen once in CI). Wait for the port itself.
         for port in self.own_ports(node_id):
             if not wait_port_free(port, timeout):
-                pytest.fail(f"port {port} of {node_id} still taken after {timeout}s")
+                pytest.fail(f"port {port} of {node_id} still taken after {timeout}s: "
+                            f"{port_holders(port)}")
         log = open(self.node_dir(node_id) / "restart.log", "ab")
         proc = subprocess.Popen([str(TESSERA_BIN), "server", "--config", str(config)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=self.env(), start_new_session=True)
         log.close()
         self.restarted[node_id] = proc
+        # The pid file names the live process from now on, so that kill_node (and a retried
+        # start_node, which checks the old pid is gone) never act on a pid that no longer runs.
+        self._pid_file(node_id).write_text(f"{proc.pid}\n")
         ports = _listen_ports(config)
         deadline = time.monotonic() + timeout
+        failure = None
         for port in ports:
             if not wait_for_tcp("127.0.0.1", port, max(1.0, deadline - time.monotonic())):
-                pytest.fail(f"restarted {node_id} not listening on {port}\n"
-                            f"{tail(self.node_dir(node_id) / 'restart.log')}")
+                failure = f"restarted {node_id} not listening on {port} after {timeout}s"
+                break
         if not ports:
             time.sleep(2)
-        if proc.poll() is not None:
-            pytest.fail(f"restarted {node_id} exited with {proc.returncode}\n"
-                        f"{tail(self.node_dir(node_id) / 'restart.log')}")
-        # Keep the pid file pointing at the live process so kill_node works again.
-        self._pid_file(node_id).write_text(f"{proc.pid}\n")
+        if failure is None and proc.poll() is not None:
+            failure = f"restarted {node_id} exited with {proc.returncode}"
+        if failure is not None:
+            # A process left running here would hold the node's port, and every later start
+            # would fail on it rather than on what went wrong now (seen once in CI).
+            stop_process(proc, grace=0)
+            pytest.fail(f"{failure}\n{tail(self.node_dir(node_id) / 'restart.log')}")
 
     def own_ports(self, node_id: str) -> list[int]:
         """The ports `node_id` (or "gateway") listens on."""

@@ -623,7 +623,12 @@ class Nemesis:
     def join(self) -> None:
         self.stop.set()
         self.thread.join(timeout=300)
-        self.heal_all()
+        try:
+            self.heal_all()
+        except BaseException as err:
+            # The first failure says what went wrong; later ones are usually its consequence.
+            raise RuntimeError(f"nemesis could not heal the cluster: {err!r}; its first "
+                               f"failure: {self.error!r}") from err
 
     def run(self) -> None:
         try:
@@ -634,10 +639,18 @@ class Nemesis:
                 kinds, weights = zip(*self.KINDS)
                 self.inject(self.rng.choices(kinds, weights)[0])
         except BaseException as err:  # reported by the caller; never leave nodes down
-            self.error = err
-            self.history.note(f"nemesis failed: {err!r}")
+            self.failed(err)
         finally:
-            self.heal_all()
+            try:
+                self.heal_all()
+            except BaseException as err:
+                self.failed(err)
+
+    def failed(self, err: BaseException) -> None:
+        """Keeps the first failure for the caller and notes every one in the history."""
+        if self.error is None:
+            self.error = err
+        self.history.note(f"nemesis failed: {err!r}")
 
     def nodes_for(self, kind: str) -> list[str]:
         """A set of nodes whose loss costs any key at most two of its six holders."""
