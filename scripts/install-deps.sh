@@ -10,8 +10,9 @@ what="${1:-test}"
 
 apt_packages=(clang libclang-dev)
 if [ "$what" = test ]; then
-  # chromium: the browser upload test submits a real HTML form.
-  apt_packages+=(awscli openssl rclone chromium)
+  # chromium: the browser upload test submits a real HTML form. prometheus: the metrics test
+  # scrapes a dev cluster with it.
+  apt_packages+=(awscli openssl rclone chromium prometheus)
 fi
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -30,6 +30,8 @@ enum AdminCommand {
     /// Access keys and their permissions.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The bearer token Prometheus sends to scrape `/metrics` on gateways and nodes.
+    MetricsToken,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +90,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     let (answer, show): (Value, fn(&Value)) = match args.command {
         AdminCommand::Status => (call("GET", "status".into(), None).await?, show_nodes),
+        AdminCommand::MetricsToken => {
+            (call("GET", "metrics-token".into(), None).await?, show_token)
+        }
         AdminCommand::Heal { node: None } => (call("GET", "heal".into(), None).await?, show_heal),
         AdminCommand::Heal { node: Some(node) } => {
             let path = format!("heal?node={}", query_value(&node));
@@ -123,6 +128,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         show(&answer);
     }
     Ok(())
+}
+
+fn show_token(answer: &Value) {
+    println!("{}", answer["token"].as_str().unwrap_or_default());
 }
 
 /// The admin API path of a key; an id is letters and digits (one typed with others would

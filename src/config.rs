@@ -91,20 +91,24 @@ impl Config {
     /// Writes the config readable by its owner only: it holds the cluster secret, and a
     /// gateway's also the S3 secret key.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        let text = toml::to_string_pretty(self)?;
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)?;
-            // `mode` applies only to a file created now: one left by an older version may be 0644.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            file.write_all(text.as_bytes())
-        };
-        write().with_context(|| format!("writing {}", path.display()))
+        write_private(path, toml::to_string_pretty(self)?.as_bytes())
     }
+}
+
+/// Writes a file readable by its owner only (mode 0600), for files that hold secrets.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // `mode` applies only to a file created now: one left by an older version may be 0644.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }

@@ -2,7 +2,7 @@
 //! this one, with data, configs and logs under one folder. Re-running it on the same folder
 //! reuses the cluster (same secret, nodes and ports).
 
-use crate::config::Config;
+use crate::config::{write_private, Config};
 use anyhow::Context;
 use gateway::{GatewayConfig, SecretKey};
 use node_rpc::protocol::ClusterSecret;
@@ -28,6 +28,10 @@ pub struct DevArgs {
     /// Port of the S3 endpoint (on 127.0.0.1).
     #[arg(long, default_value_t = 9000)]
     s3_port: u16,
+    /// Port of the operator's endpoint, Prometheus metrics on `/metrics` (default: the S3 port
+    /// plus one).
+    #[arg(long)]
+    console_port: Option<u16>,
     /// PEM certificate for the S3 endpoint: serve HTTPS instead of HTTP.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -135,6 +139,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sse_master_key_file: None,
         sse_c_without_tls: false,
         connections: listener::Limits::default(),
+        console_listen: Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            args.console_port.unwrap_or(args.s3_port.wrapping_add(1)),
+        ))),
+        metrics_public: false,
     };
 
     let mut children = Vec::new();
@@ -181,6 +190,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     children.push(("gateway".into(), gateway_child));
     wait_for_port(gateway.listen, "gateway").await?;
+    let console = gateway
+        .console_listen
+        .context("dev gateways have a console port")?;
+    let prometheus = data_dir.join("prometheus.yml");
+    write_private(&prometheus, prometheus_config(&cluster, console).as_bytes())?;
 
     let scheme = if tls { "https" } else { "http" };
     let mut zones: Vec<&str> = cluster.nodes.iter().map(|n| n.zone.as_str()).collect();
@@ -198,7 +212,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  region:      {}", gateway.region);
     println!("  access key:  {access_key_id}");
     println!("  secret key:  {secret_access_key}");
+    println!(
+        "  prometheus:  {} (scrape config with the metrics token)",
+        prometheus.display()
+    );
     println!("S3 endpoint: {scheme}://{}", gateway.listen);
+    println!("Metrics: http://{console}/metrics");
     println!("Stop with Ctrl-C.");
 
     // Reap children as they exit (a killed node must not linger as a zombie), and say so.
@@ -231,6 +250,39 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A Prometheus scrape config for the gateway's console port and every node, with the bearer
+/// token their `/metrics` ask for: `prometheus --config.file` of it watches the dev cluster.
+fn prometheus_config(cluster: &ClusterConfig, console: SocketAddr) -> String {
+    let token = cluster.secret.metrics_token();
+    let node_scheme = if cluster.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut tls = String::new();
+    if let Some(ca) = &cluster.tls_ca {
+        tls = format!("    tls_config:\n      ca_file: '{}'\n", ca.display());
+    }
+    let nodes: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("'{}'", n.addr))
+        .collect();
+    format!(
+        "# Written by `tessera dev`: scrapes this cluster's gateway and storage nodes.\n\
+         global:\n  scrape_interval: 5s\n\
+         scrape_configs:\n\
+         \x20 - job_name: tessera-gateway\n\
+         \x20   authorization:\n      credentials: '{token}'\n\
+         \x20   static_configs:\n      - targets: ['{console}']\n\
+         \x20 - job_name: tessera-node\n\
+         \x20   scheme: {node_scheme}\n{tls}\
+         \x20   authorization:\n      credentials: '{token}'\n\
+         \x20   static_configs:\n      - targets: [{}]\n",
+        nodes.join(", ")
+    )
 }
 
 fn new_cluster(zones: usize, nodes_per_zone: usize) -> anyhow::Result<ClusterConfig> {

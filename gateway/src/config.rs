@@ -73,6 +73,15 @@ pub struct GatewayConfig {
     /// timeouts, header size (`[gateway.connections]`; see `listener::Limits` for each default).
     #[serde(default)]
     pub connections: listener::Limits,
+    /// Address of the operator's port: Prometheus metrics on `/metrics` (and the web console,
+    /// once it exists). Default: none, no such port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_listen: Option<SocketAddr>,
+    /// Serve `/metrics` to anyone who reaches the port. Default false: a scrape must send
+    /// `Authorization: Bearer <token>`, the token `tessera admin metrics-token` prints (derived
+    /// from the cluster secret; `tessera dev` writes it into its `prometheus.yml`).
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 fn default_region() -> String {

@@ -11,6 +11,7 @@
 mod api;
 mod background;
 pub mod config;
+mod metrics;
 mod ops;
 mod s3;
 mod server;

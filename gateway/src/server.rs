@@ -2,9 +2,14 @@
 
 use crate::api::Gateway;
 use crate::config::GatewayConfig;
+use crate::metrics::METRICS;
 use anyhow::Context as _;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use listener::{Listener, Tracker};
+use node_rpc::body::{full, HttpBody};
 use node_rpc::ClusterConfig;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -30,7 +35,19 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let listener = Listener::new(listener, config.connections.clone());
+    let console = match config.console_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the console port {addr}"))?,
+        ),
+        None => None,
+    };
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
+    if let Some(console) = console {
+        let console = Listener::new(console, gateway.config.connections.clone());
+        tokio::spawn(serve_console(console, gateway.clone()));
+    }
     ready(listener.local_addr()?);
     loop {
         let (stream, tracker) = listener.accept().await;
@@ -69,6 +86,72 @@ where
     let _ = builder
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+/// Serves the operator's port: `/metrics` for Prometheus, to bearers of the metrics token unless
+/// the config makes metrics public.
+async fn serve_console(listener: Listener, gateway: Arc<Gateway>) {
+    loop {
+        let (stream, tracker) = listener.accept().await;
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let token = (!gateway.config.metrics_public).then_some(&gateway.metrics_token);
+                let answer = console_answer(&gateway, token.map(String::as_str), &req);
+                let request = tracker.request();
+                async move {
+                    drop(request);
+                    Ok::<_, std::convert::Infallible>(answer)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn console_answer(
+    gateway: &Gateway,
+    token: Option<&str>,
+    req: &Request<Incoming>,
+) -> Response<HttpBody> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+            if token.is_some_and(|token| !telemetry::bearer_matches(authorization, token)) {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    "metrics need the bearer token of `tessera admin metrics-token`\n".to_string(),
+                )
+            } else {
+                (
+                    StatusCode::OK,
+                    telemetry::CONTENT_TYPE,
+                    METRICS.render(gateway),
+                )
+            }
+        }
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 /// How long a closed connection is still read from, in all and between two reads.

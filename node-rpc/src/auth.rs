@@ -208,6 +208,12 @@ impl ClusterSecret {
         mac.finalize().into_bytes().into()
     }
 
+    /// The bearer token a Prometheus scrape of `/metrics` sends to a node or a gateway: derived,
+    /// so that a scraper's config never holds the secret that signs node calls.
+    pub fn metrics_token(&self) -> String {
+        hex::encode(self.derive_key("metrics scrape"))
+    }
+
     /// Signs a call made now with a fresh nonce.
     pub fn sign(&self, method: &str, path_and_query: &str, body: BodyDigest) -> SignedCall {
         let nonce = hex::encode(rand::random::<[u8; 16]>());

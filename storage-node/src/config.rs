@@ -59,6 +59,11 @@ pub struct NodeConfig {
     /// get as far as sending one.
     #[serde(default)]
     pub connections: listener::Limits,
+    /// Serve `/metrics` on the node's port to anyone who reaches it. Default false: a scrape
+    /// must send `Authorization: Bearer <token>`, the token derived from the cluster secret that
+    /// `tessera admin metrics-token` prints.
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 fn default_scrub_interval_secs() -> u64 {
@@ -101,6 +106,7 @@ impl NodeConfig {
             scrub_interval_secs: default_scrub_interval_secs(),
             scrub_bytes_per_sec: default_scrub_bytes_per_sec(),
             connections: listener::Limits::default(),
+            metrics_public: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod hints;
+mod metrics;
 pub mod scrub;
 pub mod server;
 pub mod store;

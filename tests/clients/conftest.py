@@ -232,6 +232,8 @@ class Cluster:
     # Extra `tessera dev` flags (e.g. a 3x3 topology) and the node ids they give.
     dev_args: tuple[str, ...] = ()
     node_ids: tuple[str, ...] = tuple(NODE_IDS)
+    # The operator's port (`/metrics`).
+    console_port: int = field(default_factory=free_port)
 
     @property
     def scheme(self) -> str:
@@ -250,7 +252,8 @@ class Cluster:
             pytest.fail(f"tessera binary not found at {TESSERA_BIN} (set TESSERA_BIN)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(TESSERA_BIN), "dev", "--data-dir", str(self.data_dir),
-               "--s3-port", str(self.port), *self.dev_args]
+               "--s3-port", str(self.port), "--console-port", str(self.console_port),
+               *self.dev_args]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log_path, "wb") as log:

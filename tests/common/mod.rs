@@ -38,6 +38,7 @@ impl TestCluster {
             .args(["dev", "--data-dir"])
             .arg(dir.path())
             .args(["--s3-port", &port.to_string()])
+            .args(["--console-port", &free_port().to_string()])
             .args(extra)
             .env("TESSERA_ACCESS_KEY_ID", ACCESS_KEY)
             .env("TESSERA_SECRET_ACCESS_KEY", SECRET_KEY)

@@ -62,6 +62,10 @@ pub async fn handle(
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
+        (Method::GET, "metrics-token") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "token": gw.metrics_token }),
+        ),
         (Method::POST, "heal") => {
             let node = req
                 .query

@@ -26,6 +26,7 @@ pub mod versioning;
 use crate::background::heal::Healer;
 use crate::background::Workers;
 use crate::config::GatewayConfig;
+use crate::metrics::{Counted, RequestLabel, METRICS};
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
@@ -38,8 +39,10 @@ use node_rpc::ClusterConfig;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use request::S3Request;
+pub use unsupported::Operation;
 
 /// One S3 gateway: the cluster it writes to, its codec and the credentials it accepts.
 pub struct Gateway {
@@ -49,23 +52,26 @@ pub struct Gateway {
     pub workers: Workers,
     /// SSE-S3's master key, if the config gives one.
     pub master_key: Option<WrappingKey>,
+    /// What a Prometheus scrape of `/metrics` bears (see `ClusterSecret::metrics_token`).
+    pub metrics_token: String,
     credentials: Credentials,
 }
 
 impl Gateway {
     /// A gateway for the cluster, with its background workers started (they stop when it is
     /// dropped). Must be called inside a Tokio runtime.
-    pub fn new(config: GatewayConfig, cluster: &ClusterConfig) -> anyhow::Result<Gateway> {
+    pub fn new(config: GatewayConfig, cluster_config: &ClusterConfig) -> anyhow::Result<Gateway> {
         let credentials = Credentials {
             access_key_id: config.access_key_id.clone(),
             secret_access_key: config.secret_access_key.0.clone(),
             region: config.region.clone(),
         };
-        let cluster = Arc::new(Cluster::new(cluster, &config)?);
+        let cluster = Arc::new(Cluster::new(cluster_config, &config)?);
         let healer = Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec));
         let master_key = config.master_key()?.map(WrappingKey::new);
         Ok(Gateway {
             master_key,
+            metrics_token: cluster_config.secret.metrics_token(),
             workers: Workers::start(&cluster, &healer, &config),
             healer,
             cluster,
@@ -81,6 +87,8 @@ impl Gateway {
 
     /// Answers one request; `client_ip` is the address of the connection it came on.
     pub async fn handle(&self, req: Request<Incoming>, client_ip: Option<IpAddr>) -> S3Response {
+        let arrived = Instant::now();
+        let mut label = RequestLabel::Refused;
         let request_id = format!("{:016X}", rand::random::<u64>());
         let is_head = req.method() == Method::HEAD;
         let resource = req.uri().path().to_string();
@@ -95,7 +103,7 @@ impl Gateway {
         let location = self.locate(&parts);
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
         // A panic is a bug; it fails its request, not the connection or the process.
-        let outcome = AssertUnwindSafe(self.dispatch(parts, body, location, client_ip))
+        let outcome = AssertUnwindSafe(self.dispatch(parts, body, location, client_ip, &mut label))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -130,7 +138,8 @@ impl Gateway {
                 http::HeaderValue::from_static("close"),
             );
         }
-        response
+        METRICS.request(label, response.status().as_u16(), arrived.elapsed());
+        response.map(|body| Counted::wrap(body, &METRICS.sent_bytes))
     }
 }
 

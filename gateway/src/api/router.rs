@@ -2,8 +2,8 @@
 //! virtual-hosted style), then the handler by method and sub-resource.
 
 use crate::api::access::{Caller, Principal};
-use crate::api::unsupported::Operation;
 use crate::api::*;
+use crate::metrics::RequestLabel;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
@@ -55,6 +55,7 @@ impl Gateway {
         body: Incoming,
         location: Result<(Option<String>, Option<String>), S3Error>,
         client_ip: Option<IpAddr>,
+        label: &mut RequestLabel,
     ) -> Result<S3Response, S3Error> {
         let header_bytes: usize = parts
             .headers
@@ -65,12 +66,14 @@ impl Gateway {
             return Err(S3Error::RequestHeaderSectionTooLarge);
         }
         if parts.method == Method::OPTIONS {
+            *label = RequestLabel::Preflight;
             // CORS preflight: browsers send it without credentials, and S3 answers from the rules.
             let (bucket, _) = location?;
             return crate::api::cors::preflight(self, bucket.as_deref(), &parts.headers).await;
         }
         if post_object::is_form_upload(&parts) {
             // A browser upload: the form's fields carry the signature, over its policy.
+            *label = RequestLabel::PostObject;
             return match location? {
                 (Some(bucket), None) => {
                     post_object::post_object(self, &bucket, parts, body, client_ip).await
@@ -105,6 +108,7 @@ impl Gateway {
             body_stall: self.config.connections.stall_timeout(),
         };
         if bucket.as_deref() == Some(crate::api::admin::PREFIX) {
+            *label = RequestLabel::Admin;
             if key.is_none() && req.parts.method == Method::PUT {
                 // Creating a bucket of the admin API's name: the name is what is wrong.
                 return Err(S3Error::InvalidBucketName);
@@ -117,6 +121,9 @@ impl Gateway {
             return crate::api::admin::handle(self, req, key.as_deref()).await;
         }
         let operation = Operation::of(&req.parts, &req.query, bucket.is_some(), key.is_some());
+        if let Some(op) = operation {
+            *label = RequestLabel::S3(op);
+        }
         self.authorize(&req, operation, bucket.as_deref(), key.as_deref())
             .await?;
         unsupported::check(operation, &req.parts, &req.query)?;

@@ -15,9 +15,30 @@ use crate::s3::http::{header, Query};
 use http::request::Parts;
 use http::Method;
 
-/// The S3 operations the router serves (the admin API under `/_tessera/` is not S3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
+/// Declares `Operation` with its list and its names, so that the three cannot drift apart.
+macro_rules! operations {
+    ($($name:ident,)*) => {
+        /// The S3 operations the router serves (the admin API under `/_tessera/` is not S3).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Operation {
+            $($name,)*
+        }
+
+        impl Operation {
+            /// Every operation, in declaration order (`op as usize` indexes it).
+            pub const ALL: &'static [Operation] = &[$(Operation::$name,)*];
+
+            /// The operation's name in the S3 API reference.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Operation::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+operations! {
     ListBuckets,
     CreateBucket,
     HeadBucket,

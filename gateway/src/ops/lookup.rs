@@ -208,6 +208,7 @@ async fn ask_holders(
                 }
             }
             () = &mut hedge, if !waiting.is_empty() => {
+                crate::metrics::METRICS.hedged_lookups.inc();
                 outstanding.extend(waiting.iter().map(|h| h.slot));
                 pending.extend(waiting.drain(..).map(|h| ask(h, false)));
             }
@@ -231,6 +232,7 @@ async fn ask_holders(
             .collect::<Vec<_>>(),
     );
     if answered.len() < quorum {
+        crate::metrics::METRICS.quorum_failures.inc();
         return Err(S3Error::ServiceUnavailable(format!(
             "{} of {} holders answered; {} needed",
             answered.len(),

@@ -49,6 +49,7 @@ impl Quorum {
         if self.met(ok) {
             return Ok(());
         }
+        crate::metrics::METRICS.quorum_failures.inc();
         Err(S3Error::ServiceUnavailable(format!(
             "{ok} of {of} {what}; {} needed",
             self.needed

@@ -343,6 +343,7 @@ impl Fetcher<'_, '_> {
         loop {
             while have + reads.len() < k {
                 let source = self.next_source().await.ok_or_else(|| {
+                    crate::metrics::METRICS.quorum_failures.inc();
                     S3Error::ServiceUnavailable(format!(
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     ))
@@ -375,6 +376,7 @@ impl Fetcher<'_, '_> {
                 }
                 () = &mut hedge, if !hedged => {
                     hedged = true;
+                    crate::metrics::METRICS.hedged_fragment_reads.inc();
                     if let Some(source) = self.next_source().await {
                         reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
                     }

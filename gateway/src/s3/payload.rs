@@ -1,6 +1,7 @@
 //! The bytes of an upload as the client meant them: the raw body, or an `aws-chunked` body decoded
 //! chunk by chunk (checking chunk signatures) with its trailers kept for the checksum check.
 
+use crate::metrics::{Counted, METRICS};
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::{Authenticated, ChunkSigner, Payload};
 use bytes::{Buf, Bytes, BytesMut};
@@ -48,7 +49,10 @@ impl PayloadReader {
         stall: Duration,
     ) -> PayloadReader {
         PayloadReader::with_body(
-            body.map_err(std::io::Error::other).boxed(),
+            Counted::wrap(
+                body.map_err(std::io::Error::other).boxed(),
+                &METRICS.received_bytes,
+            ),
             auth,
             decoded_len,
             Some(stall),

@@ -5,6 +5,7 @@
 use super::{bad, blocking, NodeError};
 use crate::auth::{StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, ChannelBody, HttpBody};
+use crate::metrics::METRICS;
 use crate::protocol::{
     raw_upload_answer, Lookup, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL,
     SIZE_HEADER,
@@ -119,6 +120,7 @@ pub(super) async fn receive_fragment(
         file.commit()
     })
     .await?;
+    count_written(layout);
     Ok(Response::new(empty()))
 }
 
@@ -206,7 +208,13 @@ async fn receive_into(
     *left = 0;
     tagger.check(&tag)?;
     blocking(move || file.commit()).await?;
+    count_written(layout);
     Ok(())
+}
+
+fn count_written(layout: StripeLayout) {
+    METRICS.fragments_written.inc();
+    METRICS.fragment_bytes_written.add(layout.fragment_len());
 }
 
 /// Writes the received (already verified) chunks without first joining them into one buffer.
@@ -260,6 +268,8 @@ pub(super) async fn lookup_and_fragment(
     // Room for both chunks: the sends cannot fail, and the body needs no task.
     let _ = tx.try_send(Ok(head.into()));
     if let Some(fragment) = fragment {
+        METRICS.fragment_reads.inc();
+        METRICS.fragment_bytes_read.add(fragment.len() as u64);
         let _ = tx.try_send(Ok(fragment.into()));
     }
     Ok(Response::new(body.boxed()))

@@ -11,6 +11,7 @@ use crate::body::{empty, full, HttpBody};
 use crate::client::{NodeClient, NodeHealth};
 use crate::config::NodeConfig;
 use crate::hints::{self, Hint};
+use crate::metrics::{NodeMetrics, Snapshot, METRICS};
 use crate::protocol::ScrubStatus;
 use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
@@ -37,7 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -95,6 +96,8 @@ struct Node {
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
     scrub: Arc<std::sync::Mutex<ScrubStatus>>,
+    /// What a scrape of `/metrics` must bear; `None` when the node's metrics are public.
+    metrics_token: Option<String>,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -149,6 +152,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         nonces: NonceMemory::default(),
         data_dir: node.data_dir.clone(),
         min_free_bytes: node.min_free_bytes,
+        metrics_token: (!node.metrics_public).then(|| cluster.secret.metrics_token()),
     });
     loop {
         let (stream, tracker) = listener.accept().await;
@@ -205,11 +209,16 @@ where
 
 impl Node {
     async fn handle(&self, req: Request<Incoming>) -> Response<HttpBody> {
+        if req.uri().path() == "/metrics" {
+            return self.metrics(&req);
+        }
+        let arrived = Instant::now();
+        let call = NodeMetrics::call_index(req.method(), req.uri().path());
         let result = match self.authenticate(req).await {
             Ok(req) => self.route(req).await,
             Err(e) => Err(e),
         };
-        result.unwrap_or_else(|e| {
+        let response = result.unwrap_or_else(|e| {
             if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!(error = %e, "node request failed");
             }
@@ -217,7 +226,46 @@ impl Node {
                 .status(e.status())
                 .body(full(e.to_string()))
                 .expect("static response parts are valid")
-        })
+        });
+        METRICS.call(call, response.status().as_u16(), arrived.elapsed());
+        response
+    }
+
+    /// `GET /metrics`: Prometheus text, for bearers of the metrics token unless the node's
+    /// metrics are public.
+    fn metrics(&self, req: &Request<Incoming>) -> Response<HttpBody> {
+        let authorization = req.headers().get(http::header::AUTHORIZATION);
+        let allowed = self.metrics_token.as_deref().is_none_or(|token| {
+            telemetry::bearer_matches(authorization.map(|v| v.as_bytes()), token)
+        });
+        let (status, content_type, body) = if req.method() != Method::GET {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET only\n".to_string(),
+            )
+        } else if !allowed {
+            let why = "metrics need the bearer token of `tessera admin metrics-token`\n";
+            (StatusCode::UNAUTHORIZED, "text/plain", why.to_string())
+        } else {
+            let text = METRICS.render(Snapshot {
+                node: &self.id,
+                hints_for: self.store.hint_targets(),
+                scrub: self.scrub.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                disk: disk_space(&self.data_dir),
+                write_stall_secs: self.store.write_stall_secs(),
+            });
+            (StatusCode::OK, telemetry::CONTENT_TYPE, text)
+        };
+        let mut response = Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, content_type);
+        if status == StatusCode::UNAUTHORIZED {
+            response = response.header(http::header::WWW_AUTHENTICATE, "Bearer");
+        }
+        response
+            .body(full(body))
+            .expect("static response parts are valid")
     }
 
     /// Refuses new data while the disk has less free space than the node keeps in reserve.
@@ -297,6 +345,8 @@ impl Node {
                 let (id, index) = fragment_name(id, index)?;
                 let offset = query_u64(&query, "offset")?;
                 let len = query_u64(&query, "len")?;
+                METRICS.fragment_reads.inc();
+                METRICS.fragment_bytes_read.add(len);
                 if wants_raw(&req) {
                     let upgrade = hyper::upgrade::on(&mut req);
                     return start_raw(&store, &id, index, offset, len, upgrade);
@@ -500,6 +550,11 @@ async fn keep_hint(
 
 /// Bytes an unprivileged writer can still put on the filesystem holding `path`.
 fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    Ok(disk_space(path)?.0)
+}
+
+/// Free bytes (for an unprivileged user) and size of the file system that holds `path`.
+fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -507,7 +562,8 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    let block = stat.f_frsize as u64;
+    Ok((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
 }
 
 /// Drops the replaced versions kept for longer than `keep_replaced_secs` (see `Store::undo`) and

@@ -143,6 +143,13 @@ impl Store {
         Ok(store)
     }
 
+    /// Seconds RocksDB has held writes back since the store was opened (see
+    /// `metrics::write_stall_secs`); `None` if RocksDB does not say.
+    pub fn write_stall_secs(&self) -> Option<f64> {
+        let stats = self.db.property_value("rocksdb.dbstats").ok()??;
+        crate::metrics::write_stall_secs(&stats)
+    }
+
     fn lock_for(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
         self.locks[self.stripe(key)]
             .lock()

@@ -1,0 +1,311 @@
+//! The gateway's Prometheus metrics (`docs/admin-api.md`, "Metrics"): requests by S3 operation
+//! and status with their latency, body bytes in and out, and what node calls met (quorums that
+//! fell short, hedged reads), recorded where the work happens into one `static` of atomics;
+//! node liveness and heal progress are read when scraped.
+//!
+//! It sits beside the layers rather than in one: `s3` counts body bytes, `ops` quorum failures
+//! and hedges, `api` requests.
+
+use crate::api::Gateway;
+use crate::api::Operation;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use node_rpc::body::HttpBody;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use telemetry::{Counter, Exposition, Histogram, Kind, StatusCounts};
+
+/// The gateway's metrics: one per process.
+pub static METRICS: GatewayMetrics = GatewayMetrics::new();
+
+/// What a request was, for its metrics' `operation` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestLabel {
+    S3(Operation),
+    /// A browser form upload (POST Object).
+    PostObject,
+    /// A CORS preflight (OPTIONS).
+    Preflight,
+    /// A call of the admin API under `/_tessera/`.
+    Admin,
+    /// Refused before its operation was known: a bad signature, an unknown key, a malformed
+    /// path, a method the router does not serve.
+    Refused,
+}
+
+const EXTRA_LABELS: [RequestLabel; 4] = [
+    RequestLabel::PostObject,
+    RequestLabel::Preflight,
+    RequestLabel::Admin,
+    RequestLabel::Refused,
+];
+
+/// Operations with their own series: every S3 operation, then the other kinds of request.
+const LABELS: usize = 64;
+const _: () = assert!(Operation::ALL.len() + EXTRA_LABELS.len() <= LABELS);
+
+impl RequestLabel {
+    fn index(self) -> usize {
+        match self {
+            RequestLabel::S3(op) => op as usize,
+            other => {
+                Operation::ALL.len() + EXTRA_LABELS.iter().position(|l| *l == other).unwrap_or(0)
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RequestLabel::S3(op) => op.name(),
+            RequestLabel::PostObject => "PostObject",
+            RequestLabel::Preflight => "Preflight",
+            RequestLabel::Admin => "Admin",
+            RequestLabel::Refused => "Refused",
+        }
+    }
+
+    fn all() -> impl Iterator<Item = RequestLabel> {
+        Operation::ALL
+            .iter()
+            .map(|op| RequestLabel::S3(*op))
+            .chain(EXTRA_LABELS)
+    }
+}
+
+#[derive(Debug)]
+struct RequestSeries {
+    statuses: StatusCounts,
+    /// From the request's arrival to its response's head (a body then streams).
+    latency: Histogram,
+}
+
+/// Every series the gateway records as it works.
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    requests: [RequestSeries; LABELS],
+    pub received_bytes: Counter,
+    pub sent_bytes: Counter,
+    pub quorum_failures: Counter,
+    pub hedged_fragment_reads: Counter,
+    pub hedged_lookups: Counter,
+}
+
+impl GatewayMetrics {
+    const fn new() -> GatewayMetrics {
+        GatewayMetrics {
+            requests: [const {
+                RequestSeries {
+                    statuses: StatusCounts::new(),
+                    latency: Histogram::new(),
+                }
+            }; LABELS],
+            received_bytes: Counter::new(),
+            sent_bytes: Counter::new(),
+            quorum_failures: Counter::new(),
+            hedged_fragment_reads: Counter::new(),
+            hedged_lookups: Counter::new(),
+        }
+    }
+
+    /// One answered request.
+    pub fn request(&self, label: RequestLabel, status: u16, elapsed: Duration) {
+        let series = &self.requests[label.index()];
+        series.statuses.inc(status);
+        series.latency.observe(elapsed);
+    }
+
+    /// The exposition of every series, with what `gw` knows now about nodes and heals.
+    pub fn render(&self, gw: &Gateway) -> String {
+        let mut out = Exposition::new();
+        out.family(
+            "tessera_s3_requests_total",
+            Kind::Counter,
+            "S3 requests answered, by operation and HTTP status.",
+        );
+        for label in RequestLabel::all() {
+            let series = &self.requests[label.index()];
+            out.statuses(
+                "tessera_s3_requests_total",
+                &[("operation", label.name())],
+                &series.statuses,
+            );
+        }
+        out.family(
+            "tessera_s3_request_duration_seconds",
+            Kind::Histogram,
+            "Time from a request's arrival to its response's head, by operation.",
+        );
+        for label in RequestLabel::all() {
+            let series = &self.requests[label.index()];
+            if series.latency.count() > 0 {
+                out.histogram(
+                    "tessera_s3_request_duration_seconds",
+                    &[("operation", label.name())],
+                    &series.latency,
+                );
+            }
+        }
+        out.single(
+            "tessera_s3_received_bytes_total",
+            Kind::Counter,
+            "Request body bytes received from S3 clients (as sent, before decoding).",
+            self.received_bytes.get(),
+        );
+        out.single(
+            "tessera_s3_sent_bytes_total",
+            Kind::Counter,
+            "Response body bytes sent to S3 clients.",
+            self.sent_bytes.get(),
+        );
+        out.single(
+            "tessera_quorum_failures_total",
+            Kind::Counter,
+            "Quorum calls to storage nodes that fell short (the request failed with 503 or 507).",
+            self.quorum_failures.get(),
+        );
+        out.family(
+            "tessera_hedged_reads_total",
+            Kind::Counter,
+            "Reads that asked one more node because the first were slow, by what was read.",
+        )
+        .sample(
+            "tessera_hedged_reads_total",
+            &[("read", "fragment")],
+            self.hedged_fragment_reads.get(),
+        )
+        .sample(
+            "tessera_hedged_reads_total",
+            &[("read", "lookup")],
+            self.hedged_lookups.get(),
+        );
+        render_cluster(&mut out, gw);
+        out.finish()
+    }
+}
+
+/// Node liveness as this gateway sees it, and the heal it runs.
+fn render_cluster(out: &mut Exposition, gw: &Gateway) {
+    let liveness = &gw.cluster.liveness;
+    let nodes = gw.cluster.layout.nodes();
+    out.family(
+        "tessera_node_up",
+        Kind::Gauge,
+        "Whether the gateway's last probe of a storage node was answered.",
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        let labels = [("node", node.id.as_str()), ("zone", node.zone.as_str())];
+        out.sample("tessera_node_up", &labels, u8::from(liveness.is_up(i)));
+    }
+    out.family(
+        "tessera_node_needs_heal",
+        Kind::Gauge,
+        "Whether a storage node missed writes or lost fragments and waits for a heal.",
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        let labels = [("node", node.id.as_str()), ("zone", node.zone.as_str())];
+        out.sample(
+            "tessera_node_needs_heal",
+            &labels,
+            u8::from(liveness.needs_heal(i)),
+        );
+    }
+    let heal = gw.healer.progress().unwrap_or_default();
+    let node = [("node", heal.node.as_str())];
+    out.family(
+        "tessera_heal_running",
+        Kind::Gauge,
+        "Whether this gateway is healing a node (label: the node, empty when none ever ran).",
+    )
+    .sample("tessera_heal_running", &node, u8::from(heal.running));
+    let heal_counts = [
+        (
+            "tessera_heal_keys_checked",
+            "Keys of differing shards looked at by the current or last heal.",
+            heal.keys_checked,
+        ),
+        (
+            "tessera_heal_keys_repaired",
+            "Keys rebuilt by the current or last heal.",
+            heal.keys_repaired,
+        ),
+        (
+            "tessera_heal_rebuilt_bytes",
+            "Fragment bytes rebuilt by the current or last heal.",
+            heal.bytes_rebuilt,
+        ),
+        (
+            "tessera_heal_errors",
+            "Keys the current or last heal failed to rebuild.",
+            heal.errors,
+        ),
+    ];
+    for (name, help, value) in heal_counts {
+        out.family(name, Kind::Gauge, help)
+            .sample(name, &node, value);
+    }
+}
+
+/// A body that adds the length of each data frame it yields to a counter.
+pub struct Counted {
+    inner: HttpBody,
+    counter: &'static Counter,
+}
+
+impl Counted {
+    pub fn wrap(inner: HttpBody, counter: &'static Counter) -> HttpBody {
+        use http_body_util::BodyExt;
+        Counted { inner, counter }.boxed()
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.counter.add(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn every_label_has_its_own_series() {
+        let mut seen = std::collections::HashSet::new();
+        for label in RequestLabel::all() {
+            assert!(seen.insert(label.index()), "{label:?} shares a series");
+            assert!(label.index() < LABELS);
+        }
+        assert_eq!(seen.len(), Operation::ALL.len() + EXTRA_LABELS.len());
+    }
+
+    #[tokio::test]
+    async fn counted_bodies_add_their_bytes() {
+        static COUNTER: Counter = Counter::new();
+        let body = Counted::wrap(node_rpc::body::full(vec![7u8; 1000]), &COUNTER);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes.len(), 1000);
+        assert_eq!(COUNTER.get(), 1000);
+    }
+}
