@@ -24,6 +24,13 @@ pub struct AdminArgs {
 enum AdminCommand {
     /// Every storage node: up or down, hints kept, scrubbing.
     Status,
+    /// Every storage node with its disk: used, size, free.
+    Nodes,
+    /// Each node's scrubber (the current or last pass, damage found), or start a pass.
+    Scrub {
+        #[command(subcommand)]
+        action: Option<ScrubAction>,
+    },
     /// Start healing a node (rebuild what it misses from the other holders), or with no node,
     /// show the heal in progress or last finished.
     Heal { node: Option<String> },
@@ -32,6 +39,12 @@ enum AdminCommand {
     Key(KeyCommand),
     /// The bearer token Prometheus sends to scrape `/metrics` on gateways and nodes.
     MetricsToken,
+}
+
+#[derive(Subcommand)]
+enum ScrubAction {
+    /// Start a scrub pass on a node now (one under way goes on).
+    Start { node: String },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +103,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     let (answer, show): (Value, fn(&Value)) = match args.command {
         AdminCommand::Status => (call("GET", "status".into(), None).await?, show_nodes),
+        AdminCommand::Nodes => (call("GET", "status".into(), None).await?, show_disks),
+        AdminCommand::Scrub { action: None } => {
+            (call("GET", "status".into(), None).await?, show_scrubs)
+        }
+        AdminCommand::Scrub {
+            action: Some(ScrubAction::Start { node }),
+        } => {
+            let path = format!("scrub?node={}", query_value(&node));
+            (call("POST", path, None).await?, show_scrub_started)
+        }
         AdminCommand::MetricsToken => {
             (call("GET", "metrics-token".into(), None).await?, show_token)
         }
@@ -239,6 +262,124 @@ fn show_nodes(nodes: &Value) {
         ],
         rows,
     );
+}
+
+fn show_disks(nodes: &Value) {
+    let rows = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let (free, size) = (n["disk_free_bytes"].as_u64(), n["disk_size_bytes"].as_u64());
+            let (used, percent) = match (free, size) {
+                (Some(free), Some(size)) if size > 0 => {
+                    let used = size.saturating_sub(free);
+                    (
+                        bytes(Some(used)),
+                        format!("{:.0}%", used as f64 * 100.0 / size as f64),
+                    )
+                }
+                _ => ("-".into(), "-".into()),
+            };
+            vec![
+                text(&n["id"]),
+                text(&n["zone"]),
+                text(&n["addr"]),
+                if n["up"] == true { "up" } else { "DOWN" }.into(),
+                used,
+                bytes(free),
+                bytes(size),
+                percent,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE", "ZONE", "ADDRESS", "STATE", "USED", "FREE", "SIZE", "USED%",
+        ],
+        rows,
+    );
+}
+
+fn show_scrubs(nodes: &Value) {
+    let rows = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let s = &n["scrub"];
+            let state = match (n["up"] == true, s["running"] == true) {
+                (false, _) => "DOWN",
+                (true, true) => "scrubbing",
+                (true, false) => "idle",
+            };
+            vec![
+                text(&n["id"]),
+                state.into(),
+                text(&s["passes"]),
+                text(&s["files_checked"]),
+                bytes(s["bytes_checked"].as_u64()),
+                text(&s["corrupt"]),
+                text(&s["missing"]),
+                unix_time(&s["last_pass_finished_unix"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "STATE",
+            "PASSES",
+            "FILES",
+            "CHECKED",
+            "CORRUPT",
+            "MISSING",
+            "LAST PASS FINISHED",
+        ],
+        rows,
+    );
+}
+
+fn show_scrub_started(answer: &Value) {
+    let scrub = &answer["scrub"];
+    let state = if scrub["running"] == true {
+        "scrubbing"
+    } else {
+        "idle (the pass asked for has already finished)"
+    };
+    println!("Scrub of {}: {state}", text(&answer["node"]));
+    println!("  Passes finished  {}", text(&scrub["passes"]));
+    println!("  Files checked    {}", text(&scrub["files_checked"]));
+}
+
+/// Bytes in binary units, one decimal.
+fn bytes(n: Option<u64>) -> String {
+    let Some(n) = n else {
+        return "-".into();
+    };
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// A Unix time as UTC, or "never".
+fn unix_time(value: &Value) -> String {
+    value
+        .as_i64()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(
+            || "never".into(),
+            |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
 }
 
 fn show_heal(heal: &Value) {

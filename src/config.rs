@@ -18,8 +18,10 @@
 //! data_dir = "/var/lib/tessera"
 //! # tls_cert = "/etc/tessera/node.pem"  # serve the node port over TLS only (default: plain);
 //! # tls_key = "/etc/tessera/node.key"   # the certificate must name the host of this node's addr
-//! # scrub_interval_secs = 604800   # re-read and check every fragment file this often (0: never)
+//! # scrub_interval_secs = 604800   # re-read and check every fragment file this often
+//! #                                # (0: only when asked, `tessera admin scrub start`)
 //! # scrub_bytes_per_sec = 33554432 # at most this fast
+//! # metrics_public = false  # /metrics on the node port without the metrics token
 //!
 //! [gateway]                 # run an S3 gateway
 //! listen = "0.0.0.0:9000"
@@ -35,6 +37,8 @@
 //! #                                 # random bytes, the same on every gateway (or sse_master_key
 //! #                                 # = "..." here); without one, SSE-S3 is refused (501)
 //! # sse_c_without_tls = false       # take SSE-C keys over plain HTTP (only behind a TLS proxy)
+//! # console_listen = "0.0.0.0:9001" # the operator's port: /metrics (default: none)
+//! # metrics_public = false          # /metrics without the metrics token
 //!
 //! # [gateway.connections] and [node.connections]: what one listener accepts (defaults shown)
 //! # max_connections = 8192             # at once; also at most half the descriptor limit

@@ -121,6 +121,12 @@ pub struct NodeHealth {
     pub hints_for: BTreeMap<String, u64>,
     #[serde(default)]
     pub scrub: ScrubStatus,
+    /// Free bytes (for the node's user) and size of the data disk; absent when the node could
+    /// not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size_bytes: Option<u64>,
 }
 
 impl NodeClient {
@@ -306,6 +312,12 @@ impl NodeClient {
 
     pub async fn health(&self, addr: &str) -> Result<NodeHealth, RpcError> {
         self.call(addr, Method::GET, "/v1/health", None::<&()>)
+            .await
+    }
+
+    /// Starts a scrub pass on the node now (one already under way goes on); its status after.
+    pub async fn start_scrub(&self, addr: &str) -> Result<ScrubStatus, RpcError> {
+        self.call(addr, Method::POST, "/v1/scrub", None::<&()>)
             .await
     }
 

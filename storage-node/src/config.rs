@@ -46,7 +46,7 @@ pub struct NodeConfig {
     /// Every this many seconds (from the start of one pass to the start of the next) the scrubber
     /// re-reads every fragment file and checks its blocks' hashes, so that bitrot in data nobody
     /// reads is found and healed while the other holders can still rebuild it. Default 604800 (a
-    /// week); 0: never.
+    /// week); 0: only the passes asked for (`tessera admin scrub start NODE`).
     #[serde(default = "default_scrub_interval_secs")]
     pub scrub_interval_secs: u64,
     /// Most bytes per second a scrub pass reads, so that it stays in the background. Default 32

@@ -8,7 +8,7 @@
 
 use crate::protocol::{unix_now, ScrubStatus};
 use crate::store::{Scrubbed, Store, StoreError};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The setting under which the scrubber keeps its status, so that a restart resumes the pass
@@ -31,12 +31,41 @@ pub struct ScrubSettings {
     pub data_shards: usize,
 }
 
+/// The running scrubber: its status, and a way to start a pass before it is due.
+#[derive(Clone)]
+pub struct Scrubber {
+    status: Arc<Mutex<ScrubStatus>>,
+    wake: mpsc::SyncSender<()>,
+}
+
+impl Scrubber {
+    pub fn status(&self) -> ScrubStatus {
+        update(&self.status, |_| {})
+    }
+
+    /// Starts a pass now, unless one is under way (which goes on). Returns the status once the
+    /// pass has begun, so that a caller sees it running.
+    pub fn start_pass(&self) -> ScrubStatus {
+        let before = self.status();
+        if before.running {
+            return before;
+        }
+        // A full channel already holds a request that the scrubber has yet to take.
+        let _ = self.wake.try_send(());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let now = self.status();
+            if now.running || now.passes > before.passes || Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 /// Starts the scrubber on a thread of its own (its reads block, and it must not hold up a runtime
-/// thread) and returns the status it keeps up to date.
-pub fn start(
-    store: Arc<Store>,
-    settings: ScrubSettings,
-) -> Result<Arc<Mutex<ScrubStatus>>, StoreError> {
+/// thread). With a zero interval it runs only the passes asked of it.
+pub fn start(store: Arc<Store>, settings: ScrubSettings) -> Result<Scrubber, StoreError> {
     let mut status: ScrubStatus = match store.setting(STATE)? {
         Some(bytes) => serde_json::from_slice(&bytes)?,
         None => ScrubStatus::default(),
@@ -46,24 +75,36 @@ pub fn start(
         save(&store, &status)?;
     }
     let status = Arc::new(Mutex::new(status));
-    if !settings.interval.is_zero() {
-        let shared = status.clone();
-        std::thread::Builder::new()
-            .name("scrubber".into())
-            .spawn(move || scrub_forever(&store, settings, &shared))?;
-    }
-    Ok(status)
+    let (wake, requests) = mpsc::sync_channel(1);
+    let shared = status.clone();
+    std::thread::Builder::new()
+        .name("scrubber".into())
+        .spawn(move || scrub_forever(&store, settings, &shared, &requests))?;
+    Ok(Scrubber { status, wake })
 }
 
-fn scrub_forever(store: &Store, settings: ScrubSettings, status: &Mutex<ScrubStatus>) {
+fn scrub_forever(
+    store: &Store,
+    settings: ScrubSettings,
+    status: &Mutex<ScrubStatus>,
+    requests: &mpsc::Receiver<()>,
+) {
     loop {
         let current = update(status, |_| {});
         if !current.running {
-            let due = current.pass_started_unix + settings.interval.as_secs().max(1);
-            let now = unix_now();
-            if now < due {
-                std::thread::sleep(Duration::from_secs((due - now).min(60)));
-                continue;
+            let wait = if settings.interval.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                let due = current.pass_started_unix + settings.interval.as_secs().max(1);
+                Duration::from_secs(due.saturating_sub(unix_now()).min(60))
+            };
+            if !wait.is_zero() {
+                match requests.recv_timeout(wait) {
+                    Ok(()) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    // The node is shutting down: nobody will read the status any more.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
             }
         }
         if let Err(e) = pass(store, settings, status) {

@@ -9,6 +9,7 @@ use futures::future::join_all;
 use http::{Method, Response, StatusCode};
 use node_rpc::body::full;
 use node_rpc::protocol::ScrubStatus;
+use node_rpc::NodeHealth;
 use serde::Serialize;
 
 /// The pseudo-bucket the admin API lives under.
@@ -29,6 +30,9 @@ struct NodeStatus {
     behind: bool,
     /// The node's scrubber: passes, what the current one checked, damage found.
     scrub: Option<ScrubStatus>,
+    /// Free bytes and size of the node's data disk.
+    disk_free_bytes: Option<u64>,
+    disk_size_bytes: Option<u64>,
 }
 
 pub async fn handle(
@@ -46,7 +50,10 @@ pub async fn handle(
                 .enumerate()
                 .map(|(i, (n, h))| {
                     let h = h.ok();
+                    let disk = |f: fn(&NodeHealth) -> Option<u64>| h.as_ref().and_then(f);
                     NodeStatus {
+                        disk_free_bytes: disk(|h| h.disk_free_bytes),
+                        disk_size_bytes: disk(|h| h.disk_size_bytes),
                         id: n.id.clone(),
                         zone: n.zone.clone(),
                         addr: n.addr.clone(),
@@ -62,6 +69,29 @@ pub async fn handle(
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
+        (Method::POST, "scrub") => {
+            let id = req
+                .query
+                .get("node")
+                .ok_or_else(|| S3Error::InvalidArgument("scrub needs ?node=ID".into()))?;
+            let nodes = gw.cluster.layout.nodes();
+            let node = nodes
+                .iter()
+                .find(|n| n.id == id)
+                .ok_or_else(|| S3Error::InvalidArgument(format!("no node {id} in the layout")))?;
+            let scrub = gw
+                .cluster
+                .client
+                .start_scrub(&node.addr)
+                .await
+                .map_err(|e| {
+                    S3Error::ServiceUnavailable(format!("node {id} did not answer: {e}"))
+                })?;
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "node": id, "scrub": scrub }),
+            )
+        }
         (Method::GET, "metrics-token") => json(
             StatusCode::OK,
             &serde_json::json!({ "token": gw.metrics_token }),

@@ -12,13 +12,12 @@ use crate::client::{NodeClient, NodeHealth};
 use crate::config::NodeConfig;
 use crate::hints::{self, Hint};
 use crate::metrics::{NodeMetrics, Snapshot, METRICS};
-use crate::protocol::ScrubStatus;
 use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
     UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
-use crate::scrub::{self, ScrubSettings};
+use crate::scrub::{self, ScrubSettings, Scrubber};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
@@ -95,7 +94,7 @@ struct Node {
     nonces: NonceMemory,
     data_dir: std::path::PathBuf,
     min_free_bytes: u64,
-    scrub: Arc<std::sync::Mutex<ScrubStatus>>,
+    scrub: Scrubber,
     /// What a scrape of `/metrics` must bear; `None` when the node's metrics are public.
     metrics_token: Option<String>,
 }
@@ -251,7 +250,7 @@ impl Node {
             let text = METRICS.render(Snapshot {
                 node: &self.id,
                 hints_for: self.store.hint_targets(),
-                scrub: self.scrub.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                scrub: self.scrub.status(),
                 disk: disk_space(&self.data_dir),
                 write_stall_secs: self.store.write_stall_secs(),
             });
@@ -319,12 +318,18 @@ impl Node {
         match (req.method().clone(), path.as_slice()) {
             (Method::GET, ["v1", "health"]) => {
                 let hints_for = store.hint_targets();
-                let scrub = self.scrub.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let disk = disk_space(&self.data_dir).ok();
                 json(&NodeHealth {
                     hints: hints_for.values().sum(),
                     hints_for,
-                    scrub,
+                    scrub: self.scrub.status(),
+                    disk_free_bytes: disk.map(|(free, _)| free),
+                    disk_size_bytes: disk.map(|(_, size)| size),
                 })
+            }
+            (Method::POST, ["v1", "scrub"]) => {
+                let scrub = self.scrub.clone();
+                json(&blocking(move || Ok(scrub.start_pass())).await?)
             }
             (Method::PUT, ["v1", "fragment", id, index]) => {
                 let (id, index) = fragment_name(id, index)?;
