@@ -4,9 +4,9 @@ use crate::auth::{BodyDigest, StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, HttpBody};
 use crate::protocol::{
     parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest,
-    ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, UndoRequest,
-    UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, HINT_QUERY,
-    RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage,
+    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
+    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
     BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -550,6 +550,16 @@ impl NodeClient {
         bucket: &BucketId,
     ) -> Result<BTreeMap<u32, ShardDigest>, RpcError> {
         let path = format!("/v1/digests/{}", hex::encode(bucket));
+        self.call(addr, Method::GET, &path, None::<&()>).await
+    }
+
+    /// The node's per-shard counts of a bucket's objects (see `ShardUsage`).
+    pub async fn usage(
+        &self,
+        addr: &str,
+        bucket: &BucketId,
+    ) -> Result<BTreeMap<u32, ShardUsage>, RpcError> {
+        let path = format!("/v1/usage/{}", hex::encode(bucket));
         self.call(addr, Method::GET, &path, None::<&()>).await
     }
 

@@ -89,6 +89,17 @@ pub struct ShardDigest {
     pub versions: u64,
 }
 
+/// One shard's share of a node's objects in a bucket (see `Store::usage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardUsage {
+    /// Current versions that are not delete markers, and their bytes.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Every version, delete markers included, and the bytes of those that are not markers.
+    pub versions: u64,
+    pub version_bytes: u64,
+}
+
 /// Undoes an overwrite that never reached enough holders to be read (see `Store::undo`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UndoRequest {

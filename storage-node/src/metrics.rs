@@ -13,7 +13,7 @@ use telemetry::{Counter, Exposition, Histogram, Kind, StatusCounts};
 pub static METRICS: NodeMetrics = NodeMetrics::new();
 
 /// The calls of the node protocol, by method and first path segment after `/v1/`, as labels.
-const CALLS: [(Method, &str, &str); 26] = [
+const CALLS: [(Method, &str, &str); 27] = [
     (Method::GET, "health", "health"),
     (Method::PUT, "fragment", "fragment_write"),
     (Method::GET, "fragment", "fragment_read"),
@@ -40,6 +40,7 @@ const CALLS: [(Method, &str, &str); 26] = [
     (Method::PUT, "setting", "setting_write"),
     (Method::GET, "setting", "setting_read"),
     (Method::POST, "scrub", "scrub_start"),
+    (Method::GET, "usage", "usage"),
 ];
 /// The label of anything else (a refused or unknown call), counted last.
 const OTHER: &str = "other";

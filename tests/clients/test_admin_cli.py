@@ -90,3 +90,43 @@ def test_operator_errors_are_clear(cluster):
     assert token.returncode == 0
     assert token.stdout.strip() == admin_get(cluster, "metrics-token")["token"]
     assert len(token.stdout.strip()) == 64
+
+
+def test_buckets_count_objects_versions_and_bytes(cluster):
+    s3 = cluster.client()
+    bucket = unique_bucket("usage")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    sizes = {f"k{i}": 1000 * (i + 1) for i in range(10)}  # whole copies and erasure-coded
+    sizes["big"] = 300_000
+    for key, size in sizes.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x" * size)
+    s3.put_object(Bucket=bucket, Key="k0", Body=b"y" * 50)  # a second version of k0
+    s3.delete_object(Bucket=bucket, Key="k1")  # a delete marker over k1
+    current = dict(sizes, k0=50)
+    del current["k1"]
+    expected = {
+        "objects": len(current),
+        "bytes": sum(current.values()),
+        "versions": len(sizes) + 2,
+        "version_bytes": sum(sizes.values()) + 50,
+        "shards_unanswered": 0,
+    }
+
+    def usage() -> dict:
+        listed = {b["name"]: b for b in admin_cli(cluster, "buckets")}
+        return {k: listed[bucket][k] for k in expected}
+
+    assert usage() == expected
+    listed = next(b for b in admin_cli(cluster, "buckets") if b["name"] == bucket)
+    assert listed["versioning"] == "Enabled" and listed["owner"] == "tessera"
+    # One node down: the other holders of its shards count them.
+    node = cluster.node_ids[2]
+    cluster.kill_node(node)
+    try:
+        assert usage() == expected
+    finally:
+        cluster.start_node(node)
+    table = tessera_admin(cluster, "buckets")
+    row = next(line for line in table.stdout.splitlines() if line.startswith(bucket))
+    assert row.split()[1] == str(expected["objects"])

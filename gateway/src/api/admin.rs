@@ -2,15 +2,32 @@
 //! like any S3 request, by the configured key only: cluster status (nodes, hints, scrubbing),
 //! starting and following a heal, and the access keys (`api::keys`).
 
+use crate::api::access::owner_id;
+use crate::api::listing::iso8601;
 use crate::api::{Gateway, S3Request};
+use crate::ops::usage::{bucket_usage, BucketUsage};
 use crate::s3::error::S3Error;
 use crate::s3::response::{Finish, S3Response};
 use futures::future::join_all;
 use http::{Method, Response, StatusCode};
 use node_rpc::body::full;
 use node_rpc::protocol::ScrubStatus;
+use node_rpc::record::Versioning;
 use node_rpc::NodeHealth;
 use serde::Serialize;
+
+/// A bucket as `GET /_tessera/buckets` lists it.
+#[derive(Serialize)]
+struct BucketSummary {
+    name: String,
+    created: String,
+    /// The owner's canonical id (`tessera` for the administrator's buckets).
+    owner: String,
+    versioning: Option<Versioning>,
+    object_lock: bool,
+    #[serde(flatten)]
+    usage: BucketUsage,
+}
 
 /// The pseudo-bucket the admin API lives under.
 pub const PREFIX: &str = "_tessera";
@@ -69,6 +86,23 @@ pub async fn handle(
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
+        (Method::GET, "buckets") => {
+            let buckets = gw.cluster.live_buckets().await?;
+            let usage = join_all(buckets.iter().map(|b| bucket_usage(&gw.cluster, &b.id))).await;
+            let summaries: Vec<BucketSummary> = buckets
+                .iter()
+                .zip(usage)
+                .map(|(b, usage)| BucketSummary {
+                    name: b.name.clone(),
+                    created: iso8601(b.created()),
+                    owner: owner_id(b).to_string(),
+                    versioning: b.versioning,
+                    object_lock: b.object_lock.is_some(),
+                    usage,
+                })
+                .collect();
+            json(StatusCode::OK, &summaries)
+        }
         (Method::POST, "scrub") => {
             let id = req
                 .query

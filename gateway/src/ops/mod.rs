@@ -20,4 +20,5 @@ pub mod repair;
 pub mod revision;
 pub mod system_table;
 pub mod upload;
+pub mod usage;
 pub mod write;

@@ -432,6 +432,12 @@ impl Node {
                 let digests = blocking(move || store.digests(&bucket, shard_of)).await?;
                 json(&digests)
             }
+            (Method::GET, ["v1", "usage", bucket]) => {
+                let bucket = bucket_id(bucket)?;
+                let layout = self.layout.clone();
+                let shard_of = move |key: &[u8]| layout.shard_of(&bucket, key).0;
+                json(&blocking(move || store.usage(&bucket, shard_of)).await?)
+            }
             (Method::POST, ["v1", "undo"]) => {
                 let undo: UndoRequest = read_json(req)?;
                 let settled = unix_now().saturating_sub(undo.settled_secs);

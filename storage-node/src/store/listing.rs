@@ -2,7 +2,9 @@
 
 use super::keys::{version_bytes, TAG_HISTORY, TAG_OBJECT, VERSION_BYTES};
 use super::{Store, StoreError};
-use crate::protocol::{ListItem, ListRequest, ListResponse, ShardDigest, VersionListRequest};
+use crate::protocol::{
+    ListItem, ListRequest, ListResponse, ShardDigest, ShardUsage, VersionListRequest,
+};
 use crate::record::{BucketId, ListEntry, ObjectRecord, VersionRef};
 use std::collections::BTreeMap;
 
@@ -152,6 +154,55 @@ impl Store {
         shard_of: impl Fn(&[u8]) -> u32,
     ) -> Result<BTreeMap<u32, ShardDigest>, StoreError> {
         let mut shards: BTreeMap<u32, ShardDigest> = BTreeMap::new();
+        self.each_version(bucket, |key, _, record| {
+            let complete = record
+                .fragment_files()
+                .all(|(id, index)| self.fragment_path(id, index).exists());
+            let mut hash = blake3::Hasher::new();
+            hash.update(&(key.len() as u64).to_le_bytes());
+            hash.update(key);
+            hash.update(&version_bytes(record.version));
+            hash.update(&record.revision.to_le_bytes());
+            hash.update(&[u8::from(record.deleted), u8::from(complete)]);
+            let shard = shards.entry(shard_of(key)).or_default();
+            for (d, h) in shard.digest.iter_mut().zip(hash.finalize().as_bytes()) {
+                *d ^= h;
+            }
+            shard.versions += 1;
+        })?;
+        Ok(shards)
+    }
+
+    /// Per-shard counts of a bucket's objects and versions and their bytes, by `shard_of(key)`;
+    /// shards without any are left out. Holders of a shard that are in step give equal counts.
+    pub fn usage(
+        &self,
+        bucket: &BucketId,
+        shard_of: impl Fn(&[u8]) -> u32,
+    ) -> Result<BTreeMap<u32, ShardUsage>, StoreError> {
+        let mut shards: BTreeMap<u32, ShardUsage> = BTreeMap::new();
+        self.each_version(bucket, |key, current, record| {
+            let shard = shards.entry(shard_of(key)).or_default();
+            shard.versions += 1;
+            if record.deleted {
+                return;
+            }
+            shard.version_bytes += record.size;
+            if current {
+                shard.objects += 1;
+                shard.bytes += record.size;
+            }
+        })?;
+        Ok(shards)
+    }
+
+    /// Calls `f(key, current, record)` for every version of the bucket's keys: the current ones
+    /// (`current` true), then those in their histories; delete markers too.
+    fn each_version(
+        &self,
+        bucket: &BucketId,
+        mut f: impl FnMut(&[u8], bool, &ObjectRecord),
+    ) -> Result<(), StoreError> {
         // A history key ends with a 0 and the version after the object key.
         for (tag, suffix) in [(TAG_OBJECT, 0), (TAG_HISTORY, 1 + VERSION_BYTES)] {
             let prefix = [&[tag][..], bucket].concat();
@@ -163,25 +214,15 @@ impl Store {
                 let Some(key_len) = (k.len() - prefix.len()).checked_sub(suffix) else {
                     continue;
                 };
-                let key = &k[prefix.len()..prefix.len() + key_len];
                 let record: ObjectRecord = serde_json::from_slice(&v)?;
-                let complete = record
-                    .fragment_files()
-                    .all(|(id, index)| self.fragment_path(id, index).exists());
-                let mut hash = blake3::Hasher::new();
-                hash.update(&(key.len() as u64).to_le_bytes());
-                hash.update(key);
-                hash.update(&version_bytes(record.version));
-                hash.update(&record.revision.to_le_bytes());
-                hash.update(&[u8::from(record.deleted), u8::from(complete)]);
-                let shard = shards.entry(shard_of(key)).or_default();
-                for (d, h) in shard.digest.iter_mut().zip(hash.finalize().as_bytes()) {
-                    *d ^= h;
-                }
-                shard.versions += 1;
+                f(
+                    &k[prefix.len()..prefix.len() + key_len],
+                    tag == TAG_OBJECT,
+                    &record,
+                );
             }
         }
-        Ok(shards)
+        Ok(())
     }
 }
 
