@@ -3,7 +3,9 @@
 //! reuses the cluster (same secret, nodes and ports).
 
 use crate::config::{write_private, Config};
+use crate::LogFormat;
 use anyhow::Context;
+use clap::ValueEnum;
 use gateway::{GatewayConfig, SecretKey};
 use node_rpc::protocol::ClusterSecret;
 use node_rpc::ClusterConfig;
@@ -74,7 +76,7 @@ pub struct DevArgs {
     secret_access_key: Option<String>,
 }
 
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let data_dir = absolute(&args.data_dir)?;
     let config_dir = data_dir.join("config");
     let log_dir = data_dir.join("logs");
@@ -171,7 +173,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .save(&path)?;
         children.push((
             node.id.clone(),
-            spawn(&path, &log_dir.join(format!("{}.log", node.id)))?,
+            spawn(&path, &log_dir.join(format!("{}.log", node.id)), log_format)?,
         ));
     }
     for node in &cluster.nodes {
@@ -184,7 +186,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         gateway: Some(gateway.clone()),
     }
     .save(&gateway_path)?;
-    let gateway_child = spawn(&gateway_path, &log_dir.join("gateway.log"))?;
+    let gateway_child = spawn(&gateway_path, &log_dir.join("gateway.log"), log_format)?;
     if let Some(pid) = gateway_child.id() {
         std::fs::write(data_dir.join("gateway").join("pid"), pid.to_string())?;
     }
@@ -334,7 +336,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Starts `tessera server --config path`, logging to `log`. The child is killed if this process
 /// dies, so that an interrupted dev cluster leaves no orphans holding its ports.
-fn spawn(config: &Path, log: &Path) -> anyhow::Result<Child> {
+fn spawn(config: &Path, log: &Path, log_format: LogFormat) -> anyhow::Result<Child> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -344,6 +346,13 @@ fn spawn(config: &Path, log: &Path) -> anyhow::Result<Child> {
         .arg("server")
         .arg("--config")
         .arg(config)
+        .env(
+            "TESSERA_LOG_FORMAT",
+            log_format
+                .to_possible_value()
+                .expect("no variant is skipped")
+                .get_name(),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);

@@ -29,6 +29,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written: `text`, or `json` (one object per line, with the request's
+    /// `trace_id` when tracing is on). Filter them with `TESSERA_LOG` (default `info`).
+    #[arg(long, global = true, value_enum, env = "TESSERA_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`; `tessera dev` hands it to its processes in `TESSERA_LOG_FORMAT`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -49,15 +60,6 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: `tessera dev` sends each process's log to a file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     // A server's config is read first: it may size the runtime.
     let server_config = match &cli.command {
@@ -72,10 +74,24 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .on_thread_park(trim_allocator)
         .build()?;
+    let service = match &server_config {
+        Some(config) if config.gateway.is_some() => "tessera-gateway",
+        Some(_) => "tessera-node",
+        None => "tessera",
+    };
+    let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "info".into());
+    let format = match cli.log_format {
+        LogFormat::Text => telemetry::trace::LogFormat::Text,
+        LogFormat::Json => telemetry::trace::LogFormat::Json,
+    };
     runtime.block_on(async {
+        // Inside the runtime: the trace exporter runs on it. Dropped last, it sends the spans
+        // still waiting.
+        let _tracing =
+            telemetry::trace::init(service, &filter, format).map_err(anyhow::Error::msg)?;
         match cli.command {
             Command::Server { .. } => server(server_config.expect("loaded above")).await,
-            Command::Dev(args) => dev::run(args).await,
+            Command::Dev(args) => dev::run(args, cli.log_format).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Admin(args) => admin::run(args).await,
         }

@@ -55,7 +55,8 @@ impl RequestLabel {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The `operation` label: the S3 operation's name, or the kind of request.
+    pub fn name(self) -> &'static str {
         match self {
             RequestLabel::S3(op) => op.name(),
             RequestLabel::PostObject => "PostObject",

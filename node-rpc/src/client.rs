@@ -31,6 +31,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use telemetry::trace;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -222,7 +224,8 @@ impl NodeClient {
         Ok(response)
     }
 
-    /// `send`, also returning the stream tag key of a streamed body.
+    /// `send`, also returning the stream tag key of a streamed body. Each call is a span of the
+    /// trace it is made in (when tracing is on), which the node continues.
     async fn send_keyed(
         &self,
         addr: &str,
@@ -232,57 +235,77 @@ impl NodeClient {
         body: Outgoing,
         deadline: Option<Duration>,
     ) -> Result<(Response<Incoming>, Option<StreamKey>), RpcError> {
-        let hinted;
-        let path = match &self.hint_for {
-            Some(holder) => {
-                let sep = if path.contains('?') { '&' } else { '?' };
-                hinted = format!("{path}{sep}{HINT_QUERY}={holder}");
-                &hinted
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "node call",
+            otel.kind = "client",
+            otel.name = %format!("{method} {}", call_name(path)),
+            server.address = addr,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let traceparent = trace::traceparent(&span);
+        let answer = async {
+            let hinted;
+            let path = match &self.hint_for {
+                Some(holder) => {
+                    let sep = if path.contains('?') { '&' } else { '?' };
+                    hinted = format!("{path}{sep}{HINT_QUERY}={holder}");
+                    &hinted
+                }
+                None => path,
+            };
+            let digest = match &body {
+                Outgoing::Whole(bytes) => BodyDigest::of(bytes),
+                Outgoing::Tagged(..) | Outgoing::Upgrade => BodyDigest::Streamed,
+            };
+            let signed = self.secret.sign(method.as_str(), path, digest);
+            let body = match body {
+                Outgoing::Whole(bytes) => full(bytes),
+                Outgoing::Tagged(body, layout) => {
+                    let tagger = signed
+                        .stream_key
+                        .as_ref()
+                        .expect("signed streamed")
+                        .tagger(layout);
+                    TaggedBody::new(body, tagger).boxed()
+                }
+                Outgoing::Upgrade => empty(),
+            };
+            let mut builder = Request::builder()
+                .method(method)
+                .uri(format!("{}://{addr}{path}", self.scheme));
+            for (name, value) in signed.headers.iter().chain(headers) {
+                builder = builder.header(*name, value);
             }
-            None => path,
-        };
-        let digest = match &body {
-            Outgoing::Whole(bytes) => BodyDigest::of(bytes),
-            Outgoing::Tagged(..) | Outgoing::Upgrade => BodyDigest::Streamed,
-        };
-        let signed = self.secret.sign(method.as_str(), path, digest);
-        let body = match body {
-            Outgoing::Whole(bytes) => full(bytes),
-            Outgoing::Tagged(body, layout) => {
-                let tagger = signed
-                    .stream_key
-                    .as_ref()
-                    .expect("signed streamed")
-                    .tagger(layout);
-                TaggedBody::new(body, tagger).boxed()
+            if let Some(traceparent) = traceparent {
+                builder = builder.header("traceparent", traceparent);
             }
-            Outgoing::Upgrade => empty(),
-        };
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}://{addr}{path}", self.scheme));
-        for (name, value) in signed.headers.iter().chain(headers) {
-            builder = builder.header(*name, value);
-        }
-        let req = builder.body(body).expect("request parts are valid");
-        let resp = match deadline {
-            Some(limit) => tokio::time::timeout(limit, self.http.request(req))
+            let req = builder.body(body).expect("request parts are valid");
+            let resp = match deadline {
+                Some(limit) => tokio::time::timeout(limit, self.http.request(req))
+                    .await
+                    .map_err(|_| RpcError::Timeout)??,
+                None => self.http.request(req).await?,
+            };
+            let status = resp.status();
+            if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+                return Ok((resp, signed.stream_key));
+            }
+            let text = tokio::time::timeout(self.timeout, resp.into_body().collect())
                 .await
-                .map_err(|_| RpcError::Timeout)??,
-            None => self.http.request(req).await?,
-        };
-        let status = resp.status();
-        if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok((resp, signed.stream_key));
+                .map_err(|_| RpcError::Timeout)??
+                .to_bytes();
+            Err(RpcError::Status(
+                status,
+                String::from_utf8_lossy(&text).into_owned(),
+            ))
         }
-        let text = tokio::time::timeout(self.timeout, resp.into_body().collect())
-            .await
-            .map_err(|_| RpcError::Timeout)??
-            .to_bytes();
-        Err(RpcError::Status(
-            status,
-            String::from_utf8_lossy(&text).into_owned(),
-        ))
+        .instrument(span.clone())
+        .await;
+        if let Ok((response, _)) = &answer {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
+        answer
     }
 
     async fn call<T: DeserializeOwned>(
@@ -758,6 +781,14 @@ impl http_body::Body for TaggedBody {
 }
 
 /// The headers that ask a node for a connection of the fragment transfer's own.
+/// The call a node protocol path makes (`/v1/fragment/ID/3` -> `fragment`), for span names.
+fn call_name(path: &str) -> &str {
+    let path = path.split('?').next().unwrap_or(path);
+    path.strip_prefix("/v1/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(path)
+}
+
 fn raw_upgrade() -> [(&'static str, String); 2] {
     [
         (CONNECTION.as_str(), "upgrade".to_string()),

@@ -98,6 +98,11 @@ impl NodeMetrics {
             .unwrap_or(CALLS.len())
     }
 
+    /// The `call` label of a series.
+    pub fn call_label(index: usize) -> &'static str {
+        CALLS.get(index).map_or(OTHER, |(_, _, label)| label)
+    }
+
     pub fn call(&self, index: usize, status: u16, elapsed: Duration) {
         let series = &self.calls[index.min(CALLS.len())];
         series.statuses.inc(status);
@@ -105,7 +110,7 @@ impl NodeMetrics {
     }
 
     pub fn render(&self, now: Snapshot<'_>) -> String {
-        let labels = CALLS.iter().map(|(_, _, label)| *label).chain([OTHER]);
+        let labels = (0..=CALLS.len()).map(NodeMetrics::call_label);
         let node = [("node", now.node)];
         let mut out = Exposition::new();
         out.family(
@@ -281,10 +286,7 @@ mod tests {
 
     #[test]
     fn calls_are_labelled_by_method_and_path() {
-        let label = |method, path| {
-            let i = NodeMetrics::call_index(&method, path);
-            CALLS.get(i).map_or(OTHER, |c| c.2)
-        };
+        let label = |method, path| NodeMetrics::call_label(NodeMetrics::call_index(&method, path));
         assert_eq!(label(Method::PUT, "/v1/fragment/abc/3"), "fragment_write");
         assert_eq!(label(Method::GET, "/v1/fragment/abc/3"), "fragment_read");
         assert_eq!(label(Method::GET, "/v1/object/00/11"), "lookup");

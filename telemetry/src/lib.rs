@@ -1,12 +1,14 @@
-//! Prometheus metrics for Tessera's processes: counters and histograms updated with atomic
-//! operations only, so that recording on a request's path never takes a lock, and their
-//! rendering in Prometheus's text exposition format (version 0.0.4), which every scraper reads.
+//! What Tessera's processes tell monitoring systems. Prometheus metrics: counters and histograms
+//! updated with atomic operations only, so that recording on a request's path never takes a
+//! lock, and their rendering in Prometheus's text exposition format (version 0.0.4), which every
+//! scraper reads. And in `trace`: logging, and trace spans exported over OTLP.
 //!
 //! A process keeps its metrics in plain structs of these types (the gateway's and the node's are
 //! each one `static`); values known only when asked (disk free, a worker's progress) are read at
 //! scrape time and written straight into the `Exposition`.
 
 mod exposition;
+pub mod trace;
 
 pub use exposition::{Exposition, Kind};
 

@@ -234,6 +234,8 @@ class Cluster:
     node_ids: tuple[str, ...] = tuple(NODE_IDS)
     # The operator's port (`/metrics`).
     console_port: int = field(default_factory=free_port)
+    # More environment for `tessera dev` and every process it starts (e.g. the OTLP endpoint).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def scheme(self) -> str:
@@ -243,6 +245,7 @@ class Cluster:
         env = dict(os.environ)
         env["TESSERA_ACCESS_KEY_ID"] = self.access_key
         env["TESSERA_SECRET_ACCESS_KEY"] = self.secret_key
+        env.update(self.extra_env)
         return env
 
     # -- lifecycle -----------------------------------------------------------

@@ -40,6 +40,8 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+use telemetry::trace;
+use tracing::Instrument;
 
 pub use request::S3Request;
 pub use unsupported::Operation;
@@ -99,12 +101,25 @@ impl Gateway {
             .and_then(|o| o.to_str().ok())
             .filter(|_| req.method() != Method::OPTIONS)
             .map(|o| (o.to_string(), req.method().to_string()));
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "s3 request",
+            otel.kind = "server",
+            http.request.method = %req.method(),
+            url.path = %resource,
+            trace_id = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        if let Some(id) = trace::trace_id(&span) {
+            span.record("trace_id", id);
+        }
         let (parts, body) = req.into_parts();
         let location = self.locate(&parts);
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
         // A panic is a bug; it fails its request, not the connection or the process.
         let outcome = AssertUnwindSafe(self.dispatch(parts, body, location, client_ip, &mut label))
             .catch_unwind()
+            .instrument(span.clone())
             .await
             .unwrap_or_else(|panic| {
                 let message = listener::panic_message(panic.as_ref());
@@ -116,7 +131,9 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => {
                 if e.status().is_server_error() {
-                    tracing::warn!(code = e.code(), error = ?e, %resource, "request failed");
+                    span.in_scope(
+                        || tracing::warn!(code = e.code(), error = ?e, %resource, "request failed"),
+                    );
                 }
                 error_response(&e, &resource, &request_id, is_head)
             }
@@ -139,6 +156,8 @@ impl Gateway {
             );
         }
         METRICS.request(label, response.status().as_u16(), arrived.elapsed());
+        trace::rename(&span, label.name());
+        span.record("http.response.status_code", response.status().as_u16());
         response.map(|body| Counted::wrap(body, &METRICS.sent_bytes))
     }
 }

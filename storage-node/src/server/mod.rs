@@ -38,9 +38,11 @@ use serde::Serialize;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use telemetry::trace;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 /// How long a TLS client may take over its handshake before its connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -213,10 +215,31 @@ impl Node {
         }
         let arrived = Instant::now();
         let call = NodeMetrics::call_index(req.method(), req.uri().path());
-        let result = match self.authenticate(req).await {
-            Ok(req) => self.route(req).await,
-            Err(e) => Err(e),
-        };
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "node request",
+            otel.kind = "server",
+            otel.name = %format!("{} {}", req.method(), NodeMetrics::call_label(call)),
+            node = %self.id,
+            trace_id = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let traceparent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok());
+        trace::continue_trace(&span, traceparent);
+        if let Some(id) = trace::trace_id(&span) {
+            span.record("trace_id", id);
+        }
+        let result = async {
+            match self.authenticate(req).await {
+                Ok(req) => self.route(req).await,
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span.clone())
+        .await;
         let response = result.unwrap_or_else(|e| {
             if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!(error = %e, "node request failed");
@@ -227,6 +250,7 @@ impl Node {
                 .expect("static response parts are valid")
         });
         METRICS.call(call, response.status().as_u16(), arrived.elapsed());
+        span.record("http.response.status_code", response.status().as_u16());
         response
     }
 
