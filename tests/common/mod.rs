@@ -274,6 +274,9 @@ impl TestCluster {
         let mut value: toml::Value = toml::from_str(&text).unwrap();
         let listen = format!("127.0.0.1:{port}");
         value["gateway"]["listen"] = toml::Value::String(listen.clone());
+        // Its own console port: the first gateway holds the one in the copied config.
+        value["gateway"]["console_listen"] =
+            toml::Value::String(format!("127.0.0.1:{}", free_port()));
         let config = config_dir.join("gateway2.toml");
         std::fs::write(&config, toml::to_string(&value).unwrap()).unwrap();
         self.serve(&config, &listen);
