@@ -464,15 +464,20 @@ async fn a_heal_tries_again_a_key_whose_sources_were_briefly_unreachable() {
     let path = "/_tessera/heal?node=z2-n1";
     assert_eq!(s3.send("POST", path, &[], Bytes::new()).await.status, 202);
     let log = cluster.path().join("logs").join("gateway.log");
-    common::wait_until(
-        || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("heal will try a key again")
-        },
-        "a failed key set aside for another try",
-    )
-    .await;
+    let begun = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("heal will try a key again")
+    {
+        if begun.elapsed() > std::time::Duration::from_secs(20) {
+            // Seen once under a loaded CI run, never alone: say what the heal was doing.
+            let heal = s3.get("/_tessera/heal").await.text();
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!("no key set aside for another try in 20 s; heal: {heal}\nlog, last lines first:\n{}", tail.join("\n"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     proxies.iter().for_each(|p| p.set(Mode::Pass));
     let progress = common::heal_finished(&s3).await;
     assert_eq!(progress["errors"], 0, "{progress}");

@@ -382,7 +382,9 @@ class Cluster:
         """The ports `node_id` (or "gateway") listens on."""
         config = tomllib.loads(self.config_path(node_id).read_text())
         if node_id == "gateway":
-            return [int(config["gateway"]["listen"].rsplit(":", 1)[1])]
+            gateway = config["gateway"]
+            return [int(gateway[k].rsplit(":", 1)[1]) for k in ("listen", "console_listen")
+                    if k in gateway]
         return [int(n["addr"].rsplit(":", 1)[1]) for n in config["cluster"]["nodes"]
                 if n["id"] == node_id]
 
