@@ -4,8 +4,7 @@ use crate::api::Gateway;
 use crate::config::GatewayConfig;
 use crate::metrics::METRICS;
 use anyhow::Context as _;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use listener::{Listener, Tracker};
@@ -116,41 +115,14 @@ fn console_answer(
     token: Option<&str>,
     req: &Request<Incoming>,
 ) -> Response<HttpBody> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => {
-            let authorization = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-            if token.is_some_and(|token| !telemetry::bearer_matches(authorization, token)) {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    "text/plain",
-                    "metrics need the bearer token of `tessera admin metrics-token`\n".to_string(),
-                )
-            } else {
-                (
-                    StatusCode::OK,
-                    telemetry::CONTENT_TYPE,
-                    METRICS.render(gateway),
-                )
-            }
-        }
-        (_, "/metrics") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET only\n".to_string(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_string(),
-        ),
-    };
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    if req.uri().path() == "/metrics" {
+        return telemetry::scrape(req.method(), req.headers(), token, || {
+            METRICS.render(gateway)
+        })
+        .map(full);
     }
+    let mut response = Response::new(full("not found\n"));
+    *response.status_mut() = StatusCode::NOT_FOUND;
     response
 }
 

@@ -159,6 +159,45 @@ impl StatusCounts {
     }
 }
 
+/// The answer to a scrape of `/metrics`, the same on every process: 405 for anything but GET,
+/// 401 (with `WWW-Authenticate: Bearer`) without the bearer of `token` when there is one, else
+/// the text `render` writes.
+pub fn scrape(
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    token: Option<&str>,
+    render: impl FnOnce() -> String,
+) -> http::Response<String> {
+    use http::{header, StatusCode};
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let (status, content_type, body) = if method != http::Method::GET {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".to_string(),
+        )
+    } else if token.is_some_and(|token| !bearer_matches(authorization, token)) {
+        let why = "metrics need the bearer token of `tessera admin metrics-token`\n";
+        (StatusCode::UNAUTHORIZED, "text/plain", why.to_string())
+    } else {
+        (StatusCode::OK, CONTENT_TYPE, render())
+    };
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
 /// Whether an `Authorization` header carries `Bearer <token>` (compared in constant time), as
 /// Prometheus sends it for a scrape job's `authorization: {credentials: ...}`.
 pub fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
@@ -228,6 +267,28 @@ mod tests {
         let all: Vec<(u16, u64)> = counts.iter().collect();
         assert_eq!(all.len(), 5, "each status claimed one slot: {all:?}");
         assert_eq!(all.iter().map(|(_, n)| n).sum::<u64>(), 40_000);
+    }
+
+    #[test]
+    fn scrapes_need_get_and_the_token() {
+        let mut headers = http::HeaderMap::new();
+        let render = || "t_up 1\n".to_string();
+        let answer = scrape(&http::Method::GET, &headers, Some("abc"), render);
+        assert_eq!(answer.status(), 401);
+        assert_eq!(answer.headers()["www-authenticate"], "Bearer");
+        headers.insert("authorization", "Bearer abc".parse().unwrap());
+        let answer = scrape(&http::Method::GET, &headers, Some("abc"), render);
+        assert_eq!(
+            (answer.status().as_u16(), answer.body().as_str()),
+            (200, "t_up 1\n")
+        );
+        assert_eq!(answer.headers()["content-type"], CONTENT_TYPE);
+        assert_eq!(
+            scrape(&http::Method::POST, &headers, Some("abc"), render).status(),
+            405
+        );
+        let public = scrape(&http::Method::GET, &http::HeaderMap::new(), None, render);
+        assert_eq!(public.status(), 200);
     }
 
     #[test]

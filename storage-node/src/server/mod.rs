@@ -257,38 +257,17 @@ impl Node {
     /// `GET /metrics`: Prometheus text, for bearers of the metrics token unless the node's
     /// metrics are public.
     fn metrics(&self, req: &Request<Incoming>) -> Response<HttpBody> {
-        let authorization = req.headers().get(http::header::AUTHORIZATION);
-        let allowed = self.metrics_token.as_deref().is_none_or(|token| {
-            telemetry::bearer_matches(authorization.map(|v| v.as_bytes()), token)
-        });
-        let (status, content_type, body) = if req.method() != Method::GET {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "GET only\n".to_string(),
-            )
-        } else if !allowed {
-            let why = "metrics need the bearer token of `tessera admin metrics-token`\n";
-            (StatusCode::UNAUTHORIZED, "text/plain", why.to_string())
-        } else {
-            let text = METRICS.render(Snapshot {
+        let token = self.metrics_token.as_deref();
+        telemetry::scrape(req.method(), req.headers(), token, || {
+            METRICS.render(Snapshot {
                 node: &self.id,
                 hints_for: self.store.hint_targets(),
                 scrub: self.scrub.status(),
                 disk: disk_space(&self.data_dir),
                 write_stall_secs: self.store.write_stall_secs(),
-            });
-            (StatusCode::OK, telemetry::CONTENT_TYPE, text)
-        };
-        let mut response = Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, content_type);
-        if status == StatusCode::UNAUTHORIZED {
-            response = response.header(http::header::WWW_AUTHENTICATE, "Bearer");
-        }
-        response
-            .body(full(body))
-            .expect("static response parts are valid")
+            })
+        })
+        .map(full)
     }
 
     /// Refuses new data while the disk has less free space than the node keeps in reserve.
