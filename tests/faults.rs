@@ -451,6 +451,22 @@ async fn a_heal_tries_again_a_key_whose_sources_were_briefly_unreachable() {
     let mut cluster = TestCluster::start();
     let proxies = [cluster.proxy("z1-n1").await, cluster.proxy("z3-n2").await];
     let s3 = cluster.client();
+    // The heal below must start from a gateway whose probes have seen every node up: one run
+    // that began within a second of the cluster's start found its sources "down" before any
+    // probe, and failed the keys instead of setting them aside.
+    let begun = std::time::Instant::now();
+    while !common::node_status(&s3)
+        .await
+        .iter()
+        .all(|n| n["up"] == true)
+    {
+        assert!(
+            begun.elapsed() < std::time::Duration::from_secs(20),
+            "nodes up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     s3.put("/retry", Bytes::new()).await;
     let objects: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| (format!("/retry/obj{i}"), random_bytes(1_300_000, 700 + i)))
