@@ -10,8 +10,8 @@ what="${1:-test}"
 
 apt_packages=(clang libclang-dev)
 if [ "$what" = test ]; then
-  # chromium: the browser upload test submits a real HTML form. prometheus: the metrics test
-  # scrapes a dev cluster with it.
+  # chromium: the browser upload test submits a real HTML form, and the console test drives the
+  # console in it. prometheus: the metrics test scrapes a dev cluster with it.
   apt_packages+=(awscli openssl rclone chromium prometheus)
 fi
 missing=()
@@ -37,7 +37,9 @@ if [ "$what" = test ]; then
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade boto3 awscli pytest
+  # playwright drives Debian's chromium for the console test (no browser download: it is given
+  # the executable).
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade boto3 awscli pytest playwright
   # The JavaScript SDK at the versions package-lock.json pins (tests/clients/test_js_presigned.py).
   if [ ! -d tests/clients/js/node_modules ]; then
     (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)

@@ -30,8 +30,8 @@ pub struct DevArgs {
     /// Port of the S3 endpoint (on 127.0.0.1).
     #[arg(long, default_value_t = 9000)]
     s3_port: u16,
-    /// Port of the operator's endpoint, Prometheus metrics on `/metrics` (default: the S3 port
-    /// plus one).
+    /// Port of the operator's endpoint: the web console, and Prometheus metrics on `/metrics`
+    /// (default: the S3 port plus one).
     #[arg(long)]
     console_port: Option<u16>,
     /// PEM certificate for the S3 endpoint: serve HTTPS instead of HTTP.
@@ -146,6 +146,8 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
             args.console_port.unwrap_or(args.s3_port.wrapping_add(1)),
         ))),
         metrics_public: false,
+        console_idle_secs: 3600,
+        console_session_secs: 43_200,
     };
 
     let mut children = Vec::new();
@@ -219,7 +221,8 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         prometheus.display()
     );
     println!("S3 endpoint: {scheme}://{}", gateway.listen);
-    println!("Metrics: http://{console}/metrics");
+    println!("Console: {scheme}://{console}");
+    println!("Metrics: {scheme}://{console}/metrics");
     println!("Stop with Ctrl-C.");
 
     // Reap children as they exit (a killed node must not linger as a zombie), and say so.

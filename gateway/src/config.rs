@@ -73,8 +73,8 @@ pub struct GatewayConfig {
     /// timeouts, header size (`[gateway.connections]`; see `listener::Limits` for each default).
     #[serde(default)]
     pub connections: listener::Limits,
-    /// Address of the operator's port: Prometheus metrics on `/metrics` (and the web console,
-    /// once it exists). Default: none, no such port.
+    /// Address of the operator's port: the web console on `/`, Prometheus metrics on `/metrics`,
+    /// over TLS when `tls_cert` is set. Default: none, no such port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_listen: Option<SocketAddr>,
     /// Serve `/metrics` to anyone who reaches the port. Default false: a scrape must send
@@ -82,6 +82,12 @@ pub struct GatewayConfig {
     /// from the cluster secret; `tessera dev` writes it into its `prometheus.yml`).
     #[serde(default)]
     pub metrics_public: bool,
+    /// A console session unused for this many seconds ends. Default 3600.
+    #[serde(default = "default_console_idle_secs")]
+    pub console_idle_secs: u64,
+    /// A console session ends this many seconds after its login, used or not. Default 43200.
+    #[serde(default = "default_console_session_secs")]
+    pub console_session_secs: u64,
 }
 
 fn default_region() -> String {
@@ -107,6 +113,12 @@ fn default_lifecycle_day_secs() -> u64 {
 }
 fn default_anti_entropy_secs() -> u64 {
     3600
+}
+fn default_console_idle_secs() -> u64 {
+    3600
+}
+fn default_console_session_secs() -> u64 {
+    43_200
 }
 
 impl GatewayConfig {

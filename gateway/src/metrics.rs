@@ -81,6 +81,16 @@ struct RequestSeries {
     latency: Histogram,
 }
 
+/// The sums of the request series and the byte counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    pub requests: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    pub received_bytes: u64,
+    pub sent_bytes: u64,
+}
+
 /// Every series the gateway records as it works.
 #[derive(Debug)]
 pub struct GatewayMetrics {
@@ -114,6 +124,26 @@ impl GatewayMetrics {
         let series = &self.requests[label.index()];
         series.statuses.inc(status);
         series.latency.observe(elapsed);
+    }
+
+    /// Every request, error and byte counted so far.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            received_bytes: self.received_bytes.get(),
+            sent_bytes: self.sent_bytes.get(),
+            ..Totals::default()
+        };
+        for series in &self.requests {
+            for (status, n) in series.statuses.iter() {
+                totals.requests += n;
+                match status {
+                    400..=499 => totals.client_errors += n,
+                    500..=599 => totals.server_errors += n,
+                    _ => {}
+                }
+            }
+        }
+        totals
     }
 
     /// The exposition of every series, with what `gw` knows now about nodes and heals.

@@ -4,11 +4,11 @@ use crate::api::Gateway;
 use crate::config::GatewayConfig;
 use crate::metrics::METRICS;
 use anyhow::Context as _;
-use http::{Request, Response, StatusCode};
+use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use listener::{Listener, Tracker};
-use node_rpc::body::{full, HttpBody};
+use node_rpc::body::full;
 use node_rpc::ClusterConfig;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use web_ui::Console;
 
 /// Starts the gateway and serves until the process ends. `ready` is called once it listens.
 pub async fn run(
@@ -43,9 +44,23 @@ pub async fn run(
         None => None,
     };
     let gateway = Arc::new(Gateway::new(config, &cluster)?);
-    if let Some(console) = console {
-        let console = Listener::new(console, gateway.config.connections.clone());
-        tokio::spawn(serve_console(console, gateway.clone()));
+    if let Some(listener) = console {
+        let listener = Listener::new(listener, gateway.config.connections.clone());
+        let settings = web_ui::Settings {
+            region: gateway.config.region.clone(),
+            secure: tls.is_some(),
+            sessions: web_ui::Lifetimes {
+                idle: Duration::from_secs(gateway.config.console_idle_secs),
+                max: Duration::from_secs(gateway.config.console_session_secs),
+            },
+        };
+        let console = Console::new(settings, Arc::new(InProcess(gateway.clone())));
+        tokio::spawn(serve_console(
+            listener,
+            gateway.clone(),
+            Arc::new(console),
+            tls.clone(),
+        ));
     }
     ready(listener.local_addr()?);
     loop {
@@ -57,23 +72,29 @@ pub async fn run(
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve(gateway, stream, tracker, client_ip).await,
+                    Ok(stream) => serve(gateway, stream, Some(tracker), client_ip).await,
                     Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
                 },
-                None => serve(gateway, stream, tracker, client_ip).await,
+                None => serve(gateway, stream, Some(tracker), client_ip).await,
             }
         });
     }
 }
 
-async fn serve<S>(gateway: Arc<Gateway>, stream: S, tracker: Tracker, client_ip: Option<IpAddr>)
-where
+/// Serves S3 requests on one connection: a client's (with its listener's tracker) or the
+/// console's.
+async fn serve<S>(
+    gateway: Arc<Gateway>,
+    stream: S,
+    tracker: Option<Tracker>,
+    client_ip: Option<IpAddr>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max_headers = gateway.config.connections.max_headers;
     let service = hyper::service::service_fn(move |req| {
         let gateway = gateway.clone();
-        let request = tracker.request();
+        let request = tracker.as_ref().map(Tracker::request);
         async move {
             let response = gateway.handle(req, client_ip).await;
             drop(request);
@@ -87,43 +108,62 @@ where
         .await;
 }
 
-/// Serves the operator's port: `/metrics` for Prometheus, to bearers of the metrics token unless
-/// the config makes metrics public.
-async fn serve_console(listener: Listener, gateway: Arc<Gateway>) {
-    loop {
-        let (stream, tracker) = listener.accept().await;
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let token = (!gateway.config.metrics_public).then_some(&gateway.metrics_token);
-                let answer = console_answer(&gateway, token.map(String::as_str), &req);
-                let request = tracker.request();
-                async move {
-                    drop(request);
-                    Ok::<_, std::convert::Infallible>(answer)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+/// The console's way to the S3 API: a connection in memory, served like a client's.
+struct InProcess(Arc<Gateway>);
+
+/// Bytes in flight each way on a console connection: enough to stream an upload without
+/// stalling on every frame.
+const IN_PROCESS_BUFFER: usize = 256 << 10;
+
+impl web_ui::Upstream for InProcess {
+    fn connect(&self, client: Option<IpAddr>) -> tokio::io::DuplexStream {
+        let (console_end, gateway_end) = tokio::io::duplex(IN_PROCESS_BUFFER);
+        tokio::spawn(serve(self.0.clone(), gateway_end, None, client));
+        console_end
     }
 }
 
-fn console_answer(
-    gateway: &Gateway,
-    token: Option<&str>,
-    req: &Request<Incoming>,
-) -> Response<HttpBody> {
-    if req.uri().path() == "/metrics" {
-        return telemetry::scrape(req.method(), req.headers(), token, || {
-            METRICS.render(gateway)
-        })
-        .map(full);
+/// Serves the operator's port: the web console, and `/metrics` for Prometheus (to bearers of
+/// the metrics token unless the config makes metrics public).
+async fn serve_console(
+    listener: Listener,
+    gateway: Arc<Gateway>,
+    console: Arc<Console>,
+    tls: Option<TlsAcceptor>,
+) {
+    loop {
+        let (stream, tracker) = listener.accept().await;
+        let client_ip = stream.get_ref().peer_addr().ok().map(|a| a.ip());
+        let (gateway, console, tls) = (gateway.clone(), console.clone(), tls.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (gateway, console) = (gateway.clone(), console.clone());
+                let request = tracker.request();
+                async move {
+                    let response = if req.uri().path() == "/metrics" {
+                        let token = (!gateway.config.metrics_public)
+                            .then_some(gateway.metrics_token.as_str());
+                        telemetry::scrape(req.method(), req.headers(), token, || {
+                            METRICS.render(&gateway)
+                        })
+                        .map(full)
+                    } else {
+                        console.handle(req, client_ip).await
+                    };
+                    drop(request);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            let _ = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Err(e) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                },
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+            };
+        });
     }
-    let mut response = Response::new(full("not found\n"));
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
 }
 
 /// How long a closed connection is still read from, in all and between two reads.

@@ -226,6 +226,12 @@ pub struct ScrubStatus {
     /// Fragment files and bytes checked by the current or last pass.
     pub files_checked: u64,
     pub bytes_checked: u64,
+    /// Fragment files and bytes the last finished pass checked: how far the current one has to
+    /// go, about.
+    #[serde(default)]
+    pub last_pass_files: u64,
+    #[serde(default)]
+    pub last_pass_bytes: u64,
     /// Fragment files found corrupt (and moved aside) and found missing, over the node's life.
     pub corrupt: u64,
     pub missing: u64,

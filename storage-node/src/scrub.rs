@@ -179,6 +179,8 @@ fn pass(
         s.running = false;
         s.passes += 1;
         s.last_pass_finished_unix = Some(unix_now());
+        s.last_pass_files = s.files_checked;
+        s.last_pass_bytes = s.bytes_checked;
         s.position = None;
     });
     tracing::info!(

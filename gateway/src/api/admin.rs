@@ -5,6 +5,7 @@
 use crate::api::access::owner_id;
 use crate::api::listing::iso8601;
 use crate::api::{Gateway, S3Request};
+use crate::background::activity::SAMPLE_EVERY;
 use crate::ops::usage::{bucket_usage, BucketUsage};
 use crate::s3::error::S3Error;
 use crate::s3::response::{Finish, S3Response};
@@ -86,6 +87,14 @@ pub async fn handle(
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
+        (Method::GET, "activity") => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "region": gw.config.region,
+                "interval_secs": SAMPLE_EVERY.as_secs(),
+                "samples": gw.activity.samples(),
+            }),
+        ),
         (Method::GET, "buckets") => {
             let buckets = gw.cluster.live_buckets().await?;
             let usage = join_all(buckets.iter().map(|b| bucket_usage(&gw.cluster, &b.id))).await;

@@ -23,6 +23,7 @@ pub mod tagging;
 mod unsupported;
 pub mod versioning;
 
+use crate::background::activity::Activity;
 use crate::background::heal::Healer;
 use crate::background::Workers;
 use crate::config::GatewayConfig;
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub healer: Arc<Healer>,
     pub workers: Workers,
+    /// This gateway's requests over the last hour, for the console.
+    pub activity: Arc<Activity>,
     /// SSE-S3's master key, if the config gives one.
     pub master_key: Option<WrappingKey>,
     /// What a Prometheus scrape of `/metrics` bears (see `ClusterSecret::metrics_token`).
@@ -71,10 +74,12 @@ impl Gateway {
         let cluster = Arc::new(Cluster::new(cluster_config, &config)?);
         let healer = Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec));
         let master_key = config.master_key()?.map(WrappingKey::new);
+        let activity = Arc::new(Activity::default());
         Ok(Gateway {
             master_key,
             metrics_token: cluster_config.secret.metrics_token(),
-            workers: Workers::start(&cluster, &healer, &config),
+            workers: Workers::start(&cluster, &healer, &activity, &config),
+            activity,
             healer,
             cluster,
             config,

@@ -1,13 +1,15 @@
 //! Work the gateway does on its own, on top of `ops`: probing the nodes, healing them (on demand,
-//! when a node that missed writes returns, and as periodic anti-entropy), and applying lifecycle
-//! rules.
+//! when a node that missed writes returns, and as periodic anti-entropy), applying lifecycle
+//! rules, and sampling its own activity for the console.
 
+pub mod activity;
 pub mod heal;
 pub mod lifecycle;
 pub mod probe;
 
 use crate::config::GatewayConfig;
 use crate::ops::cluster::Cluster;
+use activity::Activity;
 use futures::FutureExt;
 use heal::Healer;
 use lifecycle::Lifecycle;
@@ -40,8 +42,13 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts the liveness probe, anti-entropy and the lifecycle worker.
-    pub fn start(cluster: &Arc<Cluster>, healer: &Arc<Healer>, config: &GatewayConfig) -> Workers {
+    /// Starts the liveness probe, anti-entropy, the lifecycle worker and the activity sampler.
+    pub fn start(
+        cluster: &Arc<Cluster>,
+        healer: &Arc<Healer>,
+        activity: &Arc<Activity>,
+        config: &GatewayConfig,
+    ) -> Workers {
         let mut workers = Workers {
             status: Vec::new(),
             tasks: Vec::new(),
@@ -64,6 +71,8 @@ impl Workers {
                 abandoned_upload_days,
             })
         });
+        let sampled = activity.clone();
+        workers.supervise("activity", move || activity::sample(sampled.clone()));
         workers
     }
 

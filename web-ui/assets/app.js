@@ -1,0 +1,665 @@
+// The Tessera console: one ES module, no build step. Pages are rendered from the admin API
+// (/api/admin/... is /_tessera/...) and the S3 API (/api/s3/...), which the console's server
+// signs with the logged-in key. User data only ever enters the page as text nodes.
+
+const main = document.getElementById("main");
+let session = null;
+// The refresh timer of the page on show; cleared when another page is shown.
+let timer = null;
+// Continuation tokens of the pages seen, per bucket and prefix, so that "Previous" works.
+const listPages = new Map();
+
+// ---- API ----
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/// Calls the console's server; a 401 (no or ended session) shows the login page.
+async function call(method, path, { body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (session && method !== "GET" && method !== "HEAD") h["X-Tessera-CSRF"] = session.csrf;
+  const r = await fetch(path, { method, body, headers: h, credentials: "same-origin" });
+  if (r.status === 401 && path !== "/api/login") {
+    const j = await r.json().catch(() => ({}));
+    session = null;
+    showLogin(j.error || "Log in first.");
+    throw new ApiError(401, "Unauthorized", j.error);
+  }
+  if (!r.ok && !(method === "HEAD" && r.status < 500)) throw await failure(r);
+  return r;
+}
+
+/// The S3 error (XML) or console error (JSON) a response carries.
+async function failure(r) {
+  const text = await r.text().catch(() => "");
+  if (text.startsWith("{")) {
+    try { return new ApiError(r.status, "", JSON.parse(text).error); } catch (_) { /* not JSON */ }
+  }
+  const doc = new DOMParser().parseFromString(text, "application/xml");
+  const code = doc.querySelector("Code")?.textContent;
+  const message = doc.querySelector("Message")?.textContent;
+  return new ApiError(r.status, code, message && code ? `${message} (${code})` : message || code || `HTTP ${r.status}`);
+}
+
+const admin = async (path) => (await call("GET", `/api/admin/${path}`)).json();
+const adminPost = async (path) => (await call("POST", `/api/admin/${path}`)).json();
+
+/// Encodes one path component; a key goes whole, its slashes as %2F.
+const enc = (s) => encodeURIComponent(s);
+const s3Path = (bucket, key = "", query = "") =>
+  `/api/s3/${enc(bucket)}${key ? "/" + enc(key) : ""}${query ? "?" + query : ""}`;
+
+async function s3Xml(method, bucket, key, query, opts) {
+  const r = await call(method, s3Path(bucket, key, query), opts);
+  return new DOMParser().parseFromString(await r.text(), "application/xml");
+}
+
+// ---- DOM helpers ----
+
+/// An element with attributes (`on*` ones as listeners) and children (strings become text).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    // Through the CSSOM: the page's policy refuses style attributes.
+    else if (k === "style") el.style.cssText = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const svgNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs) {
+  const el = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
+}
+const count = (n) => (n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"));
+function ago(unix) {
+  if (!unix) return "never";
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unix));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)} h ago`;
+  return new Date(unix * 1000).toISOString().slice(0, 16).replace("T", " ");
+}
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+
+function bar(fraction, label, { indeterminate = false, warnAbove = 2 } = {}) {
+  const f = Math.max(0, Math.min(1, fraction || 0));
+  const b = h("div", {
+    class: `bar${indeterminate ? " indeterminate" : ""}${f > warnAbove ? " full" : ""}`,
+    role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
+    "aria-valuenow": indeterminate ? null : Math.round(f * 100), "aria-label": label,
+  }, h("span", indeterminate ? {} : { style: `width:${(f * 100).toFixed(1)}%` }));
+  return h("div", {}, b, h("div", { class: "bar-label" }, label));
+}
+
+function toast(message, bad = false) {
+  const t = h("div", { class: bad ? "bad" : "" }, message);
+  document.getElementById("toast").append(t);
+  setTimeout(() => t.remove(), bad ? 8000 : 4000);
+}
+
+/// Runs an action from a button, showing what went wrong.
+async function act(fn, done) {
+  try {
+    await fn();
+    if (done) toast(done);
+  } catch (e) {
+    if (e.status !== 401) toast(e.message, true);
+  }
+}
+
+function page(title, ...children) {
+  main.replaceChildren(h("h1", {}, title), ...children);
+}
+
+// ---- Session ----
+
+function showLogin(message) {
+  clearInterval(timer);
+  document.querySelector("header.top").hidden = true;
+  const error = h("div", { class: "error", role: "alert", hidden: !message }, message || "");
+  const key = h("input", { type: "text", id: "access-key", name: "access_key", autocomplete: "username", required: true });
+  const secret = h("input", { type: "password", id: "secret-key", name: "secret_key", autocomplete: "current-password", required: true });
+  const submit = h("button", { type: "submit" }, "Log in");
+  const form = h("form", {
+    class: "panel login", onsubmit: async (e) => {
+      e.preventDefault();
+      submit.disabled = true;
+      try {
+        const r = await fetch("/api/login", {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ access_key: key.value, secret_key: secret.value }),
+        });
+        const j = await r.json().catch(() => ({}));
+        if (!r.ok) throw new Error(j.error || `HTTP ${r.status}`);
+        session = j;
+        secret.value = "";
+        if (!location.hash || location.hash === "#/login") location.hash = "#/overview";
+        start();
+      } catch (err) {
+        error.textContent = err.message;
+        error.hidden = false;
+        secret.focus();
+      } finally {
+        submit.disabled = false;
+      }
+    },
+  },
+    h("h1", {}, h("img", { src: "/icon.svg", alt: "", width: 32, height: 32 }), "Tessera console"),
+    error,
+    h("label", { for: "access-key" }, "Access key"), key,
+    h("label", { for: "secret-key" }, "Secret key"), secret,
+    submit);
+  main.replaceChildren(form);
+  key.focus();
+}
+
+function start() {
+  document.querySelector("header.top").hidden = false;
+  document.getElementById("who").textContent = `${session.access_key} · ${session.region}`;
+  route();
+}
+
+document.getElementById("logout").addEventListener("click", () =>
+  act(async () => {
+    await call("POST", "/api/logout");
+    session = null;
+    showLogin("You have logged out.");
+  }));
+
+// ---- Router ----
+
+const routes = {
+  overview: overviewPage,
+  buckets: bucketsPage,
+  bucket: (rest) => bucketPage(rest[0]),
+  browse: (rest) => browsePage(rest[0], rest[1] || ""),
+  object: (rest) => objectPage(rest[0], rest[1] || ""),
+  scrub: scrubPage,
+  heal: healPage,
+  replication: replicationPage,
+};
+
+function route() {
+  if (!session) return;
+  clearInterval(timer);
+  const [name, ...rest] = (location.hash.replace(/^#\/?/, "") || "overview").split("/");
+  const show = routes[name] || overviewPage;
+  for (const a of document.querySelectorAll(".top nav a")) {
+    const current = a.dataset.page === name || (a.dataset.page === "buckets" && ["bucket", "browse", "object"].includes(name));
+    if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  main.focus({ preventScroll: true });
+  Promise.resolve(show(rest.map(decodeURIComponent))).catch((e) => {
+    if (e.status !== 401) main.replaceChildren(h("div", { class: "error", role: "alert" }, e.message));
+  });
+}
+
+/// Renders now and every `ms` while the page is shown.
+function every(ms, render) {
+  const run = () => render().catch((e) => {
+    if (e.status !== 401) toast(e.message, true);
+  });
+  timer = setInterval(run, ms);
+  return run();
+}
+
+window.addEventListener("hashchange", route);
+
+// ---- Overview ----
+
+function chart(title, samples, pick, interval, cls) {
+  const slots = 3600 / interval;
+  const values = Array(Math.max(0, slots - samples.length)).fill(0)
+    .concat(samples.map((s) => pick(s) / interval)).slice(-slots);
+  const max = Math.max(...values, 0.1);
+  const w = 360, ht = 80;
+  const x = (i) => (i / (slots - 1)) * w;
+  const y = (v) => ht - (v / max) * (ht - 4);
+  const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+  const graphic = svg("svg", { viewBox: `0 0 ${w} ${ht}`, preserveAspectRatio: "none", role: "img", "aria-label": `${title}, last hour` });
+  graphic.append(svg("polygon", { class: "area", points: `0,${ht} ${points} ${w},${ht}` }), svg("polyline", { class: "line", points }));
+  const now = values[values.length - 1] || 0;
+  return h("div", { class: `panel chart ${cls || ""}` },
+    h("div", { class: "row" }, h("strong", {}, title), h("span", { class: "spacer" }),
+      h("span", { class: "muted" }, `now ${now.toFixed(2)}/s · peak ${max === 0.1 ? "0" : max.toFixed(2)}/s`)),
+    graphic,
+    h("div", { class: "row muted" }, h("small", {}, "1 hour ago"), h("span", { class: "spacer" }), h("small", {}, "now")));
+}
+
+function nodeState(n) {
+  if (!n.up) return [h("span", { class: "dot down" }), "down"];
+  if (n.needs_heal) return [h("span", { class: "dot warn" }), "needs heal"];
+  if (n.behind) return [h("span", { class: "dot warn" }), "catching up"];
+  return [h("span", { class: "dot up" }), "up"];
+}
+
+function diskCell(n) {
+  if (n.disk_size_bytes == null) return "—";
+  const used = n.disk_size_bytes - n.disk_free_bytes;
+  return bar(used / n.disk_size_bytes, `${bytes(used)} used · ${bytes(n.disk_free_bytes)} free`, { warnAbove: 0.85 });
+}
+
+async function overviewPage() {
+  await every(5000, async () => {
+    const [nodes, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
+    const up = nodes.filter((n) => n.up).length;
+    const zones = [...new Set(nodes.map((n) => n.zone))];
+    const hints = nodes.reduce((a, n) => a + (n.hints || 0), 0);
+    const size = nodes.reduce((a, n) => a + (n.disk_size_bytes || 0), 0);
+    const free = nodes.reduce((a, n) => a + (n.disk_free_bytes || 0), 0);
+    const card = (label, value, field) => h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value", "data-field": field }, value));
+    const rows = [];
+    for (const zone of zones) {
+      rows.push(h("tr", { class: "zone-row" }, h("td", { colspan: 6 }, `Zone ${zone}`)));
+      for (const n of nodes.filter((n) => n.zone === zone)) {
+        rows.push(h("tr", { "data-node": n.id },
+          h("td", {}, nodeState(n)), h("td", {}, n.id), h("td", {}, h("code", {}, n.addr)),
+          h("td", {}, diskCell(n)), h("td", { class: "num", "data-field": "hints" }, count(n.hints)),
+          h("td", {}, n.scrub ? (n.scrub.running ? "scrubbing" : `${count(n.scrub.corrupt + n.scrub.missing)} damaged`) : "—")));
+      }
+    }
+    const healing = heal && heal.running ? `healing ${heal.node}` : "none";
+    page("Overview",
+      h("div", { class: "cards" },
+        card("Region", activity.region, "region"),
+        card("Nodes up", `${up} / ${nodes.length}`, "nodes-up"),
+        card("Zones", zones.length, "zones"),
+        card("Pending hints", count(hints), "hints"),
+        card("Heals in progress", healing, "heal"),
+        card("Disk used", size ? `${bytes(size - free)} of ${bytes(size)}` : "—", "disk")),
+      h("h2", {}, "Requests to this gateway"),
+      h("div", { class: "charts" },
+        chart("Requests", activity.samples, (s) => s.requests, activity.interval_secs),
+        chart("Errors (4xx and 5xx)", activity.samples, (s) => s.client_errors + s.server_errors, activity.interval_secs, "errors")),
+      h("h2", {}, "Nodes"),
+      h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "State"), h("th", {}, "Node"), h("th", {}, "Address"),
+        h("th", {}, "Disk"), h("th", { class: "num" }, "Hints"), h("th", {}, "Scrub"))), h("tbody", {}, rows)));
+  });
+}
+
+// ---- Buckets ----
+
+async function bucketsPage() {
+  const buckets = await admin("buckets");
+  const name = h("input", { type: "text", id: "new-bucket", placeholder: "my-bucket", required: true, pattern: "[a-z0-9][a-z0-9.\\-]{1,61}[a-z0-9]" });
+  const versioned = h("input", { type: "checkbox", id: "new-versioned" });
+  const locked = h("input", { type: "checkbox", id: "new-locked" });
+  const create = h("form", {
+    class: "panel row", onsubmit: (e) => {
+      e.preventDefault();
+      act(async () => {
+        const headers = locked.checked ? { "x-amz-bucket-object-lock-enabled": "true" } : {};
+        await call("PUT", s3Path(name.value), { headers });
+        if (versioned.checked && !locked.checked) await setVersioning(name.value, "Enabled");
+        await bucketsPage();
+      }, `Bucket ${name.value} created.`);
+    },
+  }, h("label", { for: "new-bucket", class: "inline" }, "New bucket"), name,
+    h("label", { class: "inline" }, versioned, "Versioning"),
+    h("label", { class: "inline" }, locked, "Object Lock"),
+    h("button", { type: "submit" }, "Create bucket"));
+  const rows = buckets.map((b) => h("tr", { "data-bucket": b.name },
+    h("td", {}, h("a", { href: `#/browse/${enc(b.name)}` }, b.name)),
+    h("td", { class: "num", "data-field": "objects" }, count(b.objects)),
+    h("td", { class: "num", "data-field": "bytes" }, bytes(b.bytes)),
+    h("td", {}, b.versioning || "off", b.object_lock ? " · locked" : ""),
+    h("td", {}, when(b.created)),
+    h("td", {}, h("div", { class: "row" },
+      h("a", { class: "button secondary", href: `#/bucket/${enc(b.name)}` }, "Settings"),
+      h("button", {
+        type: "button", class: "danger", "aria-label": `Delete bucket ${b.name}`,
+        onclick: () => confirm(`Delete bucket ${b.name}? It must be empty.`) &&
+          act(async () => { await call("DELETE", s3Path(b.name)); await bucketsPage(); }, `Bucket ${b.name} deleted.`),
+      }, "Delete")))));
+  page("Buckets", create, h("h2", {}, `${buckets.length} bucket${buckets.length === 1 ? "" : "s"}`),
+    buckets.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", { class: "num" }, "Objects"),
+      h("th", { class: "num" }, "Size"), h("th", {}, "Versioning"), h("th", {}, "Created"), h("th", {}, ""))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No buckets yet."));
+}
+
+function setVersioning(bucket, status) {
+  const body = `<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>${status}</Status></VersioningConfiguration>`;
+  return call("PUT", s3Path(bucket, "", "versioning"), { body, headers: { "Content-Type": "application/xml" } });
+}
+
+/// A bucket setting kept as an XML document (lifecycle, CORS): shown, edited, saved, removed.
+function xmlSetting(bucket, query, title, missingCode, example) {
+  const area = h("textarea", { id: `setting-${query}`, spellcheck: "false", "aria-label": `${title} XML`, placeholder: example });
+  const state = h("span", { class: "muted" });
+  const load = async () => {
+    try {
+      const r = await call("GET", s3Path(bucket, "", query));
+      area.value = await r.text();
+      state.textContent = "";
+    } catch (e) {
+      if (e.code !== missingCode) throw e;
+      area.value = "";
+      state.textContent = "Not set.";
+    }
+  };
+  const panel = h("div", { class: "panel" }, h("div", { class: "row" }, h("strong", {}, title), state), area,
+    h("div", { class: "row" },
+      h("button", { type: "button", onclick: () => act(async () => { await call("PUT", s3Path(bucket, "", query), { body: area.value, headers: { "Content-Type": "application/xml" } }); await load(); }, `${title} saved.`) }, "Save"),
+      h("button", { type: "button", class: "danger", onclick: () => act(async () => { await call("DELETE", s3Path(bucket, "", query)); await load(); }, `${title} removed.`) }, "Remove")));
+  return { panel, load };
+}
+
+async function bucketPage(bucket) {
+  const doc = await s3Xml("GET", bucket, "", "versioning");
+  const status = doc.querySelector("Status")?.textContent || "Off";
+  const lifecycle = xmlSetting(bucket, "lifecycle", "Lifecycle", "NoSuchLifecycleConfiguration",
+    '<LifecycleConfiguration><Rule><ID>expire-logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>');
+  const cors = xmlSetting(bucket, "cors", "CORS", "NoSuchCORSConfiguration",
+    "<CORSConfiguration><CORSRule><AllowedOrigin>https://example.com</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>");
+  await Promise.all([lifecycle.load(), cors.load()]);
+  const toggle = status === "Enabled" ? "Suspended" : "Enabled";
+  page(`Bucket ${bucket}`,
+    h("div", { class: "row" }, h("a", { href: `#/browse/${enc(bucket)}` }, "Browse objects"), h("a", { href: "#/buckets" }, "All buckets")),
+    h("h2", {}, "Versioning"),
+    h("div", { class: "panel row" }, h("span", {}, "Status: ", h("strong", { id: "versioning-status" }, status)),
+      h("button", { type: "button", onclick: () => act(async () => { await setVersioning(bucket, toggle); await bucketPage(bucket); }, `Versioning ${toggle.toLowerCase()}.`) },
+        toggle === "Enabled" ? "Enable versioning" : "Suspend versioning")),
+    h("h2", {}, "Lifecycle rules"), lifecycle.panel,
+    h("h2", {}, "CORS rules"), cors.panel);
+}
+
+// ---- Object browser ----
+
+const PAGE_SIZE = 100;
+
+function crumbs(bucket, prefix) {
+  const parts = prefix.split("/").filter(Boolean);
+  const items = [h("a", { href: "#/buckets" }, "Buckets"), h("span", { class: "sep" }, "›"),
+    h("a", { href: `#/browse/${enc(bucket)}` }, bucket)];
+  let path = "";
+  for (const p of parts) {
+    path += p + "/";
+    items.push(h("span", { class: "sep" }, "›"), h("a", { href: `#/browse/${enc(bucket)}/${enc(path)}` }, p));
+  }
+  return h("nav", { class: "crumbs", "aria-label": "Breadcrumbs" }, items);
+}
+
+async function browsePage(bucket, prefix, pageIndex = 0) {
+  const pagesKey = `${bucket}\n${prefix}`;
+  const tokens = listPages.get(pagesKey) || [""];
+  listPages.set(pagesKey, tokens);
+  const token = tokens[pageIndex] || "";
+  let query = `list-type=2&delimiter=%2F&max-keys=${PAGE_SIZE}&prefix=${enc(prefix)}`;
+  if (token) query += `&continuation-token=${enc(token)}`;
+  const doc = await s3Xml("GET", bucket, "", query);
+  const next = doc.querySelector("NextContinuationToken")?.textContent;
+  if (next) tokens[pageIndex + 1] = next;
+  const folders = [...doc.querySelectorAll("CommonPrefixes > Prefix")].map((p) => p.textContent);
+  const files = [...doc.querySelectorAll("Contents")].map((c) => ({
+    key: c.querySelector("Key").textContent,
+    size: Number(c.querySelector("Size")?.textContent || 0),
+    modified: c.querySelector("LastModified")?.textContent,
+  })).filter((f) => f.key !== prefix);
+  const reload = () => browsePage(bucket, prefix, pageIndex);
+  const selected = new Set();
+  const rows = [
+    ...folders.map((f) => h("tr", { "data-prefix": f }, h("td", {}),
+      h("td", {}, h("a", { class: "folder", href: `#/browse/${enc(bucket)}/${enc(f)}` }, f.slice(prefix.length))),
+      h("td", { class: "num" }, "—"), h("td", {}, ""), h("td", {}, ""))),
+    ...files.map((f) => h("tr", { "data-key": f.key },
+      h("td", {}, h("input", { type: "checkbox", "aria-label": `Select ${f.key}`, onchange: (e) => (e.target.checked ? selected.add(f.key) : selected.delete(f.key)) })),
+      h("td", {}, h("a", { class: "file", href: `#/object/${enc(bucket)}/${enc(f.key)}` }, f.key.slice(prefix.length))),
+      h("td", { class: "num" }, bytes(f.size)), h("td", {}, when(f.modified)),
+      h("td", {}, h("div", { class: "row" },
+        h("a", { class: "button secondary", href: downloadUrl(bucket, f.key), download: f.key.split("/").pop() }, "Download"),
+        h("button", { type: "button", class: "danger", "aria-label": `Delete ${f.key}`, onclick: () => confirm(`Delete ${f.key}?`) && act(async () => { await call("DELETE", s3Path(bucket, f.key)); await reload(); }, `${f.key} deleted.`) }, "Delete"))))),
+  ];
+  const uploads = h("div", { class: "uploads", id: "uploads" });
+  const picker = h("input", { type: "file", id: "upload-files", multiple: true, onchange: () => { upload(bucket, prefix, [...picker.files], uploads, reload); picker.value = ""; } });
+  const drop = h("div", {
+    class: "drop",
+    ondragover: (e) => { e.preventDefault(); drop.classList.add("over"); },
+    ondragleave: () => drop.classList.remove("over"),
+    ondrop: (e) => { e.preventDefault(); drop.classList.remove("over"); upload(bucket, prefix, [...e.dataTransfer.files], uploads, reload); },
+  }, h("label", { for: "upload-files", class: "inline" }, "Upload files: "), picker, h("span", {}, " or drop them here"));
+  const folder = h("button", {
+    type: "button", class: "secondary", onclick: () => {
+      const name = prompt("Folder name");
+      if (!name) return;
+      const path = `${prefix}${name.replace(/\/+$/, "")}/`;
+      act(async () => { await call("PUT", s3Path(bucket, path)); location.hash = `#/browse/${enc(bucket)}/${enc(path)}`; });
+    },
+  }, "New folder");
+  const deleteSelected = h("button", {
+    type: "button", class: "danger", onclick: () => selected.size && confirm(`Delete ${selected.size} object(s)?`) && act(async () => {
+      for (const key of selected) await call("DELETE", s3Path(bucket, key));
+      await reload();
+    }, `${selected.size} object(s) deleted.`),
+  }, "Delete selected");
+  const pager = h("div", { class: "pager" },
+    h("span", { class: "muted" }, `Page ${pageIndex + 1}`),
+    h("button", { type: "button", class: "secondary", disabled: pageIndex === 0, onclick: () => act(() => browsePage(bucket, prefix, pageIndex - 1)) }, "Previous"),
+    h("button", { type: "button", class: "secondary", disabled: !next, onclick: () => act(() => browsePage(bucket, prefix, pageIndex + 1)) }, "Next"));
+  page(`${bucket}`, crumbs(bucket, prefix), drop, uploads,
+    h("div", { class: "row", style: "margin: 1em 0" }, folder, deleteSelected, h("span", { class: "spacer" }),
+      h("a", { href: `#/bucket/${enc(bucket)}` }, "Bucket settings")),
+    rows.length ? h("table", { id: "objects" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Name"), h("th", { class: "num" }, "Size"), h("th", {}, "Last modified"), h("th", {}, ""))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, prefix ? "This folder is empty." : "This bucket is empty."),
+    pager);
+}
+
+function downloadUrl(bucket, key, versionId) {
+  const name = key.split("/").pop() || "download";
+  let query = `response-content-disposition=${enc(`attachment; filename*=UTF-8''${enc(name)}`)}`;
+  if (versionId) query += `&versionId=${enc(versionId)}`;
+  return s3Path(bucket, key, query);
+}
+
+/// Uploads files one after another, each with its progress bar; then calls `done`.
+async function upload(bucket, prefix, files, list, done) {
+  const items = files.map((file) => {
+    const progress = h("progress", { max: 100, value: 0, "aria-label": `Upload of ${file.name}` });
+    const state = h("span", { class: "state" }, "waiting");
+    list.append(h("div", { class: "upload", "data-file": file.name }, h("span", {}, file.name), progress, state));
+    return { file, progress, state };
+  });
+  let failed = 0;
+  for (const { file, progress, state } of items) {
+    state.textContent = "uploading";
+    try {
+      await putWithProgress(s3Path(bucket, prefix + file.name), file, (f) => { progress.value = f * 100; });
+      progress.value = 100;
+      state.textContent = "done";
+    } catch (e) {
+      failed++;
+      state.textContent = `failed: ${e.message}`;
+      state.classList.add("bad");
+    }
+  }
+  toast(failed ? `${failed} upload(s) failed.` : `${files.length} file(s) uploaded.`, failed > 0);
+  const keep = [...list.children];
+  await done().catch((e) => e.status !== 401 && toast(e.message, true));
+  document.getElementById("uploads")?.replaceChildren(...keep);
+}
+
+function putWithProgress(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", path);
+    xhr.setRequestHeader("X-Tessera-CSRF", session.csrf);
+    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onload = async () => {
+      if (xhr.status >= 200 && xhr.status < 300) return resolve();
+      if (xhr.status === 401) { session = null; showLogin("Your session has ended: log in again."); }
+      reject(await failure(new Response(xhr.responseText, { status: xhr.status })));
+    };
+    xhr.onerror = () => reject(new Error("the connection to the console failed"));
+    xhr.send(file);
+  });
+}
+
+// ---- Object details ----
+
+async function objectPage(bucket, key) {
+  const head = await call("HEAD", s3Path(bucket, key), { headers: { "x-amz-checksum-mode": "ENABLED" } });
+  if (!head.ok) throw new ApiError(head.status, "", head.status === 404 ? `No object ${key} in ${bucket} (it may be deleted, with versions left).` : `HEAD answered ${head.status}`);
+  const hd = head.headers;
+  const props = [["Size", bytes(Number(hd.get("content-length")))], ["ETag", hd.get("etag")],
+    ["Content type", hd.get("content-type")], ["Last modified", hd.get("last-modified")],
+    ["Version", hd.get("x-amz-version-id") || "—"], ["Storage class", hd.get("x-amz-storage-class") || "STANDARD"],
+    ["Replication", hd.get("x-amz-replication-status") || "—"],
+    ["Encryption", hd.get("x-amz-server-side-encryption") || "none"]];
+  const extra = [];
+  for (const [k, v] of hd.entries()) {
+    if (k.startsWith("x-amz-checksum-") && k !== "x-amz-checksum-type") extra.push([`Checksum ${k.slice(15).toUpperCase()}`, v]);
+    if (k.startsWith("x-amz-meta-")) extra.push([`Metadata ${k.slice(11)}`, v]);
+  }
+  const dl = h("dl", { class: "props" }, [...props, ...extra].flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-field": k }, v ?? "—")]));
+  const tagsDoc = await s3Xml("GET", bucket, key, "tagging");
+  const tags = [...tagsDoc.querySelectorAll("Tag")].map((t) => [t.querySelector("Key")?.textContent, t.querySelector("Value")?.textContent]);
+  const versionsDoc = await s3Xml("GET", bucket, "", `versions&prefix=${enc(key)}`);
+  const versions = [...versionsDoc.querySelectorAll("Version, DeleteMarker")]
+    .filter((v) => v.querySelector("Key")?.textContent === key)
+    .map((v) => ({
+      id: v.querySelector("VersionId")?.textContent, latest: v.querySelector("IsLatest")?.textContent === "true",
+      marker: v.tagName === "DeleteMarker", size: Number(v.querySelector("Size")?.textContent || 0),
+      modified: v.querySelector("LastModified")?.textContent,
+    }));
+  const reload = () => objectPage(bucket, key);
+  const parent = key.includes("/") ? key.slice(0, key.lastIndexOf("/") + 1) : "";
+  page(key.split("/").pop() || key, crumbs(bucket, parent),
+    h("div", { class: "row" },
+      h("a", { class: "button", href: downloadUrl(bucket, key), download: key.split("/").pop() }, "Download"),
+      h("button", { type: "button", class: "danger", onclick: () => confirm(`Delete ${key}?`) && act(async () => { await call("DELETE", s3Path(bucket, key)); location.hash = `#/browse/${enc(bucket)}/${enc(parent)}`; }, `${key} deleted.`) }, "Delete")),
+    h("h2", {}, "Properties"), h("div", { class: "panel" }, dl),
+    h("h2", {}, "Tags"),
+    tags.length ? h("table", {}, h("tbody", {}, tags.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v))))) : h("p", { class: "muted" }, "No tags."),
+    h("h2", {}, "Versions"),
+    h("table", { id: "versions" }, h("thead", {}, h("tr", {}, h("th", {}, "Version"), h("th", {}, ""), h("th", { class: "num" }, "Size"), h("th", {}, "Modified"), h("th", {}, ""))),
+      h("tbody", {}, versions.map((v) => h("tr", { "data-version": v.id },
+        h("td", {}, h("code", {}, v.id)),
+        h("td", {}, v.latest ? h("span", { class: "badge ok" }, "latest") : "", v.marker ? h("span", { class: "badge bad" }, "delete marker") : ""),
+        h("td", { class: "num" }, v.marker ? "—" : bytes(v.size)), h("td", {}, when(v.modified)),
+        h("td", {}, h("div", { class: "row" },
+          v.marker ? "" : h("a", { class: "button secondary", href: downloadUrl(bucket, key, v.id) }, "Download"),
+          h("button", { type: "button", class: "danger", "aria-label": `Delete version ${v.id}`, onclick: () => confirm(`Delete version ${v.id} for good?`) && act(async () => { await call("DELETE", s3Path(bucket, key, `versionId=${enc(v.id)}`)); await reload(); }, "Version deleted.") }, "Delete version"))))))));
+}
+
+// ---- Scrub ----
+
+function scrubProgress(s, up) {
+  if (!up || !s) return "—";
+  if (s.running) {
+    if (s.last_pass_bytes > 0) {
+      const f = Math.min(0.99, s.bytes_checked / s.last_pass_bytes);
+      return bar(f, `${Math.round(f * 100)}% · ${bytes(s.bytes_checked)} of about ${bytes(s.last_pass_bytes)}`);
+    }
+    return bar(0, `${bytes(s.bytes_checked)} checked (first pass: size unknown)`, { indeterminate: true });
+  }
+  return s.passes > 0 ? bar(1, `finished · ${bytes(s.bytes_checked)} in ${count(s.files_checked)} files`) : bar(0, "no pass yet");
+}
+
+async function scrubPage() {
+  await every(2000, async () => {
+    const nodes = await admin("status");
+    const now = Date.now() / 1000;
+    const rows = nodes.map((n) => {
+      const s = n.scrub;
+      const speed = s && s.running ? s.bytes_checked / Math.max(1, now - s.pass_started_unix) : null;
+      return h("tr", { "data-node": n.id },
+        h("td", {}, nodeState(n)), h("td", {}, n.id), h("td", {}, n.zone),
+        h("td", { "data-field": "state" }, s ? (s.running ? "running" : "idle") : "—"),
+        h("td", { style: "min-width: 220px" }, scrubProgress(s, n.up)),
+        h("td", { class: "num", "data-field": "files_checked" }, s ? count(s.files_checked) : "—"),
+        h("td", { class: "num" }, speed === null ? "—" : `${bytes(speed)}/s`),
+        h("td", { "data-field": "last_pass" }, s ? ago(s.last_pass_finished_unix) : "—"),
+        h("td", { class: "num", "data-field": "passes" }, s ? count(s.passes) : "—"),
+        h("td", { class: "num", "data-field": "corrupt" }, s ? count(s.corrupt) : "—"),
+        h("td", { class: "num", "data-field": "missing" }, s ? count(s.missing) : "—"),
+        h("td", {}, h("button", {
+          type: "button", class: "secondary", disabled: !n.up || (s && s.running), "aria-label": `Start a scrub pass on ${n.id}`,
+          onclick: () => act(async () => { await adminPost(`scrub?node=${enc(n.id)}`); }, `Scrub started on ${n.id}.`),
+        }, "Start pass")));
+    });
+    page("Scrub",
+      h("p", { class: "muted" }, "Each node re-reads its fragment files and checks every block's hash. Corrupt files are moved aside and the node is healed from the others."),
+      h("table", { id: "scrub" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Node"), h("th", {}, "Zone"), h("th", {}, "State"),
+        h("th", {}, "Current pass"), h("th", { class: "num" }, "Files"), h("th", { class: "num" }, "Speed"), h("th", {}, "Last finished"),
+        h("th", { class: "num" }, "Passes"), h("th", { class: "num" }, "Corrupt"), h("th", { class: "num" }, "Missing"), h("th", {}, ""))),
+      h("tbody", {}, rows)));
+  });
+}
+
+// ---- Healing ----
+
+async function healPage() {
+  await every(2000, async () => {
+    const [heal, nodes] = await Promise.all([admin("heal"), admin("status")]);
+    const select = h("select", { id: "heal-node", "aria-label": "Node to heal" }, nodes.map((n) => h("option", { value: n.id }, `${n.id} (${n.zone})${n.needs_heal ? " — needs heal" : ""}`)));
+    const waiting = nodes.filter((n) => n.needs_heal || n.behind);
+    const details = heal ? h("div", { class: "panel" },
+      h("div", { class: "row" }, h("strong", {}, `Node ${heal.node}`), heal.running ? h("span", { class: "badge" }, "running") : h("span", { class: "badge ok" }, "finished"),
+        heal.errors ? h("span", { class: "badge bad" }, `${heal.errors} errors`) : ""),
+      heal.running ? bar(0, `${count(heal.shards_compared)} shards compared`, { indeterminate: true }) : bar(1, "done"),
+      h("dl", { class: "props", style: "margin-top: 1em" }, [
+        ["Started", ago(heal.started_unix)], ["Finished", heal.finished_unix ? ago(heal.finished_unix) : "—"],
+        ["Shards compared", count(heal.shards_compared)], ["Shards that differed", count(heal.shards_differing)],
+        ["Keys checked", count(heal.keys_checked)], ["Keys repaired", count(heal.keys_repaired)],
+        ["Bytes rebuilt", bytes(heal.bytes_rebuilt)], ["Speed", `${bytes(heal.bytes_per_sec)}/s`], ["Errors", count(heal.errors)],
+      ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])))
+      : h("p", { class: "muted" }, "No heal has run since this gateway started.");
+    page("Healing and repair",
+      h("p", { class: "muted" }, "A heal compares a node's shards with the other holders' and rebuilds what it lacks. Nodes that come back after missing writes are healed on their own; read repair fixes damage a GET meets."),
+      h("form", {
+        class: "panel row", onsubmit: (e) => {
+          e.preventDefault();
+          act(async () => { await adminPost(`heal?node=${enc(select.value)}`); }, `Heal of ${select.value} started.`);
+        },
+      }, h("label", { for: "heal-node", class: "inline" }, "Heal a node"), select, h("button", { type: "submit", disabled: heal && heal.running }, "Heal node")),
+      h("h2", {}, "Waiting for a heal"),
+      waiting.length ? h("ul", {}, waiting.map((n) => h("li", {}, `${n.id}: ${n.needs_heal ? "missed writes nobody kept" : "others hold hints for it"}`))) : h("p", { class: "muted" }, "No node is behind."),
+      h("h2", {}, "Current or last heal"), details);
+  });
+}
+
+// ---- Replication ----
+
+async function replicationPage() {
+  const activity = await admin("activity");
+  page("Replication",
+    h("div", { class: "notice" }, `This cluster is one region (${activity.region}): there is no other region to replicate to. `,
+      "When regions are configured, their replication lag and backlog per region pair appear here."));
+}
+
+// ---- Start ----
+
+(async () => {
+  const r = await fetch("/api/session", { credentials: "same-origin" });
+  if (r.ok) {
+    session = await r.json();
+    start();
+  } else {
+    const j = await r.json().catch(() => ({}));
+    showLogin(j.expired ? j.error : "");
+  }
+})();
