@@ -93,6 +93,7 @@ function bytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${i === 0 ? n : n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
 }
+const rate = (perSec) => `${perSec < 10 ? perSec.toFixed(2) : Math.round(perSec).toLocaleString("en-US")}/s`;
 const count = (n) => (n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"));
 function ago(unix) {
   if (!unix) return "never";
@@ -235,7 +236,8 @@ function chart(title, samples, pick, interval, cls) {
   const slots = 3600 / interval;
   const values = Array(Math.max(0, slots - samples.length)).fill(0)
     .concat(samples.map((s) => pick(s) / interval)).slice(-slots);
-  const max = Math.max(...values, 0.1);
+  const peak = Math.max(...values, 0);
+  const max = peak || 1;
   const w = 360, ht = 80;
   const x = (i) => (i / (slots - 1)) * w;
   const y = (v) => ht - (v / max) * (ht - 4);
@@ -245,7 +247,7 @@ function chart(title, samples, pick, interval, cls) {
   const now = values[values.length - 1] || 0;
   return h("div", { class: `panel chart ${cls || ""}` },
     h("div", { class: "row" }, h("strong", {}, title), h("span", { class: "spacer" }),
-      h("span", { class: "muted" }, `now ${now.toFixed(2)}/s · peak ${max === 0.1 ? "0" : max.toFixed(2)}/s`)),
+      h("span", { class: "muted" }, `now ${rate(now)} · peak ${rate(peak)}`)),
     graphic,
     h("div", { class: "row muted" }, h("small", {}, "1 hour ago"), h("span", { class: "spacer" }), h("small", {}, "now")));
 }
