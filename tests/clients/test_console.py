@@ -277,6 +277,46 @@ def test_a_heal_started_from_the_console_runs_to_its_end(page, console_url, clus
     expect(page.locator("main dl.props")).to_contain_text(f"Shards compared{heal['shards_compared']:,}")
 
 
+def test_keys_are_made_granted_and_deleted_and_a_key_sees_its_buckets(browser, page, console_url,
+                                                                    cluster):
+    s3 = cluster.client()
+    shared, private = unique_bucket("shared"), unique_bucket("private")
+    for bucket in (shared, private):
+        s3.create_bucket(Bucket=bucket)
+    log_in(page, console_url, cluster)
+    expect(page.locator("h1")).to_have_text("Overview")
+    page.click('nav a[data-page="keys"]')
+    page.fill("#new-key", "team")
+    page.click("text=Create key")
+    key_id = page.locator('#created-key [data-field="id"]').inner_text()
+    secret = page.locator('#created-key [data-field="secret"]').inner_text()
+    row = page.locator(f'tr[data-key-id="{key_id}"]')
+    row.locator("select").select_option(shared)
+    row.get_by_label("read for team").check()
+    row.locator("button", has_text="Allow").click()
+    expect(row).to_contain_text(f"{shared}: read")
+    info = admin_get(cluster, f"keys/{key_id}")
+    assert info["buckets"] == [{"bucket": shared, "read": True, "write": False, "owner": False}]
+
+    # The new key logs in: it sees the bucket it may read, not the other, and no cluster pages.
+    context = browser.new_context()
+    other = context.new_page()
+    other.goto(console_url)
+    other.fill("#access-key", key_id)
+    other.fill("#secret-key", secret)
+    other.click("button[type=submit]")
+    expect(other.locator("main .error")).to_contain_text("AccessDenied")
+    other.click('nav a[data-page="buckets"]')
+    expect(other.locator(f'tr[data-bucket="{shared}"]')).to_be_visible()
+    expect(other.locator(f'tr[data-bucket="{private}"]')).to_have_count(0)
+    context.close()
+
+    page.once("dialog", lambda d: d.accept())
+    row.locator("button", has_text="Delete").click()
+    expect(page.locator(f'tr[data-key-id="{key_id}"]')).to_have_count(0)
+    assert key_id not in [k["id"] for k in admin_get(cluster, "keys")]
+
+
 def test_an_ended_session_returns_to_the_login_page(page, console_url, cluster):
     log_in(page, console_url, cluster)
     expect(page.locator("h1")).to_have_text("Overview")

@@ -6,6 +6,8 @@ const main = document.getElementById("main");
 let session = null;
 // The refresh timer of the page on show; cleared when another page is shown.
 let timer = null;
+// Pages shown so far: a page whose first render ends after another page was shown sets no timer.
+let visits = 0;
 // Continuation tokens of the pages seen, per bucket and prefix, so that "Previous" works.
 const listPages = new Map();
 
@@ -47,7 +49,8 @@ async function failure(r) {
 }
 
 const admin = async (path) => (await call("GET", `/api/admin/${path}`)).json();
-const adminPost = async (path) => (await call("POST", `/api/admin/${path}`)).json();
+const adminPost = async (path, body) => (await call("POST", `/api/admin/${path}`, body === undefined ? {} :
+  { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } })).json();
 
 /// Encodes one path component; a key goes whole, its slashes as %2F.
 const enc = (s) => encodeURIComponent(s);
@@ -202,11 +205,13 @@ const routes = {
   scrub: scrubPage,
   heal: healPage,
   replication: replicationPage,
+  keys: () => keysPage(),
 };
 
 function route() {
   if (!session) return;
   clearInterval(timer);
+  visits++;
   const [name, ...rest] = (location.hash.replace(/^#\/?/, "") || "overview").split("/");
   const show = routes[name] || overviewPage;
   for (const a of document.querySelectorAll(".top nav a")) {
@@ -215,17 +220,24 @@ function route() {
   }
   main.focus({ preventScroll: true });
   Promise.resolve(show(rest.map(decodeURIComponent))).catch((e) => {
-    if (e.status !== 401) main.replaceChildren(h("div", { class: "error", role: "alert" }, e.message));
+    if (e.status === 401) return;
+    const why = e.code === "AccessDenied" ? "This page needs the administrator's key. " : "";
+    main.replaceChildren(h("div", { class: "error", role: "alert" }, why + e.message));
   });
 }
 
-/// Renders now and every `ms` while the page is shown.
-function every(ms, render) {
-  const run = () => render().catch((e) => {
-    if (e.status !== 401) toast(e.message, true);
-  });
-  timer = setInterval(run, ms);
-  return run();
+/// Renders now and then every `ms` while the page is shown; `render` draws with the `page`-like
+/// function it is given, which draws nothing once another page is shown (a render may end after
+/// that). A first render that fails shows its error in the page (and nothing repeats); later
+/// failures show as notes.
+async function every(ms, render) {
+  const visit = visits;
+  const show = (...parts) => visit === visits && page(...parts);
+  await render(show);
+  if (visit !== visits) return;
+  timer = setInterval(() => render(show).catch((e) => {
+    if (e.status !== 401 && visit === visits) toast(e.message, true);
+  }), ms);
 }
 
 window.addEventListener("hashchange", route);
@@ -266,7 +278,7 @@ function diskCell(n) {
 }
 
 async function overviewPage() {
-  await every(5000, async () => {
+  await every(5000, async (show) => {
     const [nodes, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
     const up = nodes.filter((n) => n.up).length;
     const zones = [...new Set(nodes.map((n) => n.zone))];
@@ -285,7 +297,7 @@ async function overviewPage() {
       }
     }
     const healing = heal && heal.running ? `healing ${heal.node}` : "none";
-    page("Overview",
+    show("Overview",
       h("div", { class: "cards" },
         card("Region", activity.region, "region"),
         card("Nodes up", `${up} / ${nodes.length}`, "nodes-up"),
@@ -305,8 +317,22 @@ async function overviewPage() {
 
 // ---- Buckets ----
 
+/// The buckets with their usage (admin API), or, for a key that is not the administrator, the
+/// buckets S3's ListBuckets shows it, without usage.
+async function listBuckets() {
+  try {
+    return await admin("buckets");
+  } catch (e) {
+    if (e.code !== "AccessDenied") throw e;
+    const doc = await s3Xml("GET", "", "", "");
+    return [...doc.querySelectorAll("Bucket")].map((b) => ({
+      name: b.querySelector("Name").textContent, created: b.querySelector("CreationDate")?.textContent,
+    }));
+  }
+}
+
 async function bucketsPage() {
-  const buckets = await admin("buckets");
+  const buckets = await listBuckets();
   const name = h("input", { type: "text", id: "new-bucket", placeholder: "my-bucket", required: true, pattern: "[a-z0-9][a-z0-9.\\-]{1,61}[a-z0-9]" });
   const versioned = h("input", { type: "checkbox", id: "new-versioned" });
   const locked = h("input", { type: "checkbox", id: "new-locked" });
@@ -328,7 +354,7 @@ async function bucketsPage() {
     h("td", {}, h("a", { href: `#/browse/${enc(b.name)}` }, b.name)),
     h("td", { class: "num", "data-field": "objects" }, count(b.objects)),
     h("td", { class: "num", "data-field": "bytes" }, bytes(b.bytes)),
-    h("td", {}, b.versioning || "off", b.object_lock ? " · locked" : ""),
+    h("td", {}, b.versioning === undefined ? "—" : b.versioning || "off", b.object_lock ? " · locked" : ""),
     h("td", {}, when(b.created)),
     h("td", {}, h("div", { class: "row" },
       h("a", { class: "button secondary", href: `#/bucket/${enc(b.name)}` }, "Settings"),
@@ -582,7 +608,7 @@ function scrubProgress(s, up) {
 }
 
 async function scrubPage() {
-  await every(2000, async () => {
+  await every(2000, async (show) => {
     const nodes = await admin("status");
     const now = Date.now() / 1000;
     const rows = nodes.map((n) => {
@@ -603,7 +629,7 @@ async function scrubPage() {
           onclick: () => act(async () => { await adminPost(`scrub?node=${enc(n.id)}`); }, `Scrub started on ${n.id}.`),
         }, "Start pass")));
     });
-    page("Scrub",
+    show("Scrub",
       h("p", { class: "muted" }, "Each node re-reads its fragment files and checks every block's hash. Corrupt files are moved aside and the node is healed from the others."),
       h("table", { id: "scrub" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Node"), h("th", {}, "Zone"), h("th", {}, "State"),
         h("th", {}, "Current pass"), h("th", { class: "num" }, "Files"), h("th", { class: "num" }, "Speed"), h("th", {}, "Last finished"),
@@ -615,7 +641,7 @@ async function scrubPage() {
 // ---- Healing ----
 
 async function healPage() {
-  await every(2000, async () => {
+  await every(2000, async (show) => {
     const [heal, nodes] = await Promise.all([admin("heal"), admin("status")]);
     const select = h("select", { id: "heal-node", "aria-label": "Node to heal" }, nodes.map((n) => h("option", { value: n.id }, `${n.id} (${n.zone})${n.needs_heal ? " — needs heal" : ""}`)));
     const waiting = nodes.filter((n) => n.needs_heal || n.behind);
@@ -630,7 +656,7 @@ async function healPage() {
         ["Bytes rebuilt", bytes(heal.bytes_rebuilt)], ["Speed", `${bytes(heal.bytes_per_sec)}/s`], ["Errors", count(heal.errors)],
       ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])))
       : h("p", { class: "muted" }, "No heal has run since this gateway started.");
-    page("Healing and repair",
+    show("Healing and repair",
       h("p", { class: "muted" }, "A heal compares a node's shards with the other holders' and rebuilds what it lacks. Nodes that come back after missing writes are healed on their own; read repair fixes damage a GET meets."),
       h("form", {
         class: "panel row", onsubmit: (e) => {
@@ -651,6 +677,54 @@ async function replicationPage() {
   page("Replication",
     h("div", { class: "notice" }, `This cluster is one region (${activity.region}): there is no other region to replicate to. `,
       "When regions are configured, their replication lag and backlog per region pair appear here."));
+}
+
+// ---- Access keys ----
+
+async function keysPage(created) {
+  const [keys, buckets] = await Promise.all([admin("keys"), admin("buckets")]);
+  const name = h("input", { type: "text", id: "new-key", required: true, maxlength: 128, placeholder: "backups" });
+  const mayCreate = h("input", { type: "checkbox", id: "new-key-create-bucket" });
+  const create = h("form", {
+    class: "panel row", onsubmit: (e) => {
+      e.preventDefault();
+      act(async () => { await keysPage(await adminPost("keys", { name: name.value, create_bucket: mayCreate.checked })); });
+    },
+  }, h("label", { for: "new-key", class: "inline" }, "New key named"), name,
+    h("label", { class: "inline" }, mayCreate, "May create buckets"), h("button", { type: "submit" }, "Create key"));
+  const secret = created ? h("div", { class: "notice", role: "alert", id: "created-key" },
+    h("strong", {}, `Key ${created.name} created. `), "Its secret is shown this once: copy it now.",
+    h("dl", { class: "props", style: "margin-top: .6em" }, h("dt", {}, "Access key"), h("dd", {}, h("code", { "data-field": "id" }, created.id)),
+      h("dt", {}, "Secret key"), h("dd", {}, h("code", { "data-field": "secret" }, created.secret)))) : "";
+  const grantForm = (k) => {
+    const bucket = h("select", { "aria-label": `Bucket for ${k.name}` }, buckets.map((b) => h("option", { value: b.name }, b.name)));
+    const boxes = ["read", "write", "owner"].map((p) => [p, h("input", { type: "checkbox", "aria-label": `${p} for ${k.name}` })]);
+    const change = (verb) => act(async () => {
+      const body = { bucket: bucket.value };
+      for (const [p, box] of boxes) body[p] = box.checked;
+      await adminPost(`keys/${enc(k.id)}/${verb}`, body);
+      await keysPage();
+    }, verb === "allow" ? "Granted." : "Taken back.");
+    return h("div", { class: "row" }, bucket, boxes.map(([p, box]) => h("label", { class: "inline" }, box, p)),
+      h("button", { type: "button", class: "secondary", disabled: !buckets.length, onclick: () => change("allow") }, "Allow"),
+      h("button", { type: "button", class: "secondary", disabled: !buckets.length, onclick: () => change("deny") }, "Deny"));
+  };
+  const grants = (k) => (k.buckets.length ? k.buckets.map((g) =>
+    h("div", {}, h("code", {}, g.bucket), ": ", ["read", "write", "owner"].filter((p) => g[p]).join(", ") || "nothing")) : h("span", { class: "muted" }, "no grants"));
+  const rows = keys.map((k) => h("tr", { "data-key-id": k.id },
+    h("td", {}, h("code", {}, k.id)), h("td", {}, k.name), h("td", {}, when(k.created)),
+    h("td", {}, k.create_bucket ? "yes" : "no"), h("td", {}, grants(k)), h("td", {}, grantForm(k)),
+    h("td", {}, h("button", {
+      type: "button", class: "danger", "aria-label": `Delete key ${k.name}`,
+      onclick: () => confirm(`Delete key ${k.name} (${k.id})? Clients using it are refused within seconds.`) &&
+        act(async () => { await call("DELETE", `/api/admin/keys/${enc(k.id)}`); await keysPage(); }, `Key ${k.name} deleted.`),
+    }, "Delete"))));
+  page("Access keys",
+    h("p", { class: "muted" }, "Keys other than the administrator's (the one in the gateway's config) may use the buckets they are granted, and those they create."),
+    secret, create,
+    keys.length ? h("table", { id: "keys" }, h("thead", {}, h("tr", {}, h("th", {}, "Access key"), h("th", {}, "Name"), h("th", {}, "Created"),
+      h("th", {}, "Creates buckets"), h("th", {}, "Grants"), h("th", {}, "Change a grant"), h("th", {}, ""))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No keys besides the administrator's."));
 }
 
 // ---- Start ----
