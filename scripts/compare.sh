@@ -67,6 +67,8 @@ while True:
 PY
 }
 
+# Each bucket is a SeaweedFS collection that grows seven volumes of its own: with the defaults
+# (at most 8 volumes of 30 GiB) the second bucket finds none, so volumes are 1 GiB and many.
 start_seaweed() {
   local dir="$WORK/seaweed"
   rm -rf "$dir" && mkdir -p "$dir/data"
@@ -77,8 +79,11 @@ EOF
   SEAWEED_PORT=$(free_port)
   setsid "$WEED" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$(free_port)" -volume.port="$(free_port)" -filer.port="$(free_port)" \
-    -s3 -s3.port="$SEAWEED_PORT" -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 &
+    -master.volumeSizeLimitMB=1024 -volume.max=256 \
+    -s3 -s3.port="$SEAWEED_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" \
+    >"$dir/weed.log" 2>&1 &
   pids+=($!)
+  disown
   wait_port "$SEAWEED_PORT"
   # The S3 port opens before the filer and volume servers are ready for writes.
   for _ in $(seq 1 60); do
@@ -97,6 +102,7 @@ start_tessera() {
   setsid "$TESSERA" dev --data-dir "$dir/data" --s3-port "$TESSERA_PORT" \
     --console-port "$(free_port)" >"$dir/dev.log" 2>&1 &
   pids+=($!)
+  disown
   wait_port "$TESSERA_PORT"
 }
 
@@ -114,7 +120,7 @@ run_bench() { # store port round name args...
   local store=$1 port=$2 round=$3 name=$4
   shift 4
   # shellcheck disable=SC2068
-  "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-$name-$round" \
+  RUST_BACKTRACE=0 "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-${name,,}-$round" \
     --duration "$DURATION" --json $@ >"$WORK/reports/$round-$name-$store.json" \
     2>"$WORK/reports/$round-$name-$store.err" || echo "  ($store $name: errors, see $WORK/reports)" >&2
 }
