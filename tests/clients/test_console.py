@@ -269,6 +269,11 @@ def test_a_heal_started_from_the_console_runs_to_its_end(page, console_url, clus
     expect(page.locator("h1")).to_have_text("Overview")
     page.click('nav a[data-page="heal"]')
     page.select_option("#heal-node", node)
+    page.focus("#heal-node")
+    # The page redraws every 2 s: the choice and the keyboard focus survive it.
+    page.wait_for_timeout(2500)
+    expect(page.locator("#heal-node")).to_have_value(node)
+    expect(page.locator("#heal-node")).to_be_focused()
     page.click("text=Heal node")
     expect(page.locator("main .panel strong", has_text=f"Node {node}")).to_be_visible()
     expect(page.locator("main .badge", has_text="finished")).to_be_visible(timeout=120_000)

@@ -134,8 +134,25 @@ async function act(fn, done) {
   }
 }
 
+/// Draws a page. Redrawn (by `every`), it keeps what the user chose in its fields and where the
+/// keyboard focus was, matching elements by id or label.
 function page(title, ...children) {
+  const redraw = main.querySelector("h1")?.textContent === title;
+  const keyOf = (el) => el.id || el.getAttribute("aria-label");
+  const kept = new Map();
+  let focused = null;
+  if (redraw) {
+    for (const el of main.querySelectorAll("input:not([type=file]), select, textarea")) {
+      if (keyOf(el)) kept.set(keyOf(el), el.type === "checkbox" ? el.checked : el.value);
+    }
+    if (document.activeElement !== main && main.contains(document.activeElement)) focused = keyOf(document.activeElement);
+  }
   main.replaceChildren(h("h1", {}, title), ...children);
+  for (const el of main.querySelectorAll("[id], [aria-label]")) {
+    const key = keyOf(el);
+    if (kept.has(key)) el[el.type === "checkbox" ? "checked" : "value"] = kept.get(key);
+    if (focused && key === focused) el.focus({ preventScroll: true });
+  }
 }
 
 // ---- Session ----
