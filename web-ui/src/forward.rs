@@ -22,8 +22,9 @@ const HASHED_BODY_LIMIT: u64 = 1 << 20;
 /// The `Host` the console's requests carry: not a name virtual-hosted-style addressing matches.
 const UPSTREAM_HOST: &str = "localhost";
 
-/// Request headers the page may set on a forwarded call (with every `x-amz-*` one but those the
-/// signature itself sets). Anything else, cookies above all, stays in the console.
+/// Request headers the page may set on a forwarded call, besides `Content-MD5` and every
+/// `x-amz-*` one but those the signature itself sets. Anything else (cookies above all, and the
+/// browser's own headers) stays in the console.
 const FORWARDED_HEADERS: [HeaderName; 12] = [
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
@@ -78,7 +79,7 @@ where
                 name.as_str(),
                 "x-amz-date" | "x-amz-content-sha256" | "x-amz-security-token"
             );
-        if amz || FORWARDED_HEADERS.contains(name) {
+        if amz || name.as_str() == "content-md5" || FORWARDED_HEADERS.contains(name) {
             headers.append(name.clone(), value.clone());
         }
     }

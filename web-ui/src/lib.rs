@@ -54,6 +54,7 @@ pub struct Console {
 
 /// A login form, as the page posts it.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Login {
     access_key: String,
     secret_key: String,
@@ -379,6 +380,13 @@ mod tests {
         let form = [("content-type", "text/plain")];
         let (status, _, _) = send(&console, Method::POST, "/api/login", &form, good).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "only JSON logins");
+        let extra = r#"{"access_key":"GOOD","secret_key":"s","remember":true}"#;
+        let (status, _, _) = send(&console, Method::POST, "/api/login", &json, extra).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "no field is taken and ignored"
+        );
         let (cookie, _) = log_in(&console).await;
         let (status, _, answer) = send(
             &console,
@@ -403,6 +411,7 @@ mod tests {
             &[
                 ("cookie", &cookie),
                 ("range", "bytes=0-1"),
+                ("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg=="),
                 ("x-custom", "1"),
             ],
             "",
@@ -417,6 +426,7 @@ mod tests {
             .map(|h| h.as_str().unwrap())
             .collect();
         assert!(headers.contains(&"authorization") && headers.contains(&"range"));
+        assert!(headers.contains(&"content-md5"));
         assert!(!headers.contains(&"cookie") && !headers.contains(&"x-custom"));
         let (_, _, seen) = send(
             &console,
