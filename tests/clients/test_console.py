@@ -82,6 +82,12 @@ def log_in(page, url: str, cluster, secret: str | None = None) -> None:
     page.click("button[type=submit]")
 
 
+def logged_in(page, url: str, cluster) -> None:
+    """Logs in with the administrator's key and waits for the first page."""
+    log_in(page, url, cluster)
+    expect(page.locator("h1")).to_have_text("Overview")
+
+
 def test_a_wrong_login_is_refused_without_saying_which_half(page, console_url, cluster):
     log_in(page, console_url, cluster, secret="not-the-secret")
     alert = page.locator(".login .error")
@@ -95,8 +101,7 @@ def test_a_wrong_login_is_refused_without_saying_which_half(page, console_url, c
 
 
 def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     nodes = admin_get(cluster, "status")
     up = sum(1 for n in nodes if n["up"])
     expect(page.locator('[data-field="nodes-up"]')).to_have_text(f"{up} / {len(nodes)}")
@@ -121,8 +126,7 @@ def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
 def test_buckets_objects_versions_and_downloads(page, console_url, cluster, tmp_path):
     s3 = cluster.client()
     bucket = unique_bucket("console")
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     page.click('nav a[data-page="buckets"]')
     page.fill("#new-bucket", bucket)
     page.check("#new-versioned")
@@ -194,8 +198,7 @@ def test_an_upload_that_fails_says_why(page, console_url, cluster, tmp_path):
     s3 = cluster.client()
     bucket = unique_bucket("gone")
     s3.create_bucket(Bucket=bucket)
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     page.goto(f"{console_url}/#/browse/{bucket}")
     expect(page.locator("main p.muted")).to_have_text("This bucket is empty.")
     s3.delete_bucket(Bucket=bucket)
@@ -213,8 +216,7 @@ def test_scrub_runs_to_its_end_and_matches_the_admin_api(page, console_url, clus
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=bytes([i]) * 400_000)
     node = cluster.node_ids[0]
     before = next(n for n in admin_get(cluster, "status") if n["id"] == node)["scrub"]
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     page.click('nav a[data-page="scrub"]')
     row = page.locator(f'tr[data-node="{node}"]')
     row.locator("button", has_text="Start pass").click()
@@ -233,8 +235,7 @@ def test_bucket_settings_are_shown_and_edited(page, console_url, cluster):
     s3 = cluster.client()
     bucket = unique_bucket("settings")
     s3.create_bucket(Bucket=bucket)
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     page.goto(f"{console_url}/#/bucket/{bucket}")
     expect(page.locator("#versioning-status")).to_have_text("Off")
     page.click("text=Enable versioning")
@@ -265,8 +266,7 @@ def test_bucket_settings_are_shown_and_edited(page, console_url, cluster):
 
 def test_a_heal_started_from_the_console_runs_to_its_end(page, console_url, cluster):
     node = cluster.node_ids[1]
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     page.click('nav a[data-page="heal"]')
     page.select_option("#heal-node", node)
     page.focus("#heal-node")
@@ -288,8 +288,7 @@ def test_keys_are_made_granted_and_deleted_and_a_key_sees_its_buckets(browser, p
     shared, private = unique_bucket("shared"), unique_bucket("private")
     for bucket in (shared, private):
         s3.create_bucket(Bucket=bucket)
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     page.click('nav a[data-page="keys"]')
     page.fill("#new-key", "team")
     page.click("text=Create key")
@@ -323,8 +322,7 @@ def test_keys_are_made_granted_and_deleted_and_a_key_sees_its_buckets(browser, p
 
 
 def test_an_ended_session_returns_to_the_login_page(page, console_url, cluster):
-    log_in(page, console_url, cluster)
-    expect(page.locator("h1")).to_have_text("Overview")
+    logged_in(page, console_url, cluster)
     cookie = next(c for c in page.context.cookies() if c["name"] == "tessera_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     # A session the server no longer knows (it ended, or the gateway restarted).
