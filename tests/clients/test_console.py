@@ -321,6 +321,36 @@ def test_keys_are_made_granted_and_deleted_and_a_key_sees_its_buckets(browser, p
     assert key_id not in [k["id"] for k in admin_get(cluster, "keys")]
 
 
+def tab_to(page, predicate: str, presses: int = 40) -> None:
+    """Presses Tab until the focused element satisfies a JavaScript predicate on `el`."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"(el => {predicate})(document.activeElement)"):
+            return
+    raise AssertionError(f"Tab never reached an element where {predicate}")
+
+
+def test_the_console_is_usable_by_keyboard_alone(page, console_url, cluster):
+    s3 = cluster.client()
+    bucket = unique_bucket("keyboard")
+    page.goto(console_url)
+    # The login form takes the focus; Tab and Enter do the rest.
+    expect(page.locator("#access-key")).to_be_focused()
+    page.keyboard.type(cluster.access_key)
+    page.keyboard.press("Tab")
+    page.keyboard.type(cluster.secret_key)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Overview")
+    tab_to(page, "el.dataset.page === 'buckets'")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Buckets")
+    tab_to(page, "el.id === 'new-bucket'")
+    page.keyboard.type(bucket)
+    page.keyboard.press("Enter")
+    expect(page.locator(f'tr[data-bucket="{bucket}"]')).to_be_visible()
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
 def test_an_ended_session_returns_to_the_login_page(page, console_url, cluster):
     logged_in(page, console_url, cluster)
     cookie = next(c for c in page.context.cookies() if c["name"] == "tessera_console")
