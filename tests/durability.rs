@@ -420,3 +420,78 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
     assert!(read == fragment, "the fragment reads back as sent");
     assert_eq!(leftovers(), 0);
 }
+
+/// A record as a holder commits it: an empty object's, at `version`.
+fn empty_object(
+    key: &str,
+    version: node_rpc::record::Version,
+) -> node_rpc::protocol::CommitRequest {
+    let mut record = node_rpc::record::ObjectRecord::tombstone(version, false);
+    record.deleted = false;
+    record.etag = "d41d8cd98f00b204e9800998ecf8427e".into();
+    node_rpc::protocol::CommitRequest {
+        bucket: [0x24; 16],
+        key: key.into(),
+        record,
+        upload_id: None,
+        claim: None,
+    }
+}
+
+/// `GET /metrics` of a node, with the cluster's metrics token.
+async fn node_metrics(addr: &str, secret: &node_rpc::auth::ClusterSecret) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        secret.metrics_token()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+    answer
+}
+
+/// Many concurrent commits to one node go out gathered into batches (`POST /v1/commits`), and
+/// each is still answered by itself as a lone call would be: applied, or `false` for a version
+/// older than the one the node has. Every applied record is listed once.
+#[tokio::test(flavor = "multi_thread")]
+async fn gathered_commits_are_each_applied_and_answered() {
+    use node_rpc::record::Version;
+    let cluster = TestCluster::start();
+    let (addr, secret) = cluster.first_node();
+    let secret = node_rpc::auth::ClusterSecret::new(secret);
+    let client = node_rpc::NodeClient::new(secret.clone(), std::time::Duration::from_secs(10));
+    let older = Version::now();
+    let newer = Version::now();
+    assert!(older < newer);
+    assert!(client
+        .commit(&addr, &empty_object("stale", newer))
+        .await
+        .unwrap());
+
+    let mut commits: Vec<_> = (0..400)
+        .map(|i| empty_object(&format!("key-{i:03}"), Version::now()))
+        .collect();
+    commits.insert(200, empty_object("stale", older));
+    let answers = futures::future::join_all(commits.iter().map(|c| client.commit(&addr, c))).await;
+    for (commit, answer) in commits.iter().zip(&answers) {
+        let applied = *answer
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}", commit.key));
+        assert_eq!(applied, commit.key != "stale", "{}", commit.key);
+    }
+
+    let keys = common::listed_keys(&client, &addr, [0x24; 16]).await;
+    let mut expected: Vec<String> = (0..400).map(|i| format!("key-{i:03}")).collect();
+    expected.push("stale".into());
+    assert_eq!(keys, expected);
+
+    let metrics = node_metrics(&addr, &secret).await;
+    let batches = metrics
+        .lines()
+        .find(|l| l.starts_with("tessera_node_calls_total{") && l.contains("call=\"commit_batch\""))
+        .unwrap_or_else(|| panic!("no batch of commits was counted:\n{metrics}"));
+    assert!(batches.contains("status=\"200\""), "{batches}");
+}

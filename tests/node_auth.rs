@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{random_bytes, TestCluster};
+use common::{listed_keys, random_bytes, TestCluster};
 use node_rpc::auth::{BodyDigest, ClusterSecret, StreamKey};
 use node_rpc::body::full;
 use node_rpc::client::{FragmentBody, NodeClient, RpcError};
-use node_rpc::protocol::{CommitRequest, ListRequest, BLOCK_SIZE_HEADER};
+use node_rpc::protocol::{CommitRequest, BLOCK_SIZE_HEADER};
 use node_rpc::protocol::{DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER};
 use node_rpc::record::{BucketId, ObjectRecord, Version};
 use node_rpc::tls;
@@ -105,23 +105,6 @@ async fn read_answer(socket: &mut TcpStream) -> (u16, String) {
         .expect("the node answered")
 }
 
-async fn listed_keys(client: &NodeClient, addr: &str) -> Vec<String> {
-    let listing = client
-        .list(
-            addr,
-            &ListRequest {
-                bucket: BUCKET,
-                prefix: String::new(),
-                start_after: None,
-                delimiter: None,
-                limit: 1000,
-            },
-        )
-        .await
-        .unwrap();
-    listing.items.iter().map(|i| i.name().to_string()).collect()
-}
-
 /// A captured commit is taken once: sent again it is refused, and its headers with another body
 /// (another key, same length) are refused too; neither key the attacker chose is listed.
 #[tokio::test(flavor = "multi_thread")]
@@ -147,7 +130,7 @@ async fn captured_commits_are_not_taken_again_or_with_another_body() {
     let (status, message) = send_bytes(&addr, &original).await;
     assert_eq!(status, 403, "the same bytes again: {message}");
 
-    let keys = listed_keys(&client, &addr).await;
+    let keys = listed_keys(&client, &addr, BUCKET).await;
     assert_eq!(keys, ["victim/aaaa"], "only the call sent once is applied");
     assert!(!keys.iter().any(|k| k.starts_with("forged")));
 }

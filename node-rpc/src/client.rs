@@ -2,11 +2,12 @@
 
 use crate::auth::{BodyDigest, StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, HttpBody};
+use crate::commits::{self, Gathering};
 use crate::protocol::{
-    parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, ListRequest,
-    ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage,
-    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
-    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitOutcome,
+    CommitRequest, ListRequest, ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus,
+    ShardDigest, ShardUsage, UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
+    DATA_SHARDS_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
     BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -50,6 +51,9 @@ pub enum RpcError {
     Truncated,
     #[error("raw fragment transfer: {0}")]
     Raw(#[from] std::io::Error),
+    /// A commit sent with others (see `commits`) whose call failed, or that had no answer.
+    #[error("batched commit: {0}")]
+    Gathered(String),
 }
 
 fn object_path(bucket: &BucketId, key: &str, query: Option<String>) -> String {
@@ -110,6 +114,8 @@ pub struct NodeClient {
     timeout: Duration,
     /// Id of the holder whose share of a write this client's calls carry (see `HINT_QUERY`).
     hint_for: Option<String>,
+    /// Commits waiting to be sent together, per node.
+    gathering: Arc<Gathering>,
 }
 
 /// What a node reports about itself.
@@ -196,6 +202,7 @@ impl NodeClient {
             secret,
             timeout,
             hint_for: None,
+            gathering: Arc::default(),
         }
     }
 
@@ -316,11 +323,29 @@ impl NodeClient {
         body: Option<&impl Serialize>,
     ) -> Result<T, RpcError> {
         let body = match body {
-            Some(b) => Outgoing::Whole(serde_json::to_vec(b)?.into()),
-            None => Outgoing::Whole(Bytes::new()),
+            Some(b) => serde_json::to_vec(b)?.into(),
+            None => Bytes::new(),
         };
+        self.call_with(addr, method, path, body).await
+    }
+
+    /// `call` with a body already serialized.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, RpcError> {
         let incoming = self
-            .send(addr, method, path, &[], body, Some(self.timeout))
+            .send(
+                addr,
+                method,
+                path,
+                &[],
+                Outgoing::Whole(body),
+                Some(self.timeout),
+            )
             .await?
             .into_body();
         let bytes = tokio::time::timeout(self.timeout, incoming.collect())
@@ -472,9 +497,33 @@ impl NodeClient {
     }
 
     /// Returns whether the node applied the record (false: it had the same or a newer version).
+    /// Plain commits to the node itself are gathered with others under load (see `commits`);
+    /// a conditional one, or one a substitute keeps as a hint, goes alone.
     pub async fn commit(&self, addr: &str, commit: &CommitRequest) -> Result<bool, RpcError> {
-        self.call(addr, Method::POST, "/v1/commit", Some(commit))
+        let body = Bytes::from(serde_json::to_vec(commit)?);
+        if self.hint_for.is_some() || commit.claim.is_some() {
+            return self.commit_alone(addr, body).await;
+        }
+        commits::commit(self, addr, body).await
+    }
+
+    /// `POST /v1/commit` of a serialized `CommitRequest`.
+    pub(crate) async fn commit_alone(&self, addr: &str, body: Bytes) -> Result<bool, RpcError> {
+        self.call_with(addr, Method::POST, "/v1/commit", body).await
+    }
+
+    /// `POST /v1/commits` of a JSON array of plain `CommitRequest`s.
+    pub(crate) async fn commit_batch(
+        &self,
+        addr: &str,
+        array: Bytes,
+    ) -> Result<Vec<CommitOutcome>, RpcError> {
+        self.call_with(addr, Method::POST, "/v1/commits", array)
             .await
+    }
+
+    pub(crate) fn gathering(&self) -> &Gathering {
+        &self.gathering
     }
 
     /// The key's current record (`version` None) or one version of it.

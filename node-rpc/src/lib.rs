@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cluster;
+mod commits;
 pub mod object_lock;
 pub mod protocol;
 pub mod record;

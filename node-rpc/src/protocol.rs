@@ -52,6 +52,17 @@ pub struct CommitRequest {
     pub claim: Option<String>,
 }
 
+/// One commit's outcome in a node's answer to `POST /v1/commits` (a JSON array of plain
+/// `CommitRequest`s, none with a claim), in the order they were asked.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitOutcome {
+    /// What `POST /v1/commit` answers: `false` when the holder already has a newer version.
+    Applied(bool),
+    /// Refused, with the status and message `POST /v1/commit` would have been answered with.
+    Refused { status: u16, error: String },
+}
+
 /// A holder's answer for the current version of a key, or for one version of it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Lookup {

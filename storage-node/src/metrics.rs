@@ -13,12 +13,13 @@ use telemetry::{Counter, Exposition, Histogram, Kind, StatusCounts};
 pub static METRICS: NodeMetrics = NodeMetrics::new();
 
 /// The calls of the node protocol, by method and first path segment after `/v1/`, as labels.
-const CALLS: [(Method, &str, &str); 27] = [
+const CALLS: [(Method, &str, &str); 28] = [
     (Method::GET, "health", "health"),
     (Method::PUT, "fragment", "fragment_write"),
     (Method::GET, "fragment", "fragment_read"),
     (Method::DELETE, "fragment", "fragment_delete"),
     (Method::POST, "commit", "commit"),
+    (Method::POST, "commits", "commit_batch"),
     (Method::GET, "object", "lookup"),
     (Method::POST, "purge", "purge"),
     (Method::GET, "digests", "digests"),

@@ -480,6 +480,23 @@ pub fn signing_key(secret: &str, date: &str) -> [u8; 32] {
 }
 
 /// Deterministic pseudo-random bytes, so a failure can be reproduced.
+/// The keys a node lists in `bucket` (up to 1000), straight from the node.
+pub async fn listed_keys(
+    client: &node_rpc::NodeClient,
+    addr: &str,
+    bucket: node_rpc::record::BucketId,
+) -> Vec<String> {
+    let request = node_rpc::protocol::ListRequest {
+        bucket,
+        prefix: String::new(),
+        start_after: None,
+        delimiter: None,
+        limit: 1000,
+    };
+    let listing = client.list(addr, &request).await.unwrap();
+    listing.items.iter().map(|i| i.name().to_string()).collect()
+}
+
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)

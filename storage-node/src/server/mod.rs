@@ -13,8 +13,8 @@ use crate::config::NodeConfig;
 use crate::hints::{self, Hint};
 use crate::metrics::{NodeMetrics, Snapshot, METRICS};
 use crate::protocol::{
-    unix_now, ClaimRequest, ClusterSecret, CommitRequest, ListRequest, PartRequest, PurgeRequest,
-    UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
+    unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, ListRequest, PartRequest,
+    PurgeRequest, UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
 use crate::scrub::{self, ScrubSettings, Scrubber};
@@ -79,6 +79,14 @@ impl NodeError {
             NodeError::Store(StoreError::Locked) => StatusCode::LOCKED,
             NodeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+/// A refusal of one commit of a batch, as a lone call's answer would have said it.
+fn refused(e: NodeError) -> CommitOutcome {
+    CommitOutcome::Refused {
+        status: e.status().as_u16(),
+        error: e.to_string(),
     }
 }
 
@@ -390,6 +398,49 @@ impl Node {
                         .unwrap_or(Err(StoreError::CommitterGone))?,
                 };
                 json(&applied)
+            }
+            (Method::POST, ["v1", "commits"]) => {
+                let commits: Vec<CommitRequest> = read_json(req)?;
+                let disk_full = match commits.iter().any(|c| !c.record.deleted) {
+                    true => self.ensure_space().err().map(refused),
+                    false => None,
+                };
+                // All queued before any is awaited: they share the committer's groups.
+                let pending: Vec<_> = commits
+                    .into_iter()
+                    .map(
+                        |commit| match (&commit.claim, commit.record.deleted, &disk_full) {
+                            (Some(_), ..) => {
+                                Err(refused(bad("a conditional commit is sent alone")))
+                            }
+                            (None, false, Some(CommitOutcome::Refused { status, error })) => {
+                                Err(CommitOutcome::Refused {
+                                    status: *status,
+                                    error: error.clone(),
+                                })
+                            }
+                            _ => Ok(store.submit_commit(
+                                commit.bucket,
+                                commit.key,
+                                commit.record,
+                                commit.upload_id,
+                            )),
+                        },
+                    )
+                    .collect();
+                let mut outcomes = Vec::with_capacity(pending.len());
+                for commit in pending {
+                    outcomes.push(match commit {
+                        Ok(outcome) => {
+                            match outcome.await.unwrap_or(Err(StoreError::CommitterGone)) {
+                                Ok(applied) => CommitOutcome::Applied(applied),
+                                Err(e) => refused(e.into()),
+                            }
+                        }
+                        Err(refusal) => refusal,
+                    });
+                }
+                json(&outcomes)
             }
             (Method::GET, ["v1", "object", bucket, key]) => {
                 let bucket = bucket_id(bucket)?;
