@@ -10,7 +10,7 @@ use crate::protocol::{
     DATA_SHARDS_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
-    BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
+    BucketId, BucketRecord, Inline, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
 };
 use crate::tls::{self, TlsError};
 use crate::ClusterConfig;
@@ -500,7 +500,18 @@ impl NodeClient {
     /// Plain commits to the node itself are gathered with others under load (see `commits`);
     /// a conditional one, or one a substitute keeps as a hint, goes alone.
     pub async fn commit(&self, addr: &str, commit: &CommitRequest) -> Result<bool, RpcError> {
-        let body = Bytes::from(serde_json::to_vec(commit)?);
+        // Sized for its inline fragments, so that serializing does not grow and copy the buffer
+        // over and over (a few percent of a gateway's CPU under small PUTs).
+        let inline: usize = commit
+            .record
+            .parts
+            .iter()
+            .filter_map(|p| p.inline.as_ref())
+            .map(Inline::json_len)
+            .sum();
+        let mut body = Vec::with_capacity(inline + 2048);
+        serde_json::to_writer(&mut body, commit)?;
+        let body = Bytes::from(body);
         if self.hint_for.is_some() || commit.claim.is_some() {
             return self.commit_alone(addr, body).await;
         }
@@ -520,6 +531,10 @@ impl NodeClient {
     ) -> Result<Vec<CommitOutcome>, RpcError> {
         self.call_with(addr, Method::POST, "/v1/commits", array)
             .await
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub(crate) fn gathering(&self) -> &Gathering {

@@ -69,9 +69,13 @@ pub(crate) async fn commit(client: &NodeClient, addr: &str, body: Bytes) -> Resu
         }
     };
     match turn {
-        Turn::Later(outcome) => outcome
-            .await
-            .unwrap_or_else(|_| Err(RpcError::Gathered("the batch was dropped".into()))),
+        // As long as a lone call may take, waiting for a slot included: a paused node must not
+        // hold a write up longer because its commit queued behind another.
+        Turn::Later(outcome) => match tokio::time::timeout(client.timeout(), outcome).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(RpcError::Gathered("the batch was dropped".into())),
+            Err(_) => Err(RpcError::Timeout),
+        },
         Turn::Now(body) => {
             // Lands even if this future is dropped mid-call, so that the slot is never lost.
             let _landing = Landing { client, addr };
@@ -108,6 +112,8 @@ impl Drop for Landing<'_> {
 fn next_batch(gathering: &Gathering, addr: &str) -> Option<Vec<Queued>> {
     let mut nodes = gathering.nodes.lock().expect("never poisoned");
     let queue = nodes.get_mut(addr)?;
+    // Those whose callers gave up waiting are not sent: they were answered with a timeout.
+    queue.waiting.retain(|q| !q.done.is_closed());
     if queue.waiting.is_empty() {
         queue.flying -= 1;
         return None;

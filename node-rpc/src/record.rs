@@ -625,6 +625,11 @@ impl Inline {
         Inline(RawValue::from_string(json).expect("quoted base64 is a JSON string"))
     }
 
+    /// Its length as JSON (base64 and quotes).
+    pub fn json_len(&self) -> usize {
+        self.0.get().len()
+    }
+
     pub fn decode(&self) -> Result<Vec<u8>, base64::DecodeError> {
         STANDARD.decode(self.base64())
     }
