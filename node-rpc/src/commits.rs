@@ -213,3 +213,55 @@ impl RpcError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ClusterSecret;
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+
+    fn flying(client: &NodeClient, addr: &str) -> usize {
+        let nodes = client.gathering().nodes.lock().unwrap();
+        nodes.get(addr).map_or(0, |q| q.flying)
+    }
+
+    /// A node that takes connections and never answers.
+    async fn silent_node() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        (addr, held)
+    }
+
+    /// Callers that give up (a client that hung up, say) free their slots for good: the node's
+    /// commits fly again, one at a time, once the calls that were in the air have ended.
+    #[tokio::test]
+    async fn callers_that_give_up_free_their_slots() {
+        let (addr, _held) = silent_node().await;
+        let timeout = Duration::from_millis(300);
+        let client = NodeClient::new(ClusterSecret::new("s".repeat(32)), timeout);
+        let callers: Vec<_> = (0..FLIGHTS + 3)
+            .map(|_| {
+                let (client, addr) = (client.clone(), addr.clone());
+                tokio::spawn(async move { commit(&client, &addr, Bytes::from_static(b"{}")).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(flying(&client, &addr), FLIGHTS, "the rest queued");
+        for caller in &callers {
+            caller.abort();
+        }
+        tokio::time::sleep(timeout * 3).await;
+        assert_eq!(flying(&client, &addr), 0, "every slot was given back");
+
+        let lone = commit(&client, &addr, Bytes::from_static(b"{}")).await;
+        assert!(matches!(lone, Err(RpcError::Timeout)), "{lone:?}");
+        assert_eq!(flying(&client, &addr), 0);
+    }
+}
