@@ -143,9 +143,9 @@ async fn fly(client: NodeClient, addr: String, mut batch: Vec<Queued>) {
     }
 }
 
-async fn send(client: &NodeClient, addr: &str, batch: Vec<Queued>) {
-    if let [_] = batch.as_slice() {
-        let Queued { body, done } = batch.into_iter().next().expect("one");
+async fn send(client: &NodeClient, addr: &str, mut batch: Vec<Queued>) {
+    if batch.len() == 1 {
+        let Queued { body, done } = batch.pop().expect("one");
         let _ = done.send(client.commit_alone(addr, body).await);
         return;
     }

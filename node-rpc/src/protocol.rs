@@ -54,7 +54,7 @@ pub struct CommitRequest {
 
 /// One commit's outcome in a node's answer to `POST /v1/commits` (a JSON array of plain
 /// `CommitRequest`s, none with a claim), in the order they were asked.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommitOutcome {
     /// What `POST /v1/commit` answers: `false` when the holder already has a newer version.

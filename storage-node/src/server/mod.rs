@@ -401,32 +401,29 @@ impl Node {
             }
             (Method::POST, ["v1", "commits"]) => {
                 let commits: Vec<CommitRequest> = read_json(req)?;
-                let disk_full = match commits.iter().any(|c| !c.record.deleted) {
-                    true => self.ensure_space().err().map(refused),
-                    false => None,
+                // As `/v1/commit`: a full disk refuses new data, not deletions.
+                let disk_full = if commits.iter().any(|c| !c.record.deleted) {
+                    self.ensure_space().err().map(refused)
+                } else {
+                    None
                 };
                 // All queued before any is awaited: they share the committer's groups.
                 let pending: Vec<_> = commits
                     .into_iter()
-                    .map(
-                        |commit| match (&commit.claim, commit.record.deleted, &disk_full) {
-                            (Some(_), ..) => {
-                                Err(refused(bad("a conditional commit is sent alone")))
-                            }
-                            (None, false, Some(CommitOutcome::Refused { status, error })) => {
-                                Err(CommitOutcome::Refused {
-                                    status: *status,
-                                    error: error.clone(),
-                                })
-                            }
-                            _ => Ok(store.submit_commit(
-                                commit.bucket,
-                                commit.key,
-                                commit.record,
-                                commit.upload_id,
-                            )),
-                        },
-                    )
+                    .map(|commit| {
+                        if commit.claim.is_some() {
+                            return Err(refused(bad("a conditional commit is sent alone")));
+                        }
+                        if let (false, Some(full)) = (commit.record.deleted, &disk_full) {
+                            return Err(full.clone());
+                        }
+                        Ok(store.submit_commit(
+                            commit.bucket,
+                            commit.key,
+                            commit.record,
+                            commit.upload_id,
+                        ))
+                    })
                     .collect();
                 let mut outcomes = Vec::with_capacity(pending.len());
                 for commit in pending {
