@@ -32,7 +32,12 @@ impl TestCluster {
 
     /// Starts `tessera dev` with extra arguments.
     pub fn start_with(extra: &[&str]) -> TestCluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestCluster::start_in(tempfile::tempdir().expect("temp dir"), extra)
+    }
+
+    /// Starts `tessera dev` in a folder that may already hold nodes' data dirs (named after the
+    /// nodes), which the new cluster's nodes then open.
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestCluster {
         let port = free_port();
         let mut dev = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["dev", "--data-dir"])

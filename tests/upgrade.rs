@@ -1,0 +1,189 @@
+//! Upgrades keep data: the nodes' data dirs of a cluster written by an earlier release (kept in
+//! `tests/fixtures/`, one archive per on-disk format) open and read back in full with this one.
+//!
+//! The archive of the current format is made by the ignored test `write_fixture` (run it with
+//! `cargo test --release --test upgrade -- --ignored write_fixture`); an archive, once committed,
+//! is never made again: it stands for what clusters in the field hold.
+
+mod common;
+
+use bytes::Bytes;
+use common::{content_md5, random_bytes, xml_values, S3Client, TestCluster, NODES};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Written by the release before the store recorded its format (2026-12-03, faac53e), which the
+/// store now calls format 1.
+const FORMAT_1: &str = "store-format-1.tar.gz";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Bytes that show where they were cut from: each 16-byte line holds its own offset.
+fn lined(len: usize) -> Vec<u8> {
+    let text: String = (0..len.div_ceil(16))
+        .map(|i| format!("{:015}\n", i * 16))
+        .collect();
+    text.into_bytes()[..len].to_vec()
+}
+
+/// The objects of the plain bucket, one per way an object is kept: whole copies (up to 4 KiB in
+/// a dev cluster), fragments inside the records (up to 64 KiB) and fragment files.
+fn plain_objects() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("whole/tiny.txt", b"kept as whole copies\n".to_vec()),
+        ("inline/20k", random_bytes(20_000, 7)),
+        ("files/300k", lined(300_000)),
+    ]
+}
+
+/// The versions of `doc` in the versioned bucket, oldest first; a delete marker came after them.
+fn doc_versions() -> Vec<Vec<u8>> {
+    vec![b"first".to_vec(), random_bytes(30_000, 11), lined(100_000)]
+}
+
+const PLAIN: &str = "plain";
+const VERSIONED: &str = "history";
+const META: (&str, &str) = ("x-amz-meta-origin", "release 2026-12-03");
+const TAGS: &str = "kind=fixture";
+
+async fn set_versioning(s3: &S3Client, bucket: &str) {
+    let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+    let reply = s3
+        .send(
+            "PUT",
+            &format!("/{bucket}?versioning"),
+            &[("content-md5", &content_md5(body.as_bytes()))],
+            Bytes::from(body),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+/// Writes the objects the fixture holds to a fresh cluster, stops it, and archives its nodes'
+/// data dirs (without RocksDB's logs) as the fixture of the current format.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "makes the fixture of a new on-disk format; run once, then commit the archive"]
+async fn write_fixture() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    for bucket in [PLAIN, VERSIONED] {
+        assert_eq!(s3.put(&format!("/{bucket}"), Bytes::new()).await.status, 200);
+    }
+    for (key, body) in plain_objects() {
+        let headers = [META, ("content-type", "text/plain"), ("x-amz-tagging", TAGS)];
+        let reply = s3
+            .send("PUT", &format!("/{PLAIN}/{key}"), &headers, body.into())
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    set_versioning(&s3, VERSIONED).await;
+    for body in doc_versions() {
+        assert_eq!(s3.put(&format!("/{VERSIONED}/doc"), body).await.status, 200);
+    }
+    assert_eq!(s3.delete(&format!("/{VERSIONED}/doc")).await.status, 204);
+    let mut cluster = cluster;
+    // The cluster's folder outlives it: the processes stop, their data stays to be archived.
+    let dir = std::mem::replace(&mut cluster.dir, tempfile::tempdir().expect("temp dir"));
+    drop(cluster);
+    let archive = fixture(&format!("new-{FORMAT_1}"));
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .args(["--exclude=LOG*", "--exclude=LOCK", "--exclude=pid"])
+        .args(NODES)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    eprintln!("wrote {}", archive.display());
+}
+
+/// Starts a dev cluster whose nodes open the data dirs of a fixture.
+fn cluster_from(name: &str) -> TestCluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = Command::new("tar")
+        .arg("xzf")
+        .arg(fixture(name))
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .expect("tar");
+    assert!(status.success(), "unpacking {name}");
+    TestCluster::start_in(dir, &[])
+}
+
+/// (kind, version id) of the entries of a ListObjectVersions answer, in order.
+fn versions_of(listing: &str) -> Vec<(&'static str, String)> {
+    let kinds = [
+        ("<Version>", "</Version>", "version"),
+        ("<DeleteMarker>", "</DeleteMarker>", "marker"),
+    ];
+    let mut out = Vec::new();
+    let mut rest = listing;
+    loop {
+        let next = kinds
+            .iter()
+            .filter_map(|&(open, close, kind)| rest.find(open).map(|at| (at, close, kind)))
+            .min_by_key(|(at, ..)| *at);
+        let Some((at, close, kind)) = next else {
+            return out;
+        };
+        let end = at + rest[at..].find(close).expect("a closed entry");
+        out.push((kind, xml_values(&rest[at..end], "VersionId")[0].clone()));
+        rest = &rest[end..];
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_written_in_format_1_reads_back_in_full() {
+    let cluster = cluster_from(FORMAT_1);
+    let s3 = cluster.client();
+    assert_eq!(s3.head(&format!("/{PLAIN}")).await.status, 200);
+
+    for (key, body) in plain_objects() {
+        let reply = s3.get(&format!("/{PLAIN}/{key}")).await;
+        assert_eq!(reply.status, 200, "{key}: {}", reply.text());
+        assert!(reply.body == body, "{key}: the bytes read back differ");
+        assert_eq!(reply.headers["content-type"], "text/plain");
+        assert_eq!(reply.headers[META.0], META.1);
+        let tags = s3.get(&format!("/{PLAIN}/{key}?tagging")).await;
+        assert_eq!(xml_values(&tags.text(), "Value"), ["fixture"], "{key}");
+        let range = s3
+            .send(
+                "GET",
+                &format!("/{PLAIN}/{key}"),
+                &[("range", "bytes=5-9")],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(range.status, 206);
+        assert_eq!(&range.body[..], &body[5..10]);
+    }
+
+    // The versioned bucket: its setting, every version of `doc` and the delete marker on top.
+    let versioning = s3.get(&format!("/{VERSIONED}?versioning")).await;
+    assert_eq!(xml_values(&versioning.text(), "Status"), ["Enabled"]);
+    assert_eq!(s3.get(&format!("/{VERSIONED}/doc")).await.status, 404);
+    let listing = s3.get(&format!("/{VERSIONED}?versions")).await;
+    let versions = versions_of(&listing.text());
+    let kinds: Vec<&str> = versions.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["marker", "version", "version", "version"]);
+    for ((_, id), body) in versions[1..].iter().zip(doc_versions().into_iter().rev()) {
+        let reply = s3.get(&format!("/{VERSIONED}/doc?versionId={id}")).await;
+        assert_eq!(reply.status, 200, "{id}: {}", reply.text());
+        assert!(reply.body == body, "version {id}: the bytes read back differ");
+    }
+
+    // And the upgraded cluster takes new writes beside the old ones.
+    let reply = s3.put(&format!("/{PLAIN}/new"), lined(200_000)).await;
+    assert_eq!(reply.status, 200);
+    let listing = s3.get(&format!("/{PLAIN}?list-type=2")).await;
+    let mut keys = xml_values(&listing.text(), "Key");
+    keys.sort();
+    assert_eq!(keys, ["files/300k", "inline/20k", "new", "whole/tiny.txt"]);
+}
