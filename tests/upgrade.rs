@@ -71,10 +71,17 @@ async fn write_fixture() {
     let cluster = TestCluster::start();
     let s3 = cluster.client();
     for bucket in [PLAIN, VERSIONED] {
-        assert_eq!(s3.put(&format!("/{bucket}"), Bytes::new()).await.status, 200);
+        assert_eq!(
+            s3.put(&format!("/{bucket}"), Bytes::new()).await.status,
+            200
+        );
     }
     for (key, body) in plain_objects() {
-        let headers = [META, ("content-type", "text/plain"), ("x-amz-tagging", TAGS)];
+        let headers = [
+            META,
+            ("content-type", "text/plain"),
+            ("x-amz-tagging", TAGS),
+        ];
         let reply = s3
             .send("PUT", &format!("/{PLAIN}/{key}"), &headers, body.into())
             .await;
@@ -176,7 +183,10 @@ async fn a_cluster_written_in_format_1_reads_back_in_full() {
     for ((_, id), body) in versions[1..].iter().zip(doc_versions().into_iter().rev()) {
         let reply = s3.get(&format!("/{VERSIONED}/doc?versionId={id}")).await;
         assert_eq!(reply.status, 200, "{id}: {}", reply.text());
-        assert!(reply.body == body, "version {id}: the bytes read back differ");
+        assert!(
+            reply.body == body,
+            "version {id}: the bytes read back differ"
+        );
     }
 
     // And the upgraded cluster takes new writes beside the old ones.
@@ -186,4 +196,32 @@ async fn a_cluster_written_in_format_1_reads_back_in_full() {
     let mut keys = xml_values(&listing.text(), "Key");
     keys.sort();
     assert_eq!(keys, ["files/300k", "inline/20k", "new", "whole/tiny.txt"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_refuses_a_data_dir_in_a_newer_format() {
+    let mut cluster = cluster_from(FORMAT_1);
+    let node = NODES[0];
+    let recorded = cluster.path().join(node).join("format");
+    let text = std::fs::read_to_string(&recorded).expect("the node recorded its format");
+    assert_eq!(text, "tessera-store-format 1\n");
+    cluster.kill(node);
+    std::fs::write(&recorded, "tessera-store-format 99\n").unwrap();
+    let config = cluster.path().join("config").join(format!("{node}.toml"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("server")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("running the node");
+    assert!(!out.status.success(), "the node started on format 99");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&recorded).unwrap(),
+        "tessera-store-format 99\n"
+    );
 }

@@ -14,13 +14,15 @@
 //! - Commits that arrive together are written by one synced write (`group_commit`), each all or
 //!   nothing: a commit that fails adds none of its writes to the group's.
 //!
-//! The modules: `keys` (the key layout), `fragment_file` (fragment files and direct I/O),
+//! The modules: `format` (the data dir's format version), `keys` (the key layout),
+//! `fragment_file` (fragment files and direct I/O),
 //! `group_commit` (the group committer), `versions` (which commit wins, history, purge, undo),
 //! `claims` (conditional writes), `listing` (listings and digests), `maintenance` (removal of
 //! superseded and orphaned files, expiry, scrubbing), `metadata` (buckets, uploads, parts,
 //! settings, hints).
 
 mod claims;
+mod format;
 mod fragment_file;
 mod group_commit;
 mod keys;
@@ -59,6 +61,17 @@ pub enum StoreError {
     CommitterGone,
     #[error("the version is protected by Object Lock")]
     Locked,
+    #[error(
+        "the data dir is in store format {found}, and this release reads formats {oldest} to \
+         {current}: a newer format needs the newer release that wrote it"
+    )]
+    UnknownFormat {
+        found: u32,
+        oldest: u32,
+        current: u32,
+    },
+    #[error("{0} does not name a store format")]
+    UnreadableFormat(String),
 }
 
 /// Commits to one key are serialised by one of these locks, so that "newer version wins" is a
@@ -90,6 +103,7 @@ pub struct Store {
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Arc<Store>, StoreError> {
+        let format = format::recorded(data_dir)?;
         let fragments = data_dir.join("fragments");
         let tmp = fragments.join("tmp");
         if tmp.exists() {
@@ -123,6 +137,9 @@ impl Store {
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, data_dir.join("meta"))?;
+        if format != Some(format::CURRENT) {
+            format::record(data_dir)?;
+        }
 
         let (commits, jobs) = mpsc::channel();
         let store = Arc::new(Store {

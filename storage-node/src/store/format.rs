@@ -1,0 +1,103 @@
+//! The on-disk format of a data dir (the key layout of `keys`, the records' encoding, the fragment
+//! files' frames), recorded in a file beside the metadata database, so that a node never opens
+//! data written in a format it does not know, and a release that changes the format knows what
+//! it has to convert.
+//!
+//! Format 1 is what releases wrote before the file existed: a data dir with a metadata database
+//! and no `format` file is format 1. Every format since is read by the releases after it
+//! (`tests/upgrade.rs` opens a cluster written in each).
+
+use super::StoreError;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+/// The format this release writes.
+pub const CURRENT: u32 = 1;
+/// The oldest format this release opens.
+const OLDEST: u32 = 1;
+
+const FILE: &str = "format";
+const PREFIX: &str = "tessera-store-format ";
+
+/// The format recorded in the data dir, checked before the database is opened to be one this
+/// release opens; `None` when nothing is recorded: a new data dir, or one in format 1.
+/// Errors: a format newer than `CURRENT` or older than `OLDEST`, or a file that does not say.
+pub(super) fn recorded(data_dir: &Path) -> Result<Option<u32>, StoreError> {
+    let path = data_dir.join(FILE);
+    let found = match fs::read_to_string(&path) {
+        Ok(text) => text
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.trim_end().parse::<u32>().ok())
+            .ok_or_else(|| StoreError::UnreadableFormat(path.display().to_string()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !(OLDEST..=CURRENT).contains(&found) {
+        return Err(StoreError::UnknownFormat {
+            found,
+            oldest: OLDEST,
+            current: CURRENT,
+        });
+    }
+    Ok(Some(found))
+}
+
+/// Records that the data dir is now in the current format: written aside, synced, renamed over,
+/// and the directory synced, so a crash leaves the old record or the new one.
+pub(super) fn record(data_dir: &Path) -> Result<(), StoreError> {
+    let aside = data_dir.join(format!("{FILE}.new"));
+    let mut file = File::create(&aside)?;
+    file.write_all(format!("{PREFIX}{CURRENT}\n").as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&aside, data_dir.join(FILE))?;
+    File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_new_data_dir_is_recorded_in_the_current_format() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recorded(dir.path()).unwrap(), None);
+        drop(Store::open(dir.path()).unwrap());
+        assert_eq!(recorded(dir.path()).unwrap(), Some(CURRENT));
+        let text = fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(text, format!("tessera-store-format {CURRENT}\n"));
+    }
+
+    #[test]
+    fn a_data_dir_from_before_the_format_file_is_recorded_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        fs::remove_file(dir.path().join(FILE)).unwrap();
+        assert_eq!(recorded(dir.path()).unwrap(), None);
+        drop(Store::open(dir.path()).unwrap());
+        assert_eq!(recorded(dir.path()).unwrap(), Some(CURRENT));
+    }
+
+    #[test]
+    fn a_newer_or_unreadable_format_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let path = dir.path().join(FILE);
+        let newer = format!("tessera-store-format {}\n", CURRENT + 1);
+        fs::write(&path, &newer).unwrap();
+        let Err(e) = Store::open(dir.path()) else {
+            panic!("a newer format was opened");
+        };
+        assert!(matches!(e, StoreError::UnknownFormat { found, .. } if found == CURRENT + 1));
+        assert!(e.to_string().contains("newer release"), "{e}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), newer);
+
+        fs::write(&path, "something else\n").unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::UnreadableFormat(_))
+        ));
+    }
+}
