@@ -100,6 +100,7 @@ pub struct GatewayMetrics {
     pub quorum_failures: Counter,
     pub hedged_fragment_reads: Counter,
     pub hedged_lookups: Counter,
+    pub rebuilt_stripes: Counter,
 }
 
 impl GatewayMetrics {
@@ -116,6 +117,7 @@ impl GatewayMetrics {
             quorum_failures: Counter::new(),
             hedged_fragment_reads: Counter::new(),
             hedged_lookups: Counter::new(),
+            rebuilt_stripes: Counter::new(),
         }
     }
 
@@ -209,6 +211,13 @@ impl GatewayMetrics {
             "tessera_hedged_reads_total",
             &[("read", "lookup")],
             self.hedged_lookups.get(),
+        );
+        out.single(
+            "tessera_rebuilt_stripes_total",
+            Kind::Counter,
+            "Stripes of erasure-coded reads decoded from parity, because a data fragment was \
+             missing, corrupt or slower than another holder's.",
+            self.rebuilt_stripes.get(),
         );
         render_cluster(&mut out, gw);
         out.finish()

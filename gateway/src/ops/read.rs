@@ -241,6 +241,7 @@ impl<'a> PartReader<'a> {
                 .flat_map(|(i, f)| f.block_prefix(self.layout.block_data_len(stripe, i)))
                 .collect());
         }
+        crate::metrics::METRICS.rebuilt_stripes.inc();
         let joined = joined(&frames);
         let refs: Vec<Option<&[u8]>> = joined.iter().map(|f| f.as_deref()).collect();
         let data = self
