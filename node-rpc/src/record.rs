@@ -17,15 +17,29 @@ pub struct Version {
     pub salt: u32,
 }
 
+/// The newest version's microseconds this process made or observed: the logical half of the
+/// hybrid clock (see `Version::now` and `Version::observe`).
 static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// How far ahead of the wall clock an observed version may move the clock: one minute.
+const MAX_SKEW_MICROS: u64 = 60_000_000;
+
+/// How far an observed version moves the clock, at wall-clock time `wall`.
+fn observable(seen: Version, wall: u64) -> u64 {
+    seen.micros.min(wall.saturating_add(MAX_SKEW_MICROS))
+}
+
+fn wall_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 impl Version {
     /// A version newer than every version this process made before, and close to the wall clock.
     pub fn now() -> Version {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let wall = wall_micros();
         let mut last = LAST_MICROS.load(Ordering::Relaxed);
         loop {
             let next = wall.max(last + 1);
@@ -44,6 +58,16 @@ impl Version {
                 Err(seen) => last = seen,
             }
         }
+    }
+
+    /// Moves this process's clock up to a version made elsewhere (another gateway, or another
+    /// region), so that the versions it makes next order after it: a write that follows a read
+    /// of a newer version wins over it even when this machine's clock is behind the writer's.
+    /// A version more than `MAX_SKEW_MICROS` ahead of the wall clock moves it only that far,
+    /// so that one machine with a clock far ahead cannot drag every other one's versions away
+    /// from real time.
+    pub fn observe(seen: Version) {
+        LAST_MICROS.fetch_max(observable(seen, wall_micros()), Ordering::Relaxed);
     }
 
     pub fn unix_millis(&self) -> i64 {
@@ -723,6 +747,32 @@ mod tests {
             "version ids are versions"
         );
         assert!("Null".parse::<VersionRef>().is_err());
+    }
+
+    #[test]
+    fn versions_made_after_observing_a_newer_one_order_after_it() {
+        // A little ahead only: the clock is the whole test process's.
+        let ahead = Version {
+            micros: wall_micros() + 2_000,
+            salt: u32::MAX,
+        };
+        Version::observe(ahead);
+        assert!(Version::now() > ahead);
+        let older = Version { micros: 1, salt: 0 };
+        Version::observe(older);
+        assert!(Version::now() > ahead, "an older version moves nothing");
+
+        let wall = 1_000_000_000;
+        let far = Version {
+            micros: wall + 3_600_000_000,
+            salt: 0,
+        };
+        assert_eq!(observable(far, wall), wall + MAX_SKEW_MICROS);
+        let near = Version {
+            micros: wall + 5_000_000,
+            salt: 0,
+        };
+        assert_eq!(observable(near, wall), near.micros);
     }
 
     #[test]

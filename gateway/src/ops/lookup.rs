@@ -10,7 +10,7 @@ use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use node_rpc::client::NodeClient;
 use node_rpc::protocol::{Lookup, UndoRequest};
-use node_rpc::record::{BucketId, BucketRecord, ObjectRecord, VersionRef};
+use node_rpc::record::{BucketId, BucketRecord, ObjectRecord, Version, VersionRef};
 use node_rpc::RpcError;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
@@ -249,6 +249,9 @@ async fn ask_holders(
     let Some(newest) = newest(&answered).cloned() else {
         return Ok(None);
     };
+    // This gateway's next versions order after what it has seen, even with its clock behind
+    // the gateway that wrote it.
+    Version::observe(newest.version);
     let answered_slots: Vec<u8> = answered.iter().map(|(h, _)| h.slot).collect();
     let unasked = holders
         .iter()
