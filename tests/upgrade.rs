@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{content_md5, random_bytes, xml_values, S3Client, TestCluster, NODES};
+use common::{put_xml, random_bytes, xml_values, TestCluster, NODES};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,19 +50,6 @@ const VERSIONED: &str = "history";
 const META: (&str, &str) = ("x-amz-meta-origin", "release 2026-12-03");
 const TAGS: &str = "kind=fixture";
 
-async fn set_versioning(s3: &S3Client, bucket: &str) {
-    let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
-    let reply = s3
-        .send(
-            "PUT",
-            &format!("/{bucket}?versioning"),
-            &[("content-md5", &content_md5(body.as_bytes()))],
-            Bytes::from(body),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-}
-
 /// Writes the objects the fixture holds to a fresh cluster, stops it, and archives its nodes'
 /// data dirs (without RocksDB's logs) as the fixture of the current format.
 #[tokio::test(flavor = "multi_thread")]
@@ -87,7 +74,9 @@ async fn write_fixture() {
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
-    set_versioning(&s3, VERSIONED).await;
+    let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+    let reply = put_xml(&s3, &format!("/{VERSIONED}?versioning"), body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
     for body in doc_versions() {
         assert_eq!(s3.put(&format!("/{VERSIONED}/doc"), body).await.status, 200);
     }

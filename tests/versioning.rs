@@ -12,13 +12,7 @@ use common::{
 async fn set_versioning(s3: &S3Client, bucket: &str, status: &str) -> Reply {
     let body =
         format!("<VersioningConfiguration><Status>{status}</Status></VersioningConfiguration>");
-    s3.send(
-        "PUT",
-        &format!("/{bucket}?versioning"),
-        &[("content-md5", &content_md5(body.as_bytes()))],
-        Bytes::from(body),
-    )
-    .await
+    common::put_xml(s3, &format!("/{bucket}?versioning"), &body).await
 }
 
 /// (kind, key, version id, is latest) of every entry of one ListObjectVersions page, in order.

@@ -480,6 +480,19 @@ impl S3Client {
     }
 }
 
+/// A PUT of an XML settings body (versioning, lifecycle, legal hold...) with the Content-MD5
+/// that S3 requires of them.
+pub async fn put_xml(s3: &S3Client, path: &str, body: &str) -> Reply {
+    let md5 = content_md5(body.as_bytes());
+    s3.send(
+        "PUT",
+        path,
+        &[("content-md5", &md5)],
+        Bytes::copy_from_slice(body.as_bytes()),
+    )
+    .await
+}
+
 pub fn signing_key(secret: &str, date: &str) -> [u8; 32] {
     client::signing_key(secret, date, REGION)
 }
