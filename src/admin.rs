@@ -36,6 +36,8 @@ enum AdminCommand {
     /// Start healing a node (rebuild what it misses from the other holders), or with no node,
     /// show the heal in progress or last finished.
     Heal { node: Option<String> },
+    /// The heals this gateway ran since it started (up to 20), newest first.
+    Heals,
     /// Access keys and their permissions.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -120,6 +122,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             (call("GET", "metrics-token".into(), None).await?, show_token)
         }
         AdminCommand::Heal { node: None } => (call("GET", "heal".into(), None).await?, show_heal),
+        AdminCommand::Heals => (call("GET", "heals".into(), None).await?, show_heals),
         AdminCommand::Heal { node: Some(node) } => {
             let path = format!("heal?node={}", query_value(&node));
             (call("POST", path, None).await?, show_heal)
@@ -445,6 +448,45 @@ fn show_heal(heal: &Value) {
     ] {
         println!("  {label:<17} {}", text(&heal[field]));
     }
+}
+
+fn show_heals(heals: &Value) {
+    let rows = heals
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let state = match (h["running"] == true, h["errors"].as_u64().unwrap_or(0)) {
+                (true, _) => "running",
+                (false, 0) => "finished",
+                (false, _) => "errors",
+            };
+            vec![
+                text(&h["node"]),
+                state.into(),
+                unix_time(&h["started_unix"]),
+                match h["finished_unix"] {
+                    Value::Null => "-".into(),
+                    ref t => unix_time(t),
+                },
+                text(&h["keys_repaired"]),
+                bytes(h["bytes_rebuilt"].as_u64()),
+                text(&h["errors"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "STATE",
+            "STARTED",
+            "FINISHED",
+            "KEYS-REPAIRED",
+            "REBUILT",
+            "ERRORS",
+        ],
+        rows,
+    );
 }
 
 fn show_keys(keys: &Value) {

@@ -1,5 +1,6 @@
-"""The operator's commands (`tessera admin nodes | scrub [start NODE] | metrics-token`) as an
-operator runs them, checked against the admin API and the nodes' own metrics."""
+"""The operator's commands (`tessera admin nodes | scrub [start NODE] | heal NODE | heals |
+metrics-token`) as an operator runs them, checked against the admin API and the nodes' own
+metrics."""
 
 from __future__ import annotations
 
@@ -130,3 +131,29 @@ def test_buckets_count_objects_versions_and_bytes(cluster):
     table = tessera_admin(cluster, "buckets")
     row = next(line for line in table.stdout.splitlines() if line.startswith(bucket))
     assert row.split()[1] == str(expected["objects"])
+
+
+def test_heal_starts_a_heal_and_heals_lists_them_newest_first(cluster):
+    def idle():
+        deadline = time.time() + 120
+        while (admin_get(cluster, "heal") or {}).get("running"):
+            assert time.time() < deadline, "the heal finishes"
+            time.sleep(0.2)
+
+    first, second = cluster.node_ids[3], cluster.node_ids[4]
+    for node in (first, second):
+        idle()  # one a scrub may have started, then each of these
+        started = tessera_admin(cluster, "heal", node)
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.startswith(f"Heal of {node}: "), started.stdout
+    idle()
+    heals = admin_cli(cluster, "heals")
+    assert [h["node"] for h in heals[:2]] == [second, first], heals
+    assert all(h["errors"] == 0 and not h["running"] for h in heals[:2]), heals
+    table = tessera_admin(cluster, "heals")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["NODE", "STATE", "STARTED", "FINISHED", "KEYS-REPAIRED",
+                                "REBUILT", "ERRORS"]
+    assert lines[1].split()[:2] == [second, "finished"]
+    assert lines[2].split()[:2] == [first, "finished"]

@@ -154,6 +154,10 @@ def test_buckets_objects_versions_and_downloads(page, console_url, cluster, tmp_
         got = s3.get_object(Bucket=bucket, Key=f"photos/{name}")["Body"].read()
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), name
     expect(page.locator(f'tr[data-key="photos/large.bin"]')).to_contain_text("50.0 MiB")
+    # The large file went up in four parts of 16 MiB (the last one 2 MiB), and none is left over.
+    head = s3.head_object(Bucket=bucket, Key="photos/large.bin")
+    assert head["ETag"].endswith('-4"'), head["ETag"]
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
     screenshot(page, "objects")
 
     # Browse back to the bucket's root and into the folder again, by the breadcrumbs.
@@ -276,10 +280,21 @@ def test_a_heal_started_from_the_console_runs_to_its_end(page, console_url, clus
     expect(page.locator("#heal-node")).to_be_focused()
     page.click("text=Heal node")
     expect(page.locator("main .panel strong", has_text=f"Node {node}")).to_be_visible()
-    expect(page.locator("main .badge", has_text="finished")).to_be_visible(timeout=120_000)
+    expect(page.locator("main .panel .badge", has_text="finished")).to_be_visible(timeout=120_000)
     heal = admin_get(cluster, "heal")
     assert heal["node"] == node and not heal["running"]
     expect(page.locator("main dl.props")).to_contain_text(f"Shards compared{heal['shards_compared']:,}")
+    # A second heal: both are listed, newest first, and the admin API says the same.
+    other = cluster.node_ids[2]
+    page.select_option("#heal-node", other)
+    page.click("text=Heal node")
+    expect(page.locator("main .panel strong", has_text=f"Node {other}")).to_be_visible()
+    expect(page.locator("main .panel .badge", has_text="finished")).to_be_visible(timeout=120_000)
+    heals = admin_get(cluster, "heals")
+    assert heals[0]["node"] == other and node in [h["node"] for h in heals[1:]], heals
+    rows = page.locator("#recent-heals tbody tr")
+    expect(rows.nth(0)).to_contain_text(other)
+    expect(rows.filter(has_text=node).first).to_contain_text("finished")
 
 
 def test_keys_are_made_granted_and_deleted_and_a_key_sees_its_buckets(browser, page, console_url,

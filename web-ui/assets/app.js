@@ -531,7 +531,7 @@ async function upload(bucket, prefix, files, list, done) {
   for (const { file, progress, state } of items) {
     state.textContent = "uploading";
     try {
-      await putWithProgress(s3Path(bucket, prefix + file.name), file, (f) => { progress.value = f * 100; });
+      await uploadFile(bucket, prefix + file.name, file, (f) => { progress.value = f * 100; });
       progress.value = 100;
       state.textContent = "done";
     } catch (e) {
@@ -546,20 +546,56 @@ async function upload(bucket, prefix, files, list, done) {
   document.getElementById("uploads")?.replaceChildren(...keep);
 }
 
-function putWithProgress(path, file, onProgress) {
+/// Files larger than two parts go up as a multipart upload in parts of this size: a single PUT
+/// stops at 5 GiB, and a part that fails costs only itself.
+const PART_BYTES = 16 * 1024 * 1024;
+
+/// Uploads one file, reporting the fraction sent; a multipart upload that fails is aborted, so
+/// that its parts do not stay behind.
+async function uploadFile(bucket, key, file, onProgress) {
+  const type = file.type || "application/octet-stream";
+  if (file.size <= 2 * PART_BYTES) return send("PUT", s3Path(bucket, key), file, type, onProgress);
+  const created = await s3Xml("POST", bucket, key, "uploads", { headers: { "Content-Type": type } });
+  const uploadId = created.querySelector("UploadId")?.textContent;
+  if (!uploadId) throw new Error("the store did not start a multipart upload");
+  const query = `uploadId=${enc(uploadId)}`;
+  try {
+    const parts = [];
+    for (let start = 0, number = 1; start < file.size; start += PART_BYTES, number++) {
+      const part = file.slice(start, start + PART_BYTES);
+      const sent = await send("PUT", s3Path(bucket, key, `partNumber=${number}&${query}`), part, null,
+        (f) => onProgress((start + f * part.size) / file.size));
+      const etag = sent.getResponseHeader("ETag") || "";
+      if (!/^"[0-9a-f]+"$/.test(etag)) throw new Error(`part ${number} came back without an ETag`);
+      parts.push(`<Part><PartNumber>${number}</PartNumber><ETag>${etag}</ETag></Part>`);
+    }
+    const body = `<CompleteMultipartUpload>${parts.join("")}</CompleteMultipartUpload>`;
+    const done = await s3Xml("POST", bucket, key, query, { body, headers: { "Content-Type": "application/xml" } });
+    // S3 may answer 200 and still fail the completion, in the body.
+    const error = done.querySelector("Error");
+    if (error) throw new ApiError(200, error.querySelector("Code")?.textContent, error.querySelector("Message")?.textContent);
+  } catch (e) {
+    await call("DELETE", s3Path(bucket, key, query)).catch(() => {});
+    throw e;
+  }
+}
+
+/// Sends a body with XMLHttpRequest, whose upload progress `fetch` does not report; resolves
+/// with the finished request.
+function send(method, path, body, type, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("PUT", path);
+    xhr.open(method, path);
     xhr.setRequestHeader("X-Tessera-CSRF", session.csrf);
-    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    if (type) xhr.setRequestHeader("Content-Type", type);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onload = async () => {
-      if (xhr.status >= 200 && xhr.status < 300) return resolve();
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(xhr);
       if (xhr.status === 401) { session = null; showLogin("Your session has ended: log in again."); }
       reject(await failure(new Response(xhr.responseText, { status: xhr.status })));
     };
     xhr.onerror = () => reject(new Error("the connection to the console failed"));
-    xhr.send(file);
+    xhr.send(body);
   });
 }
 
@@ -659,7 +695,8 @@ async function scrubPage() {
 
 async function healPage() {
   await every(2000, async (show) => {
-    const [heal, nodes] = await Promise.all([admin("heal"), admin("status")]);
+    const [heals, nodes] = await Promise.all([admin("heals"), admin("status")]);
+    const heal = heals[0];
     const select = h("select", { id: "heal-node", "aria-label": "Node to heal" }, nodes.map((n) => h("option", { value: n.id }, `${n.id} (${n.zone})${n.needs_heal ? " — needs heal" : ""}`)));
     const waiting = nodes.filter((n) => n.needs_heal || n.behind);
     const details = heal ? h("div", { class: "panel" },
@@ -683,8 +720,20 @@ async function healPage() {
       }, h("label", { for: "heal-node", class: "inline" }, "Heal a node"), select, h("button", { type: "submit", disabled: heal && heal.running }, "Heal node")),
       h("h2", {}, "Waiting for a heal"),
       waiting.length ? h("ul", {}, waiting.map((n) => h("li", {}, `${n.id}: ${n.needs_heal ? "missed writes nobody kept" : "others hold hints for it"}`))) : h("p", { class: "muted" }, "No node is behind."),
-      h("h2", {}, "Current or last heal"), details);
+      h("h2", {}, "Current or last heal"), details,
+      h("h2", {}, "Recent heals"), heals.length ? recentHeals(heals) : h("p", { class: "muted" }, "None yet."));
   });
+}
+
+/// The heals this gateway ran, newest first, one row each.
+function recentHeals(heals) {
+  const rows = heals.map((p) => h("tr", { "data-started": p.started_unix },
+    h("td", {}, p.running ? h("span", { class: "badge" }, "running") : p.errors ? h("span", { class: "badge bad" }, "errors") : h("span", { class: "badge ok" }, "finished")),
+    h("td", {}, p.node), h("td", {}, ago(p.started_unix)), h("td", {}, p.finished_unix ? ago(p.finished_unix) : "—"),
+    h("td", { class: "num" }, count(p.keys_repaired)), h("td", { class: "num" }, bytes(p.bytes_rebuilt)), h("td", { class: "num" }, count(p.errors))));
+  return h("table", { id: "recent-heals" }, h("thead", {}, h("tr", {}, h("th", {}, "State"), h("th", {}, "Node"), h("th", {}, "Started"),
+    h("th", {}, "Finished"), h("th", { class: "num" }, "Keys repaired"), h("th", { class: "num" }, "Bytes rebuilt"), h("th", { class: "num" }, "Errors"))),
+  h("tbody", {}, rows));
 }
 
 // ---- Replication ----

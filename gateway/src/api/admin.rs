@@ -86,6 +86,7 @@ pub async fn handle(
             json(StatusCode::OK, &status)
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
+        (Method::GET, "heals") => json(StatusCode::OK, &gw.healer.recent()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
         (Method::GET, "activity") => json(
             StatusCode::OK,

@@ -13,7 +13,7 @@ use node_rpc::protocol::{unix_now, CommitRequest};
 use node_rpc::record::{BucketId, VersionRef};
 use placement::ShardId;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,12 +50,17 @@ const CHECKPOINT_EVERY: u64 = 100;
 const KEY_ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs one heal at a time and keeps its progress.
+/// Heals this gateway remembers, the running one included (in memory: a restarted gateway
+/// starts with none).
+const RECENT_HEALS: usize = 20;
+
+/// Runs one heal at a time and keeps its progress, and that of the heals before it.
 pub struct Healer {
     cluster: Arc<Cluster>,
     /// Most bytes per second a heal rebuilds (`heal_bytes_per_sec`).
     bytes_per_sec: u64,
-    progress: Mutex<Option<HealProgress>>,
+    /// Newest first: the front is the heal running, or the last one.
+    heals: Mutex<VecDeque<HealProgress>>,
 }
 
 impl Healer {
@@ -63,15 +68,22 @@ impl Healer {
         Healer {
             cluster,
             bytes_per_sec,
-            progress: Mutex::new(None),
+            heals: Mutex::default(),
         }
     }
 
+    /// The heal running, or the last one.
     pub fn progress(&self) -> Option<HealProgress> {
-        self.progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.heals().front().cloned()
+    }
+
+    /// The heals this gateway ran or runs, newest first.
+    pub fn recent(&self) -> Vec<HealProgress> {
+        self.heals().iter().cloned().collect()
+    }
+
+    fn heals(&self) -> std::sync::MutexGuard<'_, VecDeque<HealProgress>> {
+        self.heals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts healing `node` in the background unless a heal is running.
@@ -83,8 +95,8 @@ impl Healer {
             .iter()
             .position(|n| n.id == node)
             .ok_or_else(|| S3Error::InvalidArgument(format!("no node {node} in the layout")))?;
-        let mut slot = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|p| p.running) {
+        let mut heals = self.heals();
+        if heals.front().is_some_and(|p| p.running) {
             return Err(S3Error::InvalidRequest("a heal is already running".into()));
         }
         let progress = HealProgress {
@@ -93,8 +105,9 @@ impl Healer {
             started_unix: unix_now(),
             ..HealProgress::default()
         };
-        *slot = Some(progress.clone());
-        drop(slot);
+        heals.push_front(progress.clone());
+        heals.truncate(RECENT_HEALS);
+        drop(heals);
         let healer = self.clone();
         tokio::spawn(async move {
             // The heal runs in a task of its own so that a panic in it is seen here as an error
@@ -104,8 +117,8 @@ impl Healer {
                 Ok(outcome) => outcome.map_err(|e| format!("{e:?}")),
                 Err(e) => Err(format!("the heal task failed: {e}")),
             };
-            let mut slot = healer.progress.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(p) = slot.as_mut() {
+            let mut heals = healer.heals();
+            if let Some(p) = heals.front_mut() {
                 p.running = false;
                 p.finished_unix = Some(unix_now());
                 if let Err(e) = outcome {
@@ -128,8 +141,11 @@ impl Healer {
     }
 
     fn update(&self, f: impl FnOnce(&mut HealProgress)) -> HealProgress {
-        let mut slot = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        let p = slot.get_or_insert_with(HealProgress::default);
+        let mut heals = self.heals();
+        if heals.is_empty() {
+            heals.push_front(HealProgress::default());
+        }
+        let p = heals.front_mut().expect("one was just put there");
         f(p);
         p.clone()
     }
