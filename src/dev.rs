@@ -50,6 +50,12 @@ pub struct DevArgs {
     /// Longest wait for a storage node, in milliseconds (default 10000).
     #[arg(long)]
     rpc_timeout_ms: Option<u64>,
+    /// First port of the storage nodes of a new cluster: the nodes listen on it and the ports
+    /// after it, in zone order (default: free ports picked at random below the kernel's
+    /// ephemeral range). A fixed block suits firewall rules, and test harnesses that run several
+    /// clusters at once and must not hand one cluster's ports to another.
+    #[arg(long)]
+    node_ports: Option<u16>,
     /// Zones of a new cluster (an existing data dir keeps its own).
     #[arg(long, default_value_t = 3)]
     zones: usize,
@@ -90,7 +96,7 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         .transpose()?;
     let mut cluster = match &previous {
         Some(p) => p.cluster.clone(),
-        None => new_cluster(args.zones, args.nodes_per_zone)?,
+        None => new_cluster(args.zones, args.nodes_per_zone, args.node_ports)?,
     };
     if previous.is_none() {
         cluster.tls_ca = args.node_tls_ca.map(|p| absolute(&p)).transpose()?;
@@ -178,8 +184,8 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
             spawn(&path, &log_dir.join(format!("{}.log", node.id)), log_format)?,
         ));
     }
-    for node in &cluster.nodes {
-        wait_for_port(node.addr.parse()?, &node.id).await?;
+    for (node, (id, child)) in cluster.nodes.iter().zip(&mut children) {
+        wait_for_port(node.addr.parse()?, id, child).await?;
     }
     Config {
         worker_threads: None,
@@ -188,12 +194,12 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         gateway: Some(gateway.clone()),
     }
     .save(&gateway_path)?;
-    let gateway_child = spawn(&gateway_path, &log_dir.join("gateway.log"), log_format)?;
+    let mut gateway_child = spawn(&gateway_path, &log_dir.join("gateway.log"), log_format)?;
     if let Some(pid) = gateway_child.id() {
         std::fs::write(data_dir.join("gateway").join("pid"), pid.to_string())?;
     }
+    wait_for_port(gateway.listen, "gateway", &mut gateway_child).await?;
     children.push(("gateway".into(), gateway_child));
-    wait_for_port(gateway.listen, "gateway").await?;
     let console = gateway
         .console_listen
         .context("dev gateways have a console port")?;
@@ -290,14 +296,23 @@ fn prometheus_config(cluster: &ClusterConfig, console: SocketAddr) -> String {
     )
 }
 
-fn new_cluster(zones: usize, nodes_per_zone: usize) -> anyhow::Result<ClusterConfig> {
+fn new_cluster(
+    zones: usize,
+    nodes_per_zone: usize,
+    first_port: Option<u16>,
+) -> anyhow::Result<ClusterConfig> {
     let mut nodes = Vec::new();
     for zone in 1..=zones {
         for n in 1..=nodes_per_zone {
+            let port = match first_port {
+                Some(first) => u16::try_from(usize::from(first) + nodes.len())
+                    .map_err(|_| anyhow::anyhow!("--node-ports {first} leaves too few ports"))?,
+                None => free_port(&nodes)?,
+            };
             nodes.push(NodeInfo {
                 id: format!("z{zone}-n{n}"),
                 zone: format!("z{zone}"),
-                addr: format!("127.0.0.1:{}", free_port()?),
+                addr: format!("127.0.0.1:{port}"),
                 weight: 100,
             });
         }
@@ -314,10 +329,12 @@ fn new_cluster(zones: usize, nodes_per_zone: usize) -> anyhow::Result<ClusterCon
     })
 }
 
-/// A free port below the kernel's ephemeral range. A port from that range can be taken as the
-/// local end of any outgoing connection while its node is down (each large fragment transfer
-/// opens one), and the restarted node could then not listen on it again.
-fn free_port() -> anyhow::Result<u16> {
+/// A free port below the kernel's ephemeral range that none of `taken` has. A port from that
+/// range can be taken as the local end of any outgoing connection while its node is down (each
+/// large fragment transfer opens one), and the restarted node could then not listen on it again.
+/// A port is free until its node listens: two nodes given the same one would be one process
+/// answering for both.
+fn free_port(taken: &[NodeInfo]) -> anyhow::Result<u16> {
     use rand::Rng;
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -326,6 +343,10 @@ fn free_port() -> anyhow::Result<u16> {
     let below = ephemeral_low.max(FIRST_PORT + 1_000);
     for _ in 0..1_000 {
         let port = rand::thread_rng().gen_range(FIRST_PORT..below);
+        let addr = format!("127.0.0.1:{port}");
+        if taken.iter().any(|n| n.addr == addr) {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
@@ -371,13 +392,20 @@ fn spawn(config: &Path, log: &Path, log_format: LogFormat) -> anyhow::Result<Chi
         .with_context(|| format!("starting the process for {}", config.display()))
 }
 
-async fn wait_for_port(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
+/// Waits until `child` listens on `addr`. A child that exited fails the start even when
+/// something answers there: another process holding the port would otherwise be taken for it.
+async fn wait_for_port(addr: SocketAddr, what: &str, child: &mut Child) -> anyhow::Result<()> {
     let start = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited ({status}) before listening on {addr}; see its log");
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
         if start.elapsed() > START_TIMEOUT {
             anyhow::bail!("{what} did not start listening on {addr}; see its log");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(())
 }

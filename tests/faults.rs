@@ -256,7 +256,8 @@ async fn a_slow_then_cut_connection_to_a_node_loses_nothing() {
     let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "1500"]);
     let proxy = cluster.proxy("z2-n1").await;
     let s3 = Arc::new(cluster.client());
-    assert_eq!(s3.put("/network", Bytes::new()).await.status, 200);
+    let created = s3.put("/network", Bytes::new()).await;
+    assert_eq!(created.status, 200, "{}", created.text());
     let load = Load::start(s3.clone(), "network", 3);
     let modes = [
         Mode::Delay(Duration::from_millis(50)),

@@ -38,12 +38,15 @@ impl TestCluster {
     /// Starts `tessera dev` in a folder that may already hold nodes' data dirs (named after the
     /// nodes), which the new cluster's nodes then open.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestCluster {
-        let port = free_port();
+        // Every port of the cluster comes from this process's allocator: a port `tessera dev`
+        // picked at random could be one another test's killed node is about to listen on again.
+        let first = free_ports(CLUSTER_PORTS);
         let mut dev = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["dev", "--data-dir"])
             .arg(dir.path())
-            .args(["--s3-port", &port.to_string()])
-            .args(["--console-port", &free_port().to_string()])
+            .args(["--s3-port", &first.to_string()])
+            .args(["--console-port", &(first + 1).to_string()])
+            .args(["--node-ports", &(first + 2).to_string()])
             .args(extra)
             .env("TESSERA_ACCESS_KEY_ID", ACCESS_KEY)
             .env("TESSERA_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -316,14 +319,28 @@ impl TestCluster {
 /// outgoing connections take theirs: a port chosen by binding port 0 and releasing it could be
 /// handed to another test's node before our gateway binds it, and the test would then talk to
 /// that node. Unique within this test process; the process id spreads the test binaries apart.
+/// Ports a test cluster is given: its S3 endpoint, its console and up to 14 storage nodes.
+const CLUSTER_PORTS: u32 = 16;
+
 fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `count` consecutive free ports below the kernel's ephemeral range, none of them
+/// handed out before by this process: the tests running at once never share a port, even one
+/// whose process is down for a restart.
+fn free_ports(count: u32) -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     loop {
-        let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = 10_000 + (std::process::id() % 200 * 100 + next) % 20_000;
-        let port = u16::try_from(port).expect("below 30000");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let next = NEXT.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        let first = 10_000 + (std::process::id() % 200 * 100 + next) % 20_000;
+        if first + count > 30_000 {
+            continue;
+        }
+        let free = (first..first + count)
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok());
+        if free {
+            return u16::try_from(first).expect("below 30000");
         }
     }
 }
@@ -497,7 +514,6 @@ pub fn signing_key(secret: &str, date: &str) -> [u8; 32] {
     client::signing_key(secret, date, REGION)
 }
 
-/// Deterministic pseudo-random bytes, so a failure can be reproduced.
 /// The keys a node lists in `bucket` (up to 1000), straight from the node.
 pub async fn listed_keys(
     client: &node_rpc::NodeClient,
@@ -515,6 +531,7 @@ pub async fn listed_keys(
     listing.items.iter().map(|i| i.name().to_string()).collect()
 }
 
+/// Deterministic pseudo-random bytes, so a failure can be reproduced.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)

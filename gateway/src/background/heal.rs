@@ -49,6 +49,8 @@ const CHECKPOINT_EVERY: u64 = 100;
 /// Tries at a key before it counts as an error; the n-th retry waits n times `RETRY_PAUSE`.
 const KEY_ATTEMPTS: u32 = 3;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Longest wait for the healed node's health when deciding whether to try a key again.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Heals this gateway remembers, the running one included (in memory: a restarted gateway
 /// starts with none).
@@ -199,7 +201,7 @@ impl Healer {
                 for (entry, _) in page.versions.iter().filter(|(e, _)| in_differing(&e.key)) {
                     let which = bucket.versioning.map(|_| entry.version_ref());
                     let rebuilt = retried(
-                        || cluster.liveness.is_up(index),
+                        || answers(cluster, index),
                         || self.heal_key(cluster, &bucket.id, &entry.key, which, index),
                     )
                     .await;
@@ -316,14 +318,14 @@ impl Healer {
 /// Runs `rebuild` again a moment later while it fails and `up()` (the healed node answers): a
 /// passing failure (sources unreachable for a second, a cut connection) must not leave a key
 /// short of a fragment until the next heal.
-async fn retried<T, F: Future<Output = Result<T, S3Error>>>(
-    up: impl Fn() -> bool,
+async fn retried<T, F: Future<Output = Result<T, S3Error>>, U: Future<Output = bool>>(
+    up: impl Fn() -> U,
     mut rebuild: impl FnMut() -> F,
 ) -> Result<T, S3Error> {
     let mut attempt = 1;
     loop {
         match rebuild().await {
-            Err(e) if attempt < KEY_ATTEMPTS && up() => {
+            Err(e) if attempt < KEY_ATTEMPTS && up().await => {
                 tracing::info!(attempt, error = ?e, "heal will try a key again");
                 tokio::time::sleep(RETRY_PAUSE * attempt).await;
                 attempt += 1;
@@ -331,6 +333,15 @@ async fn retried<T, F: Future<Output = Result<T, S3Error>>>(
             outcome => return outcome,
         }
     }
+}
+
+/// Whether node `index` answers now. Asked rather than taken from the probe's last round: a node
+/// wiped and restarted just before its heal can still be marked down for half a second, and its
+/// keys would fail instead of being tried again.
+async fn answers(cluster: &Cluster, index: usize) -> bool {
+    let node = &cluster.layout.nodes()[index];
+    let health = tokio::time::timeout(ANSWER_TIMEOUT, cluster.client.health(&node.addr)).await;
+    matches!(health, Ok(Ok(_)))
 }
 
 /// The shards of a bucket that node `index` holds (how many), and those on which its digest
