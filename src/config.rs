@@ -13,6 +13,15 @@
 //! #                                      # (default: none, plain HTTP; then every node needs
 //! #                                      # tls_cert and tls_key)
 //!
+//! # [cluster.region]          # this cluster is one of several regions (default: a region alone)
+//! # name = "us-east-1"        # its name; its gateways' `region` must be the same
+//! # number = 1                # 1-255, unique among the regions, never reused
+//! # replication_secret = "..."  # the same in every region: signs what regions send each other
+//! # [[cluster.region.peers]]  # every other region, with the same names and numbers everywhere
+//! # name = "eu-west-1"
+//! # number = 2
+//! # endpoint = "https://s3.eu-west-1.example.com"
+//!
 //! [node]                    # run a storage node
 //! id = "z1-n1"
 //! data_dir = "/var/lib/tessera"
@@ -89,6 +98,17 @@ impl Config {
             );
         }
         config.cluster.layout().context("the cluster's node list")?;
+        if let Some(region) = &config.cluster.region {
+            region.validate().context("[cluster.region]")?;
+            if let Some(gateway) = config.gateway.as_ref().filter(|g| g.region != region.name) {
+                anyhow::bail!(
+                    "{}: the gateway serves region {} but [cluster.region] names {}",
+                    path.display(),
+                    gateway.region,
+                    region.name
+                );
+            }
+        }
         Ok(config)
     }
 
@@ -115,4 +135,55 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         file.write_all(bytes)
     };
     write().with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GATEWAY: &str = r#"
+[cluster]
+secret = "s"
+nodes = [
+  { id = "n1", zone = "z1", addr = "127.0.0.1:7001" },
+  { id = "n2", zone = "z2", addr = "127.0.0.1:7002" },
+  { id = "n3", zone = "z3", addr = "127.0.0.1:7003" },
+]
+data_shards = 2
+parity_shards = 1
+
+[cluster.region]
+name = "eu-west-1"
+number = 2
+replication_secret = "r"
+peers = [ { name = "us-east-1", number = 1, endpoint = "http://127.0.0.1:9000" } ]
+
+[gateway]
+listen = "127.0.0.1:9100"
+access_key_id = "a"
+secret_access_key = "b"
+"#;
+
+    fn load(text: &str) -> anyhow::Result<Config> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Config::load(file.path())
+    }
+
+    #[test]
+    fn a_regions_gateways_serve_its_name_and_its_numbers_are_its_own() {
+        let serving = GATEWAY.replace(
+            "secret_access_key = \"b\"",
+            "secret_access_key = \"b\"\nregion = \"eu-west-1\"",
+        );
+        assert_eq!(load(&serving).unwrap().cluster.region.unwrap().number, 2);
+        let error = load(GATEWAY).unwrap_err().to_string();
+        assert!(
+            error.contains("the gateway serves region us-east-1"),
+            "{error}"
+        );
+        let clash = serving.replace("number = 1", "number = 2");
+        let error = format!("{:#}", load(&clash).unwrap_err());
+        assert!(error.contains("the same number"), "{error}");
+    }
 }

@@ -326,6 +326,7 @@ fn new_cluster(
         rpc_timeout_ms: 10_000,
         tls_ca: None,
         nodes,
+        region: None,
     })
 }
 

@@ -132,6 +132,9 @@ fn trim_allocator() {
 }
 
 async fn server(config: config::Config) -> anyhow::Result<()> {
+    if let Some(region) = &config.cluster.region {
+        node_rpc::record::Version::set_region(region.number);
+    }
     let node = config
         .node
         .map(|node| tokio::spawn(storage_node::server::run(node, config.cluster.clone())));

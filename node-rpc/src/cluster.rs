@@ -34,6 +34,86 @@ pub struct ClusterConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
     pub nodes: Vec<NodeInfo>,
+    /// This cluster's region among several that replicate to each other (`[cluster.region]`).
+    /// Default: none, a region alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<RegionConfig>,
+}
+
+/// A region's place among the regions that replicate to each other. Every region's config lists
+/// the same regions with the same numbers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// This region's name: the region its gateways serve (their `region`) and its peers know it by.
+    pub name: String,
+    /// 1-255, unique among the regions and never reused: the top byte of every version made in
+    /// this region, so that two regions never make the same version.
+    pub number: u8,
+    /// Signs the requests regions send each other; the same in every region.
+    pub replication_secret: ClusterSecret,
+    /// The other regions.
+    #[serde(default)]
+    pub peers: Vec<PeerRegion>,
+}
+
+/// Another region, as this one reaches it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRegion {
+    pub name: String,
+    pub number: u8,
+    /// Its S3 endpoint, such as `https://s3.eu-west-1.example.com`.
+    pub endpoint: String,
+}
+
+/// Why a `[cluster.region]` section cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegionError {
+    #[error("region {0}: region numbers are 1 to 255")]
+    ZeroNumber(String),
+    #[error("regions {0} and {1} have the same number")]
+    SameNumber(String, String),
+    #[error("region {0} is listed twice")]
+    SameName(String),
+}
+
+impl RegionConfig {
+    /// Checks that every region has a number of its own and a name of its own.
+    pub fn validate(&self) -> Result<(), RegionError> {
+        let mut seen: Vec<(&str, u8)> = Vec::new();
+        let all = std::iter::once((self.name.as_str(), self.number))
+            .chain(self.peers.iter().map(|p| (p.name.as_str(), p.number)));
+        for (name, number) in all {
+            if number == 0 {
+                return Err(RegionError::ZeroNumber(name.into()));
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, n)| *n == number) {
+                return Err(RegionError::SameNumber((*other).into(), name.into()));
+            }
+            if seen.iter().any(|(n, _)| *n == name) {
+                return Err(RegionError::SameName(name.into()));
+            }
+            seen.push((name, number));
+        }
+        Ok(())
+    }
+
+    /// The access key id region `from`'s replication signs its requests with.
+    pub fn replication_key_id(from: &str) -> String {
+        format!("replication.{from}")
+    }
+
+    /// The secret key that signs replication requests, derived from the replication secret.
+    pub fn replication_secret_key(&self) -> String {
+        hex::encode(self.replication_secret.derive_key("replication requests"))
+    }
+
+    /// The peer whose replication signs with access key id `key_id`.
+    pub fn peer_signing_as(&self, key_id: &str) -> Option<&PeerRegion> {
+        let name = key_id.strip_prefix("replication.")?;
+        self.peers.iter().find(|p| p.name == name)
+    }
 }
 
 fn default_data_shards() -> usize {
@@ -67,5 +147,55 @@ impl ClusterConfig {
 
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(number: u8, peers: &[(&str, u8)]) -> RegionConfig {
+        RegionConfig {
+            name: "us-east-1".into(),
+            number,
+            replication_secret: ClusterSecret::new("s".into()),
+            peers: peers
+                .iter()
+                .map(|(name, number)| PeerRegion {
+                    name: (*name).into(),
+                    number: *number,
+                    endpoint: "http://127.0.0.1:9100".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_region_needs_a_number_and_a_name_of_its_own() {
+        assert_eq!(region(1, &[("eu-west-1", 2)]).validate(), Ok(()));
+        assert_eq!(
+            region(0, &[]).validate(),
+            Err(RegionError::ZeroNumber("us-east-1".into()))
+        );
+        assert_eq!(
+            region(1, &[("eu-west-1", 1)]).validate(),
+            Err(RegionError::SameNumber(
+                "us-east-1".into(),
+                "eu-west-1".into()
+            ))
+        );
+        assert_eq!(
+            region(1, &[("us-east-1", 2)]).validate(),
+            Err(RegionError::SameName("us-east-1".into()))
+        );
+    }
+
+    #[test]
+    fn a_peer_is_known_by_its_replication_key_id() {
+        let config = region(1, &[("eu-west-1", 2)]);
+        let id = RegionConfig::replication_key_id("eu-west-1");
+        assert_eq!(config.peer_signing_as(&id).map(|p| p.number), Some(2));
+        assert!(config.peer_signing_as("replication.ap-south-1").is_none());
+        assert!(config.peer_signing_as("eu-west-1").is_none());
     }
 }

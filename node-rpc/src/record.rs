@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A totally ordered write version: hybrid-logical-clock microseconds, then a random tie-breaker, so
-/// that concurrent writes to one key resolve the same way on every holder (last writer wins).
+/// A totally ordered write version: hybrid-logical-clock microseconds, then a tie-breaker, so that
+/// concurrent writes to one key resolve the same way on every holder (last writer wins). The
+/// tie-breaker's top byte is the number of the region that made the version (random in versions
+/// made before regions, or in a cluster without a `[cluster.region]`), the rest random: two
+/// regions never make the same version, and break ties between them the same way everywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Version {
     pub micros: u64,
@@ -20,6 +23,9 @@ pub struct Version {
 /// The newest version's microseconds this process made or observed: the logical half of the
 /// hybrid clock (see `Version::now` and `Version::observe`).
 static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// The number of this process's region (`Version::set_region`); 0: none configured.
+static REGION: AtomicU8 = AtomicU8::new(0);
 
 /// How far ahead of the wall clock an observed version may move the clock: one minute.
 const MAX_SKEW_MICROS: u64 = 60_000_000;
@@ -52,7 +58,7 @@ impl Version {
                 Ok(_) => {
                     return Version {
                         micros: next,
-                        salt: rand::random(),
+                        salt: salt(REGION.load(Ordering::Relaxed), rand::random()),
                     }
                 }
                 Err(seen) => last = seen,
@@ -70,8 +76,21 @@ impl Version {
         LAST_MICROS.fetch_max(observable(seen, wall_micros()), Ordering::Relaxed);
     }
 
+    /// Makes `number` the region of the versions this process makes from now on.
+    pub fn set_region(number: u8) {
+        REGION.store(number, Ordering::Relaxed);
+    }
+
     pub fn unix_millis(&self) -> i64 {
         (self.micros / 1000) as i64
+    }
+}
+
+/// A version's tie-breaker: the region's number in the top byte, when there is one.
+fn salt(region: u8, random: u32) -> u32 {
+    match region {
+        0 => random,
+        n => u32::from(n) << 24 | random & 0x00ff_ffff,
     }
 }
 
@@ -254,6 +273,9 @@ pub struct ObjectRecord {
     /// Who owns the version and what its ACL grants; `None`: the bucket's owner, privately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<Acl>,
+    /// Made in another region and applied here by its replication (S3's `REPLICA` status).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replica: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -282,6 +304,7 @@ impl ObjectRecord {
             completed_upload: None,
             encryption: None,
             acl: None,
+            replica: false,
         }
     }
 
@@ -773,6 +796,19 @@ mod tests {
             salt: 0,
         };
         assert_eq!(observable(near, wall), near.micros);
+    }
+
+    #[test]
+    fn a_region_number_tops_the_tie_breaker() {
+        assert_eq!(salt(0, 0xdead_beef), 0xdead_beef, "no region: all random");
+        assert_eq!(salt(2, 0xdead_beef), 0x02ad_beef);
+        assert_eq!(salt(255, 0xffff_ffff), 0xffff_ffff);
+        // Of two versions made at one microsecond, region 2's orders after region 1's.
+        let tie = |region| Version {
+            micros: 7,
+            salt: salt(region, 0xffff_ffff),
+        };
+        assert!(tie(1) < tie(2));
     }
 
     #[test]

@@ -242,7 +242,7 @@ impl TestCluster {
         self.kill(node);
         let port = free_port();
         let upstream = format!("127.0.0.1:{port}");
-        self.edit_config(node, "listen", Some(upstream.clone().into()));
+        self.edit_config(node, "node", "listen", Some(upstream.clone().into()));
         let proxy = proxy::Proxy::start(address.parse().unwrap(), upstream.parse().unwrap()).await;
         self.restart(node);
         proxy
@@ -251,21 +251,33 @@ impl TestCluster {
     /// Restarts a node (or "gateway") with one setting of its `[node]` (`[gateway]`) config
     /// changed (`None`: back to its default).
     pub fn restart_with(&mut self, process: &str, setting: &str, value: Option<toml::Value>) {
-        self.kill(process);
-        self.edit_config(process, setting, value);
-        self.restart(process);
-    }
-
-    fn edit_config(&self, process: &str, setting: &str, value: Option<toml::Value>) {
-        let config = self.path().join("config").join(format!("{process}.toml"));
-        let mut doc: toml::Value =
-            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let role = if process == "gateway" {
             "gateway"
         } else {
             "node"
         };
-        let table = doc[role].as_table_mut().unwrap();
+        self.restart_with_in(process, role, setting, value);
+    }
+
+    /// Restarts a process with one setting of a section of its config (`cluster`, `node` or
+    /// `gateway`) changed (`None`: back to its default).
+    pub fn restart_with_in(
+        &mut self,
+        process: &str,
+        section: &str,
+        setting: &str,
+        value: Option<toml::Value>,
+    ) {
+        self.kill(process);
+        self.edit_config(process, section, setting, value);
+        self.restart(process);
+    }
+
+    fn edit_config(&self, process: &str, section: &str, setting: &str, value: Option<toml::Value>) {
+        let config = self.path().join("config").join(format!("{process}.toml"));
+        let mut doc: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        let table = doc[section].as_table_mut().unwrap();
         match value {
             Some(value) => table.insert(setting.into(), value),
             None => table.remove(setting),

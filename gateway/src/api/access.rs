@@ -31,6 +31,9 @@ pub enum Principal {
     Key(KeyRecord),
     /// No signature at all.
     Anonymous,
+    /// The replication of the peer region with this number, which may only apply replicas
+    /// (`api::replica`).
+    Replicator(u8),
 }
 
 /// Who sends a request: its key and the address it comes from (for policies' `aws:SourceIp`).
@@ -138,7 +141,7 @@ impl Principal {
     /// The key id recorded as the owner of a bucket this principal creates.
     pub fn owner_id(&self) -> Option<String> {
         match self {
-            Principal::Admin | Principal::Anonymous => None,
+            Principal::Admin | Principal::Anonymous | Principal::Replicator(_) => None,
             Principal::Key(key) => Some(key.id.clone()),
         }
     }
@@ -148,7 +151,7 @@ impl Principal {
         match self {
             Principal::Admin => Some(ADMIN_ID),
             Principal::Key(key) => Some(&key.id),
-            Principal::Anonymous => None,
+            Principal::Anonymous | Principal::Replicator(_) => None,
         }
     }
 
@@ -157,7 +160,7 @@ impl Principal {
     pub fn key_id(&self) -> Option<&str> {
         match self {
             Principal::Key(key) => Some(&key.id),
-            Principal::Admin | Principal::Anonymous => None,
+            Principal::Admin | Principal::Anonymous | Principal::Replicator(_) => None,
         }
     }
 
@@ -166,7 +169,7 @@ impl Principal {
         match self {
             Principal::Admin => bucket.owner.is_none(),
             Principal::Key(key) => bucket.owner.as_deref() == Some(key.id.as_str()),
-            Principal::Anonymous => false,
+            Principal::Anonymous | Principal::Replicator(_) => false,
         }
     }
 
@@ -185,7 +188,7 @@ impl Principal {
                 .get(&hex::encode(bucket.id))
                 .copied()
                 .unwrap_or_default(),
-            Principal::Anonymous => Grant::default(),
+            Principal::Anonymous | Principal::Replicator(_) => Grant::default(),
         }
     }
 
@@ -216,6 +219,16 @@ impl Gateway {
         let Some(id) = key_id.filter(|id| *id != self.credentials.access_key_id) else {
             return Ok(admin());
         };
+        if let Some(region) = &self.region {
+            if let Some(peer) = region.peer_signing_as(id) {
+                let credentials = Credentials {
+                    access_key_id: id.to_string(),
+                    secret_access_key: region.replication_secret_key(),
+                    region: self.config.region.clone(),
+                };
+                return Ok((credentials, Principal::Replicator(peer.number)));
+            }
+        }
         let key = self
             .cluster
             .access_key(id)
@@ -251,6 +264,25 @@ impl Gateway {
                 "anonymous requests need a bucket policy or ACL that allows them",
             ))
         };
+        let replica = req.header(crate::api::replica::VERSION_HEADER).is_some();
+        match (&caller.principal, replica, operation) {
+            (
+                Principal::Replicator(_),
+                true,
+                Some(Operation::PutObject | Operation::DeleteObject),
+            ) => return Ok(()),
+            (Principal::Replicator(_), ..) => {
+                return Err(S3Error::AccessDenied(
+                    "a peer region's replication key only applies replicas",
+                ))
+            }
+            (_, true, _) => {
+                return Err(S3Error::AccessDenied(
+                    "only a peer region's replication applies replicas",
+                ))
+            }
+            _ => {}
+        }
         let expected_owner = req.header("x-amz-expected-bucket-owner");
         let Some(operation) = operation else {
             return if anonymous { refused() } else { Ok(()) };

@@ -256,6 +256,7 @@ pub async fn copy_object(
             lock,
             sse,
             acl,
+            replica: None,
         },
         &mut payload,
         &Expected::default(),

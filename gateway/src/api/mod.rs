@@ -17,6 +17,7 @@ pub mod object;
 pub mod object_lock;
 pub mod policy;
 pub mod post_object;
+pub mod replica;
 mod request;
 mod router;
 pub mod tagging;
@@ -36,6 +37,7 @@ use crate::s3::sigv4::Credentials;
 use futures::FutureExt;
 use http::{Method, Request};
 use hyper::body::Incoming;
+use node_rpc::cluster::RegionConfig;
 use node_rpc::ClusterConfig;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -60,6 +62,8 @@ pub struct Gateway {
     /// What a Prometheus scrape of `/metrics` bears (see `ClusterSecret::metrics_token`).
     pub metrics_token: String,
     credentials: Credentials,
+    /// The regions this one replicates with, if it is one of several.
+    region: Option<RegionConfig>,
 }
 
 impl Gateway {
@@ -84,6 +88,7 @@ impl Gateway {
             cluster,
             config,
             credentials,
+            region: cluster_config.region.clone(),
         })
     }
 

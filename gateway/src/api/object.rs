@@ -2,9 +2,9 @@
 
 use crate::api::encryption::{self, SSE_C};
 use crate::api::multipart::part_number;
-use crate::api::{object_lock, Gateway, S3Request};
+use crate::api::{object_lock, replica, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
-use crate::ops::delete::remove;
+use crate::ops::delete::{remove, remove_replica};
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::read;
 use crate::ops::write::{write_object, NewObject};
@@ -105,6 +105,7 @@ pub async fn put_object(
     }
     let sse = encryption::for_write(gw, &req, &bucket)?;
     let acl = crate::api::acl::for_new_object(gw, &bucket, &req.caller, &req.parts.headers).await?;
+    let replica = replica::requested(&req)?;
     let precondition = check_conditions(
         &gw.cluster,
         &bucket,
@@ -125,6 +126,7 @@ pub async fn put_object(
             lock,
             sse,
             acl,
+            replica,
         },
         &mut payload,
         &expected,
@@ -225,6 +227,9 @@ fn object_head(
     if let Some(id) = version_id(bucket, record.version_ref()) {
         response = response.header("x-amz-version-id", id);
     }
+    if record.replica {
+        response = response.header("x-amz-replication-status", "REPLICA");
+    }
     let overrides = response_overrides(&req.query)?;
     for (name, value) in &record.headers {
         if !overrides.iter().any(|(o, _)| o.as_str() == name) {
@@ -308,7 +313,10 @@ pub async fn delete_object(
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
     let bypass = object_lock::bypass_governance(&req, &bucket);
-    let removed = remove(&gw.cluster, &bucket, key, which, bypass).await?;
+    let removed = match (replica::requested(&req)?, which) {
+        (Some(replica), None) => remove_replica(&gw.cluster, &bucket, key, replica).await?,
+        _ => remove(&gw.cluster, &bucket, key, which, bypass).await?,
+    };
     let mut response = Response::builder().status(StatusCode::NO_CONTENT);
     if removed.delete_marker {
         response = response.header("x-amz-delete-marker", "true");

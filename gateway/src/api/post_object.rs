@@ -125,6 +125,7 @@ pub async fn post_object(
             lock: Default::default(),
             sse: crate::api::encryption::bucket_default(gw, &bucket)?,
             acl: crate::api::acl::for_new_object(gw, &bucket, &caller, &canned_acl(&form)?).await?,
+            replica: None,
         },
         &mut payload,
         &expected,

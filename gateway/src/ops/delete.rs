@@ -5,6 +5,7 @@ use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_record;
 use crate::ops::lookup::find_version;
 use crate::ops::quorum::commit_quorum;
+use crate::ops::write::Replica;
 use crate::s3::error::S3Error;
 use node_rpc::object_lock::now_millis;
 use node_rpc::protocol::PurgeRequest;
@@ -31,7 +32,7 @@ pub async fn remove(
 ) -> Result<Removed, S3Error> {
     match (which, bucket.versioning) {
         (None | Some(VersionRef::Null), None) => {
-            write_tombstone(cluster, bucket, key, false).await?;
+            write_tombstone(cluster, bucket, key, false, None).await?;
             Ok(Removed {
                 version_id: None,
                 delete_marker: false,
@@ -39,7 +40,7 @@ pub async fn remove(
         }
         (None, Some(versioning)) => {
             let versioned = versioning == Versioning::Enabled;
-            let version = write_tombstone(cluster, bucket, key, versioned).await?;
+            let version = write_tombstone(cluster, bucket, key, versioned, None).await?;
             Ok(Removed {
                 version_id: Some(if versioned {
                     version.to_string()
@@ -62,16 +63,37 @@ pub async fn remove(
     }
 }
 
-/// Deletes a key: a tombstone (or delete marker) committed to a write quorum of its holders.
+/// Applies a delete made in another region: its tombstone or delete marker, with its version.
+pub async fn remove_replica(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    replica: Replica,
+) -> Result<Removed, S3Error> {
+    let version = write_tombstone(cluster, bucket, key, replica.versioned, Some(replica)).await?;
+    let id = match replica.versioned {
+        true => VersionRef::Id(version),
+        false => VersionRef::Null,
+    };
+    Ok(Removed {
+        version_id: Some(id.to_string()),
+        delete_marker: true,
+    })
+}
+
+/// Deletes a key: a tombstone (or delete marker) committed to a write quorum of its holders,
+/// with a new version, or a replica's.
 pub async fn write_tombstone(
     cluster: &Cluster,
     bucket: &BucketRecord,
     key: &str,
     versioned: bool,
+    replica: Option<Replica>,
 ) -> Result<Version, S3Error> {
     let holders = cluster.write_holders(&bucket.id, key);
-    let version = Version::now();
-    let tombstone = ObjectRecord::tombstone(version, versioned);
+    let version = Replica::version_of(replica);
+    let mut tombstone = ObjectRecord::tombstone(version, versioned);
+    tombstone.replica = replica.is_some();
     let all = vec![true; holders.len()];
     commit_record(
         cluster,

@@ -270,6 +270,32 @@ pub struct NewObject {
     pub sse: Option<Sse>,
     /// Its owner and ACL (`ObjectRecord::acl`).
     pub acl: Option<Acl>,
+    /// Set when the version was made in another region and is applied here with its own
+    /// version; `None`: a new version made now.
+    pub replica: Option<Replica>,
+}
+
+/// A version made in another region, as its replication applies it here: the same version
+/// (so that its id, and its place among the key's versions, are the same in every region).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replica {
+    pub version: Version,
+    /// Made with versioning enabled (else it was the key's null version there).
+    pub versioned: bool,
+}
+
+impl Replica {
+    /// The version a write makes: the replica's, or a new one. A replica's moves this
+    /// gateway's clock past it, so that later local writes of the key order after it.
+    pub fn version_of(replica: Option<Replica>) -> Version {
+        match replica {
+            Some(replica) => {
+                Version::observe(replica.version);
+                replica.version
+            }
+            None => Version::now(),
+        }
+    }
 }
 
 /// A committed object version.
@@ -295,7 +321,7 @@ pub async fn write_object(
     precondition: Option<&Precondition>,
 ) -> Result<Written, S3Error> {
     let size = object.size;
-    let version = Version::now();
+    let version = Replica::version_of(object.replica);
     let holders = cluster.write_holders(&bucket.id, key);
     let fragment_id = fragment_id(&[&bucket.id, key.as_bytes(), version.to_string().as_bytes()]);
     let codec = cluster.codec_for(size);
@@ -322,7 +348,9 @@ pub async fn write_object(
     };
     let new = NewVersion {
         version,
-        versioned: bucket.versions_writes(),
+        versioned: object
+            .replica
+            .map_or(bucket.versions_writes(), |r| r.versioned),
         size,
         etag: stored.data.md5.clone(),
         checksum: stored.verified.checksum.clone(),
@@ -333,6 +361,7 @@ pub async fn write_object(
         completed_upload: None,
         encryption: object.sse.map(|s| s.encryption),
         acl: object.acl,
+        replica: object.replica.is_some(),
     };
     let record_for =
         |fragment: u8| new.record(fragment, vec![stored.for_holder(fragment as usize)]);
@@ -366,6 +395,8 @@ pub struct NewVersion {
     pub completed_upload: Option<String>,
     pub encryption: Option<Encryption>,
     pub acl: Option<Acl>,
+    /// Applied from another region (`ObjectRecord::replica`).
+    pub replica: bool,
 }
 
 /// The Object Lock state of a new version: what its request asked for, with the bucket's default
@@ -404,6 +435,7 @@ impl NewVersion {
             completed_upload: self.completed_upload.clone(),
             encryption: self.encryption.clone(),
             acl: self.acl.clone(),
+            replica: self.replica,
         }
     }
 

@@ -38,6 +38,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
         completed_upload: None,
         encryption: None,
         acl: None,
+        replica: false,
     }
 }
 
