@@ -35,6 +35,10 @@ pub enum PlacementError {
     NoNodes,
     #[error("duplicate node id {0:?}")]
     DuplicateNode(String),
+    /// Two nodes at one address would be one process answering for both, each holder's
+    /// fragment of a key overwriting the other's.
+    #[error("nodes {0:?} and {1:?} have the same address")]
+    SharedAddress(String, String),
     #[error("node {0:?} has weight 0")]
     ZeroWeight(String),
     #[error("need at least {width} nodes for {width} fragments, have {nodes}")]
@@ -67,7 +71,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Errors: no nodes, duplicate node ids, zero weight, fewer than k+m nodes,
+    /// Errors: no nodes, duplicate node ids or addresses, zero weight, fewer than k+m nodes,
     /// k==0 or m==0 or k+m>255, shard_count==0, or a zone layout that cannot
     /// place k+m distinct nodes under the per-zone cap.
     pub fn new(
@@ -109,9 +113,13 @@ impl Layout {
             return Err(PlacementError::NoNodes);
         }
         let mut ids = std::collections::HashSet::new();
+        let mut addrs = std::collections::HashMap::new();
         for node in &nodes {
             if !ids.insert(node.id.as_str()) {
                 return Err(PlacementError::DuplicateNode(node.id.clone()));
+            }
+            if let Some(other) = addrs.insert(node.addr.as_str(), node.id.as_str()) {
+                return Err(PlacementError::SharedAddress(other.into(), node.id.clone()));
             }
             if node.weight == 0 {
                 return Err(PlacementError::ZeroWeight(node.id.clone()));
@@ -476,6 +484,12 @@ mod tests {
         let mut dup = topo(3, 2);
         dup.push(node(2, 1));
         assert_eq!(err(dup, 4, 2, 8), DuplicateNode("z2n1".into()));
+        let mut shared = topo(3, 2);
+        shared[5].addr = shared[0].addr.clone();
+        assert_eq!(
+            err(shared, 4, 2, 8),
+            SharedAddress(topo(3, 2)[0].id.clone(), topo(3, 2)[5].id.clone())
+        );
         // 3 zones -> cap 2, but zones of 4, 1 and 1 nodes only place 2+1+1.
         let mut lopsided = topo(1, 4);
         lopsided.extend([node(1, 0), node(2, 0)]);
