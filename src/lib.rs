@@ -1,3 +1,3 @@
 //! The `tessera` library: what the command and the integration tests share.
 
-pub mod client;
+pub use s3_client as client;

@@ -1,12 +1,14 @@
 //! A small S3 client: AWS Signature Version 4 in the Authorization header, over hyper's pooled
 //! keep-alive client, http or https (rustls; an extra CA file, or no verification at all).
 //!
-//! Used by `tessera bench` and by the integration tests. Paths are given as S3 clients send them:
+//! Used by `tessera bench`, the admin CLI, the integration tests, and a region's gateways to send
+//! their versions to a peer region (request bodies streamed). Paths are given as S3 clients send them:
 //! already percent-encoded, with the query (if any) after `?`.
 
 use anyhow::Context;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -116,7 +118,10 @@ pub struct ListPage {
     pub reply: Reply,
 }
 
-type Http = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A request body: whole, or streamed (`Client::stream`).
+pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+type Http = HyperClient<HttpsConnector<HttpConnector>, Body>;
 
 /// Cheap to clone: the connection pool is shared.
 #[derive(Clone)]
@@ -348,23 +353,22 @@ impl Client {
         body: Bytes,
     ) -> anyhow::Result<Reply> {
         let resp = self.raw_response(method, path, headers, body).await?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the response body")?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        read_reply(resp).await
+    }
+
+    /// A request whose body is streamed, signed `UNSIGNED-PAYLOAD` (the body cannot be hashed
+    /// before it is sent): `headers` should carry its length, and a checksum or `Content-MD5`
+    /// for the server to check it by. The response is read whole.
+    pub async fn stream(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> anyhow::Result<Reply> {
+        let (all, _) = self.sign(method, path, headers, &[], BodySigning::UNSIGNED);
+        let resp = self.send_body(method, path, &all, body).await?;
+        read_reply(resp).await
     }
 
     async fn raw_response(
@@ -374,13 +378,24 @@ impl Client {
         headers: &[(String, String)],
         body: Bytes,
     ) -> anyhow::Result<hyper::Response<Incoming>> {
+        let body = Full::new(body).map_err(|never| match never {}).boxed();
+        self.send_body(method, path, headers, body).await
+    }
+
+    async fn send_body(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Body,
+    ) -> anyhow::Result<hyper::Response<Incoming>> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.endpoint));
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let req = req.body(Full::new(body)).context("building the request")?;
+        let req = req.body(body).context("building the request")?;
         self.http
             .request(req)
             .await
@@ -388,12 +403,33 @@ impl Client {
     }
 }
 
-/// `/bucket/key`, the key percent-encoded as in a canonical URI.
+/// A response with its whole body.
+async fn read_reply(resp: hyper::Response<Incoming>) -> anyhow::Result<Reply> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .context("reading the response body")?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// A query value or single path segment, percent-encoded as SigV4 wants it (`/` too).
 pub fn query_value(value: &str) -> String {
     utf8_percent_encode(value, STRICT).to_string()
 }
 
+/// `/bucket/key`, the key percent-encoded as in a canonical URI.
 pub fn object_path(bucket: &str, key: &str) -> String {
     if key.is_empty() {
         format!("/{bucket}")
