@@ -30,7 +30,7 @@ fn start_region() -> (TestCluster, S3Client) {
     let mut cluster = TestCluster::start();
     let region = region();
     let value = toml::Value::try_from(&region).unwrap();
-    cluster.restart_with_in("gateway", "cluster", "region", Some(value));
+    cluster.restart_with_in("gateway", &[("cluster", "region", Some(value))]);
     let peer = S3Client::new(
         &cluster.endpoint,
         &RegionConfig::replication_key_id("eu-west-1"),
@@ -214,4 +214,168 @@ async fn only_a_peer_regions_replication_applies_replicas_and_it_does_nothing_el
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(s3.get("/guarded/k").await.text(), "local");
+}
+
+/// Makes `cluster` region `name` (number `number`) with one peer region.
+fn make_region(cluster: &mut TestCluster, name: &str, number: u8, peer: (&str, u8, &str)) {
+    let region = RegionConfig {
+        name: name.into(),
+        number,
+        replication_secret: region().replication_secret,
+        peers: vec![PeerRegion {
+            name: peer.0.into(),
+            number: peer.1,
+            endpoint: peer.2.into(),
+        }],
+    };
+    let value = toml::Value::try_from(&region).unwrap();
+    let settings = [
+        ("cluster", "region", Some(value)),
+        ("gateway", "region", Some(name.into())),
+    ];
+    cluster.restart_with_in("gateway", &settings);
+}
+
+/// Runs a resync from `s3`'s region to `target` and waits for its end; returns its progress.
+async fn resync(s3: &S3Client, bucket: &str, target: &str) -> serde_json::Value {
+    let path = format!("/_tessera/replication/resync?bucket={bucket}&target={target}");
+    let started = s3.send("POST", &path, &[], Bytes::new()).await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let begun = std::time::Instant::now();
+    loop {
+        let progress: serde_json::Value =
+            serde_json::from_slice(&s3.get("/_tessera/replication/resync").await.body).unwrap();
+        if progress["running"] == false {
+            return progress;
+        }
+        assert!(
+            begun.elapsed().as_secs() < 60,
+            "resync still running: {progress}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// (key, version id, whether a delete marker) of every entry of a ListObjectVersions answer.
+fn listed_versions(listing: &str) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for (kind, marker) in [("<Version>", false), ("<DeleteMarker>", true)] {
+        for entry in listing.split(kind).skip(1) {
+            let key = common::xml_values(entry, "Key").remove(0);
+            let id = common::xml_values(entry, "VersionId").remove(0);
+            out.push((key, id, marker));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice() {
+    let (mut east, mut west) = (TestCluster::start(), TestCluster::start());
+    let (east_url, west_url) = (east.endpoint.clone(), west.endpoint.clone());
+    make_region(&mut east, "us-east-1", 1, ("eu-west-1", 2, &west_url));
+    make_region(&mut west, "eu-west-1", 2, ("us-east-1", 1, &east_url));
+    let s3 = east.client();
+    let there = S3Client::in_region(
+        &west_url,
+        common::ACCESS_KEY,
+        common::SECRET_KEY,
+        "eu-west-1",
+    );
+    for bucket in ["/photos", "/docs"] {
+        assert_eq!(s3.put(bucket, Bytes::new()).await.status, 200);
+        assert_eq!(there.put(bucket, Bytes::new()).await.status, 200);
+    }
+    let versioning = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+    for client in [&s3, &there] {
+        let reply = common::put_xml(client, "/docs?versioning", versioning).await;
+        assert_eq!(reply.status, 200);
+    }
+
+    // West writes `older` before east does, and `newer` after: the later write wins in west.
+    assert_eq!(there.put("/photos/older", "west, first").await.status, 200);
+    let objects: Vec<(String, Vec<u8>)> = [0usize, 1_000, 60_000, 5_000_000]
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            (
+                format!("/photos/o{i}"),
+                common::random_bytes(size, i as u64),
+            )
+        })
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(s3.put(key, data.clone()).await.status, 200);
+    }
+    let headers = [
+        ("content-type", "image/png"),
+        ("x-amz-meta-camera", "x100"),
+        ("x-amz-tagging", "trip=alps&year=2026"),
+    ];
+    let tagged = s3
+        .send(
+            "PUT",
+            "/photos/tagged",
+            &headers,
+            Bytes::from_static(b"png"),
+        )
+        .await;
+    assert_eq!(tagged.status, 200);
+    assert_eq!(s3.put("/photos/older", "east, later").await.status, 200);
+    assert_eq!(there.put("/photos/gone", "west's, older").await.status, 200);
+    assert_eq!(s3.put("/photos/gone", "soon deleted").await.status, 200);
+    assert_eq!(s3.delete("/photos/gone").await.status, 204);
+    assert_eq!(s3.put("/photos/newer", "east, first").await.status, 200);
+    assert_eq!(there.put("/photos/newer", "west, later").await.status, 200);
+    assert_eq!(there.put("/photos/west-only", "mine").await.status, 200);
+    for body in ["v1", "v2"] {
+        assert_eq!(s3.put("/docs/report", body).await.status, 200);
+    }
+    assert_eq!(s3.delete("/docs/report").await.status, 204);
+
+    // Sent: four objects, the tagged one, `older` and `gone`'s tombstone (not `newer`, which
+    // west wrote later); the two versions and the delete marker of `report`.
+    for (bucket, sent) in [("photos", 7), ("docs", 3)] {
+        let progress = resync(&s3, bucket, "eu-west-1").await;
+        assert_eq!(progress["errors"], 0, "{progress}");
+        assert_eq!(progress["versions_sent"], sent, "{progress}");
+    }
+    for (key, data) in &objects {
+        let got = there.get(key).await;
+        assert_eq!(got.status, 200, "{key}: {}", got.text());
+        assert!(got.body[..] == data[..], "{key}: bytes differ");
+        assert_eq!(got.header("etag"), s3.head(key).await.header("etag"));
+        assert_eq!(got.header("x-amz-replication-status"), Some("REPLICA"));
+    }
+    let got = there.get("/photos/tagged").await;
+    assert_eq!(got.header("content-type"), Some("image/png"));
+    assert_eq!(got.header("x-amz-meta-camera"), Some("x100"));
+    let tags = there.get("/photos/tagged?tagging").await.text();
+    assert!(
+        tags.contains("<Key>trip</Key><Value>alps</Value>"),
+        "{tags}"
+    );
+    assert_eq!(there.get("/photos/older").await.text(), "east, later");
+    assert_eq!(there.get("/photos/newer").await.text(), "west, later");
+    assert_eq!(there.get("/photos/west-only").await.text(), "mine");
+    assert_eq!(
+        there.get("/photos/gone").await.status,
+        404,
+        "the later delete wins"
+    );
+    let east_versions = listed_versions(&s3.get("/docs?versions").await.text());
+    assert_eq!(east_versions.len(), 3, "two versions and a delete marker");
+    assert_eq!(
+        listed_versions(&there.get("/docs?versions").await.text()),
+        east_versions,
+        "the same version ids in both regions"
+    );
+
+    // Run again: the peer lacks nothing now.
+    for bucket in ["photos", "docs"] {
+        let progress = resync(&s3, bucket, "eu-west-1").await;
+        assert_eq!(progress["versions_sent"], 0, "{progress}");
+        assert_eq!(progress["errors"], 0, "{progress}");
+    }
 }

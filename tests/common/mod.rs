@@ -256,20 +256,20 @@ impl TestCluster {
         } else {
             "node"
         };
-        self.restart_with_in(process, role, setting, value);
+        self.restart_with_in(process, &[(role, setting, value)]);
     }
 
-    /// Restarts a process with one setting of a section of its config (`cluster`, `node` or
+    /// Restarts a process with settings of sections of its config (`cluster`, `node` or
     /// `gateway`) changed (`None`: back to its default).
     pub fn restart_with_in(
         &mut self,
         process: &str,
-        section: &str,
-        setting: &str,
-        value: Option<toml::Value>,
+        settings: &[(&str, &str, Option<toml::Value>)],
     ) {
         self.kill(process);
-        self.edit_config(process, section, setting, value);
+        for (section, setting, value) in settings {
+            self.edit_config(process, section, setting, value.clone());
+        }
         self.restart(process);
     }
 
@@ -424,8 +424,13 @@ pub struct S3Client {
 
 impl S3Client {
     pub fn new(endpoint: &str, access_key: &str, secret_key: &str) -> S3Client {
+        S3Client::in_region(endpoint, access_key, secret_key, REGION)
+    }
+
+    /// A client of a gateway that serves another region than the default one.
+    pub fn in_region(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> S3Client {
         let mut config = client::ClientConfig::new(endpoint, access_key, secret_key);
-        config.region = REGION.into();
+        config.region = region.into();
         S3Client {
             inner: client::Client::new(config).expect("an S3 client"),
         }

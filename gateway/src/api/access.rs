@@ -264,16 +264,17 @@ impl Gateway {
                 "anonymous requests need a bucket policy or ACL that allows them",
             ))
         };
-        let replica = req.header(crate::api::replica::VERSION_HEADER).is_some();
+        let replica = req.header(crate::ops::replica::VERSION_HEADER).is_some();
         match (&caller.principal, replica, operation) {
             (
                 Principal::Replicator(_),
                 true,
                 Some(Operation::PutObject | Operation::DeleteObject),
-            ) => return Ok(()),
+            )
+            | (Principal::Replicator(_), false, Some(Operation::HeadObject)) => return Ok(()),
             (Principal::Replicator(_), ..) => {
                 return Err(S3Error::AccessDenied(
-                    "a peer region's replication key only applies replicas",
+                    "a peer region's replication key only applies replicas and asks for versions",
                 ))
             }
             (_, true, _) => {

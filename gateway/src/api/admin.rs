@@ -87,6 +87,7 @@ pub async fn handle(
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "heals") => json(StatusCode::OK, &gw.healer.recent()),
+        (Method::GET, "replication/resync") => json(StatusCode::OK, &gw.resyncer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
         (Method::GET, "activity") => json(
             StatusCode::OK,
@@ -146,6 +147,16 @@ pub async fn handle(
                 .get("node")
                 .ok_or_else(|| S3Error::InvalidArgument("heal needs ?node=ID".into()))?;
             let progress = gw.healer.start(node.to_string())?;
+            json(StatusCode::ACCEPTED, &progress)
+        }
+        (Method::POST, "replication/resync") => {
+            let (Some(bucket), Some(target)) = (req.query.get("bucket"), req.query.get("target"))
+            else {
+                return Err(S3Error::InvalidArgument(
+                    "resync needs ?bucket=B&target=REGION".into(),
+                ));
+            };
+            let progress = gw.resyncer.start(bucket, target).await?;
             json(StatusCode::ACCEPTED, &progress)
         }
         (_, path) if path == "keys" || path.starts_with("keys/") => {

@@ -26,6 +26,7 @@ pub mod versioning;
 
 use crate::background::activity::Activity;
 use crate::background::heal::Healer;
+use crate::background::resync::Resyncer;
 use crate::background::Workers;
 use crate::config::GatewayConfig;
 use crate::metrics::{Counted, RequestLabel, METRICS};
@@ -54,6 +55,7 @@ pub struct Gateway {
     pub cluster: Arc<Cluster>,
     pub config: GatewayConfig,
     pub healer: Arc<Healer>,
+    pub resyncer: Arc<Resyncer>,
     pub workers: Workers,
     /// This gateway's requests over the last hour, for the console.
     pub activity: Arc<Activity>,
@@ -77,6 +79,10 @@ impl Gateway {
         };
         let cluster = Arc::new(Cluster::new(cluster_config, &config)?);
         let healer = Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec));
+        let resyncer = Arc::new(Resyncer::new(
+            cluster.clone(),
+            cluster_config.region.clone(),
+        ));
         let master_key = config.master_key()?.map(WrappingKey::new);
         let activity = Arc::new(Activity::default());
         Ok(Gateway {
@@ -85,6 +91,7 @@ impl Gateway {
             workers: Workers::start(&cluster, &healer, &activity, &config),
             activity,
             healer,
+            resyncer,
             cluster,
             config,
             credentials,

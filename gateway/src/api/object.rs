@@ -1,5 +1,6 @@
 //! PutObject, GetObject, HeadObject and DeleteObject, with versions and conditional writes.
 
+use crate::api::access::Principal;
 use crate::api::encryption::{self, SSE_C};
 use crate::api::multipart::part_number;
 use crate::api::{object_lock, replica, Gateway, S3Request};
@@ -7,6 +8,7 @@ use crate::ops::commit::check_conditions;
 use crate::ops::delete::{remove, remove_replica};
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::read;
+use crate::ops::replica::VERSION_OF_HEADER;
 use crate::ops::write::{write_object, NewObject};
 use crate::s3::checksum::{Algorithm, ChecksumType};
 use crate::s3::error::S3Error;
@@ -229,6 +231,9 @@ fn object_head(
     }
     if record.replica {
         response = response.header("x-amz-replication-status", "REPLICA");
+    }
+    if matches!(req.caller.principal, Principal::Replicator(_)) {
+        response = response.header(VERSION_OF_HEADER, record.version.to_string());
     }
     let overrides = response_overrides(&req.query)?;
     for (name, value) in &record.headers {

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod heal;
 pub mod lifecycle;
 pub mod probe;
+pub mod resync;
 
 use crate::config::GatewayConfig;
 use crate::ops::cluster::Cluster;

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod quorum;
 pub mod read;
 pub mod repair;
+pub mod replica;
 pub mod revision;
 pub mod system_table;
 pub mod upload;

@@ -10,6 +10,7 @@ use crate::ops::fanout;
 use crate::ops::fanout::FanOut;
 use crate::ops::lookup::version_id;
 use crate::ops::quorum::{shortfall, Quorum};
+use crate::ops::replica::Replica;
 use crate::s3::checksum::{Algorithm, Digests, Expected, Verified};
 use crate::s3::error::S3Error;
 use crate::s3::payload::PayloadReader;
@@ -273,29 +274,6 @@ pub struct NewObject {
     /// Set when the version was made in another region and is applied here with its own
     /// version; `None`: a new version made now.
     pub replica: Option<Replica>,
-}
-
-/// A version made in another region, as its replication applies it here: the same version
-/// (so that its id, and its place among the key's versions, are the same in every region).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Replica {
-    pub version: Version,
-    /// Made with versioning enabled (else it was the key's null version there).
-    pub versioned: bool,
-}
-
-impl Replica {
-    /// The version a write makes: the replica's, or a new one. A replica's moves this
-    /// gateway's clock past it, so that later local writes of the key order after it.
-    pub fn version_of(replica: Option<Replica>) -> Version {
-        match replica {
-            Some(replica) => {
-                Version::observe(replica.version);
-                replica.version
-            }
-            None => Version::now(),
-        }
-    }
 }
 
 /// A committed object version.
