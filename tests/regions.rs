@@ -5,6 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{S3Client, TestCluster};
+use futures::StreamExt;
 use node_rpc::cluster::{PeerRegion, RegionConfig};
 use node_rpc::protocol::ClusterSecret;
 use node_rpc::record::Version;
@@ -270,8 +271,8 @@ fn listed_versions(listing: &str) -> Vec<(String, String, bool)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice() {
+/// Two regions, each the other's peer: us-east-1 and eu-west-1, with a client of each.
+fn start_two_regions() -> (TestCluster, TestCluster, S3Client, S3Client) {
     let (mut east, mut west) = (TestCluster::start(), TestCluster::start());
     let (east_url, west_url) = (east.endpoint.clone(), west.endpoint.clone());
     make_region(&mut east, "us-east-1", 1, ("eu-west-1", 2, &west_url));
@@ -283,6 +284,12 @@ async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice()
         common::SECRET_KEY,
         "eu-west-1",
     );
+    (east, west, s3, there)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice() {
+    let (_east, _west, s3, there) = start_two_regions();
     for bucket in ["/photos", "/docs"] {
         assert_eq!(s3.put(bucket, Bytes::new()).await.status, 200);
         assert_eq!(there.put(bucket, Bytes::new()).await.status, 200);
@@ -377,5 +384,39 @@ async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice()
         let progress = resync(&s3, bucket, "eu-west-1").await;
         assert_eq!(progress["versions_sent"], 0, "{progress}");
         assert_eq!(progress["errors"], 0, "{progress}");
+    }
+}
+
+/// Resync throughput between two regions on this machine, for 4 KiB and 64 MiB objects:
+/// `cargo test --release --test regions -- --ignored --nocapture` (figures in
+/// docs/performance.md).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn resync_throughput() {
+    let (_east, _west, s3, there) = start_two_regions();
+    for (bucket, count, size) in [("small", 2_000u64, 4_096usize), ("large", 16, 64 << 20)] {
+        for client in [&s3, &there] {
+            assert_eq!(
+                client.put(&format!("/{bucket}"), Bytes::new()).await.status,
+                200
+            );
+        }
+        let data = Bytes::from(common::random_bytes(size, count));
+        let puts = futures::stream::iter(0..count).map(|i| {
+            let (s3, data) = (&s3, data.clone());
+            async move { s3.put(&format!("/{bucket}/o{i:05}"), data).await.status }
+        });
+        let statuses: Vec<u16> = puts.buffer_unordered(16).collect().await;
+        assert!(statuses.iter().all(|&s| s == 200));
+        let started = std::time::Instant::now();
+        let progress = resync(&s3, bucket, "eu-west-1").await;
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(progress["errors"], 0, "{progress}");
+        assert_eq!(progress["versions_sent"], count, "{progress}");
+        eprintln!(
+            "RESYNC {count} objects of {size} B: {secs:.1} s, {:.0} objects/s, {:.0} MiB/s",
+            count as f64 / secs,
+            (count * size as u64) as f64 / secs / 1_048_576.0
+        );
     }
 }

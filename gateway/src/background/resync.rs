@@ -14,6 +14,7 @@ use crate::ops::read;
 use crate::ops::replica::{VERSIONED_HEADER, VERSION_HEADER, VERSION_OF_HEADER};
 use crate::s3::error::S3Error;
 use base64::Engine as _;
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::protocol::unix_now;
@@ -21,6 +22,11 @@ use node_rpc::record::{BucketRecord, ListEntry, VersionRef};
 use s3_client::{object_path, query_value, Client, ClientConfig};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
+
+/// Versions compared and sent at once: enough to keep the link busy with small objects (one at a
+/// time, each costs two round trips), few enough that large ones hold at most this many streams
+/// (each a few blocks ahead of the peer) in memory.
+const IN_FLIGHT: usize = 16;
 
 /// Where a resync stands.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -145,12 +151,13 @@ impl Resyncer {
                 hide_markers: false,
             };
             let page = list_versions(&self.cluster, &bucket.id, &query).await?;
-            for (entry, _) in &page.versions {
-                let sent = match peer_lacks(peer, bucket, entry).await {
-                    Ok(true) => self.send(peer, bucket, entry).await.map(Some),
-                    Ok(false) => Ok(None),
-                    Err(e) => Err(e),
-                };
+            // Collected first: a stream over the mapping iterator itself would not be `Send`
+            // (a closure's lifetimes, rust-lang/rust#110338), and the resync runs in a task.
+            let checked: Vec<_> = (page.versions.iter())
+                .map(|(entry, _)| self.sync(peer, bucket, entry))
+                .collect();
+            let mut checked = futures::stream::iter(checked).buffer_unordered(IN_FLIGHT);
+            while let Some((entry, sent)) = checked.next().await {
                 if let Err(e) = &sent {
                     tracing::warn!(bucket = %bucket.name, key = %entry.key, error = %e, "resync could not send a version");
                 }
@@ -174,6 +181,21 @@ impl Resyncer {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Sends the peer one version if it lacks it; the bytes sent, if it was sent.
+    async fn sync<'a>(
+        &self,
+        peer: &Client,
+        bucket: &BucketRecord,
+        entry: &'a ListEntry,
+    ) -> (&'a ListEntry, Result<Option<u64>, String>) {
+        let sent = match peer_lacks(peer, bucket, entry).await {
+            Ok(true) => self.send(peer, bucket, entry).await.map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        (entry, sent)
     }
 
     /// Sends one version to the peer as a replica; the bytes sent.
