@@ -379,8 +379,44 @@ async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice()
         "the same version ids in both regions"
     );
 
+    // A locked version stays locked in the peer region.
+    for client in [&s3, &there] {
+        let lock = [("x-amz-bucket-object-lock-enabled", "true")];
+        let created = client.send("PUT", "/vault", &lock, Bytes::new()).await;
+        assert_eq!(created.status, 200, "{}", created.text());
+    }
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let md5 = common::content_md5(b"evidence");
+    let headers = [
+        ("x-amz-object-lock-mode", "COMPLIANCE"),
+        ("x-amz-object-lock-retain-until-date", until.as_str()),
+        ("x-amz-object-lock-legal-hold", "ON"),
+        ("content-md5", md5.as_str()),
+    ];
+    let locked = s3
+        .send(
+            "PUT",
+            "/vault/record",
+            &headers,
+            Bytes::from_static(b"evidence"),
+        )
+        .await;
+    assert_eq!(locked.status, 200, "{}", locked.text());
+    let version = locked.header("x-amz-version-id").unwrap().to_string();
+    let progress = resync(&s3, "vault", "eu-west-1").await;
+    assert_eq!(progress["versions_sent"], 1, "{progress}");
+    let head = there.head("/vault/record").await;
+    assert_eq!(head.header("x-amz-object-lock-mode"), Some("COMPLIANCE"));
+    assert_eq!(head.header("x-amz-object-lock-legal-hold"), Some("ON"));
+    let purge = there
+        .delete(&format!("/vault/record?versionId={version}"))
+        .await;
+    assert_eq!(purge.status, 403, "{}", purge.text());
+
     // Run again: the peer lacks nothing now.
-    for bucket in ["photos", "docs"] {
+    for bucket in ["photos", "docs", "vault"] {
         let progress = resync(&s3, bucket, "eu-west-1").await;
         assert_eq!(progress["versions_sent"], 0, "{progress}");
         assert_eq!(progress["errors"], 0, "{progress}");

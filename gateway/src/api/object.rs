@@ -261,7 +261,7 @@ fn object_head(
     if !record.tags.is_empty() {
         response = response.header("x-amz-tagging-count", record.tags.len());
     }
-    for (name, value) in object_lock::response_headers(&record.lock) {
+    for (name, value) in crate::s3::object_lock::lock_headers(&record.lock) {
         response = response.header(name, value);
     }
     let checksum_mode = req

@@ -15,6 +15,7 @@ use crate::ops::bucket::update_bucket;
 use crate::ops::lookup::find_version;
 use crate::ops::revision::revise_version;
 use crate::s3::error::S3Error;
+use crate::s3::object_lock::{format_date, on_name};
 use crate::s3::response::{xml_response, S3Response};
 use crate::s3::xml::{parse_tree, XmlWriter};
 use chrono::DateTime;
@@ -107,34 +108,6 @@ fn parse_date(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s.trim())
         .ok()
         .map(|t| t.timestamp_millis())
-}
-
-fn format_date(millis: i64) -> String {
-    DateTime::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
-
-/// The headers GET and HEAD show a version's lock with.
-pub fn response_headers(lock: &ObjectLock) -> Vec<(&'static str, String)> {
-    let mut headers = Vec::new();
-    if let Some(r) = &lock.retention {
-        headers.push(("x-amz-object-lock-mode", r.mode.name().to_string()));
-        headers.push(("x-amz-object-lock-retain-until-date", format_date(r.until)));
-    }
-    if let Some(on) = lock.legal_hold {
-        headers.push(("x-amz-object-lock-legal-hold", on_name(on).to_string()));
-    }
-    headers
-}
-
-fn on_name(on: bool) -> &'static str {
-    if on {
-        "ON"
-    } else {
-        "OFF"
-    }
 }
 
 /// An `<ObjectLockConfiguration>` body: `ObjectLockEnabled` (`Enabled`, the only value; it may

@@ -13,10 +13,12 @@ use crate::ops::lookup::find_version;
 use crate::ops::read;
 use crate::ops::replica::{VERSIONED_HEADER, VERSION_HEADER, VERSION_OF_HEADER};
 use crate::s3::error::S3Error;
+use crate::s3::object_lock::lock_headers;
 use base64::Engine as _;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use node_rpc::cluster::RegionConfig;
+use node_rpc::object_lock::now_millis;
 use node_rpc::protocol::unix_now;
 use node_rpc::record::{BucketRecord, ListEntry, VersionRef};
 use s3_client::{object_path, query_value, Client, ClientConfig};
@@ -242,6 +244,13 @@ impl Resyncer {
         if let Ok(md5) = hex::decode(&record.etag) {
             let md5 = base64::engine::general_purpose::STANDARD.encode(md5);
             headers.push(("content-md5".into(), md5));
+        }
+        // The lock goes along (the peer's bucket must have Object Lock, or the PUT is refused);
+        // a retention that has run out would be refused as in the past, and protects nothing.
+        let mut lock = record.lock;
+        lock.retention = lock.retention.filter(|r| r.until > now_millis());
+        for (name, value) in lock_headers(&lock) {
+            headers.push((name.into(), value));
         }
         if !record.tags.is_empty() {
             let tags: Vec<String> = record

@@ -6,6 +6,7 @@ pub mod checksum;
 pub mod error;
 pub mod http;
 pub mod md5_lanes;
+pub mod object_lock;
 pub mod payload;
 pub mod policy;
 pub mod post_form;
