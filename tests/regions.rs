@@ -214,6 +214,12 @@ async fn only_a_peer_regions_replication_applies_replicas_and_it_does_nothing_el
         )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
+    // Half a replica is refused too, not taken for a plain write.
+    let half = [("x-tessera-replica-versioned", "false")];
+    let reply = s3
+        .send("PUT", "/guarded/k", &half, Bytes::from_static(b"half"))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(s3.get("/guarded/k").await.text(), "local");
 }
 

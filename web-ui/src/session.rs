@@ -186,8 +186,10 @@ mod tests {
             Lookup::Found(found) => assert_eq!(found.csrf, session.csrf),
             _ => panic!("the session was not found"),
         }
+        // Another id: its first digit changed (to one it was not).
+        let first = if id.starts_with('0') { '1' } else { '0' };
         assert!(matches!(
-            sessions.find(Some(&format!("{COOKIE}=0{}", &id[1..]))),
+            sessions.find(Some(&format!("{COOKIE}={first}{}", &id[1..]))),
             Lookup::Expired
         ));
         assert!(matches!(sessions.find(Some("other=1")), Lookup::Missing));

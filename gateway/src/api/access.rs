@@ -31,9 +31,9 @@ pub enum Principal {
     Key(KeyRecord),
     /// No signature at all.
     Anonymous,
-    /// The replication of the peer region with this number, which may only apply replicas
-    /// (`api::replica`).
-    Replicator(u8),
+    /// The replication of a peer region, which may only apply replicas (`api::replica`) and ask
+    /// for versions.
+    Replicator,
 }
 
 /// Who sends a request: its key and the address it comes from (for policies' `aws:SourceIp`).
@@ -141,7 +141,7 @@ impl Principal {
     /// The key id recorded as the owner of a bucket this principal creates.
     pub fn owner_id(&self) -> Option<String> {
         match self {
-            Principal::Admin | Principal::Anonymous | Principal::Replicator(_) => None,
+            Principal::Admin | Principal::Anonymous | Principal::Replicator => None,
             Principal::Key(key) => Some(key.id.clone()),
         }
     }
@@ -151,7 +151,7 @@ impl Principal {
         match self {
             Principal::Admin => Some(ADMIN_ID),
             Principal::Key(key) => Some(&key.id),
-            Principal::Anonymous | Principal::Replicator(_) => None,
+            Principal::Anonymous | Principal::Replicator => None,
         }
     }
 
@@ -160,7 +160,7 @@ impl Principal {
     pub fn key_id(&self) -> Option<&str> {
         match self {
             Principal::Key(key) => Some(&key.id),
-            Principal::Admin | Principal::Anonymous | Principal::Replicator(_) => None,
+            Principal::Admin | Principal::Anonymous | Principal::Replicator => None,
         }
     }
 
@@ -169,7 +169,7 @@ impl Principal {
         match self {
             Principal::Admin => bucket.owner.is_none(),
             Principal::Key(key) => bucket.owner.as_deref() == Some(key.id.as_str()),
-            Principal::Anonymous | Principal::Replicator(_) => false,
+            Principal::Anonymous | Principal::Replicator => false,
         }
     }
 
@@ -188,7 +188,7 @@ impl Principal {
                 .get(&hex::encode(bucket.id))
                 .copied()
                 .unwrap_or_default(),
-            Principal::Anonymous | Principal::Replicator(_) => Grant::default(),
+            Principal::Anonymous | Principal::Replicator => Grant::default(),
         }
     }
 
@@ -220,13 +220,13 @@ impl Gateway {
             return Ok(admin());
         };
         if let Some(region) = &self.region {
-            if let Some(peer) = region.peer_signing_as(id) {
+            if region.peer_signing_as(id).is_some() {
                 let credentials = Credentials {
                     access_key_id: id.to_string(),
                     secret_access_key: region.replication_secret_key(),
                     region: self.config.region.clone(),
                 };
-                return Ok((credentials, Principal::Replicator(peer.number)));
+                return Ok((credentials, Principal::Replicator));
             }
         }
         let key = self
@@ -266,13 +266,9 @@ impl Gateway {
         };
         let replica = req.header(crate::ops::replica::VERSION_HEADER).is_some();
         match (&caller.principal, replica, operation) {
-            (
-                Principal::Replicator(_),
-                true,
-                Some(Operation::PutObject | Operation::DeleteObject),
-            )
-            | (Principal::Replicator(_), false, Some(Operation::HeadObject)) => return Ok(()),
-            (Principal::Replicator(_), ..) => {
+            (Principal::Replicator, true, Some(Operation::PutObject | Operation::DeleteObject))
+            | (Principal::Replicator, false, Some(Operation::HeadObject)) => return Ok(()),
+            (Principal::Replicator, ..) => {
                 return Err(S3Error::AccessDenied(
                     "a peer region's replication key only applies replicas and asks for versions",
                 ))

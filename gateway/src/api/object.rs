@@ -232,7 +232,7 @@ fn object_head(
     if record.replica {
         response = response.header("x-amz-replication-status", "REPLICA");
     }
-    if matches!(req.caller.principal, Principal::Replicator(_)) {
+    if matches!(req.caller.principal, Principal::Replicator) {
         response = response.header(VERSION_OF_HEADER, record.version.to_string());
     }
     let overrides = response_overrides(&req.query)?;

@@ -9,7 +9,12 @@ use crate::s3::error::S3Error;
 /// The replica a request applies, if it carries one.
 pub fn requested(req: &S3Request) -> Result<Option<Replica>, S3Error> {
     let Some(version) = req.header(VERSION_HEADER) else {
-        return Ok(None);
+        return match req.header(VERSIONED_HEADER) {
+            Some(_) => Err(S3Error::InvalidArgument(format!(
+                "{VERSIONED_HEADER} without {VERSION_HEADER}"
+            ))),
+            None => Ok(None),
+        };
     };
     let version = version
         .parse()
