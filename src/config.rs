@@ -21,6 +21,7 @@
 //! # name = "eu-west-1"
 //! # number = 2
 //! # endpoint = "https://s3.eu-west-1.example.com"
+//! # ca_file = "/etc/tessera/eu-ca.pem"  # CA of its TLS certificate (default: the system's roots)
 //!
 //! [node]                    # run a storage node
 //! id = "z1-n1"

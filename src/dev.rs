@@ -7,6 +7,7 @@ use crate::LogFormat;
 use anyhow::Context;
 use clap::ValueEnum;
 use gateway::{GatewayConfig, SecretKey};
+use node_rpc::cluster::{PeerRegion, RegionConfig};
 use node_rpc::protocol::ClusterSecret;
 use node_rpc::ClusterConfig;
 use placement::NodeInfo;
@@ -56,6 +57,16 @@ pub struct DevArgs {
     /// clusters at once and must not hand one cluster's ports to another.
     #[arg(long)]
     node_ports: Option<u16>,
+    /// Regions, each a cluster of its own (its zones and nodes as below) with its own S3
+    /// endpoint, replicating to each other; named `us-east-1`, `eu-west-1`, ... unless
+    /// `--region-names` names them. Each region's S3 and console ports follow the previous
+    /// region's (S3 port + 2 per region), and its nodes' ports follow the previous region's
+    /// nodes' with `--node-ports`.
+    #[arg(long, default_value_t = 1)]
+    regions: usize,
+    /// The regions' names, comma-separated (as many as `--regions`).
+    #[arg(long)]
+    region_names: Option<String>,
     /// Zones of a new cluster (an existing data dir keeps its own).
     #[arg(long, default_value_t = 3)]
     zones: usize,
@@ -82,27 +93,250 @@ pub struct DevArgs {
     secret_access_key: Option<String>,
 }
 
+/// The names regions get when `--regions` asks for more than one and `--region-names` names none.
+const DEFAULT_REGION_NAMES: [&str; 4] = ["us-east-1", "eu-west-1", "ap-southeast-1", "sa-east-1"];
+
+/// What every region of a dev cluster shares: one access key works in each.
+struct Shared {
+    access_key_id: String,
+    secret_access_key: String,
+    sse_master_key: SecretKey,
+    replication_secret: ClusterSecret,
+}
+
+/// One started region: its processes and where it answers.
+struct Started {
+    name: String,
+    children: Vec<(String, Child)>,
+    cluster: ClusterConfig,
+    gateway: GatewayConfig,
+    console: SocketAddr,
+    prometheus: PathBuf,
+}
+
 pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let data_dir = absolute(&args.data_dir)?;
+    let names = region_names(&args)?;
+    let several = names.len() > 1;
+    // A region's folder: the data dir itself for one region (as before regions existed).
+    let region_dir = |name: &str| match several {
+        true => data_dir.join(name),
+        false => data_dir.clone(),
+    };
+    let previous: Vec<Option<Config>> = names
+        .iter()
+        .map(|name| {
+            let path = region_dir(name).join("config").join("gateway.toml");
+            path.exists().then(|| Config::load(&path)).transpose()
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let old_gateway = previous.iter().flatten().find_map(|p| p.gateway.clone());
+    let old_region = previous
+        .iter()
+        .flatten()
+        .find_map(|p| p.cluster.region.clone());
+    let shared = Shared {
+        access_key_id: (args.access_key_id.clone())
+            .or_else(|| old_gateway.as_ref().map(|g| g.access_key_id.clone()))
+            .unwrap_or_else(|| format!("TESS{}", hex::encode_upper(rand::random::<[u8; 8]>()))),
+        secret_access_key: (args.secret_access_key.clone())
+            .or_else(|| old_gateway.as_ref().map(|g| g.secret_access_key.0.clone()))
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>())),
+        sse_master_key: (old_gateway.as_ref().and_then(|g| g.sse_master_key.clone()))
+            .unwrap_or_else(|| {
+                use base64::Engine;
+                let key = rand::random::<[u8; 32]>();
+                SecretKey(base64::engine::general_purpose::STANDARD.encode(key))
+            }),
+        replication_secret: old_region
+            .map(|r| r.replication_secret)
+            .unwrap_or_else(|| ClusterSecret::new(hex::encode(rand::random::<[u8; 32]>()))),
+    };
+    let mut regions = Vec::new();
+    for (i, (name, previous)) in names.iter().zip(previous).enumerate() {
+        let region = several.then(|| region_config(&args, &names, i, &shared));
+        let dir = region_dir(name);
+        let started = start_region(&args, &dir, i, name, region, previous, &shared, log_format);
+        regions.push(started.await?);
+    }
+
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let first = &regions[0].cluster;
+    let mut zones: Vec<&str> = first.nodes.iter().map(|n| n.zone.as_str()).collect();
+    zones.dedup();
+    let region_count = match several {
+        true => format!("{} regions ({}), each of", names.len(), names.join(", ")),
+        false => "1 region,".into(),
+    };
+    println!(
+        "Tessera dev cluster: {region_count} {} zones, {} storage nodes, erasure coding {}+{}, write quorum {}",
+        zones.len(),
+        first.nodes.len(),
+        first.data_shards,
+        first.parity_shards,
+        first.write_quorum()
+    );
+    println!("  data dir:    {}", data_dir.display());
+    if !several {
+        println!("  logs:        {}", data_dir.join("logs").display());
+        println!("  region:      {}", regions[0].gateway.region);
+    }
+    println!("  access key:  {}", shared.access_key_id);
+    println!("  secret key:  {}", shared.secret_access_key);
+    let label = |region: &Started| match several {
+        true => format!(" ({})", region.name),
+        false => String::new(),
+    };
+    for region in &regions {
+        println!(
+            "  prometheus{}: {} (scrape config with the metrics token)",
+            label(region),
+            region.prometheus.display()
+        );
+    }
+    for region in &regions {
+        let label = label(region);
+        println!("S3 endpoint{label}: {scheme}://{}", region.gateway.listen);
+        println!("Console{label}: {scheme}://{}", region.console);
+        println!("Metrics{label}: {scheme}://{}/metrics", region.console);
+    }
+    println!("Stop with Ctrl-C.");
+    let children: Vec<(String, Child)> = (regions.into_iter())
+        .flat_map(|r| {
+            let prefix = match several {
+                true => format!("{} ", r.name),
+                false => String::new(),
+            };
+            (r.children.into_iter()).map(move |(name, child)| (format!("{prefix}{name}"), child))
+        })
+        .collect();
+
+    // Reap children as they exit (a killed node must not linger as a zombie), and say so.
+    let mut pids = Vec::new();
+    let mut exits = Vec::new();
+    for (name, mut child) in children {
+        pids.push(child.id());
+        exits.push(tokio::spawn(async move {
+            let status = child.wait().await;
+            eprintln!("{name} exited: {status:?}");
+            (name, child)
+        }));
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    for pid in pids.into_iter().flatten() {
+        // SIGTERM first so that processes end cleanly; RocksDB's WAL makes SIGKILL safe too.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    for exit in exits {
+        if tokio::time::timeout(Duration::from_secs(10), exit)
+            .await
+            .is_err()
+        {
+            eprintln!("a process did not stop in time; it is killed as this one exits");
+        }
+    }
+    Ok(())
+}
+
+/// The region names: `--region-names`, or the first `--regions` of `DEFAULT_REGION_NAMES`.
+fn region_names(args: &DevArgs) -> anyhow::Result<Vec<String>> {
+    if let Some(names) = &args.region_names {
+        let names: Vec<String> = names.split(',').map(|n| n.trim().to_string()).collect();
+        anyhow::ensure!(
+            names.len() == args.regions,
+            "--region-names names {} regions, --regions asks for {}",
+            names.len(),
+            args.regions
+        );
+        return Ok(names);
+    }
+    anyhow::ensure!(
+        (1..=DEFAULT_REGION_NAMES.len()).contains(&args.regions),
+        "--regions is 1 to {} without --region-names",
+        DEFAULT_REGION_NAMES.len()
+    );
+    Ok(DEFAULT_REGION_NAMES[..args.regions]
+        .iter()
+        .map(|n| n.to_string())
+        .collect())
+}
+
+/// The S3 port of region `i`: each region's S3 and console ports follow the one before's.
+fn s3_port(args: &DevArgs, i: usize) -> u16 {
+    args.s3_port.wrapping_add(2 * i as u16)
+}
+
+/// Region `i`'s `[cluster.region]`: numbered from 1 in the order given, every other region a
+/// peer at its S3 endpoint.
+fn region_config(args: &DevArgs, names: &[String], i: usize, shared: &Shared) -> RegionConfig {
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    RegionConfig {
+        name: names[i].clone(),
+        number: i as u8 + 1,
+        replication_secret: shared.replication_secret.clone(),
+        peers: (names.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(j, name)| PeerRegion {
+                name: name.clone(),
+                number: j as u8 + 1,
+                endpoint: format!("{scheme}://127.0.0.1:{}", s3_port(args, j)),
+                ca_file: args.tls_cert.as_ref().and_then(|p| absolute(p).ok()),
+            })
+            .collect(),
+    }
+}
+
+/// Starts one region's nodes and gateway under `data_dir`.
+#[allow(clippy::too_many_arguments)]
+async fn start_region(
+    args: &DevArgs,
+    data_dir: &Path,
+    index: usize,
+    name: &str,
+    region: Option<RegionConfig>,
+    previous: Option<Config>,
+    shared: &Shared,
+    log_format: LogFormat,
+) -> anyhow::Result<Started> {
     let config_dir = data_dir.join("config");
     let log_dir = data_dir.join("logs");
     for dir in [&config_dir, &log_dir, &data_dir.join("gateway")] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let gateway_path = config_dir.join("gateway.toml");
-    let previous = gateway_path
-        .exists()
-        .then(|| Config::load(&gateway_path))
-        .transpose()?;
+    let node_ports = (args.node_ports)
+        .map(|first| first.wrapping_add((index * args.zones * args.nodes_per_zone) as u16));
     let mut cluster = match &previous {
         Some(p) => p.cluster.clone(),
-        None => new_cluster(args.zones, args.nodes_per_zone, args.node_ports)?,
+        None => new_cluster(args.zones, args.nodes_per_zone, node_ports)?,
     };
     if previous.is_none() {
-        cluster.tls_ca = args.node_tls_ca.map(|p| absolute(&p)).transpose()?;
+        cluster.tls_ca = args.node_tls_ca.as_ref().map(|p| absolute(p)).transpose()?;
     }
-    let node_tls_cert = args.node_tls_cert.map(|p| absolute(&p)).transpose()?;
-    let node_tls_key = args.node_tls_key.map(|p| absolute(&p)).transpose()?;
+    cluster.region = region;
+    let node_tls_cert = args
+        .node_tls_cert
+        .as_ref()
+        .map(|p| absolute(p))
+        .transpose()?;
+    let node_tls_key = args
+        .node_tls_key
+        .as_ref()
+        .map(|p| absolute(p))
+        .transpose()?;
     if let Some(ms) = args.rpc_timeout_ms {
         cluster.rpc_timeout_ms = ms;
     }
@@ -110,32 +344,16 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         cluster.write_quorum = args.write_quorum;
     }
     cluster.layout().context("the cluster's layout")?;
-    let old_gateway = previous.and_then(|p| p.gateway);
-    let access_key_id = args
-        .access_key_id
-        .or_else(|| old_gateway.as_ref().map(|g| g.access_key_id.clone()))
-        .unwrap_or_else(|| format!("TESS{}", hex::encode_upper(rand::random::<[u8; 8]>())));
-    let secret_access_key = args
-        .secret_access_key
-        .or_else(|| old_gateway.as_ref().map(|g| g.secret_access_key.0.clone()))
-        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>()));
-    let sse_master_key = old_gateway
-        .as_ref()
-        .and_then(|g| g.sse_master_key.clone())
-        .unwrap_or_else(|| {
-            use base64::Engine;
-            SecretKey(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()))
-        });
-    let tls = args.tls_cert.is_some();
+    let s3_port = s3_port(args, index);
     let gateway = GatewayConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], args.s3_port)),
-        region: "us-east-1".into(),
+        listen: SocketAddr::from(([127, 0, 0, 1], s3_port)),
+        region: name.into(),
         // Browsers and curl resolve `<bucket>.localhost` to the loopback address: virtual-hosted style.
         root_domain: Some("localhost".into()),
-        access_key_id: access_key_id.clone(),
-        secret_access_key: SecretKey(secret_access_key.clone()),
-        tls_cert: args.tls_cert.map(|p| absolute(&p)).transpose()?,
-        tls_key: args.tls_key.map(|p| absolute(&p)).transpose()?,
+        access_key_id: shared.access_key_id.clone(),
+        secret_access_key: SecretKey(shared.secret_access_key.clone()),
+        tls_cert: args.tls_cert.as_ref().map(|p| absolute(p)).transpose()?,
+        tls_key: args.tls_key.as_ref().map(|p| absolute(p)).transpose()?,
         inline_threshold: 64 * 1024,
         replicate_threshold: 4096,
         block_size: 256 * 1024,
@@ -143,13 +361,16 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         abandoned_upload_days: 7,
         lifecycle_day_secs: args.lifecycle_day_secs,
         anti_entropy_secs: args.anti_entropy_secs,
-        sse_master_key: Some(sse_master_key),
+        sse_master_key: Some(shared.sse_master_key.clone()),
         sse_master_key_file: None,
         sse_c_without_tls: false,
         connections: listener::Limits::default(),
         console_listen: Some(SocketAddr::from((
             [127, 0, 0, 1],
-            args.console_port.unwrap_or(args.s3_port.wrapping_add(1)),
+            match args.console_port {
+                Some(port) => port.wrapping_add(2 * index as u16),
+                None => s3_port.wrapping_add(1),
+            },
         ))),
         metrics_public: false,
         console_idle_secs: 3600,
@@ -206,61 +427,14 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let prometheus = data_dir.join("prometheus.yml");
     write_private(&prometheus, prometheus_config(&cluster, console).as_bytes())?;
 
-    let scheme = if tls { "https" } else { "http" };
-    let mut zones: Vec<&str> = cluster.nodes.iter().map(|n| n.zone.as_str()).collect();
-    zones.dedup();
-    println!(
-        "Tessera dev cluster: 1 region, {} zones, {} storage nodes, erasure coding {}+{}, write quorum {}",
-        zones.len(),
-        cluster.nodes.len(),
-        cluster.data_shards,
-        cluster.parity_shards,
-        cluster.write_quorum()
-    );
-    println!("  data dir:    {}", data_dir.display());
-    println!("  logs:        {}", log_dir.display());
-    println!("  region:      {}", gateway.region);
-    println!("  access key:  {access_key_id}");
-    println!("  secret key:  {secret_access_key}");
-    println!(
-        "  prometheus:  {} (scrape config with the metrics token)",
-        prometheus.display()
-    );
-    println!("S3 endpoint: {scheme}://{}", gateway.listen);
-    println!("Console: {scheme}://{console}");
-    println!("Metrics: {scheme}://{console}/metrics");
-    println!("Stop with Ctrl-C.");
-
-    // Reap children as they exit (a killed node must not linger as a zombie), and say so.
-    let mut pids = Vec::new();
-    let mut exits = Vec::new();
-    for (name, mut child) in children {
-        pids.push(child.id());
-        exits.push(tokio::spawn(async move {
-            let status = child.wait().await;
-            eprintln!("{name} exited: {status:?}");
-            (name, child)
-        }));
-    }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    for pid in pids.into_iter().flatten() {
-        // SIGTERM first so that processes end cleanly; RocksDB's WAL makes SIGKILL safe too.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    for exit in exits {
-        if tokio::time::timeout(Duration::from_secs(10), exit)
-            .await
-            .is_err()
-        {
-            eprintln!("a process did not stop in time; it is killed as this one exits");
-        }
-    }
-    Ok(())
+    Ok(Started {
+        name: name.to_string(),
+        children,
+        cluster,
+        gateway,
+        console,
+        prometheus,
+    })
 }
 
 /// A Prometheus scrape config for the gateway's console port and every node, with the bearer

@@ -113,7 +113,7 @@ async fn the_key_table_survives_nodes_down_and_holds_no_secret_in_the_clear() {
 
     // No file of the cluster (node data, configs, logs) holds the secret in the clear; the
     // configured key's secret, in the gateway's config, shows that the search finds one.
-    let holding = |needle: &str| files_holding(cluster.path(), needle.as_bytes());
+    let holding = |needle: &str| files_holding(&cluster.path(), needle.as_bytes());
     assert_eq!(holding(&secret), Vec::<String>::new());
     assert!(holding(common::SECRET_KEY)
         .iter()

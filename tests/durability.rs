@@ -435,22 +435,13 @@ fn empty_object(
         record,
         upload_id: None,
         claim: None,
+        replicate: None,
     }
 }
 
 /// `GET /metrics` of a node, with the cluster's metrics token.
 async fn node_metrics(addr: &str, secret: &node_rpc::auth::ClusterSecret) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET /metrics HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
-        secret.metrics_token()
-    );
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    socket.read_to_string(&mut answer).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
-    answer
+    common::scrape(addr, &secret.metrics_token()).await
 }
 
 /// Many concurrent commits to one node go out gathered into batches (`POST /v1/commits`), and

@@ -29,6 +29,7 @@ fn commit_of(key: &str) -> CommitRequest {
         record,
         upload_id: None,
         claim: None,
+        replicate: None,
     }
 }
 

@@ -147,6 +147,7 @@ async fn every_holder_keeps_the_lock_through_outages_heals_and_lifecycle() {
             key: key.to_string(),
             version,
             bypass_governance: true,
+            replicate: None,
         };
         let refused = client.purge(&addr, &purge).await.unwrap_err();
         assert!(refused.is_locked(), "{refused}");

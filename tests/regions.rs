@@ -22,6 +22,7 @@ fn region() -> RegionConfig {
             name: "eu-west-1".into(),
             number: 2,
             endpoint: "http://127.0.0.1:1".into(),
+            ca_file: None,
         }],
     }
 }
@@ -72,7 +73,8 @@ async fn a_peer_regions_versions_apply_with_their_own_version_and_read_as_replic
     let s3 = cluster.client();
     assert_eq!(s3.put("/geo", Bytes::new()).await.status, 200);
 
-    // A replica reads back with the REPLICA status; a local write has none.
+    // A replica reads back with the REPLICA status; a local write is PENDING, as nothing
+    // answers at its peer's endpoint.
     let first = peer_version(-5_000);
     let applied = put_replica(&peer, "/geo/k", first, false, "from eu").await;
     assert_eq!(applied.status, 200, "{}", applied.text());
@@ -82,7 +84,7 @@ async fn a_peer_regions_versions_apply_with_their_own_version_and_read_as_replic
     assert_eq!(s3.put("/geo/k", "from us").await.status, 200);
     let got = s3.get("/geo/k").await;
     assert_eq!(got.text(), "from us");
-    assert_eq!(got.header("x-amz-replication-status"), None);
+    assert_eq!(got.header("x-amz-replication-status"), Some("PENDING"));
 
     // A replayed or older replica changes nothing; a newer one wins, as a local write would.
     assert_eq!(
@@ -233,6 +235,7 @@ fn make_region(cluster: &mut TestCluster, name: &str, number: u8, peer: (&str, u
             name: peer.0.into(),
             number: peer.1,
             endpoint: peer.2.into(),
+            ca_file: None,
         }],
     };
     let value = toml::Value::try_from(&region).unwrap();
@@ -263,39 +266,32 @@ async fn resync(s3: &S3Client, bucket: &str, target: &str) -> serde_json::Value 
     }
 }
 
-/// (key, version id, whether a delete marker) of every entry of a ListObjectVersions answer.
-fn listed_versions(listing: &str) -> Vec<(String, String, bool)> {
-    let mut out = Vec::new();
-    for (kind, marker) in [("<Version>", false), ("<DeleteMarker>", true)] {
-        for entry in listing.split(kind).skip(1) {
-            let key = common::xml_values(entry, "Key").remove(0);
-            let id = common::xml_values(entry, "VersionId").remove(0);
-            out.push((key, id, marker));
-        }
-    }
-    out.sort();
-    out
+/// Two clusters, and a client of each (both signing for us-east-1, each gateway's region until
+/// `join` makes them regions): what is written before `join` is not queued for the peer region,
+/// as in buckets whose replication is turned on late.
+fn two_clusters() -> (TestCluster, TestCluster, S3Client, S3Client) {
+    let (east, west) = (TestCluster::start(), TestCluster::start());
+    let (s3, west_client) = (east.client(), west.client());
+    (east, west, s3, west_client)
 }
 
-/// Two regions, each the other's peer: us-east-1 and eu-west-1, with a client of each.
-fn start_two_regions() -> (TestCluster, TestCluster, S3Client, S3Client) {
-    let (mut east, mut west) = (TestCluster::start(), TestCluster::start());
+/// Makes the clusters regions us-east-1 and eu-west-1, each the other's peer; returns a client
+/// of eu-west-1.
+fn join(east: &mut TestCluster, west: &mut TestCluster) -> S3Client {
     let (east_url, west_url) = (east.endpoint.clone(), west.endpoint.clone());
-    make_region(&mut east, "us-east-1", 1, ("eu-west-1", 2, &west_url));
-    make_region(&mut west, "eu-west-1", 2, ("us-east-1", 1, &east_url));
-    let s3 = east.client();
-    let there = S3Client::in_region(
+    make_region(east, "us-east-1", 1, ("eu-west-1", 2, &west_url));
+    make_region(west, "eu-west-1", 2, ("us-east-1", 1, &east_url));
+    S3Client::in_region(
         &west_url,
         common::ACCESS_KEY,
         common::SECRET_KEY,
         "eu-west-1",
-    );
-    (east, west, s3, there)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice() {
-    let (_east, _west, s3, there) = start_two_regions();
+    let (mut east, mut west, s3, there) = two_clusters();
     for bucket in ["/photos", "/docs"] {
         assert_eq!(s3.put(bucket, Bytes::new()).await.status, 200);
         assert_eq!(there.put(bucket, Bytes::new()).await.status, 200);
@@ -347,6 +343,35 @@ async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice()
     }
     assert_eq!(s3.delete("/docs/report").await.status, 204);
 
+    // A locked version stays locked in the peer region.
+    for client in [&s3, &there] {
+        let lock = [("x-amz-bucket-object-lock-enabled", "true")];
+        let created = client.send("PUT", "/vault", &lock, Bytes::new()).await;
+        assert_eq!(created.status, 200, "{}", created.text());
+    }
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let md5 = common::content_md5(b"evidence");
+    let headers = [
+        ("x-amz-object-lock-mode", "COMPLIANCE"),
+        ("x-amz-object-lock-retain-until-date", until.as_str()),
+        ("x-amz-object-lock-legal-hold", "ON"),
+        ("content-md5", md5.as_str()),
+    ];
+    let locked = s3
+        .send(
+            "PUT",
+            "/vault/record",
+            &headers,
+            Bytes::from_static(b"evidence"),
+        )
+        .await;
+    assert_eq!(locked.status, 200, "{}", locked.text());
+    let version = locked.header("x-amz-version-id").unwrap().to_string();
+
+    // Replication is turned on only now: nothing written so far was queued for the peer.
+    let there = join(&mut east, &mut west);
     // Sent: four objects, the tagged one, `older` and `gone`'s tombstone (not `newer`, which
     // west wrote later); the two versions and the delete marker of `report`.
     for (bucket, sent) in [("photos", 7), ("docs", 3)] {
@@ -377,40 +402,14 @@ async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice()
         404,
         "the later delete wins"
     );
-    let east_versions = listed_versions(&s3.get("/docs?versions").await.text());
+    let east_versions = common::listed_versions(&s3.get("/docs?versions").await.text());
     assert_eq!(east_versions.len(), 3, "two versions and a delete marker");
     assert_eq!(
-        listed_versions(&there.get("/docs?versions").await.text()),
+        common::listed_versions(&there.get("/docs?versions").await.text()),
         east_versions,
         "the same version ids in both regions"
     );
 
-    // A locked version stays locked in the peer region.
-    for client in [&s3, &there] {
-        let lock = [("x-amz-bucket-object-lock-enabled", "true")];
-        let created = client.send("PUT", "/vault", &lock, Bytes::new()).await;
-        assert_eq!(created.status, 200, "{}", created.text());
-    }
-    let until = (chrono::Utc::now() + chrono::Duration::hours(1))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let md5 = common::content_md5(b"evidence");
-    let headers = [
-        ("x-amz-object-lock-mode", "COMPLIANCE"),
-        ("x-amz-object-lock-retain-until-date", until.as_str()),
-        ("x-amz-object-lock-legal-hold", "ON"),
-        ("content-md5", md5.as_str()),
-    ];
-    let locked = s3
-        .send(
-            "PUT",
-            "/vault/record",
-            &headers,
-            Bytes::from_static(b"evidence"),
-        )
-        .await;
-    assert_eq!(locked.status, 200, "{}", locked.text());
-    let version = locked.header("x-amz-version-id").unwrap().to_string();
     let progress = resync(&s3, "vault", "eu-west-1").await;
     assert_eq!(progress["versions_sent"], 1, "{progress}");
     let head = there.head("/vault/record").await;
@@ -435,8 +434,9 @@ async fn a_resync_sends_a_peer_region_every_version_it_lacks_and_nothing_twice()
 #[tokio::test(flavor = "multi_thread")]
 #[ignore]
 async fn resync_throughput() {
-    let (_east, _west, s3, there) = start_two_regions();
-    for (bucket, count, size) in [("small", 2_000u64, 4_096usize), ("large", 16, 64 << 20)] {
+    let (mut east, mut west, s3, there) = two_clusters();
+    let workloads = [("small", 2_000u64, 4_096usize), ("large", 16, 64 << 20)];
+    for (bucket, count, size) in workloads {
         for client in [&s3, &there] {
             assert_eq!(
                 client.put(&format!("/{bucket}"), Bytes::new()).await.status,
@@ -450,6 +450,9 @@ async fn resync_throughput() {
         });
         let statuses: Vec<u16> = puts.buffer_unordered(16).collect().await;
         assert!(statuses.iter().all(|&s| s == 200));
+    }
+    join(&mut east, &mut west);
+    for (bucket, count, size) in workloads {
         let started = std::time::Instant::now();
         let progress = resync(&s3, bucket, "eu-west-1").await;
         let secs = started.elapsed().as_secs_f64();

@@ -8,6 +8,7 @@
 
 use crate::api::Gateway;
 use crate::api::Operation;
+use crate::background::replication::LinkStatus;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use node_rpc::body::HttpBody;
@@ -283,6 +284,64 @@ fn render_cluster(out: &mut Exposition, gw: &Gateway) {
     for (name, help, value) in heal_counts {
         out.family(name, Kind::Gauge, help)
             .sample(name, &node, value);
+    }
+    render_replication(out, gw);
+}
+
+/// Each link to a peer region, as this gateway's drain knows it (`background::replication`).
+fn render_replication(out: &mut Exposition, gw: &Gateway) {
+    let Some(replication) = &gw.replication else {
+        return;
+    };
+    let links = replication.status();
+    type Value = fn(&LinkStatus) -> f64;
+    let series: [(&str, Kind, &str, Value); 6] = [
+        (
+            "tessera_replication_link_up",
+            Kind::Gauge,
+            "Whether the peer region answered the last replication request sent to it.",
+            |l| f64::from(u8::from(l.up)),
+        ),
+        (
+            "tessera_replication_backlog_entries",
+            Kind::Gauge,
+            "Changes queued for the peer region and not yet delivered.",
+            |l| l.backlog_entries as f64,
+        ),
+        (
+            "tessera_replication_backlog_bytes",
+            Kind::Gauge,
+            "Bytes of the objects queued for the peer region and not yet delivered.",
+            |l| l.backlog_bytes as f64,
+        ),
+        (
+            "tessera_replication_oldest_pending_seconds",
+            Kind::Gauge,
+            "Age of the oldest change not yet delivered to the peer region (0: none).",
+            |l| l.oldest_pending_secs.unwrap_or(0.0),
+        ),
+        (
+            "tessera_replication_delivered_entries_total",
+            Kind::Counter,
+            "Changes this gateway delivered to the peer region.",
+            |l| l.delivered_entries as f64,
+        ),
+        (
+            "tessera_replication_delivered_bytes_total",
+            Kind::Counter,
+            "Object bytes this gateway delivered to the peer region.",
+            |l| l.delivered_bytes as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        out.family(name, kind, help);
+        for link in &links {
+            let labels = [
+                ("source", link.source.as_str()),
+                ("target", link.target.as_str()),
+            ];
+            out.sample(name, &labels, value(link));
+        }
     }
 }
 

@@ -5,9 +5,10 @@ use crate::body::{empty, full, HttpBody};
 use crate::commits::{self, Gathering};
 use crate::protocol::{
     parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitOutcome,
-    CommitRequest, ListRequest, ListResponse, Lookup, PartRequest, PurgeRequest, ScrubStatus,
-    ShardDigest, ShardUsage, UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER,
-    DATA_SHARDS_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    CommitRequest, ListRequest, ListResponse, Lookup, OutboxPage, OutboxReport, OutboxRequest,
+    PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage, UndoRequest, UploadRequest,
+    VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL,
+    SIZE_HEADER,
 };
 use crate::record::{
     BucketId, BucketRecord, Inline, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -658,6 +659,17 @@ impl NodeClient {
     /// Deletes one version for good; `Some(is a delete marker)` when the node had it.
     pub async fn purge(&self, addr: &str, req: &PurgeRequest) -> Result<Option<bool>, RpcError> {
         self.call(addr, Method::POST, "/v1/purge", Some(req)).await
+    }
+
+    /// The first entries of the node's outbox for a target region (see `OutboxRequest`).
+    pub async fn outbox(&self, addr: &str, req: &OutboxRequest) -> Result<OutboxPage, RpcError> {
+        self.call(addr, Method::POST, "/v1/outbox", Some(req)).await
+    }
+
+    /// Tells the node which of its outbox entries were delivered or refused.
+    pub async fn outbox_report(&self, addr: &str, req: &OutboxReport) -> Result<(), RpcError> {
+        self.call(addr, Method::POST, "/v1/outbox/report", Some(req))
+            .await
     }
 
     pub async fn list(&self, addr: &str, req: &ListRequest) -> Result<ListResponse, RpcError> {

@@ -65,6 +65,10 @@ pub struct PeerRegion {
     pub number: u8,
     /// Its S3 endpoint, such as `https://s3.eu-west-1.example.com`.
     pub endpoint: String,
+    /// PEM file of the certificate authority its TLS certificate is checked against (default:
+    /// the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why a `[cluster.region]` section cannot be used.
@@ -165,6 +169,7 @@ mod tests {
                     name: (*name).into(),
                     number: *number,
                     endpoint: "http://127.0.0.1:9100".into(),
+                    ca_file: None,
                 })
                 .collect(),
         }

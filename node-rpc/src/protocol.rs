@@ -50,6 +50,104 @@ pub struct CommitRequest {
     /// Set for a conditional write: the token of the claim it holds on the key (see `ClaimRequest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
+    /// Set for a change made in this region to a bucket that replicates: the holder queues it for
+    /// each target region in the same synced write (its outbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<Replicate>,
+}
+
+/// The peer regions a change made here is to be sent to, and the name they know its bucket by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicate {
+    pub bucket: String,
+    pub targets: Vec<String>,
+}
+
+/// A change queued in a holder's outbox for a peer region.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// The entry's key in the outbox, hex: the same on every holder of the change, so that a
+    /// drainer merges the holders' copies and removes them by it. Ordered by version.
+    pub id: String,
+    pub bucket: String,
+    /// The version: an object, delete marker or tombstone to send, or, with `purge`, a version
+    /// deleted for good.
+    pub entry: ListEntry,
+    /// The version's revision when it was queued (a tag change queues it again, higher).
+    #[serde(default)]
+    pub revision: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purge: bool,
+}
+
+impl OutboxItem {
+    /// What a drainer reports when the target has taken this entry.
+    pub fn delivered(&self) -> Delivered {
+        Delivered {
+            id: self.id.clone(),
+            revision: self.revision,
+            purge: self.purge,
+        }
+    }
+}
+
+/// An outbox entry the target has taken: removed from a holder only if the holder's entry is
+/// still that one (not queued again since, by a later revision or a purge of the version).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub id: String,
+    pub revision: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purge: bool,
+}
+
+/// Asks a node for the first entries of its outbox for one target region.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OutboxRequest {
+    pub target: String,
+    pub limit: usize,
+    /// Only entries after this id (`OutboxItem::id`): the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Also count the outbox for the target from there on (`OutboxPage::backlog`): a scan.
+    #[serde(default)]
+    pub count: bool,
+}
+
+/// A node's outbox for one target region: its first entries, oldest version first, and with
+/// `count`, the size of its whole backlog per bucket.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OutboxPage {
+    pub items: Vec<OutboxItem>,
+    #[serde(default)]
+    pub backlog: Option<Vec<BucketBacklog>>,
+}
+
+/// Entries queued for one target region in one bucket, and their bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketBacklog {
+    pub bucket: String,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// What a drainer did with outbox entries for a target region: delivered (the target answered
+/// after its write quorum committed them; the holder removes them) or refused by the target (the
+/// holder keeps them and shows the error as the version's status).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OutboxReport {
+    pub target: String,
+    pub delivered: Vec<Delivered>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// A version's replication as one holder knows it: the target regions it is still queued for,
+/// and the last refusal by one of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxState {
+    pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// One commit's outcome in a node's answer to `POST /v1/commits` (a JSON array of plain
@@ -75,6 +173,9 @@ pub struct Lookup {
     /// which follows the record in the response; `None`: it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragment_len: Option<u64>,
+    /// The record's version is still queued here for these peer regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxState>,
 }
 
 /// Deletes one version of a key for good.
@@ -88,6 +189,9 @@ pub struct PurgeRequest {
     /// COMPLIANCE retention or a legal hold: the holder refuses those with 423 Locked).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bypass_governance: bool,
+    /// As `CommitRequest::replicate`: the purge is queued for these peer regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<Replicate>,
 }
 
 /// One shard's share of a node's records in a bucket (see `Store::digests`): holders of the shard

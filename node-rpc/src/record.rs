@@ -276,6 +276,10 @@ pub struct ObjectRecord {
     /// Made in another region and applied here by its replication (S3's `REPLICA` status).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replica: bool,
+    /// Queued for peer regions when it was committed (`CommitRequest::replicate`): its holders'
+    /// outboxes tell whether it has reached them all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -305,6 +309,7 @@ impl ObjectRecord {
             encryption: None,
             acl: None,
             replica: false,
+            queued: false,
         }
     }
 

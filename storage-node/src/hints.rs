@@ -261,6 +261,7 @@ mod tests {
             record,
             upload_id: None,
             claim: None,
+            replicate: None,
         };
         let body = Bytes::from(serde_json::to_vec(&commit).unwrap());
         let hint = Hint::new("z1-n1", "POST", "/v1/commit", body).unwrap();

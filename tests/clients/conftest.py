@@ -33,7 +33,8 @@ REGION = "us-east-1"
 NODE_IDS = ["z1-n1", "z1-n2", "z2-n1", "z2-n2", "z3-n1", "z3-n2"]
 STARTUP_TIMEOUT = 120
 STOP_GRACE = 10
-ENDPOINT_RE = re.compile(r"S3 endpoint: (https?://[^\s]+)")
+# `S3 endpoint: URL`, or with several regions `S3 endpoint (REGION): URL`, one per region.
+ENDPOINT_RE = re.compile(r"S3 endpoint(?: \(([^)]+)\))?: (https?://[^\s]+)")
 
 # Fixed random credentials for the whole session.
 ACCESS_KEY = "TSR" + secrets.token_hex(8).upper()
@@ -278,7 +279,7 @@ class Cluster:
         while time.monotonic() < deadline:
             match = ENDPOINT_RE.search(self.log_path.read_text(errors="replace"))
             if match:
-                endpoint = match.group(1).rstrip("/")
+                endpoint = match.group(2).rstrip("/")
                 if not endpoint.startswith(self.scheme + "://"):
                     raise RuntimeError(f"expected a {self.scheme} endpoint, got {endpoint}")
                 return endpoint
@@ -389,6 +390,11 @@ class Cluster:
                 if n["id"] == node_id]
 
     # -- clients -------------------------------------------------------------
+
+    def endpoints(self) -> dict[str, str]:
+        """Every region's S3 endpoint, by name (one region: `REGION`)."""
+        found = ENDPOINT_RE.findall(self.log_path.read_text(errors="replace"))
+        return {(name or REGION): url.rstrip("/") for name, url in found}
 
     def client(self, access_key: str | None = None, secret_key: str | None = None, **config):
         # s3v4 explicitly: otherwise botocore presigns with SigV2 query auth.

@@ -21,8 +21,12 @@ pub const NODES: [&str; 6] = ["z1-n1", "z1-n2", "z2-n1", "z2-n2", "z3-n1", "z3-n
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
+    /// Every region's name and S3 endpoint, in order (one region: its name is `REGION`).
+    pub endpoints: Vec<(String, String)>,
     dev: Child,
     restarted: Vec<Child>,
+    /// The region that process names (`kill`, `restart`, ...) refer to, when there are several.
+    selected: Option<String>,
 }
 
 impl TestCluster {
@@ -38,15 +42,31 @@ impl TestCluster {
     /// Starts `tessera dev` in a folder that may already hold nodes' data dirs (named after the
     /// nodes), which the new cluster's nodes then open.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestCluster {
+        TestCluster::launch(dir, extra, 1)
+    }
+
+    /// Starts `tessera dev --regions N`: the regions `us-east-1`, `eu-west-1`, ..., each its own
+    /// cluster of three zones of two nodes, replicating to each other. `select` picks the region
+    /// that process names refer to (the first at start).
+    pub fn start_regions(count: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cluster = TestCluster::launch(dir, &["--regions", &count.to_string()], count);
+        let first = cluster.endpoints[0].0.clone();
+        cluster.select(&first);
+        cluster
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: &[&str], regions: usize) -> TestCluster {
         // Every port of the cluster comes from this process's allocator: a port `tessera dev`
         // picked at random could be one another test's killed node is about to listen on again.
-        let first = free_ports(CLUSTER_PORTS);
+        // Each region's S3 and console ports follow the previous region's, then come the nodes.
+        let first = free_ports(CLUSTER_PORTS * regions as u32);
         let mut dev = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["dev", "--data-dir"])
             .arg(dir.path())
             .args(["--s3-port", &first.to_string()])
             .args(["--console-port", &(first + 1).to_string()])
-            .args(["--node-ports", &(first + 2).to_string()])
+            .args(["--node-ports", &(first + 2 * regions as u16).to_string()])
             .args(extra)
             .env("TESSERA_ACCESS_KEY_ID", ACCESS_KEY)
             .env("TESSERA_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -58,24 +78,76 @@ impl TestCluster {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(endpoint) = line.strip_prefix("S3 endpoint: ") {
-                    let _ = tx.send(endpoint.trim().to_string());
-                }
+                // `S3 endpoint: URL`, or with several regions `S3 endpoint (NAME): URL`.
+                let Some(rest) = line.strip_prefix("S3 endpoint") else {
+                    continue;
+                };
+                let (name, url) = rest.split_once(": ").unwrap_or_default();
+                let name = name.trim().trim_matches(['(', ')']);
+                let name = if name.is_empty() { REGION } else { name };
+                let _ = tx.send((name.to_string(), url.trim().to_string()));
             }
         });
-        let endpoint = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("tessera dev printed its endpoint");
+        let endpoints: Vec<(String, String)> = (0..regions)
+            .map(|_| {
+                rx.recv_timeout(Duration::from_secs(120))
+                    .expect("tessera dev printed its endpoints")
+            })
+            .collect();
         TestCluster {
             dir,
-            endpoint,
+            endpoint: endpoints[0].1.clone(),
+            endpoints,
             dev,
             restarted: Vec::new(),
+            selected: None,
         }
     }
 
-    pub fn path(&self) -> &Path {
-        self.dir.path()
+    /// Makes process names refer to the processes of `region` (of `start_regions`).
+    pub fn select(&mut self, region: &str) {
+        let (_, endpoint) = (self.endpoints.iter())
+            .find(|(name, _)| name == region)
+            .unwrap_or_else(|| panic!("no region {region}"));
+        self.endpoint = endpoint.clone();
+        self.selected = Some(region.to_string());
+    }
+
+    /// A client of one region's endpoint, signing for that region.
+    pub fn client_in(&self, region: &str) -> S3Client {
+        let (_, endpoint) = (self.endpoints.iter())
+            .find(|(name, _)| name == region)
+            .unwrap_or_else(|| panic!("no region {region}"));
+        S3Client::in_region(endpoint, ACCESS_KEY, SECRET_KEY, region)
+    }
+
+    /// The folder of the selected region (of the cluster, with one region).
+    pub fn path(&self) -> PathBuf {
+        match &self.selected {
+            Some(region) => self.dir.path().join(region),
+            None => self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// Puts a TCP proxy between the selected region's gateway and its peer region `peer`: the
+    /// gateway is restarted to send to the proxy, which passes on to the peer's endpoint.
+    pub async fn proxy_peer(&mut self, peer: &str) -> proxy::Proxy {
+        let config = self.path().join("config").join("gateway.toml");
+        let mut doc: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        let peers = doc["cluster"]["region"]["peers"].as_array_mut().unwrap();
+        let entry = (peers.iter_mut())
+            .find(|p| p["name"].as_str() == Some(peer))
+            .unwrap_or_else(|| panic!("no peer region {peer}"));
+        let endpoint = entry["endpoint"].as_str().unwrap().to_string();
+        let upstream = endpoint.trim_start_matches("http://").to_string();
+        let listen = format!("127.0.0.1:{}", free_port());
+        entry["endpoint"] = format!("http://{listen}").into();
+        self.kill("gateway");
+        std::fs::write(&config, toml::to_string(&doc).unwrap()).unwrap();
+        let proxy = proxy::Proxy::start(listen.parse().unwrap(), upstream.parse().unwrap()).await;
+        self.restart("gateway");
+        proxy
     }
 
     /// The first node's address and the cluster's secret, from that node's config.
@@ -192,9 +264,16 @@ impl TestCluster {
     /// Prints the warnings and errors in the logs of the processes `tessera dev` started (those
     /// restarted by the harness log to the test's stderr): what a failed test needs explained.
     fn print_warnings(&self) {
-        let Ok(logs) = std::fs::read_dir(self.path().join("logs")) else {
-            return;
+        let dirs: Vec<PathBuf> = match self.selected {
+            Some(_) => (self.endpoints.iter())
+                .map(|(name, _)| self.dir.path().join(name).join("logs"))
+                .collect(),
+            None => vec![self.path().join("logs")],
         };
+        let logs = dirs
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten();
         for log in logs.flatten() {
             let text = std::fs::read_to_string(log.path()).unwrap_or_default();
             let worrying: Vec<&str> = text
@@ -418,6 +497,7 @@ pub use tessera::client::{hmac, BodySigning, Reply};
 
 /// The harness's client: `tessera::client` with the test credentials, panicking when the
 /// gateway does not answer.
+#[derive(Clone)]
 pub struct S3Client {
     inner: client::Client,
 }
@@ -679,4 +759,33 @@ pub async fn wait_healed(s3: &S3Client) {
             return;
         }
     }
+}
+
+/// `GET /metrics` of a node or a gateway's console port, with the metrics token.
+pub async fn scrape(addr: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+    answer
+}
+
+/// (key, version id, whether a delete marker) of every entry of a ListObjectVersions answer,
+/// sorted.
+pub fn listed_versions(listing: &str) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for (kind, marker) in [("<Version>", false), ("<DeleteMarker>", true)] {
+        for entry in listing.split(kind).skip(1) {
+            let key = xml_values(entry, "Key").remove(0);
+            let id = xml_values(entry, "VersionId").remove(0);
+            out.push((key, id, marker));
+        }
+    }
+    out.sort();
+    out
 }

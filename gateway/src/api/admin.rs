@@ -87,6 +87,13 @@ pub async fn handle(
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "heals") => json(StatusCode::OK, &gw.healer.recent()),
+        (Method::GET, "replication") => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "region": gw.config.region,
+                "links": gw.replication.as_ref().map(|r| r.status()).unwrap_or_default(),
+            }),
+        ),
         (Method::GET, "replication/resync") => json(StatusCode::OK, &gw.resyncer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
         (Method::GET, "activity") => json(

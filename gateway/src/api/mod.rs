@@ -26,6 +26,7 @@ pub mod versioning;
 
 use crate::background::activity::Activity;
 use crate::background::heal::Healer;
+use crate::background::replication::Replication;
 use crate::background::resync::Resyncer;
 use crate::background::Workers;
 use crate::config::GatewayConfig;
@@ -56,6 +57,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub healer: Arc<Healer>,
     pub resyncer: Arc<Resyncer>,
+    /// The drain of the outboxes to peer regions, when this region has peers.
+    pub replication: Option<Arc<Replication>>,
     pub workers: Workers,
     /// This gateway's requests over the last hour, for the console.
     pub activity: Arc<Activity>,
@@ -85,10 +88,18 @@ impl Gateway {
         ));
         let master_key = config.master_key()?.map(WrappingKey::new);
         let activity = Arc::new(Activity::default());
+        let replication = match cluster_config.region.as_ref() {
+            Some(region) if !region.peers.is_empty() => Some(Arc::new(
+                Replication::new(cluster.clone(), region)
+                    .map_err(|e| anyhow::anyhow!("replication: {e:?}"))?,
+            )),
+            _ => None,
+        };
         Ok(Gateway {
             master_key,
             metrics_token: cluster_config.secret.metrics_token(),
-            workers: Workers::start(&cluster, &healer, &activity, &config),
+            workers: Workers::start(&cluster, &healer, &activity, replication.as_ref(), &config),
+            replication,
             activity,
             healer,
             resyncer,

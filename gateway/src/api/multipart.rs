@@ -452,7 +452,7 @@ pub async fn complete(
         completed_upload: Some(upload_id.to_string()),
         encryption: upload.encryption.clone(),
         acl: upload.acl.clone(),
-        replica: false,
+        replica: None,
     };
     let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));
     commit_record(

@@ -8,7 +8,7 @@ use crate::ops::commit::check_conditions;
 use crate::ops::delete::{remove, remove_replica};
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::read;
-use crate::ops::replica::VERSION_OF_HEADER;
+use crate::ops::replica::{self as replica_status, VERSION_OF_HEADER};
 use crate::ops::write::{write_object, NewObject};
 use crate::s3::checksum::{Algorithm, ChecksumType};
 use crate::s3::error::S3Error;
@@ -173,7 +173,10 @@ pub async fn get_object(
     loop {
         let found = find_version(&gw.cluster, &bucket, key, which, whole).await?;
         let sse = encryption::for_object(gw, &req, &found.record, SSE_C)?;
-        let (response, span) = object_head(&bucket, &req, &found.record)?;
+        let (mut response, span) = object_head(&bucket, &req, &found.record)?;
+        if let Some(status) = replica_status::status(&found.record, found.outbox.as_ref()) {
+            response = response.header("x-amz-replication-status", status);
+        }
         let response = encryption::with_headers(response, found.record.encryption.as_ref());
         let Some((start, end)) = span.filter(|_| !head_only) else {
             return response.finish(empty());
@@ -228,9 +231,6 @@ fn object_head(
         .header(http::header::ACCEPT_RANGES, "bytes");
     if let Some(id) = version_id(bucket, record.version_ref()) {
         response = response.header("x-amz-version-id", id);
-    }
-    if record.replica {
-        response = response.header("x-amz-replication-status", "REPLICA");
     }
     if matches!(req.caller.principal, Principal::Replicator) {
         response = response.header(VERSION_OF_HEADER, record.version.to_string());
@@ -318,9 +318,9 @@ pub async fn delete_object(
     let bucket = gw.cluster.bucket(bucket).await?;
     let which = version_param(&req.query)?;
     let bypass = object_lock::bypass_governance(&req, &bucket);
-    let removed = match (replica::requested(&req)?, which) {
-        (Some(replica), None) => remove_replica(&gw.cluster, &bucket, key, replica).await?,
-        _ => remove(&gw.cluster, &bucket, key, which, bypass).await?,
+    let removed = match replica::requested(&req)? {
+        Some(replica) => remove_replica(&gw.cluster, &bucket, key, replica, which).await?,
+        None => remove(&gw.cluster, &bucket, key, which, bypass).await?,
     };
     let mut response = Response::builder().status(StatusCode::NO_CONTENT);
     if removed.delete_marker {

@@ -3,7 +3,7 @@
 //! `x-tessera-replica-version` (`ops::replica`).
 
 use crate::api::S3Request;
-use crate::ops::replica::{Replica, VERSIONED_HEADER, VERSION_HEADER};
+use crate::ops::replica::{Replica, REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER};
 use crate::s3::error::S3Error;
 
 /// The replica a request applies, if it carries one.
@@ -28,5 +28,15 @@ pub fn requested(req: &S3Request) -> Result<Option<Replica>, S3Error> {
             )))
         }
     };
-    Ok(Some(Replica { version, versioned }))
+    let revision = match req.header(REVISION_HEADER) {
+        Some(n) => n
+            .parse()
+            .map_err(|_| S3Error::InvalidArgument(format!("{REVISION_HEADER} is no revision")))?,
+        None => 0,
+    };
+    Ok(Some(Replica {
+        version,
+        versioned,
+        revision,
+    }))
 }

@@ -304,6 +304,7 @@ impl Healer {
                     record: crate::ops::repair::revised_for(&found.record, &record),
                     upload_id: None,
                     claim: None,
+                    replicate: None,
                 };
                 cluster.client.commit(&node.addr, &request).await?;
                 return Ok(Some(0));

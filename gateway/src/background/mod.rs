@@ -1,11 +1,14 @@
 //! Work the gateway does on its own, on top of `ops`: probing the nodes, healing them (on demand,
 //! when a node that missed writes returns, and as periodic anti-entropy), applying lifecycle
-//! rules, and sampling its own activity for the console.
+//! rules, sampling its own activity for the console, and sending this region's changes to its
+//! peer regions (draining the outboxes, and resync).
 
 pub mod activity;
 pub mod heal;
 pub mod lifecycle;
+pub mod peer;
 pub mod probe;
+pub mod replication;
 pub mod resync;
 
 use crate::config::GatewayConfig;
@@ -14,6 +17,7 @@ use activity::Activity;
 use futures::FutureExt;
 use heal::Healer;
 use lifecycle::Lifecycle;
+use replication::Replication;
 use serde::Serialize;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -48,6 +52,7 @@ impl Workers {
         cluster: &Arc<Cluster>,
         healer: &Arc<Healer>,
         activity: &Arc<Activity>,
+        replication: Option<&Arc<Replication>>,
         config: &GatewayConfig,
     ) -> Workers {
         let mut workers = Workers {
@@ -74,6 +79,9 @@ impl Workers {
         });
         let sampled = activity.clone();
         workers.supervise("activity", move || activity::sample(sampled.clone()));
+        if let Some(replication) = replication.cloned() {
+            workers.supervise("replication", move || replication.clone().run());
+        }
         workers
     }
 

@@ -9,6 +9,7 @@ use crate::ops::system_table::{Snapshot, Table};
 use crate::s3::error::S3Error;
 use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
+use node_rpc::protocol::Replicate;
 use node_rpc::record::{BucketId, BucketRecord, KeyRecord, Version};
 use node_rpc::{ClusterConfig, NodeClient, RpcError};
 use placement::{Layout, NodeInfo};
@@ -43,6 +44,8 @@ pub struct Cluster {
     pub(crate) keys: Table<KeyRecord>,
     /// Seals the key table's secrets.
     pub secrets: SecretSeal,
+    /// The peer regions, by name, when this cluster is one region of several.
+    pub peer_regions: Vec<String>,
 }
 
 /// One holder of a shard: the node and the fragment slot it keeps.
@@ -73,6 +76,18 @@ impl Cluster {
             buckets: Table::new(BUCKET_CACHE_TTL),
             keys: Table::new(crate::ops::keys::KEY_CACHE_TTL),
             secrets: SecretSeal::new(&config.secret),
+            peer_regions: (config.region.iter())
+                .flat_map(|r| r.peers.iter().map(|p| p.name.clone()))
+                .collect(),
+        })
+    }
+
+    /// The peer regions a change made here to `bucket` is queued for (`background::replication`):
+    /// every peer; `None` in a cluster of one region.
+    pub fn replicate(&self, bucket: &BucketRecord) -> Option<Replicate> {
+        (!self.peer_regions.is_empty()).then(|| Replicate {
+            bucket: bucket.name.clone(),
+            targets: self.peer_regions.clone(),
         })
     }
 

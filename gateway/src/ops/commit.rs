@@ -146,12 +146,20 @@ pub async fn commit_record<'a>(
 ) -> Result<(), S3Error> {
     let commit = |h: Holder<'a>| {
         let client = cluster.client_for(&h);
+        let mut record = record_for(h.slot);
+        // A replica is this region's copy of a peer's change: never sent on again.
+        let replicate = match record.replica {
+            true => None,
+            false => cluster.replicate(bucket),
+        };
+        record.queued = replicate.is_some();
         let request = CommitRequest {
             bucket: bucket.id,
             key: key.to_string(),
-            record: record_for(h.slot),
+            record,
             upload_id: upload_id.map(str::to_string),
             claim: claimed.map(|c| c.token.clone()),
+            replicate,
         };
         async move { client.commit(&h.node.addr, &request).await }
     };

@@ -8,7 +8,7 @@ use crate::ops::quorum::commit_quorum;
 use crate::ops::replica::Replica;
 use crate::s3::error::S3Error;
 use node_rpc::object_lock::now_millis;
-use node_rpc::protocol::PurgeRequest;
+use node_rpc::protocol::{PurgeRequest, Replicate};
 use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef, Versioning};
 
 /// What a delete did, as its response tells it.
@@ -54,7 +54,9 @@ pub async fn remove(
             if bucket.object_lock.is_some() {
                 check_unlocked(cluster, bucket, key, which, bypass_governance).await?;
             }
-            let delete_marker = purge(cluster, bucket, key, which, bypass_governance).await?;
+            let replicate = cluster.replicate(bucket);
+            let delete_marker =
+                purge(cluster, bucket, key, which, bypass_governance, replicate).await?;
             Ok(Removed {
                 version_id: Some(which.to_string()),
                 delete_marker,
@@ -63,13 +65,23 @@ pub async fn remove(
     }
 }
 
-/// Applies a delete made in another region: its tombstone or delete marker, with its version.
+/// Applies a delete made in another region: its tombstone or delete marker, with its version,
+/// or with `which`, its purge of that version (which no Object Lock here may refuse, since the
+/// version's lock, replicated with it, allowed the purge there).
 pub async fn remove_replica(
     cluster: &Cluster,
     bucket: &BucketRecord,
     key: &str,
     replica: Replica,
+    which: Option<VersionRef>,
 ) -> Result<Removed, S3Error> {
+    if let Some(which) = which {
+        let delete_marker = purge(cluster, bucket, key, which, false, None).await?;
+        return Ok(Removed {
+            version_id: Some(which.to_string()),
+            delete_marker,
+        });
+    }
     let version = write_tombstone(cluster, bucket, key, replica.versioned, Some(replica)).await?;
     let id = match replica.versioned {
         true => VersionRef::Id(version),
@@ -142,6 +154,7 @@ async fn purge(
     key: &str,
     which: VersionRef,
     bypass_governance: bool,
+    replicate: Option<Replicate>,
 ) -> Result<bool, S3Error> {
     let holders = cluster.holders(&bucket.id, key);
     let request = PurgeRequest {
@@ -149,6 +162,7 @@ async fn purge(
         key: key.to_string(),
         version: which,
         bypass_governance,
+        replicate,
     };
     let client = &cluster.client;
     let was_marker = std::sync::atomic::AtomicBool::new(false);

@@ -9,7 +9,7 @@ use erasure::Codec;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use node_rpc::client::NodeClient;
-use node_rpc::protocol::{Lookup, UndoRequest};
+use node_rpc::protocol::{Lookup, OutboxState, UndoRequest};
 use node_rpc::record::{BucketId, BucketRecord, ObjectRecord, Version, VersionRef};
 use node_rpc::RpcError;
 use std::collections::{BTreeSet, VecDeque};
@@ -39,6 +39,9 @@ pub struct Found {
     /// Fragment files of the first part that holders sent along with their records (see
     /// `lookup_to_read`): fragment slot, length, and the stream of it, taken by the first read.
     prefetched: Mutex<Vec<(u8, u64, FragmentStream)>>,
+    /// The peer regions that the answering holders still have the version queued for, and the
+    /// last refusal among them (see `ops::replica::status`); `None`: not known.
+    pub outbox: Option<OutboxState>,
 }
 
 impl Found {
@@ -184,6 +187,7 @@ async fn ask_holders(
     let mut answered = Vec::new();
     let mut purged = BTreeSet::new();
     let mut prefetched = Vec::new();
+    let mut outboxes = Vec::new();
     let everyone = wait == Wait::Everyone;
     while answered.len() < quorum
         || !readable(&answered)
@@ -203,6 +207,9 @@ async fn ask_holders(
                     if let Some(((record, len), (body, chunk))) = sent {
                         let stream = FragmentStream::Remote { body, chunk };
                         prefetched.push((record.version, record.fragment, len, stream));
+                    }
+                    if let (Some(record), Some(outbox)) = (&lookup.record, lookup.outbox) {
+                        outboxes.push((record.version, outbox));
                     }
                     answered.push((holders[slot as usize], lookup.record));
                 }
@@ -279,7 +286,17 @@ async fn ask_holders(
         .filter(|(version, ..)| *version == newest.version)
         .map(|(_, slot, len, stream)| (slot, len, stream))
         .collect();
+    let mut outbox = OutboxState::default();
+    for (_, state) in outboxes.into_iter().filter(|(v, _)| *v == newest.version) {
+        for target in state.targets {
+            if !outbox.targets.contains(&target) {
+                outbox.targets.push(target);
+            }
+        }
+        outbox.failed = outbox.failed.or(state.failed);
+    }
     let found = Found {
+        outbox: Some(outbox),
         record: newest,
         sources,
         stale,
@@ -395,6 +412,8 @@ async fn unfinished(
         late: tokio::spawn(async { Vec::new() }),
         target: found.target,
         prefetched: Mutex::default(),
+        // Not asked of the holders of the version gone back to.
+        outbox: None,
     }
 }
 

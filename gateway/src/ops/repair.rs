@@ -63,6 +63,7 @@ pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u6
             record,
             upload_id: None,
             claim: None,
+            replicate: None,
         };
         let addr = holders[slot].node.addr.clone();
         async move { cluster.client.commit(&addr, &request).await }
@@ -97,6 +98,7 @@ pub async fn revise_sources(cluster: &Cluster, found: &Found) -> usize {
             record: revised_for(&found.record, &source.record),
             upload_id: None,
             claim: None,
+            replicate: None,
         };
         async move { cluster.client.commit(&source.addr, &request).await }
     });

@@ -339,7 +339,7 @@ pub async fn write_object(
         completed_upload: None,
         encryption: object.sse.map(|s| s.encryption),
         acl: object.acl,
-        replica: object.replica.is_some(),
+        replica: object.replica,
     };
     let record_for =
         |fragment: u8| new.record(fragment, vec![stored.for_holder(fragment as usize)]);
@@ -373,8 +373,8 @@ pub struct NewVersion {
     pub completed_upload: Option<String>,
     pub encryption: Option<Encryption>,
     pub acl: Option<Acl>,
-    /// Applied from another region (`ObjectRecord::replica`).
-    pub replica: bool,
+    /// Applied from another region (`ObjectRecord::replica`), with the revision it had there.
+    pub replica: Option<Replica>,
 }
 
 /// The Object Lock state of a new version: what its request asked for, with the bucket's default
@@ -396,7 +396,7 @@ impl NewVersion {
     pub fn record(&self, fragment: u8, parts: Vec<PartData>) -> ObjectRecord {
         ObjectRecord {
             version: self.version,
-            revision: 0,
+            revision: self.replica.map_or(0, |r| r.revision),
             versioned: self.versioned,
             deleted: false,
             size: self.size,
@@ -413,7 +413,8 @@ impl NewVersion {
             completed_upload: self.completed_upload.clone(),
             encryption: self.encryption.clone(),
             acl: self.acl.clone(),
-            replica: self.replica,
+            replica: self.replica.is_some(),
+            queued: false,
         }
     }
 

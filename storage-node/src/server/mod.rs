@@ -13,8 +13,9 @@ use crate::config::NodeConfig;
 use crate::hints::{self, Hint};
 use crate::metrics::{NodeMetrics, Snapshot, METRICS};
 use crate::protocol::{
-    unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, ListRequest, PartRequest,
-    PurgeRequest, UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
+    unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, ListRequest, OutboxReport,
+    OutboxRequest, PartRequest, PurgeRequest, UndoRequest, UploadRequest, VersionListRequest,
+    HINT_QUERY,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
 use crate::scrub::{self, ScrubSettings, Scrubber};
@@ -387,13 +388,20 @@ impl Node {
                                 &commit.key,
                                 &commit.record,
                                 commit.upload_id.as_deref(),
+                                commit.replicate.as_ref(),
                                 &token,
                             )
                         })
                         .await?
                     }
                     None => store
-                        .submit_commit(commit.bucket, commit.key, commit.record, commit.upload_id)
+                        .submit_commit(
+                            commit.bucket,
+                            commit.key,
+                            commit.record,
+                            commit.upload_id,
+                            commit.replicate,
+                        )
                         .await
                         .unwrap_or(Err(StoreError::CommitterGone))?,
                 };
@@ -422,6 +430,7 @@ impl Node {
                             commit.key,
                             commit.record,
                             commit.upload_id,
+                            commit.replicate,
                         ))
                     })
                     .collect();
@@ -446,7 +455,7 @@ impl Node {
                 let param = |name| query.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
                 // On the async thread: a point read comes from RocksDB's memtable or block cache
                 // in microseconds, less than the two thread switches of `blocking` cost.
-                let lookup = match (param("version"), param("before")) {
+                let mut lookup = match (param("version"), param("before")) {
                     (Some(which), _) => {
                         let which = which.parse().map_err(|()| bad("bad version"))?;
                         store.object_version(&bucket, &key, which)?
@@ -457,6 +466,9 @@ impl Node {
                     }
                     (None, None) => store.current(&bucket, &key)?,
                 };
+                if let Some(record) = lookup.record.as_ref().filter(|r| !r.replica) {
+                    lookup.outbox = store.outbox_state(&bucket, &key, record.version)?;
+                }
                 match param("fragment") {
                     Some(_) => lookup_and_fragment(store, lookup).await,
                     None => json(&lookup),
@@ -470,10 +482,20 @@ impl Node {
                         &purge.key,
                         purge.version,
                         purge.bypass_governance,
+                        purge.replicate.as_ref(),
                     )
                 })
                 .await?;
                 json(&removed.map(|r| r.deleted))
+            }
+            (Method::POST, ["v1", "outbox"]) => {
+                let request: OutboxRequest = read_json(req)?;
+                json(&blocking(move || store.outbox(&request)).await?)
+            }
+            (Method::POST, ["v1", "outbox", "report"]) => {
+                let report: OutboxReport = read_json(req)?;
+                blocking(move || store.outbox_report(&report)).await?;
+                Ok(Response::new(empty()))
             }
             (Method::GET, ["v1", "digests", bucket]) => {
                 let bucket = bucket_id(bucket)?;

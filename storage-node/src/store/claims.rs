@@ -3,7 +3,7 @@
 
 use super::keys::object_key;
 use super::{Store, StoreError};
-use crate::protocol::ClaimAnswer;
+use crate::protocol::{ClaimAnswer, Replicate};
 use crate::record::{BucketId, ObjectRecord, Version};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,7 @@ impl Store {
         key: &str,
         record: &ObjectRecord,
         upload_id: Option<&str>,
+        replicate: Option<&Replicate>,
         token: &str,
     ) -> Result<bool, StoreError> {
         let db_key = object_key(bucket, key);
@@ -86,7 +87,7 @@ impl Store {
         if current.is_some_and(|c| Some(c.version) > claim.expected) {
             return Ok(false);
         }
-        self.commit_locked(bucket, key, record, upload_id)
+        self.commit_locked(bucket, key, record, upload_id, replicate)
     }
 }
 
@@ -107,10 +108,10 @@ mod tests {
             ClaimAnswer::Busy
         );
         assert!(!store
-            .commit_claimed(&BUCKET, "k", &record(10, None), None, "two")
+            .commit_claimed(&BUCKET, "k", &record(10, None), None, None, "two")
             .unwrap());
         assert!(store
-            .commit_claimed(&BUCKET, "k", &record(10, None), None, "one")
+            .commit_claimed(&BUCKET, "k", &record(10, None), None, None, "one")
             .unwrap());
         assert_eq!(
             store.claim(&BUCKET, "k", "two", None).unwrap(),
@@ -130,7 +131,7 @@ mod tests {
             .commit_object(&BUCKET, "k", &record(20, None), None)
             .unwrap();
         assert!(!store
-            .commit_claimed(&BUCKET, "k", &record(30, None), None, "three")
+            .commit_claimed(&BUCKET, "k", &record(30, None), None, None, "three")
             .unwrap());
     }
 }

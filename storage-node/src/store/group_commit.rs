@@ -3,6 +3,7 @@
 
 use super::keys::object_key;
 use super::{Store, StoreError};
+use crate::protocol::Replicate;
 use crate::record::{BucketId, ObjectRecord};
 use rocksdb::{WriteBatch, WriteOptions};
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ pub(super) struct CommitJob {
     key: String,
     record: ObjectRecord,
     upload_id: Option<String>,
+    replicate: Option<Replicate>,
     done: CommitReply,
 }
 
@@ -76,6 +78,7 @@ impl Store {
         key: String,
         record: ObjectRecord,
         upload_id: Option<String>,
+        replicate: Option<Replicate>,
     ) -> oneshot::Receiver<Result<bool, StoreError>> {
         let (done, outcome) = oneshot::channel();
         let job = CommitJob {
@@ -83,6 +86,7 @@ impl Store {
             key,
             record,
             upload_id,
+            replicate,
             done,
         };
         if let Err(mpsc::SendError(job)) = self.commits.send(job) {
@@ -120,8 +124,8 @@ impl Store {
         let mut applied = Vec::new();
         let mut replies = Vec::new();
         for job in jobs {
-            let upload_id = job.upload_id.as_deref();
-            match self.prepare_commit(&job.bucket, &job.key, &job.record, upload_id) {
+            let (upload_id, replicate) = (job.upload_id.as_deref(), job.replicate.as_ref());
+            match self.prepare_commit(&job.bucket, &job.key, &job.record, upload_id, replicate) {
                 Ok(Some(writes)) => {
                     writes.add_to(&mut batch);
                     applied.push(job.done);
@@ -166,6 +170,7 @@ mod tests {
             key: key.into(),
             record,
             upload_id: upload_id.map(String::from),
+            replicate: None,
             done,
         };
         (job, outcome)

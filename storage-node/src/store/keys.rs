@@ -15,6 +15,8 @@
 //! | `d` | time (big-endian u64), fragment index, id     | empty                 |
 //! | `s` | name                                          | raw bytes             |
 //! | `w` | time taken (micros, salt; big-endian)         | `Hint`                |
+//! | `q` | target length, target, version, bucket, key   | `Queued`              |
+//! | `Q` | bucket, key, 0, version inverted              | `OutboxState`         |
 //!
 //! This is the disk format: changing a tag or the order of a key's parts needs a migration.
 
@@ -43,6 +45,11 @@ pub(super) const TAG_REPLACED: u8 = b'r';
 /// the fragment id. A read that found the older version a moment before the commit is still
 /// opening them.
 pub(super) const TAG_SUPERSEDED: u8 = b'd';
+/// Changes queued for a peer region (see `outbox`): `q`, the target's length (one byte) and
+/// name, the version (big-endian, so oldest first), the bucket, the key.
+pub(super) const TAG_OUTBOX: u8 = b'q';
+/// The peer regions a version is still queued for: `Q`, laid out as the history.
+pub(super) const TAG_OUTBOX_STATE: u8 = b'Q';
 /// The bytes of a version in a history or purge key.
 pub(super) const VERSION_BYTES: usize = 12;
 
@@ -83,6 +90,50 @@ pub(super) fn purged_prefix(bucket: &BucketId, key: &str) -> Vec<u8> {
 
 pub(super) fn purged_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
     [purged_prefix(bucket, key), version_bytes(version).to_vec()].concat()
+}
+
+/// Where a target's outbox entries are.
+pub(super) fn outbox_prefix(target: &str) -> Vec<u8> {
+    let len = u8::try_from(target.len()).unwrap_or(u8::MAX);
+    [&[TAG_OUTBOX, len][..], target.as_bytes()].concat()
+}
+
+pub(super) fn outbox_key(target: &str, version: Version, bucket: &BucketId, key: &str) -> Vec<u8> {
+    [
+        outbox_prefix(target),
+        version.micros.to_be_bytes().to_vec(),
+        version.salt.to_be_bytes().to_vec(),
+        bucket.to_vec(),
+        key.as_bytes().to_vec(),
+    ]
+    .concat()
+}
+
+/// The version, bucket and key of an outbox entry's key under `prefix`; `None` for another key.
+pub(super) fn parse_outbox_key<'a>(
+    prefix: &[u8],
+    k: &'a [u8],
+) -> Option<(Version, BucketId, &'a str)> {
+    let rest = k.strip_prefix(prefix)?;
+    let (micros, rest) = rest.split_first_chunk::<8>()?;
+    let (salt, rest) = rest.split_first_chunk::<4>()?;
+    let (bucket, key) = rest.split_first_chunk::<16>()?;
+    let version = Version {
+        micros: u64::from_be_bytes(*micros),
+        salt: u32::from_be_bytes(*salt),
+    };
+    Some((version, *bucket, std::str::from_utf8(key).ok()?))
+}
+
+pub(super) fn outbox_state_key(bucket: &BucketId, key: &str, version: Version) -> Vec<u8> {
+    [
+        &[TAG_OUTBOX_STATE][..],
+        bucket,
+        key.as_bytes(),
+        &[0],
+        &version_bytes(version),
+    ]
+    .concat()
 }
 
 pub(super) fn superseded_key(at: u64, id: &str, index: u8) -> Vec<u8> {
@@ -156,6 +207,19 @@ mod tests {
         let new = Version { micros: 6, salt: 0 };
         assert_eq!(version_from_bytes(&version_bytes(old)), old);
         assert!(version_bytes(new) < version_bytes(old));
+    }
+
+    #[test]
+    fn outbox_keys_parse_back_and_sort_oldest_first() {
+        let bucket = [7; 16];
+        let old = Version { micros: 5, salt: 9 };
+        let new = Version { micros: 6, salt: 0 };
+        let key = outbox_key("eu", old, &bucket, "a/b");
+        let parsed = parse_outbox_key(&outbox_prefix("eu"), &key);
+        assert_eq!(parsed, Some((old, bucket, "a/b")));
+        assert_eq!(parse_outbox_key(&outbox_prefix("e"), &key), None);
+        assert!(key < outbox_key("eu", new, &bucket, "a"));
+        assert!(!key.starts_with(&outbox_prefix("eu-west")));
     }
 
     #[test]

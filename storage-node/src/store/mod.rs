@@ -19,7 +19,7 @@
 //! `group_commit` (the group committer), `versions` (which commit wins, history, purge, undo),
 //! `claims` (conditional writes), `listing` (listings and digests), `maintenance` (removal of
 //! superseded and orphaned files, expiry, scrubbing), `metadata` (buckets, uploads, parts,
-//! settings, hints).
+//! settings, hints), `outbox` (changes queued for peer regions).
 
 mod claims;
 mod format;
@@ -29,6 +29,7 @@ mod keys;
 mod listing;
 mod maintenance;
 mod metadata;
+mod outbox;
 #[cfg(test)]
 mod testing;
 mod versions;

@@ -39,6 +39,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
         encryption: None,
         acl: None,
         replica: false,
+        queued: false,
     }
 }
 

@@ -8,7 +8,7 @@ use super::keys::{
 };
 use super::{Store, StoreError};
 use crate::object_lock::now_millis;
-use crate::protocol::{unix_now, Lookup};
+use crate::protocol::{unix_now, Lookup, Replicate};
 use crate::record::{BucketId, ObjectRecord, Version, VersionRef};
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -28,11 +28,11 @@ pub(super) struct Replaced {
 pub(super) struct Writes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
 
 impl Writes {
-    fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+    pub(super) fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.0.push((key.into(), Some(value.into())));
     }
 
-    fn delete(&mut self, key: impl Into<Vec<u8>>) {
+    pub(super) fn delete(&mut self, key: impl Into<Vec<u8>>) {
         self.0.push((key.into(), None));
     }
 
@@ -57,7 +57,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let db_key = object_key(bucket, key);
         let _guard = self.lock_for(&db_key);
-        self.commit_locked(bucket, key, record, upload_id)
+        self.commit_locked(bucket, key, record, upload_id, None)
     }
 
     /// Records one version of a key, with the key's commit lock held:
@@ -66,15 +66,17 @@ impl Store {
     /// - a `null` version replaces the key's null version wherever it is, unless that is newer;
     /// - the newest version is the key's current record, every other one goes to its history.
     ///
-    /// Fragment files of a replaced record are queued for removal (see `remove_superseded`).
+    /// Fragment files of a replaced record are queued for removal (see `remove_superseded`), and
+    /// with `replicate`, the version for the peer regions (see `outbox`).
     pub(super) fn commit_locked(
         &self,
         bucket: &BucketId,
         key: &str,
         record: &ObjectRecord,
         upload_id: Option<&str>,
+        replicate: Option<&Replicate>,
     ) -> Result<bool, StoreError> {
-        let Some(writes) = self.prepare_commit(bucket, key, record, upload_id)? else {
+        let Some(writes) = self.prepare_commit(bucket, key, record, upload_id, replicate)? else {
             return Ok(false);
         };
         let mut batch = WriteBatch::default();
@@ -92,6 +94,7 @@ impl Store {
         key: &str,
         record: &ObjectRecord,
         upload_id: Option<&str>,
+        replicate: Option<&Replicate>,
     ) -> Result<Option<Writes>, StoreError> {
         let mut writes = Writes::default();
         if self
@@ -179,6 +182,9 @@ impl Store {
                 writes.put(superseded_key(now, &id, index), b"");
             }
         }
+        if let Some(replicate) = replicate {
+            self.queue(&mut writes, bucket, key, record, false, replicate)?;
+        }
         Ok(Some(writes))
     }
 
@@ -212,6 +218,7 @@ impl Store {
             record,
             purged,
             fragment_len: None,
+            outbox: None,
         })
     }
 
@@ -232,6 +239,7 @@ impl Store {
                     record: None,
                     purged: vec![version],
                     fragment_len: None,
+                    outbox: None,
                 });
             }
         }
@@ -243,6 +251,7 @@ impl Store {
             record,
             purged: Vec::new(),
             fragment_len: None,
+            outbox: None,
         })
     }
 
@@ -304,6 +313,7 @@ impl Store {
         key: &str,
         which: VersionRef,
         bypass_governance: bool,
+        replicate: Option<&Replicate>,
     ) -> Result<Option<ObjectRecord>, StoreError> {
         let db_key = object_key(bucket, key);
         let _guard = self.lock_for(&db_key);
@@ -345,6 +355,11 @@ impl Store {
         };
         if let Some(version) = purged {
             batch.put(purged_key(bucket, key, version), b"");
+        }
+        if let (Some(replicate), Some(record)) = (replicate, &target) {
+            let mut writes = Writes::default();
+            self.queue(&mut writes, bucket, key, record, true, replicate)?;
+            writes.add_to(&mut batch);
         }
         self.write_synced(batch)?;
         if let Some(record) = &target {
@@ -403,6 +418,7 @@ impl Store {
             record,
             purged: Vec::new(),
             fragment_len: None,
+            outbox: None,
         })
     }
 }
@@ -633,16 +649,16 @@ mod tests {
         }
         for micros in [10, 30, 40] {
             for bypass in [false, true] {
-                let purge = store.purge(&BUCKET, "k", VersionRef::Id(v(micros)), bypass);
+                let purge = store.purge(&BUCKET, "k", VersionRef::Id(v(micros)), bypass, None);
                 assert!(matches!(purge, Err(StoreError::Locked)), "{micros}");
             }
         }
         assert!(matches!(
-            store.purge(&BUCKET, "k", VersionRef::Id(v(20)), false),
+            store.purge(&BUCKET, "k", VersionRef::Id(v(20)), false, None),
             Err(StoreError::Locked)
         ));
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Id(v(20)), true)
+            .purge(&BUCKET, "k", VersionRef::Id(v(20)), true, None)
             .unwrap()
             .is_some());
         assert_eq!(store.versions(&BUCKET, "k").unwrap().len(), 3);
@@ -658,7 +674,7 @@ mod tests {
         };
         store.commit_object(&BUCKET, "k", &expired, None).unwrap();
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Id(v(50)), false)
+            .purge(&BUCKET, "k", VersionRef::Id(v(50)), false, None)
             .unwrap()
             .is_some());
     }
@@ -679,13 +695,13 @@ mod tests {
             .unwrap();
         // Purging the current delete marker makes the next newest current again.
         let removed = store
-            .purge(&BUCKET, "k", VersionRef::Id(v(30)), false)
+            .purge(&BUCKET, "k", VersionRef::Id(v(30)), false, None)
             .unwrap()
             .unwrap();
         assert!(removed.deleted);
         assert_eq!(store.object(&BUCKET, "k").unwrap().unwrap().version, v(20));
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Id(v(20)), false)
+            .purge(&BUCKET, "k", VersionRef::Id(v(20)), false, None)
             .unwrap()
             .is_some());
         assert!(!store.fragment_path(&id, 1).exists());
@@ -708,11 +724,11 @@ mod tests {
             "purged versions newer than the current one"
         );
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Null, false)
+            .purge(&BUCKET, "k", VersionRef::Null, false, None)
             .unwrap()
             .is_none());
         assert!(store
-            .purge(&BUCKET, "k", VersionRef::Id(v(10)), false)
+            .purge(&BUCKET, "k", VersionRef::Id(v(10)), false, None)
             .unwrap()
             .is_some());
         assert!(

@@ -1,0 +1,365 @@
+//! Cross-region replication's drain. Every change made in this region to a bucket that
+//! replicates is queued, by each holder that commits it, for each target region (the holders'
+//! outboxes, `storage-node/src/store/outbox.rs`). For each target, this worker reads the first
+//! entries of every node's outbox, merges the holders' copies (they share one id), sends each
+//! version to the target (`Peer::send`, 16 at once), and tells every node which entries the
+//! target took, so that they are removed everywhere; a refusal is noted on the holders (the
+//! version's `FAILED` status) and the entry stays.
+//!
+//! Invariants:
+//! - An entry is removed only after the target answered the PUT or DELETE with success, which
+//!   its gateway does only once a write quorum of its holders committed it.
+//! - An entry is never skipped: every pass starts again from the oldest entry, and one that
+//!   failed is tried again after a backoff (1 s, doubling to a minute) until it is delivered.
+//! - Sending a version again is harmless: the target's holders apply a version they have as a
+//!   no-op, so an entry delivered but not yet removed everywhere (a node down when told, a
+//!   gateway killed between the answer and the report) only costs a second send.
+
+use crate::background::peer::{Peer, SendError};
+use crate::ops::cluster::Cluster;
+use crate::s3::error::S3Error;
+use futures::future::join_all;
+use futures::StreamExt;
+use node_rpc::cluster::RegionConfig;
+use node_rpc::protocol::{unix_now, BucketBacklog, OutboxItem, OutboxReport, OutboxRequest};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Entries read from each node per pass, and the most sent in one pass.
+const BATCH: usize = 256;
+/// Pages of entries waiting out a backoff that one pass looks past for entries that are due.
+const MAX_PAGES: usize = 16;
+/// Versions sent at once (as resync: the link stays busy with small objects, and large ones
+/// hold few streams).
+const IN_FLIGHT: usize = 16;
+/// The pause after a pass that found nothing to send.
+const IDLE: Duration = Duration::from_millis(250);
+/// How often the whole backlog is counted (a scan of every node's outbox for the target).
+const COUNT_EVERY: Duration = Duration::from_secs(1);
+/// The backoff of a failed entry, and of a link that is down: from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const LAST_BACKOFF: Duration = Duration::from_secs(60);
+/// Throughput is what was delivered over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// One source -> target link, as `GET /_tessera/replication` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LinkStatus {
+    pub source: String,
+    pub target: String,
+    /// The target answered the last request sent to it (even with a refusal).
+    pub up: bool,
+    /// Changes queued for the target and not yet delivered, and the bytes of the objects among
+    /// them, counted on the holders (each keeps a copy: the sum is divided by k+m).
+    pub backlog_entries: u64,
+    pub backlog_bytes: u64,
+    /// Age of the oldest change not yet delivered: what this region would lose for the target
+    /// if it were lost now (the recovery point).
+    pub oldest_pending_secs: Option<f64>,
+    pub delivered_entries: u64,
+    pub delivered_bytes: u64,
+    /// Delivered over the last 10 seconds.
+    pub entries_per_sec: f64,
+    pub bytes_per_sec: f64,
+    pub last_error: Option<String>,
+    pub last_error_unix: Option<u64>,
+    /// The backlog per bucket, counted as the whole.
+    pub buckets: Vec<BucketBacklog>,
+    /// When the backlog was counted, in milliseconds since the Unix epoch.
+    pub counted_unix_millis: u64,
+}
+
+/// One target region and what is known of the link to it.
+struct Link {
+    peer: Peer,
+    status: Mutex<LinkStatus>,
+    /// Entries that failed, with their failures so far and when to try them again.
+    backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Entries and bytes delivered by each pass of the last `RATE_WINDOW`.
+    delivered: Mutex<VecDeque<(Instant, u64, u64)>>,
+}
+
+/// The drain of this region's outboxes, one link per peer region.
+pub struct Replication {
+    cluster: Arc<Cluster>,
+    links: Vec<Link>,
+}
+
+impl Replication {
+    /// The drain for every peer region of `region`.
+    pub fn new(cluster: Arc<Cluster>, region: &RegionConfig) -> Result<Replication, S3Error> {
+        let links = (region.peers.iter())
+            .map(|p| {
+                Ok(Link {
+                    peer: Peer::connect(region, &p.name)?,
+                    status: Mutex::new(LinkStatus {
+                        source: region.name.clone(),
+                        target: p.name.clone(),
+                        ..LinkStatus::default()
+                    }),
+                    backoff: Mutex::default(),
+                    delivered: Mutex::default(),
+                })
+            })
+            .collect::<Result<_, S3Error>>()?;
+        Ok(Replication { cluster, links })
+    }
+
+    /// Every link's status.
+    pub fn status(&self) -> Vec<LinkStatus> {
+        self.links.iter().map(|l| lock(&l.status).clone()).collect()
+    }
+
+    /// Drains every link, each on its own: a target that is down holds up no other.
+    pub async fn run(self: Arc<Self>) {
+        join_all((0..self.links.len()).map(|i| self.drain(i))).await;
+    }
+
+    async fn drain(&self, link: usize) {
+        let link = &self.links[link];
+        let mut counted = Instant::now() - COUNT_EVERY;
+        let mut down_for = 0;
+        loop {
+            let count = counted.elapsed() >= COUNT_EVERY;
+            if count {
+                counted = Instant::now();
+            }
+            match self.pass(link, count).await {
+                Pass::Sent => down_for = 0,
+                Pass::Idle => {
+                    down_for = 0;
+                    tokio::time::sleep(IDLE).await;
+                }
+                Pass::Down => {
+                    down_for += 1;
+                    tokio::time::sleep(backoff(down_for).min(Duration::from_secs(5))).await;
+                }
+            }
+        }
+    }
+
+    /// One pass over a link: the first entries of every node's outbox that are due, sent, and
+    /// reported. Entries waiting out a backoff are passed over, a page at a time, so that a
+    /// version the target refuses holds up the others only until its next try.
+    async fn pass(&self, link: &Link, count: bool) -> Pass {
+        let cluster = &self.cluster;
+        let nodes: Vec<_> = (cluster.all_nodes().into_iter())
+            .filter(|n| cluster.is_up(n))
+            .collect();
+        let mut request = OutboxRequest {
+            target: link.peer.name.clone(),
+            limit: BATCH,
+            after: None,
+            count,
+        };
+        let mut due = Vec::new();
+        for page in 0..MAX_PAGES {
+            request.count = count && page == 0;
+            let pages = join_all(
+                nodes
+                    .iter()
+                    .map(|n| cluster.client.outbox(&n.addr, &request)),
+            )
+            .await;
+            let mut merged: BTreeMap<String, OutboxItem> = BTreeMap::new();
+            let mut backlog: BTreeMap<String, BucketBacklog> = BTreeMap::new();
+            let mut more = false;
+            for page in pages.into_iter().flatten() {
+                more |= page.items.len() >= BATCH;
+                for counted in page.backlog.into_iter().flatten() {
+                    let sum = backlog.entry(counted.bucket.clone()).or_default();
+                    sum.entries += counted.entries;
+                    sum.bytes += counted.bytes;
+                }
+                merged.extend(page.items.into_iter().map(|i| (i.id.clone(), i)));
+            }
+            if page == 0 {
+                let oldest = (merged.values().next()).map(|i| i.entry.version.unix_millis() as u64);
+                if count {
+                    self.count(link, backlog, oldest);
+                } else if oldest.is_none() {
+                    lock(&link.status).oldest_pending_secs = None;
+                }
+            }
+            request.after = merged.keys().next_back().cloned();
+            let now = Instant::now();
+            {
+                let mut backoff = lock(&link.backoff);
+                if page == 0 && !more {
+                    // The whole outbox is in view: forget entries that are gone.
+                    backoff.retain(|id, _| merged.contains_key(id));
+                }
+                due.extend(
+                    (merged.into_values())
+                        .filter(|i| backoff.get(&i.id).is_none_or(|(_, at)| *at <= now))
+                        .take(BATCH),
+                );
+            }
+            if !due.is_empty() || !more {
+                break;
+            }
+        }
+        if due.is_empty() {
+            return Pass::Idle;
+        }
+        let sent: Vec<(OutboxItem, Result<u64, SendError>)> = futures::stream::iter(due)
+            .map(|item| async move {
+                let sent = self.send(link, &item).await;
+                (item, sent)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        self.report(link, nodes.iter().map(|n| n.addr.as_str()), sent)
+            .await
+    }
+
+    /// Sends one entry; the bytes sent.
+    async fn send(&self, link: &Link, item: &OutboxItem) -> Result<u64, SendError> {
+        if item.purge {
+            return link.peer.purge(&item.bucket, &item.entry).await.map(|()| 0);
+        }
+        let bucket = match self.cluster.bucket(&item.bucket).await {
+            Ok(bucket) => bucket,
+            // Deleted here since: its objects were deleted first, and those deletes are queued.
+            Err(S3Error::NoSuchBucket) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        link.peer.send(&self.cluster, &bucket, &item.entry).await
+    }
+
+    /// Tells every node what was delivered and refused, and notes it in the link's status.
+    async fn report<'a>(
+        &self,
+        link: &Link,
+        nodes: impl Iterator<Item = &'a str>,
+        sent: Vec<(OutboxItem, Result<u64, SendError>)>,
+    ) -> Pass {
+        let mut report = OutboxReport {
+            target: link.peer.name.clone(),
+            ..OutboxReport::default()
+        };
+        let (mut bytes, mut answered) = (0, false);
+        let mut last_error = None;
+        {
+            let mut waits = lock(&link.backoff);
+            for (item, outcome) in sent {
+                let id = item.id.clone();
+                match outcome {
+                    Ok(n) => {
+                        bytes += n;
+                        answered = true;
+                        waits.remove(&id);
+                        report.delivered.push(item.delivered());
+                        continue;
+                    }
+                    Err(SendError::Refused(e)) => {
+                        answered = true;
+                        report.failed.push((id.clone(), e.clone()));
+                        last_error = Some(e);
+                    }
+                    Err(SendError::Local(e)) => last_error = Some(e),
+                    // The link's own backoff (`drain`) waits for the target, not the entry's:
+                    // entries are tried again as soon as it answers.
+                    Err(e @ SendError::Unreachable(_)) => {
+                        last_error = Some(e.to_string());
+                        continue;
+                    }
+                }
+                let failures = waits.get(&id).map_or(0, |(n, _)| *n) + 1;
+                waits.insert(id, (failures, Instant::now() + backoff(failures)));
+            }
+        }
+        let delivered = report.delivered.len() as u64;
+        let told = nodes.map(|addr| self.cluster.client.outbox_report(addr, &report));
+        for failed in join_all(told).await.into_iter().filter_map(Result::err) {
+            // Those entries stay on that node and are sent (as a no-op) and reported again.
+            tracing::warn!(error = %failed, "a node was not told of delivered replication entries");
+        }
+        let now = Instant::now();
+        let mut window = lock(&link.delivered);
+        window.push_back((now, delivered, bytes));
+        while window
+            .front()
+            .is_some_and(|(at, ..)| now - *at > RATE_WINDOW)
+        {
+            window.pop_front();
+        }
+        let mut status = lock(&link.status);
+        status.up = answered;
+        status.delivered_entries += delivered;
+        status.delivered_bytes += bytes;
+        if let Some(e) = last_error {
+            tracing::warn!(target_region = %status.target, error = %e, "replication could not send a version");
+            status.last_error = Some(e);
+            status.last_error_unix = Some(unix_now());
+        }
+        match answered {
+            true => Pass::Sent,
+            false => Pass::Down,
+        }
+    }
+
+    /// Updates the link's backlog from the nodes' counts.
+    fn count(&self, link: &Link, backlog: BTreeMap<String, BucketBacklog>, oldest: Option<u64>) {
+        let width = self.cluster.width().max(1) as u64;
+        let buckets: Vec<BucketBacklog> = (backlog.into_iter())
+            .map(|(bucket, sum)| BucketBacklog {
+                bucket,
+                entries: sum.entries.div_ceil(width),
+                bytes: sum.bytes.div_ceil(width),
+            })
+            .collect();
+        let now_millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let window = lock(&link.delivered);
+        let (entries, bytes) = (window.iter()).fold((0, 0), |(e, b), (_, n, m)| (e + n, b + m));
+        let mut status = lock(&link.status);
+        status.backlog_entries = buckets.iter().map(|b| b.entries).sum();
+        status.backlog_bytes = buckets.iter().map(|b| b.bytes).sum();
+        status.buckets = buckets;
+        status.counted_unix_millis = now_millis;
+        status.oldest_pending_secs = oldest.map(|at| now_millis.saturating_sub(at) as f64 / 1000.0);
+        let secs = RATE_WINDOW.as_secs_f64();
+        status.entries_per_sec = entries as f64 / secs;
+        status.bytes_per_sec = bytes as f64 / secs;
+    }
+}
+
+/// What a pass did.
+enum Pass {
+    /// Sent entries, and the target answered.
+    Sent,
+    /// Nothing was due.
+    Idle,
+    /// Nothing the target answered: it is down or cut off.
+    Down,
+}
+
+/// The wait after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled.min(LAST_BACKOFF)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(7), Duration::from_secs(60));
+        assert_eq!(backoff(1000), Duration::from_secs(60));
+    }
+}

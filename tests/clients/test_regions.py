@@ -1,0 +1,127 @@
+"""Two regions (`tessera dev --regions 2`: us-east-1 and eu-west-1) as a user drives them with
+boto3 and the aws CLI: an object written in one region reads back from the other, with its
+replication status on both sides, and a delete follows it there."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import Cluster, free_port
+from helpers import random_bytes, unique_bucket
+
+EAST, WEST = "us-east-1", "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    base = tmp_path_factory.mktemp("regions")
+    # The second region's S3 and console ports follow the first's: two ports apart.
+    port = free_port()
+    while not all(_free(p) for p in range(port, port + 4)):
+        port = free_port()
+    cluster = Cluster(name="regions", data_dir=base / "data", log_path=base / "tessera-dev.log",
+                      port=port, console_port=port + 1, dev_args=("--regions", "2"))
+    cluster.start()
+    deadline = time.monotonic() + 60
+    while len(cluster.endpoints()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield cluster
+    cluster.stop()
+
+
+def _free(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def client(cluster: Cluster, region: str):
+    return boto3.client(
+        "s3", endpoint_url=cluster.endpoints()[region], region_name=region,
+        aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+def eventually(check, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, ClientError) as err:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: {err}")
+            time.sleep(0.2)
+
+
+def test_dev_prints_one_endpoint_per_region_and_one_key_works_in_both(regions):
+    endpoints = regions.endpoints()
+    assert sorted(endpoints) == sorted([EAST, WEST])
+    log = regions.log_path.read_text()
+    assert f"S3 endpoint ({EAST}): http://127.0.0.1:{regions.port}" in log
+    assert f"S3 endpoint ({WEST}): http://127.0.0.1:{regions.port + 2}" in log
+    for region in (EAST, WEST):
+        client(regions, region).list_buckets()
+
+
+def test_an_object_written_in_one_region_reads_back_from_the_other(regions, make_aws, tmp_path):
+    east, west = client(regions, EAST), client(regions, WEST)
+    bucket = unique_bucket("geo")
+    east.create_bucket(Bucket=bucket)
+    west.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": WEST})
+
+    data = random_bytes(200_000)
+    put = east.put_object(Bucket=bucket, Key="photos/beach.jpg", Body=data,
+                          ContentType="image/jpeg", Metadata={"camera": "x100"})
+    status = east.head_object(Bucket=bucket, Key="photos/beach.jpg")["ReplicationStatus"]
+    assert status in ("PENDING", "COMPLETED")
+
+    def copied():
+        got = west.get_object(Bucket=bucket, Key="photos/beach.jpg")
+        assert got["Body"].read() == data
+        return got
+
+    got = eventually(copied, "the object in eu-west-1")
+    assert got["ReplicationStatus"] == "REPLICA"
+    assert got["ETag"] == put["ETag"]
+    assert got["ContentType"] == "image/jpeg"
+    assert got["Metadata"] == {"camera": "x100"}
+
+    def completed():
+        head = east.head_object(Bucket=bucket, Key="photos/beach.jpg")
+        assert head["ReplicationStatus"] == "COMPLETED", head["ReplicationStatus"]
+
+    eventually(completed, "COMPLETED in us-east-1")
+
+    # The aws CLI (pip's, which sends a CRC32 checksum) writes in us-east-1 too.
+    aws = make_aws("v1", regions)
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"written with the aws CLI\n")
+    aws.run("s3", "cp", source, f"s3://{bucket}/notes.txt")
+
+    def cli_copy():
+        got = west.get_object(Bucket=bucket, Key="notes.txt")["Body"].read()
+        assert got == source.read_bytes()
+
+    eventually(cli_copy, "the CLI's object in eu-west-1")
+
+    # A delete in eu-west-1 follows to us-east-1.
+    west.delete_object(Bucket=bucket, Key="photos/beach.jpg")
+
+    def deleted():
+        try:
+            east.head_object(Bucket=bucket, Key="photos/beach.jpg")
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "404"
+            return
+        raise AssertionError("still there")
+
+    eventually(deleted, "the delete in us-east-1")

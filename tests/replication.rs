@@ -1,0 +1,362 @@
+//! Cross-region replication as users see it, over `tessera dev --regions 2` (us-east-1 and
+//! eu-west-1, each three zones of two nodes, real processes): every change made in one region
+//! reaches the other, through a partition too, and the lag is visible while it does.
+
+mod common;
+
+use bytes::Bytes;
+use common::{proxy::Mode, S3Client, TestCluster};
+use std::time::{Duration, Instant};
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "eu-west-1";
+
+/// The link from `s3`'s region to `target`, as `GET /_tessera/replication` shows it.
+async fn link(s3: &S3Client, target: &str) -> serde_json::Value {
+    let reply = s3.get("/_tessera/replication").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let links = status["links"].as_array().unwrap();
+    (links.iter())
+        .find(|l| l["target"] == target)
+        .unwrap_or_else(|| panic!("no link to {target}: {status}"))
+        .clone()
+}
+
+/// Polls `check` until it holds or `limit` passes (then fails, saying `what`).
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(why) if start.elapsed() > limit => panic!("{what}: {why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Waits until `s3`'s region has nothing left to send `target`, as counted after the call.
+async fn drained(s3: &S3Client, target: &str, limit: Duration) {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eventually(limit, "the backlog did not drain", || async {
+        let link = link(s3, target).await;
+        let counted = link["counted_unix_millis"].as_u64() > Some(since);
+        match counted && link["backlog_entries"] == 0 && link["oldest_pending_secs"].is_null() {
+            true => Ok(()),
+            false => Err(link.to_string()),
+        }
+    })
+    .await;
+}
+
+/// (key, version id, whether a delete marker) of every version in a bucket, sorted.
+async fn versions(s3: &S3Client, bucket: &str) -> Vec<(String, String, bool)> {
+    common::listed_versions(&s3.get(&format!("/{bucket}?versions")).await.text())
+}
+
+/// Creates a bucket in both regions (bucket records do not replicate yet), with versioning.
+async fn bucket_everywhere(regions: &[&S3Client], bucket: &str, versioned: bool) {
+    for s3 in regions {
+        let created = s3.put(&format!("/{bucket}"), Bytes::new()).await;
+        assert_eq!(created.status, 200, "{}", created.text());
+        if versioned {
+            let body =
+                "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+            let reply = common::put_xml(s3, &format!("/{bucket}?versioning"), body).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_change_reaches_the_other_region_and_both_converge_after_a_partition() {
+    let mut cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    bucket_everywhere(&[&east, &west], "photos", false).await;
+    bucket_everywhere(&[&east, &west], "docs", true).await;
+
+    // A PUT in one region reads back from the other, as a replica; the source says COMPLETED
+    // once the other region has it (PENDING until then).
+    let data = common::random_bytes(300_000, 1);
+    let put = east.put("/photos/beach.jpg", data.clone()).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let status = east.head("/photos/beach.jpg").await;
+    let first = status
+        .header("x-amz-replication-status")
+        .unwrap()
+        .to_string();
+    assert!(first == "PENDING" || first == "COMPLETED", "{first}");
+    eventually(
+        Duration::from_secs(20),
+        "the object in eu-west-1",
+        || async {
+            let got = west.get("/photos/beach.jpg").await;
+            match got.status == 200 && got.body[..] == data[..] {
+                true => Ok(()),
+                false => Err(format!("{} {}", got.status, got.text().len())),
+            }
+        },
+    )
+    .await;
+    let copy = west.head("/photos/beach.jpg").await;
+    assert_eq!(copy.header("x-amz-replication-status"), Some("REPLICA"));
+    assert_eq!(copy.header("etag"), put.header("etag"));
+    eventually(
+        Duration::from_secs(10),
+        "COMPLETED in us-east-1",
+        || async {
+            let head = east.head("/photos/beach.jpg").await;
+            match head.header("x-amz-replication-status") {
+                Some("COMPLETED") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    // Versions, a delete marker, a purge and a tag change made in west reach east, with the
+    // same version ids.
+    let mut ids = Vec::new();
+    for body in ["v1", "v2", "v3"] {
+        let put = west.put("/docs/report", body).await;
+        ids.push(put.header("x-amz-version-id").unwrap().to_string());
+    }
+    assert_eq!(west.delete("/docs/report").await.status, 204);
+    let purge = west
+        .delete(&format!("/docs/report?versionId={}", ids[0]))
+        .await;
+    assert_eq!(purge.status, 204, "{}", purge.text());
+    let tagging =
+        "<Tagging><TagSet><Tag><Key>state</Key><Value>final</Value></Tag></TagSet></Tagging>";
+    let tag_path = format!("/docs/report?tagging&versionId={}", ids[2]);
+    assert_eq!(common::put_xml(&west, &tag_path, tagging).await.status, 200);
+    drained(&west, EAST, Duration::from_secs(30)).await;
+    let here = versions(&west, "docs").await;
+    assert_eq!(here.len(), 3, "two versions and a delete marker: {here:?}");
+    assert_eq!(versions(&east, "docs").await, here);
+    let tags = east.get(&tag_path).await.text();
+    assert!(tags.contains("<Value>final</Value>"), "{tags}");
+
+    // Cut the link both ways, and write in both regions: the same keys, deletes, a purge.
+    cluster.select(EAST);
+    let east_to_west = cluster.proxy_peer(WEST).await;
+    cluster.select(WEST);
+    let west_to_east = cluster.proxy_peer(EAST).await;
+    east_to_west.set(Mode::Refuse);
+    west_to_east.set(Mode::Refuse);
+    for i in 0..20 {
+        let key = format!("/photos/k{i:02}");
+        assert_eq!(east.put(&key, format!("east {i}")).await.status, 200);
+        assert_eq!(west.put(&key, format!("west {i}")).await.status, 200);
+        let versioned = format!("/docs/d{i:02}");
+        assert_eq!(west.put(&versioned, format!("west {i}")).await.status, 200);
+        assert_eq!(east.put(&versioned, format!("east {i}")).await.status, 200);
+    }
+    assert_eq!(east.delete("/photos/k03").await.status, 204);
+    assert_eq!(west.delete("/photos/beach.jpg").await.status, 204);
+    let purged = east.put("/docs/d05", "east, purged").await;
+    let purged = purged.header("x-amz-version-id").unwrap().to_string();
+    let purge = east.delete(&format!("/docs/d05?versionId={purged}")).await;
+    assert_eq!(purge.status, 204);
+
+    // The lag shows: a backlog, an oldest entry that ages, a link that is down.
+    eventually(
+        Duration::from_secs(20),
+        "the backlog during the partition",
+        || async {
+            let link = link(&east, WEST).await;
+            let grows = link["backlog_entries"].as_u64() >= Some(22)
+                && link["oldest_pending_secs"].as_f64() > Some(1.0)
+                && link["up"] == false;
+            match grows {
+                true => Ok(()),
+                false => Err(link.to_string()),
+            }
+        },
+    )
+    .await;
+    let metrics = cluster_metrics(&cluster, EAST).await;
+    assert!(
+        metrics
+            .contains("tessera_replication_link_up{source=\"us-east-1\",target=\"eu-west-1\"} 0"),
+        "{metrics}"
+    );
+    let pending = east.head("/photos/k00").await;
+    assert_eq!(pending.header("x-amz-replication-status"), Some("PENDING"));
+
+    // The link returns: both drain, and every key reads the same from both regions.
+    east_to_west.set(Mode::Pass);
+    west_to_east.set(Mode::Pass);
+    drained(&east, WEST, Duration::from_secs(60)).await;
+    drained(&west, EAST, Duration::from_secs(60)).await;
+    for i in 0..20 {
+        for bucket in ["photos", "docs"] {
+            let key = match bucket {
+                "photos" => format!("/photos/k{i:02}"),
+                _ => format!("/docs/d{i:02}"),
+            };
+            let (a, b) = (east.get(&key).await, west.get(&key).await);
+            let seen = |r: &common::Reply| match r.status {
+                200 => (200, r.text()),
+                status => (status, r.code()),
+            };
+            assert_eq!(seen(&a), seen(&b), "{key}");
+        }
+    }
+    assert_eq!(east.get("/photos/k03").await.status, 404);
+    assert_eq!(east.get("/photos/beach.jpg").await.status, 404);
+    assert_eq!(west.get("/photos/beach.jpg").await.status, 404);
+    // The later write of each key won in both regions: west's in photos, east's in docs.
+    assert_eq!(west.get("/photos/k07").await.text(), "west 7");
+    assert_eq!(west.get("/docs/d07").await.text(), "east 7");
+    let docs = versions(&east, "docs").await;
+    assert_eq!(versions(&west, "docs").await, docs);
+    assert!(!docs.iter().any(|(_, id, _)| *id == purged), "the purge");
+    assert_eq!(link(&east, WEST).await["up"], true);
+}
+
+/// The metrics of one region's gateway (on its console port, the S3 port plus one).
+async fn cluster_metrics(cluster: &TestCluster, region: &str) -> String {
+    let s3 = cluster.client_in(region);
+    let token: serde_json::Value =
+        serde_json::from_slice(&s3.get("/_tessera/metrics-token").await.body).unwrap();
+    let endpoint = &cluster
+        .endpoints
+        .iter()
+        .find(|(n, _)| n == region)
+        .unwrap()
+        .1;
+    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let console = format!("127.0.0.1:{}", port + 1);
+    common::scrape(&console, token["token"].as_str().unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_killed_in_the_middle_of_a_large_transfer_delivers_it_once_after_restart() {
+    let mut cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    bucket_everywhere(&[&east, &west], "big", true).await;
+    // A slow link, so that the transfer is still going when the drain is killed.
+    let slow = cluster.proxy_peer(WEST).await;
+    slow.set(Mode::Delay(Duration::from_millis(2)));
+    let data = common::random_bytes(64 << 20, 7);
+    let put = east.put("/big/archive.tar", data.clone()).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let version = put.header("x-amz-version-id").unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        west.head("/big/archive.tar").await.status,
+        404,
+        "the transfer should still be going"
+    );
+    // The drain runs in the gateway: kill -9 it mid-transfer, and a holder of the entry too.
+    cluster.kill("gateway");
+    cluster.kill("z1-n1");
+    slow.set(Mode::Pass);
+    cluster.restart("gateway");
+    drained(&east, WEST, Duration::from_secs(60)).await;
+    let got = west.get("/big/archive.tar").await;
+    assert_eq!(got.status, 200);
+    assert!(got.body[..] == data[..], "the bytes differ");
+    assert_eq!(got.header("x-amz-version-id"), Some(version.as_str()));
+    let there = versions(&west, "big").await;
+    assert_eq!(there.len(), 1, "one version, not two: {there:?}");
+    cluster.restart("z1-n1");
+    // The restarted holder still had the entry: it is sent again (a no-op) and removed.
+    drained(&east, WEST, Duration::from_secs(30)).await;
+    assert_eq!(versions(&west, "big").await, there);
+}
+
+/// Replication throughput on this machine: objects written in us-east-1 while the link is cut,
+/// then the time from its return to an empty backlog, for 4 KiB and 64 MiB objects; and the
+/// catch-up after a 60 s partition under a steady load of 4 KiB PUTs.
+/// `cargo test --release --test replication -- --ignored --nocapture` (figures in
+/// docs/performance.md).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn replication_throughput() {
+    use futures::StreamExt;
+    let mut cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    let cut = cluster.proxy_peer(WEST).await;
+    for (bucket, count, size) in [("small", 2_000u64, 4_096usize), ("large", 16, 64 << 20)] {
+        bucket_everywhere(&[&east, &west], bucket, false).await;
+        cut.set(Mode::Refuse);
+        let data = Bytes::from(common::random_bytes(size, count));
+        let puts = futures::stream::iter(0..count).map(|i| {
+            let (s3, data) = (&east, data.clone());
+            async move { s3.put(&format!("/{bucket}/o{i:05}"), data).await.status }
+        });
+        let statuses: Vec<u16> = puts.buffer_unordered(16).collect().await;
+        assert!(statuses.iter().all(|&s| s == 200));
+        let started = Instant::now();
+        cut.set(Mode::Pass);
+        drained(&east, WEST, Duration::from_secs(600)).await;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "REPLICATION {count} objects of {size} B: {secs:.1} s, {:.0} objects/s, {:.0} MiB/s",
+            count as f64 / secs,
+            (count * size as u64) as f64 / secs / 1_048_576.0
+        );
+    }
+
+    // A 60 s partition under load: 4 KiB PUTs, 8 at a time, throughout.
+    bucket_everywhere(&[&east, &west], "steady", false).await;
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let (east, writing) = (east.clone(), writing.clone());
+        tokio::spawn(async move {
+            let data = Bytes::from(common::random_bytes(4096, 3));
+            let mut written = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let keys: Vec<String> = (0..8)
+                    .map(|i| format!("/steady/k{}", written + i))
+                    .collect();
+                let puts = keys.iter().map(|key| east.put(key, data.clone()));
+                for reply in futures::future::join_all(puts).await {
+                    assert_eq!(reply.status, 200);
+                }
+                written += 8;
+            }
+            written
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cut.set(Mode::Refuse);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let backlog = link_backlog(&east).await;
+    cut.set(Mode::Pass);
+    let healed = Instant::now();
+    // The load goes on: the backlog is drained when its oldest entry is younger than a second.
+    eventually(Duration::from_secs(600), "catching up", || async {
+        let link = link(&east, WEST).await;
+        match link["oldest_pending_secs"]
+            .as_f64()
+            .is_none_or(|age| age < 1.0)
+        {
+            true => Ok(()),
+            false => Err(link.to_string()),
+        }
+    })
+    .await;
+    let caught_up = healed.elapsed().as_secs_f64();
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let written = load.await.unwrap();
+    eprintln!(
+        "PARTITION 60 s under load ({written} PUTs in all, backlog {backlog} at the end of it): \
+         caught up {caught_up:.1} s after the link returned"
+    );
+}
+
+async fn link_backlog(s3: &S3Client) -> u64 {
+    link(s3, WEST).await["backlog_entries"]
+        .as_u64()
+        .unwrap_or(0)
+}
