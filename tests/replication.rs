@@ -61,17 +61,29 @@ async fn versions(s3: &S3Client, bucket: &str) -> Vec<(String, String, bool)> {
     common::listed_versions(&s3.get(&format!("/{bucket}?versions")).await.text())
 }
 
-/// Creates a bucket in both regions (bucket records do not replicate yet), with versioning.
+/// Creates a bucket in the first region, with versioning if asked, and waits until the others
+/// have it (bucket records replicate).
 async fn bucket_everywhere(regions: &[&S3Client], bucket: &str, versioned: bool) {
-    for s3 in regions {
-        let created = s3.put(&format!("/{bucket}"), Bytes::new()).await;
-        assert_eq!(created.status, 200, "{}", created.text());
-        if versioned {
-            let body =
-                "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
-            let reply = common::put_xml(s3, &format!("/{bucket}?versioning"), body).await;
-            assert_eq!(reply.status, 200, "{}", reply.text());
-        }
+    let created = regions[0].put(&format!("/{bucket}"), Bytes::new()).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    if versioned {
+        let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+        let reply = common::put_xml(regions[0], &format!("/{bucket}?versioning"), body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    for s3 in &regions[1..] {
+        eventually(
+            Duration::from_secs(20),
+            "the bucket in the other region",
+            || async {
+                let status = s3.get(&format!("/{bucket}?versioning")).await.text();
+                match status.contains("<Status>Enabled</Status>") == versioned {
+                    true => Ok(()),
+                    false => Err(status),
+                }
+            },
+        )
+        .await;
     }
 }
 
@@ -220,6 +232,70 @@ async fn every_change_reaches_the_other_region_and_both_converge_after_a_partiti
     assert_eq!(versions(&west, "docs").await, docs);
     assert!(!docs.iter().any(|(_, id, _)| *id == purged), "the purge");
     assert_eq!(link(&east, WEST).await["up"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_and_their_settings_reach_the_other_region() {
+    let cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    assert_eq!(east.put("/made-east", Bytes::new()).await.status, 200);
+    let versioning = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+    assert_eq!(
+        common::put_xml(&east, "/made-east?versioning", versioning)
+            .await
+            .status,
+        200
+    );
+    let tagging =
+        "<Tagging><TagSet><Tag><Key>team</Key><Value>geo</Value></Tag></TagSet></Tagging>";
+    assert_eq!(
+        common::put_xml(&east, "/made-east?tagging", tagging)
+            .await
+            .status,
+        204
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the bucket's settings in eu-west-1",
+        || async {
+            let status = west.get("/made-east?versioning").await.text();
+            let tags = west.get("/made-east?tagging").await.text();
+            match status.contains("<Status>Enabled</Status>") && tags.contains("<Value>geo</Value>")
+            {
+                true => Ok(()),
+                false => Err(format!("{status} {tags}")),
+            }
+        },
+    )
+    .await;
+    // Objects follow into it, with their version ids.
+    let put = east.put("/made-east/k", "hello").await;
+    let id = put.header("x-amz-version-id").unwrap().to_string();
+    let path = format!("/made-east/k?versionId={id}");
+    answers(&west, "HEAD", &path, 200).await;
+
+    // A bucket deleted in one region is deleted in the other, once it is empty there too.
+    assert_eq!(west.put("/short-lived", Bytes::new()).await.status, 200);
+    answers(&east, "HEAD", "/short-lived", 200).await;
+    assert_eq!(east.put("/short-lived/left", "x").await.status, 200);
+    answers(&west, "HEAD", "/short-lived/left", 200).await;
+    assert_eq!(west.delete("/short-lived").await.status, 409, "not empty");
+    assert_eq!(east.delete("/short-lived/left").await.status, 204);
+    answers(&west, "DELETE", "/short-lived", 204).await;
+    answers(&east, "HEAD", "/short-lived", 404).await;
+}
+
+/// Waits until `method path` answers `status` (within 20 s).
+async fn answers(s3: &S3Client, method: &str, path: &str, status: u16) {
+    let what = format!("{method} {path} answering {status}");
+    eventually(Duration::from_secs(20), &what, || async {
+        let reply = s3.send(method, path, &[], Bytes::new()).await;
+        match reply.status == status {
+            true => Ok(()),
+            false => Err(format!("{} {}", reply.status, reply.text())),
+        }
+    })
+    .await;
 }
 
 /// The metrics of one region's gateway (on its console port, the S3 port plus one).

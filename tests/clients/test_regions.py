@@ -1,6 +1,7 @@
 """Two regions (`tessera dev --regions 2`: us-east-1 and eu-west-1) as a user drives them with
-boto3 and the aws CLI: an object written in one region reads back from the other, with its
-replication status on both sides, and a delete follows it there."""
+boto3 and the aws CLI: a bucket made in one region appears in the other, an object written in
+one reads back from the other, with its replication status on both sides, and a delete follows
+it there."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_an_object_written_in_one_region_reads_back_from_the_other(regions, make
     east, west = client(regions, EAST), client(regions, WEST)
     bucket = unique_bucket("geo")
     east.create_bucket(Bucket=bucket)
-    west.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": WEST})
+    eventually(lambda: west.head_bucket(Bucket=bucket), "the bucket in eu-west-1")
 
     data = random_bytes(200_000)
     put = east.put_object(Bucket=bucket, Key="photos/beach.jpg", Body=data,

@@ -3,7 +3,6 @@
 use crate::api::listing::{decode_token, iso8601, owner};
 use crate::api::{Gateway, S3Request};
 use crate::ops::cluster::Cluster;
-use crate::ops::list::{list, list_versions, ListQuery, VersionQuery};
 use crate::s3::acl::ADMIN_ID;
 use crate::s3::error::S3Error;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
@@ -149,30 +148,7 @@ pub async fn head_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error
 
 pub async fn delete_bucket(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
     let bucket = crate::ops::bucket::live_bucket(&gw.cluster, name).await?;
-    // With versioning, every version and delete marker must be gone first, as in S3.
-    let is_empty = if bucket.versioning.is_some() {
-        let query = VersionQuery {
-            prefix: String::new(),
-            delimiter: None,
-            key_marker: None,
-            version_marker: None,
-            max_keys: 1,
-            hide_markers: false,
-        };
-        list_versions(&gw.cluster, &bucket.id, &query)
-            .await?
-            .versions
-            .is_empty()
-    } else {
-        let query = ListQuery {
-            prefix: String::new(),
-            delimiter: None,
-            after: None,
-            max_keys: 1,
-        };
-        list(&gw.cluster, &bucket.id, &query).await?.keys.is_empty()
-    };
-    if !is_empty {
+    if !crate::ops::bucket::is_empty(&gw.cluster, &bucket).await? {
         return Err(S3Error::BucketNotEmpty);
     }
     gw.cluster

@@ -1,10 +1,22 @@
 //! Replicas arrive through the S3 API: a PUT or DELETE signed with the replication key of a peer
 //! region (`RegionConfig::replication_key_id`) and carrying the version in
-//! `x-tessera-replica-version` (`ops::replica`).
+//! `x-tessera-replica-version` (`ops::replica`); bucket records as `POST
+//! /_tessera/replication/buckets`.
 
-use crate::api::S3Request;
+use crate::api::access::Principal;
+use crate::api::admin::json;
+use crate::api::{Gateway, S3Request};
+use crate::ops::bucket::{apply_replica, Applied};
 use crate::ops::replica::{Replica, REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER};
 use crate::s3::error::S3Error;
+use crate::s3::response::S3Response;
+use http::StatusCode;
+use node_rpc::record::BucketRecord;
+
+/// Where a peer region sends its bucket records, under the admin API's prefix.
+pub const BUCKETS_PATH: &str = "replication/buckets";
+/// The largest batch of bucket records one request may carry.
+const BUCKETS_BODY_LIMIT: u64 = 8 << 20;
 
 /// The replica a request applies, if it carries one.
 pub fn requested(req: &S3Request) -> Result<Option<Replica>, S3Error> {
@@ -39,4 +51,26 @@ pub fn requested(req: &S3Request) -> Result<Option<Replica>, S3Error> {
         versioned,
         revision,
     }))
+}
+
+/// `POST /_tessera/replication/buckets`: bucket records from a peer region (a JSON array), each
+/// applied by last writer wins (`ops::bucket::apply_replica`). Answers `{"waiting": [names]}`:
+/// the deletions that wait for a bucket to be emptied here, which the peer sends again.
+pub async fn apply_buckets(gw: &Gateway, req: S3Request) -> Result<S3Response, S3Error> {
+    if !matches!(req.caller.principal, Principal::Replicator) {
+        return Err(S3Error::AccessDenied(
+            "only a peer region's replication sends bucket records",
+        ));
+    }
+    let body = req.read_small_body(BUCKETS_BODY_LIMIT).await?;
+    let records: Vec<BucketRecord> = serde_json::from_slice(&body)
+        .map_err(|e| S3Error::InvalidArgument(format!("bucket records: {e}")))?;
+    let mut waiting = Vec::new();
+    for record in records {
+        let name = record.name.clone();
+        if apply_replica(&gw.cluster, record).await? == Applied::NotEmpty {
+            waiting.push(name);
+        }
+    }
+    json(StatusCode::OK, &serde_json::json!({ "waiting": waiting }))
 }

@@ -113,6 +113,10 @@ impl Gateway {
                 // Creating a bucket of the admin API's name: the name is what is wrong.
                 return Err(S3Error::InvalidBucketName);
             }
+            let replica_buckets = key.as_deref() == Some(crate::api::replica::BUCKETS_PATH);
+            if replica_buckets && req.parts.method == Method::POST {
+                return crate::api::replica::apply_buckets(self, req).await;
+            }
             if !req.caller.principal.is_admin() {
                 return Err(S3Error::AccessDenied(
                     "the admin API is for the configured key",

@@ -179,6 +179,29 @@ impl Peer {
         expect(reply, 204, "a purge")
     }
 
+    /// Sends bucket records (`api::replica::apply_buckets`); the names of the deletions that
+    /// wait there for a bucket to be emptied.
+    pub async fn send_buckets(&self, records: &[BucketRecord]) -> Result<Vec<String>, SendError> {
+        let body = serde_json::to_vec(records).map_err(|e| SendError::Local(e.to_string()))?;
+        let path = "/_tessera/replication/buckets";
+        let headers = [("content-type", "application/json")];
+        let sent = self.client.send("POST", path, &headers, body.into());
+        let reply = tokio::time::timeout(BASE_TIMEOUT, sent)
+            .await
+            .map_err(|_| SendError::Unreachable(format!("POST {path}: no answer")))?
+            .map_err(|e| SendError::Unreachable(format!("{e:#}")))?;
+        if reply.status != 200 {
+            return Err(refusal("bucket records", reply.status, &reply));
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            waiting: Vec<String>,
+        }
+        let answer: Answer = serde_json::from_slice(&reply.body)
+            .map_err(|e| SendError::Refused(format!("bucket records: the peer answered {e}")))?;
+        Ok(answer.waiting)
+    }
+
     async fn request(
         &self,
         method: &str,

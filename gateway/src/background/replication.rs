@@ -4,7 +4,8 @@
 //! entries of every node's outbox, merges the holders' copies (they share one id), sends each
 //! version to the target (`Peer::send`, 16 at once), and tells every node which entries the
 //! target took, so that they are removed everywhere; a refusal is noted on the holders (the
-//! version's `FAILED` status) and the entry stays.
+//! version's `FAILED` status) and the entry stays. Once a second it also sends the target the
+//! bucket records that changed (`sync_buckets`).
 //!
 //! Invariants:
 //! - An entry is removed only after the target answered the PUT or DELETE with success, which
@@ -22,8 +23,9 @@ use futures::future::join_all;
 use futures::StreamExt;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::protocol::{unix_now, BucketBacklog, OutboxItem, OutboxReport, OutboxRequest};
+use node_rpc::record::{BucketRecord, Version};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -79,6 +81,16 @@ struct Link {
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
     /// Entries and bytes delivered by each pass of the last `RATE_WINDOW`.
     delivered: Mutex<VecDeque<(Instant, u64, u64)>>,
+    /// How far the bucket table has been sent (`sync_buckets`).
+    buckets: Mutex<BucketsSent>,
+}
+
+/// The bucket records a link has sent: every one up to `version`, but the deletions in
+/// `waiting`, which the target holds back until the bucket is empty there.
+#[derive(Default)]
+struct BucketsSent {
+    version: Version,
+    waiting: BTreeSet<String>,
 }
 
 /// The drain of this region's outboxes, one link per peer region.
@@ -101,6 +113,7 @@ impl Replication {
                     }),
                     backoff: Mutex::default(),
                     delivered: Mutex::default(),
+                    buckets: Mutex::default(),
                 })
             })
             .collect::<Result<_, S3Error>>()?;
@@ -125,6 +138,7 @@ impl Replication {
             let count = counted.elapsed() >= COUNT_EVERY;
             if count {
                 counted = Instant::now();
+                self.sync_buckets(link).await;
             }
             match self.pass(link, count).await {
                 Pass::Sent => down_for = 0,
@@ -214,6 +228,37 @@ impl Replication {
             .await;
         self.report(link, nodes.iter().map(|n| n.addr.as_str()), sent)
             .await
+    }
+
+    /// Sends the target the bucket records that changed since the last that it took (the whole
+    /// table after a restart), and the deletions it holds back. Buckets replicate by last writer
+    /// wins, as in the system table.
+    async fn sync_buckets(&self, link: &Link) {
+        let Ok(table) = self.cluster.buckets(true).await else {
+            return;
+        };
+        let records: Vec<BucketRecord> = {
+            let sent = lock(&link.buckets);
+            (table.values())
+                .filter(|r| r.version > sent.version || sent.waiting.contains(&r.name))
+                .cloned()
+                .collect()
+        };
+        let Some(newest) = records.iter().map(|r| r.version).max() else {
+            return;
+        };
+        match link.peer.send_buckets(&records).await {
+            Ok(waiting) => {
+                let mut sent = lock(&link.buckets);
+                sent.version = sent.version.max(newest);
+                sent.waiting = waiting.into_iter().collect();
+            }
+            Err(e) => {
+                let mut status = lock(&link.status);
+                status.last_error = Some(format!("bucket records: {e}"));
+                status.last_error_unix = Some(unix_now());
+            }
+        }
     }
 
     /// Sends one entry; the bytes sent.
