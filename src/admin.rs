@@ -38,6 +38,9 @@ enum AdminCommand {
     Heal { node: Option<String> },
     /// The heals this gateway ran since it started (up to 20), newest first.
     Heals,
+    /// This region's links to its peer regions: up or down, backlog, oldest change not yet
+    /// delivered, throughput, last error.
+    Replication,
     /// Access keys and their permissions.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -123,6 +126,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Heal { node: None } => (call("GET", "heal".into(), None).await?, show_heal),
         AdminCommand::Heals => (call("GET", "heals".into(), None).await?, show_heals),
+        AdminCommand::Replication => (
+            call("GET", "replication".into(), None).await?,
+            show_replication,
+        ),
         AdminCommand::Heal { node: Some(node) } => {
             let path = format!("heal?node={}", query_value(&node));
             (call("POST", path, None).await?, show_heal)
@@ -484,6 +491,37 @@ fn show_heals(heals: &Value) {
             "KEYS-REPAIRED",
             "REBUILT",
             "ERRORS",
+        ],
+        rows,
+    );
+}
+
+fn show_replication(status: &Value) {
+    let rows = (status["links"].as_array().into_iter().flatten())
+        .map(|l| {
+            vec![
+                format!("{} -> {}", text(&l["source"]), text(&l["target"])),
+                if l["up"] == true { "up" } else { "DOWN" }.into(),
+                text(&l["backlog_entries"]),
+                bytes(l["backlog_bytes"].as_u64()),
+                match l["oldest_pending_secs"].as_f64() {
+                    Some(secs) => format!("{secs:.1} s"),
+                    None => "-".into(),
+                },
+                format!("{}/s", bytes(l["bytes_per_sec"].as_f64().map(|b| b as u64))),
+                text(&l["last_error"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "LINK",
+            "STATE",
+            "BACKLOG",
+            "BYTES",
+            "OLDEST",
+            "RATE",
+            "LAST-ERROR",
         ],
         rows,
     );

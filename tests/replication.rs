@@ -285,6 +285,51 @@ async fn buckets_and_their_settings_reach_the_other_region() {
     answers(&east, "HEAD", "/short-lived", 404).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn resync_rebuilds_a_bucket_in_a_region_whose_nodes_were_wiped() {
+    let mut cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    bucket_everywhere(&[&east, &west], "photos", false).await;
+    let objects: Vec<(String, Vec<u8>)> = (0..12u64)
+        .map(|i| {
+            (
+                format!("/photos/p{i}"),
+                common::random_bytes(1 << (6 + i), i),
+            )
+        })
+        .collect();
+    for (key, data) in &objects {
+        assert_eq!(east.put(key, data.clone()).await.status, 200);
+    }
+    drained(&east, WEST, Duration::from_secs(30)).await;
+
+    // Every node of eu-west-1 loses its disk: the bucket and its objects are gone there.
+    cluster.select(WEST);
+    for node in common::NODES {
+        cluster.wipe(node);
+    }
+    answers(&west, "HEAD", "/photos", 404).await;
+    assert_eq!(west.put("/photos", Bytes::new()).await.status, 200);
+    let path = format!("/_tessera/replication/resync?bucket=photos&target={WEST}");
+    let started = east.send("POST", &path, &[], Bytes::new()).await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    eventually(Duration::from_secs(60), "the resync", || async {
+        let progress: serde_json::Value =
+            serde_json::from_slice(&east.get("/_tessera/replication/resync").await.body).unwrap();
+        match progress["running"] == false {
+            true if progress["versions_sent"] == 12 && progress["errors"] == 0 => Ok(()),
+            true => panic!("{progress}"),
+            false => Err(progress.to_string()),
+        }
+    })
+    .await;
+    for (key, data) in &objects {
+        let got = west.get(key).await;
+        assert_eq!(got.status, 200, "{key}");
+        assert!(got.body[..] == data[..], "{key}: the bytes differ");
+    }
+}
+
 /// Waits until `method path` answers `status` (within 20 s).
 async fn answers(s3: &S3Client, method: &str, path: &str, status: u16) {
     let what = format!("{method} {path} answering {status}");

@@ -397,6 +397,57 @@ pub struct BucketRecord {
     /// behaves as `ObjectWriter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ownership: Option<ObjectOwnership>,
+    /// The regions the bucket replicates among (PutBucketReplication); `None`: every region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<BucketReplication>,
+}
+
+/// A bucket's replication configuration, as Tessera takes S3's: the regions among which the
+/// bucket's changes replicate. It travels with the bucket's record to every region, and each
+/// region sends its own changes to the others of the group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketReplication {
+    /// The IAM role the configuration named: shown back, never used (regions authenticate
+    /// with the replication key).
+    pub role: String,
+    /// The region where the configuration was set, which belongs to the group.
+    pub source: String,
+    pub rules: Vec<ReplicationRule>,
+}
+
+/// One rule: the bucket's changes go to `region` (when enabled).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    pub enabled: bool,
+    pub region: String,
+}
+
+impl BucketReplication {
+    /// The regions `here` sends the bucket's changes to: the others of the group (the source
+    /// and the enabled rules' regions), if `here` is one of it.
+    pub fn targets(&self, here: &str) -> Vec<String> {
+        let mut group: Vec<&str> = vec![self.source.as_str()];
+        group.extend(
+            self.rules
+                .iter()
+                .filter(|r| r.enabled)
+                .map(|r| r.region.as_str()),
+        );
+        if !group.contains(&here) {
+            return Vec::new();
+        }
+        let mut targets: Vec<String> = Vec::new();
+        for region in group.into_iter().filter(|r| *r != here) {
+            if !targets.iter().any(|t| t == region) {
+                targets.push(region.to_string());
+            }
+        }
+        targets
+    }
 }
 
 /// Who owns an object version, and what its ACL grants.
@@ -756,6 +807,30 @@ mod hex_id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_replicates_among_its_source_and_enabled_rules_regions() {
+        let rule = |region: &str, enabled| ReplicationRule {
+            region: region.into(),
+            enabled,
+            ..ReplicationRule::default()
+        };
+        let config = BucketReplication {
+            role: String::new(),
+            source: "us-east-1".into(),
+            rules: vec![rule("eu-west-1", true), rule("ap-south-1", false)],
+        };
+        assert_eq!(config.targets("us-east-1"), ["eu-west-1"]);
+        assert_eq!(config.targets("eu-west-1"), ["us-east-1"]);
+        assert!(
+            config.targets("ap-south-1").is_empty(),
+            "a disabled rule's region"
+        );
+        assert!(
+            config.targets("sa-east-1").is_empty(),
+            "a region outside the group"
+        );
+    }
 
     #[test]
     fn versions_increase_and_round_trip() {

@@ -126,3 +126,57 @@ def test_an_object_written_in_one_region_reads_back_from_the_other(regions, make
         raise AssertionError("still there")
 
     eventually(deleted, "the delete in us-east-1")
+
+
+def test_bucket_replication_chooses_where_a_bucket_replicates(regions):
+    east, west = client(regions, EAST), client(regions, WEST)
+    bucket = unique_bucket("rep")
+    east.create_bucket(Bucket=bucket)
+    east.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def config(status: str, prefix: str = "") -> dict:
+        return {
+            "Role": "arn:aws:iam::123456789012:role/replication",
+            "Rules": [{
+                "ID": "to-eu", "Priority": 1, "Status": status, "Filter": {"Prefix": prefix},
+                "DeleteMarkerReplication": {"Status": "Enabled"},
+                "Destination": {"Bucket": f"arn:aws:s3:{WEST}::{bucket}"},
+            }],
+        }
+
+    with pytest.raises(ClientError) as err:
+        east.get_bucket_replication(Bucket=bucket)
+    assert err.value.response["Error"]["Code"] == "ReplicationConfigurationNotFoundError"
+    # What Tessera does not carry out is refused, not stored.
+    with pytest.raises(ClientError) as err:
+        east.put_bucket_replication(Bucket=bucket, ReplicationConfiguration=config("Enabled", "logs/"))
+    assert err.value.response["Error"]["Code"] == "NotImplemented"
+
+    # Its only rule disabled: the bucket's changes stay here.
+    east.put_bucket_replication(Bucket=bucket, ReplicationConfiguration=config("Disabled"))
+    got = east.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
+    assert got["Rules"][0]["Status"] == "Disabled"
+    assert got["Rules"][0]["Destination"]["Bucket"] == f"arn:aws:s3:{WEST}::{bucket}"
+    east.put_object(Bucket=bucket, Key="local-only", Body=b"stays")
+    assert "ReplicationStatus" not in east.head_object(Bucket=bucket, Key="local-only")
+
+    # Enabled: they go to eu-west-1.
+    east.put_bucket_replication(Bucket=bucket, ReplicationConfiguration=config("Enabled"))
+    east.put_object(Bucket=bucket, Key="shared", Body=b"goes")
+    eventually(lambda: west.head_object(Bucket=bucket, Key="shared"), "the object in eu-west-1")
+    with pytest.raises(ClientError):
+        west.head_object(Bucket=bucket, Key="local-only")
+
+    east.delete_bucket_replication(Bucket=bucket)
+    with pytest.raises(ClientError) as err:
+        east.get_bucket_replication(Bucket=bucket)
+    assert err.value.response["Error"]["Code"] == "ReplicationConfigurationNotFoundError"
+
+
+def test_the_admin_cli_shows_each_link(regions):
+    from test_access import tessera_admin
+
+    res = tessera_admin(regions, "replication")
+    assert res.returncode == 0, res.stderr
+    assert f"{EAST} -> {WEST}" in res.stdout, res.stdout
+    assert "LAST-ERROR" in res.stdout

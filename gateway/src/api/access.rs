@@ -79,6 +79,7 @@ pub fn need(operation: Operation) -> Need {
         | GetBucketLocation
         | GetBucketTagging
         | GetBucketCors
+        | GetBucketReplication
         | GetBucketVersioning
         | GetBucketLifecycleConfiguration
         | GetBucketEncryption
@@ -114,6 +115,8 @@ pub fn need(operation: Operation) -> Need {
         | DeleteBucketTagging
         | PutBucketCors
         | DeleteBucketCors
+        | PutBucketReplication
+        | DeleteBucketReplication
         | PutBucketVersioning
         | PutBucketLifecycleConfiguration
         | DeleteBucketLifecycle

@@ -18,6 +18,7 @@ pub mod object_lock;
 pub mod policy;
 pub mod post_object;
 pub mod replica;
+pub mod replication;
 mod request;
 mod router;
 pub mod tagging;

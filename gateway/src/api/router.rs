@@ -154,6 +154,15 @@ impl Gateway {
                 Method::PUT if q("cors") => cors::put_bucket_cors(self, &bucket, req).await,
                 Method::GET if q("cors") => cors::get_bucket_cors(self, &bucket).await,
                 Method::DELETE if q("cors") => cors::delete_bucket_cors(self, &bucket).await,
+                Method::PUT if q("replication") => {
+                    replication::put_replication(self, &bucket, req).await
+                }
+                Method::GET if q("replication") => {
+                    replication::get_replication(self, &bucket).await
+                }
+                Method::DELETE if q("replication") => {
+                    replication::delete_replication(self, &bucket).await
+                }
                 Method::POST if q("delete") => {
                     multi_delete::delete_objects(self, &bucket, req).await
                 }

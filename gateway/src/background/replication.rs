@@ -35,11 +35,14 @@ const BATCH: usize = 256;
 const MAX_PAGES: usize = 16;
 /// Versions sent at once (as resync: the link stays busy with small objects, and large ones
 /// hold few streams).
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 32;
 /// The pause after a pass that found nothing to send.
 const IDLE: Duration = Duration::from_millis(250);
-/// How often the whole backlog is counted (a scan of every node's outbox for the target).
+/// How often the whole backlog is counted (a scan of every node's outbox for the target): at
+/// most once a second, and at most a tenth of the time, so that counting a large backlog does
+/// not slow its drain.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
+const COUNT_SHARE: u32 = 10;
 /// The backoff of a failed entry, and of a link that is down: from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const LAST_BACKOFF: Duration = Duration::from_secs(60);
@@ -133,14 +136,19 @@ impl Replication {
     async fn drain(&self, link: usize) {
         let link = &self.links[link];
         let mut counted = Instant::now() - COUNT_EVERY;
+        let mut count_every = COUNT_EVERY;
         let mut down_for = 0;
         loop {
-            let count = counted.elapsed() >= COUNT_EVERY;
+            let count = counted.elapsed() >= count_every;
             if count {
                 counted = Instant::now();
                 self.sync_buckets(link).await;
             }
-            match self.pass(link, count).await {
+            let (pass, counting) = self.pass(link, count).await;
+            if let Some(took) = counting {
+                count_every = COUNT_EVERY.max(took * COUNT_SHARE);
+            }
+            match pass {
                 Pass::Sent => down_for = 0,
                 Pass::Idle => {
                     down_for = 0;
@@ -157,7 +165,8 @@ impl Replication {
     /// One pass over a link: the first entries of every node's outbox that are due, sent, and
     /// reported. Entries waiting out a backoff are passed over, a page at a time, so that a
     /// version the target refuses holds up the others only until its next try.
-    async fn pass(&self, link: &Link, count: bool) -> Pass {
+    /// With `count`, also how long the counting listing took.
+    async fn pass(&self, link: &Link, count: bool) -> (Pass, Option<Duration>) {
         let cluster = &self.cluster;
         let nodes: Vec<_> = (cluster.all_nodes().into_iter())
             .filter(|n| cluster.is_up(n))
@@ -169,14 +178,17 @@ impl Replication {
             count,
         };
         let mut due = Vec::new();
+        let mut counting = None;
         for page in 0..MAX_PAGES {
             request.count = count && page == 0;
-            let pages = join_all(
-                nodes
-                    .iter()
-                    .map(|n| cluster.client.outbox(&n.addr, &request)),
-            )
-            .await;
+            let listing = Instant::now();
+            let asked = nodes
+                .iter()
+                .map(|n| cluster.client.outbox(&n.addr, &request));
+            let pages = join_all(asked).await;
+            if request.count {
+                counting = Some(listing.elapsed());
+            }
             let mut merged: BTreeMap<String, OutboxItem> = BTreeMap::new();
             let mut backlog: BTreeMap<String, BucketBacklog> = BTreeMap::new();
             let mut more = false;
@@ -216,7 +228,7 @@ impl Replication {
             }
         }
         if due.is_empty() {
-            return Pass::Idle;
+            return (Pass::Idle, counting);
         }
         let sent: Vec<(OutboxItem, Result<u64, SendError>)> = futures::stream::iter(due)
             .map(|item| async move {
@@ -226,8 +238,8 @@ impl Replication {
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
-        self.report(link, nodes.iter().map(|n| n.addr.as_str()), sent)
-            .await
+        let pass = (self.report(link, nodes.iter().map(|n| n.addr.as_str()), sent)).await;
+        (pass, counting)
     }
 
     /// Sends the target the bucket records that changed since the last that it took (the whole

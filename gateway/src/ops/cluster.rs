@@ -44,7 +44,8 @@ pub struct Cluster {
     pub(crate) keys: Table<KeyRecord>,
     /// Seals the key table's secrets.
     pub secrets: SecretSeal,
-    /// The peer regions, by name, when this cluster is one region of several.
+    /// This region's name and its peers', when this cluster is one region of several.
+    pub region: Option<String>,
     pub peer_regions: Vec<String>,
 }
 
@@ -76,6 +77,7 @@ impl Cluster {
             buckets: Table::new(BUCKET_CACHE_TTL),
             keys: Table::new(crate::ops::keys::KEY_CACHE_TTL),
             secrets: SecretSeal::new(&config.secret),
+            region: config.region.as_ref().map(|r| r.name.clone()),
             peer_regions: (config.region.iter())
                 .flat_map(|r| r.peers.iter().map(|p| p.name.clone()))
                 .collect(),
@@ -83,11 +85,19 @@ impl Cluster {
     }
 
     /// The peer regions a change made here to `bucket` is queued for (`background::replication`):
-    /// every peer; `None` in a cluster of one region.
+    /// those of its replication configuration, or without one every peer; `None` when there are
+    /// none (a cluster of one region, or a bucket that replicates elsewhere).
     pub fn replicate(&self, bucket: &BucketRecord) -> Option<Replicate> {
-        (!self.peer_regions.is_empty()).then(|| Replicate {
+        let here = self.region.as_deref()?;
+        let targets: Vec<String> = match &bucket.replication {
+            Some(config) => (config.targets(here).into_iter())
+                .filter(|t| self.peer_regions.contains(t))
+                .collect(),
+            None => self.peer_regions.clone(),
+        };
+        (!targets.is_empty()).then(|| Replicate {
             bucket: bucket.name.clone(),
-            targets: self.peer_regions.clone(),
+            targets,
         })
     }
 

@@ -116,6 +116,8 @@ pub enum S3Error {
     NoSuchCorsConfiguration,
     #[error("The lifecycle configuration does not exist")]
     NoSuchLifecycleConfiguration,
+    #[error("The replication configuration was not found")]
+    ReplicationConfigurationNotFound,
     #[error("{0}")]
     InvalidTag(&'static str),
     #[error("The server side encryption configuration was not found")]
@@ -199,6 +201,7 @@ impl S3Error {
             NoSuchTagSet => "NoSuchTagSet",
             NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
             NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
+            ReplicationConfigurationNotFound => "ReplicationConfigurationNotFoundError",
             InvalidTag(_) => "InvalidTag",
             NoSuchEncryptionConfiguration => "ServerSideEncryptionConfigurationNotFoundError",
             InvalidEncryptionAlgorithm => "InvalidEncryptionAlgorithmError",
@@ -235,6 +238,7 @@ impl S3Error {
             | NoSuchTagSet
             | NoSuchCorsConfiguration
             | NoSuchLifecycleConfiguration
+            | ReplicationConfigurationNotFound
             | NoSuchEncryptionConfiguration
             | ObjectLockConfigurationNotFound
             | NoSuchObjectLockConfiguration
