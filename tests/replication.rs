@@ -407,7 +407,7 @@ async fn replication_throughput() {
     let mut cluster = TestCluster::start_regions(2);
     let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
     let cut = cluster.proxy_peer(WEST).await;
-    for (bucket, count, size) in [("small", 2_000u64, 4_096usize), ("large", 16, 64 << 20)] {
+    for (bucket, count, size) in [("small", 10_000u64, 4_096usize), ("large", 16, 64 << 20)] {
         bucket_everywhere(&[&east, &west], bucket, false).await;
         cut.set(Mode::Refuse);
         let data = Bytes::from(common::random_bytes(size, count));
@@ -430,26 +430,33 @@ async fn replication_throughput() {
 
     // A 60 s partition under load: 4 KiB PUTs, 8 at a time, throughout.
     bucket_everywhere(&[&east, &west], "steady", false).await;
-    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let writing = std::sync::Arc::new(AtomicBool::new(true));
+    let written = std::sync::Arc::new(AtomicU64::new(0));
     let load = {
-        let (east, writing) = (east.clone(), writing.clone());
+        let (east, writing, written) = (east.clone(), writing.clone(), written.clone());
         tokio::spawn(async move {
             let data = Bytes::from(common::random_bytes(4096, 3));
-            let mut written = 0u64;
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                let keys: Vec<String> = (0..8)
-                    .map(|i| format!("/steady/k{}", written + i))
-                    .collect();
+            while writing.load(Relaxed) {
+                let first = written.load(Relaxed);
+                let keys: Vec<String> = (0..8).map(|i| format!("/steady/k{}", first + i)).collect();
                 let puts = keys.iter().map(|key| east.put(key, data.clone()));
                 for reply in futures::future::join_all(puts).await {
                     assert_eq!(reply.status, 200);
                 }
-                written += 8;
+                written.fetch_add(8, Relaxed);
             }
-            written
         })
     };
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Before the partition, the lag under that load: the oldest entry's age, sampled.
+    let mut lag: f64 = 0.0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let seen = link(&east, WEST).await["oldest_pending_secs"].as_f64();
+        lag = lag.max(seen.unwrap_or(0.0));
+    }
+    let rate = written.load(Relaxed) as f64 / 10.0;
+    eprintln!("STEADY about {rate:.0} PUTs/s of 4 KiB: oldest pending entry at most {lag:.1} s");
     cut.set(Mode::Refuse);
     tokio::time::sleep(Duration::from_secs(60)).await;
     let backlog = link_backlog(&east).await;
@@ -468,8 +475,9 @@ async fn replication_throughput() {
     })
     .await;
     let caught_up = healed.elapsed().as_secs_f64();
-    writing.store(false, std::sync::atomic::Ordering::Relaxed);
-    let written = load.await.unwrap();
+    writing.store(false, Relaxed);
+    load.await.unwrap();
+    let written = written.load(Relaxed);
     eprintln!(
         "PARTITION 60 s under load ({written} PUTs in all, backlog {backlog} at the end of it): \
          caught up {caught_up:.1} s after the link returned"

@@ -2,7 +2,7 @@
 //! replicates is queued, by each holder that commits it, for each target region (the holders'
 //! outboxes, `storage-node/src/store/outbox.rs`). For each target, this worker reads the first
 //! entries of every node's outbox, merges the holders' copies (they share one id), sends each
-//! version to the target (`Peer::send`, 16 at once), and tells every node which entries the
+//! version to the target (`Peer::send`, 32 at once), and tells every node which entries the
 //! target took, so that they are removed everywhere; a refusal is noted on the holders (the
 //! version's `FAILED` status) and the entry stays. Once a second it also sends the target the
 //! bucket records that changed (`sync_buckets`).
@@ -46,6 +46,9 @@ const COUNT_SHARE: u32 = 10;
 /// The backoff of a failed entry, and of a link that is down: from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const LAST_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest wait before a link that is down is tried again: what a partition's end costs
+/// before the drain resumes.
+const LINK_BACKOFF: Duration = Duration::from_secs(2);
 /// Throughput is what was delivered over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -156,7 +159,7 @@ impl Replication {
                 }
                 Pass::Down => {
                     down_for += 1;
-                    tokio::time::sleep(backoff(down_for).min(Duration::from_secs(5))).await;
+                    tokio::time::sleep(backoff(down_for).min(LINK_BACKOFF)).await;
                 }
             }
         }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# What replication costs a region's own PUTs, on this machine: `tessera bench` PUTs against
+# us-east-1 of `tessera dev` (one region), of `tessera dev --regions 2` with eu-west-1 up (every
+# PUT is also written there, by processes that share this machine's cores), and with eu-west-1's
+# gateway stopped (each PUT is queued in the outbox, and nothing is sent).
+# Usage: scripts/replication-cost.sh [SECONDS]   (default 20 per run; build with
+# `cargo build --release` first). Prints one line per run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+bin=target/release/tessera
+export TESSERA_ACCESS_KEY_ID=BENCHKEY TESSERA_SECRET_ACCESS_KEY=bench-secret-key
+work=$(mktemp -d)
+dev=
+trap '[ -n "$dev" ] && kill "$dev" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+start() { # start DIR ARGS...: tessera dev, waiting for its endpoints
+  local dir=$1; shift
+  "$bin" dev --data-dir "$dir" --s3-port 19400 "$@" >"$dir.log" 2>&1 &
+  dev=$!
+  for _ in $(seq 600); do
+    grep -q "Stop with Ctrl-C" "$dir.log" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "tessera dev did not start: $(tail "$dir.log")" >&2
+  exit 1
+}
+
+stop() {
+  kill "$dev"
+  wait "$dev" 2>/dev/null || true
+  dev=
+}
+
+bench() { # bench LABEL: PUT 4 KiB at 32 in flight, then 1 MiB at 8
+  for run in "4KiB 32" "1MiB 8"; do
+    set -- $run
+    "$bin" bench --endpoint http://127.0.0.1:19400 --workload put --size "$1" \
+      --concurrency "$2" --duration "$secs" --json >"$work/out.json"
+    python3 - "$label" "$1" "$2" "$work/out.json" <<'EOF'
+import json, sys
+label, size, conc, path = sys.argv[1:]
+r = json.load(open(path))["operations"][0]
+print(f"{label:<24} PUT {size:>4} c={conc:<2} {r['objects_per_s']:7.0f} objects/s "
+      f"{r['mib_per_s']:7.1f} MiB/s  p50 {r['latency_ms']['p50']:6.1f} ms  "
+      f"p99 {r['latency_ms']['p99']:6.1f} ms  errors {r['errors']}")
+EOF
+  done
+}
+
+start "$work/one"
+label="one region" bench
+stop
+
+start "$work/two" --regions 2
+label="two regions, link up" bench
+kill -9 "$(cat "$work/two/eu-west-1/gateway/pid")"
+label="two regions, peer down" bench
+stop
