@@ -153,6 +153,20 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_state(pid: int) -> str:
+    """A process's state and what its threads wait in (D: uninterruptible, as in disk I/O), for a
+    failure message."""
+    try:
+        threads = []
+        for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+            state = (task / "stat").read_text().split(") ")[1][0]
+            wchan = (task / "wchan").read_text() or "-"
+            threads.append(f"{task.name}:{state}:{wchan}")
+        return "threads " + " ".join(threads)
+    except OSError as err:
+        return f"no state ({err})"
+
+
 def is_tessera_pid(pid: int) -> bool:
     try:
         return b"tessera" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -341,7 +355,7 @@ class Cluster:
         deadline = time.monotonic() + 60
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not pid_alive(pid), f"{node_id} (pid {pid}) survived SIGKILL"
+        assert not pid_alive(pid), f"{node_id} (pid {pid}) survived SIGKILL: {process_state(pid)}"
 
     def start_node(self, node_id: str, timeout: float = 60) -> None:
         config = self.config_path(node_id)
