@@ -466,7 +466,9 @@ impl Node {
                     }
                     (None, None) => store.current(&bucket, &key)?,
                 };
-                if let Some(record) = lookup.record.as_ref().filter(|r| !r.replica) {
+                // Only a version queued for peer regions when it was committed has an outbox
+                // state: the others, every version of a region alone, cost no read here.
+                if let Some(record) = lookup.record.as_ref().filter(|r| r.queued) {
                     lookup.outbox = store.outbox_state(&bucket, &key, record.version)?;
                 }
                 match param("fragment") {
