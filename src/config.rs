@@ -17,6 +17,8 @@
 //! # name = "us-east-1"        # its name; its gateways' `region` must be the same
 //! # number = 1                # 1-255, unique among the regions, never reused
 //! # replication_secret = "..."  # the same in every region: signs what regions send each other
+//! # read_fallback = false     # a GET or HEAD of an object missing here asks the bucket's peer
+//! #                           # regions (costs a round trip to them on every miss)
 //! # [[cluster.region.peers]]  # every other region, with the same names and numbers everywhere
 //! # name = "eu-west-1"
 //! # number = 2

@@ -67,6 +67,10 @@ pub struct DevArgs {
     /// The regions' names, comma-separated (as many as `--regions`).
     #[arg(long)]
     region_names: Option<String>,
+    /// With `--regions`: a GET or HEAD of an object missing in a region asks the others
+    /// (`read_fallback` in `[cluster.region]`).
+    #[arg(long)]
+    read_fallback: bool,
     /// Zones of a new cluster (an existing data dir keeps its own).
     #[arg(long, default_value_t = 3)]
     zones: usize,
@@ -296,6 +300,7 @@ fn region_config(args: &DevArgs, names: &[String], i: usize, shared: &Shared) ->
                 ca_file: args.tls_cert.as_ref().and_then(|p| absolute(p).ok()),
             })
             .collect(),
+        read_fallback: args.read_fallback,
     }
 }
 

@@ -24,6 +24,7 @@ fn region() -> RegionConfig {
             endpoint: "http://127.0.0.1:1".into(),
             ca_file: None,
         }],
+        read_fallback: false,
     }
 }
 
@@ -163,7 +164,7 @@ async fn a_peer_regions_versions_apply_with_their_own_version_and_read_as_replic
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn only_a_peer_regions_replication_applies_replicas_and_it_does_nothing_else() {
+async fn only_a_peer_regions_replication_applies_replicas_and_it_only_reads_besides() {
     let (cluster, peer) = start_region();
     let region = region();
     let s3 = cluster.client();
@@ -176,9 +177,10 @@ async fn only_a_peer_regions_replication_applies_replicas_and_it_does_nothing_el
     assert_eq!(forged.status, 403, "{}", forged.text());
     assert_eq!(forged.code(), "AccessDenied");
 
-    // The replication key reads nothing and writes nothing but replicas.
+    // The replication key reads objects (a peer's reads that fall back) and writes nothing
+    // but replicas.
+    assert_eq!(peer.get("/guarded/k").await.text(), "local");
     for reply in [
-        peer.get("/guarded/k").await,
         peer.put("/guarded/k", "plain").await,
         peer.delete("/guarded/k").await,
         peer.get("/guarded").await,
@@ -237,6 +239,7 @@ fn make_region(cluster: &mut TestCluster, name: &str, number: u8, peer: (&str, u
             endpoint: peer.2.into(),
             ca_file: None,
         }],
+        read_fallback: false,
     };
     let value = toml::Value::try_from(&region).unwrap();
     let settings = [

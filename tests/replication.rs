@@ -235,6 +235,87 @@ async fn every_change_reaches_the_other_region_and_both_converge_after_a_partiti
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_read_fallback_a_region_serves_what_it_has_not_received_yet() {
+    let mut cluster = TestCluster::start_regions_with(2, &["--read-fallback"]);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    bucket_everywhere(&[&east, &west], "docs", true).await;
+    // What east writes stays there: its link to west is cut.
+    cluster.select(EAST);
+    let east_to_west = cluster.proxy_peer(WEST).await;
+    east_to_west.set(Mode::Refuse);
+    let data = common::random_bytes(300_000, 7);
+    let put = east.put("/docs/fresh", data.clone()).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let version = put.header("x-amz-version-id").unwrap().to_string();
+    let etag = put.header("etag").unwrap().to_string();
+    assert_eq!(versions(&west, "docs").await, [], "west has nothing yet");
+
+    // West answers from east: the object, a range, a HEAD, the version by id, a condition.
+    let got = west.get("/docs/fresh").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(got.body[..] == data[..]);
+    assert_eq!(got.header("x-tessera-read-from"), Some(EAST));
+    assert_eq!(got.header("x-amz-version-id"), Some(version.as_str()));
+    assert_eq!(got.header("x-tessera-version"), None);
+    let range = west
+        .send(
+            "GET",
+            "/docs/fresh",
+            &[("range", "bytes=1000-1999")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(range.status, 206);
+    assert!(range.body[..] == data[1000..2000]);
+    let head = west.head(&format!("/docs/fresh?versionId={version}")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("300000"));
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    let unchanged = west
+        .send(
+            "GET",
+            "/docs/fresh",
+            &[("if-none-match", &etag)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(unchanged.status, 304);
+    // What no region has is still missing, and other operations do not fall back.
+    assert_eq!(
+        common::code(&west.get("/docs/nowhere").await),
+        common::err(404, "NoSuchKey")
+    );
+    let tags = west.get("/docs/fresh?tagging").await;
+    assert_eq!(tags.status, 404, "{}", tags.text());
+
+    // A peer that is down is not waited for, once its link is seen down.
+    cluster.kill("gateway");
+    eventually(Duration::from_secs(20), "the link seen down", || async {
+        match link(&west, EAST).await["up"] == false {
+            true => Ok(()),
+            false => Err("up".into()),
+        }
+    })
+    .await;
+    let asked = Instant::now();
+    assert_eq!(west.get("/docs/fresh").await.status, 404);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // Once the link returns, the object arrives and is served from west itself.
+    cluster.restart("gateway");
+    east_to_west.set(Mode::Pass);
+    drained(&east, WEST, Duration::from_secs(60)).await;
+    let got = west.get("/docs/fresh").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("x-tessera-read-from"), None);
+    assert_eq!(got.header("x-amz-replication-status"), Some("REPLICA"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn buckets_and_their_settings_reach_the_other_region() {
     let cluster = TestCluster::start_regions(2);
     let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));

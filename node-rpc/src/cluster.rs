@@ -55,6 +55,10 @@ pub struct RegionConfig {
     /// The other regions.
     #[serde(default)]
     pub peers: Vec<PeerRegion>,
+    /// A GET or HEAD of an object that this region does not have asks the regions the bucket
+    /// replicates with (default: false; what it costs is in the README).
+    #[serde(default)]
+    pub read_fallback: bool,
 }
 
 /// Another region, as this one reaches it.
@@ -172,6 +176,7 @@ mod tests {
                     ca_file: None,
                 })
                 .collect(),
+            read_fallback: false,
         }
     }
 

@@ -49,8 +49,18 @@ impl TestCluster {
     /// cluster of three zones of two nodes, replicating to each other. `select` picks the region
     /// that process names refer to (the first at start).
     pub fn start_regions(count: usize) -> TestCluster {
+        TestCluster::start_regions_with(count, &[])
+    }
+
+    /// `start_regions` with extra arguments to `tessera dev`.
+    pub fn start_regions_with(count: usize, extra: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cluster = TestCluster::launch(dir, &["--regions", &count.to_string()], count);
+        let count_arg = count.to_string();
+        let args: Vec<&str> = ["--regions", count_arg.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let mut cluster = TestCluster::launch(dir, &args, count);
         let first = cluster.endpoints[0].0.clone();
         cluster.select(&first);
         cluster

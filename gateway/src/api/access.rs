@@ -31,8 +31,8 @@ pub enum Principal {
     Key(KeyRecord),
     /// No signature at all.
     Anonymous,
-    /// The replication of a peer region, which may only apply replicas (`api::replica`) and ask
-    /// for versions.
+    /// The replication of a peer region, which may only apply replicas (`api::replica`) and
+    /// read objects (resync asks for versions; reads fall back, `api::fallback`).
     Replicator,
 }
 
@@ -270,10 +270,12 @@ impl Gateway {
         let replica = req.header(crate::ops::replica::VERSION_HEADER).is_some();
         match (&caller.principal, replica, operation) {
             (Principal::Replicator, true, Some(Operation::PutObject | Operation::DeleteObject))
-            | (Principal::Replicator, false, Some(Operation::HeadObject)) => return Ok(()),
+            | (Principal::Replicator, false, Some(Operation::HeadObject | Operation::GetObject)) => {
+                return Ok(())
+            }
             (Principal::Replicator, ..) => {
                 return Err(S3Error::AccessDenied(
-                    "a peer region's replication key only applies replicas and asks for versions",
+                    "a peer region's replication key only applies replicas and reads objects",
                 ))
             }
             (_, true, _) => {

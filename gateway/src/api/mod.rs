@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod copy;
 pub mod cors;
 pub mod encryption;
+mod fallback;
 mod keys;
 pub mod lifecycle;
 pub mod listing;

@@ -3,7 +3,7 @@
 use crate::api::access::Principal;
 use crate::api::encryption::{self, SSE_C};
 use crate::api::multipart::part_number;
-use crate::api::{object_lock, replica, Gateway, S3Request};
+use crate::api::{fallback, object_lock, replica, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
 use crate::ops::delete::{remove, remove_replica};
 use crate::ops::lookup::{find_version, version_id};
@@ -171,7 +171,15 @@ pub async fn get_object(
     let whole = !head_only && req.header("range").is_none() && !req.query.has("partNumber");
     let mut looked_again = false;
     loop {
-        let found = find_version(&gw.cluster, &bucket, key, which, whole).await?;
+        let found = match find_version(&gw.cluster, &bucket, key, which, whole).await {
+            Ok(found) => found,
+            Err(missed @ (S3Error::NoSuchKey | S3Error::NoSuchVersion))
+                if fallback::applies(gw, &bucket, &req) =>
+            {
+                return fallback::read(gw, &bucket, key, &req, head_only, missed).await
+            }
+            Err(e) => return Err(e),
+        };
         let sse = encryption::for_object(gw, &req, &found.record, SSE_C)?;
         let (mut response, span) = object_head(&bucket, &req, &found.record)?;
         if let Some(status) = replica_status::status(&found.record, found.outbox.as_ref()) {

@@ -2,7 +2,8 @@
 //! region's replication key, and the requests that send it one version as a replica (which its
 //! `api::replica` applies): the object's bytes streamed from k fragments into a PUT, a DELETE for
 //! a delete marker or tombstone, a DELETE with `versionId` for a purge. Used by the drain of the
-//! outboxes (`background::replication`) and by resync (`background::resync`).
+//! outboxes (`background::replication`), by resync (`background::resync`), and by the reads that
+//! fall back to a peer (`api::fallback`).
 
 use crate::ops::cluster::Cluster;
 use crate::ops::lookup::find_version;
@@ -23,6 +24,8 @@ use std::time::Duration;
 /// A peer that stops answering (a partition that drops packets) must not hold a drain forever.
 const BASE_TIMEOUT: Duration = Duration::from_secs(30);
 const MIN_RATE: u64 = 1 << 20;
+/// How long a read that falls back to a peer waits for the head of its answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a version was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +180,24 @@ impl Peer {
         let headers = replica_headers(entry);
         let reply = self.request("DELETE", &path, &headers, None, 0).await?;
         expect(reply, 204, "a purge")
+    }
+
+    /// A GET or HEAD of one object, as a client would send it (`path` with its query, the
+    /// client's range and conditions in `headers`): the peer's answer, its body left to stream.
+    pub async fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
+        let signing = s3_client::BodySigning::Hashed;
+        let sent = (self.client).request(method, path, headers, Default::default(), signing);
+        tokio::time::timeout(FETCH_TIMEOUT, sent)
+            .await
+            .map_err(|_| {
+                SendError::Unreachable(format!("{method} {path}: no answer in {FETCH_TIMEOUT:?}"))
+            })?
+            .map_err(|e| SendError::Unreachable(format!("{e:#}")))
     }
 
     /// Sends bucket records (`api::replica::apply_buckets`); the names of the deletions that

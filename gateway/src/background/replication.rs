@@ -131,6 +131,15 @@ impl Replication {
         self.links.iter().map(|l| lock(&l.status).clone()).collect()
     }
 
+    /// The peer region `name`, unless its link is known to be down (a read that falls back to
+    /// it would only wait for its timeout).
+    pub fn reachable(&self, name: &str) -> Option<&Peer> {
+        let link = self.links.iter().find(|l| l.peer.name == name)?;
+        let status = lock(&link.status);
+        let down = !status.up && status.last_error.is_some();
+        (!down).then_some(&link.peer)
+    }
+
     /// Drains every link, each on its own: a target that is down holds up no other.
     pub async fn run(self: Arc<Self>) {
         join_all((0..self.links.len()).map(|i| self.drain(i))).await;
@@ -259,10 +268,12 @@ impl Replication {
                 .cloned()
                 .collect()
         };
-        let Some(newest) = records.iter().map(|r| r.version).max() else {
-            return;
-        };
-        match link.peer.send_buckets(&records).await {
+        // Sent even when none changed: the link's heartbeat, which keeps `up` true to the
+        // target's state while there is nothing else to send.
+        let newest = records.iter().map(|r| r.version).max().unwrap_or_default();
+        let sent = link.peer.send_buckets(&records).await;
+        lock(&link.status).up = !matches!(sent, Err(SendError::Unreachable(_)));
+        match sent {
             Ok(waiting) => {
                 let mut sent = lock(&link.buckets);
                 sent.version = sent.version.max(newest);
