@@ -22,7 +22,7 @@ pub struct AdminArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Every storage node: up or down, hints kept, scrubbing.
+    /// Every storage node: up or down, hints kept, scrubbing; and the links to peer regions.
     Status,
     /// Every storage node with its disk: used, size, free.
     Nodes,
@@ -38,9 +38,12 @@ enum AdminCommand {
     Heal { node: Option<String> },
     /// The heals this gateway ran since it started (up to 20), newest first.
     Heals,
-    /// This region's links to its peer regions: up or down, backlog, oldest change not yet
-    /// delivered, throughput, last error.
-    Replication,
+    /// This region's links to its peer regions (up or down, backlog, oldest change not yet
+    /// delivered, throughput, last error), or where a bucket replicates.
+    Replication {
+        #[command(subcommand)]
+        action: Option<ReplicationAction>,
+    },
     /// Access keys and their permissions.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -52,6 +55,19 @@ enum AdminCommand {
 enum ScrubAction {
     /// Start a scrub pass on a node now (one under way goes on).
     Start { node: String },
+}
+
+#[derive(Subcommand)]
+enum ReplicationAction {
+    /// The peer regions this region sends a bucket's changes to.
+    Show { bucket: String },
+    /// Send a bucket's changes to these peer regions only (none: keep it in this region).
+    Set {
+        bucket: String,
+        regions: Vec<String>,
+    },
+    /// Send a bucket's changes to every peer region again (the default).
+    Reset { bucket: String },
 }
 
 #[derive(Subcommand)]
@@ -126,10 +142,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Heal { node: None } => (call("GET", "heal".into(), None).await?, show_heal),
         AdminCommand::Heals => (call("GET", "heals".into(), None).await?, show_heals),
-        AdminCommand::Replication => (
+        AdminCommand::Replication { action: None } => (
             call("GET", "replication".into(), None).await?,
             show_replication,
         ),
+        AdminCommand::Replication {
+            action: Some(action),
+        } => {
+            let (method, bucket, body) = match action {
+                ReplicationAction::Show { bucket } => ("GET", bucket, None),
+                ReplicationAction::Set { bucket, regions } => {
+                    ("PUT", bucket, Some(json!({ "regions": regions })))
+                }
+                ReplicationAction::Reset { bucket } => ("DELETE", bucket, None),
+            };
+            let path = format!("buckets/{}/replication", query_value(&bucket));
+            (call(method, path, body).await?, show_bucket_replication)
+        }
         AdminCommand::Heal { node: Some(node) } => {
             let path = format!("heal?node={}", query_value(&node));
             (call("POST", path, None).await?, show_heal)
@@ -246,8 +275,8 @@ fn permissions(grant: &Value) -> String {
     format!("{}:{letters}", text(&grant["bucket"]))
 }
 
-fn show_nodes(nodes: &Value) {
-    let rows = nodes
+fn show_nodes(status: &Value) {
+    let rows = status["nodes"]
         .as_array()
         .into_iter()
         .flatten()
@@ -275,10 +304,17 @@ fn show_nodes(nodes: &Value) {
         ],
         rows,
     );
+    if status["replication"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty())
+    {
+        println!();
+        show_links(&status["replication"]);
+    }
 }
 
-fn show_disks(nodes: &Value) {
-    let rows = nodes
+fn show_disks(status: &Value) {
+    let rows = status["nodes"]
         .as_array()
         .into_iter()
         .flatten()
@@ -352,8 +388,8 @@ fn show_buckets(buckets: &Value) {
     );
 }
 
-fn show_scrubs(nodes: &Value) {
-    let rows = nodes
+fn show_scrubs(status: &Value) {
+    let rows = status["nodes"]
         .as_array()
         .into_iter()
         .flatten()
@@ -497,7 +533,34 @@ fn show_heals(heals: &Value) {
 }
 
 fn show_replication(status: &Value) {
-    let rows = (status["links"].as_array().into_iter().flatten())
+    show_links(&status["links"]);
+}
+
+fn show_bucket_replication(answer: &Value) {
+    let targets: Vec<String> = (answer["sends_to"].as_array().into_iter().flatten())
+        .map(text)
+        .collect();
+    let chosen = match answer["configured"] == true {
+        true => "as configured",
+        false => "every peer region, the default",
+    };
+    match targets.is_empty() {
+        true => println!(
+            "{}: kept in {} ({chosen})",
+            text(&answer["bucket"]),
+            text(&answer["region"])
+        ),
+        false => println!(
+            "{}: {} sends its changes to {} ({chosen})",
+            text(&answer["bucket"]),
+            text(&answer["region"]),
+            targets.join(", ")
+        ),
+    }
+}
+
+fn show_links(links: &Value) {
+    let rows = (links.as_array().into_iter().flatten())
         .map(|l| {
             vec![
                 format!("{} -> {}", text(&l["source"]), text(&l["target"])),

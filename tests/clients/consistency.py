@@ -476,7 +476,7 @@ def zone_of(node_id: str) -> str:
 def cluster_whole(cluster) -> tuple[bool, str]:
     """Every node up, no hint waiting, no heal pending or running (per the admin API)."""
     try:
-        status = admin_get(cluster, "status")
+        status = admin_get(cluster, "status")["nodes"]
         heal = admin_get(cluster, "heal")
     except (OSError, ValueError) as err:
         return False, f"admin API: {err}"

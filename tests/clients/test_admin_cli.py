@@ -37,7 +37,7 @@ def node_metric(cluster, node: str, series: str) -> float:
 
 
 def test_nodes_show_each_disk(cluster):
-    nodes = admin_cli(cluster, "nodes")
+    nodes = admin_cli(cluster, "nodes")["nodes"]
     assert [n["id"] for n in nodes] == list(cluster.node_ids)
     for node in nodes:
         assert node["up"] is True
@@ -58,13 +58,13 @@ def test_scrub_start_runs_a_pass_to_its_end(cluster):
     for i in range(6):
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=bytes([i]) * 300_000)
     node = cluster.node_ids[0]
-    before = next(n for n in admin_get(cluster, "status") if n["id"] == node)["scrub"]
+    before = next(n for n in admin_get(cluster, "status")["nodes"] if n["id"] == node)["scrub"]
     started = tessera_admin(cluster, "scrub", "start", node)
     assert started.returncode == 0, started.stderr
     assert f"Scrub of {node}:" in started.stdout
     deadline = time.monotonic() + 60
     while True:
-        scrub = next(n for n in admin_get(cluster, "status") if n["id"] == node)["scrub"]
+        scrub = next(n for n in admin_get(cluster, "status")["nodes"] if n["id"] == node)["scrub"]
         if scrub["passes"] == before["passes"] + 1 and not scrub["running"]:
             break
         assert time.monotonic() < deadline, f"the pass did not finish: {scrub}"
@@ -74,7 +74,7 @@ def test_scrub_start_runs_a_pass_to_its_end(cluster):
     assert scrub["corrupt"] == scrub["missing"] == 0
     assert scrub["last_pass_finished_unix"] >= scrub["pass_started_unix"]
     # The CLI, the admin API and the node's metrics say the same.
-    listed = next(n for n in admin_cli(cluster, "scrub") if n["id"] == node)["scrub"]
+    listed = next(n for n in admin_cli(cluster, "scrub")["nodes"] if n["id"] == node)["scrub"]
     assert listed["passes"] == scrub["passes"]
     assert node_metric(cluster, node, "tessera_scrub_passes_total") == scrub["passes"]
     assert node_metric(cluster, node, "tessera_scrub_checked_files") == scrub["files_checked"]

@@ -154,7 +154,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def node_status(cluster) -> dict[str, dict]:
-    return {n["id"]: n for n in admin_get(cluster, "status")}
+    return {n["id"]: n for n in admin_get(cluster, "status")["nodes"]}
 
 
 def victim_key(s3, rpc: NodeRpc, bucket: str) -> tuple[str, dict[int, str]]:

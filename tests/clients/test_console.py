@@ -102,7 +102,7 @@ def test_a_wrong_login_is_refused_without_saying_which_half(page, console_url, c
 
 def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
     logged_in(page, console_url, cluster)
-    nodes = admin_get(cluster, "status")
+    nodes = admin_get(cluster, "status")["nodes"]
     up = sum(1 for n in nodes if n["up"])
     expect(page.locator('[data-field="nodes-up"]')).to_have_text(f"{up} / {len(nodes)}")
     expect(page.locator('[data-field="zones"]')).to_have_text(str(len({n["zone"] for n in nodes})))
@@ -219,7 +219,7 @@ def test_scrub_runs_to_its_end_and_matches_the_admin_api(page, console_url, clus
     for i in range(8):
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=bytes([i]) * 400_000)
     node = cluster.node_ids[0]
-    before = next(n for n in admin_get(cluster, "status") if n["id"] == node)["scrub"]
+    before = next(n for n in admin_get(cluster, "status")["nodes"] if n["id"] == node)["scrub"]
     logged_in(page, console_url, cluster)
     page.click('nav a[data-page="scrub"]')
     row = page.locator(f'tr[data-node="{node}"]')
@@ -228,7 +228,7 @@ def test_scrub_runs_to_its_end_and_matches_the_admin_api(page, console_url, clus
                                                               timeout=60_000)
     expect(row.locator('[data-field="state"]')).to_have_text("idle")
     expect(row.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
-    after = next(n for n in admin_get(cluster, "status") if n["id"] == node)["scrub"]
+    after = next(n for n in admin_get(cluster, "status")["nodes"] if n["id"] == node)["scrub"]
     assert after["passes"] == before["passes"] + 1 and after["files_checked"] > 0
     for field in ("files_checked", "passes", "corrupt", "missing"):
         expect(row.locator(f'[data-field="{field}"]')).to_have_text(f"{after[field]:,}")

@@ -173,10 +173,39 @@ def test_bucket_replication_chooses_where_a_bucket_replicates(regions):
     assert err.value.response["Error"]["Code"] == "ReplicationConfigurationNotFoundError"
 
 
-def test_the_admin_cli_shows_each_link(regions):
-    from test_access import tessera_admin
+def test_the_admin_cli_shows_each_link_and_chooses_where_a_bucket_replicates(regions):
+    from test_access import admin_cli, tessera_admin
 
     res = tessera_admin(regions, "replication")
     assert res.returncode == 0, res.stderr
     assert f"{EAST} -> {WEST}" in res.stdout, res.stdout
     assert "LAST-ERROR" in res.stdout
+    res = tessera_admin(regions, "status")
+    assert res.returncode == 0, res.stderr
+    assert f"{EAST} -> {WEST}" in res.stdout, res.stdout
+    status = admin_cli(regions, "status")
+    assert status["region"] == EAST
+    assert len(status["nodes"]) == 6
+    assert [link["target"] for link in status["replication"]] == [WEST]
+
+    # A bucket without versioning: the admin API does not ask for it, as S3's API does.
+    east, west = client(regions, EAST), client(regions, WEST)
+    bucket = unique_bucket("admin-rep")
+    east.create_bucket(Bucket=bucket)
+    shown = admin_cli(regions, "replication", "show", bucket)
+    assert shown == {"bucket": bucket, "region": EAST, "configured": False, "sends_to": [WEST]}
+    kept = admin_cli(regions, "replication", "set", bucket)
+    assert kept["configured"] and kept["sends_to"] == []
+    res = tessera_admin(regions, "replication", "set", bucket, "ap-south-1")
+    assert res.returncode != 0 and "not a peer region" in res.stderr, res.stderr
+    east.put_object(Bucket=bucket, Key="local-only", Body=b"stays")
+    assert "ReplicationStatus" not in east.head_object(Bucket=bucket, Key="local-only")
+
+    assert admin_cli(regions, "replication", "reset", bucket)["sends_to"] == [WEST]
+    res = tessera_admin(regions, "replication", "show", bucket)
+    assert f"{bucket}: {EAST} sends its changes to {WEST} (every peer region, the default)" \
+        in res.stdout, res.stdout
+    east.put_object(Bucket=bucket, Key="shared", Body=b"goes")
+    eventually(lambda: west.head_object(Bucket=bucket, Key="shared"), "the object in eu-west-1")
+    with pytest.raises(ClientError):
+        west.head_object(Bucket=bucket, Key="local-only")

@@ -749,7 +749,8 @@ pub async fn heal_finished(s3: &S3Client) -> serde_json::Value {
 pub async fn node_status(s3: &S3Client) -> Vec<serde_json::Value> {
     let reply = s3.get("/_tessera/status").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    serde_json::from_slice(&reply.body).unwrap()
+    let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    serde_json::from_value(status["nodes"].clone()).unwrap()
 }
 
 /// Waits until no node waits for a heal and none runs; the last heal must have had no errors.

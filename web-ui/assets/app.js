@@ -296,7 +296,7 @@ function diskCell(n) {
 
 async function overviewPage() {
   await every(5000, async (show) => {
-    const [nodes, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
+    const [{ nodes }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
     const up = nodes.filter((n) => n.up).length;
     const zones = [...new Set(nodes.map((n) => n.zone))];
     const hints = nodes.reduce((a, n) => a + (n.hints || 0), 0);
@@ -662,7 +662,7 @@ function scrubProgress(s, up) {
 
 async function scrubPage() {
   await every(2000, async (show) => {
-    const nodes = await admin("status");
+    const { nodes } = await admin("status");
     const now = Date.now() / 1000;
     const rows = nodes.map((n) => {
       const s = n.scrub;
@@ -695,7 +695,7 @@ async function scrubPage() {
 
 async function healPage() {
   await every(2000, async (show) => {
-    const [heals, nodes] = await Promise.all([admin("heals"), admin("status")]);
+    const [heals, { nodes }] = await Promise.all([admin("heals"), admin("status")]);
     const heal = heals[0];
     const select = h("select", { id: "heal-node", "aria-label": "Node to heal" }, nodes.map((n) => h("option", { value: n.id }, `${n.id} (${n.zone})${n.needs_heal ? " — needs heal" : ""}`)));
     const waiting = nodes.filter((n) => n.needs_heal || n.behind);

@@ -1,11 +1,13 @@
 //! The admin API, under `/_tessera/` on the S3 port (a name no bucket can have), authenticated
-//! like any S3 request, by the configured key only: cluster status (nodes, hints, scrubbing),
-//! starting and following a heal, and the access keys (`api::keys`).
+//! like any S3 request, by the configured key only: cluster status (nodes, hints, scrubbing,
+//! replication), starting and following a heal, where buckets replicate (`api::replication`),
+//! and the access keys (`api::keys`).
 
 use crate::api::access::owner_id;
 use crate::api::listing::iso8601;
 use crate::api::{Gateway, S3Request};
 use crate::background::activity::SAMPLE_EVERY;
+use crate::background::replication::LinkStatus;
 use crate::ops::usage::{bucket_usage, BucketUsage};
 use crate::s3::error::S3Error;
 use crate::s3::response::{Finish, S3Response};
@@ -83,16 +85,20 @@ pub async fn handle(
                     }
                 })
                 .collect();
-            json(StatusCode::OK, &status)
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "region": gw.config.region,
+                    "nodes": status,
+                    "replication": links(gw),
+                }),
+            )
         }
         (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
         (Method::GET, "heals") => json(StatusCode::OK, &gw.healer.recent()),
         (Method::GET, "replication") => json(
             StatusCode::OK,
-            &serde_json::json!({
-                "region": gw.config.region,
-                "links": gw.replication.as_ref().map(|r| r.status()).unwrap_or_default(),
-            }),
+            &serde_json::json!({ "region": gw.config.region, "links": links(gw) }),
         ),
         (Method::GET, "replication/resync") => json(StatusCode::OK, &gw.resyncer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
@@ -166,11 +172,23 @@ pub async fn handle(
             let progress = gw.resyncer.start(bucket, target).await?;
             json(StatusCode::ACCEPTED, &progress)
         }
+        (method, path) if path.starts_with("buckets/") && path.ends_with("/replication") => {
+            let bucket = &path["buckets/".len()..path.len() - "/replication".len()];
+            crate::api::replication::admin(gw, &method, bucket, req).await
+        }
         (_, path) if path == "keys" || path.starts_with("keys/") => {
             crate::api::keys::handle(gw, req, path).await
         }
         _ => Err(S3Error::MethodNotAllowed),
     }
+}
+
+/// This region's replication links (none for a region alone).
+fn links(gw: &Gateway) -> Vec<LinkStatus> {
+    gw.replication
+        .as_ref()
+        .map(|r| r.status())
+        .unwrap_or_default()
 }
 
 pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<S3Response, S3Error> {

@@ -9,6 +9,8 @@
 //! this bucket (a bucket replicates to the bucket of the same name), with `StorageClass`
 //! `STANDARD` at most. Anything else of S3's configuration is refused (501 naming it), never
 //! stored and ignored.
+//!
+//! The admin API chooses the same thing as a list of regions (`admin`).
 
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
@@ -180,9 +182,7 @@ pub async fn put_replication(
 ) -> Result<S3Response, S3Error> {
     req.require_integrity()?;
     let record = gw.cluster.bucket(bucket).await?;
-    let here = gw.cluster.region.as_deref().ok_or_else(|| {
-        S3Error::InvalidRequest("this cluster is one region alone: it has no peers".into())
-    })?;
+    let here = here(gw)?;
     let config = parse(
         &req.read_small_body(BODY_LIMIT).await?,
         bucket,
@@ -235,6 +235,79 @@ pub async fn get_replication(gw: &Gateway, bucket: &str) -> Result<S3Response, S
 pub async fn delete_replication(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {
     update_bucket(&gw.cluster, bucket, |b| b.replication = None).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// What `PUT /_tessera/buckets/B/replication` takes: the peer regions this region sends the
+/// bucket's changes to (none: the bucket stays in this region).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChosenRegions {
+    regions: Vec<String>,
+}
+
+/// The admin API's `/_tessera/buckets/B/replication`: GET shows where the bucket replicates,
+/// PUT chooses the regions (the same configuration PutBucketReplication makes, whatever the
+/// bucket's versioning), DELETE returns to the default (every peer region).
+pub async fn admin(
+    gw: &Gateway,
+    method: &http::Method,
+    bucket: &str,
+    req: S3Request,
+) -> Result<S3Response, S3Error> {
+    match *method {
+        http::Method::GET => {}
+        http::Method::PUT => {
+            let here = here(gw)?;
+            let body = req.read_small_body(BODY_LIMIT).await?;
+            let chosen: ChosenRegions = serde_json::from_slice(&body).map_err(|e| {
+                S3Error::InvalidArgument(format!(
+                    "a replication choice is {{\"regions\": [...]}}: {e}"
+                ))
+            })?;
+            if let Some(stranger) =
+                (chosen.regions.iter()).find(|r| !gw.cluster.peer_regions.contains(r))
+            {
+                return Err(S3Error::InvalidRequest(format!(
+                    "{stranger} is not a peer region of {here}"
+                )));
+            }
+            let config = BucketReplication {
+                role: String::new(),
+                source: here.to_string(),
+                rules: (chosen.regions.into_iter())
+                    .map(|region| ReplicationRule {
+                        id: Some(format!("to-{region}")),
+                        priority: None,
+                        enabled: true,
+                        region,
+                    })
+                    .collect(),
+            };
+            update_bucket(&gw.cluster, bucket, |b| b.replication = Some(config)).await?;
+        }
+        http::Method::DELETE => {
+            update_bucket(&gw.cluster, bucket, |b| b.replication = None).await?;
+        }
+        _ => return Err(S3Error::MethodNotAllowed),
+    }
+    let record = gw.cluster.bucket(bucket).await?;
+    let sends_to = (gw.cluster.replicate(&record)).map_or_else(Vec::new, |r| r.targets);
+    crate::api::admin::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "bucket": record.name,
+            "region": gw.cluster.region,
+            "configured": record.replication.is_some(),
+            "sends_to": sends_to,
+        }),
+    )
+}
+
+/// This region's name, if it has peers.
+fn here(gw: &Gateway) -> Result<&str, S3Error> {
+    gw.cluster.region.as_deref().ok_or_else(|| {
+        S3Error::InvalidRequest("this cluster is one region alone: it has no peers".into())
+    })
 }
 
 #[cfg(test)]
