@@ -300,37 +300,37 @@ fn render_replication(out: &mut Exposition, gw: &Gateway) {
             "tessera_replication_link_up",
             Kind::Gauge,
             "Whether the peer region answered the last replication request sent to it.",
-            |l| f64::from(u8::from(l.up)),
+            |l| f64::from(u8::from(l.now.up)),
         ),
         (
             "tessera_replication_backlog_entries",
             Kind::Gauge,
             "Changes queued for the peer region and not yet delivered.",
-            |l| l.backlog_entries as f64,
+            |l| l.now.backlog_entries as f64,
         ),
         (
             "tessera_replication_backlog_bytes",
             Kind::Gauge,
             "Bytes of the objects queued for the peer region and not yet delivered.",
-            |l| l.backlog_bytes as f64,
+            |l| l.now.backlog_bytes as f64,
         ),
         (
             "tessera_replication_oldest_pending_seconds",
             Kind::Gauge,
             "Age of the oldest change not yet delivered to the peer region (0: none).",
-            |l| l.oldest_pending_secs.unwrap_or(0.0),
+            |l| l.now.oldest_pending_secs.unwrap_or(0.0),
         ),
         (
             "tessera_replication_delivered_entries_total",
             Kind::Counter,
             "Changes this gateway delivered to the peer region.",
-            |l| l.delivered_entries as f64,
+            |l| l.now.delivered_entries as f64,
         ),
         (
             "tessera_replication_delivered_bytes_total",
             Kind::Counter,
             "Object bytes this gateway delivered to the peer region.",
-            |l| l.delivered_bytes as f64,
+            |l| l.now.delivered_bytes as f64,
         ),
     ];
     for (name, kind, help, value) in series {

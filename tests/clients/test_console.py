@@ -123,6 +123,12 @@ def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
     screenshot(page, "overview")
 
 
+def test_a_region_alone_says_it_has_nothing_to_replicate(page, console_url, cluster):
+    logged_in(page, console_url, cluster)
+    page.click('nav a[data-page="replication"]')
+    expect(page.locator(".notice")).to_contain_text(f"This cluster is one region ({cluster.region})")
+
+
 def test_buckets_objects_versions_and_downloads(page, console_url, cluster, tmp_path):
     s3 = cluster.client()
     bucket = unique_bucket("console")

@@ -5,6 +5,7 @@ it there."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import boto3
@@ -209,3 +210,40 @@ def test_the_admin_cli_shows_each_link_and_chooses_where_a_bucket_replicates(reg
     eventually(lambda: west.head_object(Bucket=bucket, Key="shared"), "the object in eu-west-1")
     with pytest.raises(ClientError):
         west.head_object(Bucket=bucket, Key="local-only")
+
+
+def test_the_console_shows_each_links_lag_and_backlog(regions):
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (scripts/install-deps.sh)")
+    from consistency import admin_get
+    from test_console import CHROMIUM, logged_in, screenshot
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (scripts/install-deps.sh installs it)")
+    expect = sync_api.expect
+    east, west = client(regions, EAST), client(regions, WEST)
+    bucket = unique_bucket("console-rep")
+    east.create_bucket(Bucket=bucket)
+    eventually(lambda: west.head_bucket(Bucket=bucket), "the bucket in eu-west-1")
+    east.put_object(Bucket=bucket, Key="shown", Body=random_bytes(100_000))
+    eventually(lambda: west.head_object(Bucket=bucket, Key="shown"), "the object in eu-west-1")
+    delivered = admin_get(regions, "replication")["links"][0]["delivered_entries"]
+    assert delivered >= 1
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        logged_in(page, f"http://127.0.0.1:{regions.console_port}", regions)
+        page.click('nav a[data-page="replication"]')
+        link = page.locator(f'section[data-link="{WEST}"]')
+        expect(link.locator("h2")).to_have_text(f"{EAST} → {WEST}")
+        expect(link.locator('[data-field="up"]')).to_have_text("up")
+        expect(link.locator('[data-field="backlog"]')).to_have_text(re.compile(r"^[\d,]+ changes$"))
+        expect(link.locator('[data-field="delivered"]')).to_have_text(re.compile(r"^[1-9][\d,]* · "))
+        expect(link.locator(".chart svg polyline")).to_have_count(3)
+        screenshot(page, "replication")
+        browser.close()
+    assert not [e for e in errors
+                if not e.startswith("Failed to load resource: the server responded with")], errors

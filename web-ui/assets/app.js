@@ -261,10 +261,12 @@ window.addEventListener("hashchange", route);
 
 // ---- Overview ----
 
-function chart(title, samples, pick, interval, cls) {
+/// A chart of the last hour's samples: what `pick` counted over each interval, as a rate, or
+/// with `gauge` the value it read at the end of each, shown with `format`.
+function chart(title, samples, pick, interval, cls, { gauge = false, format = rate } = {}) {
   const slots = 3600 / interval;
   const values = Array(Math.max(0, slots - samples.length)).fill(0)
-    .concat(samples.map((s) => pick(s) / interval)).slice(-slots);
+    .concat(samples.map((s) => (gauge ? pick(s) : pick(s) / interval))).slice(-slots);
   const peak = Math.max(...values, 0);
   const max = peak || 1;
   const w = 360, ht = 80;
@@ -276,7 +278,7 @@ function chart(title, samples, pick, interval, cls) {
   const now = values[values.length - 1] || 0;
   return h("div", { class: `panel chart ${cls || ""}` },
     h("div", { class: "row" }, h("strong", {}, title), h("span", { class: "spacer" }),
-      h("span", { class: "muted" }, `now ${rate(now)} · peak ${rate(peak)}`)),
+      h("span", { class: "muted" }, `now ${format(now)} · peak ${format(peak)}`)),
     graphic,
     h("div", { class: "row muted" }, h("small", {}, "1 hour ago"), h("span", { class: "spacer" }), h("small", {}, "now")));
 }
@@ -738,11 +740,45 @@ function recentHeals(heals) {
 
 // ---- Replication ----
 
+const seconds = (s) => (s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
+
+function linkSection(link, samples, interval) {
+  const card = (label, value, field) => h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value", "data-field": field }, value));
+  const buckets = link.buckets.map((b) => h("tr", { "data-bucket": b.bucket },
+    h("td", {}, b.bucket), h("td", { class: "num" }, count(b.entries)), h("td", { class: "num" }, bytes(b.bytes))));
+  return h("section", { "data-link": link.target },
+    h("h2", {}, h("span", { class: `dot ${link.up ? "up" : "down"}` }), `${link.source} → ${link.target}`),
+    h("div", { class: "cards" },
+      card("Link", link.up ? "up" : "down", "up"),
+      card("Backlog", `${count(link.backlog_entries)} changes`, "backlog"),
+      card("Backlog bytes", bytes(link.backlog_bytes), "backlog-bytes"),
+      card("Oldest pending (data-loss window)", link.oldest_pending_secs == null ? "none" : seconds(link.oldest_pending_secs), "oldest"),
+      card("Throughput", `${rate(link.entries_per_sec)} · ${bytes(link.bytes_per_sec)}/s`, "rate"),
+      card("Delivered", `${count(link.delivered_entries)} · ${bytes(link.delivered_bytes)}`, "delivered")),
+    link.last_error ? h("div", { class: "notice", "data-field": "last-error" }, `Last error, ${ago(link.last_error_unix)}: ${link.last_error}`) : null,
+    h("div", { class: "charts" },
+      chart("Oldest pending", samples, (s) => s.oldest_pending_secs || 0, interval, "", { gauge: true, format: seconds }),
+      chart("Backlog (changes)", samples, (s) => s.backlog_entries, interval, "", { gauge: true, format: count }),
+      chart("Delivered", samples, (s) => s.delivered_bytes, interval, "", { format: (v) => `${bytes(v)}/s` })),
+    buckets.length
+      ? h("table", { class: "link-buckets" }, h("thead", {}, h("tr", {}, h("th", {}, "Bucket"), h("th", { class: "num" }, "Changes pending"), h("th", { class: "num" }, "Bytes pending"))), h("tbody", {}, buckets))
+      : h("p", { class: "muted" }, "Nothing pending in any bucket."));
+}
+
 async function replicationPage() {
-  const activity = await admin("activity");
-  page("Replication",
-    h("div", { class: "notice" }, `This cluster is one region (${activity.region}): there is no other region to replicate to. `,
-      "When regions are configured, their replication lag and backlog per region pair appear here."));
+  await every(5000, async (show) => {
+    const [status, history] = await Promise.all([admin("replication"), admin("replication/history")]);
+    if (!status.links.length) {
+      show("Replication", h("div", { class: "notice" }, `This cluster is one region (${status.region}): there is no other region to replicate to. `,
+        "When regions are configured, their replication lag and backlog per region pair appear here."));
+      return;
+    }
+    const samplesOf = (link) => (history.links.find((l) => l.target === link.target) || { samples: [] }).samples;
+    show("Replication",
+      h("p", { class: "muted" }, `What region ${status.region} has still to send each peer region, as this gateway's drain counts it (every second). `,
+        "The oldest pending change's age is what this region would lose for that peer if it were lost now."),
+      ...status.links.map((l) => linkSection(l, samplesOf(l), history.interval_secs)));
+  });
 }
 
 // ---- Access keys ----

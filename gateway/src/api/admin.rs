@@ -100,6 +100,14 @@ pub async fn handle(
             StatusCode::OK,
             &serde_json::json!({ "region": gw.config.region, "links": links(gw) }),
         ),
+        (Method::GET, "replication/history") => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "region": gw.config.region,
+                "interval_secs": SAMPLE_EVERY.as_secs(),
+                "links": gw.replication.as_ref().map(|r| r.history()).unwrap_or_default(),
+            }),
+        ),
         (Method::GET, "replication/resync") => json(StatusCode::OK, &gw.resyncer.progress()),
         (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
         (Method::GET, "activity") => json(

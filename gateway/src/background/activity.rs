@@ -1,6 +1,7 @@
 //! The gateway's recent activity, for the console's charts: every `SAMPLE_EVERY`, how much the
 //! request, error and byte counters of `METRICS` grew, kept for the last hour
-//! (`GET /_tessera/activity`). It is this gateway's own traffic, not the cluster's.
+//! (`GET /_tessera/activity`). It is this gateway's own traffic, not the cluster's. The
+//! replication links keep their hour the same way (`LastHour`).
 
 use crate::metrics::{Totals, METRICS};
 use serde::Serialize;
@@ -26,18 +27,25 @@ pub struct Sample {
     pub sent_bytes: u64,
 }
 
-/// The last hour of samples, oldest first.
-#[derive(Default)]
-pub struct Activity {
-    samples: Mutex<VecDeque<Sample>>,
+/// The last hour of samples taken every `SAMPLE_EVERY`, oldest first.
+pub struct LastHour<T> {
+    samples: Mutex<VecDeque<T>>,
 }
 
-impl Activity {
-    pub fn samples(&self) -> Vec<Sample> {
-        self.lock().iter().copied().collect()
+impl<T> Default for LastHour<T> {
+    fn default() -> Self {
+        LastHour {
+            samples: Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone> LastHour<T> {
+    pub fn samples(&self) -> Vec<T> {
+        self.lock().iter().cloned().collect()
     }
 
-    fn push(&self, sample: Sample) {
+    pub fn push(&self, sample: T) {
         let mut samples = self.lock();
         if samples.len() == KEPT {
             samples.pop_front();
@@ -45,10 +53,13 @@ impl Activity {
         samples.push_back(sample);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Sample>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
         self.samples.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// The gateway's requests over the last hour.
+pub type Activity = LastHour<Sample>;
 
 /// Samples `METRICS` into `activity` forever.
 pub async fn sample(activity: Arc<Activity>) {

@@ -16,6 +16,7 @@
 //!   no-op, so an entry delivered but not yet removed everywhere (a node down when told, a
 //!   gateway killed between the answer and the report) only costs a second send.
 
+use crate::background::activity::{LastHour, SAMPLE_EVERY};
 use crate::background::peer::{Peer, SendError};
 use crate::ops::cluster::Cluster;
 use crate::s3::error::S3Error;
@@ -57,17 +58,8 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 pub struct LinkStatus {
     pub source: String,
     pub target: String,
-    /// The target answered the last request sent to it (even with a refusal).
-    pub up: bool,
-    /// Changes queued for the target and not yet delivered, and the bytes of the objects among
-    /// them, counted on the holders (each keeps a copy: the sum is divided by k+m).
-    pub backlog_entries: u64,
-    pub backlog_bytes: u64,
-    /// Age of the oldest change not yet delivered: what this region would lose for the target
-    /// if it were lost now (the recovery point).
-    pub oldest_pending_secs: Option<f64>,
-    pub delivered_entries: u64,
-    pub delivered_bytes: u64,
+    #[serde(flatten)]
+    pub now: LinkState,
     /// Delivered over the last 10 seconds.
     pub entries_per_sec: f64,
     pub bytes_per_sec: f64,
@@ -77,6 +69,40 @@ pub struct LinkStatus {
     pub buckets: Vec<BucketBacklog>,
     /// When the backlog was counted, in milliseconds since the Unix epoch.
     pub counted_unix_millis: u64,
+}
+
+/// What a link's status and its samples share.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LinkState {
+    /// The target answered the last request sent to it (even with a refusal).
+    pub up: bool,
+    /// Changes queued for the target and not yet delivered, and the bytes of the objects among
+    /// them, counted on the holders (each keeps a copy: the sum is divided by k+m).
+    pub backlog_entries: u64,
+    pub backlog_bytes: u64,
+    /// Age of the oldest change not yet delivered: what this region would lose for the target
+    /// if it were lost now (the recovery point).
+    pub oldest_pending_secs: Option<f64>,
+    /// Delivered since the gateway started (in a sample: during its period).
+    pub delivered_entries: u64,
+    pub delivered_bytes: u64,
+}
+
+/// A link at the end of one sampling period, for the console's charts
+/// (`GET /_tessera/replication/history`).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct LinkSample {
+    pub end_unix: u64,
+    #[serde(flatten)]
+    pub state: LinkState,
+}
+
+/// A link's last hour.
+#[derive(Serialize)]
+pub struct LinkHistory {
+    pub source: String,
+    pub target: String,
+    pub samples: Vec<LinkSample>,
 }
 
 /// One target region and what is known of the link to it.
@@ -89,6 +115,7 @@ struct Link {
     delivered: Mutex<VecDeque<(Instant, u64, u64)>>,
     /// How far the bucket table has been sent (`sync_buckets`).
     buckets: Mutex<BucketsSent>,
+    history: LastHour<LinkSample>,
 }
 
 /// The bucket records a link has sent: every one up to `version`, but the deletions in
@@ -120,6 +147,7 @@ impl Replication {
                     backoff: Mutex::default(),
                     delivered: Mutex::default(),
                     buckets: Mutex::default(),
+                    history: LastHour::default(),
                 })
             })
             .collect::<Result<_, S3Error>>()?;
@@ -136,13 +164,50 @@ impl Replication {
     pub fn reachable(&self, name: &str) -> Option<&Peer> {
         let link = self.links.iter().find(|l| l.peer.name == name)?;
         let status = lock(&link.status);
-        let down = !status.up && status.last_error.is_some();
+        let down = !status.now.up && status.last_error.is_some();
         (!down).then_some(&link.peer)
     }
 
-    /// Drains every link, each on its own: a target that is down holds up no other.
+    /// Every link's last hour.
+    pub fn history(&self) -> Vec<LinkHistory> {
+        (self.links.iter())
+            .map(|l| {
+                let status = lock(&l.status);
+                LinkHistory {
+                    source: status.source.clone(),
+                    target: status.target.clone(),
+                    samples: l.history.samples(),
+                }
+            })
+            .collect()
+    }
+
+    /// Drains every link, each on its own: a target that is down holds up no other. Samples
+    /// their state meanwhile.
     pub async fn run(self: Arc<Self>) {
-        join_all((0..self.links.len()).map(|i| self.drain(i))).await;
+        let drains = join_all((0..self.links.len()).map(|i| self.drain(i)));
+        futures::future::join(drains, self.sample()).await;
+    }
+
+    /// Every `SAMPLE_EVERY`, each link's state and what it delivered since the last sample.
+    async fn sample(&self) {
+        let mut before: Vec<(u64, u64)> = vec![(0, 0); self.links.len()];
+        let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for (link, before) in self.links.iter().zip(before.iter_mut()) {
+                let mut state = lock(&link.status).now;
+                let delivered = (state.delivered_entries, state.delivered_bytes);
+                state.delivered_entries -= before.0;
+                state.delivered_bytes -= before.1;
+                link.history.push(LinkSample {
+                    end_unix: unix_now(),
+                    state,
+                });
+                *before = delivered;
+            }
+        }
     }
 
     async fn drain(&self, link: usize) {
@@ -218,7 +283,7 @@ impl Replication {
                 if count {
                     self.count(link, backlog, oldest);
                 } else if oldest.is_none() {
-                    lock(&link.status).oldest_pending_secs = None;
+                    lock(&link.status).now.oldest_pending_secs = None;
                 }
             }
             request.after = merged.keys().next_back().cloned();
@@ -272,7 +337,7 @@ impl Replication {
         // target's state while there is nothing else to send.
         let newest = records.iter().map(|r| r.version).max().unwrap_or_default();
         let sent = link.peer.send_buckets(&records).await;
-        lock(&link.status).up = !matches!(sent, Err(SendError::Unreachable(_)));
+        lock(&link.status).now.up = !matches!(sent, Err(SendError::Unreachable(_)));
         match sent {
             Ok(waiting) => {
                 let mut sent = lock(&link.buckets);
@@ -359,9 +424,9 @@ impl Replication {
             window.pop_front();
         }
         let mut status = lock(&link.status);
-        status.up = answered;
-        status.delivered_entries += delivered;
-        status.delivered_bytes += bytes;
+        status.now.up = answered;
+        status.now.delivered_entries += delivered;
+        status.now.delivered_bytes += bytes;
         if let Some(e) = last_error {
             tracing::warn!(target_region = %status.target, error = %e, "replication could not send a version");
             status.last_error = Some(e);
@@ -390,11 +455,12 @@ impl Replication {
         let window = lock(&link.delivered);
         let (entries, bytes) = (window.iter()).fold((0, 0), |(e, b), (_, n, m)| (e + n, b + m));
         let mut status = lock(&link.status);
-        status.backlog_entries = buckets.iter().map(|b| b.entries).sum();
-        status.backlog_bytes = buckets.iter().map(|b| b.bytes).sum();
+        status.now.backlog_entries = buckets.iter().map(|b| b.entries).sum();
+        status.now.backlog_bytes = buckets.iter().map(|b| b.bytes).sum();
         status.buckets = buckets;
         status.counted_unix_millis = now_millis;
-        status.oldest_pending_secs = oldest.map(|at| now_millis.saturating_sub(at) as f64 / 1000.0);
+        status.now.oldest_pending_secs =
+            oldest.map(|at| now_millis.saturating_sub(at) as f64 / 1000.0);
         let secs = RATE_WINDOW.as_secs_f64();
         status.entries_per_sec = entries as f64 / secs;
         status.bytes_per_sec = bytes as f64 / secs;
