@@ -40,6 +40,11 @@ pub struct DevArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// With `--regions`: the PEM file of the CA that signed `--tls-cert`, which each region
+    /// checks the others' endpoints against (default: the certificate itself, which then must
+    /// be self-signed).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// PEM certificate the storage nodes serve TLS with (one for all: it must name 127.0.0.1),
     /// its key, and the CA file the gateway and the nodes check it against. New clusters only.
     #[arg(long, requires_all = ["node_tls_key", "node_tls_ca"])]
@@ -297,7 +302,8 @@ fn region_config(args: &DevArgs, names: &[String], i: usize, shared: &Shared) ->
                 name: name.clone(),
                 number: j as u8 + 1,
                 endpoint: format!("{scheme}://127.0.0.1:{}", s3_port(args, j)),
-                ca_file: args.tls_cert.as_ref().and_then(|p| absolute(p).ok()),
+                ca_file: (args.tls_ca.as_ref().or(args.tls_cert.as_ref()))
+                    .and_then(|p| absolute(p).ok()),
             })
             .collect(),
         read_fallback: args.read_fallback,

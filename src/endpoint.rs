@@ -25,8 +25,9 @@ pub struct EndpointArgs {
     /// Accept any TLS certificate.
     #[arg(long)]
     insecure: bool,
-    /// PEM file of CA certificates to trust besides the usual roots.
-    #[arg(long)]
+    /// PEM file of CA certificates to trust besides the usual roots (else AWS_CA_BUNDLE, as
+    /// the aws CLI).
+    #[arg(long, env = "AWS_CA_BUNDLE")]
     ca_file: Option<PathBuf>,
 }
 

@@ -58,6 +58,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -381,7 +382,8 @@ def admin_get(cluster, path: str, timeout: float = 5):
     S3SigV4Auth(Credentials(cluster.access_key, cluster.secret_key), "s3",
                 cluster.region).add_auth(request)
     req = urllib.request.Request(url, headers=dict(request.headers.items()))
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    context = ssl.create_default_context(cafile=cluster.ca_bundle) if cluster.ca_bundle else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.loads(resp.read())
 
 

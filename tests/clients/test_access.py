@@ -36,6 +36,8 @@ from helpers import error_code, http_status, raw_request, unique_bucket
 def tessera_admin(cluster: Cluster, *args: str, key: dict | None = None):
     """`tessera admin ...` as an operator runs it: the cluster's configured key, or `key`."""
     env = dict(cluster.env(), AWS_ENDPOINT_URL=cluster.endpoint)
+    if cluster.ca_bundle:
+        env["AWS_CA_BUNDLE"] = cluster.ca_bundle
     if key:
         env.update(TESSERA_ACCESS_KEY_ID=key["id"], TESSERA_SECRET_ACCESS_KEY=key["secret"])
     return subprocess.run([str(TESSERA_BIN), "admin", *args], env=env, capture_output=True,

@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import Cluster, free_port
+from conftest import Cluster, free_port, make_tls_cert
 from helpers import random_bytes, unique_bucket
 
 EAST, WEST = "us-east-1", "eu-west-1"
@@ -26,8 +26,12 @@ def regions(tmp_path_factory):
     port = free_port()
     while not all(_free(p) for p in range(port, port + 4)):
         port = free_port()
+    # Over TLS: the regions reach each other over it, and SSE-C asks for it.
+    ca, cert, key = make_tls_cert(base / "tls")
     cluster = Cluster(name="regions", data_dir=base / "data", log_path=base / "tessera-dev.log",
-                      port=port, console_port=port + 1, dev_args=("--regions", "2"))
+                      port=port, console_port=port + 1,
+                      dev_args=("--regions", "2", "--tls-ca", str(ca)))
+    cluster.tls, cluster.ca_bundle = (cert, key), str(ca)
     cluster.start()
     deadline = time.monotonic() + 60
     while len(cluster.endpoints()) < 2 and time.monotonic() < deadline:
@@ -50,6 +54,7 @@ def client(cluster: Cluster, region: str):
     return boto3.client(
         "s3", endpoint_url=cluster.endpoints()[region], region_name=region,
         aws_access_key_id=cluster.access_key, aws_secret_access_key=cluster.secret_key,
+        verify=cluster.ca_bundle,
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 
 
@@ -68,8 +73,8 @@ def test_dev_prints_one_endpoint_per_region_and_one_key_works_in_both(regions):
     endpoints = regions.endpoints()
     assert sorted(endpoints) == sorted([EAST, WEST])
     log = regions.log_path.read_text()
-    assert f"S3 endpoint ({EAST}): http://127.0.0.1:{regions.port}" in log
-    assert f"S3 endpoint ({WEST}): http://127.0.0.1:{regions.port + 2}" in log
+    assert f"S3 endpoint ({EAST}): https://127.0.0.1:{regions.port}" in log
+    assert f"S3 endpoint ({WEST}): https://127.0.0.1:{regions.port + 2}" in log
     for region in (EAST, WEST):
         client(regions, region).list_buckets()
 
@@ -127,6 +132,34 @@ def test_an_object_written_in_one_region_reads_back_from_the_other(regions, make
         raise AssertionError("still there")
 
     eventually(deleted, "the delete in us-east-1")
+
+
+def test_encrypted_objects_replicate_and_customer_keyed_ones_stay(regions):
+    east, west = client(regions, EAST), client(regions, WEST)
+    bucket = unique_bucket("sealed")
+    east.create_bucket(Bucket=bucket)
+    eventually(lambda: west.head_bucket(Bucket=bucket), "the bucket in eu-west-1")
+    body = random_bytes(300_000)
+    east.put_object(Bucket=bucket, Key="sse-s3", Body=body, ServerSideEncryption="AES256")
+    key = bytes(range(32))
+    east.put_object(Bucket=bucket, Key="sse-c", Body=b"the customer's", SSECustomerAlgorithm="AES256",
+                    SSECustomerKey=key)
+    # Under SSE-S3 it is read with this region's master key and encrypted with the peer's.
+    got = eventually(lambda: west.get_object(Bucket=bucket, Key="sse-s3"), "the object in eu-west-1")
+    assert got["Body"].read() == body
+    assert got["ServerSideEncryption"] == "AES256"
+    assert got["ReplicationStatus"] == "REPLICA"
+    eventually(lambda: (east.head_object(Bucket=bucket, Key="sse-s3")["ReplicationStatus"]
+                        == "COMPLETED") or pytest.fail("not yet"), "COMPLETED in us-east-1")
+    # Under a customer's key it cannot be read without the key, which is not kept: never queued.
+    head = east.head_object(Bucket=bucket, Key="sse-c", SSECustomerAlgorithm="AES256",
+                            SSECustomerKey=key)
+    assert "ReplicationStatus" not in head
+    east.put_object(Bucket=bucket, Key="after", Body=b"later")
+    eventually(lambda: west.head_object(Bucket=bucket, Key="after"), "a later object in eu-west-1")
+    with pytest.raises(ClientError) as err:
+        west.head_object(Bucket=bucket, Key="sse-c", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    assert err.value.response["Error"]["Code"] == "404"
 
 
 def test_bucket_replication_chooses_where_a_bucket_replicates(regions):
@@ -231,11 +264,11 @@ def test_the_console_shows_each_links_lag_and_backlog(regions):
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page = browser.new_page(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-        logged_in(page, f"http://127.0.0.1:{regions.console_port}", regions)
+        logged_in(page, f"https://127.0.0.1:{regions.console_port}", regions)
         page.click('nav a[data-page="replication"]')
         link = page.locator(f'section[data-link="{WEST}"]')
         expect(link.locator("h2")).to_have_text(f"{EAST} → {WEST}")

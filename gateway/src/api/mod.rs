@@ -84,15 +84,16 @@ impl Gateway {
         };
         let cluster = Arc::new(Cluster::new(cluster_config, &config)?);
         let healer = Arc::new(Healer::new(cluster.clone(), config.heal_bytes_per_sec));
+        let master_key = config.master_key()?.map(WrappingKey::new);
         let resyncer = Arc::new(Resyncer::new(
             cluster.clone(),
             cluster_config.region.clone(),
+            master_key.clone(),
         ));
-        let master_key = config.master_key()?.map(WrappingKey::new);
         let activity = Arc::new(Activity::default());
         let replication = match cluster_config.region.as_ref() {
             Some(region) if !region.peers.is_empty() => Some(Arc::new(
-                Replication::new(cluster.clone(), region)
+                Replication::new(cluster.clone(), region, master_key.clone())
                     .map_err(|e| anyhow::anyhow!("replication: {e:?}"))?,
             )),
             _ => None,

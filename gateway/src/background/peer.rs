@@ -6,6 +6,7 @@
 //! fall back to a peer (`api::fallback`).
 
 use crate::ops::cluster::Cluster;
+use crate::ops::encryption::{Sse, WrappingKey};
 use crate::ops::lookup::find_version;
 use crate::ops::read;
 use crate::ops::replica::{REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER, VERSION_OF_HEADER};
@@ -15,7 +16,7 @@ use base64::Engine as _;
 use http_body_util::BodyExt;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::object_lock::now_millis;
-use node_rpc::record::{BucketRecord, ListEntry, VersionRef};
+use node_rpc::record::{BucketRecord, Encryption, ListEntry, VersionRef};
 use s3_client::{object_path, query_value, Client, ClientConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,11 +54,18 @@ impl From<S3Error> for SendError {
 pub struct Peer {
     pub name: String,
     client: Client,
+    /// SSE-S3's master key: an object encrypted with it is read with it and sent to be
+    /// encrypted with the peer's own.
+    master_key: Option<WrappingKey>,
 }
 
 impl Peer {
     /// The peer region `name` of `region`.
-    pub fn connect(region: &RegionConfig, name: &str) -> Result<Peer, S3Error> {
+    pub fn connect(
+        region: &RegionConfig,
+        name: &str,
+        master_key: Option<WrappingKey>,
+    ) -> Result<Peer, S3Error> {
         let peer = (region.peers.iter())
             .find(|p| p.name == name)
             .ok_or_else(|| S3Error::InvalidArgument(format!("no peer region {name}")))?;
@@ -73,6 +81,7 @@ impl Peer {
         Ok(Peer {
             name: name.to_string(),
             client,
+            master_key,
         })
     }
 
@@ -127,11 +136,26 @@ impl Peer {
         if record.version != entry.version {
             return Ok(0);
         }
-        if record.encryption.is_some() {
-            return Err(SendError::Local(
-                "encrypted objects are not replicated yet".into(),
-            ));
-        }
+        let sse = match &record.encryption {
+            None => None,
+            Some(encryption @ Encryption::S3 { master_key_id }) => {
+                let key = (self.master_key.as_ref())
+                    .filter(|k| k.id() == *master_key_id)
+                    .ok_or_else(|| {
+                        SendError::Local(format!(
+                            "the object is encrypted with SSE-S3 master key {master_key_id}, which this gateway lacks"
+                        ))
+                    })?;
+                headers.push(("x-amz-server-side-encryption".into(), "AES256".into()));
+                Some(Sse::new(encryption.clone(), key.clone()))
+            }
+            // Never queued (`ops::commit`): without the client's key it cannot be read.
+            Some(Encryption::Customer { .. }) => {
+                return Err(SendError::Local(
+                    "an object under a customer's key (SSE-C) cannot be read to be sent".into(),
+                ))
+            }
+        };
         headers.push((REVISION_HEADER.into(), record.revision.to_string()));
         headers.extend(record.headers.iter().cloned());
         headers.push(("content-length".into(), record.size.to_string()));
@@ -161,7 +185,7 @@ impl Peer {
         let size = record.size;
         let body = match size {
             0 => node_rpc::body::full(bytes::Bytes::new()),
-            _ => read::stream(cluster.clone(), found, 0, size - 1, None).await?,
+            _ => read::stream(cluster.clone(), found, 0, size - 1, sse).await?,
         };
         let body = body.map_err(|e| e.into()).boxed();
         let reply = self

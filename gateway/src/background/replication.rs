@@ -19,6 +19,7 @@
 use crate::background::activity::{LastHour, SAMPLE_EVERY};
 use crate::background::peer::{Peer, SendError};
 use crate::ops::cluster::Cluster;
+use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use futures::StreamExt;
@@ -133,12 +134,16 @@ pub struct Replication {
 }
 
 impl Replication {
-    /// The drain for every peer region of `region`.
-    pub fn new(cluster: Arc<Cluster>, region: &RegionConfig) -> Result<Replication, S3Error> {
+    /// The drain for every peer region of `region`; `master_key` reads objects under SSE-S3.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        region: &RegionConfig,
+        master_key: Option<WrappingKey>,
+    ) -> Result<Replication, S3Error> {
         let links = (region.peers.iter())
             .map(|p| {
                 Ok(Link {
-                    peer: Peer::connect(region, &p.name)?,
+                    peer: Peer::connect(region, &p.name, master_key.clone())?,
                     status: Mutex::new(LinkStatus {
                         source: region.name.clone(),
                         target: p.name.clone(),

@@ -7,6 +7,7 @@
 
 use crate::background::peer::Peer;
 use crate::ops::cluster::Cluster;
+use crate::ops::encryption::WrappingKey;
 use crate::ops::list::{list_versions, VersionQuery};
 use crate::s3::error::S3Error;
 use futures::StreamExt;
@@ -42,14 +43,21 @@ pub struct ResyncProgress {
 pub struct Resyncer {
     cluster: Arc<Cluster>,
     region: Option<RegionConfig>,
+    /// SSE-S3's master key, to read encrypted objects and send them.
+    master_key: Option<WrappingKey>,
     progress: Mutex<Option<ResyncProgress>>,
 }
 
 impl Resyncer {
-    pub fn new(cluster: Arc<Cluster>, region: Option<RegionConfig>) -> Resyncer {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        region: Option<RegionConfig>,
+        master_key: Option<WrappingKey>,
+    ) -> Resyncer {
         Resyncer {
             cluster,
             region,
+            master_key,
             progress: Mutex::default(),
         }
     }
@@ -78,7 +86,7 @@ impl Resyncer {
         let region = self.region.as_ref().ok_or_else(|| {
             S3Error::InvalidRequest("this cluster has no [cluster.region] with peers".into())
         })?;
-        let peer = Peer::connect(region, target)?;
+        let peer = Peer::connect(region, target, self.master_key.clone())?;
         let bucket = self.cluster.bucket(bucket).await?;
         let progress = ResyncProgress {
             bucket: bucket.name.clone(),

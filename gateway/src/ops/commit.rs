@@ -7,7 +7,7 @@ use crate::ops::quorum::{commit_quorum, Quorum};
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use node_rpc::protocol::{ClaimAnswer, ClaimRequest, CommitRequest};
-use node_rpc::record::{BucketRecord, ObjectRecord, Version};
+use node_rpc::record::{BucketRecord, Encryption, ObjectRecord, Version};
 
 /// What a conditional write checked: the key's newest version at the time (`None`: it had none).
 pub struct Precondition {
@@ -147,8 +147,10 @@ pub async fn commit_record<'a>(
     let commit = |h: Holder<'a>| {
         let client = cluster.client_for(&h);
         let mut record = record_for(h.slot);
-        // A replica is this region's copy of a peer's change: never sent on again.
-        let replicate = match record.replica {
+        // A replica is this region's copy of a peer's change: never sent on again. An object
+        // under a customer's key (SSE-C) cannot be read without it, and the key is not kept.
+        let customer_key = matches!(record.encryption, Some(Encryption::Customer { .. }));
+        let replicate = match record.replica || customer_key {
             true => None,
             false => cluster.replicate(bucket),
         };
