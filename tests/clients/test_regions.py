@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import Cluster, free_port, make_tls_cert
-from helpers import random_bytes, unique_bucket
+from helpers import MiB, random_bytes, unique_bucket
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -160,6 +160,44 @@ def test_encrypted_objects_replicate_and_customer_keyed_ones_stay(regions):
     with pytest.raises(ClientError) as err:
         west.head_object(Bucket=bucket, Key="sse-c", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
     assert err.value.response["Error"]["Code"] == "404"
+
+
+def test_a_multipart_object_replicates_with_its_parts_etag_and_checksum(regions):
+    east, west = client(regions, EAST), client(regions, WEST)
+    bucket = unique_bucket("parts")
+    east.create_bucket(Bucket=bucket)
+    eventually(lambda: west.head_bucket(Bucket=bucket), "the bucket in eu-west-1")
+    data = random_bytes(11 * MiB)
+    upload = east.create_multipart_upload(
+        Bucket=bucket, Key="big", ChecksumAlgorithm="CRC32", ServerSideEncryption="AES256",
+        ContentType="application/x-test", Metadata={"origin": "east"})["UploadId"]
+    parts = []
+    for number, start in enumerate(range(0, len(data), 5 * MiB), 1):
+        part = east.upload_part(Bucket=bucket, Key="big", UploadId=upload, PartNumber=number,
+                                Body=data[start:start + 5 * MiB], ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": number, "ETag": part["ETag"],
+                      "ChecksumCRC32": part["ChecksumCRC32"]})
+    done = east.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload,
+                                          MultipartUpload={"Parts": parts})
+    source = east.head_object(Bucket=bucket, Key="big", ChecksumMode="ENABLED")
+    assert done["ETag"].endswith('-3"')
+
+    # The same parts, so the same ETag and checksum of checksums; the same headers.
+    copy = eventually(lambda: west.head_object(Bucket=bucket, Key="big", ChecksumMode="ENABLED"),
+                      "the object in eu-west-1")
+    assert copy["ETag"] == done["ETag"]
+    assert copy["ChecksumCRC32"] == source["ChecksumCRC32"]
+    assert copy["ReplicationStatus"] == "REPLICA"
+    assert copy["ServerSideEncryption"] == "AES256"
+    assert copy["ContentType"] == "application/x-test"
+    assert copy["Metadata"] == {"origin": "east"}
+    assert west.get_object(Bucket=bucket, Key="big")["Body"].read() == data
+    second = west.get_object(Bucket=bucket, Key="big", PartNumber=2)
+    assert second["ContentLength"] == 5 * MiB and second["PartsCount"] == 3
+    assert second["Body"].read() == data[5 * MiB:10 * MiB]
+    assert "Uploads" not in west.list_multipart_uploads(Bucket=bucket)
+    eventually(lambda: (east.head_object(Bucket=bucket, Key="big")["ReplicationStatus"]
+                        == "COMPLETED") or pytest.fail("not yet"), "COMPLETED in us-east-1")
 
 
 def test_bucket_replication_chooses_where_a_bucket_replicates(regions):

@@ -268,11 +268,26 @@ impl Gateway {
             ))
         };
         let replica = req.header(crate::ops::replica::VERSION_HEADER).is_some();
+        use Operation::*;
         match (&caller.principal, replica, operation) {
-            (Principal::Replicator, true, Some(Operation::PutObject | Operation::DeleteObject))
-            | (Principal::Replicator, false, Some(Operation::HeadObject | Operation::GetObject)) => {
-                return Ok(())
-            }
+            // A version made of parts travels as a multipart upload, which its Complete applies
+            // as the replica (`background::peer`).
+            (
+                Principal::Replicator,
+                true,
+                Some(PutObject | DeleteObject | CompleteMultipartUpload),
+            )
+            | (
+                Principal::Replicator,
+                false,
+                Some(
+                    HeadObject
+                    | GetObject
+                    | CreateMultipartUpload
+                    | UploadPart
+                    | AbortMultipartUpload,
+                ),
+            ) => return Ok(()),
             (Principal::Replicator, ..) => {
                 return Err(S3Error::AccessDenied(
                     "a peer region's replication key only applies replicas and reads objects",

@@ -11,6 +11,7 @@ use crate::ops::encryption::Sse;
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::quorum::commit_quorum;
 use crate::ops::repair::part_for_slot;
+use crate::ops::replica::Replica;
 use crate::ops::upload::{abort_upload, all_uploads, find_upload};
 use crate::ops::write::{lock_of, NewVersion, Written};
 use crate::ops::write::{store_part, PartPlan, StoredPart};
@@ -337,6 +338,8 @@ pub async fn complete(
     let claimed = Algorithm::ALL
         .into_iter()
         .find_map(|a| Some((a, req.header(&a.header())?.trim().to_string())));
+    // A peer region's version made of parts, applied as its replica (`api::replica`).
+    let replica = crate::api::replica::requested(&req)?;
     let body_digests = Expected::new(req.header("content-md5"), None)?;
     let body = req.read_small_body_against(4 << 20, body_digests).await?;
     let requested = parse_complete_parts(&body)?;
@@ -388,7 +391,7 @@ pub async fn complete(
     }
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let size: u64 = chosen.iter().map(|p| p.part.size).sum();
-    let version = Version::now();
+    let version = Replica::version_of(replica);
     // Each holder's copy of each chosen part version (its own fragment), where it has one.
     let copies: Vec<Vec<Option<&PartData>>> = per_holder
         .iter()
@@ -441,7 +444,7 @@ pub async fn complete(
     };
     let new = NewVersion {
         version,
-        versioned: bucket_record.versions_writes(),
+        versioned: replica.map_or(bucket_record.versions_writes(), |r| r.versioned),
         size,
         etag,
         checksum: object_checksum,
@@ -452,7 +455,7 @@ pub async fn complete(
         completed_upload: Some(upload_id.to_string()),
         encryption: upload.encryption.clone(),
         acl: upload.acl.clone(),
-        replica: None,
+        replica,
     };
     let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));
     commit_record(

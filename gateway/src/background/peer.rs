@@ -7,7 +7,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::{Sse, WrappingKey};
-use crate::ops::lookup::find_version;
+use crate::ops::lookup::{find_version, Found};
 use crate::ops::read;
 use crate::ops::replica::{REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER, VERSION_OF_HEADER};
 use crate::s3::error::S3Error;
@@ -16,8 +16,9 @@ use base64::Engine as _;
 use http_body_util::BodyExt;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::object_lock::now_millis;
-use node_rpc::record::{BucketRecord, Encryption, ListEntry, VersionRef};
+use node_rpc::record::{BucketRecord, Encryption, ListEntry, ObjectRecord, VersionRef};
 use s3_client::{object_path, query_value, Client, ClientConfig};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,12 +125,7 @@ impl Peer {
         let which = bucket.versioning.map(|_| entry.version_ref());
         let found = match find_version(cluster, bucket, &entry.key, which, false).await {
             Ok(found) => found,
-            Err(
-                S3Error::NoSuchKey
-                | S3Error::NoSuchVersion
-                | S3Error::DeleteMarker { .. }
-                | S3Error::DeleteMarkerVersion { .. },
-            ) => return Ok(0),
+            Err(e) if gone(&e) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
         let record = &found.record;
@@ -147,7 +143,7 @@ impl Peer {
                         ))
                     })?;
                 headers.push(("x-amz-server-side-encryption".into(), "AES256".into()));
-                Some(Sse::new(encryption.clone(), key.clone()))
+                Some((encryption.clone(), key.clone()))
             }
             // Never queued (`ops::commit`): without the client's key it cannot be read.
             Some(Encryption::Customer { .. }) => {
@@ -157,41 +153,170 @@ impl Peer {
             }
         };
         headers.push((REVISION_HEADER.into(), record.revision.to_string()));
-        headers.extend(record.headers.iter().cloned());
-        headers.push(("content-length".into(), record.size.to_string()));
-        if let Ok(md5) = hex::decode(&record.etag) {
-            let md5 = base64::engine::general_purpose::STANDARD.encode(md5);
-            headers.push(("content-md5".into(), md5));
-        }
-        // A checksum of the whole object goes along, for the peer to check and keep (a
-        // multipart object's checksum of its parts' checksums cannot be checked on one PUT).
-        if let Some(checksum) = record.checksum.as_ref().filter(|c| !c.composite) {
-            let name = format!("x-amz-checksum-{}", checksum.algorithm.to_ascii_lowercase());
-            headers.push((name, checksum.value.clone()));
-        }
         // The lock goes along (the peer's bucket must have Object Lock, or the PUT is refused);
         // a retention that has run out would be refused as in the past, and protects nothing.
+        let mut object_headers = record.headers.clone();
         let mut lock = record.lock;
         lock.retention = lock.retention.filter(|r| r.until > now_millis());
         for (name, value) in lock_headers(&lock) {
-            headers.push((name.into(), value));
+            object_headers.push((name.into(), value));
         }
         if !record.tags.is_empty() {
             let tags: Vec<String> = (record.tags.iter())
                 .map(|(k, v)| format!("{}={}", query_value(k), query_value(v)))
                 .collect();
-            headers.push(("x-amz-tagging".into(), tags.join("&")));
+            object_headers.push(("x-amz-tagging".into(), tags.join("&")));
+        }
+        if record.parts.len() > 1 || record.etag.contains('-') {
+            let object = (entry.key.as_str(), found);
+            return (self.send_parts(cluster, bucket, object, headers, object_headers, sse)).await;
+        }
+        headers.extend(object_headers);
+        headers.push(("content-length".into(), record.size.to_string()));
+        if let Ok(md5) = hex::decode(&record.etag) {
+            headers.push(("content-md5".into(), base64_md5(&md5)));
+        }
+        // A checksum of the whole object goes along, for the peer to check and keep.
+        if let Some(checksum) = &record.checksum {
+            let name = format!("x-amz-checksum-{}", checksum.algorithm.to_ascii_lowercase());
+            headers.push((name, checksum.value.clone()));
         }
         let size = record.size;
         let body = match size {
             0 => node_rpc::body::full(bytes::Bytes::new()),
-            _ => read::stream(cluster.clone(), found, 0, size - 1, sse).await?,
+            _ => read::stream(cluster.clone(), found, 0, size - 1, sse_of(&sse)).await?,
         };
         let body = body.map_err(|e| e.into()).boxed();
         let reply = self
             .request("PUT", &path, &headers, Some(body), size)
             .await?;
         expect(reply, 200, "a PUT").map(|()| size)
+    }
+
+    /// Sends a version made of parts as a multipart upload with the same parts (so that the
+    /// peer computes the same ETag and checksum of checksums, and a version over 5 GiB goes
+    /// too), whose Complete carries `replica`, the headers that make it the replica. Each part
+    /// is read on its own (a lookup each: parts are 5 MiB at least). An upload that fails is
+    /// aborted.
+    async fn send_parts(
+        &self,
+        cluster: &Arc<Cluster>,
+        bucket: &BucketRecord,
+        (key, found): (&str, Found),
+        replica: Vec<(String, String)>,
+        mut create: Vec<(String, String)>,
+        sse: Option<(Encryption, WrappingKey)>,
+    ) -> Result<u64, SendError> {
+        let record = found.record.clone();
+        drop(found);
+        let path = object_path(&bucket.name, key);
+        if sse.is_some() {
+            create.push(("x-amz-server-side-encryption".into(), "AES256".into()));
+        }
+        if let Some(checksum) = &record.checksum {
+            let kind = if checksum.composite {
+                "COMPOSITE"
+            } else {
+                "FULL_OBJECT"
+            };
+            create.push((
+                "x-amz-checksum-algorithm".into(),
+                checksum.algorithm.clone(),
+            ));
+            create.push(("x-amz-checksum-type".into(), kind.into()));
+        }
+        let created = self
+            .request("POST", &format!("{path}?uploads"), &create, None, 0)
+            .await?;
+        if created.status != 200 {
+            return Err(refusal("a multipart upload", created.status, &created));
+        }
+        let text = created.text();
+        let upload_id = s3_client::xml_values(&text, "UploadId")
+            .next()
+            .ok_or_else(|| SendError::Refused("the peer gave no UploadId".into()))?
+            .to_string();
+        let upload = format!("uploadId={}", query_value(&upload_id));
+        let (object, request) = ((key, &record), (path.as_str(), upload.as_str()));
+        let sent = (self.send_upload(cluster, bucket, object, request, replica, sse)).await;
+        if !matches!(sent, Ok(Some(_))) {
+            let abort = format!("{path}?{upload}");
+            if let Err(e) = self.request("DELETE", &abort, &[], None, 0).await {
+                tracing::warn!(error = %e, "a replica's multipart upload was not aborted");
+            }
+        }
+        Ok(sent?.unwrap_or(0))
+    }
+
+    /// The parts of `record` and the Complete of their upload; `None` when the version is gone
+    /// here meanwhile (what replaced it is sent in its own turn).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_upload(
+        &self,
+        cluster: &Arc<Cluster>,
+        bucket: &BucketRecord,
+        (key, record): (&str, &ObjectRecord),
+        (path, upload): (&str, &str),
+        replica: Vec<(String, String)>,
+        sse: Option<(Encryption, WrappingKey)>,
+    ) -> Result<Option<u64>, SendError> {
+        let which = bucket.versioning.map(|_| record.version_ref());
+        let mut complete = String::from("<CompleteMultipartUpload>");
+        let mut start = 0;
+        for part in &record.parts {
+            let found = match find_version(cluster, bucket, key, which, false).await {
+                Ok(found) if found.record.version == record.version => found,
+                Ok(_) => return Ok(None),
+                Err(e) if gone(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut headers = vec![("content-length".to_string(), part.size.to_string())];
+            if let Ok(md5) = hex::decode(&part.md5) {
+                headers.push(("content-md5".into(), base64_md5(&md5)));
+            }
+            let _ = write!(
+                complete,
+                "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag>",
+                part.number, part.md5
+            );
+            if let Some(checksum) = &part.checksum {
+                let algorithm = checksum.algorithm.to_ascii_lowercase();
+                headers.push((
+                    format!("x-amz-checksum-{algorithm}"),
+                    checksum.value.clone(),
+                ));
+                let element = format!("Checksum{}", checksum.algorithm.to_ascii_uppercase());
+                let _ = write!(complete, "<{element}>{}</{element}>", checksum.value);
+            }
+            complete.push_str("</Part>");
+            let body = match part.size {
+                0 => node_rpc::body::full(bytes::Bytes::new()),
+                size => {
+                    let end = start + size - 1;
+                    read::stream(cluster.clone(), found, start, end, sse_of(&sse)).await?
+                }
+            };
+            let body = body.map_err(|e| e.into()).boxed();
+            let part_path = format!("{path}?partNumber={}&{upload}", part.number);
+            let reply = (self.request("PUT", &part_path, &headers, Some(body), part.size)).await?;
+            expect(reply, 200, "a part")?;
+            start += part.size;
+        }
+        complete.push_str("</CompleteMultipartUpload>");
+        let mut headers = replica;
+        headers.push(("content-type".into(), "application/xml".into()));
+        let complete_path = format!("{path}?{upload}");
+        let body = node_rpc::body::full(complete.into_bytes())
+            .map_err(|e| e.into())
+            .boxed();
+        let reply = self
+            .request("POST", &complete_path, &headers, Some(body), 0)
+            .await?;
+        // A Complete may fail after its 200 has begun: the error is then in the body.
+        if reply.status != 200 || reply.text().contains("<Error>") {
+            return Err(refusal("a Complete", reply.status, &reply));
+        }
+        Ok(Some(record.size))
     }
 
     /// Sends the purge of one version (DeleteObject with `versionId`) as a replica.
@@ -280,6 +405,26 @@ impl Peer {
             _ => Ok(reply),
         }
     }
+}
+
+/// Whether a lookup's failure says that the version is no longer here to be sent.
+fn gone(e: &S3Error) -> bool {
+    matches!(
+        e,
+        S3Error::NoSuchKey
+            | S3Error::NoSuchVersion
+            | S3Error::DeleteMarker { .. }
+            | S3Error::DeleteMarkerVersion { .. }
+    )
+}
+
+/// The keys to read an object encrypted with SSE-S3.
+fn sse_of(sse: &Option<(Encryption, WrappingKey)>) -> Option<Sse> {
+    (sse.as_ref()).map(|(encryption, key)| Sse::new(encryption.clone(), key.clone()))
+}
+
+fn base64_md5(md5: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5)
 }
 
 /// The headers that make a request a replica of `entry`.
