@@ -316,6 +316,56 @@ async fn with_read_fallback_a_region_serves_what_it_has_not_received_yet() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn of_two_gateways_one_drains_and_the_other_takes_over_when_it_dies() {
+    let mut cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    bucket_everywhere(&[&east, &west], "photos", false).await;
+    eventually(
+        Duration::from_secs(20),
+        "the first gateway drains",
+        || async {
+            match link(&east, WEST).await["draining"] == true {
+                true => Ok(()),
+                false => Err("not yet".into()),
+            }
+        },
+    )
+    .await;
+    let second = cluster.second_gateway();
+    let second = S3Client::in_region(&second, common::ACCESS_KEY, common::SECRET_KEY, EAST);
+
+    // The first keeps the lease; the second only counts the backlog. Each change is sent once.
+    for i in 0..20 {
+        let via = if i % 2 == 0 { &east } else { &second };
+        assert_eq!(via.put(&format!("/photos/p{i:02}"), "x").await.status, 200);
+    }
+    drained(&second, WEST, Duration::from_secs(30)).await;
+    drained(&east, WEST, Duration::from_secs(30)).await;
+    let (first_link, second_link) = (link(&east, WEST).await, link(&second, WEST).await);
+    assert_eq!(first_link["draining"], true, "{first_link}");
+    assert_eq!(second_link["draining"], false, "{second_link}");
+    assert_eq!(first_link["delivered_entries"], 20, "{first_link}");
+    assert_eq!(second_link["delivered_entries"], 0, "{second_link}");
+
+    // The drainer dies: the other takes the lease over once it lapses, and drains.
+    cluster.kill("gateway");
+    for i in 20..30 {
+        assert_eq!(
+            second.put(&format!("/photos/p{i:02}"), "x").await.status,
+            200
+        );
+    }
+    drained(&second, WEST, Duration::from_secs(40)).await;
+    let taken_over = link(&second, WEST).await;
+    assert_eq!(taken_over["draining"], true, "{taken_over}");
+    assert_eq!(taken_over["delivered_entries"], 10, "{taken_over}");
+    for i in 0..30 {
+        let got = west.get(&format!("/photos/p{i:02}")).await;
+        assert_eq!(got.status, 200, "p{i:02}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn buckets_and_their_settings_reach_the_other_region() {
     let cluster = TestCluster::start_regions(2);
     let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));

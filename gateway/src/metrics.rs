@@ -295,7 +295,13 @@ fn render_replication(out: &mut Exposition, gw: &Gateway) {
     };
     let links = replication.status();
     type Value = fn(&LinkStatus) -> f64;
-    let series: [(&str, Kind, &str, Value); 6] = [
+    let series: [(&str, Kind, &str, Value); 7] = [
+        (
+            "tessera_replication_draining",
+            Kind::Gauge,
+            "Whether this gateway drains the link (holds its lease); one gateway of a region does.",
+            |l| f64::from(u8::from(l.draining)),
+        ),
         (
             "tessera_replication_link_up",
             Kind::Gauge,

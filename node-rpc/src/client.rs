@@ -5,10 +5,10 @@ use crate::body::{empty, full, HttpBody};
 use crate::commits::{self, Gathering};
 use crate::protocol::{
     parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitOutcome,
-    CommitRequest, ListRequest, ListResponse, Lookup, OutboxPage, OutboxReport, OutboxRequest,
-    PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage, UndoRequest, UploadRequest,
-    VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL,
-    SIZE_HEADER,
+    CommitRequest, LeaseAnswer, LeaseRequest, ListRequest, ListResponse, Lookup, OutboxPage,
+    OutboxReport, OutboxRequest, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage,
+    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
+    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
     BucketId, BucketRecord, Inline, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -664,6 +664,16 @@ impl NodeClient {
     /// The first entries of the node's outbox for a target region (see `OutboxRequest`).
     pub async fn outbox(&self, addr: &str, req: &OutboxRequest) -> Result<OutboxPage, RpcError> {
         self.call(addr, Method::POST, "/v1/outbox", Some(req)).await
+    }
+
+    /// Asks the node for the lease on draining the outboxes for a target region.
+    pub async fn outbox_lease(
+        &self,
+        addr: &str,
+        req: &LeaseRequest,
+    ) -> Result<LeaseAnswer, RpcError> {
+        self.call(addr, Method::POST, "/v1/outbox/lease", Some(req))
+            .await
     }
 
     /// Tells the node which of its outbox entries were delivered or refused.

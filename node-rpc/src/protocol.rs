@@ -114,6 +114,26 @@ pub struct OutboxRequest {
     pub count: bool,
 }
 
+/// Asks a node for the lease on draining the outboxes for one target region (see
+/// `gateway::background::replication`): granted when no other drainer holds it, for `ttl_ms`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub target: String,
+    /// The gateway asking, by an id of its own (a new one each time it starts).
+    pub drainer: String,
+    pub ttl_ms: u64,
+    /// Gives the lease up, if this drainer holds it.
+    #[serde(default)]
+    pub release: bool,
+}
+
+/// Whether the lease was granted, and who holds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaseAnswer {
+    pub granted: bool,
+    pub holder: Option<String>,
+}
+
 /// A node's outbox for one target region: its first entries, oldest version first, and with
 /// `count`, the size of its whole backlog per bucket.
 #[derive(Debug, Default, Serialize, Deserialize)]

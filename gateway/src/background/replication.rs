@@ -23,8 +23,11 @@ use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use futures::StreamExt;
+use node_rpc::client::RpcError;
 use node_rpc::cluster::RegionConfig;
-use node_rpc::protocol::{unix_now, BucketBacklog, OutboxItem, OutboxReport, OutboxRequest};
+use node_rpc::protocol::{
+    unix_now, BucketBacklog, LeaseAnswer, LeaseRequest, OutboxItem, OutboxReport, OutboxRequest,
+};
 use node_rpc::record::{BucketRecord, Version};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -53,12 +56,19 @@ const LAST_BACKOFF: Duration = Duration::from_secs(60);
 const LINK_BACKOFF: Duration = Duration::from_secs(2);
 /// Throughput is what was delivered over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// A drainer's lease on a link lasts this long unless renewed, which it is this often: a
+/// gateway that dies is taken over from within `LEASE_TTL` and a renewal.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+const LEASE_RENEW: Duration = Duration::from_secs(2);
 
 /// One source -> target link, as `GET /_tessera/replication` shows it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LinkStatus {
     pub source: String,
     pub target: String,
+    /// This gateway drains the link (it holds the lease of a majority of the nodes); another
+    /// gateway of the region does when not. The backlog is counted either way.
+    pub draining: bool,
     #[serde(flatten)]
     pub now: LinkState,
     /// Delivered over the last 10 seconds.
@@ -131,6 +141,8 @@ struct BucketsSent {
 pub struct Replication {
     cluster: Arc<Cluster>,
     links: Vec<Link>,
+    /// This gateway, as it asks the nodes for the lease on draining a link.
+    drainer: String,
 }
 
 impl Replication {
@@ -156,7 +168,11 @@ impl Replication {
                 })
             })
             .collect::<Result<_, S3Error>>()?;
-        Ok(Replication { cluster, links })
+        Ok(Replication {
+            cluster,
+            links,
+            drainer: hex::encode(rand::random::<[u8; 8]>()),
+        })
     }
 
     /// Every link's status.
@@ -188,10 +204,51 @@ impl Replication {
     }
 
     /// Drains every link, each on its own: a target that is down holds up no other. Samples
-    /// their state meanwhile.
+    /// their state meanwhile, and keeps the lease of each link that this gateway drains.
     pub async fn run(self: Arc<Self>) {
         let drains = join_all((0..self.links.len()).map(|i| self.drain(i)));
-        futures::future::join(drains, self.sample()).await;
+        let leases = join_all(self.links.iter().map(|l| self.hold_lease(l)));
+        futures::future::join3(drains, leases, self.sample()).await;
+    }
+
+    /// Asks every node for the link's lease, again and again: this gateway drains the link
+    /// while a majority of the layout's nodes grant it (nodes that do not know leases, of a
+    /// release before them, count as granting). A gateway that got only some gives them back
+    /// and waits a random while, so that of two that asked at once one ends with all.
+    async fn hold_lease(&self, link: &Link) {
+        let nodes = self.cluster.all_nodes();
+        let mut request = LeaseRequest {
+            target: link.peer.name.clone(),
+            drainer: self.drainer.clone(),
+            ttl_ms: LEASE_TTL.as_millis() as u64,
+            release: false,
+        };
+        loop {
+            request.release = false;
+            let asked = nodes
+                .iter()
+                .map(|n| self.cluster.client.outbox_lease(&n.addr, &request));
+            let answers = join_all(asked).await;
+            let granted = |a: &Result<LeaseAnswer, RpcError>| match a {
+                Ok(answer) => answer.granted,
+                Err(RpcError::Status(status, _)) => *status == http::StatusCode::NOT_FOUND,
+                Err(_) => false,
+            };
+            let grants = answers.iter().filter(|a| granted(a)).count();
+            let draining = grants * 2 > nodes.len();
+            lock(&link.status).draining = draining;
+            if draining || grants == 0 {
+                tokio::time::sleep(LEASE_RENEW).await;
+                continue;
+            }
+            request.release = true;
+            let given_back = (nodes.iter().zip(&answers))
+                .filter(|(_, a)| matches!(a, Ok(answer) if answer.granted))
+                .map(|(n, _)| self.cluster.client.outbox_lease(&n.addr, &request));
+            join_all(given_back).await;
+            let wait = rand::random::<f64>() * 2.0 * LEASE_RENEW.as_secs_f64();
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
     }
 
     /// Every `SAMPLE_EVERY`, each link's state and what it delivered since the last sample.
@@ -253,9 +310,15 @@ impl Replication {
         let nodes: Vec<_> = (cluster.all_nodes().into_iter())
             .filter(|n| cluster.is_up(n))
             .collect();
+        // A gateway that does not drain the link only counts its backlog (and the oldest
+        // entry, from a page of one), once a second.
+        let draining = lock(&link.status).draining;
+        if !draining && !count {
+            return (Pass::Idle, None);
+        }
         let mut request = OutboxRequest {
             target: link.peer.name.clone(),
-            limit: BATCH,
+            limit: if draining { BATCH } else { 1 },
             after: None,
             count,
         };
@@ -309,7 +372,7 @@ impl Replication {
                 break;
             }
         }
-        if due.is_empty() {
+        if due.is_empty() || !draining {
             return (Pass::Idle, counting);
         }
         let sent: Vec<(OutboxItem, Result<u64, SendError>)> = futures::stream::iter(due)

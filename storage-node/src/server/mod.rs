@@ -3,6 +3,7 @@
 //! `fragments`.
 
 mod fragments;
+mod leases;
 
 pub(crate) use fragments::stream_fragment;
 
@@ -13,9 +14,9 @@ use crate::config::NodeConfig;
 use crate::hints::{self, Hint};
 use crate::metrics::{NodeMetrics, Snapshot, METRICS};
 use crate::protocol::{
-    unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, ListRequest, OutboxReport,
-    OutboxRequest, PartRequest, PurgeRequest, UndoRequest, UploadRequest, VersionListRequest,
-    HINT_QUERY,
+    unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, LeaseRequest, ListRequest,
+    OutboxReport, OutboxRequest, PartRequest, PurgeRequest, UndoRequest, UploadRequest,
+    VersionListRequest, HINT_QUERY,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
 use crate::scrub::{self, ScrubSettings, Scrubber};
@@ -31,6 +32,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use leases::DrainLeases;
 use listener::Listener;
 use node_rpc::ClusterConfig;
 use placement::Layout;
@@ -108,6 +110,7 @@ struct Node {
     scrub: Scrubber,
     /// What a scrape of `/metrics` must bear; `None` when the node's metrics are public.
     metrics_token: Option<String>,
+    leases: DrainLeases,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -163,6 +166,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         data_dir: node.data_dir.clone(),
         min_free_bytes: node.min_free_bytes,
         metrics_token: (!node.metrics_public).then(|| cluster.secret.metrics_token()),
+        leases: DrainLeases::default(),
     });
     loop {
         let (stream, tracker) = listener.accept().await;
@@ -493,6 +497,10 @@ impl Node {
             (Method::POST, ["v1", "outbox"]) => {
                 let request: OutboxRequest = read_json(req)?;
                 json(&blocking(move || store.outbox(&request)).await?)
+            }
+            (Method::POST, ["v1", "outbox", "lease"]) => {
+                let request: LeaseRequest = read_json(req)?;
+                json(&self.leases.ask(&request, std::time::Instant::now()))
             }
             (Method::POST, ["v1", "outbox", "report"]) => {
                 let report: OutboxReport = read_json(req)?;
