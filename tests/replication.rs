@@ -177,6 +177,13 @@ async fn every_change_reaches_the_other_region_and_both_converge_after_a_partiti
     let purged = purged.header("x-amz-version-id").unwrap().to_string();
     let purge = east.delete(&format!("/docs/d05?versionId={purged}")).await;
     assert_eq!(purge.status, 204);
+    // Both regions tag one version differently: once each has the other's, the same tags win.
+    for (s3, value) in [(&east, "east"), (&west, "west")] {
+        let tagging = format!(
+            "<Tagging><TagSet><Tag><Key>by</Key><Value>{value}</Value></Tag></TagSet></Tagging>"
+        );
+        assert_eq!(common::put_xml(s3, &tag_path, &tagging).await.status, 200);
+    }
 
     // The lag shows: a backlog, an oldest entry that ages, a link that is down.
     eventually(
@@ -231,6 +238,12 @@ async fn every_change_reaches_the_other_region_and_both_converge_after_a_partiti
     let docs = versions(&east, "docs").await;
     assert_eq!(versions(&west, "docs").await, docs);
     assert!(!docs.iter().any(|(_, id, _)| *id == purged), "the purge");
+    let (east_tags, west_tags) = (
+        east.get(&tag_path).await.text(),
+        west.get(&tag_path).await.text(),
+    );
+    assert_eq!(east_tags, west_tags);
+    assert!(west_tags.contains("<Value>west</Value>"), "{west_tags}");
     assert_eq!(link(&east, WEST).await["up"], true);
 }
 

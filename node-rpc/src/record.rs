@@ -86,6 +86,21 @@ impl Version {
     }
 }
 
+/// The revision a change made in this process's region gives a version whose newest revision
+/// is `revision`: a count in the top 24 bits, one more than `revision`'s, and the region's
+/// number in the low byte. Two regions that change one version at once (its tags, each while
+/// cut off from the other) then make two different revisions, and the same one wins in both
+/// once each has the other's: the higher count, then the higher region number. Revisions
+/// written before regions (1, 2, 3, ...) are counts of 0, so the next one is still higher.
+pub fn next_revision(revision: u32) -> u32 {
+    revision_after(revision, REGION.load(Ordering::Relaxed))
+}
+
+fn revision_after(revision: u32, region: u8) -> u32 {
+    let count = ((revision >> 8) + 1).min(0x00FF_FFFF);
+    count << 8 | u32::from(region)
+}
+
 /// A version's tie-breaker: the region's number in the top byte, when there is one.
 fn salt(region: u8, random: u32) -> u32 {
     match region {
@@ -232,7 +247,7 @@ impl FromStr for VersionRef {
 pub struct ObjectRecord {
     pub version: Version,
     /// Changes that keep the version (its tags) count up here: of two records of one version the
-    /// one with the higher revision wins.
+    /// one with the higher revision wins (see `next_revision`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub revision: u32,
     /// Written with versioning enabled: the version has its own S3 version id. Otherwise it is the
@@ -807,6 +822,27 @@ mod hex_id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revisions_made_at_once_in_two_regions_differ_and_one_wins_everywhere() {
+        let (east, west) = (revision_after(0, 1), revision_after(0, 2));
+        assert_ne!(east, west);
+        assert!(west > east, "the same count: the higher region number wins");
+        assert!(
+            revision_after(east, 1) > west,
+            "a later change wins over both"
+        );
+        assert!(
+            revision_after(west, 1) > west,
+            "a change made after seeing the other wins"
+        );
+        assert!(
+            revision_after(3, 0) > 3,
+            "a revision from before regions is older"
+        );
+        let last = revision_after(u32::MAX, 7);
+        assert_eq!(last & 0xFF, 7, "the count saturates, the region stays");
+    }
 
     #[test]
     fn a_bucket_replicates_among_its_source_and_enabled_rules_regions() {

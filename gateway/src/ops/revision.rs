@@ -8,7 +8,7 @@ use crate::ops::repair::record_for_slot;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use node_rpc::protocol::Lookup;
-use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef};
+use node_rpc::record::{next_revision, BucketRecord, ObjectRecord, Version, VersionRef};
 
 /// Commits the version (`which`; `None`: the current one) again, changed by `edit`, with its next
 /// revision, to the holders that have it. `edit` gets the newest revision's record and may refuse
@@ -60,7 +60,7 @@ pub async fn revise_version(
         Some(r) => r,
     };
     edit(&mut revised)?;
-    revised.revision = revised.revision.saturating_add(1);
+    revised.revision = next_revision(revised.revision);
     // A substitute keeping a down holder's slot gets that slot's record, rebuilt from the others.
     let targets = cluster.write_holders(&bucket.id, key);
     let records: Vec<Option<ObjectRecord>> = targets
