@@ -13,7 +13,7 @@ import pytest
 from helpers import (MiB, make_small_file_tree, quoted_md5, random_bytes, sha256_file,
                      tree_files, unique_bucket)
 
-SYNC_FILE_COUNT = 2000
+SYNC_FILE_COUNT = 1000
 
 
 @pytest.fixture(params=["v1", "v2"])
@@ -97,7 +97,7 @@ def small_tree(tmp_path_factory):
     return root, make_small_file_tree(root, SYNC_FILE_COUNT, 3000, seed=20240601)
 
 
-def test_sync_2000_files(aws, cli_bucket, small_tree, tmp_path):
+def test_sync_1000_files(aws, cli_bucket, small_tree, tmp_path):
     src, tree = small_tree
     aws.run("s3", "sync", src, f"s3://{cli_bucket}/")
     assert ls_recursive(aws, cli_bucket) == {rel: len(data) for rel, data in tree.items()}
