@@ -408,6 +408,8 @@ fn show_scrubs(status: &Value) {
                 bytes(s["bytes_checked"].as_u64()),
                 text(&s["corrupt"]),
                 text(&s["missing"]),
+                text(&s["repaired"]),
+                text(&s["awaiting_repair"]),
                 unix_time(&s["last_pass_finished_unix"]),
             ]
         })
@@ -421,6 +423,8 @@ fn show_scrubs(status: &Value) {
             "CHECKED",
             "CORRUPT",
             "MISSING",
+            "REPAIRED",
+            "AWAITING",
             "LAST PASS FINISHED",
         ],
         rows,
@@ -480,6 +484,12 @@ fn show_heal(heal: &Value) {
         "finished"
     };
     println!("Heal of {}: {state}", text(&heal["node"]));
+    println!(
+        "  {:<17} {} of about {}",
+        "Versions listed",
+        text(&heal["versions_listed"]),
+        text(&heal["versions_total"])
+    );
     for (label, field) in [
         ("Shards compared", "shards_compared"),
         ("Shards differing", "shards_differing"),

@@ -296,10 +296,22 @@ async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
             .all(|(f, original)| std::fs::read(f).is_ok_and(|b| b == *original))
     };
     common::wait_until(restored, "damaged fragment files rebuilt by a heal").await;
-    let status = common::node_status(&s3).await;
-    let scrub = &status.iter().find(|n| n["id"] == node).unwrap()["scrub"];
+    // The node sees the three files back in their places and counts them repaired.
+    let scrub = || async {
+        let status = common::node_status(&s3).await;
+        status.iter().find(|n| n["id"] == node).unwrap()["scrub"].clone()
+    };
+    for _ in 0..50 {
+        if scrub().await["repaired"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let scrub = scrub().await;
     assert_eq!(scrub["corrupt"], 2, "{scrub}");
     assert!(scrub["missing"].as_u64().unwrap() >= 1, "{scrub}");
+    assert_eq!(scrub["repaired"], 3, "{scrub}");
+    assert_eq!(scrub["awaiting_repair"], 0, "{scrub}");
     let aside = std::fs::read_dir(dir.join("fragments").join("corrupt")).unwrap();
     assert_eq!(
         aside.count(),

@@ -422,6 +422,8 @@ async fn a_wiped_node_is_healed_back_to_full_redundancy() {
     let progress = common::heal(&s3, "z2-n1").await;
     assert_eq!(progress["errors"], 0, "{progress}");
     assert_eq!(progress["keys_checked"], 64);
+    assert_eq!(progress["versions_total"], 64, "counted before the walk");
+    assert_eq!(progress["versions_listed"], 64, "{progress}");
     assert_eq!(
         progress["keys_repaired"], 64,
         "every object has a fragment on every node here"

@@ -257,7 +257,14 @@ async fn with_read_fallback_a_region_serves_what_it_has_not_received_yet() {
     let east_to_west = cluster.proxy_peer(WEST).await;
     east_to_west.set(Mode::Refuse);
     let data = common::random_bytes(300_000, 7);
-    let put = east.put("/docs/fresh", data.clone()).await;
+    let crc = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(&data).to_be_bytes())
+    };
+    let checked = [("x-amz-checksum-crc32", crc.as_str())];
+    let put = east
+        .send("PUT", "/docs/fresh", &checked, data.clone().into())
+        .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let version = put.header("x-amz-version-id").unwrap().to_string();
     let etag = put.header("etag").unwrap().to_string();
@@ -280,8 +287,11 @@ async fn with_read_fallback_a_region_serves_what_it_has_not_received_yet() {
         .await;
     assert_eq!(range.status, 206);
     assert!(range.body[..] == data[1000..2000]);
-    let head = west.head(&format!("/docs/fresh?versionId={version}")).await;
+    let headers = [("x-amz-checksum-mode", "ENABLED")];
+    let path = format!("/docs/fresh?versionId={version}");
+    let head = west.send("HEAD", &path, &headers, Bytes::new()).await;
     assert_eq!(head.status, 200);
+    assert_eq!(head.header("x-amz-checksum-crc32"), Some(crc.as_str()));
     assert_eq!(head.header("content-length"), Some("300000"));
     assert_eq!(head.header("etag"), Some(etag.as_str()));
     let unchanged = west

@@ -553,6 +553,8 @@ async fn a_wiped_node_gets_back_every_version() {
         "10 versions and a delete marker"
     );
     assert_eq!(progress["keys_repaired"], 11, "{progress}");
+    assert_eq!(progress["versions_total"], 11, "{progress}");
+    assert_eq!(progress["versions_listed"], 11, "{progress}");
     // The healed node plus three others serve every version.
     cluster.kill("z1-n1");
     cluster.kill("z3-n2");

@@ -280,6 +280,16 @@ fn render_cluster(out: &mut Exposition, gw: &Gateway) {
             "Keys the current or last heal failed to rebuild.",
             heal.errors,
         ),
+        (
+            "tessera_heal_versions_listed",
+            "Versions the current or last heal has listed: its progress against the total.",
+            heal.versions_listed,
+        ),
+        (
+            "tessera_heal_versions_total",
+            "Versions of the buckets the current or last heal walks, counted before the walk.",
+            heal.versions_total,
+        ),
     ];
     for (name, help, value) in heal_counts {
         out.family(name, Kind::Gauge, help)

@@ -370,6 +370,13 @@ pub struct ScrubStatus {
     /// Fragment files found corrupt (and moved aside) and found missing, over the node's life.
     pub corrupt: u64,
     pub missing: u64,
+    /// Of the damaged files found, those rebuilt since (by a heal or a read repair) over the
+    /// node's life, and those still lacking (up to the first 10,000 tracked; a file whose
+    /// version was since overwritten or deleted is no longer counted).
+    #[serde(default)]
+    pub repaired: u64,
+    #[serde(default)]
+    pub awaiting_repair: u64,
     /// The key of the last record the current pass checked, in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,

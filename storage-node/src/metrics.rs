@@ -245,6 +245,18 @@ fn render_scrub(out: &mut Exposition, node: &str, scrub: &ScrubStatus) {
             scrub.missing,
         ),
         (
+            "tessera_scrub_repaired_fragments_total",
+            Kind::Counter,
+            "Damaged fragment files found by scrubbing and since rebuilt.",
+            scrub.repaired,
+        ),
+        (
+            "tessera_scrub_awaiting_repair_fragments",
+            Kind::Gauge,
+            "Damaged fragment files found by scrubbing and not yet rebuilt.",
+            scrub.awaiting_repair,
+        ),
+        (
             "tessera_scrub_pass_started_timestamp_seconds",
             Kind::Gauge,
             "When the current or last pass began (Unix time).",

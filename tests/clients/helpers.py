@@ -7,12 +7,15 @@ import hashlib
 import os
 import random
 import ssl
+import time
 import urllib.error
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
+
+import pytest
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -167,3 +170,41 @@ def make_small_file_tree(root: Path, count: int, max_size: int, seed: int) -> di
         path.write_bytes(data)
         tree[rel] = data
     return tree
+
+
+def newest_fragment(fragments_dir: Path, since: float, min_size: int, timeout: float = 15) -> Path:
+    """The largest file under fragments_dir modified at/after `since`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        candidates = [p for p in fragments_dir.rglob("*")
+                      if p.is_file() and p.stat().st_mtime >= since]
+        if candidates:
+            best = max(candidates, key=lambda p: p.stat().st_size)
+            if best.stat().st_size >= min_size:
+                return best
+        if time.monotonic() > deadline:
+            sizes = {str(p): p.stat().st_size for p in candidates}
+            pytest.fail(f"no fragment >= {min_size} bytes written after the put "
+                        f"under {fragments_dir}; recent files: {sizes}")
+        time.sleep(0.5)
+
+
+def flip_middle_byte(path: Path) -> None:
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        before = os.pread(fd, 1, size // 2)
+        os.pwrite(fd, bytes([before[0] ^ 0xFF]), size // 2)
+        os.fsync(fd)
+        assert os.pread(fd, 1, size // 2) != before
+    finally:
+        os.close(fd)
+
+
+def dashboard_metrics() -> set[str]:
+    """The metric names the Grafana dashboard (deploy/grafana/tessera.json) queries."""
+    import json
+    import re
+    path = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "tessera.json"
+    exprs = [t["expr"] for p in json.loads(path.read_text())["panels"] for t in p.get("targets", [])]
+    return {name for e in exprs for name in re.findall(r"\btessera_[a-z0-9_]+", e)}

@@ -13,13 +13,14 @@ import os
 import re
 import shutil
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import start_cluster
 from consistency import admin_get
-from helpers import MiB, unique_bucket
+from helpers import MiB, flip_middle_byte, newest_fragment, unique_bucket
 
 playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="playwright is not installed (scripts/install-deps.sh)")
@@ -204,6 +205,55 @@ def test_buckets_objects_versions_and_downloads(page, console_url, cluster, tmp_
     assert len(listed["Versions"]) == 2 and len(listed["DeleteMarkers"]) == 1
 
 
+def test_pages_of_a_large_folder_an_objects_details_and_deleting_a_bucket(page, console_url,
+                                                                          cluster):
+    s3 = cluster.client()
+    bucket = unique_bucket("details")
+    s3.create_bucket(Bucket=bucket)
+    keys = [f"many/k{i:03}" for i in range(130)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    s3.put_object(Bucket=bucket, Key="detail.txt", Body=b"the details\n", ChecksumAlgorithm="CRC32",
+                  Metadata={"owner": "ops"}, Tagging="team=blue", ContentType="text/plain")
+    head = s3.head_object(Bucket=bucket, Key="detail.txt", ChecksumMode="ENABLED")
+    logged_in(page, console_url, cluster)
+
+    # A folder of 130 objects shows in pages of 100, forward and back.
+    page.goto(f"{console_url}/#/browse/{bucket}/many%2F")
+    rows = page.locator("#objects tbody tr[data-key]")
+    expect(rows).to_have_count(100)
+    expect(rows.first).to_have_attribute("data-key", keys[0])
+    page.click("main button:has-text('Next')")
+    expect(rows).to_have_count(30)
+    expect(rows.first).to_have_attribute("data-key", keys[100])
+    expect(page.locator("main button:has-text('Next')")).to_be_disabled()
+    page.click("main button:has-text('Previous')")
+    expect(rows).to_have_count(100)
+    expect(rows.last).to_have_attribute("data-key", keys[99])
+
+    # An object's details: its checksum, metadata, tags and type as S3 gives them.
+    page.goto(f"{console_url}/#/object/{bucket}/detail.txt")
+    expect(page.locator('dd[data-field="Checksum CRC32"]')).to_have_text(head["ChecksumCRC32"])
+    expect(page.locator('dd[data-field="Metadata owner"]')).to_have_text("ops")
+    expect(page.locator('dd[data-field="Content type"]')).to_have_text("text/plain")
+    expect(page.locator('dd[data-field="ETag"]')).to_have_text(head["ETag"])
+    expect(page.locator("main table").first).to_contain_text("team")
+    expect(page.locator("main table").first).to_contain_text("blue")
+
+    # A bucket that holds objects is not deleted, and the console says why; an empty one is.
+    page.click('nav a[data-page="buckets"]')
+    row = page.locator(f'tr[data-bucket="{bucket}"]')
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name=f"Delete bucket {bucket}").click()
+    expect(page.locator("#toast .bad")).to_contain_text("not empty")
+    for key in keys + ["detail.txt"]:
+        s3.delete_object(Bucket=bucket, Key=key)
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name=f"Delete bucket {bucket}").click()
+    expect(row).to_have_count(0)
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
 def test_an_upload_that_fails_says_why(page, console_url, cluster, tmp_path):
     s3 = cluster.client()
     bucket = unique_bucket("gone")
@@ -222,9 +272,12 @@ def test_scrub_runs_to_its_end_and_matches_the_admin_api(page, console_url, clus
     s3 = cluster.client()
     bucket = unique_bucket("scrub")
     s3.create_bucket(Bucket=bucket)
+    node = cluster.node_ids[0]
+    since = time.time() - 0.05  # file mtimes use a coarse clock
     for i in range(8):
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=bytes([i]) * 400_000)
-    node = cluster.node_ids[0]
+    # Bitrot the pass must find, and the heal it starts must repair.
+    flip_middle_byte(newest_fragment(cluster.node_dir(node) / "fragments", since, 50_000))
     before = next(n for n in admin_get(cluster, "status")["nodes"] if n["id"] == node)["scrub"]
     logged_in(page, console_url, cluster)
     page.click('nav a[data-page="scrub"]')
@@ -234,9 +287,13 @@ def test_scrub_runs_to_its_end_and_matches_the_admin_api(page, console_url, clus
                                                               timeout=60_000)
     expect(row.locator('[data-field="state"]')).to_have_text("idle")
     expect(row.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
+    expect(row.locator('[data-field="corrupt"]')).to_have_text(f"{before['corrupt'] + 1:,}")
+    expect(row.locator('[data-field="repaired"]')).to_have_text(f"{before['repaired'] + 1:,}",
+                                                                timeout=60_000)
+    expect(row.locator('[data-field="awaiting_repair"]')).to_have_text("0")
     after = next(n for n in admin_get(cluster, "status")["nodes"] if n["id"] == node)["scrub"]
     assert after["passes"] == before["passes"] + 1 and after["files_checked"] > 0
-    for field in ("files_checked", "passes", "corrupt", "missing"):
+    for field in ("files_checked", "passes", "corrupt", "missing", "repaired", "awaiting_repair"):
         expect(row.locator(f'[data-field="{field}"]')).to_have_text(f"{after[field]:,}")
     screenshot(page, "scrub")
 

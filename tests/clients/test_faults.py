@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NODE_IDS, start_cluster
-from helpers import KiB, MiB, random_bytes, unique_bucket
+from helpers import KiB, MiB, flip_middle_byte, newest_fragment, random_bytes, unique_bucket
 
 FAULT_OBJECT_SIZES = [1 * KiB, 100 * KiB, 3 * MiB]
 KILLED_NODES = ["z1-n1", "z2-n2"]          # two different zones
@@ -63,35 +63,6 @@ def test_reads_survive_two_dead_nodes(fault_cluster, s3f, fbucket):
 
     assert all(fault_cluster.node_alive(n) for n in NODE_IDS)
     assert_all_readable(s3f, fbucket, objects)
-
-
-def newest_fragment(fragments_dir: Path, since: float, min_size: int, timeout: float = 15) -> Path:
-    """The largest file under fragments_dir modified at/after `since`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        candidates = [p for p in fragments_dir.rglob("*")
-                      if p.is_file() and p.stat().st_mtime >= since]
-        if candidates:
-            best = max(candidates, key=lambda p: p.stat().st_size)
-            if best.stat().st_size >= min_size:
-                return best
-        if time.monotonic() > deadline:
-            sizes = {str(p): p.stat().st_size for p in candidates}
-            pytest.fail(f"no fragment >= {min_size} bytes written after the put "
-                        f"under {fragments_dir}; recent files: {sizes}")
-        time.sleep(0.5)
-
-
-def flip_middle_byte(path: Path) -> None:
-    size = path.stat().st_size
-    fd = os.open(path, os.O_RDWR)
-    try:
-        before = os.pread(fd, 1, size // 2)
-        os.pwrite(fd, bytes([before[0] ^ 0xFF]), size // 2)
-        os.fsync(fd)
-        assert os.pread(fd, 1, size // 2) != before
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("corrupted", [CORRUPTED_NODES[:1], CORRUPTED_NODES],

@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 
 from conftest import free_port, start_cluster, stop_process, tail, wait_for_tcp
 from consistency import admin_get
-from helpers import unique_bucket
+from helpers import dashboard_metrics, unique_bucket
+from test_access import admin_cli
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -46,6 +47,19 @@ def sample(text: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no {series} in:\n{text[:3000]}")
+
+
+def served_families(texts) -> set[str]:
+    """The metric names that expositions declare (`# TYPE`), with a histogram's series."""
+    names = set()
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split()
+                names.add(name)
+                if kind == "histogram":
+                    names.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+    return names
 
 
 def node_addrs(cluster) -> list[str]:
@@ -164,5 +178,20 @@ def test_prometheus_scrapes_the_cluster(cluster, tmp_path):
         # Node-side series reach Prometheus too.
         wait_for('sum(tessera_fragments_written_total)', lambda v: v >= 8 * 6)
         wait_for('count(tessera_disk_free_bytes)', lambda v: v == 6)
+        # Every family the Grafana dashboard queries is served (those of regions:
+        # test_regions.py), once each node has finished a scrub pass.
+        for node in cluster.node_ids:
+            assert admin_cli(cluster, "scrub", "start", node)
+        token = admin_get(cluster, "metrics-token")["token"]
+        urls = [f"http://127.0.0.1:{cluster.console_port}/metrics"]
+        urls += [f"http://{addr}/metrics" for addr in node_addrs(cluster)]
+        wanted = {m for m in dashboard_metrics() if not m.startswith("tessera_replication_")}
+        deadline = time.monotonic() + 60
+        while True:
+            missing = wanted - served_families(scrape(url, token)[1] for url in urls)
+            if not missing:
+                break
+            assert time.monotonic() < deadline, f"the dashboard queries unknown series: {missing}"
+            time.sleep(1)
     finally:
         stop_process(proc)

@@ -6,7 +6,9 @@ it there."""
 from __future__ import annotations
 
 import re
+import ssl
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -14,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import Cluster, free_port, make_tls_cert
-from helpers import MiB, random_bytes, unique_bucket
+from helpers import MiB, dashboard_metrics, random_bytes, unique_bucket
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -300,6 +302,11 @@ def test_the_console_shows_each_links_lag_and_backlog(regions):
     delivered = admin_get(regions, "replication")["links"][0]["delivered_entries"]
     assert delivered >= 1
 
+    def completed():
+        status = east.head_object(Bucket=bucket, Key="shown")["ReplicationStatus"]
+        assert status == "COMPLETED", status
+    eventually(completed, "COMPLETED in us-east-1")
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
@@ -315,6 +322,28 @@ def test_the_console_shows_each_links_lag_and_backlog(regions):
         expect(link.locator('[data-field="delivered"]')).to_have_text(re.compile(r"^[1-9][\d,]* · "))
         expect(link.locator(".chart svg polyline")).to_have_count(3)
         screenshot(page, "replication")
+        # An object's details show its replication status.
+        page.goto(f"https://127.0.0.1:{regions.console_port}/#/object/{bucket}/shown")
+        expect(page.locator('dd[data-field="Replication"]')).to_have_text("COMPLETED")
+        # The overview lists the regions, the peer with its link.
+        page.click('nav a[data-page="overview"]')
+        expect(page.locator(f'#regions tr[data-region="{EAST}"]')).to_contain_text("this region")
+        expect(page.locator(f'#regions tr[data-region="{WEST}"]')).to_contain_text("reachable")
+        screenshot(page, "regions")
         browser.close()
     assert not [e for e in errors
                 if not e.startswith("Failed to load resource: the server responded with")], errors
+
+
+def test_the_dashboard_queries_series_a_region_serves(regions):
+    from consistency import admin_get
+    from test_metrics import served_families
+    token = admin_get(regions, "metrics-token")["token"]
+    context = ssl.create_default_context(cafile=regions.ca_bundle)
+    request = urllib.request.Request(f"https://127.0.0.1:{regions.console_port}/metrics",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10, context=context) as resp:
+        text = resp.read().decode()
+    served = served_families([text])
+    wanted = {m for m in dashboard_metrics() if m.startswith("tessera_replication_")}
+    assert len(wanted) >= 4 and wanted <= served, wanted - served

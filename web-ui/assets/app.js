@@ -298,7 +298,7 @@ function diskCell(n) {
 
 async function overviewPage() {
   await every(5000, async (show) => {
-    const [{ nodes }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
+    const [{ nodes, replication }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
     const up = nodes.filter((n) => n.up).length;
     const zones = [...new Set(nodes.map((n) => n.zone))];
     const hints = nodes.reduce((a, n) => a + (n.hints || 0), 0);
@@ -315,7 +315,7 @@ async function overviewPage() {
           h("td", {}, n.scrub ? (n.scrub.running ? "scrubbing" : `${count(n.scrub.corrupt + n.scrub.missing)} damaged`) : "—")));
       }
     }
-    const healing = heal && heal.running ? `healing ${heal.node}` : "none";
+    const healing = heal && heal.running ? h("div", {}, `healing ${heal.node}`, healBar(heal)) : "none";
     show("Overview",
       h("div", { class: "cards" },
         card("Region", activity.region, "region"),
@@ -324,6 +324,7 @@ async function overviewPage() {
         card("Pending hints", count(hints), "hints"),
         card("Heals in progress", healing, "heal"),
         card("Disk used", size ? `${bytes(size - free)} of ${bytes(size)}` : "—", "disk")),
+      replication.length ? regionsTable(activity.region, up, nodes.length, replication) : "",
       h("h2", {}, "Requests to this gateway"),
       h("div", { class: "charts" },
         chart("Requests", activity.samples, (s) => s.requests, activity.interval_secs),
@@ -332,6 +333,22 @@ async function overviewPage() {
       h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "State"), h("th", {}, "Node"), h("th", {}, "Address"),
         h("th", {}, "Disk"), h("th", { class: "num" }, "Hints"), h("th", {}, "Scrub"))), h("tbody", {}, rows)));
   });
+}
+
+/// This region and each peer region, as the links to them show them.
+function regionsTable(region, up, total, links) {
+  const rows = [h("tr", { "data-region": region }, h("td", {}, h("span", { class: `dot ${up === total ? "up" : "warn"}` }), "this region"),
+    h("td", {}, region), h("td", {}, `${up} / ${total} nodes up`), h("td", { class: "num" }, "—"), h("td", {}, "—"))];
+  for (const l of links) {
+    rows.push(h("tr", { "data-region": l.target },
+      h("td", {}, h("span", { class: `dot ${l.up ? "up" : "down"}` }), l.up ? "reachable" : "unreachable"),
+      h("td", {}, h("a", { href: "#/replication" }, l.target)), h("td", {}, l.draining ? "drained by this gateway" : "drained by another gateway"),
+      h("td", { class: "num", "data-field": "backlog" }, count(l.backlog_entries)),
+      h("td", { "data-field": "oldest" }, l.oldest_pending_secs == null ? "nothing pending" : seconds(l.oldest_pending_secs))));
+  }
+  return h("div", {}, h("h2", {}, "Regions"),
+    h("table", { id: "regions" }, h("thead", {}, h("tr", {}, h("th", {}, "State"), h("th", {}, "Region"), h("th", {}, ""),
+      h("th", { class: "num" }, "Changes to send"), h("th", {}, "Oldest pending"))), h("tbody", {}, rows)));
 }
 
 // ---- Buckets ----
@@ -679,16 +696,19 @@ async function scrubPage() {
         h("td", { class: "num", "data-field": "passes" }, s ? count(s.passes) : "—"),
         h("td", { class: "num", "data-field": "corrupt" }, s ? count(s.corrupt) : "—"),
         h("td", { class: "num", "data-field": "missing" }, s ? count(s.missing) : "—"),
+        h("td", { class: "num", "data-field": "repaired" }, s ? count(s.repaired) : "—"),
+        h("td", { class: "num", "data-field": "awaiting_repair" }, s ? count(s.awaiting_repair) : "—"),
         h("td", {}, h("button", {
           type: "button", class: "secondary", disabled: !n.up || (s && s.running), "aria-label": `Start a scrub pass on ${n.id}`,
           onclick: () => act(async () => { await adminPost(`scrub?node=${enc(n.id)}`); }, `Scrub started on ${n.id}.`),
         }, "Start pass")));
     });
     show("Scrub",
-      h("p", { class: "muted" }, "Each node re-reads its fragment files and checks every block's hash. Corrupt files are moved aside and the node is healed from the others."),
+      h("p", { class: "muted" }, "Each node re-reads its fragment files and checks every block's hash. Corrupt files are moved aside and the node is healed from the others; a damaged file counts as repaired once a good copy is back in its place."),
       h("table", { id: "scrub" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Node"), h("th", {}, "Zone"), h("th", {}, "State"),
         h("th", {}, "Current pass"), h("th", { class: "num" }, "Files"), h("th", { class: "num" }, "Speed"), h("th", {}, "Last finished"),
-        h("th", { class: "num" }, "Passes"), h("th", { class: "num" }, "Corrupt"), h("th", { class: "num" }, "Missing"), h("th", {}, ""))),
+        h("th", { class: "num" }, "Passes"), h("th", { class: "num" }, "Corrupt"), h("th", { class: "num" }, "Missing"),
+        h("th", { class: "num" }, "Repaired"), h("th", { class: "num" }, "Awaiting repair"), h("th", {}, ""))),
       h("tbody", {}, rows)));
   });
 }
@@ -704,10 +724,11 @@ async function healPage() {
     const details = heal ? h("div", { class: "panel" },
       h("div", { class: "row" }, h("strong", {}, `Node ${heal.node}`), heal.running ? h("span", { class: "badge" }, "running") : h("span", { class: "badge ok" }, "finished"),
         heal.errors ? h("span", { class: "badge bad" }, `${heal.errors} errors`) : ""),
-      heal.running ? bar(0, `${count(heal.shards_compared)} shards compared`, { indeterminate: true }) : bar(1, "done"),
+      healBar(heal),
       h("dl", { class: "props", style: "margin-top: 1em" }, [
         ["Started", ago(heal.started_unix)], ["Finished", heal.finished_unix ? ago(heal.finished_unix) : "—"],
         ["Shards compared", count(heal.shards_compared)], ["Shards that differed", count(heal.shards_differing)],
+        ["Versions listed", `${count(heal.versions_listed)} of about ${count(heal.versions_total)}`],
         ["Keys checked", count(heal.keys_checked)], ["Keys repaired", count(heal.keys_repaired)],
         ["Bytes rebuilt", bytes(heal.bytes_rebuilt)], ["Speed", `${bytes(heal.bytes_per_sec)}/s`], ["Errors", count(heal.errors)],
       ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])))
@@ -725,6 +746,15 @@ async function healPage() {
       h("h2", {}, "Current or last heal"), details,
       h("h2", {}, "Recent heals"), heals.length ? recentHeals(heals) : h("p", { class: "muted" }, "None yet."));
   });
+}
+
+/// How far a heal has got: it first compares every bucket's shards (no fraction known yet),
+/// then lists the versions of the buckets that differ, which the usage counted beforehand.
+function healBar(heal) {
+  if (!heal.running) return bar(1, "done");
+  if (!heal.versions_total) return bar(0, `comparing shards: ${count(heal.shards_compared)} compared`, { indeterminate: true });
+  const f = Math.min(0.99, heal.versions_listed / heal.versions_total);
+  return bar(f, `${Math.floor(f * 100)}% · ${count(heal.versions_listed)} of about ${count(heal.versions_total)} versions listed`);
 }
 
 /// The heals this gateway ran, newest first, one row each.

@@ -25,8 +25,9 @@ use s3_client::{object_path, query_value};
 pub const READ_FROM_HEADER: &str = "x-tessera-read-from";
 
 /// The client's headers that shape the answer, passed on to the peer.
-const PASSED_ON: [&str; 5] = [
+const PASSED_ON: [&str; 6] = [
     "range",
+    "x-amz-checksum-mode",
     "if-match",
     "if-none-match",
     "if-modified-since",

@@ -8,6 +8,7 @@
 use crate::ops::cluster::Cluster;
 use crate::ops::list::{list_versions, VersionQuery};
 use crate::ops::lookup::{self, Wait};
+use crate::ops::usage::bucket_usage;
 use crate::s3::error::S3Error;
 use node_rpc::protocol::{unix_now, CommitRequest};
 use node_rpc::record::{BucketId, VersionRef};
@@ -26,6 +27,13 @@ pub struct HealProgress {
     /// Shards of the node compared with their other holders, and those that differed.
     pub shards_compared: u64,
     pub shards_differing: u64,
+    /// Versions of the buckets with differing shards, counted when their shards were compared
+    /// (`bucket_usage`), and those listed so far: how far the heal has got. The listing walks
+    /// every version of such a bucket and looks at those of the differing shards.
+    #[serde(default)]
+    pub versions_total: u64,
+    #[serde(default)]
+    pub versions_listed: u64,
     /// Keys of the differing shards looked at, and those rebuilt.
     pub keys_checked: u64,
     pub keys_repaired: u64,
@@ -167,20 +175,29 @@ impl Healer {
             p.resumed_from = resume.clone();
         });
         let started = Instant::now();
+        // First every bucket's shards are compared, so that the work is known before it begins.
+        let mut walks = Vec::new();
         for bucket in cluster.live_buckets().await? {
-            let mut marker: Option<(String, Option<VersionRef>)> = match &resume {
+            let marker: Option<(String, Option<VersionRef>)> = match &resume {
                 Some((b, _)) if *b > bucket.name => continue,
                 Some((b, key)) if *b == bucket.name => Some((key.clone(), None)),
                 _ => None,
             };
             let (compared, differing) = differing_shards(cluster, &bucket.id, index).await?;
+            let versions = match differing.is_empty() {
+                true => 0,
+                false => bucket_usage(cluster, &bucket.id).await.versions,
+            };
             self.update(|p| {
                 p.shards_compared += compared;
                 p.shards_differing += differing.len() as u64;
+                p.versions_total += versions;
             });
-            if differing.is_empty() {
-                continue;
+            if !differing.is_empty() {
+                walks.push((bucket, marker, differing));
             }
+        }
+        for (bucket, mut marker, differing) in walks {
             loop {
                 // Every version (delete markers too) in a bucket that has versioning; the current
                 // record of each key otherwise, a deleted key's tombstone included, so that a node
@@ -194,6 +211,8 @@ impl Healer {
                     hide_markers: false,
                 };
                 let page = list_versions(cluster, &bucket.id, &query).await?;
+                let listed = page.versions.len() as u64;
+                self.update(|p| p.versions_listed += listed);
                 let in_differing = |key: &str| {
                     let shard = cluster.layout.shard_of(&bucket.id, key.as_bytes());
                     differing.contains(&shard.0)

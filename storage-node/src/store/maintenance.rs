@@ -12,6 +12,7 @@ use crate::protocol::unix_now;
 use crate::record::{ObjectRecord, PartData, PartRecord};
 use erasure::{FragmentVerifier, StripeLayout};
 use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -38,6 +39,37 @@ pub enum Scrubbed {
     Missing,
     /// Superseded, or replaced by a good copy, while it was looked at: nothing to do.
     Gone,
+}
+
+/// A fragment file the scrubber found corrupt or missing, kept until it is rebuilt (by a heal
+/// or a read repair) or no longer needed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Damaged {
+    /// The key of the record that named it, in hex.
+    pub position: String,
+    pub fragment_id: String,
+    pub fragment: u8,
+}
+
+impl Damaged {
+    pub fn of(target: &ScrubTarget) -> Damaged {
+        Damaged {
+            position: hex::encode(&target.position),
+            fragment_id: target.fragment_id.clone(),
+            fragment: target.fragment,
+        }
+    }
+}
+
+/// What became of a damaged fragment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// A good copy is in its place again.
+    Rebuilt,
+    /// Still lacking, and its record still names it.
+    Awaiting,
+    /// Its record no longer names it (the version was overwritten or deleted): nothing to rebuild.
+    Superseded,
 }
 
 /// Bytes the scrubber reads at a time.
@@ -237,14 +269,7 @@ impl Store {
         let file = match self.open_fragment(id, index) {
             Ok(file) => file,
             Err(StoreError::NoSuchFragment) => {
-                let still_named = match self.db.get_pinned(&target.position)? {
-                    Some(v) => {
-                        let (_, parts, _) = file_parts(target.position[0], &v)?;
-                        parts.iter().any(|p| p.fragment_id == *id)
-                    }
-                    None => false,
-                };
-                return Ok(if still_named {
+                return Ok(if self.names(&target.position, id)? {
                     Scrubbed::Missing
                 } else {
                     Scrubbed::Gone
@@ -290,6 +315,29 @@ impl Store {
         fs::create_dir_all(&corrupt)?;
         fs::rename(&path, corrupt.join(format!("{id}.{index}.{}", unix_now())))?;
         Ok(Scrubbed::Corrupt)
+    }
+
+    /// Whether a fragment file the scrubber found damaged has been rebuilt since.
+    pub fn repair_state(&self, damaged: &Damaged) -> Result<Repair, StoreError> {
+        let path = self.fragment_path(&damaged.fragment_id, damaged.fragment);
+        if fs::metadata(path).is_ok() {
+            return Ok(Repair::Rebuilt);
+        }
+        let position = hex::decode(&damaged.position).unwrap_or_default();
+        Ok(if self.names(&position, &damaged.fragment_id)? {
+            Repair::Awaiting
+        } else {
+            Repair::Superseded
+        })
+    }
+
+    /// Whether the record at `position` still names the fragment `id`.
+    fn names(&self, position: &[u8], id: &str) -> Result<bool, StoreError> {
+        let (Some(tag), Some(value)) = (position.first(), self.db.get_pinned(position)?) else {
+            return Ok(false);
+        };
+        let (_, parts, _) = file_parts(*tag, &value)?;
+        Ok(parts.iter().any(|p| p.fragment_id == id))
     }
 }
 

@@ -35,7 +35,7 @@ mod testing;
 mod versions;
 
 pub use fragment_file::FragmentFile;
-pub use maintenance::{ScrubTarget, Scrubbed};
+pub use maintenance::{Damaged, Repair, ScrubTarget, Scrubbed};
 
 use claims::Claim;
 use fragment_file::BufferPool;
