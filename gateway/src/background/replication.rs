@@ -18,6 +18,7 @@
 
 use crate::background::activity::{LastHour, SAMPLE_EVERY};
 use crate::background::peer::{Peer, SendError};
+use crate::ops::bucket::live_bucket;
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
@@ -375,6 +376,14 @@ impl Replication {
         if due.is_empty() || !draining {
             return (Pass::Idle, counting);
         }
+        // The target refuses a version of a bucket whose record it has not had yet
+        // (`NoSuchBucket`, and the entry would wait out a backoff): send the records first.
+        if let Ok(table) = cluster.buckets(false).await {
+            let synced = lock(&link.buckets).version;
+            if (due.iter()).any(|i| table.get(&i.bucket).is_none_or(|b| b.version > synced)) {
+                self.sync_buckets(link).await;
+            }
+        }
         let sent: Vec<(OutboxItem, Result<u64, SendError>)> = futures::stream::iter(due)
             .map(|item| async move {
                 let sent = self.send(link, &item).await;
@@ -427,8 +436,15 @@ impl Replication {
         }
         let bucket = match self.cluster.bucket(&item.bucket).await {
             Ok(bucket) => bucket,
-            // Deleted here since: its objects were deleted first, and those deletes are queued.
-            Err(S3Error::NoSuchBucket) => return Ok(0),
+            // The cached table can predate the bucket (made through another gateway a moment
+            // ago): only the nodes can say it is gone.
+            Err(S3Error::NoSuchBucket) => match live_bucket(&self.cluster, &item.bucket).await {
+                Ok(bucket) => bucket,
+                // Deleted here since: its objects were deleted first, and those deletes are
+                // queued.
+                Err(S3Error::NoSuchBucket) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            },
             Err(e) => return Err(e.into()),
         };
         link.peer.send(&self.cluster, &bucket, &item.entry).await
