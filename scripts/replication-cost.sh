@@ -2,7 +2,10 @@
 # What replication costs a region's own PUTs, on this machine: `tessera bench` PUTs against
 # us-east-1 of `tessera dev` (one region), of `tessera dev --regions 2` with eu-west-1 up (every
 # PUT is also written there, by processes that share this machine's cores), and with eu-west-1's
-# gateway stopped (each PUT is queued in the outbox, and nothing is sent).
+# gateway stopped, once with the bench bucket kept in us-east-1 (`tessera admin replication set
+# BUCKET` with no region: nothing is queued) and once replicating (each PUT is queued in the
+# outbox, and nothing is sent). The last two differ only by the outbox. Each run has a fresh
+# cluster, so that none inherits another's data.
 # Usage: scripts/replication-cost.sh [SECONDS]   (default 20 per run; build with
 # `cargo build --release` first). Prints one line per run.
 set -euo pipefail
@@ -48,12 +51,26 @@ EOF
   done
 }
 
+bucket=tessera-bench
+admin() { "$bin" admin --endpoint http://127.0.0.1:19400 "$@" >/dev/null; }
+
 start "$work/one"
 label="one region" bench
 stop
 
 start "$work/two" --regions 2
 label="two regions, link up" bench
-kill -9 "$(cat "$work/two/eu-west-1/gateway/pid")"
-label="two regions, peer down" bench
 stop
+
+for kept in local replicating; do
+  start "$work/$kept" --regions 2
+  if [ "$kept" = local ]; then
+    # The bench makes its bucket: a moment's bench first, so that the bucket can be kept here.
+    "$bin" bench --endpoint http://127.0.0.1:19400 --workload put --size 1KiB --concurrency 1 \
+      --duration 1 >/dev/null 2>&1
+    admin replication set "$bucket"
+  fi
+  kill -9 "$(cat "$work/$kept/eu-west-1/gateway/pid")"
+  label="peer down, bucket $kept" bench
+  stop
+done

@@ -56,6 +56,17 @@ async fn drained(s3: &S3Client, target: &str, limit: Duration) {
     .await;
 }
 
+/// Waits until `s3`'s gateway drains the link to the west (holds its lease).
+async fn draining(s3: &S3Client, limit: Duration) {
+    eventually(limit, "draining", || async {
+        match link(s3, WEST).await["draining"] == true {
+            true => Ok(()),
+            false => Err("not yet".into()),
+        }
+    })
+    .await;
+}
+
 /// (key, version id, whether a delete marker) of every version in a bucket, sorted.
 async fn versions(s3: &S3Client, bucket: &str) -> Vec<(String, String, bool)> {
     common::listed_versions(&s3.get(&format!("/{bucket}?versions")).await.text())
@@ -343,17 +354,7 @@ async fn of_two_gateways_one_drains_and_the_other_takes_over_when_it_dies() {
     let mut cluster = TestCluster::start_regions(2);
     let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
     bucket_everywhere(&[&east, &west], "photos", false).await;
-    eventually(
-        Duration::from_secs(20),
-        "the first gateway drains",
-        || async {
-            match link(&east, WEST).await["draining"] == true {
-                true => Ok(()),
-                false => Err("not yet".into()),
-            }
-        },
-    )
-    .await;
+    draining(&east, Duration::from_secs(20)).await;
     let second = cluster.second_gateway();
     let second = S3Client::in_region(&second, common::ACCESS_KEY, common::SECRET_KEY, EAST);
 
@@ -552,6 +553,15 @@ async fn a_drain_killed_in_the_middle_of_a_large_transfer_delivers_it_once_after
     cluster.kill("z1-n1");
     slow.set(Mode::Pass);
     cluster.restart("gateway");
+    // Restarted in the same place, it renews the lease its first run held rather than wait
+    // for it to lapse (10 s).
+    let restarted = Instant::now();
+    draining(&east, Duration::from_secs(30)).await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        restarted.elapsed()
+    );
     drained(&east, WEST, Duration::from_secs(60)).await;
     let got = west.get("/big/archive.tar").await;
     assert_eq!(got.status, 200);
@@ -587,49 +597,77 @@ async fn replication_throughput() {
         });
         let statuses: Vec<u16> = puts.buffer_unordered(16).collect().await;
         assert!(statuses.iter().all(|&s| s == 200));
+        let before = link(&east, WEST).await["delivered_entries"]
+            .as_u64()
+            .unwrap();
         let started = Instant::now();
         cut.set(Mode::Pass);
+        eventually(Duration::from_secs(60), "a first delivery", || async {
+            match link(&east, WEST).await["delivered_entries"].as_u64() > Some(before) {
+                true => Ok(()),
+                false => Err("not yet".into()),
+            }
+        })
+        .await;
+        let first = started.elapsed().as_secs_f64();
         drained(&east, WEST, Duration::from_secs(600)).await;
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "REPLICATION {count} objects of {size} B: {secs:.1} s, {:.0} objects/s, {:.0} MiB/s",
+            "REPLICATION {count} objects of {size} B: {secs:.1} s, {:.0} objects/s, {:.0} MiB/s \
+             (the first delivered after {first:.1} s)",
             count as f64 / secs,
             (count * size as u64) as f64 / secs / 1_048_576.0
         );
     }
 
-    // A 60 s partition under load: 4 KiB PUTs, 8 at a time, throughout.
+    // A steady load of 4 KiB PUTs, `width` at a time: first 32 (as many as this machine takes
+    // with both regions on it), then 8, under which the link is cut for 60 s.
     bucket_everywhere(&[&east, &west], "steady", false).await;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     let writing = std::sync::Arc::new(AtomicBool::new(true));
     let written = std::sync::Arc::new(AtomicU64::new(0));
+    let width = std::sync::Arc::new(AtomicU64::new(32));
     let load = {
         let (east, writing, written) = (east.clone(), writing.clone(), written.clone());
+        let width = width.clone();
         tokio::spawn(async move {
             let data = Bytes::from(common::random_bytes(4096, 3));
             while writing.load(Relaxed) {
-                let first = written.load(Relaxed);
-                let keys: Vec<String> = (0..8).map(|i| format!("/steady/k{}", first + i)).collect();
+                let (first, n) = (written.load(Relaxed), width.load(Relaxed));
+                let keys: Vec<String> = (0..n).map(|i| format!("/steady/k{}", first + i)).collect();
                 let puts = keys.iter().map(|key| east.put(key, data.clone()));
                 for reply in futures::future::join_all(puts).await {
                     assert_eq!(reply.status, 200);
                 }
-                written.fetch_add(8, Relaxed);
+                written.fetch_add(n, Relaxed);
             }
         })
     };
-    // Before the partition, the lag under that load: the oldest entry's age, sampled.
-    let mut lag: f64 = 0.0;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let seen = link(&east, WEST).await["oldest_pending_secs"].as_f64();
-        lag = lag.max(seen.unwrap_or(0.0));
+    // Before the partition, the lag under each load: the oldest entry's age, sampled.
+    for n in [32, 8] {
+        width.store(n, Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = written.load(Relaxed);
+        let mut lag: f64 = 0.0;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let seen = link(&east, WEST).await["oldest_pending_secs"].as_f64();
+            lag = lag.max(seen.unwrap_or(0.0));
+        }
+        let rate = (written.load(Relaxed) - before) as f64 / 10.0;
+        eprintln!(
+            "STEADY {n} in flight, about {rate:.0} PUTs/s of 4 KiB: oldest pending entry at most {lag:.1} s"
+        );
     }
-    let rate = written.load(Relaxed) as f64 / 10.0;
-    eprintln!("STEADY about {rate:.0} PUTs/s of 4 KiB: oldest pending entry at most {lag:.1} s");
     cut.set(Mode::Refuse);
     tokio::time::sleep(Duration::from_secs(60)).await;
     let backlog = link_backlog(&east).await;
+    let delivered = || async {
+        link(&east, WEST).await["delivered_entries"]
+            .as_u64()
+            .unwrap()
+    };
+    let delivered_before = delivered().await;
     cut.set(Mode::Pass);
     let healed = Instant::now();
     // The load goes on: the backlog is drained when its oldest entry is younger than a second.
@@ -645,12 +683,14 @@ async fn replication_throughput() {
     })
     .await;
     let caught_up = healed.elapsed().as_secs_f64();
+    let drained_rate = (delivered().await - delivered_before) as f64 / caught_up;
     writing.store(false, Relaxed);
     load.await.unwrap();
     let written = written.load(Relaxed);
     eprintln!(
         "PARTITION 60 s under load ({written} PUTs in all, backlog {backlog} at the end of it): \
-         caught up {caught_up:.1} s after the link returned"
+         caught up {caught_up:.1} s after the link returned, delivering {drained_rate:.0} \
+         entries/s meanwhile"
     );
 }
 

@@ -93,7 +93,7 @@ impl Gateway {
         let activity = Arc::new(Activity::default());
         let replication = match cluster_config.region.as_ref() {
             Some(region) if !region.peers.is_empty() => Some(Arc::new(
-                Replication::new(cluster.clone(), region, master_key.clone())
+                Replication::new(cluster.clone(), region, master_key.clone(), config.listen)
                     .map_err(|e| anyhow::anyhow!("replication: {e:?}"))?,
             )),
             _ => None,

@@ -32,6 +32,7 @@ use node_rpc::protocol::{
 use node_rpc::record::{BucketRecord, Version};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,15 +53,39 @@ const COUNT_SHARE: u32 = 10;
 /// The backoff of a failed entry, and of a link that is down: from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const LAST_BACKOFF: Duration = Duration::from_secs(60);
-/// The longest wait before a link that is down is tried again: what a partition's end costs
-/// before the drain resumes.
+/// The longest wait before a link that is down is tried again with a pass, and how often the
+/// heartbeat (the bucket records) asks meanwhile whether it is back: what a partition's end
+/// costs before the drain resumes.
 const LINK_BACKOFF: Duration = Duration::from_secs(2);
+const DOWN_HEARTBEAT: Duration = Duration::from_millis(250);
 /// Throughput is what was delivered over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// A drainer's lease on a link lasts this long unless renewed, which it is this often: a
 /// gateway that dies is taken over from within `LEASE_TTL` and a renewal.
 const LEASE_TTL: Duration = Duration::from_secs(10);
 const LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// The name a gateway asks for a link's lease under: its host and S3 address, so that a
+/// gateway restarted in the same place renews the lease it held instead of waiting out its
+/// previous run's (`LEASE_TTL`). Two gateways of a region never listen on one address of one
+/// host; were two hosts given one name and one address, both would drain, which costs each
+/// version a second send and loses nothing.
+fn drainer_id(host: &str, listen: SocketAddr) -> String {
+    let digest = blake3::hash(format!("{host}|{listen}").as_bytes());
+    hex::encode(&digest.as_bytes()[..8])
+}
+
+/// This machine's host name (empty if it cannot be read).
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match rc {
+        0 => String::from_utf8_lossy(&buf[..len]).into_owned(),
+        _ => String::new(),
+    }
+}
 
 /// One source -> target link, as `GET /_tessera/replication` shows it.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -142,16 +167,18 @@ struct BucketsSent {
 pub struct Replication {
     cluster: Arc<Cluster>,
     links: Vec<Link>,
-    /// This gateway, as it asks the nodes for the lease on draining a link.
+    /// This gateway, as it asks the nodes for the lease on draining a link (`drainer_id`).
     drainer: String,
 }
 
 impl Replication {
-    /// The drain for every peer region of `region`; `master_key` reads objects under SSE-S3.
+    /// The drain for every peer region of `region`, by the gateway that listens on `listen`;
+    /// `master_key` reads objects under SSE-S3.
     pub fn new(
         cluster: Arc<Cluster>,
         region: &RegionConfig,
         master_key: Option<WrappingKey>,
+        listen: SocketAddr,
     ) -> Result<Replication, S3Error> {
         let links = (region.peers.iter())
             .map(|p| {
@@ -172,7 +199,7 @@ impl Replication {
         Ok(Replication {
             cluster,
             links,
-            drainer: hex::encode(rand::random::<[u8; 8]>()),
+            drainer: drainer_id(&host_name(), listen),
         })
     }
 
@@ -296,7 +323,15 @@ impl Replication {
                 }
                 Pass::Down => {
                     down_for += 1;
-                    tokio::time::sleep(backoff(down_for).min(LINK_BACKOFF)).await;
+                    let until = Instant::now() + backoff(down_for).min(LINK_BACKOFF);
+                    // A heartbeat costs the target one small request, a pass a page of
+                    // versions: the drain resumes as soon as the heartbeat is answered.
+                    while Instant::now() < until {
+                        tokio::time::sleep(DOWN_HEARTBEAT).await;
+                        if self.heartbeat(link).await {
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -427,6 +462,15 @@ impl Replication {
                 status.last_error_unix = Some(unix_now());
             }
         }
+    }
+
+    /// Whether the target answers an empty bucket-record sync (a refusal is an answer); noted
+    /// as the link's `up`.
+    async fn heartbeat(&self, link: &Link) -> bool {
+        let sent = link.peer.send_buckets(&[]).await;
+        let up = !matches!(sent, Err(SendError::Unreachable(_)));
+        lock(&link.status).now.up = up;
+        up
     }
 
     /// Sends one entry; the bytes sent.
@@ -582,5 +626,15 @@ mod tests {
         assert_eq!(backoff(4), Duration::from_secs(8));
         assert_eq!(backoff(7), Duration::from_secs(60));
         assert_eq!(backoff(1000), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_gateway_keeps_its_drainer_name_across_restarts_and_no_other_shares_it() {
+        let at = |addr: &str| addr.parse::<SocketAddr>().unwrap();
+        let first = drainer_id("host-a", at("10.0.0.1:9000"));
+        assert_eq!(first, drainer_id("host-a", at("10.0.0.1:9000")));
+        assert_ne!(first, drainer_id("host-a", at("10.0.0.1:9002")));
+        assert_ne!(first, drainer_id("host-b", at("10.0.0.1:9000")));
+        assert!(!host_name().is_empty());
     }
 }
