@@ -3,7 +3,7 @@
 - `test_checker_*`: the checker's rules on made-up histories (no cluster), so that a clean run
   means something.
 - `test_randomized_faults_keep_reads_consistent`: the randomized checker (consistency.py) on its
-  own 3x3 cluster for TESSERA_CHECK_SECS (default 80 s, cluster start included); TESSERA_SEED
+  own 3x3 cluster for TESSERA_CHECK_SECS (default 60 s, cluster start included); TESSERA_SEED
   replays a run's faults.
 - `test_first_read_after_gateway_restart_sees_hinted_writes`: the interleaving of issue 16, made
   deterministic: it fails on code that serves a read from two holders that are still waiting for
@@ -26,7 +26,7 @@ from consistency import (
 )
 from helpers import unique_bucket
 
-CHECK_SECS = float(os.environ.get("TESSERA_CHECK_SECS", "80"))
+CHECK_SECS = float(os.environ.get("TESSERA_CHECK_SECS", "60"))
 
 
 @pytest.fixture(scope="module")
