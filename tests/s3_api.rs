@@ -478,6 +478,29 @@ async fn multipart_uploads_assemble_parts_in_order() {
     assert_eq!(complete(&s3, &path, &xml).await.code(), "NoSuchUpload");
 }
 
+/// A bucket made through one gateway can be written through another at once, although that
+/// one caches the bucket table for 2 s: a name its copy lacks is looked up on the nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_made_through_one_gateway_is_usable_through_another_at_once() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    let other = S3Client::new(&cluster.second_gateway(), ACCESS_KEY, SECRET_KEY);
+    assert_eq!(s3.put("/warm", Bytes::new()).await.status, 200);
+    for i in 0..3 {
+        // The other gateway reads the table now, before the bucket exists.
+        assert_eq!(other.head("/warm").await.status, 200);
+        assert_eq!(other.head(&format!("/fresh{i}")).await.status, 404);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            s3.put(&format!("/fresh{i}"), Bytes::new()).await.status,
+            200
+        );
+        let put = other.put(&format!("/fresh{i}/k"), Bytes::from("v")).await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        assert_eq!(other.get(&format!("/fresh{i}/k")).await.body[..], b"v"[..]);
+    }
+}
+
 /// GETs racing overwrites of the same key each return one whole version: an overwrite that
 /// removes the fragments a read has just found makes the read look again, not break off.
 #[tokio::test(flavor = "multi_thread")]

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 /// How long a gateway trusts its copy of the bucket table before reading it again.
 const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
+/// A bucket missing from a copy at least this old is looked for on the nodes (`Cluster::bucket`).
+const BUCKET_MISS_REFRESH: Duration = Duration::from_millis(500);
 
 pub struct Cluster {
     pub layout: Layout,
@@ -244,13 +246,13 @@ impl Cluster {
         self.layout.nodes().iter().collect()
     }
 
-    /// The live bucket of that name, or `NoSuchBucket`.
+    /// The live bucket of that name, or `NoSuchBucket`; one made through another gateway a moment
+    /// ago is found (`Table::lookup`).
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord, S3Error> {
-        self.buckets(false)
+        let live = |b: &BucketRecord| !b.deleted;
+        (self.buckets)
+            .lookup(name, live, BUCKET_MISS_REFRESH, || self.buckets(true))
             .await?
-            .get(name)
-            .filter(|b| !b.deleted)
-            .cloned()
             .ok_or(S3Error::NoSuchBucket)
     }
 

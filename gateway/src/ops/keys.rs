@@ -93,14 +93,10 @@ impl Cluster {
 
     /// The live key of that id, or `None`.
     pub async fn access_key(&self, id: &str) -> Result<Option<KeyRecord>, S3Error> {
-        let live = |table: &Snapshot<KeyRecord>| table.get(id).filter(|k| !k.deleted).cloned();
-        if let Some(found) = self.keys.cached(KEY_CACHE_TTL).as_ref().and_then(live) {
-            return Ok(Some(found));
-        }
-        if let Some(table) = self.keys.cached(MISS_REFRESH) {
-            return Ok(live(&table));
-        }
-        Ok(live(&self.keys(true).await?))
+        let live = |k: &KeyRecord| !k.deleted;
+        (self.keys)
+            .lookup(id, live, MISS_REFRESH, || self.keys(true))
+            .await
     }
 
     /// Writes a key record to every node; a majority must take it.

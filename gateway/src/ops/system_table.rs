@@ -63,6 +63,30 @@ impl<R: Entry> Table<R> {
         (at.elapsed() < max_age.min(self.ttl)).then(|| table.clone())
     }
 
+    /// The entry `name` if `live` takes it: from the cache, or, when a copy older than
+    /// `miss_refresh` lacks it, from the table read again (`read_fresh`). So an entry made
+    /// through another gateway is found at once, and names that exist nowhere make a gateway
+    /// read the table at most once per `miss_refresh`.
+    pub async fn lookup<Fut>(
+        &self,
+        name: &str,
+        live: impl Fn(&R) -> bool,
+        miss_refresh: Duration,
+        read_fresh: impl FnOnce() -> Fut,
+    ) -> Result<Option<R>, S3Error>
+    where
+        Fut: Future<Output = Result<Snapshot<R>, S3Error>>,
+    {
+        let find = |table: &Snapshot<R>| table.get(name).filter(|r| live(r)).cloned();
+        if let Some(found) = self.cached(self.ttl).as_ref().and_then(&find) {
+            return Ok(Some(found));
+        }
+        if let Some(table) = self.cached(miss_refresh) {
+            return Ok(find(&table));
+        }
+        Ok(find(&read_fresh().await?))
+    }
+
     /// The table, from the cache unless `fresh` or expired, else from a majority of `nodes`.
     pub async fn read<'a, F, Fut>(
         &self,
