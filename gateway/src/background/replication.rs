@@ -75,6 +75,14 @@ fn drainer_id(host: &str, listen: SocketAddr) -> String {
     hex::encode(&digest.as_bytes()[..8])
 }
 
+/// Notes as the link's `up` whether the target answered a bucket-record sync (a refusal is an
+/// answer), and returns it.
+fn note_answer<T>(link: &Link, sent: &Result<T, SendError>) -> bool {
+    let up = !matches!(sent, Err(SendError::Unreachable(_)));
+    lock(&link.status).now.up = up;
+    up
+}
+
 /// This machine's host name (empty if it cannot be read).
 fn host_name() -> String {
     let mut buf = [0u8; 256];
@@ -449,7 +457,7 @@ impl Replication {
         // target's state while there is nothing else to send.
         let newest = records.iter().map(|r| r.version).max().unwrap_or_default();
         let sent = link.peer.send_buckets(&records).await;
-        lock(&link.status).now.up = !matches!(sent, Err(SendError::Unreachable(_)));
+        note_answer(link, &sent);
         match sent {
             Ok(waiting) => {
                 let mut sent = lock(&link.buckets);
@@ -467,10 +475,7 @@ impl Replication {
     /// Whether the target answers an empty bucket-record sync (a refusal is an answer); noted
     /// as the link's `up`.
     async fn heartbeat(&self, link: &Link) -> bool {
-        let sent = link.peer.send_buckets(&[]).await;
-        let up = !matches!(sent, Err(SendError::Unreachable(_)));
-        lock(&link.status).now.up = up;
-        up
+        note_answer(link, &link.peer.send_buckets(&[]).await)
     }
 
     /// Sends one entry; the bytes sent.
