@@ -43,8 +43,8 @@
 //! # abandoned_upload_days = 7       # abort uploads left open this long (0: never)
 //! # lifecycle_day_secs = 86400      # length of a lifecycle "day" (shorten only for tests)
 //! # anti_entropy_secs = 3600        # heal every node against its peers this often (0: never)
-//! # replicate_threshold = 4096      # objects up to this size are kept whole on every holder
-//! #                                 # (0: erasure-code every object)
+//! # small_object_threshold = 4096   # objects up to this size are coded with R data shards
+//! #                                 # (two of six by default), not k (0: every object with k)
 //! # sse_master_key_file = "/etc/tessera/sse-master.key"  # SSE-S3's master key: base64 of 32
 //! #                                 # random bytes, the same on every gateway (or sse_master_key
 //! #                                 # = "..." here); without one, SSE-S3 is refused (501)

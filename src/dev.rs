@@ -366,7 +366,7 @@ async fn start_region(
         tls_cert: args.tls_cert.as_ref().map(|p| absolute(p)).transpose()?,
         tls_key: args.tls_key.as_ref().map(|p| absolute(p)).transpose()?,
         inline_threshold: 64 * 1024,
-        replicate_threshold: 4096,
+        small_object_threshold: 4096,
         block_size: 256 * 1024,
         heal_bytes_per_sec: 64 << 20,
         abandoned_upload_days: 7,

@@ -110,11 +110,12 @@ async fn reads_survive_two_dead_nodes_and_corrupt_fragments() {
     }
 }
 
-/// Objects up to `replicate_threshold` (4 KiB in `tessera dev`) are kept whole on every holder:
-/// with four of the six nodes dead they still read back from the two left (a read quorum), while
-/// an erasure-coded object, inline or in files, needs four fragments and is refused cleanly.
+/// Objects up to `small_object_threshold` (4 KiB in `tessera dev`) are coded 2+4, two being the
+/// read quorum: with four of the six nodes dead they still read back from the two left, while an
+/// object coded 4+2, inline or in files, needs four fragments and is refused cleanly. With a fifth
+/// node dead, the small ones are refused too: one fragment is half of one.
 #[tokio::test(flavor = "multi_thread")]
-async fn small_objects_are_whole_copies_that_survive_four_dead_nodes() {
+async fn small_objects_are_coded_two_of_six_and_survive_four_dead_nodes() {
     let mut cluster = TestCluster::start();
     let s3 = cluster.client();
     let mut objects = write_sizes(&s3).await;
@@ -145,6 +146,16 @@ async fn small_objects_are_whole_copies_that_survive_four_dead_nodes() {
                 got.text()
             );
         }
+    }
+    cluster.kill("z2-n2");
+    for (key, data) in objects.iter().filter(|(_, data)| !data.is_empty()) {
+        let got = s3.get(key).await;
+        assert_eq!(
+            got.status,
+            503,
+            "{key} ({} bytes) from one holder",
+            data.len()
+        );
     }
 }
 

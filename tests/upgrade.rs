@@ -31,7 +31,8 @@ fn lined(len: usize) -> Vec<u8> {
 }
 
 /// The objects of the plain bucket, one per way an object is kept: whole copies (up to 4 KiB in
-/// a dev cluster), fragments inside the records (up to 64 KiB) and fragment files.
+/// a dev cluster of format 1's release; since then such objects are coded 2+4), fragments inside
+/// the records (up to 64 KiB) and fragment files.
 fn plain_objects() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("whole/tiny.txt", b"kept as whole copies\n".to_vec()),

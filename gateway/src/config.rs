@@ -23,15 +23,19 @@ pub struct GatewayConfig {
     /// Objects (and parts) up to this size keep their fragments inside the metadata record. Default 64 KiB.
     #[serde(default = "default_inline_threshold")]
     pub inline_threshold: u64,
-    /// Single-part objects up to this size are kept whole on every one of their k+m holders,
-    /// inside the record, instead of erasure-coded. A read of one then needs a read quorum of
-    /// records (two, with the default write quorum) rather than k, which for 4 KiB objects is
-    /// about 1.5 times the GETs a second on one machine (see docs/performance.md), and it
-    /// survives the loss of all but one holder. The price is space: k+m copies instead of
-    /// (k+m)/k, about three times as much for a 4 KiB object once each record's own ~600 bytes
-    /// are counted. Default 4 KiB; 0 erasure-codes every object.
-    #[serde(default = "default_replicate_threshold")]
-    pub replicate_threshold: u64,
+    /// Single-part objects up to this size are coded with as many data shards as a read quorum
+    /// R (two, with the default write quorum of k+1) instead of k, inside the record. A read of
+    /// one then needs R records rather than k, which for 4 KiB objects is about 1.5 times the
+    /// GETs a second on one machine (see docs/performance.md), and it survives the loss of all
+    /// but R holders. The price is space: (k+m)/R times the object instead of (k+m)/k, about
+    /// twice as much for a 4 KiB object once each record's own ~600 bytes are counted. Default
+    /// 4 KiB; 0 codes every object with k. (`replicate_threshold` is its former name, from when
+    /// these objects were whole copies on every holder.)
+    #[serde(
+        default = "default_small_object_threshold",
+        alias = "replicate_threshold"
+    )]
+    pub small_object_threshold: u64,
     /// Domain for virtual-hosted-style requests: a `Host` of `<bucket>.<root_domain>` names the
     /// bucket, and the path is the key. Default: none (path-style only). Path-style requests keep
     /// working either way.
@@ -96,7 +100,7 @@ fn default_region() -> String {
 fn default_inline_threshold() -> u64 {
     64 * 1024
 }
-fn default_replicate_threshold() -> u64 {
+fn default_small_object_threshold() -> u64 {
     4096
 }
 fn default_block_size() -> usize {

@@ -104,7 +104,7 @@ def parse_body(body: bytes) -> str | None:
 
 
 def pick_size(rng: random.Random) -> int:
-    """Mostly small objects (kept as whole copies, <= 4 KiB), some inline erasure-coded ones."""
+    """Mostly small objects (coded 2+4, <= 4 KiB), some inline ones coded 4+2."""
     if rng.random() < 0.15:
         return rng.randint(38_000, 42_000)
     return rng.randint(100, 3_000)

@@ -98,7 +98,7 @@ def test_buckets_count_objects_versions_and_bytes(cluster):
     bucket = unique_bucket("usage")
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    sizes = {f"k{i}": 1000 * (i + 1) for i in range(10)}  # whole copies and erasure-coded
+    sizes = {f"k{i}": 1000 * (i + 1) for i in range(10)}  # coded 2+4 (<= 4 KiB) and 4+2
     sizes["big"] = 300_000
     for key, size in sizes.items():
         s3.put_object(Bucket=bucket, Key=key, Body=b"x" * size)

@@ -29,17 +29,17 @@ pub struct Cluster {
     /// Longest wait for any one node: a call, or the next block of a fragment stream.
     pub timeout: Duration,
     pub liveness: Liveness,
-    /// Small objects may be kept as whole copies on every holder (`replicate_threshold` > 0), so
-    /// a read first asks only a read quorum of holders, not k.
-    pub small_copies: bool,
-    /// The cluster's k+m: multipart uploads and objects above `replicate_threshold`.
+    /// Small objects may be coded with R data shards (`small_object_threshold` > 0), so a read
+    /// first asks only a read quorum of holders, not k.
+    pub small_objects: bool,
+    /// The cluster's k+m: multipart uploads and objects above `small_object_threshold`.
     pub codec: Codec,
-    /// One data shard and k+m-1 parity ones, which are copies of it: objects up to
-    /// `replicate_threshold`.
-    whole_copies: Codec,
+    /// R data shards and k+m-R parity ones, for objects up to `small_object_threshold`: any read
+    /// quorum of holders that have a version holds enough of its fragments to serve it.
+    small_codec: Codec,
     /// How objects are laid out; see `GatewayConfig`.
     pub inline_threshold: u64,
-    replicate_threshold: u64,
+    small_object_threshold: u64,
     pub block_size: usize,
     buckets: Table<BucketRecord>,
     /// The access keys (see `ops::keys`).
@@ -64,17 +64,19 @@ impl Cluster {
     pub fn new(config: &ClusterConfig, gateway: &GatewayConfig) -> anyhow::Result<Cluster> {
         let layout = config.layout()?;
         let width = config.data_shards + config.parity_shards;
+        let small_k = crate::ops::quorum::read_quorum(width, config.write_quorum())
+            .clamp(1, config.data_shards);
         Ok(Cluster {
             liveness: Liveness::new(layout.nodes().len()),
             layout,
             client: NodeClient::for_cluster(config)?,
             write_quorum: config.write_quorum(),
             timeout: config.rpc_timeout(),
-            small_copies: gateway.replicate_threshold > 0,
+            small_objects: gateway.small_object_threshold > 0,
             codec: Codec::shared(config.data_shards, config.parity_shards)?,
-            whole_copies: Codec::shared(1, width - 1)?,
+            small_codec: Codec::shared(small_k, width - small_k)?,
             inline_threshold: gateway.inline_threshold,
-            replicate_threshold: gateway.replicate_threshold,
+            small_object_threshold: gateway.small_object_threshold,
             block_size: gateway.block_size,
             buckets: Table::new(BUCKET_CACHE_TTL),
             keys: Table::new(crate::ops::keys::KEY_CACHE_TTL),
@@ -106,8 +108,8 @@ impl Cluster {
     /// The codec a new single-part object of `size` bytes is written with (with a threshold of 0,
     /// empty objects too are erasure-coded).
     pub fn codec_for(&self, size: u64) -> &Codec {
-        if self.small_copies && size <= self.replicate_threshold {
-            &self.whole_copies
+        if self.small_objects && size <= self.small_object_threshold {
+            &self.small_codec
         } else {
             &self.codec
         }
