@@ -632,7 +632,10 @@ mod tests {
         // 4+2: a version that three holders lack is on at most three, fewer than any quorum.
         assert!(never_acknowledged(3, 6, 4));
         assert!(!never_acknowledged(2, 6, 4));
-        // A whole copy (k = 1) is undone only when every holder lacks it.
+        // A small object coded 2+4: when five holders lack it, one at most has it.
+        assert!(never_acknowledged(5, 6, 2));
+        assert!(!never_acknowledged(4, 6, 2));
+        // A whole copy (k = 1, written by earlier releases) only when every holder lacks it.
         assert!(!never_acknowledged(5, 6, 1));
         assert!(never_acknowledged(6, 6, 1));
     }

@@ -126,6 +126,12 @@ impl Store {
         // blocks that fall out of the small cache are still in the page cache.
         opts.set_write_buffer_size(MEMTABLE_BYTES);
         opts.set_max_write_buffer_number(2);
+        // A WAL written over an old one's blocks is synced without a metadata change: appending
+        // to a new file made every commit's fdatasync also commit the file system's journal,
+        // which waits for the data other files (flushes, compactions, other nodes) put in it.
+        // Four recycled logs are about four memtables of disk (RocksDB's recyclable record
+        // format tells their old records from new ones after a crash).
+        opts.set_recycle_log_file_num(4);
         // Levels sized for those memtables rather than RocksDB's 64 MiB ones: with the default
         // 256 MiB base level every compaction of L0 rewrote the whole database (32, 65, then 98
         // MB in a 15 s PUT run), which made the disk, not the CPU, the limit of small PUTs.
