@@ -18,7 +18,8 @@ case "$duration" in
 esac
 python="${PYTHON:-.venv/bin/python}"
 [ -x "$python" ] && python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")" || python=python3
-export TESSERA_BIN="${TESSERA_BIN:-$PWD/target/release/tessera}"
+# Made absolute: the checker runs from tests/clients.
+export TESSERA_BIN="$(realpath "${TESSERA_BIN:-target/release/tessera}")"
 args=(--secs "$secs")
 [ -n "$seed" ] && args+=(--seed "$seed")
 cd tests/clients

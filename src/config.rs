@@ -189,4 +189,18 @@ secret_access_key = "b"
         let error = format!("{:#}", load(&clash).unwrap_err());
         assert!(error.contains("the same number"), "{error}");
     }
+
+    #[test]
+    fn the_small_object_threshold_defaults_to_4_kib_and_keeps_its_former_name() {
+        let serving = GATEWAY.replace(
+            "secret_access_key = \"b\"",
+            "secret_access_key = \"b\"\nregion = \"eu-west-1\"",
+        );
+        let threshold = |text: &str| load(text).unwrap().gateway.unwrap().small_object_threshold;
+        assert_eq!(threshold(&serving), 4096);
+        for key in ["small_object_threshold", "replicate_threshold"] {
+            let set = serving.replace("region = ", &format!("{key} = 0\nregion = "));
+            assert_eq!(threshold(&set), 0, "{key}");
+        }
+    }
 }
