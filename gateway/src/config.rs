@@ -27,9 +27,9 @@ pub struct GatewayConfig {
     /// R (two, with the default write quorum of k+1) instead of k, inside the record. A read of
     /// one then needs R records rather than k, which for 4 KiB objects is about 1.5 times the
     /// GETs a second on one machine (see docs/performance.md), and it survives the loss of all
-    /// but R holders. The price is space: (k+m)/R times the object instead of (k+m)/k, about
-    /// twice as much for a 4 KiB object once each record's own ~600 bytes are counted. Default
-    /// 4 KiB; 0 codes every object with k. (`replicate_threshold` is its former name, from when
+    /// but R holders. The price is space: (k+m)/R times the object instead of (k+m)/k (3 against
+    /// 1.5 with the defaults; about 1.6 times the bytes for a 4 KiB object once each record's own
+    /// ~600 bytes are counted). Default 4 KiB; 0 codes every object with k. (`replicate_threshold` is its former name, from when
     /// these objects were whole copies on every holder.)
     #[serde(
         default = "default_small_object_threshold",

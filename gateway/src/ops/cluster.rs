@@ -29,9 +29,6 @@ pub struct Cluster {
     /// Longest wait for any one node: a call, or the next block of a fragment stream.
     pub timeout: Duration,
     pub liveness: Liveness,
-    /// Small objects may be coded with R data shards (`small_object_threshold` > 0), so a read
-    /// first asks only a read quorum of holders, not k.
-    pub small_objects: bool,
     /// The cluster's k+m: multipart uploads and objects above `small_object_threshold`.
     pub codec: Codec,
     /// R data shards and k+m-R parity ones, for objects up to `small_object_threshold`: any read
@@ -72,7 +69,6 @@ impl Cluster {
             client: NodeClient::for_cluster(config)?,
             write_quorum: config.write_quorum(),
             timeout: config.rpc_timeout(),
-            small_objects: gateway.small_object_threshold > 0,
             codec: Codec::shared(config.data_shards, config.parity_shards)?,
             small_codec: Codec::shared(small_k, width - small_k)?,
             inline_threshold: gateway.inline_threshold,
@@ -105,10 +101,16 @@ impl Cluster {
         })
     }
 
+    /// Whether small objects are coded with R data shards (`small_object_threshold` > 0), so
+    /// that a read first asks only a read quorum of holders, not k.
+    pub fn small_objects(&self) -> bool {
+        self.small_object_threshold > 0
+    }
+
     /// The codec a new single-part object of `size` bytes is written with (with a threshold of 0,
     /// empty objects too are erasure-coded).
     pub fn codec_for(&self, size: u64) -> &Codec {
-        if self.small_objects && size <= self.small_object_threshold {
+        if self.small_objects() && size <= self.small_object_threshold {
             &self.small_codec
         } else {
             &self.codec

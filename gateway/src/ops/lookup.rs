@@ -76,12 +76,13 @@ pub struct Source {
 /// Reads one version of a key (`which`; `None`: the current one) from its holders. Asks the data
 /// fragments' holders first (their inline fragments need no decoding), as many as a read needs:
 /// a read quorum when small objects are coded with R data shards (those R answers serve the
-/// read), else k. Asks more only when those answers cannot serve the read (a holder failed, missed the newest
-/// version, or is known to be down; or the newest version is erasure-coded and needs k), and all
-/// the others when the first are not all in after `LOOKUP_HEDGE`. Returns as soon as a read
-/// quorum has answered and as many of the answers as the newest version's k carry its record, so
-/// a slow or paused holder does not hold up the request. `Ok(None)`: no such
-/// version, or one that a holder knows was deleted for good. A delete marker comes back as found.
+/// read), else k. Asks more only when those answers cannot serve the read (a holder failed,
+/// missed the newest version, or is known to be down; or the newest version is coded with more
+/// data shards than answers), and all the others when the first are not all in after
+/// `LOOKUP_HEDGE`. Returns as soon as a read quorum has answered and as many of the answers as
+/// the newest version's k carry its record, so a slow or paused holder does not hold up the
+/// request. `Ok(None)`: no such version, or one that a holder knows was deleted for good. A
+/// delete marker comes back as found.
 pub async fn lookup(
     cluster: &Cluster,
     bucket: &BucketId,
@@ -163,7 +164,7 @@ async fn ask_holders(
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
     let first = match wait {
-        Wait::Enough if cluster.small_objects => quorum.min(holders.len()),
+        Wait::Enough if cluster.small_objects() => quorum.min(holders.len()),
         Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
     };
