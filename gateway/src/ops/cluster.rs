@@ -4,6 +4,7 @@
 use crate::config::GatewayConfig;
 use crate::ops::keys::SecretSeal;
 use crate::ops::liveness::Liveness;
+use crate::ops::lookup_width::LookupWidth;
 use crate::ops::quorum::Quorum;
 use crate::ops::system_table::{Snapshot, Table};
 use crate::s3::error::S3Error;
@@ -37,6 +38,8 @@ pub struct Cluster {
     /// How objects are laid out; see `GatewayConfig`.
     pub inline_threshold: u64,
     small_object_threshold: u64,
+    /// Whether a lookup in a bucket asks R holders first or k (see `ops::lookup_width`).
+    pub(crate) lookup_width: LookupWidth,
     pub block_size: usize,
     buckets: Table<BucketRecord>,
     /// The access keys (see `ops::keys`).
@@ -73,6 +76,7 @@ impl Cluster {
             small_codec: Codec::shared(small_k, width - small_k)?,
             inline_threshold: gateway.inline_threshold,
             small_object_threshold: gateway.small_object_threshold,
+            lookup_width: LookupWidth::default(),
             block_size: gateway.block_size,
             buckets: Table::new(BUCKET_CACHE_TTL),
             keys: Table::new(crate::ops::keys::KEY_CACHE_TTL),
@@ -102,7 +106,7 @@ impl Cluster {
     }
 
     /// Whether small objects are coded with R data shards (`small_object_threshold` > 0), so
-    /// that a read first asks only a read quorum of holders, not k.
+    /// that a read may first ask only a read quorum of holders, not k (see `ops::lookup_width`).
     pub fn small_objects(&self) -> bool {
         self.small_object_threshold > 0
     }

@@ -164,7 +164,9 @@ async fn ask_holders(
     order.sort_by_key(|h| !cluster.is_up(h.node));
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
     let first = match wait {
-        Wait::Enough if cluster.small_objects() => quorum.min(holders.len()),
+        Wait::Enough if cluster.small_objects() && !cluster.lookup_width.expects_large(bucket) => {
+            quorum.min(holders.len())
+        }
         Wait::Enough => cluster.layout.data_shards().max(quorum).min(holders.len()),
         Wait::Everyone => holders.len(),
     };
@@ -254,7 +256,12 @@ async fn ask_holders(
             *record = None;
         }
     }
-    let Some(newest) = newest(&answered).cloned() else {
+    let newest = newest(&answered).cloned();
+    if wait == Wait::Enough && cluster.small_objects() {
+        let large = newest.as_ref().map_or(0, |r| r.data_shards as usize) > quorum;
+        cluster.lookup_width.learn(bucket, large);
+    }
+    let Some(newest) = newest else {
         return Ok(None);
     };
     // This gateway's next versions order after what it has seen, even with its clock behind

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod list;
 pub mod liveness;
 pub mod lookup;
+pub mod lookup_width;
 pub mod quorum;
 pub mod read;
 pub mod repair;
