@@ -313,6 +313,8 @@ def test_bucket_settings_are_shown_and_edited(page, console_url, cluster):
             "</LifecycleConfiguration>")
     page.fill("#setting-lifecycle", rule)
     page.locator("#setting-lifecycle ~ .row button", has_text="Save").click()
+    # The field holds what was typed at once: the toast says when the save has been answered.
+    expect(page.locator("#toast")).to_contain_text("Lifecycle saved.")
     expect(page.locator("#setting-lifecycle")).to_have_value(re.compile("old-logs"))
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert rules[0]["ID"] == "old-logs" and rules[0]["Expiration"]["Days"] == 30
@@ -324,6 +326,7 @@ def test_bucket_settings_are_shown_and_edited(page, console_url, cluster):
             "<AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>")
     page.fill("#setting-cors", cors)
     page.locator("#setting-cors ~ .row button", has_text="Save").click()
+    expect(page.locator("#toast")).to_contain_text("CORS saved.")
     expect(page.locator("#setting-cors")).to_have_value(re.compile("app.example"))
     assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedOrigins"] == \
         ["https://app.example"]
