@@ -5,8 +5,9 @@
 //! asks only R holders first: asking k would double the calls of every small GET (4 KiB GETs at
 //! 32 in flight fell from 13,700/s to 7,900-8,600/s). But a larger object needs k records, and a
 //! lookup that asked R finds that out from the first answer and asks k-R more, one round trip
-//! later (about 6% of the rate of 1 MiB GETs at 8 in flight). Buckets tend to hold objects of one
-//! kind, so each bucket remembers which kind its recent lookups found and asks for that many.
+//! later (1-6% of the rate of 1 MiB GETs at 8 in flight, as measured). Buckets tend to hold
+//! objects of one kind, so each bucket remembers which kind its recent lookups found and asks for
+//! that many.
 //! This only chooses whom to ask first: a lookup still asks whoever it needs after that.
 
 use node_rpc::record::BucketId;
