@@ -29,8 +29,9 @@ pub struct GatewayConfig {
     /// GETs a second on one machine (see docs/performance.md), and it survives the loss of all
     /// but R holders. The price is space: (k+m)/R times the object instead of (k+m)/k (3 against
     /// 1.5 with the defaults; about 1.6 times the bytes for a 4 KiB object once each record's own
-    /// ~600 bytes are counted). Default 4 KiB; 0 codes every object with k. (`replicate_threshold` is its former name, from when
-    /// these objects were whole copies on every holder.)
+    /// ~600 bytes are counted). Default 4 KiB; 0 codes every object with k.
+    /// (`replicate_threshold` is its former name, from when these objects were whole copies on
+    /// every holder.)
     #[serde(
         default = "default_small_object_threshold",
         alias = "replicate_threshold"

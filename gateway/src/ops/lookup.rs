@@ -76,7 +76,8 @@ pub struct Source {
 /// Reads one version of a key (`which`; `None`: the current one) from its holders. Asks the data
 /// fragments' holders first (their inline fragments need no decoding), as many as a read needs:
 /// a read quorum when small objects are coded with R data shards (those R answers serve the
-/// read), else k. Asks more only when those answers cannot serve the read (a holder failed,
+/// read) unless the bucket's recent lookups found mostly larger objects (`ops::lookup_width`),
+/// else k. Asks more only when those answers cannot serve the read (a holder failed,
 /// missed the newest version, or is known to be down; or the newest version is coded with more
 /// data shards than answers), and all the others when the first are not all in after
 /// `LOOKUP_HEDGE`. Returns as soon as a read quorum has answered and as many of the answers as
