@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use erasure::{Codec, StripeLayout};
+use erasure::{Codec, FrameFormat, StripeLayout};
 use std::hint::black_box;
 
 const STRIPE: usize = 1 << 20;
@@ -15,6 +15,7 @@ fn layout() -> StripeLayout {
         size: STRIPE as u64,
         data_shards: 4,
         block_size: STRIPE / 4,
+        frames: FrameFormat::NEWEST,
     }
 }
 
@@ -46,13 +47,19 @@ fn erasure(c: &mut Criterion) {
     });
     group.finish();
 
-    let block = &data[..STRIPE / 4];
-    let mut group = c.benchmark_group("blake3");
-    group.throughput(Throughput::Bytes(block.len() as u64));
-    group.bench_function("block_hash 256 KiB", |b| {
-        b.iter(|| erasure::block_hash(0, 0, black_box(block)))
-    });
-    group.finish();
+    // A 1 MiB object's block, and a 4 KiB object's (coded 2+4), in each frame format.
+    for (name, len) in [("256 KiB", STRIPE / 4), ("2 KiB", 2 << 10)] {
+        let block = &data[..len];
+        let mut group = c.benchmark_group(format!("block_hash {name}"));
+        group.throughput(Throughput::Bytes(len as u64));
+        for frames in [FrameFormat::PositionFirst, FrameFormat::PositionLast] {
+            let format = format!("format {}", frames.number());
+            group.bench_function(format, |b| {
+                b.iter(|| frames.block_hash(0, 0, black_box(block)))
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group! {

@@ -364,6 +364,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
         size: 32 << 20,
         data_shards: 4,
         block_size: 256 << 10,
+        frames: erasure::FrameFormat::NEWEST,
     };
     let object = random_bytes(layout.size as usize, 77);
     let mut frames = Vec::new();

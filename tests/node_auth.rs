@@ -5,10 +5,11 @@
 mod common;
 
 use common::{listed_keys, random_bytes, TestCluster};
+use erasure::FrameFormat;
 use node_rpc::auth::{BodyDigest, ClusterSecret, StreamKey};
 use node_rpc::body::full;
 use node_rpc::client::{FragmentBody, NodeClient, RpcError};
-use node_rpc::protocol::{CommitRequest, BLOCK_SIZE_HEADER};
+use node_rpc::protocol::{CommitRequest, BLOCK_SIZE_HEADER, FRAMES_HEADER};
 use node_rpc::protocol::{DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER};
 use node_rpc::record::{BucketId, ObjectRecord, Version};
 use node_rpc::tls;
@@ -163,6 +164,9 @@ fn fragment_upload(
     head.push_str(&format!("{SIZE_HEADER}: {}\r\n", layout.size));
     head.push_str(&format!("{DATA_SHARDS_HEADER}: {}\r\n", layout.data_shards));
     head.push_str(&format!("{BLOCK_SIZE_HEADER}: {}\r\n", layout.block_size));
+    if layout.frames != FrameFormat::PositionFirst {
+        head.push_str(&format!("{FRAMES_HEADER}: {}\r\n", layout.frames.number()));
+    }
     if raw {
         head.push_str(&format!(
             "connection: upgrade\r\nupgrade: {RAW_FRAGMENT_PROTOCOL}\r\n\r\n"
@@ -222,15 +226,26 @@ async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
     let tmp = cluster.path().join(&node).join("fragments").join("tmp");
     let leftovers = || std::fs::read_dir(&tmp).map_or(0, |d| d.count());
 
-    let layout = erasure::StripeLayout {
+    let newest = erasure::StripeLayout {
         size: 3 << 20,
         data_shards: 4,
         block_size: 256 << 10,
+        frames: FrameFormat::NEWEST,
     };
-    let fragment = fragment_1(layout);
+    let oldest = erasure::StripeLayout {
+        frames: FrameFormat::PositionFirst,
+        ..newest
+    };
 
-    for raw in [false, true] {
-        let id = node_rpc::record::fragment_id(&[b"forged", &[raw as u8]]);
+    for (layout, raw) in [
+        (newest, false),
+        (newest, true),
+        (oldest, false),
+        (oldest, true),
+    ] {
+        let fragment = fragment_1(layout);
+        let name = |what: &[u8]| [what, &[raw as u8, layout.frames.number()]].concat();
+        let id = node_rpc::record::fragment_id(&[&name(b"forged")]);
         let (head, _) = fragment_upload(&secret, &id, layout, raw);
         let (_, other_key) = fragment_upload(&secret, &id, layout, raw);
         let (status, message) = upload(&addr, &head, &fragment, layout, &other_key, raw).await;
@@ -241,10 +256,21 @@ async fn fragment_uploads_are_bound_to_their_call_by_the_tag() {
             .await;
         assert!(matches!(&missing, Err(e) if e.is_not_found()), "raw {raw}");
 
-        let id = node_rpc::record::fragment_id(&[b"signed", &[raw as u8]]);
+        // Frames of one format uploaded as the other's are refused, and nothing is kept.
+        let other = erasure::StripeLayout {
+            frames: [newest, oldest][(layout == newest) as usize].frames,
+            ..layout
+        };
+        let id = node_rpc::record::fragment_id(&[&name(b"other format")]);
+        let (head, key) = fragment_upload(&secret, &id, other, raw);
+        let (status, message) = upload(&addr, &head, &fragment, other, &key, raw).await;
+        assert_eq!(status / 100, 4, "raw {raw}, {other:?}: {message}");
+        common::wait_until(|| leftovers() == 0, "the refused upload's file removed").await;
+
+        let id = node_rpc::record::fragment_id(&[&name(b"signed")]);
         let (head, key) = fragment_upload(&secret, &id, layout, raw);
         let (status, message) = upload(&addr, &head, &fragment, layout, &key, raw).await;
-        assert_eq!(status, 200, "raw {raw}: {message}");
+        assert_eq!(status, 200, "raw {raw}, {layout:?}: {message}");
     }
 }
 
@@ -352,6 +378,7 @@ async fn nodes_serve_tls_that_only_the_clusters_ca_passes() {
         size: 8 << 20,
         data_shards: 4,
         block_size: 256 << 10,
+        frames: FrameFormat::NEWEST,
     };
     let fragment = fragment_1(layout);
     let id = node_rpc::record::fragment_id(&[b"over tls"]);

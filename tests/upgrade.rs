@@ -194,7 +194,7 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     let node = NODES[0];
     let recorded = cluster.path().join(node).join("format");
     let text = std::fs::read_to_string(&recorded).expect("the node recorded its format");
-    assert_eq!(text, "tessera-store-format 1\n");
+    assert_eq!(text, "tessera-store-format 2\n", "recorded as the format it now holds");
     cluster.kill(node);
     std::fs::write(&recorded, "tessera-store-format 99\n").unwrap();
     let config = cluster.path().join("config").join(format!("{node}.toml"));
@@ -207,7 +207,7 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     assert!(!out.status.success(), "the node started on format 99");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 1"),
+        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 2"),
         "{stderr}"
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 //! receives them (`FragmentVerifier`) and as the gateway reads and repairs them (`decode_stripe`,
 //! `rebuild_frames`, `rebuild_fragment`).
 //!
-//! Input: a mode byte, then
+//! Input: a mode byte (its second bit chooses the frame format: clear for format 2, set for 1), then
 //! - mode even: a stripe geometry as a node takes it from a request's headers (any nonzero
 //!   numbers), a fragment index, a chunk size, and bytes fed to a verifier as the fragment;
 //! - mode odd: a small geometry, a mask of fragments lost and one of fragments corrupted, and
@@ -10,7 +10,7 @@
 //!   the bytes while at least k frames are intact, and lost fragments must rebuild as they were.
 #![no_main]
 
-use erasure::{Codec, FragmentVerifier, StripeLayout};
+use erasure::{Codec, FragmentVerifier, FrameFormat, StripeLayout};
 use libfuzzer_sys::fuzz_target;
 
 fn take<const N: usize>(data: &mut &[u8]) -> Option<[u8; N]> {
@@ -19,13 +19,13 @@ fn take<const N: usize>(data: &mut &[u8]) -> Option<[u8; N]> {
     Some(*head)
 }
 
-fn verify_received(mut data: &[u8]) -> Option<()> {
+fn verify_received(frames: FrameFormat, mut data: &[u8]) -> Option<()> {
     let size = u64::from_le_bytes(take::<8>(&mut data)?);
     let data_shards = u64::from_le_bytes(take::<8>(&mut data)?) as usize;
     let block_size = u64::from_le_bytes(take::<8>(&mut data)?) as usize;
     let [index, chunk] = take::<2>(&mut data)?;
     // The checks a node makes on a fragment upload's headers (storage-node `fragment_layout`).
-    let layout = StripeLayout::checked(size, data_shards, block_size).ok()?;
+    let layout = StripeLayout::checked(size, data_shards, block_size, frames).ok()?;
     let mut verifier = FragmentVerifier::new(layout, index as usize);
     let mut fed = 0u64;
     for piece in data.chunks(chunk.max(1) as usize) {
@@ -40,7 +40,7 @@ fn verify_received(mut data: &[u8]) -> Option<()> {
     Some(())
 }
 
-fn encode_and_decode(mut data: &[u8]) -> Option<()> {
+fn encode_and_decode(frames: FrameFormat, mut data: &[u8]) -> Option<()> {
     let [k, m, block, lost, corrupt] = take::<5>(&mut data)?;
     let (k, m) = (1 + k as usize % 6, m as usize % 4);
     let (lost, corrupt) = (lost as u32, corrupt as u32);
@@ -50,6 +50,7 @@ fn encode_and_decode(mut data: &[u8]) -> Option<()> {
         size: data.len() as u64,
         data_shards: k,
         block_size,
+        frames,
     };
     let width = k + m;
     let mut fragments = vec![Vec::new(); width];
@@ -135,9 +136,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
+    let frames = match mode & 2 {
+        0 => FrameFormat::NEWEST,
+        _ => FrameFormat::PositionFirst,
+    };
     if mode % 2 == 0 {
-        verify_received(rest);
+        verify_received(frames, rest);
     } else {
-        encode_and_decode(rest);
+        encode_and_decode(frames, rest);
     }
 });

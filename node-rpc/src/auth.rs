@@ -12,7 +12,7 @@
 //! - `x-tessera-signature`: HMAC-SHA256 under the secret of the method, the path and query, the
 //!   date, the nonce and the body header. Checked in constant time.
 
-use erasure::{StripeLayout, HASH_LEN};
+use erasure::{FrameFormat, StripeLayout, HASH_LEN};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -106,6 +106,11 @@ impl StreamKey {
         hasher.update(&layout.size.to_le_bytes());
         hasher.update(&(layout.data_shards as u64).to_le_bytes());
         hasher.update(&(layout.block_size as u64).to_le_bytes());
+        // Format 1's tags are as they were before formats had numbers, so that an upload from a
+        // gateway of then still checks.
+        if layout.frames != FrameFormat::PositionFirst {
+            hasher.update(&[layout.frames.number()]);
+        }
         StreamTagger {
             hasher,
             layout,
@@ -483,6 +488,7 @@ mod tests {
             size: 16,
             data_shards: 2,
             block_size: 4,
+            frames: FrameFormat::NEWEST,
         };
         let fragment: Vec<u8> = (0..2 * (4 + HASH_LEN) as u8).collect();
         let call = secret().sign("PUT", "/v1/fragment/a/1", BodyDigest::Streamed);
@@ -519,11 +525,19 @@ mod tests {
             received(&fragment, 7).check(&tag[..31]),
             Err(AuthError::TagMismatch)
         );
-        // Another layout, or another call's key, makes another tag for the same bytes.
-        let other_layout = StripeLayout { size: 17, ..layout };
-        let mut relaid = key.tagger(other_layout);
-        relaid.update(&fragment);
-        assert_ne!(relaid.tag(), tag);
+        // Another layout or frame format, or another call's key, makes another tag for the same
+        // bytes.
+        for other_layout in [
+            StripeLayout { size: 17, ..layout },
+            StripeLayout {
+                frames: FrameFormat::PositionFirst,
+                ..layout
+            },
+        ] {
+            let mut relaid = key.tagger(other_layout);
+            relaid.update(&fragment);
+            assert_ne!(relaid.tag(), tag);
+        }
         let other = secret().sign("PUT", "/v1/fragment/a/1", BodyDigest::Streamed);
         let mut elsewhere = other.stream_key.unwrap().tagger(layout);
         elsewhere.update(&fragment);

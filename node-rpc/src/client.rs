@@ -8,7 +8,7 @@ use crate::protocol::{
     CommitRequest, LeaseAnswer, LeaseRequest, ListRequest, ListResponse, Lookup, OutboxPage,
     OutboxReport, OutboxRequest, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage,
     UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
-    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    FRAMES_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
     BucketId, BucketRecord, Inline, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -16,7 +16,7 @@ use crate::record::{
 use crate::tls::{self, TlsError};
 use crate::ClusterConfig;
 use bytes::Bytes;
-use erasure::StripeLayout;
+use erasure::{FrameFormat, StripeLayout};
 use http::header::{CONNECTION, UPGRADE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -136,6 +136,10 @@ pub struct NodeHealth {
     pub disk_free_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size_bytes: Option<u64>,
+    /// The fragment frame formats the node checks and serves (`erasure::FrameFormat::number`);
+    /// empty from a node of a release before format 2, which knows format 1 alone.
+    #[serde(default)]
+    pub frame_formats: Vec<u8>,
 }
 
 impl NodeClient {
@@ -413,6 +417,9 @@ impl NodeClient {
             (DATA_SHARDS_HEADER, layout.data_shards.to_string()),
             (BLOCK_SIZE_HEADER, layout.block_size.to_string()),
         ];
+        if layout.frames != FrameFormat::PositionFirst {
+            headers.push((FRAMES_HEADER, layout.frames.number().to_string()));
+        }
         let path = format!("/v1/fragment/{id}/{index}");
         if layout.fragment_len() >= RAW_MIN && self.hint_for.is_none() {
             headers.extend(raw_upgrade());

@@ -12,6 +12,10 @@ pub use crate::auth::{unix_now, ClusterSecret};
 pub const SIZE_HEADER: &str = "x-tessera-size";
 pub const DATA_SHARDS_HEADER: &str = "x-tessera-data-shards";
 pub const BLOCK_SIZE_HEADER: &str = "x-tessera-block-size";
+/// The upload's frame format (`erasure::FrameFormat::number`); absent for format 1, which every
+/// node knows. A gateway sends format 2 only to a cluster whose nodes all report it
+/// (`NodeHealth::frame_formats`).
+pub const FRAMES_HEADER: &str = "x-tessera-frames";
 /// The protocol a large fragment transfer may switch its connection to (HTTP `Upgrade`), after
 /// the node has checked the request and answered 101:
 /// - A read: the node sends the asked range alone on the connection with `sendfile`, and closes

@@ -2,6 +2,7 @@
 
 use crate::object_lock::{BucketLock, ObjectLock};
 use base64::{engine::general_purpose::STANDARD, Engine};
+use erasure::{FrameFormat, StripeLayout};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -191,6 +192,25 @@ pub struct PartData {
     /// The part's own data key, wrapped (see `Encryption`), when the object is encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// How its frames' hashes take in their position; absent in records written before format 2.
+    #[serde(
+        default,
+        skip_serializing_if = "frame_number::is_first",
+        with = "frame_number"
+    )]
+    pub frames: FrameFormat,
+}
+
+impl PartData {
+    /// How the part is cut into stripes, for an object coded with `data_shards` data shards.
+    pub fn layout(&self, data_shards: usize) -> StripeLayout {
+        StripeLayout {
+            size: self.size,
+            data_shards,
+            block_size: self.block_size as usize,
+            frames: self.frames,
+        }
+    }
 }
 
 /// How an object's bytes are encrypted at rest. Each part is encrypted with a random key of its
@@ -804,6 +824,26 @@ impl<'de> Deserialize<'de> for Inline {
     }
 }
 
+/// A `FrameFormat` as its number, absent for format 1 (see `PartData::frames`).
+pub mod frame_number {
+    use erasure::FrameFormat;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn is_first(frames: &FrameFormat) -> bool {
+        *frames == FrameFormat::PositionFirst
+    }
+
+    pub fn serialize<S: Serializer>(frames: &FrameFormat, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(frames.number())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FrameFormat, D::Error> {
+        let number = u8::deserialize(d)?;
+        FrameFormat::from_number(number)
+            .ok_or_else(|| D::Error::custom(format!("unknown frame format {number}")))
+    }
+}
+
 mod hex_id {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -949,6 +989,30 @@ mod tests {
     }
 
     #[test]
+    fn a_part_names_its_frame_format_from_format_2_on() {
+        let part = PartData {
+            number: 1,
+            size: 3,
+            md5: "00".into(),
+            block_size: 4,
+            fragment_id: fragment_id(&[b"x"]),
+            inline: None,
+            checksum: None,
+            key: None,
+            frames: FrameFormat::PositionLast,
+        };
+        let json = serde_json::to_string(&part).unwrap();
+        assert!(json.contains(r#""frames":2"#), "{json}");
+        assert_eq!(serde_json::from_str::<PartData>(&json).unwrap(), part);
+        assert_eq!(part.layout(4).frames, FrameFormat::PositionLast);
+        let unknown = json.replace(r#""frames":2"#, r#""frames":3"#);
+        assert!(serde_json::from_str::<PartData>(&unknown).is_err());
+        let before = json.replace(r#","frames":2"#, "");
+        let old = serde_json::from_str::<PartData>(&before).unwrap();
+        assert_eq!(old.frames, FrameFormat::PositionFirst, "{before}");
+    }
+
+    #[test]
     fn inline_bytes_survive_json() {
         let part = PartData {
             number: 1,
@@ -959,9 +1023,14 @@ mod tests {
             inline: Some(Inline::encode(&[0, 255, 7])),
             checksum: None,
             key: None,
+            frames: FrameFormat::PositionFirst,
         };
         let json = serde_json::to_string(&part).unwrap();
         assert!(json.contains(r#""inline":"AP8H""#), "{json}");
+        assert!(
+            !json.contains("frames"),
+            "format 1 is written as before: {json}"
+        );
         assert_eq!(serde_json::from_str::<PartData>(&json).unwrap(), part);
         assert_eq!(
             serde_json::from_reader::<_, PartData>(json.as_bytes()).unwrap(),

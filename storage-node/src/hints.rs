@@ -6,10 +6,11 @@
 
 use crate::client::{NodeClient, RpcError};
 use crate::protocol::{CommitRequest, PartRequest};
+use crate::record::frame_number;
 use crate::server::stream_fragment;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
-use erasure::StripeLayout;
+use erasure::{FrameFormat, StripeLayout};
 use placement::NodeInfo;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -44,6 +45,12 @@ pub struct HintedFragment {
     pub index: u8,
     pub size: u64,
     pub block_size: u32,
+    #[serde(
+        default,
+        skip_serializing_if = "frame_number::is_first",
+        with = "frame_number"
+    )]
+    pub frames: FrameFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +122,7 @@ impl HintedFragment {
             index,
             size: part.size,
             block_size: part.block_size,
+            frames: part.frames,
         }
     }
 }
@@ -206,6 +214,7 @@ async fn deliver(
             size: f.size,
             data_shards,
             block_size: f.block_size as usize,
+            frames: f.frames,
         };
         let len = layout.fragment_len();
         let body = stream_fragment(store.clone(), f.id.clone(), f.index, 0, len, Bytes::new());
@@ -246,6 +255,7 @@ mod tests {
             inline: inline.then(|| Inline::encode(&[1, 2, 3])),
             checksum: None,
             key: None,
+            frames: FrameFormat::PositionLast,
         }
     }
 
@@ -267,6 +277,9 @@ mod tests {
         let hint = Hint::new("z1-n1", "POST", "/v1/commit", body).unwrap();
         assert_eq!(hint.fragments.len(), 1);
         assert_eq!(hint.fragments[0].index, 4);
+        assert_eq!(hint.fragments[0].frames, FrameFormat::PositionLast);
+        let kept: Hint = serde_json::from_str(&serde_json::to_string(&hint).unwrap()).unwrap();
+        assert_eq!(kept.fragments, hint.fragments);
         assert_eq!(hint.reply(), "true");
         assert!(Hint::new("z1-n1", "PUT", "/v1/fragment/x/1", Bytes::new()).is_err());
         assert!(Hint::new("z1-n1", "POST", "/v1/commit", Bytes::from("{")).is_err());

@@ -253,6 +253,7 @@ mod tests {
                 composite: false,
             }),
             key: None,
+            frames: Default::default(),
         }
     }
 

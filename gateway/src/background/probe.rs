@@ -49,6 +49,7 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
             if !was_up {
                 tracing::info!(node = %nodes[index].id, "storage node is back");
             }
+            live.set_frame_formats(index, &health.frame_formats);
             // The scrubber found damaged fragment files (moved aside or missing): the node's
             // digests now differ from its peers' where they are, and a heal rebuilds them.
             let damaged = health.scrub.damaged();

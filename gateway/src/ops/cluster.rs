@@ -121,12 +121,14 @@ impl Cluster {
         }
     }
 
-    /// How an object of `size` bytes written with `codec` is cut into stripes.
+    /// How an object of `size` bytes written now with `codec` is cut into stripes, and the
+    /// format of its frames.
     pub fn stripe_layout(&self, codec: &Codec, size: u64) -> StripeLayout {
         StripeLayout {
             size,
             data_shards: codec.data_shards(),
             block_size: self.block_size,
+            frames: self.liveness.frame_format(),
         }
     }
 

@@ -5,8 +5,12 @@
 //! It also knows which nodes lack writes that substitutes still keep for them (are "behind"),
 //! which decides how a read counts its answers (see `reads_settled` and docs/architecture.md,
 //! "Reads after hinted writes").
+//!
+//! And it knows which fragment frame formats every node checks, which decides the format new
+//! fragments are written in (`frame_format`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use erasure::FrameFormat;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -28,6 +32,9 @@ pub struct Liveness {
     keepers: Mutex<Vec<Vec<usize>>>,
     /// Probe rounds finished: none yet means this gateway has not heard what the nodes hold.
     rounds: AtomicU64,
+    /// The frame formats each node last reported knowing, one bit each (bit n: format n); 0
+    /// until it has answered a probe.
+    frame_formats: Vec<AtomicU8>,
     epoch: Instant,
 }
 
@@ -42,6 +49,7 @@ impl Liveness {
             hinted_at: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
             keepers: Mutex::new(vec![Vec::new(); nodes]),
             rounds: AtomicU64::new(0),
+            frame_formats: (0..nodes).map(|_| AtomicU8::new(0)).collect(),
             epoch: Instant::now(),
         }
     }
@@ -63,6 +71,36 @@ impl Liveness {
     /// Records a probe's outcome; returns whether the node was up before.
     pub fn set_up(&self, node: usize, up: bool) -> bool {
         self.up[node].swap(up, Ordering::SeqCst)
+    }
+
+    /// Records the frame formats a node reports knowing (`NodeHealth::frame_formats`: empty from
+    /// a release that knows format 1 alone).
+    pub fn set_frame_formats(&self, node: usize, known: &[u8]) {
+        let bits = known
+            .iter()
+            .filter(|&&n| n < 8)
+            .fold(1 << FrameFormat::PositionFirst.number(), |bits, n| {
+                bits | 1 << n
+            });
+        self.frame_formats[node].store(bits, Ordering::Relaxed);
+    }
+
+    /// The format new fragments are written in: the newest this gateway knows that every node
+    /// has reported knowing. Format 1 until each node has answered a probe: a node of a release
+    /// before format 2 would refuse every newer frame sent to it, and any node may be one until
+    /// it has said otherwise. (So while a node stays down, a gateway that started during its
+    /// outage writes format 1.)
+    pub fn frame_format(&self) -> FrameFormat {
+        let common = self
+            .frame_formats
+            .iter()
+            .fold(u8::MAX, |bits, node| bits & node.load(Ordering::Relaxed));
+        FrameFormat::known()
+            .into_iter()
+            .rev()
+            .find(|&n| common & 1 << n != 0)
+            .and_then(FrameFormat::from_number)
+            .unwrap_or_default()
     }
 
     /// Records the damaged fragment files a node reports; returns the count before.
@@ -129,6 +167,33 @@ impl Liveness {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn new_frames_wait_until_every_node_knows_their_format() {
+        let live = Liveness::new(3);
+        assert_eq!(live.frame_format(), FrameFormat::PositionFirst);
+        live.set_frame_formats(0, &[1, 2]);
+        live.set_frame_formats(1, &[1, 2, 7]);
+        assert_eq!(
+            live.frame_format(),
+            FrameFormat::PositionFirst,
+            "one not heard"
+        );
+        live.set_frame_formats(2, &[]);
+        assert_eq!(
+            live.frame_format(),
+            FrameFormat::PositionFirst,
+            "one before 2"
+        );
+        live.set_frame_formats(2, &[2, 200]);
+        assert_eq!(live.frame_format(), FrameFormat::PositionLast);
+        live.set_frame_formats(1, &[]);
+        assert_eq!(
+            live.frame_format(),
+            FrameFormat::PositionFirst,
+            "a node went back"
+        );
+    }
 
     #[test]
     fn reads_settle_after_a_round_with_every_node_up_and_no_hints() {

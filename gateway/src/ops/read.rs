@@ -182,11 +182,7 @@ impl<'a> PartReader<'a> {
             codec,
             index,
             found,
-            layout: StripeLayout {
-                size: part.size,
-                data_shards: codec.data_shards(),
-                block_size: part.block_size as usize,
-            },
+            layout: part.layout(codec.data_shards()),
         }
     }
 
@@ -358,7 +354,7 @@ impl Fetcher<'_, '_> {
                         self.retry_later(fragment);
                         continue;
                     };
-                    if !frame.is_intact(stripe, fragment) {
+                    if !frame.is_intact(reader.layout.frames, stripe, fragment) {
                         tracing::warn!(fragment, stripe, "corrupt block found on read");
                         self.bad.insert(fragment);
                         continue;

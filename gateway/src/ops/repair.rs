@@ -8,7 +8,7 @@ use crate::ops::lookup::Found;
 use crate::ops::read::PartReader;
 use crate::s3::error::S3Error;
 use bytes::Bytes;
-use erasure::{Codec, StripeLayout};
+use erasure::Codec;
 use futures::future::join_all;
 use node_rpc::protocol::CommitRequest;
 use node_rpc::record::{Inline, ObjectRecord, PartData};
@@ -174,11 +174,7 @@ pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> O
     if any.inline.is_none() {
         return Some(any.clone());
     }
-    let layout = StripeLayout {
-        size: any.size,
-        data_shards: codec.data_shards(),
-        block_size: any.block_size as usize,
-    };
+    let layout = any.layout(codec.data_shards());
     let decoded: Vec<Option<Vec<u8>>> = copies
         .iter()
         .map(|c| c.and_then(|p| p.inline.as_ref()?.decode().ok()))

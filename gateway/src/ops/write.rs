@@ -93,6 +93,7 @@ pub async fn store_part(
             inline: None,
             checksum: verified.checksum.clone(),
             key,
+            frames: plan.layout.frames,
         },
         inline,
         stored,

@@ -7,12 +7,12 @@ use crate::auth::{StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, ChannelBody, HttpBody};
 use crate::metrics::METRICS;
 use crate::protocol::{
-    raw_upload_answer, Lookup, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL,
-    SIZE_HEADER,
+    raw_upload_answer, Lookup, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, FRAMES_HEADER,
+    RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::store::{FragmentFile, Store, StoreError};
 use bytes::Bytes;
-use erasure::{FragmentVerifier, StripeLayout};
+use erasure::{FragmentVerifier, FrameFormat, StripeLayout};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -44,10 +44,20 @@ pub(super) fn fragment_layout<B>(req: &Request<B>) -> Result<StripeLayout, NodeE
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| bad(format!("missing {name}")))
     };
+    let frames = match req.headers().get(FRAMES_HEADER) {
+        None => FrameFormat::PositionFirst,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .and_then(FrameFormat::from_number)
+            .ok_or_else(|| bad(format!("unknown {FRAMES_HEADER}")))?,
+    };
     StripeLayout::checked(
         header(SIZE_HEADER)?,
         header(DATA_SHARDS_HEADER)? as usize,
         header(BLOCK_SIZE_HEADER)? as usize,
+        frames,
     )
     .map_err(|_| bad("bad stripe geometry"))
 }
@@ -235,12 +245,7 @@ pub(super) async fn lookup_and_fragment(
             .parts
             .first()
             .filter(|p| p.inline.is_none() && !r.deleted)?;
-        let layout = StripeLayout {
-            size: part.size,
-            data_shards: r.data_shards as usize,
-            block_size: part.block_size as usize,
-        };
-        let len = layout.fragment_len();
+        let len = part.layout(r.data_shards as usize).fragment_len();
         (len <= LOOKUP_FRAGMENT_MAX).then(|| (part.fragment_id.clone(), r.fragment, len))
     });
     let mut fragment = None;

@@ -23,6 +23,7 @@ use crate::scrub::{self, ScrubSettings, Scrubber};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
+use erasure::FrameFormat;
 use fragments::{
     fragment_layout, lookup_and_fragment, receive_fragment, receive_raw, send_fragment, start_raw,
     switching_to_raw, wants_raw,
@@ -341,6 +342,7 @@ impl Node {
                     scrub: self.scrub.status(),
                     disk_free_bytes: disk.map(|(free, _)| free),
                     disk_size_bytes: disk.map(|(_, size)| size),
+                    frame_formats: FrameFormat::known().to_vec(),
                 })
             }
             (Method::POST, ["v1", "scrub"]) => {

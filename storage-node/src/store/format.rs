@@ -6,6 +6,12 @@
 //! Format 1 is what releases wrote before the file existed: a data dir with a metadata database
 //! and no `format` file is format 1. Every format since is read by the releases after it
 //! (`tests/upgrade.rs` opens a cluster written in each).
+//!
+//! Format 2 added fragment frames whose hash takes in the block's position after the block
+//! (`erasure::FrameFormat`). A part's record names that format (`PartData::frames`), and a part
+//! that names none keeps format 1's frames, so a format 1 data dir opens with nothing to convert.
+//! A release before format 2 must not open a data dir of format 2: it would take every newer
+//! frame for a damaged one.
 
 use super::StoreError;
 use std::fs::{self, File};
@@ -13,7 +19,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The format this release writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 /// The oldest format this release opens.
 const OLDEST: u32 = 1;
 

@@ -235,15 +235,15 @@ impl Store {
                     continue;
                 };
                 for part in parts {
+                    let layout = StripeLayout {
+                        block_size: (part.block_size as usize).max(1),
+                        ..part.layout(k_of.unwrap_or(data_shards).max(1))
+                    };
                     batch.push(ScrubTarget {
                         position: k.to_vec(),
                         fragment_id: part.fragment_id,
                         fragment,
-                        layout: StripeLayout {
-                            size: part.size,
-                            data_shards: k_of.unwrap_or(data_shards).max(1),
-                            block_size: (part.block_size as usize).max(1),
-                        },
+                        layout,
                     });
                 }
                 if batch.len() >= limit {
@@ -409,6 +409,7 @@ mod tests {
                     index: 1,
                     size: 3,
                     block_size: 16,
+                    frames: Default::default(),
                 }],
             })
             .unwrap();
@@ -430,11 +431,13 @@ mod tests {
         assert_eq!(store.remove_orphans(cutoff).unwrap(), 0);
     }
 
-    /// Fragment 1 of `record`'s three bytes [1, 2, 3] (k = 4, one stripe of one-byte blocks).
+    /// Fragment 1 of `record`'s three bytes [1, 2, 3] (k = 4, one stripe of one-byte blocks), in
+    /// format 1, which its record implies by naming none.
     fn write_valid_fragment(store: &Store, id: &str) {
         let mut file = store.create_fragment(id, 1).unwrap();
         file.write(&[2]).unwrap();
-        file.write(&erasure::block_hash(0, 1, &[2])).unwrap();
+        let hash = erasure::FrameFormat::PositionFirst.block_hash(0, 1, &[2]);
+        file.write(&hash).unwrap();
         file.commit().unwrap();
     }
 

@@ -31,6 +31,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
             inline: fragment_id.is_none().then(|| Inline::encode(&[1, 2, 3])),
             checksum: None,
             key: None,
+            frames: Default::default(),
         }],
         tags: Vec::new(),
         modified: None,
