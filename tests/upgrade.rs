@@ -9,8 +9,13 @@ mod common;
 
 use bytes::Bytes;
 use common::{put_xml, random_bytes, xml_values, TestCluster, NODES};
+use erasure::FrameFormat;
+use node_rpc::auth::ClusterSecret;
+use node_rpc::record::BucketId;
+use node_rpc::NodeClient;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// Written by the release before the store recorded its format (2026-12-03, faac53e), which the
 /// store now calls format 1.
@@ -179,13 +184,78 @@ async fn a_cluster_written_in_format_1_reads_back_in_full() {
         );
     }
 
-    // And the upgraded cluster takes new writes beside the old ones.
-    let reply = s3.put(&format!("/{PLAIN}/new"), lined(200_000)).await;
-    assert_eq!(reply.status, 200);
+    // And the upgraded cluster takes new writes beside the old ones, in the newest frame format
+    // once the gateway has heard every node report it, while the old ones keep theirs.
+    let client = node_client(&cluster);
+    let bucket = bucket_id(&cluster, &client, PLAIN).await;
+    let start = std::time::Instant::now();
+    loop {
+        let reply = s3.put(&format!("/{PLAIN}/new"), lined(200_000)).await;
+        assert_eq!(reply.status, 200);
+        if frame_formats(&cluster, &client, &bucket, "new").await == [FrameFormat::NEWEST; 6] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no newest frames"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reply = s3.get(&format!("/{PLAIN}/new")).await;
+    assert!(reply.status == 200 && reply.body == lined(200_000));
+    let old = frame_formats(&cluster, &client, &bucket, "files/300k").await;
+    assert_eq!(old, [FrameFormat::PositionFirst; 6]);
     let listing = s3.get(&format!("/{PLAIN}?list-type=2")).await;
     let mut keys = xml_values(&listing.text(), "Key");
     keys.sort();
     assert_eq!(keys, ["files/300k", "inline/20k", "new", "whole/tiny.txt"]);
+
+    // Each node's scrubber checks the fragment files of both formats and finds them sound.
+    for node in NODES {
+        let (addr, _) = cluster.node_addr(node);
+        let before = client.health(&addr).await.unwrap().scrub.passes;
+        client.start_scrub(&addr).await.unwrap();
+        let start = std::time::Instant::now();
+        let scrub = loop {
+            let scrub = client.health(&addr).await.unwrap().scrub;
+            if scrub.passes > before && !scrub.running {
+                break scrub;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{node}: no pass");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(scrub.files_checked >= 2, "{node}: {scrub:?}");
+        assert_eq!((scrub.corrupt, scrub.missing), (0, 0), "{node}: {scrub:?}");
+    }
+}
+
+fn node_client(cluster: &TestCluster) -> NodeClient {
+    let (_, secret) = cluster.first_node();
+    NodeClient::new(ClusterSecret::new(secret), Duration::from_secs(10))
+}
+
+async fn bucket_id(cluster: &TestCluster, client: &NodeClient, name: &str) -> BucketId {
+    let (addr, _) = cluster.first_node();
+    let buckets = client.buckets(&addr).await.unwrap();
+    let bucket = buckets.into_iter().find(|b| b.name == name && !b.deleted);
+    bucket.expect("the bucket's record").id
+}
+
+/// The frame format of `key`'s first part in each node's record of it.
+async fn frame_formats(
+    cluster: &TestCluster,
+    client: &NodeClient,
+    bucket: &BucketId,
+    key: &str,
+) -> Vec<FrameFormat> {
+    let mut formats = Vec::new();
+    for node in NODES {
+        let (addr, _) = cluster.node_addr(node);
+        let lookup = client.object(&addr, bucket, key, None).await.unwrap();
+        let record = lookup.record.expect("every node holds the key");
+        formats.push(record.parts[0].frames);
+    }
+    formats
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +264,10 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     let node = NODES[0];
     let recorded = cluster.path().join(node).join("format");
     let text = std::fs::read_to_string(&recorded).expect("the node recorded its format");
-    assert_eq!(text, "tessera-store-format 2\n", "recorded as the format it now holds");
+    assert_eq!(
+        text, "tessera-store-format 2\n",
+        "recorded as the format it now holds"
+    );
     cluster.kill(node);
     std::fs::write(&recorded, "tessera-store-format 99\n").unwrap();
     let config = cluster.path().join("config").join(format!("{node}.toml"));
