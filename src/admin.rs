@@ -339,15 +339,28 @@ fn show_disks(status: &Value) {
                 bytes(free),
                 bytes(size),
                 percent,
+                frame_formats(&n["frame_formats"]),
             ]
         })
         .collect();
     table(
         &[
-            "NODE", "ZONE", "ADDRESS", "STATE", "USED", "FREE", "SIZE", "USED%",
+            "NODE", "ZONE", "ADDRESS", "STATE", "USED", "FREE", "SIZE", "USED%", "FRAMES",
         ],
         rows,
     );
+    println!(
+        "\nnew fragments are written in frame format {}",
+        text(&status["frame_format"])
+    );
+}
+
+/// The frame formats a node knows, as `1,2`.
+fn frame_formats(known: &Value) -> String {
+    match known.as_array() {
+        Some(known) => known.iter().map(text).collect::<Vec<_>>().join(","),
+        None => "-".into(),
+    }
 }
 
 fn show_buckets(buckets: &Value) {

@@ -203,6 +203,12 @@ async fn a_cluster_written_in_format_1_reads_back_in_full() {
     }
     let reply = s3.get(&format!("/{PLAIN}/new")).await;
     assert!(reply.status == 200 && reply.body == lined(200_000));
+    let status = s3.get("/_tessera/status").await;
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["frame_format"], 2, "{status}");
+    for node in status["nodes"].as_array().unwrap() {
+        assert_eq!(node["frame_formats"], serde_json::json!([1, 2]), "{node}");
+    }
     let old = frame_formats(&cluster, &client, &bucket, "files/300k").await;
     assert_eq!(old, [FrameFormat::PositionFirst; 6]);
     let listing = s3.get(&format!("/{PLAIN}?list-type=2")).await;

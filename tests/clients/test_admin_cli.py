@@ -37,18 +37,25 @@ def node_metric(cluster, node: str, series: str) -> float:
 
 
 def test_nodes_show_each_disk(cluster):
-    nodes = admin_cli(cluster, "nodes")["nodes"]
+    # Format 2 is written once the gateway's probe has heard every node report it.
+    deadline = time.monotonic() + 5
+    while (status := admin_cli(cluster, "nodes"))["frame_format"] != 2:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    nodes = status["nodes"]
     assert [n["id"] for n in nodes] == list(cluster.node_ids)
     for node in nodes:
         assert node["up"] is True
         assert 0 < node["disk_free_bytes"] <= node["disk_size_bytes"]
+        assert node["frame_formats"] == [1, 2]
     table = tessera_admin(cluster, "nodes")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["NODE", "ZONE", "ADDRESS", "STATE", "USED", "FREE", "SIZE",
-                                "USED%"]
-    assert len(lines) == 1 + len(cluster.node_ids)
-    assert all(" up " in line and "%" in line for line in lines[1:])
+                                "USED%", "FRAMES"]
+    nodes = lines[1:1 + len(cluster.node_ids)]
+    assert all(" up " in line and "%" in line and line.endswith("1,2") for line in nodes)
+    assert lines[1 + len(cluster.node_ids):] == ["", "new fragments are written in frame format 2"]
 
 
 def test_scrub_start_runs_a_pass_to_its_end(cluster):

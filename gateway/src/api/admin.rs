@@ -11,6 +11,7 @@ use crate::background::replication::LinkStatus;
 use crate::ops::usage::{bucket_usage, BucketUsage};
 use crate::s3::error::S3Error;
 use crate::s3::response::{Finish, S3Response};
+use erasure::FrameFormat;
 use futures::future::join_all;
 use http::{Method, Response, StatusCode};
 use node_rpc::body::full;
@@ -53,6 +54,8 @@ struct NodeStatus {
     /// Free bytes and size of the node's data disk.
     disk_free_bytes: Option<u64>,
     disk_size_bytes: Option<u64>,
+    /// The fragment frame formats the node knows (format 1 alone from a release before format 2).
+    frame_formats: Option<Vec<u8>>,
 }
 
 pub async fn handle(
@@ -81,6 +84,10 @@ pub async fn handle(
                         hints: h.as_ref().map(|h| h.hints),
                         needs_heal: gw.cluster.liveness.needs_heal(i),
                         behind: gw.cluster.liveness.is_behind(i),
+                        frame_formats: h.as_ref().map(|h| match &h.frame_formats[..] {
+                            [] => vec![FrameFormat::PositionFirst.number()],
+                            known => known.to_vec(),
+                        }),
                         scrub: h.map(|h| h.scrub),
                     }
                 })
@@ -89,6 +96,7 @@ pub async fn handle(
                 StatusCode::OK,
                 &serde_json::json!({
                     "region": gw.config.region,
+                    "frame_format": gw.cluster.liveness.frame_format().number(),
                     "nodes": status,
                     "replication": links(gw),
                 }),
