@@ -85,7 +85,7 @@ impl FrameFormat {
 
     /// Every format this release reads and writes, by number.
     pub fn known() -> [u8; 2] {
-        [1, 2]
+        [FrameFormat::PositionFirst, FrameFormat::PositionLast].map(FrameFormat::number)
     }
 
     pub fn block_hash(self, stripe: u64, fragment: usize, block: &[u8]) -> [u8; HASH_LEN] {
