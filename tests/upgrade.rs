@@ -20,6 +20,11 @@ use std::time::Duration;
 /// Written by the release before the store recorded its format (2026-12-03, faac53e), which the
 /// store now calls format 1.
 const FORMAT_1: &str = "store-format-1.tar.gz";
+/// Written by the release that made format 2 (2026-12-05), once its gateway wrote frames of
+/// format 2: the parts in fragment files and inline are of that format.
+const FORMAT_2: &str = "store-format-2.tar.gz";
+/// The fixture `write_fixture` makes: that of the current format.
+const CURRENT: &str = FORMAT_2;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,6 +68,15 @@ const TAGS: &str = "kind=fixture";
 async fn write_fixture() {
     let cluster = TestCluster::start();
     let s3 = cluster.client();
+    // New parts take the newest frame format once the gateway has heard every node report it.
+    let start = std::time::Instant::now();
+    while frame_format_written(&s3).await != u64::from(FrameFormat::NEWEST.number()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no newest frames"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for bucket in [PLAIN, VERSIONED] {
         assert_eq!(
             s3.put(&format!("/{bucket}"), Bytes::new()).await.status,
@@ -91,7 +105,7 @@ async fn write_fixture() {
     // The cluster's folder outlives it: the processes stop, their data stays to be archived.
     let dir = std::mem::replace(&mut cluster.dir, tempfile::tempdir().expect("temp dir"));
     drop(cluster);
-    let archive = fixture(&format!("new-{FORMAT_1}"));
+    let archive = fixture(&format!("new-{CURRENT}"));
     let status = Command::new("tar")
         .arg("czf")
         .arg(&archive)
@@ -143,7 +157,25 @@ fn versions_of(listing: &str) -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_written_in_format_1_reads_back_in_full() {
-    let cluster = cluster_from(FORMAT_1);
+    reads_back_in_full(FORMAT_1, FrameFormat::PositionFirst).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_written_in_format_2_reads_back_in_full() {
+    reads_back_in_full(FORMAT_2, FrameFormat::PositionLast).await;
+}
+
+/// The format new parts are written in, as the gateway's status gives it.
+async fn frame_format_written(s3: &common::S3Client) -> u64 {
+    let status = s3.get("/_tessera/status").await;
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    status["frame_format"].as_u64().unwrap_or(0)
+}
+
+/// Starts a cluster on the fixture `name`, whose parts in fragment files have frames of `frames`,
+/// and reads back everything it holds, then writes beside it.
+async fn reads_back_in_full(name: &str, frames: FrameFormat) {
+    let cluster = cluster_from(name);
     let s3 = cluster.client();
     assert_eq!(s3.head(&format!("/{PLAIN}")).await.status, 200);
 
@@ -203,14 +235,16 @@ async fn a_cluster_written_in_format_1_reads_back_in_full() {
     }
     let reply = s3.get(&format!("/{PLAIN}/new")).await;
     assert!(reply.status == 200 && reply.body == lined(200_000));
+    assert_eq!(frame_format_written(&s3).await, 2);
     let status = s3.get("/_tessera/status").await;
     let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
-    assert_eq!(status["frame_format"], 2, "{status}");
     for node in status["nodes"].as_array().unwrap() {
         assert_eq!(node["frame_formats"], serde_json::json!([1, 2]), "{node}");
     }
-    let old = frame_formats(&cluster, &client, &bucket, "files/300k").await;
-    assert_eq!(old, [FrameFormat::PositionFirst; 6]);
+    for key in ["files/300k", "inline/20k"] {
+        let old = frame_formats(&cluster, &client, &bucket, key).await;
+        assert_eq!(old, [frames; 6], "{key}");
+    }
     let listing = s3.get(&format!("/{PLAIN}?list-type=2")).await;
     let mut keys = xml_values(&listing.text(), "Key");
     keys.sort();
