@@ -110,10 +110,14 @@ def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
     expect(page.locator('[data-field="hints"]').first).to_have_text(
         f"{sum(n['hints'] for n in nodes):,}")
     expect(page.locator('[data-field="region"]')).to_have_text(cluster.region)
+    expect(page.locator('.card [data-field="frames"]')).to_have_text(
+        f"format {admin_get(cluster, 'status')['frame_format']}")
     for n in nodes:
         row = page.locator(f'tr[data-node="{n["id"]}"]')
         expect(row).to_contain_text("up")
         expect(row.locator('[data-field="hints"]')).to_have_text(f"{n['hints']:,}")
+        expect(row.locator('[data-field="frames"]')).to_have_text(
+            ", ".join(str(f) for f in n["frame_formats"]))
         used = n["disk_size_bytes"] - n["disk_free_bytes"]
         bar = row.locator('[role="progressbar"]')
         expect(bar).to_have_attribute("aria-valuenow",

@@ -298,7 +298,7 @@ function diskCell(n) {
 
 async function overviewPage() {
   await every(5000, async (show) => {
-    const [{ nodes, replication }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
+    const [{ nodes, replication, frame_format }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
     const up = nodes.filter((n) => n.up).length;
     const zones = [...new Set(nodes.map((n) => n.zone))];
     const hints = nodes.reduce((a, n) => a + (n.hints || 0), 0);
@@ -307,12 +307,13 @@ async function overviewPage() {
     const card = (label, value, field) => h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value", "data-field": field }, value));
     const rows = [];
     for (const zone of zones) {
-      rows.push(h("tr", { class: "zone-row" }, h("td", { colspan: 6 }, `Zone ${zone}`)));
+      rows.push(h("tr", { class: "zone-row" }, h("td", { colspan: 7 }, `Zone ${zone}`)));
       for (const n of nodes.filter((n) => n.zone === zone)) {
         rows.push(h("tr", { "data-node": n.id },
           h("td", {}, nodeState(n)), h("td", {}, n.id), h("td", {}, h("code", {}, n.addr)),
           h("td", {}, diskCell(n)), h("td", { class: "num", "data-field": "hints" }, count(n.hints)),
-          h("td", {}, n.scrub ? (n.scrub.running ? "scrubbing" : `${count(n.scrub.corrupt + n.scrub.missing)} damaged`) : "—")));
+          h("td", {}, n.scrub ? (n.scrub.running ? "scrubbing" : `${count(n.scrub.corrupt + n.scrub.missing)} damaged`) : "—"),
+          h("td", { "data-field": "frames" }, n.frame_formats ? n.frame_formats.join(", ") : "—")));
       }
     }
     const healing = heal && heal.running ? h("div", {}, `healing ${heal.node}`, healBar(heal)) : "none";
@@ -323,7 +324,8 @@ async function overviewPage() {
         card("Zones", zones.length, "zones"),
         card("Pending hints", count(hints), "hints"),
         card("Heals in progress", healing, "heal"),
-        card("Disk used", size ? `${bytes(size - free)} of ${bytes(size)}` : "—", "disk")),
+        card("Disk used", size ? `${bytes(size - free)} of ${bytes(size)}` : "—", "disk"),
+        card("Frames written", `format ${frame_format}`, "frames")),
       replication.length ? regionsTable(activity.region, up, nodes.length, replication) : "",
       h("h2", {}, "Requests to this gateway"),
       h("div", { class: "charts" },
@@ -331,7 +333,8 @@ async function overviewPage() {
         chart("Errors (4xx and 5xx)", activity.samples, (s) => s.client_errors + s.server_errors, activity.interval_secs, "errors")),
       h("h2", {}, "Nodes"),
       h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "State"), h("th", {}, "Node"), h("th", {}, "Address"),
-        h("th", {}, "Disk"), h("th", { class: "num" }, "Hints"), h("th", {}, "Scrub"))), h("tbody", {}, rows)));
+        h("th", {}, "Disk"), h("th", { class: "num" }, "Hints"), h("th", {}, "Scrub"),
+        h("th", { title: "The fragment frame formats the node knows" }, "Frame formats"))), h("tbody", {}, rows)));
   });
 }
 
