@@ -136,6 +136,10 @@ pub struct NodeHealth {
     pub disk_free_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size_bytes: Option<u64>,
+    /// Names the file system of the data disk: nodes on one host that report the same id share
+    /// one disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_id: Option<String>,
     /// The fragment frame formats the node checks and serves (`erasure::FrameFormat::number`);
     /// empty from a node of a release before format 2, which knows format 1 alone.
     #[serde(default)]

@@ -67,7 +67,7 @@ pub struct Snapshot<'a> {
     pub node: &'a str,
     pub hints_for: BTreeMap<String, u64>,
     pub scrub: ScrubStatus,
-    pub disk: std::io::Result<(u64, u64)>,
+    pub disk: std::io::Result<crate::server::DiskSpace>,
     pub write_stall_secs: Option<f64>,
 }
 
@@ -179,19 +179,19 @@ impl NodeMetrics {
             );
         }
         render_scrub(&mut out, now.node, &now.scrub);
-        if let Ok((free, total)) = now.disk {
+        if let Ok(disk) = now.disk {
             out.family(
                 "tessera_disk_free_bytes",
                 Kind::Gauge,
                 "Free bytes on the data disk (for this node's user).",
             )
-            .sample("tessera_disk_free_bytes", &node, free);
+            .sample("tessera_disk_free_bytes", &node, disk.free);
             out.family(
                 "tessera_disk_size_bytes",
                 Kind::Gauge,
                 "Size of the data disk.",
             )
-            .sample("tessera_disk_size_bytes", &node, total);
+            .sample("tessera_disk_size_bytes", &node, disk.size);
         }
         if let Some(secs) = now.write_stall_secs {
             out.family(

@@ -4,6 +4,7 @@ metrics."""
 
 from __future__ import annotations
 
+import re
 import time
 import tomllib
 import urllib.request
@@ -48,6 +49,9 @@ def test_nodes_show_each_disk(cluster):
         assert node["up"] is True
         assert 0 < node["disk_free_bytes"] <= node["disk_size_bytes"]
         assert node["frame_formats"] == [1, 2]
+        assert re.fullmatch(r"[0-9a-f]{16}", node["disk_id"]), node
+    # The test cluster's nodes keep their data under one folder: one file system, one id.
+    assert len({n["disk_id"] for n in nodes}) == 1
     table = tessera_admin(cluster, "nodes")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()

@@ -124,8 +124,22 @@ def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
                                       re.compile(rf"^({round(100 * used / n['disk_size_bytes'])}"
                                                  rf"|{round(100 * used / n['disk_size_bytes']) + 1}"
                                                  rf"|{round(100 * used / n['disk_size_bytes']) - 1})$"))
+    # Nodes that share a file system count it once in the total (on this cluster, all of them).
+    disks = {(n["addr"].rsplit(":", 1)[0], n["disk_id"]): n["disk_size_bytes"] for n in nodes}
+    expect(page.locator('.card [data-field="disk"]')).to_have_text(
+        re.compile(rf" of {re.escape(console_bytes(sum(disks.values())))}$"))
     expect(page.locator(".chart svg polyline")).to_have_count(2)
     screenshot(page, "overview")
+
+
+def console_bytes(n: int) -> str:
+    """A size as the console's `bytes` shows it."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n} {units[i]}" if i == 0 else f"{n:.{2 if n < 10 else 1}f} {units[i]}"
 
 
 def test_a_region_alone_says_it_has_nothing_to_replicate(page, console_url, cluster):

@@ -302,8 +302,13 @@ async function overviewPage() {
     const up = nodes.filter((n) => n.up).length;
     const zones = [...new Set(nodes.map((n) => n.zone))];
     const hints = nodes.reduce((a, n) => a + (n.hints || 0), 0);
-    const size = nodes.reduce((a, n) => a + (n.disk_size_bytes || 0), 0);
-    const free = nodes.reduce((a, n) => a + (n.disk_free_bytes || 0), 0);
+    // Nodes on one host that report the same disk_id (all of `tessera dev`'s) share a file system:
+    // count it once. The id alone can repeat across hosts (it is a device number on some).
+    const host = (addr) => addr.slice(0, addr.lastIndexOf(":"));
+    const disks = new Map(nodes.filter((n) => n.disk_size_bytes != null)
+      .map((n) => [n.disk_id ? `${host(n.addr)} ${n.disk_id}` : n.id, n]));
+    const size = [...disks.values()].reduce((a, n) => a + n.disk_size_bytes, 0);
+    const free = [...disks.values()].reduce((a, n) => a + n.disk_free_bytes, 0);
     const card = (label, value, field) => h("div", { class: "card" }, h("div", { class: "label" }, label), h("div", { class: "value", "data-field": field }, value));
     const rows = [];
     for (const zone of zones) {

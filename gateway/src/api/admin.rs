@@ -54,6 +54,8 @@ struct NodeStatus {
     /// Free bytes and size of the node's data disk.
     disk_free_bytes: Option<u64>,
     disk_size_bytes: Option<u64>,
+    /// The file system of the data disk: nodes on one host with the same id share one disk.
+    disk_id: Option<String>,
     /// The fragment frame formats the node knows (format 1 alone from a release before format 2).
     frame_formats: Option<Vec<u8>>,
 }
@@ -77,6 +79,7 @@ pub async fn handle(
                     NodeStatus {
                         disk_free_bytes: disk(|h| h.disk_free_bytes),
                         disk_size_bytes: disk(|h| h.disk_size_bytes),
+                        disk_id: h.as_ref().and_then(|h| h.disk_id.clone()),
                         id: n.id.clone(),
                         zone: n.zone.clone(),
                         addr: n.addr.clone(),

@@ -340,8 +340,9 @@ impl Node {
                     hints: hints_for.values().sum(),
                     hints_for,
                     scrub: self.scrub.status(),
-                    disk_free_bytes: disk.map(|(free, _)| free),
-                    disk_size_bytes: disk.map(|(_, size)| size),
+                    disk_free_bytes: disk.as_ref().map(|d| d.free),
+                    disk_size_bytes: disk.as_ref().map(|d| d.size),
+                    disk_id: disk.map(|d| format!("{:016x}", d.id)),
                     frame_formats: FrameFormat::known().to_vec(),
                 })
             }
@@ -646,11 +647,21 @@ async fn keep_hint(
 
 /// Bytes an unprivileged writer can still put on the filesystem holding `path`.
 fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
-    Ok(disk_space(path)?.0)
+    Ok(disk_space(path)?.free)
 }
 
-/// Free bytes (for an unprivileged user) and size of the file system that holds `path`.
-fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+/// The file system that holds a node's data dir.
+pub(crate) struct DiskSpace {
+    /// Bytes an unprivileged writer can still put on it.
+    pub free: u64,
+    pub size: u64,
+    /// The file system's id (`statvfs`'s `f_fsid`: from its UUID on ext4, from its device number
+    /// on XFS and others): nodes on one host that report the same one share the disk, so a total
+    /// counts it once.
+    pub id: u64,
+}
+
+fn disk_space(path: &std::path::Path) -> std::io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -659,7 +670,11 @@ fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
         return Err(std::io::Error::last_os_error());
     }
     let block = stat.f_frsize as u64;
-    Ok((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+    Ok(DiskSpace {
+        free: stat.f_bavail as u64 * block,
+        size: stat.f_blocks as u64 * block,
+        id: stat.f_fsid as u64,
+    })
 }
 
 /// Drops the replaced versions kept for longer than `keep_replaced_secs` (see `Store::undo`) and
