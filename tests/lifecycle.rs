@@ -161,15 +161,7 @@ async fn versions(s3: &S3Client, bucket: &str, prefix: &str) -> (Vec<String>, us
 async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() {
     let cluster = TestCluster::start_with(&["--lifecycle-day-secs", &DAY.to_string()]);
     let s3 = cluster.client();
-    let created = s3
-        .send(
-            "PUT",
-            "/vers",
-            &[("x-amz-bucket-object-lock-enabled", "true")],
-            Bytes::new(),
-        )
-        .await;
-    assert_eq!(created.status, 200, "{}", created.text());
+    common::create_lock_bucket(&s3, "/vers").await;
     let held = Bytes::from("held");
     let md5 = STANDARD.encode(md5::Md5::digest(&held));
     let first = s3
@@ -192,9 +184,11 @@ async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() 
     }
     s3.put("/vers/dm/gone", "gone").await;
     s3.delete("/vers/dm/gone").await;
+    let big = "b".repeat(200);
     for (key, tagging, body) in [
         ("t/tagged", "expire=yes", "large enough"),
         ("t/small", "expire=yes", "s"),
+        ("t/big", "expire=yes", big.as_str()),
         ("t/untagged", "other=1", "large enough"),
     ] {
         let put = s3
@@ -202,7 +196,7 @@ async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() 
                 "PUT",
                 &format!("/vers/{key}"),
                 &[("x-amz-tagging", tagging)],
-                Bytes::from(body),
+                Bytes::from(body.to_string()),
             )
             .await;
         assert_eq!(put.status, 200, "{}", put.text());
@@ -215,8 +209,8 @@ async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() 
         <Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>\
         <NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration></Rule>\
         <Rule><ID>tagged</ID><Filter><And><Prefix>t/</Prefix><Tag><Key>expire</Key><Value>yes</Value></Tag>\
-        <ObjectSizeGreaterThan>3</ObjectSizeGreaterThan></And></Filter><Status>Enabled</Status>\
-        <Expiration><Days>1</Days></Expiration></Rule>";
+        <ObjectSizeGreaterThan>3</ObjectSizeGreaterThan><ObjectSizeLessThan>100</ObjectSizeLessThan>\
+        </And></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>";
     let put = put_lifecycle(&s3, "vers", rules).await;
     assert_eq!(put.status, 200, "{}", put.text());
     let got = s3.get("/vers?lifecycle").await.text();
@@ -226,7 +220,8 @@ async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() 
     assert!(
         got.contains("<NewerNoncurrentVersions>1</NewerNoncurrentVersions>")
             && got.contains("<ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker>")
-            && got.contains("<ObjectSizeGreaterThan>3</ObjectSizeGreaterThan>"),
+            && got.contains("<ObjectSizeGreaterThan>3</ObjectSizeGreaterThan>")
+            && got.contains("<ObjectSizeLessThan>100</ObjectSizeLessThan>"),
         "{got}"
     );
 
@@ -253,6 +248,11 @@ async fn lifecycle_rules_expire_noncurrent_versions_markers_and_filtered_keys() 
     .await;
     assert!(tagged_expired, "t/tagged expired");
     assert_eq!(s3.get("/vers/t/small").await.text(), "s");
+    assert_eq!(
+        s3.get("/vers/t/big").await.text(),
+        big,
+        "over ObjectSizeLessThan"
+    );
     assert_eq!(s3.get("/vers/t/untagged").await.text(), "large enough");
     // The version under a legal hold is past both limits but stays; the newest noncurrent one
     // is kept by NewerNoncurrentVersions.

@@ -78,15 +78,7 @@ fn all_locked(records: &[(String, Option<ObjectRecord>)]) -> bool {
 async fn every_holder_keeps_the_lock_through_outages_heals_and_lifecycle() {
     let mut cluster = TestCluster::start_with(&["--lifecycle-day-secs", &DAY.to_string()]);
     let s3 = cluster.client();
-    let created = s3
-        .send(
-            "PUT",
-            "/vault",
-            &[("x-amz-bucket-object-lock-enabled", "true")],
-            Bytes::new(),
-        )
-        .await;
-    assert_eq!(created.status, 200, "{}", created.text());
+    common::create_lock_bucket(&s3, "/vault").await;
     // One object kept whole in its records, one erasure-coded into fragment files.
     let small = random_bytes(1000, 1);
     let large = random_bytes(3 << 20, 2);

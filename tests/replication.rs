@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{proxy::Mode, S3Client, TestCluster};
+use common::{code, content_md5, err, proxy::Mode, S3Client, TestCluster};
 use std::time::{Duration, Instant};
 
 const EAST: &str = "us-east-1";
@@ -403,6 +403,102 @@ async fn of_two_gateways_one_drains_and_the_other_takes_over_when_it_dies() {
         let got = west.get(&format!("/photos/p{i:02}")).await;
         assert_eq!(got.status, 200, "p{i:02}");
     }
+}
+
+/// A new access key through `admin`'s admin API, with read on `bucket`: its id and secret.
+async fn reader_key(admin: &S3Client, bucket: &str) -> (String, String) {
+    let made = admin
+        .send(
+            "POST",
+            "/_tessera/keys",
+            &[],
+            Bytes::from(r#"{"name": "geo", "create_bucket": false}"#),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    let key: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    let (id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let grant = format!(r#"{{"bucket": "{bucket}", "read": true}}"#);
+    let path = format!("/_tessera/keys/{id}/allow");
+    let allowed = admin.send("POST", &path, &[], Bytes::from(grant)).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    (id.to_string(), secret.to_string())
+}
+
+/// Polls a GET of `path` by `s3` until it answers `want` (status and code; 200 for a success).
+async fn answers_with(s3: &S3Client, path: &str, want: (u16, String), limit: Duration) -> Duration {
+    let start = Instant::now();
+    eventually(limit, path, || async {
+        let reply = s3.get(path).await;
+        let got = match reply.status {
+            200 => (200, String::new()),
+            _ => code(&reply),
+        };
+        (got == want).then_some(()).ok_or(format!("{got:?}"))
+    })
+    .await;
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_keys_and_locked_versions_reach_the_other_region() {
+    let cluster = TestCluster::start_regions(2);
+    let (east, west) = (cluster.client_in(EAST), cluster.client_in(WEST));
+    assert_eq!(east.put("/shared", Bytes::new()).await.status, 200);
+    assert_eq!(east.put("/shared/doc", "hello").await.status, 200);
+    let ok = (200, String::new());
+
+    // A key made in one region signs requests in the other, with the grants it has.
+    for (home, away) in [(EAST, WEST), (WEST, EAST)] {
+        let (id, secret) = reader_key(&cluster.client_in(home), "shared").await;
+        let there = cluster.client_in_as(away, &id, &secret);
+        let took = answers_with(&there, "/shared/doc", ok.clone(), Duration::from_secs(20)).await;
+        println!("a key made in {home} worked in {away} after {took:?}");
+        let put = there.put("/shared/other", "x").await;
+        assert_eq!(code(&put), err(403, "AccessDenied"), "a reader's PUT");
+
+        let path = format!("/_tessera/keys/{id}");
+        let client = cluster.client_in(home);
+        let deleted = client.send("DELETE", &path, &[], Bytes::new()).await;
+        assert_eq!(deleted.status, 200, "{}", deleted.text());
+        let refused = err(403, "InvalidAccessKeyId");
+        let took = answers_with(&there, "/shared/doc", refused, Duration::from_secs(20)).await;
+        println!("deleted in {home}, refused in {away} after {took:?}");
+    }
+
+    // A locked version is locked in the other region too: its DELETE is refused there.
+    common::create_lock_bucket(&east, "/vault").await;
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let put = east
+        .send(
+            "PUT",
+            "/vault/kept",
+            &[
+                ("x-amz-object-lock-mode", "COMPLIANCE"),
+                ("x-amz-object-lock-retain-until-date", &until),
+                ("content-md5", &content_md5(b"kept")),
+            ],
+            Bytes::from_static(b"kept"),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let path = format!(
+        "/vault/kept?versionId={}",
+        put.header("x-amz-version-id").unwrap()
+    );
+    answers_with(&west, &path, ok, Duration::from_secs(20)).await;
+    let head = west.send("HEAD", &path, &[], Bytes::new()).await;
+    assert_eq!(head.header("x-amz-object-lock-mode"), Some("COMPLIANCE"));
+    assert_eq!(head.header("x-amz-replication-status"), Some("REPLICA"));
+    let deleted = west.delete(&path).await;
+    assert_eq!(
+        code(&deleted),
+        err(403, "AccessDenied"),
+        "deleting a locked replica"
+    );
+    assert_eq!(west.get(&path).await.text(), "kept");
 }
 
 #[tokio::test(flavor = "multi_thread")]

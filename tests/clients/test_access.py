@@ -1,6 +1,7 @@
 """Access keys and permissions (issue 20), as a user would use them: keys made with `tessera
 admin key ...`, then every S3 operation the gateway serves tried by every kind of caller through
-boto3, with exactly the status and code S3 gives in each cell; and the same keys with the aws CLI.
+boto3, with exactly the status and code S3 gives in each cell; and the same keys with the aws CLI
+(a part of the matrix, with the same expectations, and a read-only key's everyday commands).
 
 The matrix's callers: anonymous, an unknown key id, a known id with a wrong secret, expired
 presigned URLs (SigV4 and SigV2), a key without permission, a key that may read (signing with
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from conftest import TESSERA_BIN, Cluster
 from helpers import error_code, http_status, raw_request, unique_bucket
+from test_post_object import multipart
 
 # --------------------------------------------------------------------------- the world
 
@@ -132,6 +135,9 @@ class Op:
     needs: frozenset[str]       # "read", "write", "owner", "create" (nothing: ListBuckets)
     prepare: Callable[[World], dict]
     status: int = 200           # the status of success
+    code: str = ""              # the error a caller allowed to ask gets (none: success)
+    # How to send it when it is no boto3 method (POST Object): (client, params) -> status, code.
+    send: Callable[[object, dict], tuple[int, str]] | None = None
 
     @property
     def name(self) -> str:
@@ -144,6 +150,23 @@ LIFECYCLE = {"Rules": [{"ID": "r", "Status": "Enabled", "Filter": {"Prefix": "tm
                         "Expiration": {"Days": 30}}]}
 ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 TAGS = {"TagSet": [{"Key": "team", "Value": "web"}]}
+
+
+# A policy that changes no cell of the matrix: it denies what no cell asks (the administrator
+# is not bound by policies anyway).
+def harmless_policy(bucket: str) -> str:
+    return json.dumps({"Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/no-cell-reads-this/*"}]})
+
+
+# A whole-bucket replication configuration to a peer region, as AWS takes it.
+def replication(bucket: str) -> dict:
+    return {"Role": "arn:aws:iam::123456789012:role/replication",
+            "Rules": [{"ID": "all", "Priority": 1, "Status": "Enabled",
+                       "Filter": {"Prefix": ""},
+                       "DeleteMarkerReplication": {"Status": "Enabled"},
+                       "Destination": {"Bucket": f"arn:aws:s3:eu-west-1::{bucket}"}}]}
 
 
 def bucket_only(w: World) -> dict:
@@ -173,6 +196,33 @@ def a_completable_upload(w: World) -> dict:
                                Body=b"part")["ETag"]
     return {"Bucket": w.bucket, "Key": key, "UploadId": upload_id,
             "MultipartUpload": {"Parts": [{"PartNumber": 1, "ETag": etag}]}}
+
+
+def a_policy(w: World) -> dict:
+    """The bucket with a policy: the one it has (the public world's), else a harmless one."""
+    try:
+        w.admin.get_bucket_policy(Bucket=w.bucket)
+    except ClientError as err:
+        assert error_code(err) == "NoSuchBucketPolicy", err
+        w.admin.put_bucket_policy(Bucket=w.bucket, Policy=harmless_policy(w.bucket))
+    return {"Bucket": w.bucket}
+
+
+def post_form(client, params: dict) -> tuple[int, str]:
+    """POST Object: a browser form for the key, signed by the client's key as
+    generate_presigned_post signs it (SigV4, or SigV2 for a client signing with "s3"), and
+    without signature fields from an unsigned client; its policy expires in `ExpiresIn`."""
+    bucket, key = params["Bucket"], params["Key"]
+    if client.meta.config.signature_version is UNSIGNED:
+        url, fields = f"{client.meta.endpoint_url}/{bucket}", {"key": key}
+    else:
+        form = client.generate_presigned_post(Bucket=bucket, Key=key,
+                                              ExpiresIn=params.get("ExpiresIn", 600))
+        url, fields = form["url"], form["fields"]
+    body, content_type = multipart(list(fields.items()), "f", b"form", "text/plain")
+    res = raw_request(url, method="POST", data=body,
+                      headers={"Content-Type": content_type})
+    return res.status, res.error_code or ""
 
 
 def a_bucket_to_delete(w: World) -> dict:
@@ -258,6 +308,22 @@ OPS = [
         "put_bucket_ownership_controls",
         OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})),
     Op("delete_bucket_ownership_controls", OWNER, bucket_only, 204),
+    Op("put_bucket_policy", OWNER,
+       lambda w: {"Bucket": w.bucket, "Policy": harmless_policy(w.bucket)}, 204),
+    Op("get_bucket_policy", OWNER, a_policy),
+    Op("get_bucket_policy_status", OWNER, a_policy),
+    Op("delete_bucket_policy", OWNER, a_policy, 204),
+    Op("get_bucket_notification_configuration", READ, bucket_only),
+    # A cluster of one region has no peer to replicate to: it refuses every configuration
+    # (AWS would store this one: 200).
+    Op("put_bucket_replication", OWNER,
+       lambda w: {"Bucket": w.bucket, "ReplicationConfiguration": replication(w.bucket)},
+       400, "InvalidRequest"),
+    Op("get_bucket_replication", READ, bucket_only, 404, "ReplicationConfigurationNotFoundError"),
+    Op("delete_bucket_replication", OWNER, bucket_only, 204),
+    # POST Object, a browser's form upload (see post_form).
+    Op("post_object", WRITE, lambda w: {"Bucket": w.bucket, "Key": w.unique("post")}, 204,
+       send=post_form),
 ]
 
 # What each caller may do; the first four never get past authentication.
@@ -283,7 +349,7 @@ def expected(op: Op, caller: str) -> tuple[int, str]:
     if caller in REFUSED:
         status, code = REFUSED[caller]
     elif op.needs <= MAY[caller]:
-        status, code = op.status, ""
+        status, code = op.status, op.code
     else:
         status, code = 403, "AccessDenied"
     return status, (str(status) if code and is_head(op) else code)
@@ -295,6 +361,8 @@ def is_head(op: Op) -> bool:
 
 
 def outcome(client, op: Op, params: dict) -> tuple[int, str]:
+    if op.send:
+        return op.send(client, params)
     try:
         answer = getattr(client, op.method)(**params)
     except ClientError as err:
@@ -334,15 +402,24 @@ def expired_answers(world) -> dict[tuple[str, str], tuple[int, str]]:
         "expired-v2": HmacV1QueryAuth(credentials, expires=1),
     }
     capturer = world.cluster.client()
-    urls = {}
+    # Forms carry their expiration in their policy: one that has passed.
+    form_signers = {"expired": capturer,
+                    "expired-v2": _client(world.cluster, Config(signature_version="s3",
+                                                                s3={"addressing_style": "path"}),
+                                          world.cluster.access_key, world.cluster.secret_key)}
+    urls, answers = {}, {}
     for op in OPS:
+        if op.send:
+            for caller, client in form_signers.items():
+                answers[caller, op.name] = op.send(client, {**op.prepare(world),
+                                                            "ExpiresIn": -10})
+            continue
         method, url = request_line(capturer, op, op.prepare(world))
         for caller, signer in signers.items():
             request = AWSRequest(method=method, url=url)
             signer.add_auth(request)
             urls[caller, op.name] = (method, request.url)
     time.sleep(2.5)
-    answers = {}
     for cell, (method, url) in urls.items():
         res = raw_request(url, method=method, data=b"" if method in ("PUT", "POST") else None)
         answers[cell] = (res.status, res.error_code or (str(res.status) if method == "HEAD"
@@ -380,7 +457,7 @@ def public_world(world) -> World:
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_matrix_public_prefix_policy(public_world, op):
     got = outcome(public_world.clients["anonymous"], op, op.prepare(public_world))
-    want = (op.status, "") if op.name in PUBLIC_READS else expected(op, "anonymous")
+    want = (op.status, op.code) if op.name in PUBLIC_READS else expected(op, "anonymous")
     assert got == want
 
 
@@ -401,7 +478,7 @@ def public_acl_world(world) -> World:
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_matrix_public_read_acl(public_acl_world, op):
     got = outcome(public_acl_world.clients["anonymous"], op, op.prepare(public_acl_world))
-    want = (op.status, "") if op.name in PUBLIC_ACL_READS else expected(op, "anonymous")
+    want = (op.status, op.code) if op.name in PUBLIC_ACL_READS else expected(op, "anonymous")
     assert got == want
 
 
@@ -514,3 +591,46 @@ def test_aws_cli_with_a_read_only_key(world, make_aws, tmp_path, version):
     assert res.returncode != 0 and "AccessDenied" in res.stderr
     res = aws.run("s3", "mb", f"s3://{unique_bucket('cli')}", check=False)
     assert res.returncode != 0 and "AccessDenied" in res.stderr
+
+
+# --------------------------------------------------------------------------- the aws CLI's matrix
+
+# Operations of every kind (read, write, owner; object and bucket; an allowed answer that is an
+# error) that the keyed callers try through the aws CLI, each with the boto3 matrix's
+# expectation. Each caller uses one of the two CLIs, so that both see refusals and successes.
+CLI_OPS = [op for op in OPS if op.name in {
+    "list_objects_v2", "head_object", "get_object", "put_object", "delete_object",
+    "get_object_tagging", "put_object_tagging", "create_multipart_upload",
+    "get_bucket_versioning", "put_bucket_versioning", "get_bucket_policy", "put_bucket_tagging",
+    "get_bucket_replication", "delete_bucket"}]
+CLI_VERSIONS = {"nobody": "v1", "reader": "v2", "writer": "v1", "owner": "v2"}
+
+
+def cli_args(op: Op, params: dict, tmp_path) -> list[str]:
+    """`aws s3api OPERATION --param value ...` for boto3's parameters: bytes go in a file,
+    structures as JSON; get-object's output file last."""
+    args = ["s3api", op.method.replace("_", "-")]
+    for name, value in params.items():
+        if isinstance(value, bytes):
+            (tmp_path / "body").write_bytes(value)
+            value = str(tmp_path / "body")
+        elif not isinstance(value, str):
+            value = json.dumps(value)
+        args += ["--" + re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower(), value]
+    if op.method == "get_object":
+        args.append(str(tmp_path / "out"))
+    return args
+
+
+@pytest.mark.parametrize("caller", list(CLI_VERSIONS))
+@pytest.mark.parametrize("op", CLI_OPS, ids=lambda op: op.name)
+def test_aws_cli_matrix(world, make_aws, tmp_path, op, caller):
+    key = world.keys[caller]
+    aws = make_aws(CLI_VERSIONS[caller], dataclasses.replace(
+        world.cluster, access_key=key["id"], secret_key=key["secret"]))
+    res = aws.run(*cli_args(op, op.prepare(world), tmp_path), check=False)
+    _, code = expected(op, caller)
+    if code:  # the CLI shows the code (a HEAD's: its status) and exits non-zero
+        assert res.returncode != 0 and f"({code})" in res.stderr, res.stderr
+    else:
+        assert res.returncode == 0, res.stderr

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import time
 import urllib.parse
+from unittest import mock
 
 import botocore.httpchecksum
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.compat import HAS_CRT
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.handlers import set_list_objects_encoding_type_url
 
@@ -484,8 +489,68 @@ def test_expired_presigned_url_denied(cluster, s3, bucket):
     url = presign(s3, "get_object", bucket, "k", expires=1)
     time.sleep(2.5)
     resp = raw_request(url, ca_bundle=cluster.ca_bundle)
-    assert resp.status == 403
+    # S3's answer, as for SigV2 URLs (test_sigv2.py).
+    assert (resp.status, resp.error_code) == (403, "AccessDenied")
+    assert b"Request has expired" in resp.body
     assert b"private" not in resp.body
+
+
+def sigv4_headers(cluster, method: str, url: str, secret: str,
+                  when: datetime.datetime) -> dict:
+    """The headers botocore's S3 signer gives a request (SigV4 in the Authorization header),
+    signed with `secret` at `when` (naive UTC) as a client whose clock says `when` signs it."""
+    request = AWSRequest(method=method, url=url)
+    signer = S3SigV4Auth(Credentials(cluster.access_key, secret), "s3", cluster.region)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+        signer.add_auth(request)
+    return dict(request.headers.items())
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+@pytest.mark.parametrize("minutes", [-20, 20])
+def test_sigv4_clock_skew_beyond_15_minutes_is_refused(cluster, s3, bucket, minutes):
+    """A correctly signed request whose x-amz-date is 20 minutes off: 403 RequestTimeTooSkewed,
+    as S3 answers; 10 minutes off is within S3's 15 and is served."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"private")
+    url = f"{cluster.endpoint}/{bucket}/k"
+    skewed = sigv4_headers(cluster, "GET", url, cluster.secret_key,
+                           utc_now() + datetime.timedelta(minutes=minutes))
+    resp = raw_request(url, headers=skewed, ca_bundle=cluster.ca_bundle)
+    assert (resp.status, resp.error_code) == (403, "RequestTimeTooSkewed"), resp.body
+    assert b"private" not in resp.body
+    within = sigv4_headers(cluster, "GET", url, cluster.secret_key,
+                           utc_now() + datetime.timedelta(minutes=minutes / 2))
+    resp = raw_request(url, headers=within, ca_bundle=cluster.ca_bundle)
+    assert (resp.status, resp.body) == (200, b"private")
+
+
+def test_sigv4_signature_mismatch_does_not_reveal_the_expected_signature(cluster, s3, bucket):
+    """SignatureDoesNotMatch, in the header and in a presigned URL, says nothing of the
+    signature the gateway expected (as the SigV2 test asserts, test_sigv2.py)."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"private")
+    url = f"{cluster.endpoint}/{bucket}/k"
+    when = utc_now()
+    right = sigv4_headers(cluster, "GET", url, cluster.secret_key, when)
+    wrong = sigv4_headers(cluster, "GET", url, cluster.secret_key + "x", when)
+    expected = right["Authorization"].rsplit("Signature=", 1)[1]
+    assert expected != wrong["Authorization"].rsplit("Signature=", 1)[1]
+    resp = raw_request(url, headers=wrong, ca_bundle=cluster.ca_bundle)
+    assert (resp.status, resp.error_code) == (403, "SignatureDoesNotMatch")
+    assert expected.encode() not in resp.body
+    assert b"<StringToSign" not in resp.body and b"SignatureProvided" not in resp.body
+    # The signature computed with the right secret is the one the gateway wanted.
+    resp = raw_request(url, headers=right, ca_bundle=cluster.ca_bundle)
+    assert (resp.status, resp.body) == (200, b"private")
+
+    presigned = presign(s3, "get_object", bucket, "k")
+    expected = urllib.parse.parse_qs(urllib.parse.urlsplit(presigned).query)["X-Amz-Signature"][0]
+    resp = raw_request(tamper_signature(presigned), ca_bundle=cluster.ca_bundle)
+    assert (resp.status, resp.error_code) == (403, "SignatureDoesNotMatch")
+    assert expected.encode() not in resp.body
+    assert b"<StringToSign" not in resp.body and b"SignatureProvided" not in resp.body
 
 
 def test_tampered_presigned_put_denied(cluster, s3, bucket):

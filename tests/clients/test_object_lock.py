@@ -309,3 +309,35 @@ def test_aws_cli_object_lock(cluster_http, make_aws, version, tmp_path):
     aws.run("s3api", "delete-object", "--bucket", name, "--key", "k", "--version-id", vid,
             "--bypass-governance-retention")
     aws.run("s3api", "delete-bucket", "--bucket", name)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_aws_cli_object_lock_configuration(cluster_http, make_aws, version, tmp_path):
+    """A default retention set with put-object-lock-configuration is read back, and an object
+    written without lock headers gets it."""
+    aws = make_aws(version, cluster_http)
+    name = unique_bucket("cli-lockcfg")
+    aws.run("s3api", "create-bucket", "--bucket", name, "--object-lock-enabled-for-bucket")
+    config = {"ObjectLockEnabled": "Enabled",
+              "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}
+    aws.run("s3api", "put-object-lock-configuration", "--bucket", name,
+            "--object-lock-configuration", json.dumps(config))
+    got = json.loads(aws.run("s3api", "get-object-lock-configuration", "--bucket",
+                             name).stdout)
+    assert got["ObjectLockConfiguration"] == config
+    body = tmp_path / "body"
+    body.write_bytes(b"locked by default")
+    before = utc_in(86400 - 60)
+    vid = json.loads(aws.run("s3api", "put-object", "--bucket", name, "--key", "k",
+                             "--body", body).stdout)["VersionId"]
+    retention = json.loads(aws.run("s3api", "get-object-retention", "--bucket", name,
+                                   "--key", "k").stdout)["Retention"]
+    assert retention["Mode"] == "GOVERNANCE"
+    until = datetime.datetime.fromisoformat(retention["RetainUntilDate"].replace("Z", "+00:00"))
+    assert before <= until <= utc_in(86400 + 60)
+    refused = aws.run("s3api", "delete-object", "--bucket", name, "--key", "k",
+                      "--version-id", vid, check=False)
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    aws.run("s3api", "delete-object", "--bucket", name, "--key", "k", "--version-id", vid,
+            "--bypass-governance-retention")
+    aws.run("s3api", "delete-bucket", "--bucket", name)

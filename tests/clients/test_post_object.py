@@ -142,9 +142,12 @@ def test_checksum_field_is_checked(cluster, s3, bucket):
     assert post(cluster, form["url"], form["fields"], data=data)[0] == 204
     head = s3.head_object(Bucket=bucket, Key="crc", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32"] == crc
-    status, _, body = post(cluster, form["url"], {**form["fields"], "key": "crc2"},
-                           data=b"other bytes")
-    assert status in (400, 403), body
+    # A file that is not what the checksum field says: S3's 400 BadDigest, and nothing stored.
+    form = presigned(s3, bucket, "crc2", fields={"x-amz-checksum-crc32": crc},
+                     conditions=[{"x-amz-checksum-crc32": crc}])
+    status, _, body = post(cluster, form["url"], form["fields"], data=b"other bytes")
+    assert (status, error_code(body)) == (400, "BadDigest"), body
+    assert stored(s3, bucket, "crc2") is None
 
 
 @pytest.mark.parametrize("case", ["expired", "wrong-key", "extra-field", "bad-signature",

@@ -42,6 +42,12 @@ def key_md5(key: bytes) -> str:
     return b64(hashlib.md5(key).digest())
 
 
+def ssec_encoded(key: bytes = KEY) -> dict:
+    """SSE-C parameters for the calls boto3 does not encode them for (GetObjectAttributes)."""
+    return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": b64(key),
+            "SSECustomerKeyMD5": key_md5(key)}
+
+
 def refusal(call, **kwargs) -> tuple[int, str]:
     with pytest.raises(ClientError) as excinfo:
         call(**kwargs)
@@ -254,6 +260,23 @@ def test_ssec_read_with_wrong_key_is_access_denied(s3_https, tls_bucket):
                    **ssec(OTHER_KEY)) == (403, "AccessDenied")
 
 
+def test_ssec_object_attributes_need_the_key(s3_https, tls_bucket):
+    """GetObjectAttributes tells the plaintext's checksum and ETag: only with the key, as HEAD."""
+    s3_https.put_object(Bucket=tls_bucket, Key="obj", Body=b"secret", ChecksumAlgorithm="CRC32",
+                        **ssec())
+    asked = {"Bucket": tls_bucket, "Key": "obj", "ObjectAttributes": ["Checksum", "ObjectSize"]}
+    assert refusal(s3_https.get_object_attributes, **asked) == (400, "InvalidRequest")
+    assert refusal(s3_https.get_object_attributes, **asked, **ssec_encoded(OTHER_KEY)) == (
+        403, "AccessDenied")
+    got = s3_https.get_object_attributes(**asked, **ssec_encoded())
+    assert got["ObjectSize"] == 6 and "ChecksumCRC32" in got["Checksum"]
+    s3_https.put_object(Bucket=tls_bucket, Key="plain", Body=b"plain")
+    asked["Key"] = "plain"
+    assert refusal(s3_https.get_object_attributes, **asked, **ssec_encoded()) == (
+        400, "InvalidRequest")
+    assert s3_https.get_object_attributes(**asked)["ObjectSize"] == 5
+
+
 @pytest.mark.parametrize("stored_as", ["plain", "sse-s3"])
 def test_ssec_headers_on_object_without_customer_key(s3_https, tls_bucket, stored_as):
     """A customer key does not apply to an object not encrypted with one: InvalidRequest."""
@@ -331,6 +354,14 @@ def test_ssec_multipart(s3_https, tls_bucket):
         assert refusal(part, n=1, **ssec(OTHER_KEY))[0] in (400, 403)
         answers = [part(n, **ssec()) for n in (1, 2, 3)]
         assert all(a["SSECustomerKeyMD5"] == key_md5(KEY) for a in answers)
+        # The parts' ETags and checksums are listed only with the upload's key.
+        listing = {"Bucket": tls_bucket, "Key": key, "UploadId": upload}
+        assert refusal(s3.list_parts, **listing) == (400, "InvalidRequest")
+        assert refusal(s3.list_parts, **listing, **ssec_encoded(OTHER_KEY)) == (
+            403, "AccessDenied")
+        listed = s3.list_parts(**listing, **ssec_encoded())["Parts"]
+        assert [(p["PartNumber"], p["ETag"]) for p in listed] == [
+            (n, a["ETag"]) for n, a in enumerate(answers, 1)]
         s3.complete_multipart_upload(Bucket=tls_bucket, Key=key, UploadId=upload,
                                      MultipartUpload={"Parts": [
                                          {"PartNumber": n, "ETag": a["ETag"]}
@@ -606,4 +637,25 @@ def test_awscli_sse_c_round_trip(aws_https, s3_https, tls_bucket, tmp_path):
                          check=False).returncode != 0
     aws_https.run("s3", "cp", f"s3://{tls_bucket}/ssec", dst, "--sse-c", "AES256",
                   "--sse-c-key", key)
+    assert dst.read_bytes() == data
+
+
+def test_awscli_bucket_encryption(aws_https, s3_https, tls_bucket, tmp_path):
+    """put-bucket-encryption is read back by get-bucket-encryption, and an object uploaded by
+    `s3 cp` without asking is then SSE-S3."""
+    config = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    aws_https.run("s3api", "put-bucket-encryption", "--bucket", tls_bucket,
+                  "--server-side-encryption-configuration", json.dumps(config))
+    got = json.loads(aws_https.run("s3api", "get-bucket-encryption", "--bucket",
+                                   tls_bucket).stdout)
+    rules = got["ServerSideEncryptionConfiguration"]["Rules"]
+    assert [r["ApplyServerSideEncryptionByDefault"] for r in rules] == [{"SSEAlgorithm": "AES256"}]
+    data = random_bytes(100 * KiB)
+    src, dst = tmp_path / "up.bin", tmp_path / "down.bin"
+    src.write_bytes(data)
+    aws_https.run("s3", "cp", src, f"s3://{tls_bucket}/by-default")
+    head = json.loads(aws_https.run("s3api", "head-object", "--bucket", tls_bucket, "--key",
+                                    "by-default").stdout)
+    assert head["ServerSideEncryption"] == "AES256"
+    aws_https.run("s3", "cp", f"s3://{tls_bucket}/by-default", dst)
     assert dst.read_bytes() == data

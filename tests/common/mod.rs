@@ -125,10 +125,15 @@ impl TestCluster {
 
     /// A client of one region's endpoint, signing for that region.
     pub fn client_in(&self, region: &str) -> S3Client {
+        self.client_in_as(region, ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// A client of one region's endpoint with another access key.
+    pub fn client_in_as(&self, region: &str, key_id: &str, secret: &str) -> S3Client {
         let (_, endpoint) = (self.endpoints.iter())
             .find(|(name, _)| name == region)
             .unwrap_or_else(|| panic!("no region {region}"));
-        S3Client::in_region(endpoint, ACCESS_KEY, SECRET_KEY, region)
+        S3Client::in_region(endpoint, key_id, secret, region)
     }
 
     /// The folder of the selected region (of the cluster, with one region).
@@ -606,6 +611,13 @@ impl S3Client {
 
 /// A PUT of an XML settings body (versioning, lifecycle, legal hold...) with the Content-MD5
 /// that S3 requires of them.
+/// Creates the bucket at `path` with Object Lock enabled (and so versioning).
+pub async fn create_lock_bucket(s3: &S3Client, path: &str) {
+    let lock = [("x-amz-bucket-object-lock-enabled", "true")];
+    let created = s3.send("PUT", path, &lock, Bytes::new()).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+}
+
 pub async fn put_xml(s3: &S3Client, path: &str, body: &str) -> Reply {
     let md5 = content_md5(body.as_bytes());
     s3.send(

@@ -1,6 +1,8 @@
 //! GetObjectAttributes (`GET /bucket/key?attributes`): what HeadObject and ListParts tell of one
-//! version, in one XML answer, limited to the attributes `x-amz-object-attributes` names.
+//! version, in one XML answer, limited to the attributes `x-amz-object-attributes` names. Of an
+//! object under SSE-C, only for a request that gives its key, as HeadObject.
 
+use crate::api::encryption::{self, SSE_C};
 use crate::api::multipart::MAX_LISTED;
 use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
@@ -107,6 +109,8 @@ pub async fn get_object_attributes(
     // each with `x-amz-delete-marker`.
     let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
     let record = &found.record;
+    // Its checksums and ETag are of the plaintext: not for a reader without the key.
+    encryption::for_object(gw, &req, record, SSE_C)?;
     let mut response = xml_response(attributes_xml(record, &asked, page));
     let modified = UNIX_EPOCH + Duration::from_micros(record.last_modified().micros);
     let headers = response.headers_mut();

@@ -589,12 +589,14 @@ pub async fn list_parts(
     bucket: &str,
     key: &str,
     upload_id: &str,
-    query: &Query,
+    req: &S3Request,
 ) -> Result<S3Response, S3Error> {
-    let max_parts = query_number(query, "max-parts", MAX_LISTED)?.min(MAX_LISTED);
-    let marker: u32 = query_number(query, "part-number-marker", 0)?;
+    let max_parts = query_number(&req.query, "max-parts", MAX_LISTED)?.min(MAX_LISTED);
+    let marker: u32 = query_number(&req.query, "part-number-marker", 0)?;
     let bucket_record = gw.cluster.bucket(bucket).await?;
     let upload = find_upload(&gw.cluster, &bucket_record, key, upload_id).await?;
+    // The parts' ETags and checksums are of the plaintext: an SSE-C upload's only with its key.
+    encryption::for_read(gw, req, upload.encryption.as_ref(), SSE_C)?;
     let (_, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
     let mut after = newest.range(marker.saturating_add(1)..).map(|(_, p)| p);
     let page: Vec<&PartRecord> = after.by_ref().take(max_parts).collect();

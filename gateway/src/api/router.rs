@@ -113,9 +113,16 @@ impl Gateway {
                 // Creating a bucket of the admin API's name: the name is what is wrong.
                 return Err(S3Error::InvalidBucketName);
             }
-            let replica_buckets = key.as_deref() == Some(crate::api::replica::BUCKETS_PATH);
-            if replica_buckets && req.parts.method == Method::POST {
-                return crate::api::replica::apply_buckets(self, req).await;
+            if req.parts.method == Method::POST {
+                match key.as_deref() {
+                    Some(crate::api::replica::BUCKETS_PATH) => {
+                        return crate::api::replica::apply_buckets(self, req).await
+                    }
+                    Some(crate::api::replica::KEYS_PATH) => {
+                        return crate::api::replica::apply_keys(self, req).await
+                    }
+                    _ => {}
+                }
             }
             if !req.caller.principal.is_admin() {
                 return Err(S3Error::AccessDenied(
@@ -266,7 +273,7 @@ impl Gateway {
                     }
                     (Method::PUT, None) => object::put_object(self, &bucket, &key, req).await,
                     (Method::GET, Some(upload)) => {
-                        multipart::list_parts(self, &bucket, &key, &upload, &req.query).await
+                        multipart::list_parts(self, &bucket, &key, &upload, &req).await
                     }
                     (Method::GET, None) => {
                         object::get_object(self, &bucket, &key, req, false).await
@@ -339,7 +346,7 @@ fn decode_path(s: &str) -> Result<String, S3Error> {
     percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| S3Error::InvalidArgument("the key is not valid UTF-8".into()))
+        .map_err(|_| S3Error::InvalidUri)
 }
 
 /// A key as it appears in the path (still encoded); `None` when empty.

@@ -248,10 +248,6 @@ const fn in_query(name: &'static str, feature: &'static str) -> Rule {
 /// The operations that write a new object version with its metadata.
 const OBJECT_WRITES: &[Operation] = &[PutObject, CopyObject, CreateMultipartUpload];
 
-/// The operations whose SSE-C headers are not implemented: those that do not read or write the
-/// object's bytes (`api::encryption` handles the others).
-const SSE_C_ELSEWHERE: &[Operation] = &[ListParts, GetObjectAttributes];
-
 /// The operations whose body may carry an `x-amz-checksum-*` value.
 const CHECKSUMMED: &[Operation] = &[PutObject, UploadPart, CompleteMultipartUpload];
 
@@ -273,6 +269,7 @@ const SDK_CHECKSUMMED: &[Operation] = &[
     PutBucketAcl,
     PutObjectAcl,
     PutBucketOwnershipControls,
+    PutBucketPolicy,
 ];
 
 /// The operations with `x-amz-request-payer`.
@@ -340,9 +337,6 @@ const RULES: &[Rule] = &[
     in_header("x-amz-server-side-encryption-aws-kms-key-id", "SSE-KMS", Nothing, OBJECT_WRITES),
     in_header("x-amz-server-side-encryption-context", "SSE-KMS", Nothing, OBJECT_WRITES),
     in_header("x-amz-server-side-encryption-bucket-key-enabled", "SSE-KMS", Nothing, OBJECT_WRITES),
-    in_header("x-amz-server-side-encryption-customer-algorithm", "SSE-C here", Nothing, SSE_C_ELSEWHERE),
-    in_header("x-amz-server-side-encryption-customer-key", "SSE-C here", Nothing, SSE_C_ELSEWHERE),
-    in_header("x-amz-server-side-encryption-customer-key-MD5", "SSE-C here", Nothing, SSE_C_ELSEWHERE),
     // Object Lock is implemented (`api::object_lock`) but for event holds, which no object
     // has, and the token of the old way of enabling it on an existing bucket.
     in_header("x-amz-object-lock-event-hold", "An Object Lock event hold", Only(&["OFF"]), OBJECT_WRITES),
@@ -699,9 +693,9 @@ mod tests {
         );
         assert!(routed(&parts, &query, true, true).is_ok());
         let (parts, query) = request(
-            Method::GET,
-            "/b/k?uploadId=u",
-            &[("x-amz-server-side-encryption-customer-key", "k")],
+            Method::PUT,
+            "/b/k",
+            &[("x-amz-server-side-encryption-aws-kms-key-id", "k")],
         );
         assert!(routed(&parts, &query, true, true).is_err());
         let (parts, query) = request(
@@ -720,15 +714,13 @@ mod tests {
     }
 
     #[test]
-    fn get_object_attributes_refuses_sse_c() {
+    fn get_object_attributes_takes_sse_c_and_the_requester_paying() {
         let attributes = |header: (&str, &str)| {
             let (parts, query) = request(Method::GET, "/b/k?attributes", &[header]);
             routed(&parts, &query, true, true)
         };
-        assert!(matches!(
-            attributes(("x-amz-server-side-encryption-customer-algorithm", "AES256")),
-            Err(S3Error::NotImplemented(_))
-        ));
+        let sse_c = ("x-amz-server-side-encryption-customer-algorithm", "AES256");
+        assert!(attributes(sse_c).is_ok());
         assert!(attributes(("x-amz-request-payer", "requester")).is_ok());
     }
 

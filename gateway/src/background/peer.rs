@@ -16,7 +16,7 @@ use base64::Engine as _;
 use http_body_util::BodyExt;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::object_lock::now_millis;
-use node_rpc::record::{BucketRecord, Encryption, ListEntry, ObjectRecord, VersionRef};
+use node_rpc::record::{BucketRecord, Encryption, KeyRecord, ListEntry, ObjectRecord, VersionRef};
 use s3_client::{object_path, query_value, Client, ClientConfig};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -352,24 +352,47 @@ impl Peer {
     /// Sends bucket records (`api::replica::apply_buckets`); the names of the deletions that
     /// wait there for a bucket to be emptied.
     pub async fn send_buckets(&self, records: &[BucketRecord]) -> Result<Vec<String>, SendError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            waiting: Vec<String>,
+        }
+        let answer: Answer = self
+            .post_records("buckets", "bucket records", records)
+            .await?;
+        Ok(answer.waiting)
+    }
+
+    /// Sends access key records, each secret sealed under the replication secret
+    /// (`api::replica::apply_keys`); the ids of those the peer could not open.
+    pub async fn send_keys(&self, records: &[KeyRecord]) -> Result<Vec<String>, SendError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            refused: Vec<String>,
+        }
+        let answer: Answer = self.post_records("keys", "key records", records).await?;
+        Ok(answer.refused)
+    }
+
+    /// Posts `records` (`what`, for errors) to `/_tessera/replication/{table}`; its JSON answer.
+    async fn post_records<R: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+        records: &[R],
+    ) -> Result<A, SendError> {
         let body = serde_json::to_vec(records).map_err(|e| SendError::Local(e.to_string()))?;
-        let path = "/_tessera/replication/buckets";
+        let path = format!("/_tessera/replication/{table}");
         let headers = [("content-type", "application/json")];
-        let sent = self.client.send("POST", path, &headers, body.into());
+        let sent = self.client.send("POST", &path, &headers, body.into());
         let reply = tokio::time::timeout(BASE_TIMEOUT, sent)
             .await
             .map_err(|_| SendError::Unreachable(format!("POST {path}: no answer")))?
             .map_err(|e| SendError::Unreachable(format!("{e:#}")))?;
         if reply.status != 200 {
-            return Err(refusal("bucket records", reply.status, &reply));
+            return Err(refusal(what, reply.status, &reply));
         }
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            waiting: Vec<String>,
-        }
-        let answer: Answer = serde_json::from_slice(&reply.body)
-            .map_err(|e| SendError::Refused(format!("bucket records: the peer answered {e}")))?;
-        Ok(answer.waiting)
+        serde_json::from_slice(&reply.body)
+            .map_err(|e| SendError::Refused(format!("{what}: the peer answered {e}")))
     }
 
     async fn request(

@@ -5,7 +5,7 @@
 //! version to the target (`Peer::send`, 32 at once), and tells every node which entries the
 //! target took, so that they are removed everywhere; a refusal is noted on the holders (the
 //! version's `FAILED` status) and the entry stays. Once a second it also sends the target the
-//! bucket records that changed (`sync_buckets`).
+//! bucket records (`sync_buckets`) and access keys (`sync_keys`) that changed.
 //!
 //! Invariants:
 //! - An entry is removed only after the target answered the PUT or DELETE with success, which
@@ -21,6 +21,7 @@ use crate::background::peer::{Peer, SendError};
 use crate::ops::bucket::live_bucket;
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
+use crate::ops::keys::SecretSeal;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use futures::StreamExt;
@@ -29,7 +30,7 @@ use node_rpc::cluster::RegionConfig;
 use node_rpc::protocol::{
     unix_now, BucketBacklog, LeaseAnswer, LeaseRequest, OutboxItem, OutboxReport, OutboxRequest,
 };
-use node_rpc::record::{BucketRecord, Version};
+use node_rpc::record::{BucketRecord, KeyRecord, Version};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -73,6 +74,13 @@ const LEASE_RENEW: Duration = Duration::from_secs(2);
 fn drainer_id(host: &str, listen: SocketAddr) -> String {
     let digest = blake3::hash(format!("{host}|{listen}").as_bytes());
     hex::encode(&digest.as_bytes()[..8])
+}
+
+/// Shows `message` as the link's last error.
+fn note_error(link: &Link, message: String) {
+    let mut status = lock(&link.status);
+    status.last_error = Some(message);
+    status.last_error_unix = Some(unix_now());
 }
 
 /// Notes as the link's `up` whether the target answered a bucket-record sync (a refusal is an
@@ -160,6 +168,8 @@ struct Link {
     delivered: Mutex<VecDeque<(Instant, u64, u64)>>,
     /// How far the bucket table has been sent (`sync_buckets`).
     buckets: Mutex<BucketsSent>,
+    /// Every key record up to this version has been sent (`sync_keys`).
+    keys: Mutex<Version>,
     history: LastHour<LinkSample>,
 }
 
@@ -177,6 +187,8 @@ pub struct Replication {
     links: Vec<Link>,
     /// This gateway, as it asks the nodes for the lease on draining a link (`drainer_id`).
     drainer: String,
+    /// What access keys' secrets are sealed under on their way to a peer region.
+    in_transit: SecretSeal,
 }
 
 impl Replication {
@@ -200,6 +212,7 @@ impl Replication {
                     backoff: Mutex::default(),
                     delivered: Mutex::default(),
                     buckets: Mutex::default(),
+                    keys: Mutex::default(),
                     history: LastHour::default(),
                 })
             })
@@ -208,6 +221,7 @@ impl Replication {
             cluster,
             links,
             drainer: drainer_id(&host_name(), listen),
+            in_transit: SecretSeal::in_transit(&region.replication_secret),
         })
     }
 
@@ -318,6 +332,7 @@ impl Replication {
             if count {
                 counted = Instant::now();
                 self.sync_buckets(link).await;
+                self.sync_keys(link).await;
             }
             let (pass, counting) = self.pass(link, count).await;
             if let Some(took) = counting {
@@ -464,11 +479,32 @@ impl Replication {
                 sent.version = sent.version.max(newest);
                 sent.waiting = waiting.into_iter().collect();
             }
-            Err(e) => {
-                let mut status = lock(&link.status);
-                status.last_error = Some(format!("bucket records: {e}"));
-                status.last_error_unix = Some(unix_now());
-            }
+            Err(e) => note_error(link, format!("bucket records: {e}")),
+        }
+    }
+
+    /// Sends the target the access keys that changed since the last it took (the whole table
+    /// after a restart), each secret sealed for the way (`SecretSeal::in_transit`). Every key
+    /// replicates to every peer region, by last writer wins: one key works in every region.
+    async fn sync_keys(&self, link: &Link) {
+        let Ok(table) = self.cluster.keys(false).await else {
+            return;
+        };
+        let sent = *lock(&link.keys);
+        let records: Vec<KeyRecord> = (table.values())
+            .filter(|k| k.version > sent)
+            .filter_map(|k| self.cluster.secrets.reseal(k, &self.in_transit))
+            .collect();
+        let Some(newest) = records.iter().map(|k| k.version).max() else {
+            return;
+        };
+        match link.peer.send_keys(&records).await {
+            Ok(refused) if refused.is_empty() => *lock(&link.keys) = newest,
+            Ok(refused) => note_error(
+                link,
+                format!("key records: the peer could not open {refused:?} (another replication secret?)"),
+            ),
+            Err(e) => note_error(link, format!("key records: {e}")),
         }
     }
 

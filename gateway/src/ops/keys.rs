@@ -5,7 +5,9 @@
 //!
 //! Secrets are kept sealed (AES-256-GCM) under a key derived from the cluster secret, bound to
 //! their key's id: nodes and their disks never hold one in the clear, and a sealed secret copied
-//! onto another key's record does not open.
+//! onto another key's record does not open. Between regions, whose cluster secrets differ, a
+//! key travels sealed under a key derived from the replication secret they share
+//! (`SecretSeal::in_transit`), and is sealed again under the receiving cluster's secret.
 
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
@@ -33,6 +35,26 @@ impl SecretSeal {
         SecretSeal(WrappingKey::new(
             cluster_secret.derive_key("access key secrets"),
         ))
+    }
+
+    /// The seal of key records sent between regions (`replication_secret` is the same in all).
+    pub fn in_transit(replication_secret: &ClusterSecret) -> SecretSeal {
+        SecretSeal(WrappingKey::new(
+            replication_secret.derive_key("access key secrets in transit"),
+        ))
+    }
+
+    /// `record` with its secret opened under `self` and sealed again under `to`; `None` when
+    /// it does not open. A deleted key's tombstone has no secret left, and goes as it is.
+    pub fn reseal(&self, record: &KeyRecord, to: &SecretSeal) -> Option<KeyRecord> {
+        if record.deleted {
+            return Some(record.clone());
+        }
+        let secret = self.open(record)?;
+        Some(KeyRecord {
+            sealed_secret: to.seal(&record.id, &secret),
+            ..record.clone()
+        })
     }
 
     fn context(key_id: &str) -> Vec<u8> {
@@ -99,6 +121,28 @@ impl Cluster {
             .await
     }
 
+    /// Applies a key record sent by a peer region (sealed `in_transit`) by last writer wins, as
+    /// the system table does; `false` if its secret does not open.
+    pub async fn apply_replica_key(
+        &self,
+        incoming: &KeyRecord,
+        in_transit: &SecretSeal,
+    ) -> Result<bool, S3Error> {
+        Version::observe(incoming.version);
+        let table = self.keys(true).await?;
+        if table
+            .get(&incoming.id)
+            .is_some_and(|k| k.version >= incoming.version)
+        {
+            return Ok(true);
+        }
+        let Some(record) = in_transit.reseal(incoming, &self.secrets) else {
+            return Ok(false);
+        };
+        self.put_key(&record).await?;
+        Ok(true)
+    }
+
     /// Writes a key record to every node; a majority must take it.
     pub async fn put_key(&self, record: &KeyRecord) -> Result<(), S3Error> {
         let nodes = self.all_nodes();
@@ -128,5 +172,38 @@ mod tests {
         let (mut other, _) = new_key(&seal, "web", false);
         other.sealed_secret = record.sealed_secret.clone();
         assert_eq!(seal.open(&other), None, "a secret moved to another key");
+    }
+
+    #[test]
+    fn a_key_crosses_regions_sealed_under_the_replication_secret() {
+        let east = SecretSeal::new(&ClusterSecret::new("east".into()));
+        let west = SecretSeal::new(&ClusterSecret::new("west".into()));
+        let transit = SecretSeal::in_transit(&ClusterSecret::new("shared".into()));
+        let (record, secret) = new_key(&east, "backups", false);
+
+        let sent = east.reseal(&record, &transit).unwrap();
+        assert_eq!(
+            east.open(&sent),
+            None,
+            "sent sealed, not under east's own key"
+        );
+        let other = SecretSeal::in_transit(&ClusterSecret::new("another".into()));
+        assert!(
+            other.reseal(&sent, &west).is_none(),
+            "another replication secret"
+        );
+        let received = transit.reseal(&sent, &west).unwrap();
+        assert_eq!(west.open(&received).as_deref(), Some(secret.as_str()));
+        assert_eq!(
+            (&received.id, received.version),
+            (&record.id, record.version)
+        );
+
+        let tombstone = KeyRecord {
+            deleted: true,
+            sealed_secret: String::new(),
+            ..record
+        };
+        assert!(transit.reseal(&tombstone, &west).is_some_and(|t| t.deleted));
     }
 }

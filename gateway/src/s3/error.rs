@@ -81,6 +81,8 @@ pub enum S3Error {
     InvalidArgument(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("Couldn't parse the specified URI.")]
+    InvalidUri,
     #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
     MalformedXml,
     #[error(
@@ -184,6 +186,7 @@ impl S3Error {
             EntityTooSmall => "EntityTooSmall",
             InvalidArgument(_) => "InvalidArgument",
             InvalidRequest(_) => "InvalidRequest",
+            InvalidUri => "InvalidURI",
             MalformedXml => "MalformedXML",
             MalformedPolicy(_) => "MalformedPolicy",
             NoSuchBucketPolicy => "NoSuchBucketPolicy",
