@@ -2,7 +2,8 @@
 //! another at once, a deleted key is refused by every gateway within 5 seconds, the key table
 //! survives a node down while it changes, nodes keep secrets only sealed, and ACLs hold with
 //! holders down and a gateway restarted. The permission matrix is driven through boto3 and the
-//! aws CLI (tests/clients/test_access.py, test_acl.py).
+//! aws CLI (tests/clients/test_access.py, test_acl.py), and its core through this crate's
+//! client here.
 
 mod common;
 
@@ -34,6 +35,176 @@ async fn allow(admin: &S3Client, id: &str, bucket: &str, permissions: &str) {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+/// One cell's operation: method, path (`{caller}` is replaced, so that writes do not meet),
+/// body, the permission it needs, and what a caller allowed to ask gets.
+struct Cell {
+    method: &'static str,
+    path: &'static str,
+    body: &'static str,
+    needs: &'static str,
+    allowed: (u16, &'static str),
+}
+
+const CELLS: &[Cell] = &[
+    Cell {
+        method: "GET",
+        path: "/matrix/doc",
+        body: "",
+        needs: "read",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "HEAD",
+        path: "/matrix/doc",
+        body: "",
+        needs: "read",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "GET",
+        path: "/matrix?list-type=2",
+        body: "",
+        needs: "read",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "GET",
+        path: "/matrix?versioning",
+        body: "",
+        needs: "read",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "PUT",
+        path: "/matrix/new-{caller}",
+        body: "x",
+        needs: "write",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "DELETE",
+        path: "/matrix/gone-{caller}",
+        body: "",
+        needs: "write",
+        allowed: (204, ""),
+    },
+    Cell {
+        method: "POST",
+        path: "/matrix/up-{caller}?uploads",
+        body: "",
+        needs: "write",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "PUT",
+        path: "/matrix/doc?tagging",
+        body: "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>",
+        needs: "write",
+        allowed: (200, ""),
+    },
+    Cell {
+        method: "PUT",
+        path: "/matrix?tagging",
+        body: "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>",
+        needs: "owner",
+        allowed: (204, ""),
+    },
+    Cell {
+        method: "GET",
+        path: "/matrix?policy",
+        body: "",
+        needs: "owner",
+        allowed: (404, "NoSuchBucketPolicy"),
+    },
+    Cell {
+        method: "DELETE",
+        path: "/matrix?cors",
+        body: "",
+        needs: "owner",
+        allowed: (204, ""),
+    },
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_caller_gets_exactly_what_its_permissions_allow() {
+    let cluster = TestCluster::start();
+    let admin = cluster.client();
+    assert_eq!(admin.put("/matrix", Bytes::new()).await.status, 200);
+    assert_eq!(admin.put("/matrix/doc", "hello").await.status, 200);
+    let mut keyed = vec![("admin", admin.clone(), vec!["read", "write", "owner"])];
+    for (name, grant, may) in [
+        ("nobody", None, vec![]),
+        ("reader", Some(r#""read": true"#), vec!["read"]),
+        ("writer", Some(r#""write": true"#), vec!["write"]),
+        (
+            "owner",
+            Some(r#""read": true, "write": true, "owner": true"#),
+            vec!["read", "write", "owner"],
+        ),
+    ] {
+        let (id, secret) = create_key(&admin, name).await;
+        if let Some(grant) = grant {
+            allow(&admin, &id, "matrix", grant).await;
+        }
+        keyed.push((name, S3Client::new(&cluster.endpoint, &id, &secret), may));
+    }
+    let (reader_id, _) = create_key(&admin, "known").await;
+    let refused = [
+        (
+            "unknown",
+            S3Client::new(&cluster.endpoint, "TKNOSUCHKEY0000000000", "x"),
+            err(403, "InvalidAccessKeyId"),
+        ),
+        (
+            "wrong-secret",
+            S3Client::new(&cluster.endpoint, &reader_id, "wrong"),
+            err(403, "SignatureDoesNotMatch"),
+        ),
+    ];
+
+    let mut cells = 0;
+    for cell in CELLS {
+        let md5 = common::content_md5(cell.body.as_bytes());
+        let headers = [("content-md5", md5.as_str())];
+        let check = |caller: &str, got: (u16, String), want: (u16, String)| {
+            // A HEAD's answer has no body: only its status tells.
+            let want = match cell.method {
+                "HEAD" => (want.0, String::new()),
+                _ => want,
+            };
+            assert_eq!(got, want, "{caller}: {} {}", cell.method, cell.path);
+        };
+        let answer = |reply: common::Reply| match (reply.status, cell.method) {
+            (200..=299, _) | (_, "HEAD") => (reply.status, String::new()),
+            _ => code(&reply),
+        };
+        for (caller, client, may) in &keyed {
+            let path = cell.path.replace("{caller}", caller);
+            let reply = client
+                .send(cell.method, &path, &headers, Bytes::from(cell.body))
+                .await;
+            let want = match may.contains(&cell.needs) {
+                true => (cell.allowed.0, cell.allowed.1.to_string()),
+                false => err(403, "AccessDenied"),
+            };
+            check(caller, answer(reply), want);
+        }
+        for (caller, client, want) in &refused {
+            let reply = client
+                .send(cell.method, cell.path, &headers, Bytes::from(cell.body))
+                .await;
+            check(caller, answer(reply), want.clone());
+        }
+        let path = cell.path.replace("{caller}", "anonymous");
+        let reply = admin
+            .raw(cell.method, &path, &[], Bytes::from(cell.body))
+            .await;
+        check("anonymous", answer(reply), err(403, "AccessDenied"));
+        cells += keyed.len() + refused.len() + 1;
+    }
+    println!("{cells} cells");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -609,8 +609,6 @@ impl S3Client {
     }
 }
 
-/// A PUT of an XML settings body (versioning, lifecycle, legal hold...) with the Content-MD5
-/// that S3 requires of them.
 /// Creates the bucket at `path` with Object Lock enabled (and so versioning).
 pub async fn create_lock_bucket(s3: &S3Client, path: &str) {
     let lock = [("x-amz-bucket-object-lock-enabled", "true")];
@@ -618,6 +616,8 @@ pub async fn create_lock_bucket(s3: &S3Client, path: &str) {
     assert_eq!(created.status, 200, "{}", created.text());
 }
 
+/// A PUT of an XML settings body (versioning, lifecycle, legal hold...) with the Content-MD5
+/// that S3 requires of them.
 pub async fn put_xml(s3: &S3Client, path: &str, body: &str) -> Reply {
     let md5 = content_md5(body.as_bytes());
     s3.send(
