@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import http.client
 import os
 import re
 import resource
@@ -263,8 +264,11 @@ def limited(tmp_path_factory):
     cluster = start_cluster(tmp_path_factory, "limited", tls=False)
     gateway = Restarted(cluster, "gateway", nofile=256)
     node = Restarted(cluster, "z1-n1")
-    time.sleep(2)  # the gateway's probe sees the restarted node
+    # The other nodes too, for the slow upload (whose write quorum is five of six).
+    others = [Restarted(cluster, n) for n in cluster.node_ids if n != "z1-n1"]
+    time.sleep(2)  # the gateway's probe sees the restarted nodes
     yield cluster, gateway, node
+    assert all(n.alive() for n in others)
     cluster.stop()
 
 
@@ -317,6 +321,34 @@ def test_a_connection_flood_beyond_the_descriptor_limit_leaves_the_processes_ser
     time.sleep(1)
     s3.put_object(Bucket=bucket, Key="after", Body=b"after")
     assert s3.get_object(Bucket=bucket, Key="after")["Body"].read() == b"after"
+    assert gateway.alive() and node.alive()
+
+
+def test_an_upload_slower_than_the_header_timeout_is_stored(limited):
+    """A single PUT whose body takes longer to arrive than the nodes' header timeout (2 s here,
+    20 s by default): the fragment streams the nodes take over after answering 101 are not slow
+    heads. They were cut as such, and every upload taking over 20 s failed with 503."""
+    cluster, gateway, node = limited
+    s3 = cluster.client()
+    bucket = unique_bucket("slow")
+    s3.create_bucket(Bucket=bucket)
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "big"})
+    parsed = urllib.parse.urlsplit(url)
+    body = os.urandom(24 << 20)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    connection.putrequest("PUT", f"{parsed.path}?{parsed.query}", skip_accept_encoding=True)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders()
+    started = time.monotonic()
+    for at in range(0, len(body), 1 << 20):  # 1 MiB every 0.2 s: about 5 s in all
+        connection.send(body[at:at + (1 << 20)])
+        time.sleep(0.2)
+    answer = connection.getresponse()
+    took = time.monotonic() - started
+    assert answer.status == 200, answer.read()[:300]
+    assert took > 4, took
+    got = s3.get_object(Bucket=bucket, Key="big")["Body"].read()
+    assert hashlib.md5(got).digest() == hashlib.md5(body).digest()
     assert gateway.alive() and node.alive()
 
 

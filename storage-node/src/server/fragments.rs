@@ -138,12 +138,15 @@ pub(super) async fn receive_fragment(
 /// with a status line (see `RAW_FRAGMENT_PROTOCOL`) and closes it. The bytes are read straight
 /// into the file's direct-I/O buffer, and each buffer is checked whole before it is written: the
 /// HTTP path's copy from hyper's chunks into that buffer was a tenth of a node's CPU on large PUTs.
+/// `_in_flight` marks the connection busy until the upload ends, so that only `RAW_STALL`
+/// bounds its reads.
 pub(super) async fn receive_raw(
     upgrade: hyper::upgrade::OnUpgrade,
     file: FragmentFile,
     layout: StripeLayout,
     index: u8,
     key: StreamKey,
+    _in_flight: Option<listener::RequestGuard>,
 ) {
     let mut io = match upgrade.await {
         Ok(upgraded) => TokioIo::new(upgraded),

@@ -192,9 +192,12 @@ async fn serve<S>(state: Arc<Node>, stream: S, tracker: listener::Tracker, max_h
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
         let request = tracker.request();
+        // For a call that takes the connection over (`receive_raw`), to hold a request of its
+        // own there after its answer.
+        req.extensions_mut().insert(tracker.clone());
         async move {
             // A panic is a bug; it fails its call (500, logged), not the connection or the node.
             let response = AssertUnwindSafe(state.handle(req))
@@ -355,12 +358,17 @@ impl Node {
                 self.ensure_space()?;
                 let layout = fragment_layout(&req)?;
                 let raw = wants_raw(&req).then(|| hyper::upgrade::on(&mut req));
+                // The upload outlives this call's answer (101) on the connection it takes
+                // over, where it holds a request of its own: else the listener would time its
+                // reads out as a slow head (`header_timeout`) instead of `RAW_STALL`.
+                let connection = req.extensions().get::<listener::Tracker>().cloned();
                 let Body::Streamed(body, key) = req.into_body() else {
                     return Err(bad("fragment uploads are streamed"));
                 };
                 let file = store.create_fragment(&id, index)?;
                 if let Some(upgrade) = raw {
-                    tokio::spawn(receive_raw(upgrade, file, layout, index, key));
+                    let held = connection.as_ref().map(listener::Tracker::request);
+                    tokio::spawn(receive_raw(upgrade, file, layout, index, key, held));
                     return Ok(switching_to_raw());
                 }
                 receive_fragment(file, layout, index, body, key).await
