@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TESSERA_BIN, start_cluster, wait_for_tcp, pid_alive
+from consistency import admin_get
 from helpers import raw_request, unique_bucket
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -362,8 +363,10 @@ def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_ht
     node_port = listen_port(cluster_http.config_path("z2-n1"), "z2-n1")
     bucket = unique_bucket("soak")
     s3_http.create_bucket(Bucket=bucket)
+    node_pid = cluster_http.node_pid("z2-n1")
     stop = threading.Event()
-    held = {"idle": 0, "slow": 0}
+    # The most connections each holder held at once, by (port, kind).
+    held: dict[tuple[int, str], int] = {}
 
     def hold(port: int, sources: list[str], count: int, kind: str) -> None:
         conns: list[socket.socket] = []
@@ -377,7 +380,7 @@ def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_ht
                 except OSError:
                     time.sleep(0.05)
                     break
-            held[kind] = max(held[kind], len(conns))
+            held[port, kind] = max(held.get((port, kind), 0), len(conns))
             for c in conns:
                 try:
                     if kind == "slow":
@@ -413,7 +416,13 @@ def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_ht
         for t in threads:
             t.join()
     print(f"connection soak: {ops} PUT+GET pairs in {seconds:.0f}s; held at most "
-          f"{held['idle']} idle and {held['slow']} slow connections per holder")
+          + ", ".join(f"{n} {kind} to {port}" for (port, kind), n in sorted(held.items())))
     assert ops > 0
-    assert held["idle"] >= 1900 and held["slow"] >= 190
+    for port in (gateway_port, node_port):
+        assert held.get((port, "idle"), 0) >= 1900 and held.get((port, "slow"), 0) >= 190, held
     assert gateway_alive(cluster_http)
+    assert pid_alive(node_pid), "the node held the connections and died"
+    # And it still serves: its health answers through the gateway's view of the cluster.
+    status = admin_get(cluster_http, "status")
+    node = next(n for n in status["nodes"] if n["id"] == "z2-n1")
+    assert node["up"], node
