@@ -526,11 +526,15 @@ class AwsCli:
     binary: Path
     cluster: Cluster
     config_dir: Path
+    # Attempts per call, when not the CLI's own (it tries a BadDigest five times, with backoff).
+    max_attempts: int | None = None
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         config = self.config_dir / "config"
-        config.write_text(f"[default]\nregion = {REGION}\ns3 =\n  addressing_style = path\n")
+        attempts = f"max_attempts = {self.max_attempts}\n" if self.max_attempts else ""
+        config.write_text(f"[default]\nregion = {REGION}\n{attempts}"
+                          "s3 =\n  addressing_style = path\n")
         env.update(
             AWS_ACCESS_KEY_ID=self.cluster.access_key,
             AWS_SECRET_ACCESS_KEY=self.cluster.secret_key,

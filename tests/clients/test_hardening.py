@@ -358,7 +358,7 @@ def test_soak_idle_and_slow_connections_while_a_client_works(cluster_http, s3_ht
     (default limits), held (reconnected when closed) while a client's PUTs and GETs go on. They
     come from other loopback addresses than the client's, two for the idle ones, so that the cap
     per address (1,024) does not refuse them."""
-    seconds = float(os.environ.get("TESSERA_CONN_SOAK_SECS", "30"))
+    seconds = float(os.environ.get("TESSERA_CONN_SOAK_SECS", "20"))
     gateway_port = cluster_http.port
     node_port = listen_port(cluster_http.config_path("z2-n1"), "z2-n1")
     bucket = unique_bucket("soak")
