@@ -169,13 +169,12 @@ pub async fn location(gw: &Gateway, name: &str) -> Result<S3Response, S3Error> {
     } else {
         &gw.config.region
     };
-    Ok(Response::builder()
+    Response::builder()
         .header(http::header::CONTENT_TYPE, "application/xml")
-        .body(node_rpc::body::full(format!(
+        .finish(node_rpc::body::full(format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{}</LocationConstraint>"#,
             crate::s3::xml::escape(region)
         )))
-        .expect("response parts are valid"))
 }
 
 /// GetBucketNotificationConfiguration: Tessera sends no event notifications, so every bucket's

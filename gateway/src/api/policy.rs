@@ -5,7 +5,7 @@ use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::s3::error::S3Error;
 use crate::s3::policy::{Policy, MAX_POLICY_BYTES};
-use crate::s3::response::{empty_response, xml_response, S3Response};
+use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::XmlWriter;
 use http::{Response, StatusCode};
 
@@ -37,10 +37,9 @@ async fn stored(gw: &Gateway, bucket: &str) -> Result<String, S3Error> {
 
 pub async fn get_policy(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {
     let policy = stored(gw, bucket).await?;
-    Ok(Response::builder()
+    Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(node_rpc::body::full(policy))
-        .expect("response parts are valid"))
+        .finish(node_rpc::body::full(policy))
 }
 
 pub async fn delete_policy(gw: &Gateway, bucket: &str) -> Result<S3Response, S3Error> {

@@ -13,7 +13,7 @@ use crate::protocol::{
 use crate::store::{FragmentFile, Store, StoreError};
 use bytes::Bytes;
 use erasure::{FragmentVerifier, FrameFormat, StripeLayout};
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -70,12 +70,16 @@ pub(super) fn wants_raw<B>(req: &Request<B>) -> bool {
 }
 
 pub(super) fn switching_to_raw() -> Response<HttpBody> {
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(http::header::CONNECTION, "upgrade")
-        .header(http::header::UPGRADE, RAW_FRAGMENT_PROTOCOL)
-        .body(empty())
-        .expect("static response parts are valid")
+    let upgrade = (
+        http::header::UPGRADE,
+        HeaderValue::from_static(RAW_FRAGMENT_PROTOCOL),
+    );
+    let mut response = super::response(StatusCode::SWITCHING_PROTOCOLS, Some(upgrade), empty());
+    (response.headers_mut()).insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    response
 }
 
 /// Receives one fragment, checking every frame's hash as it arrives, and commits the file only

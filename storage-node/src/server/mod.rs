@@ -29,7 +29,7 @@ use fragments::{
     switching_to_raw, wants_raw,
 };
 use futures::FutureExt;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -261,10 +261,7 @@ impl Node {
             if e.status() == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!(error = %e, "node request failed");
             }
-            Response::builder()
-                .status(e.status())
-                .body(full(e.to_string()))
-                .expect("static response parts are valid")
+            response(e.status(), None, full(e.to_string()))
         });
         METRICS.call(call, response.status().as_u16(), arrived.elapsed());
         span.record("http.response.status_code", response.status().as_u16());
@@ -754,10 +751,24 @@ fn read_json<T: DeserializeOwned>(req: Request<Body>) -> Result<T, NodeError> {
 
 fn json<T: Serialize>(value: &T) -> Result<Response<HttpBody>, NodeError> {
     let bytes = serde_json::to_vec(value).map_err(|e| bad(e.to_string()))?;
-    Ok(Response::builder()
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(full(bytes))
-        .expect("static response parts are valid"))
+    let json = HeaderValue::from_static("application/json");
+    Ok(response(
+        StatusCode::OK,
+        Some((http::header::CONTENT_TYPE, json)),
+        full(bytes),
+    ))
+}
+
+/// A response built without a fallible builder: nothing in a node's answers can panic.
+pub(super) fn response(
+    status: StatusCode,
+    header: Option<(http::HeaderName, HeaderValue)>,
+    body: HttpBody,
+) -> Response<HttpBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().extend(header);
+    response
 }
 
 fn fragment_name(id: &str, index: &str) -> Result<(String, u8), NodeError> {
