@@ -125,19 +125,24 @@ fn inline_text_with_a_backslash_is_refused() {
     assert_eq!(plain.decode().unwrap(), [0, 255, 7, 252]);
 }
 
-#[test]
-fn a_part_names_its_frame_format_from_format_2_on() {
-    let part = PartData {
+/// A part of three bytes, with the inline bytes and frame format given.
+fn small_part(inline: Option<Inline>, frames: FrameFormat) -> PartData {
+    PartData {
         number: 1,
         size: 3,
         md5: "00".into(),
         block_size: 4,
         fragment_id: fragment_id(&[b"x"]),
-        inline: None,
+        inline,
         checksum: None,
         key: None,
-        frames: FrameFormat::PositionLast,
-    };
+        frames,
+    }
+}
+
+#[test]
+fn a_part_names_its_frame_format_from_format_2_on() {
+    let part = small_part(None, FrameFormat::PositionLast);
     let json = serde_json::to_string(&part).unwrap();
     assert!(json.contains(r#""frames":2"#), "{json}");
     assert_eq!(serde_json::from_str::<PartData>(&json).unwrap(), part);
@@ -151,17 +156,10 @@ fn a_part_names_its_frame_format_from_format_2_on() {
 
 #[test]
 fn inline_bytes_survive_json() {
-    let part = PartData {
-        number: 1,
-        size: 3,
-        md5: "00".into(),
-        block_size: 4,
-        fragment_id: fragment_id(&[b"x"]),
-        inline: Some(Inline::encode(&[0, 255, 7])),
-        checksum: None,
-        key: None,
-        frames: FrameFormat::PositionFirst,
-    };
+    let part = small_part(
+        Some(Inline::encode(&[0, 255, 7])),
+        FrameFormat::PositionFirst,
+    );
     let json = serde_json::to_string(&part).unwrap();
     assert!(json.contains(r#""inline":"AP8H""#), "{json}");
     assert!(
