@@ -60,6 +60,7 @@ pub struct NodeMetrics {
     pub fragment_bytes_written: Counter,
     pub fragment_reads: Counter,
     pub fragment_bytes_read: Counter,
+    pub worker_restarts: Counter,
 }
 
 /// What the node knows when scraped, beside what it counted.
@@ -84,6 +85,7 @@ impl NodeMetrics {
             fragment_bytes_written: Counter::new(),
             fragment_reads: Counter::new(),
             fragment_bytes_read: Counter::new(),
+            worker_restarts: Counter::new(),
         }
     }
 
@@ -160,6 +162,11 @@ impl NodeMetrics {
                 "tessera_fragment_read_bytes_total",
                 "Bytes of fragment files asked for by reads.",
                 &self.fragment_bytes_read,
+            ),
+            (
+                "tessera_node_worker_restarts_total",
+                "Background workers (hinted handoff, sweeper, scrubber) started again after a panic.",
+                &self.worker_restarts,
             ),
         ];
         for (name, help, counter) in counters {

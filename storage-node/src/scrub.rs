@@ -98,7 +98,7 @@ pub fn start(store: Arc<Store>, settings: ScrubSettings) -> Result<Scrubber, Sto
                 status: &shared,
                 damaged,
             };
-            scrubber.forever(&requests)
+            crate::workers::supervise_blocking("scrubber", || scrubber.forever(&requests))
         })?;
     Ok(Scrubber { status, wake })
 }

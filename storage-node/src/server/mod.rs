@@ -21,6 +21,7 @@ use crate::protocol::{
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
 use crate::scrub::{self, ScrubSettings, Scrubber};
 use crate::store::{Store, StoreError};
+use crate::workers;
 use anyhow::Context;
 use bytes::Bytes;
 use erasure::FrameFormat;
@@ -141,13 +142,14 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         .with_context(|| format!("binding {listen}"))?;
     let listener = Listener::new(listener, node.connections.clone());
     tracing::info!(node = %node.id, %listen, "storage node listening");
-    tokio::spawn(hints::hand_off_forever(
-        store.clone(),
-        client,
-        cluster.nodes.clone(),
-        cluster.data_shards,
-    ));
-    tokio::spawn(sweep_forever(store.clone(), node.clone()));
+    let (handing, nodes, k) = (store.clone(), cluster.nodes.clone(), cluster.data_shards);
+    workers::supervise("hinted handoff", move || {
+        hints::hand_off_forever(handing.clone(), client.clone(), nodes.clone(), k)
+    });
+    let (sweeping, settings) = (store.clone(), node.clone());
+    workers::supervise("sweeper", move || {
+        sweep_forever(sweeping.clone(), settings.clone())
+    });
     let scrub = scrub::start(
         store.clone(),
         ScrubSettings {
