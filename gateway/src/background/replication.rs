@@ -168,17 +168,27 @@ struct Link {
     delivered: Mutex<VecDeque<(Instant, u64, u64)>>,
     /// How far the bucket table has been sent (`sync_buckets`).
     buckets: Mutex<BucketsSent>,
-    /// Every key record up to this version has been sent (`sync_keys`).
-    keys: Mutex<Version>,
+    /// The version of each key record the target took (`sync_keys`). Not a high-water mark:
+    /// a record made through another gateway can reach this one's table after a newer one.
+    keys: Mutex<HashMap<String, Version>>,
     history: LastHour<LinkSample>,
 }
 
-/// The bucket records a link has sent: every one up to `version`, but the deletions in
-/// `waiting`, which the target holds back until the bucket is empty there.
+/// The bucket records a link has sent: the version of each that the target took (not a
+/// high-water mark: a record made through another gateway can reach this one's table after a
+/// newer one), and the deletions in `waiting`, which the target holds back until the bucket is
+/// empty there.
 #[derive(Default)]
 struct BucketsSent {
-    version: Version,
+    taken: HashMap<String, Version>,
     waiting: BTreeSet<String>,
+}
+
+impl BucketsSent {
+    /// Whether the target took this version of the record.
+    fn took(&self, record: &BucketRecord) -> bool {
+        self.taken.get(&record.name) == Some(&record.version)
+    }
 }
 
 /// The drain of this region's outboxes, one link per peer region.
@@ -437,8 +447,12 @@ impl Replication {
         // The target refuses a version of a bucket whose record it has not had yet
         // (`NoSuchBucket`, and the entry would wait out a backoff): send the records first.
         if let Ok(table) = cluster.buckets(false).await {
-            let synced = lock(&link.buckets).version;
-            if (due.iter()).any(|i| table.get(&i.bucket).is_none_or(|b| b.version > synced)) {
+            let sent = |bucket: &str| {
+                table
+                    .get(bucket)
+                    .is_some_and(|b| lock(&link.buckets).took(b))
+            };
+            if !due.iter().all(|i| sent(&i.bucket)) {
                 self.sync_buckets(link).await;
             }
         }
@@ -464,19 +478,18 @@ impl Replication {
         let records: Vec<BucketRecord> = {
             let sent = lock(&link.buckets);
             (table.values())
-                .filter(|r| r.version > sent.version || sent.waiting.contains(&r.name))
+                .filter(|r| !sent.took(r) || sent.waiting.contains(&r.name))
                 .cloned()
                 .collect()
         };
         // Sent even when none changed: the link's heartbeat, which keeps `up` true to the
         // target's state while there is nothing else to send.
-        let newest = records.iter().map(|r| r.version).max().unwrap_or_default();
         let sent = link.peer.send_buckets(&records).await;
         note_answer(link, &sent);
         match sent {
             Ok(waiting) => {
                 let mut sent = lock(&link.buckets);
-                sent.version = sent.version.max(newest);
+                (sent.taken).extend(records.into_iter().map(|r| (r.name, r.version)));
                 sent.waiting = waiting.into_iter().collect();
             }
             Err(e) => note_error(link, format!("bucket records: {e}")),
@@ -490,16 +503,21 @@ impl Replication {
         let Ok(table) = self.cluster.keys(false).await else {
             return;
         };
-        let sent = *lock(&link.keys);
-        let records: Vec<KeyRecord> = (table.values())
-            .filter(|k| k.version > sent)
-            .filter_map(|k| self.cluster.secrets.reseal(k, &self.in_transit))
-            .collect();
-        let Some(newest) = records.iter().map(|k| k.version).max() else {
-            return;
+        let records: Vec<KeyRecord> = {
+            let sent = lock(&link.keys);
+            (table.values())
+                .filter(|k| sent.get(&k.id) != Some(&k.version))
+                .filter_map(|k| self.cluster.secrets.reseal(k, &self.in_transit))
+                .collect()
         };
+        if records.is_empty() {
+            return;
+        }
         match link.peer.send_keys(&records).await {
-            Ok(refused) if refused.is_empty() => *lock(&link.keys) = newest,
+            Ok(refused) if refused.is_empty() => {
+                let mut sent = lock(&link.keys);
+                sent.extend(records.into_iter().map(|k| (k.id, k.version)));
+            }
             Ok(refused) => note_error(
                 link,
                 format!("key records: the peer could not open {refused:?} (another replication secret?)"),
