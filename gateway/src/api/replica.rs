@@ -73,7 +73,7 @@ pub async fn apply_buckets(gw: &Gateway, req: S3Request) -> Result<S3Response, S
 
 /// `POST /_tessera/replication/keys`: access key records from a peer region (a JSON array, each
 /// secret sealed under the replication secret), each applied by last writer wins
-/// (`Cluster::apply_replica_key`). Answers `{"refused": [ids]}`: the keys whose secret did not
+/// (`Cluster::apply_replica_keys`). Answers `{"refused": [ids]}`: the keys whose secret did not
 /// open (sealed under another replication secret), which are not applied.
 pub async fn apply_keys(gw: &Gateway, req: S3Request) -> Result<S3Response, S3Error> {
     let records: Vec<KeyRecord> = records_from_peer(req, "key records").await?;
@@ -81,12 +81,7 @@ pub async fn apply_keys(gw: &Gateway, req: S3Request) -> Result<S3Response, S3Er
         return Err(S3Error::AccessDenied("this gateway's region has no peers"));
     };
     let in_transit = SecretSeal::in_transit(&region.replication_secret);
-    let mut refused = Vec::new();
-    for record in records {
-        if !gw.cluster.apply_replica_key(&record, &in_transit).await? {
-            refused.push(record.id);
-        }
-    }
+    let refused = gw.cluster.apply_replica_keys(records, &in_transit).await?;
     json(StatusCode::OK, &serde_json::json!({ "refused": refused }))
 }
 

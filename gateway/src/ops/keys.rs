@@ -121,26 +121,29 @@ impl Cluster {
             .await
     }
 
-    /// Applies a key record sent by a peer region (sealed `in_transit`) by last writer wins, as
-    /// the system table does; `false` if its secret does not open.
-    pub async fn apply_replica_key(
+    /// Applies key records sent by a peer region (sealed `in_transit`), each by last writer
+    /// wins, as the system table does; the ids of those whose secret does not open.
+    pub async fn apply_replica_keys(
         &self,
-        incoming: &KeyRecord,
+        incoming: Vec<KeyRecord>,
         in_transit: &SecretSeal,
-    ) -> Result<bool, S3Error> {
-        Version::observe(incoming.version);
+    ) -> Result<Vec<String>, S3Error> {
         let table = self.keys(true).await?;
-        if table
-            .get(&incoming.id)
-            .is_some_and(|k| k.version >= incoming.version)
-        {
-            return Ok(true);
+        let mut refused = Vec::new();
+        for record in incoming {
+            Version::observe(record.version);
+            if table
+                .get(&record.id)
+                .is_some_and(|k| k.version >= record.version)
+            {
+                continue;
+            }
+            match in_transit.reseal(&record, &self.secrets) {
+                Some(resealed) => self.put_key(&resealed).await?,
+                None => refused.push(record.id),
+            }
         }
-        let Some(record) = in_transit.reseal(incoming, &self.secrets) else {
-            return Ok(false);
-        };
-        self.put_key(&record).await?;
-        Ok(true)
+        Ok(refused)
     }
 
     /// Writes a key record to every node; a majority must take it.
