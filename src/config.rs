@@ -58,7 +58,7 @@
 //! # header_timeout_secs = 20           # from a request head's first byte to its end
 //! # idle_timeout_secs = 60             # no request in flight and nothing sent or received
 //! # stall_timeout_secs = 60            # a body that stops arriving, a response not read
-//! # max_header_bytes = 8192            # gateway: more is 400 RequestHeaderSectionTooLarge
+//! # max_header_bytes = 8192            # gateway: more is 400 RequestHeaderSectionTooLarge, node: 431
 //! # max_headers = 100                  # header lines; more is refused with 431
 //! ```
 //!

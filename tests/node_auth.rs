@@ -137,6 +137,37 @@ async fn captured_commits_are_not_taken_again_or_with_another_body() {
     assert!(!keys.iter().any(|k| k.starts_with("forged")));
 }
 
+/// A node refuses a head over its header size limit (431) before reading further, and a signed
+/// call whose body stops arriving midway is answered 408 once the stall timeout passes, instead
+/// of holding its connection and its task for as long as the sender likes.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_heads_and_stalled_bodies_are_refused() {
+    let mut cluster = TestCluster::start();
+    let (node, _) = cluster.nodes().remove(0);
+    let mut limits = toml::map::Map::new();
+    limits.insert("stall_timeout_secs".into(), 2.into());
+    cluster.restart_with(&node, "connections", Some(limits.into()));
+    let (addr, secret) = cluster.first_node();
+    let client = NodeClient::new(ClusterSecret::new(secret), Duration::from_secs(10));
+
+    let padding = "x".repeat(10 << 10);
+    let head = format!("GET /v1/health HTTP/1.1\r\nhost: node\r\nx-padding: {padding}\r\n\r\n");
+    let (status, message) = send_bytes(&addr, head.as_bytes()).await;
+    assert_eq!(status, 431, "10 KiB of headers: {message}");
+
+    let call = captured_commit(&client, commit_of("stalled/aaaa")).await;
+    let (head, body) = split_head(&call).unwrap();
+    let mut socket = TcpStream::connect(&addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(b"\r\n\r\n").await.unwrap();
+    socket.write_all(&body[..body.len() / 2]).await.unwrap();
+    let started = std::time::Instant::now();
+    let (status, message) = read_answer(&mut socket).await;
+    assert_eq!(status, 408, "half a body, then nothing: {message}");
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert!(listed_keys(&client, &addr, BUCKET).await.is_empty());
+}
+
 /// Fragment 1 of a random object of `layout`, encoded in 4+2.
 fn fragment_1(layout: erasure::StripeLayout) -> Vec<u8> {
     let object = random_bytes(layout.size as usize, 5);

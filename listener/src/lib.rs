@@ -43,7 +43,7 @@ pub struct Limits {
     /// the client stopped reading, ends the connection. Default 60.
     pub stall_timeout_secs: u64,
     /// Bytes of request headers (names and values) a request may carry; S3 allows 8 KiB and
-    /// answers more with `400 RequestHeaderSectionTooLarge`. Default 8192.
+    /// answers more with `400 RequestHeaderSectionTooLarge` (a node answers 431). Default 8192.
     pub max_header_bytes: usize,
     /// Request header lines a request may carry; more are refused (431) before the request is
     /// read further. Default 100.
@@ -76,6 +76,15 @@ impl Limits {
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.stall_timeout_secs.max(1))
     }
+
+    /// Whether a request's headers, names and values, come to more than `max_header_bytes`.
+    pub fn headers_too_large(&self, headers: &http::HeaderMap) -> bool {
+        let bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        bytes > self.max_header_bytes
+    }
 }
 
 /// Raises the process's soft limit on open descriptors to its hard limit, and returns the limit
@@ -102,16 +111,6 @@ pub fn raise_descriptor_limit() -> u64 {
         }
     }
     limit.rlim_cur
-}
-
-/// What a caught panic said, for the log of a server that catches its handlers' panics: a bug
-/// fails its request, not the connection or the process.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// A TCP listener whose `accept` never fails and hands out only connections within the limits.

@@ -144,6 +144,10 @@ pub struct NodeHealth {
     /// empty from a node of a release before format 2, which knows format 1 alone.
     #[serde(default)]
     pub frame_formats: Vec<u8>,
+    /// The node's background workers (hinted handoff, the sweeper, the scrubber): a panic shows
+    /// here, with the restart that followed.
+    #[serde(default)]
+    pub workers: Vec<supervisor::WorkerStatus>,
 }
 
 impl NodeClient {

@@ -54,9 +54,11 @@ pub struct NodeConfig {
     #[serde(default = "default_scrub_bytes_per_sec")]
     pub scrub_bytes_per_sec: u64,
     /// Limits on the connections the node accepts (`[node.connections]`; see `listener::Limits`
-    /// for each default). Requests are authenticated from their head, before any body is read,
-    /// so the body stall timeout does not apply here: only the cluster's own gateways and nodes
-    /// get as far as sending one.
+    /// for each default). Calls are authenticated from their head, before any body is read, so
+    /// only the cluster's own gateways and nodes get as far as sending one; a body signed by its
+    /// hash that stops arriving for `stall_timeout_secs` still fails (408), as does one over
+    /// 64 MiB (413). Fragment bodies wait 300 s instead: a gateway sends them as fast as its own
+    /// S3 client does.
     #[serde(default)]
     pub connections: listener::Limits,
     /// Serve `/metrics` on the node's port to anyone who reaches it. Default false: a scrape

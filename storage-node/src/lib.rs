@@ -7,7 +7,6 @@ mod metrics;
 pub mod scrub;
 pub mod server;
 pub mod store;
-mod workers;
 
 pub(crate) use node_rpc::{auth, body, client, object_lock, protocol, record};
 

@@ -60,7 +60,6 @@ pub struct NodeMetrics {
     pub fragment_bytes_written: Counter,
     pub fragment_reads: Counter,
     pub fragment_bytes_read: Counter,
-    pub worker_restarts: Counter,
 }
 
 /// What the node knows when scraped, beside what it counted.
@@ -70,6 +69,8 @@ pub struct Snapshot<'a> {
     pub scrub: ScrubStatus,
     pub disk: std::io::Result<crate::server::DiskSpace>,
     pub write_stall_secs: Option<f64>,
+    /// Background workers started again after a panic, since the node started.
+    pub worker_restarts: u64,
 }
 
 impl NodeMetrics {
@@ -85,7 +86,6 @@ impl NodeMetrics {
             fragment_bytes_written: Counter::new(),
             fragment_reads: Counter::new(),
             fragment_bytes_read: Counter::new(),
-            worker_restarts: Counter::new(),
         }
     }
 
@@ -163,16 +163,18 @@ impl NodeMetrics {
                 "Bytes of fragment files asked for by reads.",
                 &self.fragment_bytes_read,
             ),
-            (
-                "tessera_node_worker_restarts_total",
-                "Background workers (hinted handoff, sweeper, scrubber) started again after a panic.",
-                &self.worker_restarts,
-            ),
         ];
         for (name, help, counter) in counters {
             out.family(name, Kind::Counter, help)
                 .sample(name, &node, counter.get());
         }
+        let restarts = "tessera_node_worker_restarts_total";
+        out.family(
+            restarts,
+            Kind::Counter,
+            "Background workers (hinted handoff, sweeper, scrubber) started again after a panic.",
+        )
+        .sample(restarts, &node, now.worker_restarts);
         out.family(
             "tessera_hints_pending",
             Kind::Gauge,

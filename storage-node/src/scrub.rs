@@ -73,7 +73,11 @@ impl Scrubber {
 
 /// Starts the scrubber on a thread of its own (its reads block, and it must not hold up a runtime
 /// thread). With a zero interval it runs only the passes asked of it.
-pub fn start(store: Arc<Store>, settings: ScrubSettings) -> Result<Scrubber, StoreError> {
+pub fn start(
+    store: Arc<Store>,
+    settings: ScrubSettings,
+    watch: supervisor::Watch,
+) -> Result<Scrubber, StoreError> {
     let mut status: ScrubStatus = match store.setting(STATE)? {
         Some(bytes) => serde_json::from_slice(&bytes)?,
         None => ScrubStatus::default(),
@@ -98,7 +102,7 @@ pub fn start(store: Arc<Store>, settings: ScrubSettings) -> Result<Scrubber, Sto
                 status: &shared,
                 damaged,
             };
-            crate::workers::supervise_blocking("scrubber", || scrubber.forever(&requests))
+            watch.run_blocking(|| scrubber.forever(&requests))
         })?;
     Ok(Scrubber { status, wake })
 }

@@ -46,6 +46,15 @@ AWS_CLIS = {
 }
 
 _RUNNING_CLUSTERS: list["Cluster"] = []
+# Every cluster the session started, and every secret a test used (keys made through the admin
+# API, SSE-C keys): at the end of the session no process's log may hold any of them.
+_STARTED_CLUSTERS: list["Cluster"] = []
+_USED_SECRETS: set[str] = set()
+
+
+def note_secret(secret: str) -> None:
+    """Adds a secret a test uses to those the logs are searched for at the end of the session."""
+    _USED_SECRETS.add(secret)
 
 
 # --------------------------------------------------------------------------- processes
@@ -279,6 +288,7 @@ class Cluster:
                                          stdin=subprocess.DEVNULL, env=self.env(),
                                          start_new_session=True)
         _RUNNING_CLUSTERS.append(self)
+        _STARTED_CLUSTERS.append(self)
         try:
             self.endpoint = self._wait_for_endpoint()
             if not wait_for_tcp("127.0.0.1", self.port, 30):
@@ -412,6 +422,8 @@ class Cluster:
 
     def client(self, access_key: str | None = None, secret_key: str | None = None, **config):
         # s3v4 explicitly: otherwise botocore presigns with SigV2 query auth.
+        if secret_key:
+            note_secret(secret_key)
         cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
                      retries={"max_attempts": 3},
                      connect_timeout=10, read_timeout=120, **config)
@@ -577,6 +589,55 @@ def make_aws(request, tmp_path_factory):
         return AwsCli(version, binary, cluster, tmp_path_factory.mktemp(f"aws-{version}"))
 
     return make
+
+
+# --------------------------------------------------------------------------- secrets in logs
+
+
+def config_secrets(cluster: "Cluster") -> set[str]:
+    """The secrets in a cluster's config files: the cluster and replication secrets, the S3
+    secret key, the SSE master key."""
+    found: set[str] = set()
+
+    def walk(value, name=""):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, name)
+        elif isinstance(value, str) and ("secret" in name or name.endswith("master_key")):
+            found.add(value)
+
+    for path in cluster.data_dir.rglob("config/*.toml"):
+        walk(tomllib.loads(path.read_text()))
+    return found
+
+
+def leaked_secrets(cluster: "Cluster", extra: set[str] = frozenset()) -> list[str]:
+    """Where a log of the cluster's processes holds one of its secrets or `extra`: one line per
+    file and secret (the secret's first 4 characters only). `tessera dev`'s own output prints
+    the S3 credentials, on purpose, and may hold that one secret alone."""
+    secrets_ = {s for s in config_secrets(cluster) | {cluster.secret_key} | extra if len(s) >= 16}
+    logs = [p for p in cluster.log_path.parent.rglob("*.log") if p.parent.name != "meta"]
+    leaks = []
+    for path in logs:
+        text = path.read_text(errors="replace")
+        allowed = {cluster.secret_key} if path == cluster.log_path else set()
+        leaks += [f"{path}: {s[:4]}..." for s in secrets_ - allowed if s in text]
+    return leaks
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fails the run when any process of any cluster of the session logged a secret (after
+    every cluster has stopped, so that their logs are complete)."""
+    leaks = [leak for c in _STARTED_CLUSTERS for leak in leaked_secrets(c, _USED_SECRETS)]
+    searched = len(_STARTED_CLUSTERS)
+    print(f"\nsecrets in logs: {len(_USED_SECRETS)} used secrets and each cluster's own, "
+          f"searched in the logs of {searched} clusters: {len(leaks)} found")
+    if leaks:
+        print("\n".join(leaks))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # --------------------------------------------------------------------------- pytest hooks

@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import TESSERA_BIN, Cluster
+from conftest import TESSERA_BIN, Cluster, note_secret
 from helpers import error_code, http_status, raw_request, unique_bucket
 from test_post_object import multipart
 
@@ -42,6 +42,7 @@ def tessera_admin(cluster: Cluster, *args: str, key: dict | None = None):
     if cluster.ca_bundle:
         env["AWS_CA_BUNDLE"] = cluster.ca_bundle
     if key:
+        note_secret(key["secret"])
         env.update(TESSERA_ACCESS_KEY_ID=key["id"], TESSERA_SECRET_ACCESS_KEY=key["secret"])
     return subprocess.run([str(TESSERA_BIN), "admin", *args], env=env, capture_output=True,
                           text=True, timeout=60)

@@ -129,6 +129,14 @@ def test_overview_shows_what_the_admin_api_says(page, console_url, cluster):
     expect(page.locator('.card [data-field="disk"]')).to_have_text(
         re.compile(rf" of {re.escape(console_bytes(sum(disks.values())))}$"))
     expect(page.locator(".chart svg polyline")).to_have_count(2)
+    # Every process's supervised workers, none of which has panicked here.
+    status = admin_get(cluster, "status")
+    for n in status["nodes"]:
+        assert sorted(w["name"] for w in n["workers"]) == ["hinted handoff", "scrubber", "sweeper"]
+        assert all(w["running"] and w["restarts"] == 0 for w in n["workers"]), n["workers"]
+    assert {"probe", "lifecycle"} <= {w["name"] for w in status["workers"]}
+    workers = len(status["workers"]) + sum(len(n["workers"]) for n in status["nodes"])
+    expect(page.locator("#workers")).to_contain_text(f"{workers} background workers; none has panicked.")
     screenshot(page, "overview")
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import empty_and_delete_bucket, start_cluster
+from conftest import empty_and_delete_bucket, note_secret, start_cluster
 from helpers import KiB, MiB, b64, error_code, http_status, quoted_md5, random_bytes, unique_bucket
 from test_hardening import signed_request
 
 KEY = secrets.token_bytes(32)
 OTHER_KEY = secrets.token_bytes(32)
+for _key in (KEY, OTHER_KEY):
+    note_secret(b64(_key))
 BLOCK = 256 * KiB  # the erasure block (4 make a stripe): ranges crossing blocks are the risky ones
 SSE_S3 = {"ServerSideEncryption": "AES256"}
 AES256_DEFAULT = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},

@@ -298,7 +298,7 @@ function diskCell(n) {
 
 async function overviewPage() {
   await every(5000, async (show) => {
-    const [{ nodes, replication, frame_format }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
+    const [{ nodes, workers, replication, frame_format }, activity, heal] = await Promise.all([admin("status"), admin("activity"), admin("heal")]);
     const up = nodes.filter((n) => n.up).length;
     const zones = [...new Set(nodes.map((n) => n.zone))];
     const hints = nodes.reduce((a, n) => a + (n.hints || 0), 0);
@@ -339,8 +339,26 @@ async function overviewPage() {
       h("h2", {}, "Nodes"),
       h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "State"), h("th", {}, "Node"), h("th", {}, "Address"),
         h("th", {}, "Disk"), h("th", { class: "num" }, "Hints"), h("th", {}, "Scrub"),
-        h("th", { title: "The fragment frame formats the node knows" }, "Frame formats"))), h("tbody", {}, rows)));
+        h("th", { title: "The fragment frame formats the node knows" }, "Frame formats"))), h("tbody", {}, rows)),
+      workersPanel(workers, nodes));
   });
+}
+
+/// The background workers of this gateway and of every node that answered, as far as any of
+/// them panicked: each one that did was started again, and its last panic says why.
+function workersPanel(gatewayWorkers, nodes) {
+  const all = [...(gatewayWorkers || []).map((w) => ["this gateway", w]),
+    ...nodes.flatMap((n) => (n.workers || []).map((w) => [n.id, w]))];
+  const panicked = all.filter(([, w]) => w.restarts > 0);
+  const total = `${all.length} background workers`;
+  if (!panicked.length) return h("div", { id: "workers" }, h("h2", {}, "Workers"), h("p", { class: "muted" }, `${total}; none has panicked.`));
+  return h("div", { id: "workers" }, h("h2", {}, "Workers"),
+    h("p", {}, `${total}; ${panicked.length} panicked and started again.`),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Process"), h("th", {}, "Worker"), h("th", { class: "num" }, "Restarts"),
+      h("th", {}, "Last panic"), h("th", {}, "When"))),
+    h("tbody", {}, panicked.map(([process, w]) => h("tr", { "data-worker": `${process}/${w.name}` },
+      h("td", {}, process), h("td", {}, w.name), h("td", { class: "num" }, count(w.restarts)),
+      h("td", {}, h("code", {}, w.last_panic || "")), h("td", {}, w.last_panic_at ? ago(w.last_panic_at) : "—"))))));
 }
 
 /// This region and each peer region, as the links to them show them.

@@ -19,6 +19,7 @@ use node_rpc::protocol::ScrubStatus;
 use node_rpc::record::Versioning;
 use node_rpc::NodeHealth;
 use serde::Serialize;
+use supervisor::WorkerStatus;
 
 /// A bucket as `GET /_tessera/buckets` lists it.
 #[derive(Serialize)]
@@ -58,6 +59,8 @@ struct NodeStatus {
     disk_id: Option<String>,
     /// The fragment frame formats the node knows (format 1 alone from a release before format 2).
     frame_formats: Option<Vec<u8>>,
+    /// The node's background workers, with any panic they were restarted after.
+    workers: Option<Vec<WorkerStatus>>,
 }
 
 pub async fn handle(
@@ -91,6 +94,7 @@ pub async fn handle(
                             [] => vec![FrameFormat::PositionFirst.number()],
                             known => known.to_vec(),
                         }),
+                        workers: h.as_ref().map(|h| h.workers.clone()),
                         scrub: h.map(|h| h.scrub),
                     }
                 })
@@ -101,6 +105,7 @@ pub async fn handle(
                     "region": gw.config.region,
                     "frame_format": gw.cluster.liveness.frame_format().number(),
                     "nodes": status,
+                    "workers": gw.workers.status(),
                     "replication": links(gw),
                 }),
             )

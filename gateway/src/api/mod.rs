@@ -30,7 +30,6 @@ use crate::background::activity::Activity;
 use crate::background::heal::Healer;
 use crate::background::replication::Replication;
 use crate::background::resync::Resyncer;
-use crate::background::Workers;
 use crate::config::GatewayConfig;
 use crate::metrics::{Counted, RequestLabel, METRICS};
 use crate::ops::cluster::Cluster;
@@ -38,13 +37,11 @@ use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
 use crate::s3::response::{error_response, S3Response};
 use crate::s3::sigv4::Credentials;
-use futures::FutureExt;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::ClusterConfig;
 use std::net::IpAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 use telemetry::trace;
@@ -61,7 +58,7 @@ pub struct Gateway {
     pub resyncer: Arc<Resyncer>,
     /// The drain of the outboxes to peer regions, when this region has peers.
     pub replication: Option<Arc<Replication>>,
-    pub workers: Workers,
+    pub workers: supervisor::Workers,
     /// This gateway's requests over the last hour, for the console.
     pub activity: Arc<Activity>,
     /// SSE-S3's master key, if the config gives one.
@@ -101,7 +98,13 @@ impl Gateway {
         Ok(Gateway {
             master_key,
             metrics_token: cluster_config.secret.metrics_token(),
-            workers: Workers::start(&cluster, &healer, &activity, replication.as_ref(), &config),
+            workers: crate::background::start_workers(
+                &cluster,
+                &healer,
+                &activity,
+                replication.as_ref(),
+                &config,
+            ),
             replication,
             activity,
             healer,
@@ -148,12 +151,10 @@ impl Gateway {
         let location = self.locate(&parts);
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
         // A panic is a bug; it fails its request, not the connection or the process.
-        let outcome = AssertUnwindSafe(self.dispatch(parts, body, location, client_ip, &mut label))
-            .catch_unwind()
-            .instrument(span.clone())
+        let handler = self.dispatch(parts, body, location, client_ip, &mut label);
+        let outcome = supervisor::caught(&resource, handler.instrument(span.clone()))
             .await
-            .unwrap_or_else(|panic| {
-                let message = listener::panic_message(panic.as_ref());
+            .unwrap_or_else(|message| {
                 Err(S3Error::Internal(format!(
                     "the request's handler panicked: {message}"
                 )))

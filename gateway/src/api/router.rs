@@ -57,12 +57,7 @@ impl Gateway {
         client_ip: Option<IpAddr>,
         label: &mut RequestLabel,
     ) -> Result<S3Response, S3Error> {
-        let header_bytes: usize = parts
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
-        if header_bytes > self.config.connections.max_header_bytes {
+        if self.config.connections.headers_too_large(&parts.headers) {
             return Err(S3Error::RequestHeaderSectionTooLarge);
         }
         if parts.method == Method::OPTIONS {

@@ -14,7 +14,6 @@ use crate::store::{FragmentFile, Store, StoreError};
 use bytes::Bytes;
 use erasure::{FragmentVerifier, FrameFormat, StripeLayout};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use listener::Guarded;
@@ -25,11 +24,12 @@ use tokio::net::TcpStream;
 
 /// Fragment bytes are handed to the disk in batches of this size, and read back in chunks of it.
 const IO_CHUNK: usize = 1 << 20;
-/// How long a raw fragment transfer waits for a peer that moves no bytes before it gives up. A
+/// How long a fragment transfer (raw, or an HTTP body) waits for a peer that moves no bytes
+/// before it gives up. A
 /// gateway stops reading while its S3 client is slow to take the object, and stops sending while
 /// its S3 client is slow to send one, so this is far above the node timeout: it only catches
 /// peers that are gone.
-const RAW_STALL: Duration = Duration::from_secs(300);
+const TRANSFER_STALL: Duration = Duration::from_secs(300);
 /// The longest fragment file a lookup sends along with its record (see `lookup_and_fragment`):
 /// that of a 16 MiB object in 4+2. Larger objects take long enough to read that one more round
 /// trip does not count.
@@ -98,8 +98,8 @@ pub(super) async fn receive_fragment(
     let mut tag = Vec::with_capacity(STREAM_TAG_LEN);
     let mut batch = Vec::new();
     let mut batched = 0;
-    while let Some(frame) = body.frame().await {
-        let Ok(mut data) = frame?.into_data() else {
+    while let Some(frame) = super::next_frame(&mut body, TRANSFER_STALL).await? {
+        let Ok(mut data) = frame.into_data() else {
             continue;
         };
         // The bytes past the fragment's length are the tag.
@@ -142,7 +142,7 @@ pub(super) async fn receive_fragment(
 /// with a status line (see `RAW_FRAGMENT_PROTOCOL`) and closes it. The bytes are read straight
 /// into the file's direct-I/O buffer, and each buffer is checked whole before it is written: the
 /// HTTP path's copy from hyper's chunks into that buffer was a tenth of a node's CPU on large PUTs.
-/// `_in_flight` marks the connection busy until the upload ends, so that only `RAW_STALL`
+/// `_in_flight` marks the connection busy until the upload ends, so that only `TRANSFER_STALL`
 /// bounds its reads.
 pub(super) async fn receive_raw(
     upgrade: hyper::upgrade::OnUpgrade,
@@ -165,7 +165,8 @@ pub(super) async fn receive_raw(
             // read and dropped first, or closing with unread bytes would reset the connection
             // and lose the answer.
             let (mut rest, mut dropped) = ((&mut io).take(left), tokio::io::sink());
-            let _ = tokio::time::timeout(RAW_STALL, tokio::io::copy(&mut rest, &mut dropped)).await;
+            let _ = tokio::time::timeout(TRANSFER_STALL, tokio::io::copy(&mut rest, &mut dropped))
+                .await;
             raw_upload_answer(e.status(), &e.to_string())
         }
     };
@@ -201,7 +202,7 @@ async fn receive_into(
         let want = spare
             .len()
             .min(usize::try_from(*left - tag_len).unwrap_or(usize::MAX));
-        let n = tokio::time::timeout(RAW_STALL, io.read(&mut spare[..want]))
+        let n = tokio::time::timeout(TRANSFER_STALL, io.read(&mut spare[..want]))
             .await
             .map_err(|_| bad("the sender stalled"))?
             .map_err(|e| bad(format!("reading the fragment: {e}")))?;
@@ -218,7 +219,7 @@ async fn receive_into(
     check(&mut verifier, &mut file)?;
     verifier.finish().map_err(|e| bad(e.to_string()))?;
     let mut tag = [0u8; STREAM_TAG_LEN];
-    tokio::time::timeout(RAW_STALL, io.read_exact(&mut tag))
+    tokio::time::timeout(TRANSFER_STALL, io.read_exact(&mut tag))
         .await
         .map_err(|_| bad("the sender stalled"))?
         .map_err(|e| bad(format!("reading the fragment's tag: {e}")))?;
@@ -362,7 +363,7 @@ async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offse
     let sent = tokio::task::spawn_blocking(move || {
         let socket = socket?;
         socket.set_nonblocking(false)?;
-        socket.set_write_timeout(Some(RAW_STALL))?;
+        socket.set_write_timeout(Some(TRANSFER_STALL))?;
         send_file(&socket, &file, offset, len)
     })
     .await;
@@ -387,7 +388,7 @@ async fn copy_range(
     while left > 0 {
         let want = usize::try_from(left).map_or(IO_CHUNK, |left| left.min(IO_CHUNK));
         file.read_exact(&mut chunk[..want]).await?;
-        tokio::time::timeout(RAW_STALL, io.write_all(&chunk[..want]))
+        tokio::time::timeout(TRANSFER_STALL, io.write_all(&chunk[..want]))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         left -= want as u64;

@@ -21,7 +21,6 @@ use crate::protocol::{
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
 use crate::scrub::{self, ScrubSettings, Scrubber};
 use crate::store::{Store, StoreError};
-use crate::workers;
 use anyhow::Context;
 use bytes::Bytes;
 use erasure::FrameFormat;
@@ -29,7 +28,6 @@ use fragments::{
     fragment_layout, lookup_and_fragment, receive_fragment, receive_raw, send_fragment, start_raw,
     switching_to_raw, wants_raw,
 };
-use futures::FutureExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -40,9 +38,9 @@ use node_rpc::ClusterConfig;
 use placement::Layout;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use supervisor::Workers;
 use telemetry::trace;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -51,6 +49,10 @@ use tracing::Instrument;
 
 /// How long a TLS client may take over its handshake before its connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest body of a call signed by its hash (records and batches of them), which is read
+/// whole to be checked before anything acts on it. A batch of commits carries at most a few
+/// inline objects' bytes per record; fragment bytes are never sent this way.
+const MAX_HASHED_BODY: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 enum NodeError {
@@ -66,6 +68,10 @@ enum NodeError {
     Body(#[from] hyper::Error),
     #[error("disk full: less than the {0} bytes this node keeps free")]
     DiskFull(u64),
+    #[error("the request body stopped arriving for {0:?}")]
+    BodyStalled(Duration),
+    #[error("the request body is over {0} bytes")]
+    BodyTooLarge(usize),
 }
 
 impl NodeError {
@@ -78,6 +84,8 @@ impl NodeError {
             }
             NodeError::BadRequest(_) | NodeError::Body(_) => StatusCode::BAD_REQUEST,
             NodeError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            NodeError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            NodeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             NodeError::Store(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
                 StatusCode::INSUFFICIENT_STORAGE
             }
@@ -113,6 +121,10 @@ struct Node {
     /// What a scrape of `/metrics` must bear; `None` when the node's metrics are public.
     metrics_token: Option<String>,
     leases: DrainLeases,
+    /// How long a hashed body may stop arriving (`listener::Limits::stall_timeout`).
+    body_stall: Duration,
+    /// Hinted handoff, the sweeper and the scrubber, supervised.
+    workers: Workers,
 }
 
 /// Opens the node's store and serves the node protocol until the process ends.
@@ -142,12 +154,13 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         .with_context(|| format!("binding {listen}"))?;
     let listener = Listener::new(listener, node.connections.clone());
     tracing::info!(node = %node.id, %listen, "storage node listening");
+    let mut workers = Workers::default();
     let (handing, nodes, k) = (store.clone(), cluster.nodes.clone(), cluster.data_shards);
-    workers::supervise("hinted handoff", move || {
+    workers.supervise("hinted handoff", move || {
         hints::hand_off_forever(handing.clone(), client.clone(), nodes.clone(), k)
     });
     let (sweeping, settings) = (store.clone(), node.clone());
-    workers::supervise("sweeper", move || {
+    workers.supervise("sweeper", move || {
         sweep_forever(sweeping.clone(), settings.clone())
     });
     let scrub = scrub::start(
@@ -157,6 +170,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
             bytes_per_sec: node.scrub_bytes_per_sec,
             data_shards: cluster.data_shards,
         },
+        workers.watch("scrubber"),
     )
     .context("starting the scrubber")?;
     let state = Arc::new(Node {
@@ -170,18 +184,20 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         min_free_bytes: node.min_free_bytes,
         metrics_token: (!node.metrics_public).then(|| cluster.secret.metrics_token()),
         leases: DrainLeases::default(),
+        body_stall: node.connections.stall_timeout(),
+        workers,
     });
+    let limits = Arc::new(node.connections.clone());
     loop {
         let (stream, tracker) = listener.accept().await;
-        let state = state.clone();
-        let max_headers = node.connections.max_headers;
+        let (state, limits) = (state.clone(), limits.clone());
         let tls = tls.clone();
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                return serve(state, stream, tracker, max_headers).await;
+                return serve(state, stream, tracker, limits).await;
             };
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve(state, stream, tracker, max_headers).await,
+                Ok(Ok(stream)) => serve(state, stream, tracker, limits).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -190,27 +206,38 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
 }
 
 /// Serves one connection's calls.
-async fn serve<S>(state: Arc<Node>, stream: S, tracker: listener::Tracker, max_headers: usize)
-where
+async fn serve<S>(
+    state: Arc<Node>,
+    stream: S,
+    tracker: listener::Tracker,
+    limits: Arc<listener::Limits>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let max_headers = limits.max_headers;
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
         let request = tracker.request();
+        let too_large = limits.headers_too_large(req.headers());
         // For a call that takes the connection over (`receive_raw`), to hold a request of its
         // own there after its answer.
         req.extensions_mut().insert(tracker.clone());
         async move {
+            if too_large {
+                let refusal = full("request headers too large");
+                return Ok(response(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    None,
+                    refusal,
+                ));
+            }
             // A panic is a bug; it fails its call (500, logged), not the connection or the node.
-            let response = AssertUnwindSafe(state.handle(req))
-                .catch_unwind()
+            let what = format!("{} {}", req.method(), req.uri().path());
+            let response = supervisor::caught(&what, state.handle(req))
                 .await
-                .unwrap_or_else(|panic| {
-                    let message = listener::panic_message(panic.as_ref());
-                    tracing::error!(panic = %message, "node request panicked");
-                    let mut response = Response::new(full(format!("panicked: {message}")));
-                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    response
+                .unwrap_or_else(|message| {
+                    let message = full(format!("panicked: {message}"));
+                    response(StatusCode::INTERNAL_SERVER_ERROR, None, message)
                 });
             drop(request);
             Ok::<_, std::convert::Infallible>(response)
@@ -281,6 +308,7 @@ impl Node {
                 scrub: self.scrub.status(),
                 disk: disk_space(&self.data_dir),
                 write_stall_secs: self.store.write_stall_secs(),
+                worker_restarts: self.workers.restarts(),
             })
         })
         .map(full)
@@ -306,7 +334,7 @@ impl Node {
         let (parts, incoming) = req.into_parts();
         let body = match verified {
             VerifiedBody::Hashed(digest) => {
-                let bytes = incoming.collect().await?.to_bytes();
+                let bytes = read_whole(incoming, MAX_HASHED_BODY, self.body_stall).await?;
                 if !digest.matches(&bytes) {
                     return Err(AuthError::BodyMismatch.into());
                 }
@@ -346,6 +374,7 @@ impl Node {
                     disk_size_bytes: disk.as_ref().map(|d| d.size),
                     disk_id: disk.map(|d| format!("{:016x}", d.id)),
                     frame_formats: FrameFormat::known().to_vec(),
+                    workers: self.workers.status(),
                 })
             }
             (Method::POST, ["v1", "scrub"]) => {
@@ -359,7 +388,7 @@ impl Node {
                 let raw = wants_raw(&req).then(|| hyper::upgrade::on(&mut req));
                 // The upload outlives this call's answer (101) on the connection it takes
                 // over, where it holds a request of its own: else the listener would time its
-                // reads out as a slow head (`header_timeout`) instead of `RAW_STALL`.
+                // reads out as a slow head (`header_timeout`) instead of `TRANSFER_STALL`.
                 let connection = req.extensions().get::<listener::Tracker>().cloned();
                 let Body::Streamed(body, key) = req.into_body() else {
                     return Err(bad("fragment uploads are streamed"));
@@ -616,6 +645,33 @@ impl Node {
             }
             _ => Err(NodeError::NotFound),
         }
+    }
+}
+
+/// Reads a body whole, failing once it grows past `max` bytes or stops arriving for `stall`.
+async fn read_whole(mut body: Incoming, max: usize, stall: Duration) -> Result<Bytes, NodeError> {
+    let mut whole = bytes::BytesMut::new();
+    while let Some(frame) = next_frame(&mut body, stall).await? {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if whole.len() + data.len() > max {
+            return Err(NodeError::BodyTooLarge(max));
+        }
+        whole.extend_from_slice(&data);
+    }
+    Ok(whole.freeze())
+}
+
+/// The next frame of a body, or `BodyStalled` when none comes within `stall`.
+async fn next_frame(
+    body: &mut Incoming,
+    stall: Duration,
+) -> Result<Option<hyper::body::Frame<Bytes>>, NodeError> {
+    match tokio::time::timeout(stall, body.frame()).await {
+        Err(_) => Err(NodeError::BodyStalled(stall)),
+        Ok(None) => Ok(None),
+        Ok(Some(frame)) => Ok(Some(frame?)),
     }
 }
 
