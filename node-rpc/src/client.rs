@@ -569,6 +569,20 @@ impl NodeClient {
         self.lookup(addr, bucket, key, query).await
     }
 
+    /// The record of `version` of a key that the node keeps as a hint for `holder`, not yet
+    /// handed over (see `Store::hinted_record`).
+    pub async fn hinted_record(
+        &self,
+        addr: &str,
+        holder: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+    ) -> Result<Lookup, RpcError> {
+        let query = format!("hinted_for={}&version={version}", hex::encode(holder));
+        self.lookup(addr, bucket, key, Some(query)).await
+    }
+
     /// The newest version the node has of a key older than `version` (see `Store::object_before`).
     pub async fn object_before(
         &self,

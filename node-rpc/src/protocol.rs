@@ -202,6 +202,18 @@ pub struct Lookup {
     pub outbox: Option<OutboxState>,
 }
 
+impl Lookup {
+    /// An answer that is a record alone.
+    pub fn of(record: Option<ObjectRecord>) -> Lookup {
+        Lookup {
+            record,
+            purged: Vec::new(),
+            fragment_len: None,
+            outbox: None,
+        }
+    }
+}
+
 /// Deletes one version of a key for good.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PurgeRequest {

@@ -8,6 +8,8 @@
 - `test_first_read_after_gateway_restart_sees_hinted_writes`: the interleaving of issue 16, made
   deterministic: it fails on code that serves a read from two holders that are still waiting for
   their hints.
+- `test_a_read_counts_inline_fragments_still_kept_as_hints`: an inline object whose fragments are
+  partly still hints on substitutes is served when k of them are reachable (it was 503).
 """
 
 from __future__ import annotations
@@ -175,6 +177,16 @@ def victim_key(s3, rpc: NodeRpc, bucket: str) -> tuple[str, dict[int, str]]:
     pytest.fail("no key with its first two holders in different zones")
 
 
+def victim(cluster, prefix: str):
+    """A client, the node caller, a new bucket and a `victim_key` in it, with its holders."""
+    s3 = s3_client(cluster, timeout=30)
+    rpc = NodeRpc(cluster)
+    bucket = unique_bucket(prefix)
+    s3.create_bucket(Bucket=bucket)
+    key, slots = victim_key(s3, rpc, bucket)
+    return s3, rpc, bucket, key, slots
+
+
 def kill_and_wait_down(cluster, nodes: list[str]) -> None:
     for node in nodes:
         kill9(cluster, node)
@@ -214,11 +226,7 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
     makes the hand-back as slow as it can be), the gateway is killed and restarted, and its
     first GET asks the two holders that missed every write. It must still see the last one."""
     cluster = cluster_3x3
-    s3 = s3_client(cluster, timeout=30)
-    rpc = NodeRpc(cluster)
-    bucket = unique_bucket("stale")
-    s3.create_bucket(Bucket=bucket)
-    key, slots = victim_key(s3, rpc, bucket)
+    s3, rpc, bucket, key, slots = victim(cluster, "stale")
     stale_holders = [slots[0], slots[1]]
     print(f"key {key}: holders by slot {slots}; killing {stale_holders}")
 
@@ -251,3 +259,33 @@ def test_first_read_after_gateway_restart_sees_hinted_writes(cluster_3x3):
     finally:
         restore(cluster, substitutes)
 
+
+
+@pytest.mark.stale_read
+def test_a_read_counts_inline_fragments_still_kept_as_hints(cluster_3x3):
+    """Issue 16, "a read with k good fragments reachable must not fail": an object of 20 KB is
+    kept inline in its records as k=4 fragments. Written while two of its holders are down, it is
+    acknowledged by the four others and two substitutes, which keep those two holders' records
+    (with their fragments) as hints. With a third holder down too, three holders have it and the
+    substitutes two: five fragments are reachable, and the GET must return it. It was 503 ("only 3
+    good fragments of 4"): a read counted only what holders had, never what was on its way to
+    them."""
+    cluster = cluster_3x3
+    s3, rpc, bucket, key, slots = victim(cluster, "hinted")
+    down = [slots[0], slots[1]]
+    try:
+        kill_and_wait_down(cluster, down)
+        value = f"{key}.inline"
+        body = make_body(value, 20_000)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        status = node_status(cluster)
+        substitutes = sorted(n for n, s in status.items() if s.get("hints"))
+        print(f"key {key}: holders by slot {slots}; {down} down at the write, "
+              f"hints on {substitutes}")
+        assert len(substitutes) == 2 and not set(substitutes) & set(slots.values())
+        third = slots[2]
+        kill_and_wait_down(cluster, [third])
+        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert parse_body(got) == value and got == body
+    finally:
+        restore(cluster, [])

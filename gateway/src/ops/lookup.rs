@@ -352,6 +352,10 @@ async fn unfinished(
         return found;
     }
     let k = found.record.data_shards as usize;
+    add_hinted(cluster, &mut found, holders).await;
+    if found.sources.len() >= k {
+        return found;
+    }
     let Some(previous) = older.iter().map(|(_, r)| r).max_by_key(|r| r.stamp()) else {
         return found;
     };
@@ -423,6 +427,54 @@ async fn unfinished(
         prefetched: Mutex::default(),
         // Not asked of the holders of the version gone back to.
         outbox: None,
+    }
+}
+
+/// Adds the version's records that nodes keep as hints for holders that lack it (behind, up or
+/// down): an inline version acknowledged with substitutes has those holders' fragments there
+/// until the hand-over, and a read that counts them needs no more holders than the write left.
+async fn add_hinted(cluster: &Cluster, found: &mut Found, holders: &[Holder<'_>]) {
+    let version = found.record.version;
+    let nodes = cluster.all_nodes();
+    let mut asks = Vec::new();
+    for holder in holders {
+        let has_it = found.sources.iter().any(|s| s.fragment == holder.slot);
+        let index = cluster.node_index(&holder.node.id);
+        let Some(index) = index.filter(|&i| !has_it && cluster.liveness.is_behind(i)) else {
+            continue;
+        };
+        for keeper in cluster.liveness.keepers_of(index) {
+            let (addr, target) = (&nodes[keeper].addr, &found.target);
+            let (slot, id) = (holder.slot, &holder.node.id);
+            asks.push(async move {
+                let lookup = cluster
+                    .client
+                    .hinted_record(addr, id, &target.bucket, &target.key, version)
+                    .await;
+                (slot, addr.clone(), lookup.ok().and_then(|l| l.record))
+            });
+        }
+    }
+    for (slot, addr, hinted) in join_all(asks).await {
+        let Some(hinted) = hinted.filter(|r| r.version == version && r.fragment == slot) else {
+            continue;
+        };
+        if found.sources.iter().any(|s| s.fragment == slot) {
+            continue;
+        }
+        // The slot's fragments under the revision the read serves: tags or retention may have
+        // changed since. (A source's record of an older revision would be revised at `addr`,
+        // which is not a holder.)
+        let mut record = found.record.clone();
+        record.fragment = slot;
+        for (part, kept) in record.parts.iter_mut().zip(hinted.parts) {
+            part.inline = kept.inline;
+        }
+        found.sources.push(Source {
+            addr,
+            fragment: slot,
+            record,
+        });
     }
 }
 

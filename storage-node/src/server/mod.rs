@@ -498,6 +498,15 @@ impl Node {
                 let param = |name| query.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
                 // On the async thread: a point read comes from RocksDB's memtable or block cache
                 // in microseconds, less than the two thread switches of `blocking` cost.
+                if let Some(holder) = param("hinted_for") {
+                    let version = param("version").and_then(|v| v.parse().ok());
+                    let version = version.ok_or_else(|| bad("hinted_for needs a version"))?;
+                    let holder = hex_string(holder)?;
+                    let record =
+                        blocking(move || store.hinted_record(&holder, &bucket, &key, version))
+                            .await?;
+                    return json(&crate::protocol::Lookup::of(record));
+                }
                 let mut lookup = match (param("version"), param("before")) {
                     (Some(which), _) => {
                         let which = which.parse().map_err(|()| bad("bad version"))?;

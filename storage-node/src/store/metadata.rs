@@ -7,7 +7,10 @@ use super::keys::{
 };
 use super::{Store, StoreError};
 use crate::hints::Hint;
-use crate::record::{BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version};
+use crate::protocol::CommitRequest;
+use crate::record::{
+    BucketId, BucketRecord, KeyRecord, ObjectRecord, PartRecord, UploadRecord, Version,
+};
 use rocksdb::WriteBatch;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
@@ -146,6 +149,37 @@ impl Store {
         Ok(out)
     }
 
+    /// The record a pending hint will commit on `target` for `version` of a key, if this node
+    /// keeps one. A read that finds fewer than k holders with an inline version counts these
+    /// too: they are that version's fragments on their way to holders that missed the write.
+    /// Hints are kept by time, not by key, so this reads them all; it is asked only then.
+    pub fn hinted_record(
+        &self,
+        target: &str,
+        bucket: &BucketId,
+        key: &str,
+        version: Version,
+    ) -> Result<Option<ObjectRecord>, StoreError> {
+        for entry in self.db.prefix_iterator([TAG_HINT]) {
+            let (k, v) = entry?;
+            if k.first() != Some(&TAG_HINT) {
+                break;
+            }
+            let hint: Hint = serde_json::from_slice(&v)?;
+            if hint.target != target || hint.method != "POST" || hint.path != "/v1/commit" {
+                continue;
+            }
+            // Only a corrupt hint fails to parse: it answers nothing, and fails no read.
+            let Ok(commit) = serde_json::from_str::<CommitRequest>(&hint.body) else {
+                continue;
+            };
+            if commit.bucket == *bucket && commit.key == key && commit.record.version == version {
+                return Ok(Some(commit.record));
+            }
+        }
+        Ok(None)
+    }
+
     /// Pending hints by the node they are for.
     pub fn hint_targets(&self) -> BTreeMap<String, u64> {
         self.targets().clone()
@@ -187,5 +221,46 @@ impl Store {
 
     fn targets(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
         self.hint_targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{open, record, BUCKET};
+    use crate::hints::Hint;
+    use crate::protocol::CommitRequest;
+    use crate::record::Version;
+
+    fn commit_hint(target: &str, key: &str, micros: u64) -> Hint {
+        let commit = CommitRequest {
+            bucket: BUCKET,
+            key: key.into(),
+            record: record(micros, None),
+            upload_id: None,
+            claim: None,
+            replicate: None,
+        };
+        let body = serde_json::to_vec(&commit).unwrap();
+        Hint::new(target, "POST", "/v1/commit", body.into()).unwrap()
+    }
+
+    #[test]
+    fn a_hinted_record_is_found_by_holder_key_and_version() {
+        let (_dir, store) = open();
+        let version = |micros| Version { micros, salt: 0 };
+        let mut corrupt = commit_hint("z1-n1", "k", 5);
+        corrupt.body = "{".into();
+        store.add_hint(&corrupt).unwrap();
+        for (target, key, micros) in [("z1-n1", "k", 10), ("z1-n1", "other", 20)] {
+            store.add_hint(&commit_hint(target, key, micros)).unwrap();
+        }
+        let found = store.hinted_record("z1-n1", &BUCKET, "k", version(10));
+        let found = found.unwrap().expect("the hint for z1-n1");
+        assert_eq!((found.version, found.fragment), (version(10), 1));
+        assert!(found.parts[0].inline.is_some(), "with its inline fragment");
+        for (target, key, micros) in [("z2-n1", "k", 10), ("z1-n1", "k", 11), ("z1-n1", "j", 20)] {
+            let missing = store.hinted_record(target, &BUCKET, key, version(micros));
+            assert!(missing.unwrap().is_none(), "{target} {key} {micros}");
+        }
     }
 }
