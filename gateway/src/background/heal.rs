@@ -118,29 +118,37 @@ impl Healer {
         heals.push_front(progress.clone());
         heals.truncate(RECENT_HEALS);
         drop(heals);
-        let healer = self.clone();
-        tokio::spawn(async move {
-            // The heal runs in a task of its own so that a panic in it is seen here as an error
-            // and `running` is cleared: otherwise every later heal would be refused.
-            let worker = healer.clone();
-            let outcome = match tokio::spawn(async move { worker.run(index).await }).await {
-                Ok(outcome) => outcome.map_err(|e| format!("{e:?}")),
-                Err(e) => Err(format!("the heal task failed: {e}")),
-            };
-            let mut heals = healer.heals();
-            if let Some(p) = heals.front_mut() {
-                p.running = false;
-                p.finished_unix = Some(unix_now());
-                if let Err(e) = outcome {
-                    tracing::warn!(error = %e, "heal stopped");
-                    p.errors += 1;
-                    // Retried when the node next answers a probe: it may have gone down (or not
-                    // yet be up) when the heal began.
-                    healer.cluster.liveness.missed(index);
-                }
-            }
-        });
+        let worker = self.clone();
+        tokio::spawn(
+            self.clone()
+                .conclude(index, async move { worker.run(index).await }),
+        );
         Ok(progress)
+    }
+
+    /// Awaits the heal of node `index` and marks it over. The heal runs in a task of its own so
+    /// that a panic in it is seen here as an error and `running` is cleared: otherwise every
+    /// later heal would be refused.
+    async fn conclude<F>(self: Arc<Self>, index: usize, heal: F)
+    where
+        F: Future<Output = Result<(), S3Error>> + Send + 'static,
+    {
+        let outcome = match tokio::spawn(heal).await {
+            Ok(outcome) => outcome.map_err(|e| format!("{e:?}")),
+            Err(e) => Err(format!("the heal task failed: {e}")),
+        };
+        let mut heals = self.heals();
+        if let Some(p) = heals.front_mut() {
+            p.running = false;
+            p.finished_unix = Some(unix_now());
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "heal stopped");
+                p.errors += 1;
+                // Retried when the node next answers a probe: it may have gone down (or not
+                // yet be up) when the heal began.
+                self.cluster.liveness.missed(index);
+            }
+        }
     }
 
     /// Waits until no heal is running.
@@ -415,5 +423,49 @@ pub async fn anti_entropy(healer: Arc<Healer>, every: Duration) {
                 tracing::debug!(node = %node.id, error = ?e, "anti-entropy heal deferred");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayConfig;
+    use node_rpc::ClusterConfig;
+
+    /// A cluster of six nodes that nothing listens for: enough to keep a heal's bookkeeping.
+    fn cluster() -> Arc<Cluster> {
+        let nodes: Vec<_> = (0..6)
+            .map(|i| {
+                serde_json::json!({"id": format!("n{i}"), "zone": format!("z{}", i / 2),
+                                         "addr": format!("127.0.0.1:{}", 1 + i)})
+            })
+            .collect();
+        let config: ClusterConfig =
+            serde_json::from_value(serde_json::json!({"secret": "s", "nodes": nodes})).unwrap();
+        let gateway: GatewayConfig = serde_json::from_value(serde_json::json!({
+            "listen": "127.0.0.1:0", "access_key_id": "k", "secret_access_key": "s"}))
+        .unwrap();
+        Arc::new(Cluster::new(&config, &gateway).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_heal_that_panics_is_over_and_the_next_one_may_start() {
+        let healer = Arc::new(Healer::new(cluster(), 1 << 20));
+        healer.heals().push_front(HealProgress {
+            node: "n1".into(),
+            running: true,
+            ..HealProgress::default()
+        });
+        assert!(healer.start("n2".into()).is_err(), "refused while one runs");
+        let panicking = async { panic!("a bug in a heal") };
+        healer.clone().conclude(1, panicking).await;
+        let over = healer.progress().unwrap();
+        assert!(!over.running && over.finished_unix.is_some(), "{over:?}");
+        assert_eq!(over.errors, 1);
+        assert!(
+            healer.cluster.liveness.needs_heal(1),
+            "retried when the node answers"
+        );
+        assert!(healer.start("n2".into()).is_ok(), "the next heal starts");
     }
 }
