@@ -16,16 +16,19 @@ use tokio::task::JoinHandle;
 /// fault that repeats, short enough that its work resumes soon.
 pub const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs a request's handler; a panic in it is logged (with `what`, naming the request) and
-/// returned as its message, for the caller to answer with a 500. The connection and the process
-/// go on.
-pub async fn caught<F: Future>(what: &str, handler: F) -> Result<F::Output, String> {
+/// Runs a request's handler; a panic in it is logged (with what `request` says, called only
+/// then) and returned as its message, for the caller to answer with a 500. The connection and
+/// the process go on.
+pub async fn caught<F: Future>(
+    request: impl FnOnce() -> String,
+    handler: F,
+) -> Result<F::Output, String> {
     AssertUnwindSafe(handler)
         .catch_unwind()
         .await
         .map_err(|panic| {
             let message = panic_message(panic.as_ref()).to_string();
-            tracing::error!(request = what, panic = %message, "request handler panicked");
+            tracing::error!(request = %request(), panic = %message, "request handler panicked");
             message
         })
 }
@@ -180,7 +183,8 @@ mod tests {
     async fn a_panicking_handler_fails_its_request_with_a_log_line() {
         let log = Captured::default();
         let _guard = log.install();
-        let answer = caught("GET /b/k", async { panic!("a bug in a handler") }).await;
+        let request = || "GET /b/k".to_string();
+        let answer = caught(request, async { panic!("a bug in a handler") }).await;
         assert_eq!(answer.unwrap_err(), "a bug in a handler");
         let line = log.text();
         assert!(line.contains("ERROR"), "{line}");
@@ -189,9 +193,10 @@ mod tests {
             line.contains("GET /b/k") && line.contains("a bug in a handler"),
             "{line}"
         );
-        let formatted = caught("x", async { panic!("{} {}", "with", 2) }).await;
+        let formatted = caught(String::new, async { panic!("{} {}", "with", 2) }).await;
         assert_eq!(formatted.unwrap_err(), "with 2");
-        assert_eq!(caught("x", async { 7 }).await, Ok(7));
+        let unused = || unreachable!("described only after a panic");
+        assert_eq!(caught(unused, async { 7 }).await, Ok(7));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -152,7 +152,7 @@ impl Gateway {
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
         // A panic is a bug; it fails its request, not the connection or the process.
         let handler = self.dispatch(parts, body, location, client_ip, &mut label);
-        let outcome = supervisor::caught(&resource, handler.instrument(span.clone()))
+        let outcome = supervisor::caught(|| resource.clone(), handler.instrument(span.clone()))
             .await
             .unwrap_or_else(|message| {
                 Err(S3Error::Internal(format!(

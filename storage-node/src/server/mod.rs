@@ -232,8 +232,9 @@ async fn serve<S>(
                 ));
             }
             // A panic is a bug; it fails its call (500, logged), not the connection or the node.
-            let what = format!("{} {}", req.method(), req.uri().path());
-            let response = supervisor::caught(&what, state.handle(req))
+            let (method, uri) = (req.method().clone(), req.uri().clone());
+            let what = move || format!("{method} {}", uri.path());
+            let response = supervisor::caught(what, state.handle(req))
                 .await
                 .unwrap_or_else(|message| {
                     let message = full(format!("panicked: {message}"));
