@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (TESSERA_BIN, config_secrets, leaked_secrets, pid_alive, start_cluster,
-                      wait_for_tcp)
+                      wait_for_tcp, wait_port_free)
 from consistency import admin_get
 from helpers import raw_request, unique_bucket
 
@@ -214,6 +214,7 @@ class Restarted:
         config.write_text(with_short_limits(config.read_text()))
         cluster.kill_node(process_id)
         self.port = listen_port(config, process_id)
+        assert wait_port_free(self.port, 60), f"{process_id}'s port {self.port} stayed taken"
 
         def limit():
             if nofile:
@@ -255,10 +256,14 @@ def closed_by_peer(s: socket.socket, within: float) -> bool:
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     cluster = start_cluster(tmp_path_factory, "limited", tls=False)
-    gateway = Restarted(cluster, "gateway", nofile=256)
-    node = Restarted(cluster, "z1-n1")
-    # The other nodes too, for the slow upload (whose write quorum is five of six).
-    others = [Restarted(cluster, n) for n in cluster.node_ids if n != "z1-n1"]
+    try:
+        gateway = Restarted(cluster, "gateway", nofile=256)
+        node = Restarted(cluster, "z1-n1")
+        # The other nodes too, for the slow upload (whose write quorum is five of six).
+        others = [Restarted(cluster, n) for n in cluster.node_ids if n != "z1-n1"]
+    except BaseException:
+        cluster.stop()  # no teardown follows a failed setup
+        raise
     time.sleep(2)  # the gateway's probe sees the restarted nodes
     yield cluster, gateway, node
     assert all(n.alive() for n in others)
