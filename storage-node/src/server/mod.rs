@@ -659,18 +659,23 @@ impl Node {
 }
 
 /// Reads a body whole, failing once it grows past `max` bytes or stops arriving for `stall`.
+/// A body that came in one frame (most records) is returned as it came, without a copy.
 async fn read_whole(mut body: Incoming, max: usize, stall: Duration) -> Result<Bytes, NodeError> {
-    let mut whole = bytes::BytesMut::new();
+    let (mut frames, mut len) = (Vec::<Bytes>::new(), 0);
     while let Some(frame) = next_frame(&mut body, stall).await? {
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if whole.len() + data.len() > max {
+        len += data.len();
+        if len > max {
             return Err(NodeError::BodyTooLarge(max));
         }
-        whole.extend_from_slice(&data);
+        frames.push(data);
     }
-    Ok(whole.freeze())
+    Ok(match frames.len() {
+        1 => frames.swap_remove(0),
+        _ => frames.concat().into(),
+    })
 }
 
 /// The next frame of a body, or `BodyStalled` when none comes within `stall`.
