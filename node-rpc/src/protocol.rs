@@ -252,7 +252,7 @@ pub struct ShardUsage {
 }
 
 /// Undoes an overwrite that never reached enough holders to be read (see `Store::undo`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UndoRequest {
     #[serde(with = "hex_bucket")]
     pub bucket: BucketId,

@@ -7,7 +7,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::list::{list_versions, VersionQuery};
-use crate::ops::lookup::{self, Wait};
+use crate::ops::lookup::{lookup, Ask};
 use crate::ops::usage::bucket_usage;
 use crate::s3::error::S3Error;
 use node_rpc::protocol::{unix_now, CommitRequest};
@@ -295,7 +295,7 @@ impl Healer {
         else {
             return Ok(None);
         };
-        let found = lookup::lookup_with(cluster, bucket, key, which, Wait::Everyone).await?;
+        let found = lookup(cluster, bucket, key, which, Ask::Everyone).await?;
         let Some(found) = found else {
             return Ok(None);
         };
@@ -429,22 +429,10 @@ pub async fn anti_entropy(healer: Arc<Healer>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GatewayConfig;
-    use node_rpc::ClusterConfig;
 
     /// A cluster of six nodes that nothing listens for: enough to keep a heal's bookkeeping.
     fn cluster() -> Arc<Cluster> {
-        let nodes: Vec<_> = (0..6)
-            .map(|i| {
-                serde_json::json!({"id": format!("n{i}"), "zone": format!("z{}", i / 2),
-                                         "addr": format!("127.0.0.1:{}", 1 + i)})
-            })
-            .collect();
-        let config: ClusterConfig =
-            serde_json::from_value(serde_json::json!({"secret": "s", "nodes": nodes})).unwrap();
-        let gateway: GatewayConfig = serde_json::from_value(serde_json::json!({
-            "listen": "127.0.0.1:0", "access_key_id": "k", "secret_access_key": "s"}))
-        .unwrap();
+        let (config, gateway) = crate::ops::testing::config();
         Arc::new(Cluster::new(&config, &gateway).unwrap())
     }
 

@@ -5,6 +5,7 @@ use crate::config::GatewayConfig;
 use crate::ops::keys::SecretSeal;
 use crate::ops::liveness::Liveness;
 use crate::ops::lookup_width::LookupWidth;
+use crate::ops::node_calls::NodeCalls;
 use crate::ops::quorum::Quorum;
 use crate::ops::system_table::{Snapshot, Table};
 use crate::s3::error::S3Error;
@@ -15,6 +16,7 @@ use node_rpc::record::{BucketId, BucketRecord, KeyRecord, Version};
 use node_rpc::{ClusterConfig, NodeClient, RpcError};
 use placement::{Layout, NodeInfo};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a gateway trusts its copy of the bucket table before reading it again.
@@ -25,6 +27,9 @@ const BUCKET_MISS_REFRESH: Duration = Duration::from_millis(500);
 pub struct Cluster {
     pub layout: Layout,
     pub client: NodeClient,
+    /// The read path's calls (lookups, fragment reads, undoing an unfinished write): `client` in
+    /// a gateway, made-up holders in unit tests (see `ops::node_calls`).
+    pub calls: Arc<dyn NodeCalls>,
     /// Holders that must commit before a write is acknowledged (W).
     pub write_quorum: usize,
     /// Longest wait for any one node: a call, or the next block of a fragment stream.
@@ -62,6 +67,17 @@ pub struct Holder<'a> {
 
 impl Cluster {
     pub fn new(config: &ClusterConfig, gateway: &GatewayConfig) -> anyhow::Result<Cluster> {
+        let client = NodeClient::for_cluster(config)?;
+        Cluster::with_calls(config, gateway, client.clone(), Arc::new(client))
+    }
+
+    /// A cluster whose read path calls `calls` rather than `client`.
+    pub fn with_calls(
+        config: &ClusterConfig,
+        gateway: &GatewayConfig,
+        client: NodeClient,
+        calls: Arc<dyn NodeCalls>,
+    ) -> anyhow::Result<Cluster> {
         let layout = config.layout()?;
         let width = config.data_shards + config.parity_shards;
         let small_k = crate::ops::quorum::read_quorum(width, config.write_quorum())
@@ -69,7 +85,8 @@ impl Cluster {
         Ok(Cluster {
             liveness: Liveness::new(layout.nodes().len()),
             layout,
-            client: NodeClient::for_cluster(config)?,
+            client,
+            calls,
             write_quorum: config.write_quorum(),
             timeout: config.rpc_timeout(),
             codec: Codec::shared(config.data_shards, config.parity_shards)?,

@@ -3,6 +3,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::cluster::Holder;
+use crate::ops::lookup::{lookup, Ask};
 use crate::ops::quorum::{commit_quorum, Quorum};
 use crate::s3::error::S3Error;
 use futures::future::join_all;
@@ -33,7 +34,7 @@ pub async fn check_conditions(
             "If-None-Match with a value other than * on a write",
         ));
     }
-    let newest = crate::ops::lookup::lookup(cluster, &bucket.id, key, None).await?;
+    let newest = lookup(cluster, &bucket.id, key, None, Ask::Quorum).await?;
     let expected = newest.as_ref().map(|found| found.record.version);
     let current = newest
         .filter(|found| !found.record.deleted)

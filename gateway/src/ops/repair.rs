@@ -4,8 +4,8 @@
 
 use crate::ops::cluster::{Cluster, Holder};
 use crate::ops::fanout::{self, FanOut};
+use crate::ops::fetch::{self, Fetcher, PartReader};
 use crate::ops::lookup::Found;
-use crate::ops::read::PartReader;
 use crate::s3::error::S3Error;
 use bytes::Bytes;
 use erasure::Codec;
@@ -112,11 +112,11 @@ pub async fn revise_sources(cluster: &Cluster, found: &Found) -> usize {
 async fn rebuild_stripe(
     codec: &Codec,
     reader: &PartReader<'_>,
-    fetcher: &mut crate::ops::read::Fetcher<'_, '_>,
+    fetcher: &mut Fetcher<'_, '_>,
     stripe: u64,
     wanted: &[usize],
 ) -> Result<Vec<Vec<u8>>, S3Error> {
-    let frames = crate::ops::read::joined(&fetcher.frames(stripe).await?);
+    let frames = fetch::joined(&fetcher.frames(stripe).await?);
     let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
     codec
         .rebuild_frames(&reader.layout, stripe, &refs, wanted)

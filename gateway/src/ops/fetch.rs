@@ -1,0 +1,428 @@
+//! The fetch engine under reads and repairs: keeps k verified frame streams of one part open
+//! over a run of stripes, data fragments first (no decoding in the common case), and swaps in
+//! another holder's fragment whenever one is missing, slow, failing or corrupt.
+
+use crate::ops::cluster::Cluster;
+use crate::ops::fragment_stream::FragmentStream;
+use crate::ops::frame::Frame;
+use crate::ops::lookup::{Found, Source};
+use crate::s3::error::S3Error;
+use bytes::Bytes;
+use erasure::{Codec, StripeLayout};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// How long a stripe's reads may take before one more holder is asked beside them. Well above a
+/// healthy frame read (under a few ms here), well below the node timeout.
+const HEDGE_AFTER: Duration = Duration::from_millis(150);
+
+/// Reads the stripes of one part of an object version from its sources.
+pub(crate) struct PartReader<'a> {
+    cluster: &'a Cluster,
+    codec: &'a Codec,
+    /// The part's position in each source's record.
+    index: usize,
+    found: &'a Found,
+    pub layout: StripeLayout,
+}
+
+impl<'a> PartReader<'a> {
+    pub fn new(cluster: &'a Cluster, codec: &'a Codec, found: &'a Found, index: usize) -> Self {
+        let part = &found.record.parts[index];
+        PartReader {
+            cluster,
+            codec,
+            index,
+            found,
+            layout: part.layout(codec.data_shards()),
+        }
+    }
+
+    /// The data of one stripe from frames the fetcher has checked: the data blocks' pieces as they
+    /// arrived when all k are there, else the stripe rebuilt.
+    pub fn stripe_data(
+        &self,
+        stripe: u64,
+        frames: Vec<Option<Frame>>,
+    ) -> Result<Vec<Bytes>, S3Error> {
+        let k = self.codec.data_shards();
+        if frames[..k].iter().all(Option::is_some) {
+            return Ok(frames[..k]
+                .iter()
+                .flatten()
+                .enumerate()
+                .flat_map(|(i, f)| f.block_prefix(self.layout.block_data_len(stripe, i)))
+                .collect());
+        }
+        crate::metrics::METRICS.rebuilt_stripes.inc();
+        let joined = joined(&frames);
+        let refs: Vec<Option<&[u8]>> = joined.iter().map(|f| f.as_deref()).collect();
+        let data = self
+            .codec
+            .rebuild_stripe_data(&self.layout, stripe, &refs)
+            .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))?;
+        Ok(vec![Bytes::from(data)])
+    }
+
+    /// Substitutes that keep, as hints, this part's fragment files for holders that are behind
+    /// (a node keeps a hinted fragment file under the holder's slot and the file's own name): with
+    /// a zone down and the returning holders not yet handed their share, they may hold the only
+    /// other copies of fragments the read needs. Inline parts travel in the commits, which only
+    /// the holders serve.
+    fn keepers(&self) -> Vec<Source> {
+        if self.found.record.parts[self.index].inline.is_some() {
+            return Vec::new();
+        }
+        let (cluster, target) = (self.cluster, &self.found.target);
+        let nodes = cluster.layout.nodes();
+        let mut keepers = Vec::new();
+        for holder in cluster.holders(&target.bucket, &target.key) {
+            let Some(index) = cluster.node_index(&holder.node.id) else {
+                continue;
+            };
+            for keeper in cluster.liveness.keepers_of(index) {
+                let mut record = self.found.record.clone();
+                record.fragment = holder.slot;
+                keepers.push(Source {
+                    addr: nodes[keeper].addr.clone(),
+                    fragment: holder.slot,
+                    record,
+                });
+            }
+        }
+        keepers
+    }
+
+    /// Reads stripes up to `last` (inclusive), in order.
+    pub fn fetcher(&self, last: u64) -> Fetcher<'a, '_> {
+        let mut spare: Vec<Source> = self.found.sources.clone();
+        spare.sort_by_key(|s| s.fragment);
+        Fetcher {
+            reader: self,
+            end_offset: self.layout.frame_offset(last) + self.layout.frame_len(last) as u64,
+            active: Vec::new(),
+            spare: spare.into(),
+            unasked: self.found.unasked.clone().into(),
+            keepers: self.keepers().into(),
+            again: VecDeque::new(),
+            retried: BTreeSet::new(),
+            bad: BTreeSet::new(),
+        }
+    }
+}
+
+/// Keeps k verified frame streams open over a run of stripes, replacing any that fail, are
+/// corrupt, or stall for longer than the node timeout.
+pub(crate) struct Fetcher<'a, 'r> {
+    reader: &'r PartReader<'a>,
+    end_offset: u64,
+    active: Vec<(u8, FragmentStream)>,
+    spare: VecDeque<Source>,
+    unasked: VecDeque<(String, u8)>,
+    /// Substitutes keeping hinted fragment files for holders that are behind.
+    keepers: VecDeque<Source>,
+    /// Sources whose read failed without a corrupt frame (unreachable, stalled, cut off): each is
+    /// opened once more when no other source is left. With only k holders up (a zone lost) a
+    /// passing stall or a broken pooled connection must not fail the whole read.
+    again: VecDeque<Source>,
+    retried: BTreeSet<u8>,
+    /// Slots that could not serve a valid frame.
+    pub bad: BTreeSet<u8>,
+}
+
+impl Fetcher<'_, '_> {
+    /// One stripe's frames: at least k of them present and hash-verified. A read that fails, is
+    /// corrupt or outlasts the node timeout is replaced by another source; when the stripe is not
+    /// complete after `HEDGE_AFTER`, one more source is started beside the slow ones (a hedged
+    /// read), and the first k good frames win.
+    pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Frame>>, S3Error> {
+        let reader = self.reader;
+        let k = reader.codec.data_shards();
+        let read = Read {
+            stripe,
+            end_offset: self.end_offset,
+            len: reader.layout.frame_len(stripe),
+            timeout: reader.cluster.timeout,
+        };
+        let mut frames: Vec<Option<Frame>> = (0..reader.codec.width()).map(|_| None).collect();
+        let mut have = 0;
+        let mut reads: FuturesUnordered<_> = self
+            .active
+            .drain(..)
+            .map(|(fragment, stream)| read.next(reader, fragment, Start::Stream(stream)))
+            .collect();
+        let hedge = tokio::time::sleep(HEDGE_AFTER);
+        tokio::pin!(hedge);
+        let mut hedged = false;
+        loop {
+            while have + reads.len() < k {
+                let source = self.next_source().await.ok_or_else(|| {
+                    crate::metrics::METRICS.quorum_failures.inc();
+                    S3Error::ServiceUnavailable(format!(
+                        "only {have} good fragments of {k} needed for stripe {stripe}"
+                    ))
+                })?;
+                reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
+            }
+            tokio::select! {
+                Some((fragment, stream, frame)) = reads.next() => {
+                    let (Some(frame), Some(stream)) = (frame, stream) else {
+                        self.bad.insert(fragment);
+                        self.retry_later(fragment);
+                        continue;
+                    };
+                    if !frame.is_intact(reader.layout.frames, stripe, fragment) {
+                        tracing::warn!(fragment, stripe, "corrupt block found on read");
+                        self.bad.insert(fragment);
+                        continue;
+                    }
+                    // A slot read twice (a hedged read, or a retry, beside the first) counts
+                    // once: k frames must be k different slots.
+                    if frames[fragment as usize].is_some() {
+                        continue;
+                    }
+                    frames[fragment as usize] = Some(frame);
+                    self.active.push((fragment, stream));
+                    have += 1;
+                    if have >= k {
+                        return Ok(frames);
+                    }
+                }
+                () = &mut hedge, if !hedged => {
+                    hedged = true;
+                    crate::metrics::METRICS.hedged_fragment_reads.inc();
+                    if let Some(source) = self.next_source().await {
+                        reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a source whose read failed to be opened again, unless it already was.
+    fn retry_later(&mut self, fragment: u8) {
+        if !self.retried.insert(fragment) {
+            return;
+        }
+        let sources = &self.reader.found.sources;
+        if let Some(source) = sources.iter().find(|s| s.fragment == fragment) {
+            self.again.push_back(source.clone());
+        }
+    }
+
+    /// The next holder to read from: one known to have the version, else one not yet asked, else
+    /// a substitute keeping a holder's fragment, else one whose read failed, for a second try.
+    async fn next_source(&mut self) -> Option<Source> {
+        if let Some(source) = self.spare.pop_front() {
+            return Some(source);
+        }
+        let found = self.reader.found;
+        while let Some((addr, slot)) = self.unasked.pop_front() {
+            let target = &found.target;
+            let calls = &self.reader.cluster.calls;
+            let answer = calls
+                .object(&addr, target.bucket, &target.key, target.version)
+                .await;
+            match answer.map(|lookup| lookup.record) {
+                Ok(Some(record)) if record.version == found.record.version => {
+                    return Some(Source {
+                        addr,
+                        fragment: record.fragment,
+                        record,
+                    })
+                }
+                _ => {
+                    self.bad.insert(slot);
+                }
+            }
+        }
+        self.keepers.pop_front().or_else(|| self.again.pop_front())
+    }
+}
+
+/// Where a read of one stripe's frame starts: a stream already open, or a source to open.
+enum Start {
+    Stream(FragmentStream),
+    Open(Box<Source>),
+}
+
+/// One stripe's frame reads: what every read of the stripe shares.
+#[derive(Clone, Copy)]
+struct Read {
+    stripe: u64,
+    /// Where the streams opened for this run of stripes end.
+    end_offset: u64,
+    len: usize,
+    timeout: Duration,
+}
+
+impl Read {
+    /// Opens the source if need be, and reads the stripe's frame; the stream comes back for the
+    /// next stripe. `None`s: the source could not be opened, or the stream broke, ended or took
+    /// longer than the timeout.
+    async fn next(
+        self,
+        reader: &PartReader<'_>,
+        fragment: u8,
+        start: Start,
+    ) -> (u8, Option<FragmentStream>, Option<Frame>) {
+        let stream = match start {
+            Start::Stream(stream) => Some(stream),
+            Start::Open(source) => self.open(reader, &source).await,
+        };
+        let Some(mut stream) = stream else {
+            return (fragment, None, None);
+        };
+        let frame = tokio::time::timeout(self.timeout, stream.read_frame(self.len))
+            .await
+            .ok()
+            .flatten();
+        (fragment, Some(stream), frame)
+    }
+
+    async fn open(self, reader: &PartReader<'_>, source: &Source) -> Option<FragmentStream> {
+        let part = source.record.parts.get(reader.index)?;
+        let offset = reader.layout.frame_offset(self.stripe);
+        if reader.index == 0 && offset == 0 {
+            if let Some(stream) = reader
+                .found
+                .take_prefetched(source.fragment, self.end_offset)
+            {
+                return Some(stream);
+            }
+        }
+        if let Some(inline) = &part.inline {
+            let bytes = Bytes::from(inline.decode().ok()?);
+            let range = offset as usize..self.end_offset as usize;
+            bytes.get(range.clone())?;
+            return Some(FragmentStream::Inline(bytes.slice(range)));
+        }
+        let len = self.end_offset - offset;
+        let calls = &reader.cluster.calls;
+        let opened = calls
+            .fragment(
+                &source.addr,
+                &part.fragment_id,
+                source.fragment,
+                offset,
+                len,
+            )
+            .await;
+        opened
+            .inspect_err(
+                |e| tracing::warn!(addr = %source.addr, error = ?e, "fragment unavailable"),
+            )
+            .ok()
+    }
+}
+
+/// Frames each in one buffer, for decoding.
+pub(crate) fn joined(frames: &[Option<Frame>]) -> Vec<Option<Bytes>> {
+    frames
+        .iter()
+        .map(|f| f.as_ref().map(Frame::joined))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::lookup::{lookup, Ask};
+    use crate::ops::testing::{self, Node, Nodes, BUCKET, KEY};
+    use std::sync::Arc;
+    use tokio::time::Instant;
+
+    /// Bytes of three and a half stripes of 4 x 1 KiB.
+    fn object() -> Vec<u8> {
+        (0..14_000u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// Made-up holders of `object()` coded 4+2 in fragment files, each changed by `node`.
+    fn holders_of_object(node: impl Fn(usize, Node) -> Node) -> (Arc<Nodes>, Cluster) {
+        let nodes = Arc::new(Nodes::default());
+        let cluster = testing::cluster(nodes.clone());
+        let version = testing::version(10, 4, &object(), false);
+        for (slot, addr) in testing::holders(&cluster).iter().enumerate() {
+            let (record, file) = version[slot].clone();
+            let made = Node {
+                record: Some(record),
+                fragments: [(slot as u8, file)].into(),
+                ..Node::default()
+            };
+            nodes.set(addr, node(slot, made));
+        }
+        (nodes, cluster)
+    }
+
+    /// Reads the whole object the way a GET does, stripe by stripe; with the slots that failed.
+    async fn read_all(cluster: &Cluster) -> Result<(Vec<u8>, BTreeSet<u8>), S3Error> {
+        let found = lookup(cluster, &BUCKET, KEY, None, Ask::Quorum)
+            .await?
+            .unwrap();
+        let codec = found.codec()?;
+        let reader = PartReader::new(cluster, &codec, &found, 0);
+        let stripes = reader.layout.stripe_count();
+        let mut fetcher = reader.fetcher(stripes - 1);
+        let mut out = Vec::new();
+        for stripe in 0..stripes {
+            let frames = fetcher.frames(stripe).await?;
+            for piece in reader.stripe_data(stripe, frames)? {
+                out.extend_from_slice(&piece);
+            }
+        }
+        Ok((out, fetcher.bad))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_fragment_read_is_hedged_with_another_holder() {
+        let (_, cluster) = holders_of_object(|slot, node| Node {
+            fragment_delay: Duration::from_secs(if slot == 0 { 5 } else { 0 }),
+            ..node
+        });
+        let start = Instant::now();
+        let (bytes, bad) = read_all(&cluster).await.unwrap();
+        assert!(bytes == object(), "rebuilt with a parity fragment");
+        assert_eq!(
+            start.elapsed(),
+            HEDGE_AFTER,
+            "not held up by the slow holder"
+        );
+        assert!(bad.is_empty(), "slow is not bad: {bad:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_corrupt_frame_is_replaced_and_its_slot_noted() {
+        let (_, cluster) = holders_of_object(|slot, mut node| {
+            if slot == 1 {
+                let mut file = node.fragments[&1].to_vec();
+                file[100] ^= 1;
+                node.fragments.insert(1, file.into());
+            }
+            node
+        });
+        let start = Instant::now();
+        let (bytes, bad) = read_all(&cluster).await.unwrap();
+        assert!(bytes == object());
+        assert_eq!(bad, BTreeSet::from([1]));
+        assert!(
+            start.elapsed() < HEDGE_AFTER,
+            "replaced at once, not after the hedge"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stripe_fewer_than_k_holders_can_serve_fails() {
+        let (_, cluster) = holders_of_object(|slot, node| Node {
+            down: slot >= 3,
+            ..node
+        });
+        match read_all(&cluster).await {
+            Err(S3Error::ServiceUnavailable(why)) => {
+                assert!(why.ends_with("of 4 needed for stripe 0"), "{why}")
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("read from three fragments of 4+2"),
+        }
+    }
+}
