@@ -2,7 +2,6 @@
 
 use crate::api::Gateway;
 use crate::config::GatewayConfig;
-use crate::metrics::METRICS;
 use anyhow::Context as _;
 use http::Request;
 use hyper::body::Incoming;
@@ -144,7 +143,7 @@ async fn serve_console(
                         let token = (!gateway.config.metrics_public)
                             .then_some(gateway.metrics_token.as_str());
                         telemetry::scrape(req.method(), req.headers(), token, || {
-                            METRICS.render(&gateway)
+                            crate::api::scrape::render(&gateway)
                         })
                         .map(full)
                     } else {

@@ -9,7 +9,6 @@
 //! allow; with the policy they are how an anonymous request is let in. A bucket whose Object
 //! Ownership is `BucketOwnerEnforced` has its ACLs disabled.
 
-use crate::api::object::version_param;
 use crate::api::unsupported::Operation;
 use crate::api::{Gateway, S3Request};
 use crate::ops::lookup::find_version;
@@ -331,7 +330,7 @@ impl Gateway {
             Verdict::Denied(e) => Err(e),
             Verdict::ObjectAcl(permission) => {
                 let key = key.ok_or(S3Error::AccessDenied("no key named"))?;
-                let which = version_param(&req.query)?;
+                let which = req.version_param()?;
                 let found = find_version(&self.cluster, &bucket, key, which, false)
                     .await
                     .map_err(hide_absence)?;

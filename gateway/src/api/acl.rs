@@ -9,7 +9,6 @@
 //! control, `BucketOwnerEnforced` always the bucket's owner, with ACLs disabled.
 
 use crate::api::access::{acls_apply, bucket_grants, object_acl, owner_id, Caller};
-use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::ops::lookup::find_version;
@@ -63,7 +62,7 @@ async fn named_version(
     req: &S3Request,
 ) -> Result<(BucketRecord, Option<VersionRef>, ObjectRecord), S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
     Ok((bucket, which, found.record))
 }

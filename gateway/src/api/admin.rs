@@ -10,11 +10,10 @@ use crate::background::activity::SAMPLE_EVERY;
 use crate::background::replication::LinkStatus;
 use crate::ops::usage::{bucket_usage, BucketUsage};
 use crate::s3::error::S3Error;
-use crate::s3::response::{Finish, S3Response};
+use crate::s3::response::{json_response, S3Response};
 use erasure::FrameFormat;
 use futures::future::join_all;
-use http::{Method, Response, StatusCode};
-use node_rpc::body::full;
+use http::{Method, StatusCode};
 use node_rpc::protocol::ScrubStatus;
 use node_rpc::record::Versioning;
 use node_rpc::NodeHealth;
@@ -99,7 +98,7 @@ pub async fn handle(
                     }
                 })
                 .collect();
-            json(
+            json_response(
                 StatusCode::OK,
                 &serde_json::json!({
                     "region": gw.config.region,
@@ -110,13 +109,13 @@ pub async fn handle(
                 }),
             )
         }
-        (Method::GET, "heal") => json(StatusCode::OK, &gw.healer.progress()),
-        (Method::GET, "heals") => json(StatusCode::OK, &gw.healer.recent()),
-        (Method::GET, "replication") => json(
+        (Method::GET, "heal") => json_response(StatusCode::OK, &gw.healer.progress()),
+        (Method::GET, "heals") => json_response(StatusCode::OK, &gw.healer.recent()),
+        (Method::GET, "replication") => json_response(
             StatusCode::OK,
             &serde_json::json!({ "region": gw.config.region, "links": links(gw) }),
         ),
-        (Method::GET, "replication/history") => json(
+        (Method::GET, "replication/history") => json_response(
             StatusCode::OK,
             &serde_json::json!({
                 "region": gw.config.region,
@@ -124,9 +123,11 @@ pub async fn handle(
                 "links": gw.replication.as_ref().map(|r| r.history()).unwrap_or_default(),
             }),
         ),
-        (Method::GET, "replication/resync") => json(StatusCode::OK, &gw.resyncer.progress()),
-        (Method::GET, "workers") => json(StatusCode::OK, &gw.workers.status()),
-        (Method::GET, "activity") => json(
+        (Method::GET, "replication/resync") => {
+            json_response(StatusCode::OK, &gw.resyncer.progress())
+        }
+        (Method::GET, "workers") => json_response(StatusCode::OK, &gw.workers.status()),
+        (Method::GET, "activity") => json_response(
             StatusCode::OK,
             &serde_json::json!({
                 "region": gw.config.region,
@@ -149,7 +150,7 @@ pub async fn handle(
                     usage,
                 })
                 .collect();
-            json(StatusCode::OK, &summaries)
+            json_response(StatusCode::OK, &summaries)
         }
         (Method::POST, "scrub") => {
             let id = req
@@ -169,12 +170,12 @@ pub async fn handle(
                 .map_err(|e| {
                     S3Error::ServiceUnavailable(format!("node {id} did not answer: {e}"))
                 })?;
-            json(
+            json_response(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "node": id, "scrub": scrub }),
             )
         }
-        (Method::GET, "metrics-token") => json(
+        (Method::GET, "metrics-token") => json_response(
             StatusCode::OK,
             &serde_json::json!({ "token": gw.metrics_token }),
         ),
@@ -184,7 +185,7 @@ pub async fn handle(
                 .get("node")
                 .ok_or_else(|| S3Error::InvalidArgument("heal needs ?node=ID".into()))?;
             let progress = gw.healer.start(node.to_string())?;
-            json(StatusCode::ACCEPTED, &progress)
+            json_response(StatusCode::ACCEPTED, &progress)
         }
         (Method::POST, "replication/resync") => {
             let (Some(bucket), Some(target)) = (req.query.get("bucket"), req.query.get("target"))
@@ -194,7 +195,7 @@ pub async fn handle(
                 ));
             };
             let progress = gw.resyncer.start(bucket, target).await?;
-            json(StatusCode::ACCEPTED, &progress)
+            json_response(StatusCode::ACCEPTED, &progress)
         }
         (method, path) if path.starts_with("buckets/") && path.ends_with("/replication") => {
             let bucket = &path["buckets/".len()..path.len() - "/replication".len()];
@@ -213,12 +214,4 @@ fn links(gw: &Gateway) -> Vec<LinkStatus> {
         .as_ref()
         .map(|r| r.status())
         .unwrap_or_default()
-}
-
-pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<S3Response, S3Error> {
-    let body = serde_json::to_vec(value).map_err(|e| S3Error::Internal(e.to_string()))?;
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .finish(full(body))
 }

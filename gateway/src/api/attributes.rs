@@ -4,7 +4,6 @@
 
 use crate::api::encryption::{self, SSE_C};
 use crate::api::multipart::MAX_LISTED;
-use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
 use crate::ops::lookup::{find_version, version_id};
 use crate::s3::checksum::ChecksumType;
@@ -103,7 +102,7 @@ pub async fn get_object_attributes(
 ) -> Result<S3Response, S3Error> {
     let asked = requested(&req.parts)?;
     let page = PartsPage::of(&req)?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let bucket = gw.cluster.bucket(bucket).await?;
     // A delete marker is answered as GetObject answers it: 404 when current, 405 by version id,
     // each with `x-amz-delete-marker`.

@@ -2,12 +2,11 @@
 //! show, delete, and grant or take back permissions in buckets. Only the configured key may call
 //! it (the router checks).
 
-use crate::api::admin::json;
 use crate::api::listing::iso8601;
 use crate::api::{Gateway, S3Request};
 use crate::ops::keys::new_key;
 use crate::s3::error::S3Error;
-use crate::s3::response::S3Response;
+use crate::s3::response::{json_response, S3Response};
 use http::{Method, StatusCode};
 use node_rpc::record::{BucketRecord, Grant, KeyRecord, Version};
 use serde::{Deserialize, Serialize};
@@ -76,7 +75,7 @@ pub async fn handle(gw: &Gateway, req: S3Request, path: &str) -> Result<S3Respon
                 .map(|k| info(k, &buckets))
                 .collect();
             keys.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-            json(StatusCode::OK, &keys)
+            json_response(StatusCode::OK, &keys)
         }
         (Method::POST, ["keys"]) => {
             let new: NewKey = read_json(req).await?;
@@ -90,11 +89,11 @@ pub async fn handle(gw: &Gateway, req: S3Request, path: &str) -> Result<S3Respon
             gw.cluster.put_key(&record).await?;
             let mut shown = info(&record, &HashMap::new());
             shown.secret = Some(secret);
-            json(StatusCode::CREATED, &shown)
+            json_response(StatusCode::CREATED, &shown)
         }
         (Method::GET, ["keys", id]) => {
             let key = live_key(gw, id).await?;
-            json(StatusCode::OK, &info(&key, &bucket_names(gw).await?))
+            json_response(StatusCode::OK, &info(&key, &bucket_names(gw).await?))
         }
         (Method::DELETE, ["keys", id]) => {
             let mut key = live_key(gw, id).await?;
@@ -103,7 +102,7 @@ pub async fn handle(gw: &Gateway, req: S3Request, path: &str) -> Result<S3Respon
             key.sealed_secret.clear();
             key.version = Version::now();
             gw.cluster.put_key(&key).await?;
-            json(StatusCode::OK, &serde_json::json!({ "deleted": key.id }))
+            json_response(StatusCode::OK, &serde_json::json!({ "deleted": key.id }))
         }
         (Method::POST, ["keys", id, action @ ("allow" | "deny")]) => {
             let allow = *action == "allow";
@@ -132,7 +131,7 @@ pub async fn handle(gw: &Gateway, req: S3Request, path: &str) -> Result<S3Respon
             }
             key.version = Version::now();
             gw.cluster.put_key(&key).await?;
-            json(StatusCode::OK, &info(&key, &bucket_names(gw).await?))
+            json_response(StatusCode::OK, &info(&key, &bucket_names(gw).await?))
         }
         _ => Err(S3Error::MethodNotAllowed),
     }

@@ -22,6 +22,7 @@ pub mod replica;
 pub mod replication;
 mod request;
 mod router;
+pub mod scrape;
 pub mod tagging;
 mod unsupported;
 pub mod versioning;
@@ -31,7 +32,7 @@ use crate::background::heal::Healer;
 use crate::background::replication::Replication;
 use crate::background::resync::Resyncer;
 use crate::config::GatewayConfig;
-use crate::metrics::{Counted, RequestLabel, METRICS};
+use crate::metrics::{Counted, METRICS};
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
 use crate::s3::error::S3Error;
@@ -41,6 +42,7 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use node_rpc::cluster::RegionConfig;
 use node_rpc::ClusterConfig;
+use scrape::RequestLabel;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -187,7 +189,7 @@ impl Gateway {
                 http::HeaderValue::from_static("close"),
             );
         }
-        METRICS.request(label, response.status().as_u16(), arrived.elapsed());
+        METRICS.request(label.index(), response.status().as_u16(), arrived.elapsed());
         trace::rename(&span, label.name());
         span.record("http.response.status_code", response.status().as_u16());
         response.map(|body| Counted::wrap(body, &METRICS.sent_bytes))

@@ -17,7 +17,7 @@ use crate::ops::write::{lock_of, NewVersion, Written};
 use crate::ops::write::{store_part, PartPlan, StoredPart};
 use crate::s3::checksum::{multipart_checksum, Algorithm, ChecksumType, Expected};
 use crate::s3::error::S3Error;
-use crate::s3::http::{number, Query};
+use crate::s3::http::{number, part_number, Query};
 use crate::s3::payload::PayloadReader;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::{parse_complete_parts, CompletePart, XmlWriter};
@@ -30,8 +30,6 @@ use node_rpc::record::{
     fragment_id, BucketRecord, PartData, PartRecord, StoredChecksum, UploadRecord, Version,
 };
 use std::collections::BTreeMap;
-
-const MAX_PART_NUMBER: u32 = 10_000;
 
 /// How long after a Complete a repeat of it still gets its answer (see `repeated_complete`).
 const REPEATED_COMPLETE_SECS: u64 = 3600;
@@ -141,19 +139,6 @@ pub fn checksum_of(upload: &UploadRecord) -> Option<(Algorithm, ChecksumType)> {
         .and_then(ChecksumType::from_name)
         .unwrap_or(ChecksumType::default_for(algorithm));
     Some((algorithm, kind))
-}
-
-/// A `partNumber` parameter: 1 to 10000, as in S3.
-pub fn part_number(value: &str) -> Result<u32, S3Error> {
-    value
-        .parse()
-        .ok()
-        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| {
-            S3Error::InvalidArgument(
-                "Part number must be an integer between 1 and 10000, inclusive".into(),
-            )
-        })
 }
 
 /// What UploadPart and UploadPartCopy check first: the part number (1 to 10000), the bucket and

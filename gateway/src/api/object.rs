@@ -2,7 +2,6 @@
 
 use crate::api::access::Principal;
 use crate::api::encryption::{self, SSE_C};
-use crate::api::multipart::part_number;
 use crate::api::{fallback, object_lock, replica, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
 use crate::ops::delete::{remove, remove_replica};
@@ -12,12 +11,12 @@ use crate::ops::replica::{self as replica_status, VERSION_OF_HEADER};
 use crate::ops::write::{write_object, NewObject};
 use crate::s3::checksum::{Algorithm, ChecksumType};
 use crate::s3::error::S3Error;
-use crate::s3::http::{evaluate_conditions, parse_range, Condition, Query};
+use crate::s3::http::{evaluate_conditions, parse_range, part_number, Condition};
 use crate::s3::response::{header_value, response_overrides, Finish, S3Response};
 use chrono::DateTime;
 use http::{Response, StatusCode};
 use node_rpc::body::empty;
-use node_rpc::record::{BucketRecord, ObjectRecord, PartData, VersionRef};
+use node_rpc::record::{BucketRecord, ObjectRecord, PartData};
 
 /// The largest object a single PUT (or one part) may carry, as in S3.
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
@@ -148,17 +147,6 @@ pub async fn put_object(
     response.finish(empty())
 }
 
-/// The version a request names with `versionId`, if any.
-pub fn version_param(query: &Query) -> Result<Option<VersionRef>, S3Error> {
-    query
-        .get("versionId")
-        .map(|v| {
-            v.parse()
-                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
-        })
-        .transpose()
-}
-
 pub async fn get_object(
     gw: &Gateway,
     bucket: &str,
@@ -167,7 +155,7 @@ pub async fn get_object(
     head_only: bool,
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let whole = !head_only && req.header("range").is_none() && !req.query.has("partNumber");
     let mut looked_again = false;
     loop {
@@ -324,7 +312,7 @@ pub async fn delete_object(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let bypass = object_lock::bypass_governance(&req, &bucket);
     let removed = match replica::requested(&req)? {
         Some(replica) => remove_replica(&gw.cluster, &bucket, key, replica, which).await?,

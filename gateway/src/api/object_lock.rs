@@ -9,7 +9,6 @@
 //! new version and never replaces a locked one.
 
 use crate::api::access::Permission;
-use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::ops::lookup::find_version;
@@ -242,7 +241,7 @@ async fn version_lock(
     req: &S3Request,
 ) -> Result<ObjectLock, S3Error> {
     let bucket = lock_bucket(gw, bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
     Ok(found.record.lock)
 }
@@ -254,7 +253,7 @@ pub async fn put_retention(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket = lock_bucket(gw, bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let bypass = bypass_governance(&req, &bucket);
     let retention = parse_retention(&req.read_small_body(BODY_LIMIT).await?)?;
     let now = now_millis();
@@ -302,7 +301,7 @@ pub async fn put_legal_hold(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket = lock_bucket(gw, bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let body = req.read_small_body(BODY_LIMIT).await?;
     let root = parse_tree(&body, "LegalHold")?;
     let on = root

@@ -4,13 +4,12 @@
 //! /_tessera/replication/buckets`, access keys as `POST /_tessera/replication/keys`.
 
 use crate::api::access::Principal;
-use crate::api::admin::json;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::{apply_replica, Applied};
 use crate::ops::keys::SecretSeal;
 use crate::ops::replica::{Replica, REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER};
 use crate::s3::error::S3Error;
-use crate::s3::response::S3Response;
+use crate::s3::response::{json_response, S3Response};
 use http::StatusCode;
 use node_rpc::record::{BucketRecord, KeyRecord};
 
@@ -68,7 +67,7 @@ pub async fn apply_buckets(gw: &Gateway, req: S3Request) -> Result<S3Response, S
             waiting.push(name);
         }
     }
-    json(StatusCode::OK, &serde_json::json!({ "waiting": waiting }))
+    json_response(StatusCode::OK, &serde_json::json!({ "waiting": waiting }))
 }
 
 /// `POST /_tessera/replication/keys`: access key records from a peer region (a JSON array, each
@@ -82,7 +81,7 @@ pub async fn apply_keys(gw: &Gateway, req: S3Request) -> Result<S3Response, S3Er
     };
     let in_transit = SecretSeal::in_transit(&region.replication_secret);
     let refused = gw.cluster.apply_replica_keys(records, &in_transit).await?;
-    json(StatusCode::OK, &serde_json::json!({ "refused": refused }))
+    json_response(StatusCode::OK, &serde_json::json!({ "refused": refused }))
 }
 
 /// The records a peer region's replication sent (`what`, for errors); refused to anyone else.

@@ -15,7 +15,7 @@
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::s3::error::S3Error;
-use crate::s3::response::{empty_response, xml_response, S3Response};
+use crate::s3::response::{empty_response, json_response, xml_response, S3Response};
 use crate::s3::xml::{parse_tree, Element, XmlWriter};
 use http::{Response, StatusCode};
 use node_rpc::body::empty;
@@ -292,7 +292,7 @@ pub async fn admin(
     }
     let record = gw.cluster.bucket(bucket).await?;
     let sends_to = (gw.cluster.replicate(&record)).map_or_else(Vec::new, |r| r.targets);
-    crate::api::admin::json(
+    json_response(
         StatusCode::OK,
         &serde_json::json!({
             "bucket": record.name,

@@ -10,6 +10,7 @@ use crate::s3::sigv4::Authenticated;
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use hyper::body::Incoming;
+use node_rpc::record::VersionRef;
 use std::time::Duration;
 
 /// What a handler gets: the request head, its decoded query and its authenticated body.
@@ -27,6 +28,17 @@ pub struct S3Request {
 impl S3Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.parts, name)
+    }
+
+    /// The version a request names with `versionId`, if any.
+    pub fn version_param(&self) -> Result<Option<VersionRef>, S3Error> {
+        self.query
+            .get("versionId")
+            .map(|v| {
+                v.parse()
+                    .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
+            })
+            .transpose()
     }
 
     /// The content length the client declared (the decoded length for `aws-chunked` bodies).

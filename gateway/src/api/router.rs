@@ -2,8 +2,8 @@
 //! virtual-hosted style), then the handler by method and sub-resource.
 
 use crate::api::access::{Caller, Principal};
+use crate::api::scrape::RequestLabel;
 use crate::api::*;
-use crate::metrics::RequestLabel;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};

@@ -5,7 +5,6 @@
 //! hence its version id and Last-Modified, stays, as in S3. A PUT committed meanwhile is a newer
 //! version and stays current whatever the order of the two.
 
-use crate::api::object::version_param;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::update_bucket;
 use crate::ops::lookup::find_version;
@@ -120,7 +119,7 @@ pub async fn get_object_tagging(
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
     let bucket = gw.cluster.bucket(bucket).await?;
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let found = find_version(&gw.cluster, &bucket, key, which, false).await?;
     Ok(tagging_xml(&found.record.tags))
 }
@@ -131,7 +130,7 @@ pub async fn put_object_tagging(
     key: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let tags = parse(
         &req.read_small_body(TAGGING_BODY_LIMIT).await?,
         MAX_OBJECT_TAGS,
@@ -151,7 +150,7 @@ pub async fn delete_object_tagging(
     key: &str,
     req: S3Request,
 ) -> Result<S3Response, S3Error> {
-    let which = version_param(&req.query)?;
+    let which = req.version_param()?;
     let bucket = gw.cluster.bucket(bucket).await?;
     revise_version(&gw.cluster, &bucket, key, which, |r| {
         r.tags.clear();

@@ -58,6 +58,19 @@ pub fn number<T: std::str::FromStr>(
     }
 }
 
+/// A `partNumber` parameter: 1 to 10000, as in S3.
+pub fn part_number(value: &str) -> Result<u32, S3Error> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            S3Error::InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive".into(),
+            )
+        })
+}
+
 /// The inclusive byte span a `Range` header asks for, or `None` for the whole object. A header that
 /// is not a single well-formed byte range is ignored, as S3 does; one that starts past the end is
 /// `InvalidRange`.

@@ -69,6 +69,18 @@ pub fn xml_response(xml: XmlWriter) -> S3Response {
     response
 }
 
+/// A JSON document (the admin API's answers).
+pub fn json_response<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<S3Response, S3Error> {
+    let body = serde_json::to_vec(value).map_err(|e| S3Error::Internal(e.to_string()))?;
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .finish(full(body))
+}
+
 /// An S3 error as S3 sends it: its status and headers, and (except to a HEAD) its XML document.
 pub fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> S3Response {
     let mut response = if is_head {
