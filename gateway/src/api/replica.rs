@@ -6,8 +6,8 @@
 use crate::api::access::Principal;
 use crate::api::{Gateway, S3Request};
 use crate::ops::bucket::{apply_replica, Applied};
-use crate::ops::keys::SecretSeal;
 use crate::ops::replica::{Replica, REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER};
+use crate::ops::secret_seal::SecretSeal;
 use crate::s3::error::S3Error;
 use crate::s3::response::{json_response, S3Response};
 use http::StatusCode;

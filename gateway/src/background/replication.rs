@@ -21,7 +21,7 @@ use crate::background::peer::{Peer, SendError};
 use crate::ops::bucket::live_bucket;
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
-use crate::ops::keys::SecretSeal;
+use crate::ops::secret_seal::SecretSeal;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use futures::StreamExt;

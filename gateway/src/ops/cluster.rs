@@ -2,11 +2,11 @@
 //! written with, the clients that call the holders, and the bucket table.
 
 use crate::config::GatewayConfig;
-use crate::ops::keys::SecretSeal;
 use crate::ops::liveness::Liveness;
 use crate::ops::lookup_width::LookupWidth;
 use crate::ops::node_calls::NodeCalls;
-use crate::ops::quorum::Quorum;
+use crate::ops::quorum::{read_quorum, Quorum};
+use crate::ops::secret_seal::SecretSeal;
 use crate::ops::system_table::{Snapshot, Table};
 use crate::s3::error::S3Error;
 use erasure::{Codec, StripeLayout};
@@ -19,6 +19,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a gateway trusts its copy of the key table before reading it again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// How long a gateway trusts its copy of the bucket table before reading it again.
 const BUCKET_CACHE_TTL: Duration = Duration::from_secs(2);
 /// A bucket missing from a copy at least this old is looked for on the nodes (`Cluster::bucket`).
@@ -31,7 +33,7 @@ pub struct Cluster {
     /// a gateway, made-up holders in unit tests (see `ops::node_calls`).
     pub calls: Arc<dyn NodeCalls>,
     /// Holders that must commit before a write is acknowledged (W).
-    pub write_quorum: usize,
+    writes: Quorum,
     /// Longest wait for any one node: a call, or the next block of a fragment stream.
     pub timeout: Duration,
     pub liveness: Liveness,
@@ -80,14 +82,15 @@ impl Cluster {
     ) -> anyhow::Result<Cluster> {
         let layout = config.layout()?;
         let width = config.data_shards + config.parity_shards;
-        let small_k = crate::ops::quorum::read_quorum(width, config.write_quorum())
-            .clamp(1, config.data_shards);
+        let small_k = read_quorum(width, config.write_quorum()).clamp(1, config.data_shards);
         Ok(Cluster {
             liveness: Liveness::new(layout.nodes().len()),
             layout,
             client,
             calls,
-            write_quorum: config.write_quorum(),
+            writes: Quorum {
+                needed: config.write_quorum(),
+            },
             timeout: config.rpc_timeout(),
             codec: Codec::shared(config.data_shards, config.parity_shards)?,
             small_codec: Codec::shared(small_k, width - small_k)?,
@@ -96,7 +99,7 @@ impl Cluster {
             lookup_width: LookupWidth::default(),
             block_size: gateway.block_size,
             buckets: Table::new(BUCKET_CACHE_TTL),
-            keys: Table::new(crate::ops::keys::KEY_CACHE_TTL),
+            keys: Table::new(KEY_CACHE_TTL),
             secrets: SecretSeal::new(&config.secret),
             region: config.region.as_ref().map(|r| r.name.clone()),
             peer_regions: (config.region.iter())
@@ -153,9 +156,17 @@ impl Cluster {
         self.layout.width()
     }
 
-    /// Answers needed to be sure a read sees the latest acknowledged write: R + W > k + m.
-    pub fn read_quorum(&self) -> usize {
-        Quorum::read(self).needed
+    /// W of a key's holders: a write is acknowledged once that many committed it.
+    pub fn write_quorum(&self) -> Quorum {
+        self.writes
+    }
+
+    /// R of a key's holders, enough to meet every write quorum (R + W > k+m): a read that hears
+    /// from that many sees the latest acknowledged write.
+    pub fn read_quorum(&self) -> Quorum {
+        Quorum {
+            needed: read_quorum(self.width(), self.writes.needed),
+        }
     }
 
     /// The k+m holders of a key, in slot order.

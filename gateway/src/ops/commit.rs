@@ -4,11 +4,12 @@
 use crate::ops::cluster::Cluster;
 use crate::ops::cluster::Holder;
 use crate::ops::lookup::{lookup, Ask};
-use crate::ops::quorum::{commit_quorum, Quorum};
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use node_rpc::protocol::{ClaimAnswer, ClaimRequest, CommitRequest};
 use node_rpc::record::{BucketRecord, Encryption, ObjectRecord, Version};
+use node_rpc::RpcError;
+use std::future::Future;
 
 /// What a conditional write checked: the key's newest version at the time (`None`: it had none).
 pub struct Precondition {
@@ -109,7 +110,9 @@ pub async fn claim(
         .map(|a| *a == Some(ClaimAnswer::Granted))
         .collect();
     let count = granted.iter().filter(|g| **g).count();
-    let quorum = Quorum::write(cluster).require(count, holders.len(), "holders granted the claim");
+    let quorum = cluster
+        .write_quorum()
+        .require(count, holders.len(), "holders granted the claim");
     let refused = if answers.contains(&Some(ClaimAnswer::Changed)) {
         S3Error::PreconditionFailed
     } else if answers.contains(&Some(ClaimAnswer::Busy)) {
@@ -188,7 +191,7 @@ pub async fn commit_record<'a>(
         }
     }
     let applied = answers.iter().filter(|a| matches!(a, Ok(true))).count();
-    let quorum = Quorum::write(cluster);
+    let quorum = cluster.write_quorum();
     if !quorum.met(applied) && answers.iter().any(|a| matches!(a, Ok(false))) {
         return Err(S3Error::ConditionalRequestConflict);
     }
@@ -197,4 +200,38 @@ pub async fn commit_record<'a>(
         answers.len(),
         "holders applied the conditional write",
     )
+}
+
+/// Commits to the given holders (those that stored the data) and requires a write quorum. With
+/// fewer than W holders able to take it, nothing is sent, so a refused write leaves nothing behind.
+pub async fn commit_quorum<'a, F, Fut>(
+    cluster: &Cluster,
+    holders: &[Holder<'a>],
+    stored: &[bool],
+    commit: F,
+) -> Result<(), S3Error>
+where
+    F: Fn(Holder<'a>) -> Fut,
+    Fut: Future<Output = Result<(), RpcError>>,
+{
+    let quorum = cluster.write_quorum();
+    let available = stored.iter().filter(|s| **s).count();
+    quorum.require(available, holders.len(), "holders can take the write")?;
+    let calls = holders
+        .iter()
+        .zip(stored)
+        .filter(|(_, s)| **s)
+        .map(|(h, _)| commit(*h));
+    let answers = join_all(calls).await;
+    let mut outcomes = answers.iter();
+    for (holder, stored) in holders.iter().zip(stored) {
+        // Only holders that stored the data were asked to commit, in order.
+        let outcome = if *stored { outcomes.next() } else { None };
+        match outcome {
+            Some(Ok(_)) => cluster.note_hinted(holder),
+            _ => cluster.note_missed(holder),
+        }
+    }
+    quorum.tally(&answers, "holders committed")?;
+    Ok(())
 }

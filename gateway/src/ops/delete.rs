@@ -2,9 +2,9 @@
 //! good.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::commit::commit_quorum;
 use crate::ops::commit::commit_record;
 use crate::ops::lookup::find_version;
-use crate::ops::quorum::commit_quorum;
 use crate::ops::replica::Replica;
 use crate::s3::error::S3Error;
 use node_rpc::object_lock::now_millis;

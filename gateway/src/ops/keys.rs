@@ -1,80 +1,27 @@
 //! The key table: the access keys besides each gateway's configured (bootstrap) key, with their
 //! grants. Part of the system table (`ops::system_table`), so every node holds it and a write
 //! reaches every gateway once its cache expires: a deleted key stops working everywhere within
-//! `KEY_CACHE_TTL` (plus a read of the table).
+//! `ops::cluster::KEY_CACHE_TTL` (plus a read of the table).
 //!
 //! Secrets are kept sealed (AES-256-GCM) under a key derived from the cluster secret, bound to
 //! their key's id: nodes and their disks never hold one in the clear, and a sealed secret copied
 //! onto another key's record does not open. Between regions, whose cluster secrets differ, a
 //! key travels sealed under a key derived from the replication secret they share
-//! (`SecretSeal::in_transit`), and is sealed again under the receiving cluster's secret.
+//! (`SecretSeal::in_transit`, in `ops::secret_seal`), and is sealed again under the receiving
+//! cluster's secret.
 
 use crate::ops::cluster::Cluster;
-use crate::ops::encryption::WrappingKey;
+use crate::ops::secret_seal::SecretSeal;
 use crate::ops::system_table::Snapshot;
 use crate::s3::error::S3Error;
-use node_rpc::protocol::ClusterSecret;
 use node_rpc::record::{KeyRecord, Version};
 use rand::Rng;
 use std::time::Duration;
 
-/// How long a gateway trusts its copy of the key table.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// A key id missing from a copy at least this old sends the gateway back to the nodes, so that a
 /// key created through another gateway works at once; unknown ids cannot make it read more often.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
-/// Bound into every sealed secret with its key's id.
-const SECRET_CONTEXT: &str = "tessera access key secret v1";
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-/// Seals and opens the secrets of the key table.
-pub struct SecretSeal(WrappingKey);
-
-impl SecretSeal {
-    pub fn new(cluster_secret: &ClusterSecret) -> SecretSeal {
-        SecretSeal(WrappingKey::new(
-            cluster_secret.derive_key("access key secrets"),
-        ))
-    }
-
-    /// The seal of key records sent between regions (`replication_secret` is the same in all).
-    pub fn in_transit(replication_secret: &ClusterSecret) -> SecretSeal {
-        SecretSeal(WrappingKey::new(
-            replication_secret.derive_key("access key secrets in transit"),
-        ))
-    }
-
-    /// `record` with its secret opened under `self` and sealed again under `to`; `None` when
-    /// it does not open. A deleted key's tombstone has no secret left, and goes as it is.
-    pub fn reseal(&self, record: &KeyRecord, to: &SecretSeal) -> Option<KeyRecord> {
-        if record.deleted {
-            return Some(record.clone());
-        }
-        let secret = self.open(record)?;
-        Some(KeyRecord {
-            sealed_secret: to.seal(&record.id, &secret),
-            ..record.clone()
-        })
-    }
-
-    fn context(key_id: &str) -> Vec<u8> {
-        format!("{SECRET_CONTEXT}\n{key_id}").into_bytes()
-    }
-
-    pub fn seal(&self, key_id: &str, secret: &str) -> String {
-        self.0.seal(secret.as_bytes(), &Self::context(key_id))
-    }
-
-    /// The secret of a key record; `None` when it does not open (sealed under another cluster
-    /// secret, or for another key).
-    pub fn open(&self, record: &KeyRecord) -> Option<String> {
-        let secret = self
-            .0
-            .open(&record.sealed_secret, &Self::context(&record.id))
-            .ok()?;
-        String::from_utf8(secret).ok()
-    }
-}
 
 /// A new key: its record and its secret, which is shown to its creator once and never again.
 pub fn new_key(seal: &SecretSeal, name: &str, create_bucket: bool) -> (KeyRecord, String) {
@@ -160,6 +107,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use node_rpc::protocol::ClusterSecret;
 
     #[test]
     fn sealed_secrets_open_only_for_their_key_and_cluster() {

@@ -130,7 +130,8 @@ pub async fn lookup(
         };
         answer.map(move |answer| (slot, answer))
     };
-    let quorum = cluster.read_quorum();
+    let read_quorum = cluster.read_quorum();
+    let quorum = read_quorum.needed;
     // While a substitute may keep the only copies of a holder's share of some acknowledged write
     // (see `Liveness::reads_settled`), any R holders may all lack it: the read then hears from
     // every holder that is up, and among them is one that took the write itself
@@ -216,15 +217,7 @@ pub async fn lookup(
             .map(|(slot, answer)| (slot, answer.map(|(lookup, _)| lookup)))
             .collect::<Vec<_>>(),
     );
-    if answered.len() < quorum {
-        crate::metrics::METRICS.quorum_failures.inc();
-        return Err(S3Error::ServiceUnavailable(format!(
-            "{} of {} holders answered; {} needed",
-            answered.len(),
-            holders.len(),
-            quorum
-        )));
-    }
+    read_quorum.require(answered.len(), holders.len(), "holders answered")?;
     // A version some holder purged is gone, even where a holder that missed the purge has it.
     for (_, record) in answered.iter_mut() {
         if record.as_ref().is_some_and(|r| purged.contains(&r.version)) {

@@ -23,6 +23,7 @@ pub mod read;
 pub mod repair;
 pub mod replica;
 pub mod revision;
+pub mod secret_seal;
 pub mod system_table;
 #[cfg(test)]
 pub mod testing;

@@ -6,11 +6,8 @@
 //! quorum meets every write quorum (R + W > k+m); the bucket table is written to and read from a
 //! majority of all nodes, and two majorities always share a node.
 
-use crate::ops::cluster::{Cluster, Holder};
 use crate::s3::error::S3Error;
-use futures::future::join_all;
 use node_rpc::RpcError;
-use std::future::Future;
 
 /// How many of a set of calls must succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,20 +16,6 @@ pub struct Quorum {
 }
 
 impl Quorum {
-    /// W of a key's holders: a write is acknowledged once that many committed it.
-    pub fn write(cluster: &Cluster) -> Quorum {
-        Quorum {
-            needed: cluster.write_quorum,
-        }
-    }
-
-    /// R of a key's holders: enough to meet every write quorum (R + W > k+m).
-    pub fn read(cluster: &Cluster) -> Quorum {
-        Quorum {
-            needed: read_quorum(cluster.width(), cluster.write_quorum),
-        }
-    }
-
     /// More than half of `nodes`: two such sets always share one.
     pub fn majority(nodes: usize) -> Quorum {
         Quorum {
@@ -108,40 +91,6 @@ pub fn shortfall<'a, T: 'a>(
 /// R for `width` holders and a write quorum `write`.
 pub fn read_quorum(width: usize, write: usize) -> usize {
     width - write + 1
-}
-
-/// Commits to the given holders (those that stored the data) and requires a write quorum. With
-/// fewer than W holders able to take it, nothing is sent, so a refused write leaves nothing behind.
-pub async fn commit_quorum<'a, F, Fut>(
-    cluster: &Cluster,
-    holders: &[Holder<'a>],
-    stored: &[bool],
-    commit: F,
-) -> Result<(), S3Error>
-where
-    F: Fn(Holder<'a>) -> Fut,
-    Fut: Future<Output = Result<(), RpcError>>,
-{
-    let quorum = Quorum::write(cluster);
-    let available = stored.iter().filter(|s| **s).count();
-    quorum.require(available, holders.len(), "holders can take the write")?;
-    let calls = holders
-        .iter()
-        .zip(stored)
-        .filter(|(_, s)| **s)
-        .map(|(h, _)| commit(*h));
-    let answers = join_all(calls).await;
-    let mut outcomes = answers.iter();
-    for (holder, stored) in holders.iter().zip(stored) {
-        // Only holders that stored the data were asked to commit, in order.
-        let outcome = if *stored { outcomes.next() } else { None };
-        match outcome {
-            Some(Ok(_)) => cluster.note_hinted(holder),
-            _ => cluster.note_missed(holder),
-        }
-    }
-    quorum.tally(&answers, "holders committed")?;
-    Ok(())
 }
 
 #[cfg(test)]

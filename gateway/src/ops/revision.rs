@@ -3,7 +3,6 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_record;
-use crate::ops::quorum::Quorum;
 use crate::ops::repair::record_for_slot;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
@@ -41,7 +40,9 @@ pub async fn revise_version(
         .map(|a| a.map(|l| l.record.filter(|r| !purged.contains(&r.version))))
         .collect();
     let answered = answers.iter().filter(|a| a.is_some()).count();
-    Quorum::read(cluster).require(answered, holders.len(), "holders answered for the object")?;
+    cluster
+        .read_quorum()
+        .require(answered, holders.len(), "holders answered for the object")?;
     let newest = answers
         .iter()
         .flatten()

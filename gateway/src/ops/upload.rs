@@ -2,7 +2,7 @@
 //! aborts.
 
 use crate::ops::cluster::Cluster;
-use crate::ops::quorum::{commit_quorum, Quorum};
+use crate::ops::commit::commit_quorum;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
 use node_rpc::record::{BucketRecord, UploadRecord};
@@ -61,7 +61,9 @@ pub async fn find_upload(
             .map(|h| cluster.client.upload(&h.node.addr, &bucket.id, upload_id)),
     )
     .await;
-    Quorum::read(cluster).tally(&answers, "holders answered for the upload")?;
+    cluster
+        .read_quorum()
+        .tally(&answers, "holders answered for the upload")?;
     answers
         .into_iter()
         .flatten()

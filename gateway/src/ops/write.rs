@@ -9,7 +9,7 @@ use crate::ops::encryption::{PartCipher, PartSeal, Sse};
 use crate::ops::fanout;
 use crate::ops::fanout::FanOut;
 use crate::ops::lookup::version_id;
-use crate::ops::quorum::{shortfall, Quorum};
+use crate::ops::quorum::shortfall;
 use crate::ops::replica::Replica;
 use crate::s3::checksum::{Algorithm, Digests, Expected, Verified};
 use crate::s3::error::S3Error;
@@ -63,7 +63,7 @@ pub async fn store_part(
     payload: &mut PayloadReader,
     expected: &Expected,
 ) -> Result<StoredPart, S3Error> {
-    Quorum::write(cluster).require(
+    cluster.write_quorum().require(
         plan.holders.len(),
         cluster.width(),
         "holders can take the write",
@@ -159,7 +159,10 @@ async fn stream_to_holders(
         other => other,
     })?;
     let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
-    if let Err(e) = Quorum::write(cluster).tally(&outcomes, "holders stored the data") {
+    if let Err(e) = cluster
+        .write_quorum()
+        .tally(&outcomes, "holders stored the data")
+    {
         remove_fragments(cluster, plan.holders, &plan.fragment_id, &stored).await;
         return Err(e);
     }
@@ -219,7 +222,9 @@ async fn send_stripe(
         .map(|h| frames[h.slot as usize].clone())
         .collect();
     let alive = fanout.send(ordered).await;
-    Quorum::write(cluster).require(alive, holders.len(), "holders are taking the data")
+    cluster
+        .write_quorum()
+        .require(alive, holders.len(), "holders are taking the data")
 }
 
 /// Best-effort removal of fragments that will never be committed.
