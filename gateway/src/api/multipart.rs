@@ -12,7 +12,7 @@ use crate::ops::encryption::Sse;
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::repair::part_for_slot;
 use crate::ops::replica::Replica;
-use crate::ops::upload::{abort_upload, all_uploads, find_upload};
+use crate::ops::upload::{abort_upload, all_uploads, find_upload, upload_parts};
 use crate::ops::write::{lock_of, NewVersion, Written};
 use crate::ops::write::{store_part, PartPlan, StoredPart};
 use crate::s3::checksum::{multipart_checksum, Algorithm, ChecksumType, Expected};
@@ -21,7 +21,6 @@ use crate::s3::http::{number, part_number, Query};
 use crate::s3::payload::PayloadReader;
 use crate::s3::response::{empty_response, xml_response, Finish, S3Response};
 use crate::s3::xml::{parse_complete_parts, CompletePart, XmlWriter};
-use futures::future::join_all;
 use http::Response;
 use md5::{Digest, Md5};
 use node_rpc::body::empty;
@@ -253,35 +252,6 @@ pub async fn store_upload_part(
     Ok((stored, version))
 }
 
-/// Each holder's part records (None: it did not answer), and the newest version of each part.
-async fn gather_parts(
-    gw: &Gateway,
-    bucket: &BucketRecord,
-    key: &str,
-    upload_id: &str,
-) -> Result<(Vec<Option<Vec<PartRecord>>>, BTreeMap<u32, PartRecord>), S3Error> {
-    let holders = gw.cluster.holders(&bucket.id, key);
-    let answers: Vec<Option<Vec<PartRecord>>> = join_all(
-        holders
-            .iter()
-            .map(|h| gw.cluster.client.parts(&h.node.addr, upload_id)),
-    )
-    .await
-    .into_iter()
-    .map(Result::ok)
-    .collect();
-    let mut newest: BTreeMap<u32, PartRecord> = BTreeMap::new();
-    for record in answers.iter().flatten().flatten() {
-        match newest.get(&record.part.number) {
-            Some(have) if have.version >= record.version => {}
-            _ => {
-                newest.insert(record.part.number, record.clone());
-            }
-        }
-    }
-    Ok((answers, newest))
-}
-
 pub async fn complete(
     gw: &Gateway,
     bucket: &str,
@@ -331,7 +301,7 @@ pub async fn complete(
     if requested.windows(2).any(|w| w[0].number >= w[1].number) {
         return Err(S3Error::InvalidPartOrder);
     }
-    let (per_holder, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
+    let (per_holder, newest) = upload_parts(&gw.cluster, &bucket_record, key, upload_id).await?;
     let mut chosen = Vec::with_capacity(requested.len());
     for (i, want) in requested.iter().enumerate() {
         let part = newest
@@ -582,7 +552,7 @@ pub async fn list_parts(
     let upload = find_upload(&gw.cluster, &bucket_record, key, upload_id).await?;
     // The parts' ETags and checksums are of the plaintext: an SSE-C upload's only with its key.
     encryption::for_read(gw, req, upload.encryption.as_ref(), SSE_C)?;
-    let (_, newest) = gather_parts(gw, &bucket_record, key, upload_id).await?;
+    let (_, newest) = upload_parts(&gw.cluster, &bucket_record, key, upload_id).await?;
     let mut after = newest.range(marker.saturating_add(1)..).map(|(_, p)| p);
     let page: Vec<&PartRecord> = after.by_ref().take(max_parts).collect();
     let truncated = after.next().is_some();

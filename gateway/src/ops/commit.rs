@@ -235,3 +235,85 @@ where
     quorum.tally(&answers, "holders committed")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::{self, Nodes, BUCKET, KEY};
+    use std::sync::{Arc, Mutex};
+
+    /// Commits of the key to its holders where `stored` says, failing at the holders of `fails`;
+    /// the outcome, and the slots asked to commit.
+    async fn commit(
+        cluster: &Cluster,
+        stored: [bool; 6],
+        fails: &[u8],
+    ) -> (Result<(), S3Error>, Vec<u8>) {
+        let holders = cluster.holders(&BUCKET, KEY);
+        let asked = Mutex::new(Vec::new());
+        let outcome = commit_quorum(cluster, &holders, &stored, |h| {
+            asked.lock().unwrap().push(h.slot);
+            let fail = fails.contains(&h.slot);
+            async move {
+                if fail {
+                    Err(RpcError::Timeout)
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        (outcome, asked.into_inner().unwrap())
+    }
+
+    fn missed(cluster: &Cluster) -> Vec<u8> {
+        let holders = cluster.holders(&BUCKET, KEY);
+        (holders.iter())
+            .filter(|h| {
+                cluster
+                    .liveness
+                    .needs_heal(cluster.node_index(&h.node.id).unwrap())
+            })
+            .map(|h| h.slot)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_write_fewer_than_w_holders_stored_commits_nowhere() {
+        let cluster = testing::cluster(Arc::new(Nodes::default()));
+        let (outcome, asked) = commit(&cluster, [true, true, true, true, false, false], &[]).await;
+        match outcome {
+            Err(S3Error::ServiceUnavailable(why)) => {
+                assert_eq!(why, "4 of 6 holders can take the write; 5 needed")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(asked.is_empty(), "nothing sent: {asked:?}");
+    }
+
+    #[tokio::test]
+    async fn w_commits_acknowledge_and_the_holders_left_out_are_healed_later() {
+        let cluster = testing::cluster(Arc::new(Nodes::default()));
+        let (outcome, asked) = commit(&cluster, [true, true, true, true, true, false], &[]).await;
+        assert!(outcome.is_ok());
+        assert_eq!(asked, [0, 1, 2, 3, 4], "only the holders that stored it");
+        assert_eq!(missed(&cluster), [5]);
+
+        let cluster = testing::cluster(Arc::new(Nodes::default()));
+        let (outcome, _) = commit(&cluster, [true; 6], &[2, 4]).await;
+        match outcome {
+            Err(S3Error::ServiceUnavailable(why)) => {
+                assert!(
+                    why.starts_with("4 of 6 holders committed; 5 needed"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            missed(&cluster),
+            [2, 4],
+            "an unacknowledged write is healed too"
+        );
+    }
+}

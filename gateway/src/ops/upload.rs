@@ -1,11 +1,11 @@
-//! Multipart uploads as the cluster keeps them: finding one, every open upload of a bucket, and
-//! aborts.
+//! Multipart uploads as the cluster keeps them: finding one and its parts, every open upload of
+//! a bucket, and aborts.
 
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_quorum;
 use crate::s3::error::S3Error;
 use futures::future::join_all;
-use node_rpc::record::{BucketRecord, UploadRecord};
+use node_rpc::record::{BucketRecord, PartRecord, UploadRecord};
 use std::collections::BTreeMap;
 
 /// Forgets an upload and its parts on a write quorum of the key's holders.
@@ -70,4 +70,34 @@ pub async fn find_upload(
         .flatten()
         .find(|u| u.key == key)
         .ok_or(S3Error::NoSuchUpload)
+}
+
+/// Each holder's records of an upload's parts (`None`: it did not answer), and the newest record
+/// of each part among them. A read quorum must answer: a part uploaded again is committed to a
+/// write quorum, so at least one answer has its newest record.
+pub async fn upload_parts(
+    cluster: &Cluster,
+    bucket: &BucketRecord,
+    key: &str,
+    upload_id: &str,
+) -> Result<(Vec<Option<Vec<PartRecord>>>, BTreeMap<u32, PartRecord>), S3Error> {
+    let holders = cluster.holders(&bucket.id, key);
+    let asked = holders
+        .iter()
+        .map(|h| cluster.client.parts(&h.node.addr, upload_id));
+    let answers = join_all(asked).await;
+    cluster
+        .read_quorum()
+        .tally(&answers, "holders answered for the parts")?;
+    let answers: Vec<Option<Vec<PartRecord>>> = answers.into_iter().map(Result::ok).collect();
+    let mut newest: BTreeMap<u32, PartRecord> = BTreeMap::new();
+    for record in answers.iter().flatten().flatten() {
+        match newest.get(&record.part.number) {
+            Some(have) if have.version >= record.version => {}
+            _ => {
+                newest.insert(record.part.number, record.clone());
+            }
+        }
+    }
+    Ok((answers, newest))
 }
