@@ -11,6 +11,7 @@
 
 use crate::api::unsupported::Operation;
 use crate::api::{Gateway, S3Request};
+use crate::ops::error::OpError;
 use crate::ops::lookup::find_version;
 use crate::s3::acl::{self, ADMIN_ID};
 use crate::s3::error::S3Error;
@@ -342,13 +343,13 @@ impl Gateway {
 
 /// A lookup's failure, as told to a caller that may only learn of an object through its ACL:
 /// whether the object exists is not for it to know.
-pub fn hide_absence(e: S3Error) -> S3Error {
+pub fn hide_absence(e: OpError) -> S3Error {
     match e {
-        S3Error::NoSuchKey
-        | S3Error::NoSuchVersion
-        | S3Error::DeleteMarker { .. }
-        | S3Error::DeleteMarkerVersion { .. } => NO_PERMISSION,
-        other => other,
+        OpError::NoSuchKey
+        | OpError::NoSuchVersion
+        | OpError::DeleteMarker { .. }
+        | OpError::DeleteMarkerVersion { .. } => NO_PERMISSION,
+        other => other.into(),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::api::object::{stored_headers, MAX_PUT_SIZE};
 use crate::api::unsupported::Operation;
 use crate::api::{Gateway, S3Request};
 use crate::ops::encryption::Sse;
+use crate::ops::error::OpError;
 use crate::ops::lookup::{find_version, version_id, Found};
 use crate::ops::read;
 use crate::ops::write::{write_object, NewObject};
@@ -86,11 +87,11 @@ async fn find_source(gw: &Gateway, req: &S3Request) -> Result<CopySource, S3Erro
         .verdict(&source_bucket, Operation::GetObject, Some(&key))?;
     let found = match find_version(&gw.cluster, &source_bucket, &key, which, false).await {
         Err(e) if matches!(verdict, Verdict::ObjectAcl(_)) => Err(hide_absence(e)),
-        Err(S3Error::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
+        Err(OpError::DeleteMarkerVersion { .. }) => Err(S3Error::InvalidRequest(
             "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
         )),
-        Err(S3Error::DeleteMarker { .. }) => Err(S3Error::NoSuchKey),
-        other => other,
+        Err(OpError::DeleteMarker { .. }) => Err(S3Error::NoSuchKey),
+        other => other.map_err(S3Error::from),
     }?;
     match verdict {
         Verdict::Allowed => {}
@@ -143,10 +144,10 @@ async fn source_body(
 }
 
 /// A source that breaks off part-way is the store's failure, not the client's.
-fn source_error(e: S3Error) -> S3Error {
+fn source_error(e: OpError) -> OpError {
     match e {
-        S3Error::IncompleteBody => {
-            S3Error::ServiceUnavailable("reading the copy source failed part-way".into())
+        OpError::Request(S3Error::IncompleteBody) => {
+            OpError::Unavailable("reading the copy source failed part-way".into())
         }
         other => other,
     }
@@ -341,7 +342,7 @@ pub async fn upload_part_copy(
         },
     )
     .await
-    .map_err(source_error)?;
+    .map_err(|e| source_error(e.into()))?;
     Ok(copy_result(
         "CopyPartResult",
         &stored.0.data.md5,

@@ -116,7 +116,7 @@ async fn delete_one(
                 .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
         })
         .transpose()?;
-    remove(&gw.cluster, bucket, &target.key, which, bypass).await
+    Ok(remove(&gw.cluster, bucket, &target.key, which, bypass).await?)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::api::{Gateway, S3Request};
 use crate::ops::commit::commit_quorum;
 use crate::ops::commit::{check_conditions, claim, commit_record};
 use crate::ops::encryption::Sse;
+use crate::ops::error::OpError;
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::repair::part_for_slot;
 use crate::ops::replica::Replica;
@@ -261,7 +262,7 @@ pub async fn complete(
 ) -> Result<S3Response, S3Error> {
     let bucket_record = gw.cluster.bucket(bucket).await?;
     let upload = match find_upload(&gw.cluster, &bucket_record, key, upload_id).await {
-        Err(S3Error::NoSuchUpload) => {
+        Err(OpError::NoSuchUpload) => {
             return repeated_complete(gw, &bucket_record, key, upload_id, req).await
         }
         found => found?,
@@ -440,10 +441,10 @@ async fn repeated_complete(
 ) -> Result<S3Response, S3Error> {
     let current = match find_version(&gw.cluster, bucket, key, None, false).await {
         Ok(found) => found.record,
-        Err(S3Error::NoSuchKey | S3Error::DeleteMarker { .. }) => {
+        Err(OpError::NoSuchKey | OpError::DeleteMarker { .. }) => {
             return Err(S3Error::NoSuchUpload)
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let age_secs = unix_now().saturating_sub(current.version.unix_millis() as u64 / 1000);
     if current.completed_upload.as_deref() != Some(upload_id) || age_secs > REPEATED_COMPLETE_SECS {

@@ -5,6 +5,7 @@ use crate::api::encryption::{self, SSE_C};
 use crate::api::{fallback, object_lock, replica, Gateway, S3Request};
 use crate::ops::commit::check_conditions;
 use crate::ops::delete::{remove, remove_replica};
+use crate::ops::error::OpError;
 use crate::ops::lookup::{find_version, version_id};
 use crate::ops::read;
 use crate::ops::replica::{self as replica_status, VERSION_OF_HEADER};
@@ -161,12 +162,12 @@ pub async fn get_object(
     loop {
         let found = match find_version(&gw.cluster, &bucket, key, which, whole).await {
             Ok(found) => found,
-            Err(missed @ (S3Error::NoSuchKey | S3Error::NoSuchVersion))
+            Err(missed @ (OpError::NoSuchKey | OpError::NoSuchVersion))
                 if fallback::applies(gw, &bucket, &req) =>
             {
-                return fallback::read(gw, &bucket, key, &req, head_only, missed).await
+                return fallback::read(gw, &bucket, key, &req, head_only, missed.into()).await
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let sse = encryption::for_object(gw, &req, &found.record, SSE_C)?;
         let (mut response, span) = object_head(&bucket, &req, &found.record)?;
@@ -181,7 +182,7 @@ pub async fn get_object(
             Ok(body) => return response.finish(body),
             // An overwrite committed between the lookup and the first fragment reads removes the
             // fragments that were found; a fresh lookup finds the new version.
-            Err(e) if looked_again => return Err(e),
+            Err(e) if looked_again => return Err(e.into()),
             Err(_) => looked_again = true,
         }
     }

@@ -267,9 +267,8 @@ pub async fn put_retention(
             now,
             bypass,
         ) {
-            return Err(S3Error::AccessDenied(
-                "the version's retention may not be shortened or removed",
-            ));
+            let shortened = "the version's retention may not be shortened or removed";
+            return Err(S3Error::AccessDenied(shortened).into());
         }
         record.lock.retention = retention;
         Ok(())

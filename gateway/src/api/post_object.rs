@@ -10,6 +10,7 @@ use crate::api::access::{Caller, Principal};
 use crate::api::object::kept_headers;
 use crate::api::unsupported::Operation;
 use crate::api::Gateway;
+use crate::ops::error::OpError;
 use crate::ops::write::{write_object, NewObject};
 use crate::s3::checksum::{Algorithm, Expected};
 use crate::s3::error::S3Error;
@@ -133,8 +134,8 @@ pub async fn post_object(
     )
     .await
     .map_err(|e| match e {
-        S3Error::IncompleteBody => S3Error::MalformedPostRequest,
-        e => e,
+        OpError::Request(S3Error::IncompleteBody) => S3Error::MalformedPostRequest,
+        e => e.into(),
     })?;
     let etag = format!("\"{}\"", written.etag);
     let location = format!("/{}/{}", bucket.name, encode(&key));

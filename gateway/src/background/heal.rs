@@ -6,6 +6,7 @@
 //! and reported through the admin API.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::error::OpError;
 use crate::ops::list::{list_versions, VersionQuery};
 use crate::ops::lookup::{lookup, Ask};
 use crate::ops::usage::bucket_usage;
@@ -97,7 +98,7 @@ impl Healer {
     }
 
     /// Starts healing `node` in the background unless a heal is running.
-    pub fn start(self: &Arc<Self>, node: String) -> Result<HealProgress, S3Error> {
+    pub fn start(self: &Arc<Self>, node: String) -> Result<HealProgress, OpError> {
         let index = self
             .cluster
             .layout
@@ -107,7 +108,7 @@ impl Healer {
             .ok_or_else(|| S3Error::InvalidArgument(format!("no node {node} in the layout")))?;
         let mut heals = self.heals();
         if heals.front().is_some_and(|p| p.running) {
-            return Err(S3Error::InvalidRequest("a heal is already running".into()));
+            return Err(S3Error::InvalidRequest("a heal is already running".into()).into());
         }
         let progress = HealProgress {
             node,
@@ -131,7 +132,7 @@ impl Healer {
     /// later heal would be refused.
     async fn conclude<F>(self: Arc<Self>, index: usize, heal: F)
     where
-        F: Future<Output = Result<(), S3Error>> + Send + 'static,
+        F: Future<Output = Result<(), OpError>> + Send + 'static,
     {
         let outcome = match tokio::spawn(heal).await {
             Ok(outcome) => outcome.map_err(|e| format!("{e:?}")),
@@ -168,7 +169,7 @@ impl Healer {
         p.clone()
     }
 
-    async fn run(&self, index: usize) -> Result<(), S3Error> {
+    async fn run(&self, index: usize) -> Result<(), OpError> {
         let cluster = &*self.cluster;
         let bytes_per_sec = self.bytes_per_sec;
         let node = cluster.layout.nodes()[index].clone();
@@ -286,7 +287,7 @@ impl Healer {
         key: &str,
         which: Option<VersionRef>,
         index: usize,
-    ) -> Result<Option<u64>, S3Error> {
+    ) -> Result<Option<u64>, OpError> {
         let node = &cluster.layout.nodes()[index];
         let Some(holder) = cluster
             .holders(bucket, key)
@@ -346,10 +347,10 @@ impl Healer {
 /// Runs `rebuild` again a moment later while it fails and `up()` (the healed node answers): a
 /// passing failure (sources unreachable for a second, a cut connection) must not leave a key
 /// short of a fragment until the next heal.
-async fn retried<T, F: Future<Output = Result<T, S3Error>>, U: Future<Output = bool>>(
+async fn retried<T, F: Future<Output = Result<T, OpError>>, U: Future<Output = bool>>(
     up: impl Fn() -> U,
     mut rebuild: impl FnMut() -> F,
-) -> Result<T, S3Error> {
+) -> Result<T, OpError> {
     let mut attempt = 1;
     loop {
         match rebuild().await {
@@ -378,7 +379,7 @@ async fn differing_shards(
     cluster: &Cluster,
     bucket: &BucketId,
     index: usize,
-) -> Result<(u64, BTreeSet<u32>), S3Error> {
+) -> Result<(u64, BTreeSet<u32>), OpError> {
     let nodes = cluster.all_nodes();
     let mut answers = cluster
         .on_all(&nodes, |n| cluster.client.digests(&n.addr, bucket))

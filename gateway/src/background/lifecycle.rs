@@ -7,10 +7,10 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::delete::remove;
+use crate::ops::error::OpError;
 use crate::ops::list::{list, list_versions, ListQuery, VersionQuery};
 use crate::ops::lookup::find_version;
 use crate::ops::upload::{abort_upload, all_uploads};
-use crate::s3::error::S3Error;
 use node_rpc::protocol::unix_now;
 use node_rpc::record::{BucketRecord, LifecycleRule, ListEntry, Version, VersionRef};
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub async fn run(lifecycle: Lifecycle) {
 }
 
 impl Lifecycle {
-    async fn apply_all(&self) -> Result<(), S3Error> {
+    async fn apply_all(&self) -> Result<(), OpError> {
         let buckets: Vec<BucketRecord> = self
             .cluster
             .buckets(false)
@@ -63,7 +63,7 @@ impl Lifecycle {
         u64::from(days).saturating_mul(self.day_secs)
     }
 
-    async fn apply(&self, bucket: &BucketRecord) -> Result<(), S3Error> {
+    async fn apply(&self, bucket: &BucketRecord) -> Result<(), OpError> {
         let now = unix_now();
         let rules: Vec<&LifecycleRule> = bucket
             .lifecycle
@@ -109,7 +109,7 @@ impl Lifecycle {
         bucket: &BucketRecord,
         rule: &LifecycleRule,
         now: u64,
-    ) -> Result<(), S3Error> {
+    ) -> Result<(), OpError> {
         let date_passed = rule.expiration_date.is_some_and(|d| now as i64 >= d);
         let max_age = rule.expiration_days.map(|d| self.span(d));
         if !date_passed && max_age.is_none() {
@@ -149,14 +149,14 @@ impl Lifecycle {
         rule: &LifecycleRule,
         key: &str,
         which: Option<VersionRef>,
-    ) -> Result<bool, S3Error> {
+    ) -> Result<bool, OpError> {
         if rule.tags.is_empty() {
             return Ok(true);
         }
         match find_version(&self.cluster, bucket, key, which, false).await {
             Ok(found) => Ok(rule.tags_match(&found.record.tags)),
-            Err(S3Error::NoSuchKey | S3Error::NoSuchVersion) => Ok(false),
-            Err(S3Error::DeleteMarker { .. } | S3Error::DeleteMarkerVersion { .. }) => Ok(false),
+            Err(OpError::NoSuchKey | OpError::NoSuchVersion) => Ok(false),
+            Err(OpError::DeleteMarker { .. } | OpError::DeleteMarkerVersion { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -169,7 +169,7 @@ impl Lifecycle {
         bucket: &BucketRecord,
         rule: &LifecycleRule,
         now: u64,
-    ) -> Result<(), S3Error> {
+    ) -> Result<(), OpError> {
         let mut key = KeyVersions::default();
         let mut marker: Option<(String, Option<VersionRef>)> = None;
         loop {
@@ -223,7 +223,7 @@ impl Lifecycle {
         &self,
         bucket: &BucketRecord,
         key: &KeyVersions,
-    ) -> Result<(), S3Error> {
+    ) -> Result<(), OpError> {
         match &key.lone_marker {
             Some((name, version)) => self.purge(bucket, name, *version, "a delete marker").await,
             None => Ok(()),
@@ -237,13 +237,13 @@ impl Lifecycle {
         key: &str,
         version: VersionRef,
         what: &str,
-    ) -> Result<(), S3Error> {
+    ) -> Result<(), OpError> {
         match remove(&self.cluster, bucket, key, Some(version), false).await {
             Ok(_) => {
                 tracing::info!(bucket = %bucket.name, key, %version, "lifecycle purged {what}");
                 Ok(())
             }
-            Err(S3Error::ObjectLocked) => {
+            Err(OpError::Locked) => {
                 tracing::debug!(bucket = %bucket.name, key, %version, "lifecycle kept a locked version");
                 Ok(())
             }

@@ -7,6 +7,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::{Sse, WrappingKey};
+use crate::ops::error::OpError;
 use crate::ops::lookup::{find_version, Found};
 use crate::ops::read;
 use crate::ops::replica::{REVISION_HEADER, VERSIONED_HEADER, VERSION_HEADER, VERSION_OF_HEADER};
@@ -45,8 +46,8 @@ pub enum SendError {
     Local(String),
 }
 
-impl From<S3Error> for SendError {
-    fn from(e: S3Error) -> SendError {
+impl From<OpError> for SendError {
+    fn from(e: OpError) -> SendError {
         SendError::Local(format!("{e:?}"))
     }
 }
@@ -66,7 +67,7 @@ impl Peer {
         region: &RegionConfig,
         name: &str,
         master_key: Option<WrappingKey>,
-    ) -> Result<Peer, S3Error> {
+    ) -> Result<Peer, OpError> {
         let peer = (region.peers.iter())
             .find(|p| p.name == name)
             .ok_or_else(|| S3Error::InvalidArgument(format!("no peer region {name}")))?;
@@ -431,13 +432,13 @@ impl Peer {
 }
 
 /// Whether a lookup's failure says that the version is no longer here to be sent.
-fn gone(e: &S3Error) -> bool {
+fn gone(e: &OpError) -> bool {
     matches!(
         e,
-        S3Error::NoSuchKey
-            | S3Error::NoSuchVersion
-            | S3Error::DeleteMarker { .. }
-            | S3Error::DeleteMarkerVersion { .. }
+        OpError::NoSuchKey
+            | OpError::NoSuchVersion
+            | OpError::DeleteMarker { .. }
+            | OpError::DeleteMarkerVersion { .. }
     )
 }
 

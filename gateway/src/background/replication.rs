@@ -21,8 +21,8 @@ use crate::background::peer::{Peer, SendError};
 use crate::ops::bucket::live_bucket;
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
+use crate::ops::error::OpError;
 use crate::ops::secret_seal::SecretSeal;
-use crate::s3::error::S3Error;
 use futures::future::join_all;
 use futures::StreamExt;
 use node_rpc::client::RpcError;
@@ -209,7 +209,7 @@ impl Replication {
         region: &RegionConfig,
         master_key: Option<WrappingKey>,
         listen: SocketAddr,
-    ) -> Result<Replication, S3Error> {
+    ) -> Result<Replication, OpError> {
         let links = (region.peers.iter())
             .map(|p| {
                 Ok(Link {
@@ -226,7 +226,7 @@ impl Replication {
                     history: LastHour::default(),
                 })
             })
-            .collect::<Result<_, S3Error>>()?;
+            .collect::<Result<_, OpError>>()?;
         Ok(Replication {
             cluster,
             links,
@@ -541,11 +541,11 @@ impl Replication {
             Ok(bucket) => bucket,
             // The cached table can predate the bucket (made through another gateway a moment
             // ago): only the nodes can say it is gone.
-            Err(S3Error::NoSuchBucket) => match live_bucket(&self.cluster, &item.bucket).await {
+            Err(OpError::NoSuchBucket) => match live_bucket(&self.cluster, &item.bucket).await {
                 Ok(bucket) => bucket,
                 // Deleted here since: its objects were deleted first, and those deletes are
                 // queued.
-                Err(S3Error::NoSuchBucket) => return Ok(0),
+                Err(OpError::NoSuchBucket) => return Ok(0),
                 Err(e) => return Err(e.into()),
             },
             Err(e) => return Err(e.into()),

@@ -8,6 +8,7 @@
 use crate::background::peer::Peer;
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::WrappingKey;
+use crate::ops::error::OpError;
 use crate::ops::list::{list_versions, VersionQuery};
 use crate::s3::error::S3Error;
 use futures::StreamExt;
@@ -82,7 +83,7 @@ impl Resyncer {
         self: &Arc<Self>,
         bucket: &str,
         target: &str,
-    ) -> Result<ResyncProgress, S3Error> {
+    ) -> Result<ResyncProgress, OpError> {
         let region = self.region.as_ref().ok_or_else(|| {
             S3Error::InvalidRequest("this cluster has no [cluster.region] with peers".into())
         })?;
@@ -98,9 +99,8 @@ impl Resyncer {
         {
             let mut current = self.lock();
             if current.as_ref().is_some_and(|p| p.running) {
-                return Err(S3Error::InvalidRequest(
-                    "a resync is already running".into(),
-                ));
+                let busy = S3Error::InvalidRequest("a resync is already running".into());
+                return Err(busy.into());
             }
             *current = Some(progress.clone());
         }
@@ -127,7 +127,7 @@ impl Resyncer {
         Ok(progress)
     }
 
-    async fn run(&self, peer: &Peer, bucket: &BucketRecord) -> Result<(), S3Error> {
+    async fn run(&self, peer: &Peer, bucket: &BucketRecord) -> Result<(), OpError> {
         let mut marker = None;
         loop {
             let query = VersionQuery {

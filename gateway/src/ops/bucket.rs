@@ -2,19 +2,19 @@
 //! a peer region sends.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::error::OpError;
 use crate::ops::list::{list, list_versions, ListQuery, VersionQuery};
-use crate::s3::error::S3Error;
 use node_rpc::record::{BucketRecord, Version};
 
 /// The bucket's record read fresh from the nodes (not the cache), for read-modify-write.
-pub async fn live_bucket(cluster: &Cluster, name: &str) -> Result<BucketRecord, S3Error> {
+pub async fn live_bucket(cluster: &Cluster, name: &str) -> Result<BucketRecord, OpError> {
     cluster
         .buckets(true)
         .await?
         .get(name)
         .filter(|b| !b.deleted)
         .cloned()
-        .ok_or(S3Error::NoSuchBucket)
+        .ok_or(OpError::NoSuchBucket)
 }
 
 /// Changes a live bucket's settings: a new version of its record, written to every node (the
@@ -23,7 +23,7 @@ pub async fn update_bucket(
     cluster: &Cluster,
     name: &str,
     change: impl FnOnce(&mut BucketRecord),
-) -> Result<(), S3Error> {
+) -> Result<(), OpError> {
     let mut record = live_bucket(cluster, name).await?;
     record.created = Some(record.created());
     record.version = Version::now();
@@ -33,7 +33,7 @@ pub async fn update_bucket(
 
 /// Whether a bucket holds nothing: no object, and with versioning, no version or delete marker
 /// (as S3 wants before a bucket is deleted).
-pub async fn is_empty(cluster: &Cluster, bucket: &BucketRecord) -> Result<bool, S3Error> {
+pub async fn is_empty(cluster: &Cluster, bucket: &BucketRecord) -> Result<bool, OpError> {
     if bucket.versioning.is_some() {
         let query = VersionQuery {
             prefix: String::new(),
@@ -67,7 +67,7 @@ pub enum Applied {
 /// Applies a bucket record made in a peer region, last writer wins as within a region: a newer
 /// record's settings replace this region's. The bucket keeps its id here (each region's own:
 /// regions address buckets by name), and a deletion applies only once the bucket is empty here.
-pub async fn apply_replica(cluster: &Cluster, incoming: BucketRecord) -> Result<Applied, S3Error> {
+pub async fn apply_replica(cluster: &Cluster, incoming: BucketRecord) -> Result<Applied, OpError> {
     Version::observe(incoming.version);
     let table = cluster.buckets(true).await?;
     let record = match table.get(&incoming.name) {

@@ -2,13 +2,13 @@
 //! written with, the clients that call the holders, and the bucket table.
 
 use crate::config::GatewayConfig;
+use crate::ops::error::OpError;
 use crate::ops::liveness::Liveness;
 use crate::ops::lookup_width::LookupWidth;
 use crate::ops::node_calls::NodeCalls;
 use crate::ops::quorum::{read_quorum, Quorum};
 use crate::ops::secret_seal::SecretSeal;
 use crate::ops::system_table::{Snapshot, Table};
-use crate::s3::error::S3Error;
 use erasure::{Codec, StripeLayout};
 use futures::future::join_all;
 use node_rpc::protocol::Replicate;
@@ -286,17 +286,17 @@ impl Cluster {
 
     /// The live bucket of that name, or `NoSuchBucket`; one made through another gateway a moment
     /// ago is found (`Table::lookup`).
-    pub async fn bucket(&self, name: &str) -> Result<BucketRecord, S3Error> {
+    pub async fn bucket(&self, name: &str) -> Result<BucketRecord, OpError> {
         let live = |b: &BucketRecord| !b.deleted;
         (self.buckets)
             .lookup(name, live, BUCKET_MISS_REFRESH, || self.buckets(true))
             .await?
-            .ok_or(S3Error::NoSuchBucket)
+            .ok_or(OpError::NoSuchBucket)
     }
 
     /// The bucket table (newest record of each name, tombstones included) from a majority of
     /// nodes, or from the cache unless `fresh`.
-    pub async fn buckets(&self, fresh: bool) -> Result<Snapshot<BucketRecord>, S3Error> {
+    pub async fn buckets(&self, fresh: bool) -> Result<Snapshot<BucketRecord>, OpError> {
         let nodes = self.all_nodes();
         self.buckets
             .read(&nodes, fresh, "nodes answered for the bucket table", |n| {
@@ -306,7 +306,7 @@ impl Cluster {
     }
 
     /// Every live bucket, fresh from a majority of nodes, in name order.
-    pub async fn live_buckets(&self) -> Result<Vec<BucketRecord>, S3Error> {
+    pub async fn live_buckets(&self) -> Result<Vec<BucketRecord>, OpError> {
         let mut buckets: Vec<BucketRecord> = self
             .buckets(true)
             .await?
@@ -319,7 +319,7 @@ impl Cluster {
     }
 
     /// Writes a bucket record to every node; a majority must take it.
-    pub async fn put_bucket(&self, record: BucketRecord) -> Result<(), S3Error> {
+    pub async fn put_bucket(&self, record: BucketRecord) -> Result<(), OpError> {
         let nodes = self.all_nodes();
         self.buckets
             .write(&nodes, "nodes took the bucket record", |n| {

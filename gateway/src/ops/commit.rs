@@ -3,6 +3,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::cluster::Holder;
+use crate::ops::error::OpError;
 use crate::ops::lookup::{lookup, Ask};
 use crate::s3::error::S3Error;
 use futures::future::join_all;
@@ -26,14 +27,13 @@ pub async fn check_conditions(
     key: &str,
     if_match: Option<&str>,
     if_none_match: Option<&str>,
-) -> Result<Option<Precondition>, S3Error> {
+) -> Result<Option<Precondition>, OpError> {
     if if_match.is_none() && if_none_match.is_none() {
         return Ok(None);
     }
     if if_none_match.is_some_and(|v| v.trim() != "*") {
-        return Err(S3Error::NotImplemented(
-            "If-None-Match with a value other than * on a write",
-        ));
+        let unsupported = "If-None-Match with a value other than * on a write";
+        return Err(S3Error::NotImplemented(unsupported).into());
     }
     let newest = lookup(cluster, &bucket.id, key, None, Ask::Quorum).await?;
     let expected = newest.as_ref().map(|found| found.record.version);
@@ -41,16 +41,16 @@ pub async fn check_conditions(
         .filter(|found| !found.record.deleted)
         .map(|found| found.record.etag);
     if if_none_match.is_some() && current.is_some() {
-        return Err(S3Error::PreconditionFailed);
+        return Err(OpError::PreconditionFailed);
     }
     if let Some(list) = if_match {
-        let etag = current.ok_or(S3Error::NoSuchKey)?;
+        let etag = current.ok_or(OpError::NoSuchKey)?;
         let matches = list
             .split(',')
             .map(|t| t.trim().trim_matches('"'))
             .any(|t| t == "*" || t == etag);
         if !matches {
-            return Err(S3Error::PreconditionFailed);
+            return Err(OpError::PreconditionFailed);
         }
     }
     Ok(Some(Precondition { expected }))
@@ -76,7 +76,7 @@ pub async fn claim(
     holders: &[Holder<'_>],
     stored: &[bool],
     precondition: &Precondition,
-) -> Result<Claimed, S3Error> {
+) -> Result<Claimed, OpError> {
     let client = &cluster.client;
     let request = ClaimRequest {
         bucket: bucket.id,
@@ -114,9 +114,9 @@ pub async fn claim(
         .write_quorum()
         .require(count, holders.len(), "holders granted the claim");
     let refused = if answers.contains(&Some(ClaimAnswer::Changed)) {
-        S3Error::PreconditionFailed
+        OpError::PreconditionFailed
     } else if answers.contains(&Some(ClaimAnswer::Busy)) {
-        S3Error::ConditionalRequestConflict
+        OpError::Conflict
     } else if let Err(e) = quorum {
         e
     } else {
@@ -147,7 +147,7 @@ pub async fn commit_record<'a>(
     record_for: impl Fn(u8) -> ObjectRecord,
     upload_id: Option<&str>,
     claimed: Option<&Claimed>,
-) -> Result<(), S3Error> {
+) -> Result<(), OpError> {
     let commit = |h: Holder<'a>| {
         let client = cluster.client_for(&h);
         let mut record = record_for(h.slot);
@@ -193,7 +193,7 @@ pub async fn commit_record<'a>(
     let applied = answers.iter().filter(|a| matches!(a, Ok(true))).count();
     let quorum = cluster.write_quorum();
     if !quorum.met(applied) && answers.iter().any(|a| matches!(a, Ok(false))) {
-        return Err(S3Error::ConditionalRequestConflict);
+        return Err(OpError::Conflict);
     }
     quorum.require(
         applied,
@@ -209,7 +209,7 @@ pub async fn commit_quorum<'a, F, Fut>(
     holders: &[Holder<'a>],
     stored: &[bool],
     commit: F,
-) -> Result<(), S3Error>
+) -> Result<(), OpError>
 where
     F: Fn(Holder<'a>) -> Fut,
     Fut: Future<Output = Result<(), RpcError>>,
@@ -248,7 +248,7 @@ mod tests {
         cluster: &Cluster,
         stored: [bool; 6],
         fails: &[u8],
-    ) -> (Result<(), S3Error>, Vec<u8>) {
+    ) -> (Result<(), OpError>, Vec<u8>) {
         let holders = cluster.holders(&BUCKET, KEY);
         let asked = Mutex::new(Vec::new());
         let outcome = commit_quorum(cluster, &holders, &stored, |h| {
@@ -283,7 +283,7 @@ mod tests {
         let cluster = testing::cluster(Arc::new(Nodes::default()));
         let (outcome, asked) = commit(&cluster, [true, true, true, true, false, false], &[]).await;
         match outcome {
-            Err(S3Error::ServiceUnavailable(why)) => {
+            Err(OpError::Unavailable(why)) => {
                 assert_eq!(why, "4 of 6 holders can take the write; 5 needed")
             }
             other => panic!("{other:?}"),
@@ -302,7 +302,7 @@ mod tests {
         let cluster = testing::cluster(Arc::new(Nodes::default()));
         let (outcome, _) = commit(&cluster, [true; 6], &[2, 4]).await;
         match outcome {
-            Err(S3Error::ServiceUnavailable(why)) => {
+            Err(OpError::Unavailable(why)) => {
                 assert!(
                     why.starts_with("4 of 6 holders committed; 5 needed"),
                     "{why}"

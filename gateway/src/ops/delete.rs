@@ -4,9 +4,9 @@
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_quorum;
 use crate::ops::commit::commit_record;
+use crate::ops::error::OpError;
 use crate::ops::lookup::find_version;
 use crate::ops::replica::Replica;
-use crate::s3::error::S3Error;
 use node_rpc::object_lock::now_millis;
 use node_rpc::protocol::{PurgeRequest, Replicate};
 use node_rpc::record::{BucketRecord, ObjectRecord, Version, VersionRef, Versioning};
@@ -29,7 +29,7 @@ pub async fn remove(
     key: &str,
     which: Option<VersionRef>,
     bypass_governance: bool,
-) -> Result<Removed, S3Error> {
+) -> Result<Removed, OpError> {
     match (which, bucket.versioning) {
         (None | Some(VersionRef::Null), None) => {
             write_tombstone(cluster, bucket, key, false, None).await?;
@@ -74,7 +74,7 @@ pub async fn remove_replica(
     key: &str,
     replica: Replica,
     which: Option<VersionRef>,
-) -> Result<Removed, S3Error> {
+) -> Result<Removed, OpError> {
     if let Some(which) = which {
         let delete_marker = purge(cluster, bucket, key, which, false, None).await?;
         return Ok(Removed {
@@ -101,7 +101,7 @@ pub async fn write_tombstone(
     key: &str,
     versioned: bool,
     replica: Option<Replica>,
-) -> Result<Version, S3Error> {
+) -> Result<Version, OpError> {
     let holders = cluster.write_holders(&bucket.id, key);
     let version = Replica::version_of(replica);
     let mut tombstone = ObjectRecord::tombstone(version, versioned);
@@ -130,7 +130,7 @@ async fn check_unlocked(
     key: &str,
     which: VersionRef,
     bypass_governance: bool,
-) -> Result<(), S3Error> {
+) -> Result<(), OpError> {
     match find_version(cluster, bucket, key, Some(which), false).await {
         Ok(found)
             if found
@@ -139,9 +139,9 @@ async fn check_unlocked(
                 .protection(now_millis(), bypass_governance)
                 .is_some() =>
         {
-            Err(S3Error::ObjectLocked)
+            Err(OpError::Locked)
         }
-        Ok(_) | Err(S3Error::NoSuchVersion | S3Error::DeleteMarkerVersion { .. }) => Ok(()),
+        Ok(_) | Err(OpError::NoSuchVersion | OpError::DeleteMarkerVersion { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -155,7 +155,7 @@ async fn purge(
     which: VersionRef,
     bypass_governance: bool,
     replicate: Option<Replicate>,
-) -> Result<bool, S3Error> {
+) -> Result<bool, OpError> {
     let holders = cluster.holders(&bucket.id, key);
     let request = PurgeRequest {
         bucket: bucket.id,

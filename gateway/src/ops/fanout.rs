@@ -7,7 +7,7 @@
 //! large fragment, and none at all would let one stalled holder hold a request (or a heal) forever.
 
 use crate::ops::cluster::Cluster;
-use crate::s3::error::S3Error;
+use crate::ops::error::OpError;
 use bytes::Bytes;
 use erasure::StripeLayout;
 use futures::future::join_all;
@@ -71,10 +71,10 @@ pub async fn upload<T, F, Fut>(
     fragment_id: &str,
     layout: StripeLayout,
     feed: F,
-) -> (Result<T, S3Error>, Vec<Result<(), RpcError>>)
+) -> (Result<T, OpError>, Vec<Result<(), RpcError>>)
 where
     F: FnOnce(FanOut) -> Fut,
-    Fut: Future<Output = Result<T, S3Error>>,
+    Fut: Future<Output = Result<T, OpError>>,
 {
     let mut senders = Vec::with_capacity(targets.len());
     let mut uploads = Vec::with_capacity(targets.len());

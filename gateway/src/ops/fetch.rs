@@ -3,10 +3,10 @@
 //! another holder's fragment whenever one is missing, slow, failing or corrupt.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::error::OpError;
 use crate::ops::fragment_stream::FragmentStream;
 use crate::ops::frame::Frame;
 use crate::ops::lookup::{Found, Source};
-use crate::s3::error::S3Error;
 use bytes::Bytes;
 use erasure::{Codec, StripeLayout};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -45,7 +45,7 @@ impl<'a> PartReader<'a> {
         &self,
         stripe: u64,
         frames: Vec<Option<Frame>>,
-    ) -> Result<Vec<Bytes>, S3Error> {
+    ) -> Result<Vec<Bytes>, OpError> {
         let k = self.codec.data_shards();
         if frames[..k].iter().all(Option::is_some) {
             return Ok(frames[..k]
@@ -61,7 +61,7 @@ impl<'a> PartReader<'a> {
         let data = self
             .codec
             .rebuild_stripe_data(&self.layout, stripe, &refs)
-            .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))?;
+            .map_err(|e| OpError::Unavailable(e.to_string()))?;
         Ok(vec![Bytes::from(data)])
     }
 
@@ -136,7 +136,7 @@ impl Fetcher<'_, '_> {
     /// corrupt or outlasts the node timeout is replaced by another source; when the stripe is not
     /// complete after `HEDGE_AFTER`, one more source is started beside the slow ones (a hedged
     /// read), and the first k good frames win.
-    pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Frame>>, S3Error> {
+    pub async fn frames(&mut self, stripe: u64) -> Result<Vec<Option<Frame>>, OpError> {
         let reader = self.reader;
         let k = reader.codec.data_shards();
         let read = Read {
@@ -159,7 +159,7 @@ impl Fetcher<'_, '_> {
             while have + reads.len() < k {
                 let source = self.next_source().await.ok_or_else(|| {
                     crate::metrics::METRICS.quorum_failures.inc();
-                    S3Error::ServiceUnavailable(format!(
+                    OpError::Unavailable(format!(
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     ))
                 })?;
@@ -356,7 +356,7 @@ mod tests {
     }
 
     /// Reads the whole object the way a GET does, stripe by stripe; with the slots that failed.
-    async fn read_all(cluster: &Cluster) -> Result<(Vec<u8>, BTreeSet<u8>), S3Error> {
+    async fn read_all(cluster: &Cluster) -> Result<(Vec<u8>, BTreeSet<u8>), OpError> {
         let found = lookup(cluster, &BUCKET, KEY, None, Ask::Quorum)
             .await?
             .unwrap();
@@ -418,7 +418,7 @@ mod tests {
             ..node
         });
         match read_all(&cluster).await {
-            Err(S3Error::ServiceUnavailable(why)) => {
+            Err(OpError::Unavailable(why)) => {
                 assert!(why.ends_with("of 4 needed for stripe 0"), "{why}")
             }
             Err(e) => panic!("{e:?}"),

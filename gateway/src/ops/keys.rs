@@ -11,9 +11,9 @@
 //! cluster's secret.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::error::OpError;
 use crate::ops::secret_seal::SecretSeal;
 use crate::ops::system_table::Snapshot;
-use crate::s3::error::S3Error;
 use node_rpc::record::{KeyRecord, Version};
 use rand::Rng;
 use std::time::Duration;
@@ -51,7 +51,7 @@ fn random_string(len: usize) -> String {
 impl Cluster {
     /// The key table (newest record of each id, tombstones included), from the cache unless
     /// `fresh`.
-    pub async fn keys(&self, fresh: bool) -> Result<Snapshot<KeyRecord>, S3Error> {
+    pub async fn keys(&self, fresh: bool) -> Result<Snapshot<KeyRecord>, OpError> {
         let nodes = self.all_nodes();
         self.keys
             .read(&nodes, fresh, "nodes answered for the key table", |n| {
@@ -61,7 +61,7 @@ impl Cluster {
     }
 
     /// The live key of that id, or `None`.
-    pub async fn access_key(&self, id: &str) -> Result<Option<KeyRecord>, S3Error> {
+    pub async fn access_key(&self, id: &str) -> Result<Option<KeyRecord>, OpError> {
         let live = |k: &KeyRecord| !k.deleted;
         (self.keys)
             .lookup(id, live, MISS_REFRESH, || self.keys(true))
@@ -74,7 +74,7 @@ impl Cluster {
         &self,
         incoming: Vec<KeyRecord>,
         in_transit: &SecretSeal,
-    ) -> Result<Vec<String>, S3Error> {
+    ) -> Result<Vec<String>, OpError> {
         let table = self.keys(true).await?;
         let mut refused = Vec::new();
         for record in incoming {
@@ -94,7 +94,7 @@ impl Cluster {
     }
 
     /// Writes a key record to every node; a majority must take it.
-    pub async fn put_key(&self, record: &KeyRecord) -> Result<(), S3Error> {
+    pub async fn put_key(&self, record: &KeyRecord) -> Result<(), OpError> {
         let nodes = self.all_nodes();
         self.keys
             .write(&nodes, "nodes took the key record", |n| {

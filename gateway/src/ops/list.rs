@@ -3,8 +3,8 @@
 //! the same way, keeping every version.
 
 use crate::ops::cluster::Cluster;
+use crate::ops::error::OpError;
 use crate::ops::quorum::Quorum;
-use crate::s3::error::S3Error;
 use node_rpc::protocol::{ListItem, ListRequest, ListResponse, VersionListRequest};
 use node_rpc::record::{BucketId, ListEntry, Version, VersionRef};
 use node_rpc::RpcError;
@@ -31,7 +31,7 @@ pub async fn list(
     cluster: &Cluster,
     bucket: &BucketId,
     query: &ListQuery,
-) -> Result<Listing, S3Error> {
+) -> Result<Listing, OpError> {
     if query.max_keys == 0 {
         return Ok(Listing::default());
     }
@@ -97,7 +97,7 @@ pub async fn list(
 fn enough_answers(
     cluster: &Cluster,
     answers: Vec<Result<ListResponse, RpcError>>,
-) -> Result<Vec<ListResponse>, S3Error> {
+) -> Result<Vec<ListResponse>, OpError> {
     let quorum = Quorum {
         needed: answers.len().saturating_sub(cluster.layout.parity_shards()),
     };
@@ -139,7 +139,7 @@ pub async fn list_versions(
     cluster: &Cluster,
     bucket: &BucketId,
     query: &VersionQuery,
-) -> Result<VersionListing, S3Error> {
+) -> Result<VersionListing, OpError> {
     if query.max_keys == 0 {
         return Ok(VersionListing::default());
     }

@@ -2,9 +2,9 @@
 //! holders, and finish or undo a write that reached too few of them.
 
 use crate::ops::cluster::{Cluster, Holder};
+use crate::ops::error::OpError;
 use crate::ops::fragment_stream::FragmentStream;
 use crate::ops::node_calls::NodeCalls;
-use crate::s3::error::S3Error;
 use erasure::Codec;
 use futures::future::{join_all, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -45,10 +45,10 @@ pub struct Found {
 
 impl Found {
     /// The codec of the version's layout (see `ObjectRecord::codec`).
-    pub fn codec(&self) -> Result<Codec, S3Error> {
+    pub fn codec(&self) -> Result<Codec, OpError> {
         self.record
             .codec()
-            .map_err(|e| S3Error::Internal(format!("the record's layout: {e}")))
+            .map_err(|e| OpError::Internal(format!("the record's layout: {e}")))
     }
 
     /// The stream of fragment `slot` of the first part that came with the lookup, if it covers
@@ -113,7 +113,7 @@ pub async fn lookup(
     key: &str,
     which: Option<VersionRef>,
     ask: Ask,
-) -> Result<Option<Found>, S3Error> {
+) -> Result<Option<Found>, OpError> {
     let holders = cluster.holders(bucket, key);
     // Owned futures, so that the answers not waited for can finish in the background: dropping
     // them would also close their pooled connections mid-request.
@@ -522,23 +522,23 @@ pub async fn find_version(
     key: &str,
     which: Option<VersionRef>,
     whole: bool,
-) -> Result<Found, S3Error> {
+) -> Result<Found, OpError> {
     let ask = match whole {
         true => Ask::QuorumAndFragments,
         false => Ask::Quorum,
     };
     let found = lookup(cluster, &bucket.id, key, which, ask).await?;
     match found {
-        None if which.is_some() && bucket.versioning.is_some() => Err(S3Error::NoSuchVersion),
-        None => Err(S3Error::NoSuchKey),
+        None if which.is_some() && bucket.versioning.is_some() => Err(OpError::NoSuchVersion),
+        None => Err(OpError::NoSuchKey),
         Some(found) if found.record.deleted => {
             let version_id = version_id(bucket, found.record.version_ref());
             match (which, version_id) {
-                (Some(_), Some(version_id)) => Err(S3Error::DeleteMarkerVersion { version_id }),
-                (None, Some(version_id)) => Err(S3Error::DeleteMarker {
+                (Some(_), Some(version_id)) => Err(OpError::DeleteMarkerVersion { version_id }),
+                (None, Some(version_id)) => Err(OpError::DeleteMarker {
                     version_id: Some(version_id),
                 }),
-                (_, None) => Err(S3Error::NoSuchKey),
+                (_, None) => Err(OpError::NoSuchKey),
             }
         }
         Some(found) => Ok(found),
@@ -609,7 +609,7 @@ mod tests {
             nodes.set(addr, down);
         }
         match lookup(&cluster, &BUCKET, KEY, None, Ask::Quorum).await {
-            Err(S3Error::ServiceUnavailable(why)) => {
+            Err(OpError::Unavailable(why)) => {
                 assert!(
                     why.starts_with("1 of 6 holders answered; 2 needed"),
                     "{why}"

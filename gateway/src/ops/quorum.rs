@@ -6,7 +6,7 @@
 //! quorum meets every write quorum (R + W > k+m); the bucket table is written to and read from a
 //! majority of all nodes, and two majorities always share a node.
 
-use crate::s3::error::S3Error;
+use crate::ops::error::OpError;
 use node_rpc::RpcError;
 
 /// How many of a set of calls must succeed.
@@ -28,12 +28,12 @@ impl Quorum {
     }
 
     /// `Ok` when `ok` of `of` is enough; otherwise `ServiceUnavailable`, saying what fell short.
-    pub fn require(self, ok: usize, of: usize, what: &str) -> Result<(), S3Error> {
+    pub fn require(self, ok: usize, of: usize, what: &str) -> Result<(), OpError> {
         if self.met(ok) {
             return Ok(());
         }
         crate::metrics::METRICS.quorum_failures.inc();
-        Err(S3Error::ServiceUnavailable(format!(
+        Err(OpError::Unavailable(format!(
             "{ok} of {of} {what}; {} needed",
             self.needed
         )))
@@ -45,7 +45,7 @@ impl Quorum {
         self,
         answers: impl IntoIterator<Item = &'a Result<T, RpcError>>,
         what: &str,
-    ) -> Result<usize, S3Error> {
+    ) -> Result<usize, OpError> {
         let (mut ok, mut of, mut first_error) = (0, 0, None);
         let answers: Vec<&Result<T, RpcError>> = answers.into_iter().collect();
         for answer in &answers {
@@ -57,7 +57,7 @@ impl Quorum {
                 }
             }
         }
-        let Err(S3Error::ServiceUnavailable(why)) = self.require(ok, of, what) else {
+        let Err(OpError::Unavailable(why)) = self.require(ok, of, what) else {
             return Ok(ok);
         };
         let why = match first_error {
@@ -74,17 +74,17 @@ impl Quorum {
 pub fn shortfall<'a, T: 'a>(
     why: String,
     answers: impl IntoIterator<Item = &'a Result<T, RpcError>>,
-) -> S3Error {
+) -> OpError {
     let errors: Vec<&RpcError> = answers
         .into_iter()
         .filter_map(|a| a.as_ref().err())
         .collect();
     if errors.iter().any(|e| e.is_locked()) {
-        S3Error::ObjectLocked
+        OpError::Locked
     } else if errors.iter().any(|e| e.is_disk_full()) {
-        S3Error::InsufficientStorage(why)
+        OpError::DiskFull(why)
     } else {
-        S3Error::ServiceUnavailable(why)
+        OpError::Unavailable(why)
     }
 }
 
@@ -125,7 +125,7 @@ mod tests {
     fn a_shortfall_says_what_and_why() {
         let q = Quorum { needed: 5 };
         match q.tally(&answers(3, 3, false), "holders committed") {
-            Err(S3Error::ServiceUnavailable(why)) => {
+            Err(OpError::Unavailable(why)) => {
                 assert!(
                     why.starts_with("3 of 6 holders committed; 5 needed"),
                     "{why}"
@@ -134,7 +134,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let full = q.tally(&answers(4, 2, true), "holders committed");
-        assert!(matches!(full, Err(S3Error::InsufficientStorage(_))));
+        assert!(matches!(full, Err(OpError::DiskFull(_))));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::{PartCipher, Sse, WrongKey};
+use crate::ops::error::OpError;
 use crate::ops::fetch::PartReader;
 use crate::ops::lookup::Found;
 use crate::s3::error::S3Error;
@@ -29,7 +30,7 @@ pub async fn stream(
     start: u64,
     end: u64,
     sse: Option<Sse>,
-) -> Result<HttpBody, S3Error> {
+) -> Result<HttpBody, OpError> {
     let codec = found.codec()?;
     let len = end + 1 - start;
     let (tx, body) = ChannelBody::new(CHUNK_DEPTH, Some(len));
@@ -56,10 +57,8 @@ pub async fn stream(
             let cipher = match sse.as_ref().map(|sse| sse.open(part)).transpose() {
                 Ok(cipher) => cipher,
                 Err(WrongKey) => {
-                    tx.fail(S3Error::AccessDenied(
-                        "the object's key does not open a part",
-                    ))
-                    .await;
+                    let denied = S3Error::AccessDenied("the object's key does not open a part");
+                    tx.fail(denied.into()).await;
                     break;
                 }
             };
@@ -95,7 +94,7 @@ pub async fn stream(
 /// bytes are ready, or why they never will be.
 struct Out {
     tx: Sender<Result<Bytes, std::io::Error>>,
-    started: Option<oneshot::Sender<Result<(), S3Error>>>,
+    started: Option<oneshot::Sender<Result<(), OpError>>>,
 }
 
 impl Out {
@@ -107,7 +106,7 @@ impl Out {
         self.tx.send(Ok(chunk)).await.is_ok()
     }
 
-    async fn fail(&mut self, e: S3Error) {
+    async fn fail(&mut self, e: OpError) {
         match self.started.take() {
             Some(started) => {
                 tracing::warn!(error = ?e, "read failed");
@@ -133,7 +132,7 @@ async fn send_range(
     mut cipher: Option<PartCipher>,
     tx: &mut Out,
     bad: &mut BTreeSet<u8>,
-) -> Result<(), S3Error> {
+) -> Result<(), OpError> {
     let (first, last) = reader.layout.stripes_for_range(start, end);
     let mut fetcher = reader.fetcher(last);
     for stripe in first..=last {

@@ -3,10 +3,10 @@
 //! the same repair for every object the node should hold.
 
 use crate::ops::cluster::{Cluster, Holder};
+use crate::ops::error::OpError;
 use crate::ops::fanout::{self, FanOut};
 use crate::ops::fetch::{self, Fetcher, PartReader};
 use crate::ops::lookup::Found;
-use crate::s3::error::S3Error;
 use bytes::Bytes;
 use erasure::Codec;
 use futures::future::join_all;
@@ -15,7 +15,7 @@ use node_rpc::record::{Inline, ObjectRecord, PartData};
 
 /// Repairs the given fragment slots of `found`'s version on their holders. Returns the bytes of
 /// fragment files rewritten.
-pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u64, S3Error> {
+pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u64, OpError> {
     let target = &found.target;
     let holders = cluster.holders(&target.bucket, &target.key);
     let wanted: Vec<usize> = slots.iter().map(|s| *s as usize).collect();
@@ -115,12 +115,12 @@ async fn rebuild_stripe(
     fetcher: &mut Fetcher<'_, '_>,
     stripe: u64,
     wanted: &[usize],
-) -> Result<Vec<Vec<u8>>, S3Error> {
+) -> Result<Vec<Vec<u8>>, OpError> {
     let frames = fetch::joined(&fetcher.frames(stripe).await?);
     let refs: Vec<Option<&[u8]>> = frames.iter().map(|f| f.as_deref()).collect();
     codec
         .rebuild_frames(&reader.layout, stripe, &refs, wanted)
-        .map_err(|e| S3Error::ServiceUnavailable(e.to_string()))
+        .map_err(|e| OpError::Unavailable(e.to_string()))
 }
 
 /// Streams the rebuilt fragment of one file part to each wanted holder.
@@ -132,7 +132,7 @@ async fn stream_part(
     index: usize,
     holders: &[Holder<'_>],
     wanted: &[usize],
-) -> Result<u64, S3Error> {
+) -> Result<u64, OpError> {
     let part = &found.record.parts[index];
     let layout = reader.layout;
     let targets: Vec<(&str, u8)> = wanted

@@ -3,8 +3,8 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_record;
+use crate::ops::error::OpError;
 use crate::ops::repair::record_for_slot;
-use crate::s3::error::S3Error;
 use futures::future::join_all;
 use node_rpc::protocol::Lookup;
 use node_rpc::record::{next_revision, BucketRecord, ObjectRecord, Version, VersionRef};
@@ -18,8 +18,8 @@ pub async fn revise_version(
     bucket: &BucketRecord,
     key: &str,
     which: Option<VersionRef>,
-    edit: impl FnOnce(&mut ObjectRecord) -> Result<(), S3Error>,
-) -> Result<(), S3Error> {
+    edit: impl FnOnce(&mut ObjectRecord) -> Result<(), OpError>,
+) -> Result<(), OpError> {
     let holders = cluster.holders(&bucket.id, key);
     let answers: Vec<Option<Lookup>> = join_all(
         holders
@@ -55,9 +55,9 @@ pub async fn revise_version(
         .map(|a| a.flatten().filter(|r| Some(r.version) == version))
         .collect();
     let mut revised = match newest {
-        None if which.is_some() => return Err(S3Error::NoSuchVersion),
-        None => return Err(S3Error::NoSuchKey),
-        Some(r) if r.deleted => return Err(S3Error::MethodNotAllowed),
+        None if which.is_some() => return Err(OpError::NoSuchVersion),
+        None => return Err(OpError::NoSuchKey),
+        Some(r) if r.deleted => return Err(OpError::MarkerUnchanged),
         Some(r) => r,
     };
     edit(&mut revised)?;

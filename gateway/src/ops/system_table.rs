@@ -3,8 +3,8 @@
 //! first majority's answers, newest version of each entry first, so it always sees the newest
 //! acknowledged record. Each gateway caches what it read for a moment.
 
+use crate::ops::error::OpError;
 use crate::ops::quorum::Quorum;
-use crate::s3::error::S3Error;
 use futures::stream::{FuturesUnordered, StreamExt};
 use node_rpc::record::{BucketRecord, KeyRecord, Version};
 use node_rpc::RpcError;
@@ -73,9 +73,9 @@ impl<R: Entry> Table<R> {
         live: impl Fn(&R) -> bool,
         miss_refresh: Duration,
         read_fresh: impl FnOnce() -> Fut,
-    ) -> Result<Option<R>, S3Error>
+    ) -> Result<Option<R>, OpError>
     where
-        Fut: Future<Output = Result<Snapshot<R>, S3Error>>,
+        Fut: Future<Output = Result<Snapshot<R>, OpError>>,
     {
         let find = |table: &Snapshot<R>| table.get(name).filter(|r| live(r)).cloned();
         if let Some(found) = self.cached(self.ttl).as_ref().and_then(&find) {
@@ -94,7 +94,7 @@ impl<R: Entry> Table<R> {
         fresh: bool,
         what: &str,
         fetch: F,
-    ) -> Result<Snapshot<R>, S3Error>
+    ) -> Result<Snapshot<R>, OpError>
     where
         F: Fn(&'a NodeInfo) -> Fut,
         Fut: Future<Output = Result<Vec<R>, RpcError>>,
@@ -139,7 +139,7 @@ impl<R: Entry> Table<R> {
         nodes: &[&'a NodeInfo],
         what: &str,
         store: F,
-    ) -> Result<(), S3Error>
+    ) -> Result<(), OpError>
     where
         F: Fn(&'a NodeInfo) -> Fut,
         Fut: Future<Output = Result<bool, RpcError>>,

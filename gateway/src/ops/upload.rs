@@ -3,7 +3,7 @@
 
 use crate::ops::cluster::Cluster;
 use crate::ops::commit::commit_quorum;
-use crate::s3::error::S3Error;
+use crate::ops::error::OpError;
 use futures::future::join_all;
 use node_rpc::record::{BucketRecord, PartRecord, UploadRecord};
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ pub async fn abort_upload(
     bucket: &BucketRecord,
     key: &str,
     upload_id: &str,
-) -> Result<(), S3Error> {
+) -> Result<(), OpError> {
     let holders = cluster.write_holders(&bucket.id, key);
     let bucket_id = bucket.id;
     commit_quorum(cluster, &holders, &vec![true; holders.len()], |h| {
@@ -32,7 +32,7 @@ pub async fn abort_upload(
 pub async fn all_uploads(
     cluster: &Cluster,
     bucket: &BucketRecord,
-) -> Result<Vec<UploadRecord>, S3Error> {
+) -> Result<Vec<UploadRecord>, OpError> {
     let nodes = cluster.all_nodes();
     let answers = cluster
         .on_all(&nodes, |n| cluster.client.uploads(&n.addr, &bucket.id))
@@ -50,9 +50,9 @@ pub async fn find_upload(
     bucket: &BucketRecord,
     key: &str,
     upload_id: &str,
-) -> Result<UploadRecord, S3Error> {
+) -> Result<UploadRecord, OpError> {
     if !node_rpc::record::is_fragment_id(upload_id) {
-        return Err(S3Error::NoSuchUpload);
+        return Err(OpError::NoSuchUpload);
     }
     let holders = cluster.holders(&bucket.id, key);
     let answers = join_all(
@@ -69,7 +69,7 @@ pub async fn find_upload(
         .flatten()
         .flatten()
         .find(|u| u.key == key)
-        .ok_or(S3Error::NoSuchUpload)
+        .ok_or(OpError::NoSuchUpload)
 }
 
 /// Each holder's records of an upload's parts (`None`: it did not answer), and the newest record
@@ -80,7 +80,7 @@ pub async fn upload_parts(
     bucket: &BucketRecord,
     key: &str,
     upload_id: &str,
-) -> Result<(Vec<Option<Vec<PartRecord>>>, BTreeMap<u32, PartRecord>), S3Error> {
+) -> Result<(Vec<Option<Vec<PartRecord>>>, BTreeMap<u32, PartRecord>), OpError> {
     let holders = cluster.holders(&bucket.id, key);
     let asked = holders
         .iter()

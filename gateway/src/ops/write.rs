@@ -6,6 +6,7 @@ use crate::ops::commit::claim;
 use crate::ops::commit::commit_record;
 use crate::ops::commit::Precondition;
 use crate::ops::encryption::{PartCipher, PartSeal, Sse};
+use crate::ops::error::OpError;
 use crate::ops::fanout;
 use crate::ops::fanout::FanOut;
 use crate::ops::lookup::version_id;
@@ -62,7 +63,7 @@ pub async fn store_part(
     plan: PartPlan<'_>,
     payload: &mut PayloadReader,
     expected: &Expected,
-) -> Result<StoredPart, S3Error> {
+) -> Result<StoredPart, OpError> {
     cluster.write_quorum().require(
         plan.holders.len(),
         cluster.width(),
@@ -107,7 +108,7 @@ async fn encode_inline(
     payload: &mut PayloadReader,
     expected: &Expected,
     algorithm: Option<Algorithm>,
-) -> Result<(Vec<Vec<u8>>, Verified), S3Error> {
+) -> Result<(Vec<Vec<u8>>, Verified), OpError> {
     let mut encoder = codec.encoder(plan.layout);
     let mut digests = Digests::new(algorithm);
     let mut cipher = plan.seal.as_ref().map(PartSeal::cipher);
@@ -139,7 +140,7 @@ async fn stream_to_holders(
     payload: &mut PayloadReader,
     expected: &Expected,
     algorithm: Option<Algorithm>,
-) -> Result<(Vec<bool>, Verified), S3Error> {
+) -> Result<(Vec<bool>, Verified), OpError> {
     let targets: Vec<(&str, u8)> = plan
         .holders
         .iter()
@@ -155,7 +156,7 @@ async fn stream_to_holders(
     .await;
     // Holders that refused (say, with full disks) make the feed give up first: report why.
     let verified = verified.map_err(|e| match e {
-        S3Error::ServiceUnavailable(why) => shortfall(why, &outcomes),
+        OpError::Unavailable(why) => shortfall(why, &outcomes),
         other => other,
     })?;
     let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
@@ -178,7 +179,7 @@ async fn feed_holders(
     algorithm: Option<Algorithm>,
     mut fanout: FanOut,
     cluster: &Cluster,
-) -> Result<Verified, S3Error> {
+) -> Result<Verified, OpError> {
     let mut encoder = codec.encoder(plan.layout);
     let mut digests = Digests::new(algorithm);
     let mut cipher = plan.seal.as_ref().map(PartSeal::cipher);
@@ -216,7 +217,7 @@ async fn send_stripe(
     holders: &[Holder<'_>],
     frames: Vec<Bytes>,
     cluster: &Cluster,
-) -> Result<(), S3Error> {
+) -> Result<(), OpError> {
     let ordered = holders
         .iter()
         .map(|h| frames[h.slot as usize].clone())
@@ -258,10 +259,10 @@ fn checksum_trailer(payload: &PayloadReader, algorithm: Option<Algorithm>) -> Op
     algorithm.and_then(|a| payload.trailer(&a.header()))
 }
 
-fn size_error(e: erasure::ErasureError) -> S3Error {
+fn size_error(e: erasure::ErasureError) -> OpError {
     match e {
-        erasure::ErasureError::SizeMismatch { .. } => S3Error::IncompleteBody,
-        other => S3Error::Internal(other.to_string()),
+        erasure::ErasureError::SizeMismatch { .. } => S3Error::IncompleteBody.into(),
+        other => OpError::Internal(other.to_string()),
     }
 }
 
@@ -303,7 +304,7 @@ pub async fn write_object(
     payload: &mut PayloadReader,
     expected: &Expected,
     precondition: Option<&Precondition>,
-) -> Result<Written, S3Error> {
+) -> Result<Written, OpError> {
     let size = object.size;
     let version = Replica::version_of(object.replica);
     let holders = cluster.write_holders(&bucket.id, key);
