@@ -30,8 +30,6 @@ const ALLOWED_CYCLES: &[(&str, &str)] = &[
     // `ops::keys` -> `ops::system_table` -> `ops::quorum` -> `ops::cluster`.
     ("ops::cluster", "ops::keys"),
     ("ops::cluster", "ops::quorum"),
-    // `Credentials` is implemented in both: SigV4 falls back to SigV2.
-    ("s3::sigv2", "s3::sigv4"),
 ];
 
 /// Each module, by path without `crate::` (the root is `crate`), and the modules it names.
