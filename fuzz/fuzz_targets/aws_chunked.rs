@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use futures::executor::block_on;
 use gateway::fuzzing::payload::PayloadReader;
-use gateway::fuzzing::sigv4::{Authenticated, Payload};
+use gateway::fuzzing::auth::{Authenticated, Payload};
 use http_body_util::{BodyExt, StreamBody};
 use libfuzzer_sys::fuzz_target;
 

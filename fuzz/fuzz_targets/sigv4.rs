@@ -8,7 +8,7 @@
 #![no_main]
 
 use gateway::fuzzing::http::Query;
-use gateway::fuzzing::sigv4::{Credentials, Payload};
+use gateway::fuzzing::auth::{Credentials, Payload};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -28,5 +28,7 @@ pub mod fuzzing {
         copy, cors, encryption, lifecycle, listing, multi_delete, object, object_lock, tagging,
         versioning,
     };
-    pub use crate::s3::{acl, http, payload, policy, post_form, post_policy, sigv2, sigv4, xml};
+    pub use crate::s3::{
+        acl, auth, http, payload, policy, post_form, post_policy, sigv2, sigv4, xml,
+    };
 }

@@ -20,13 +20,6 @@ const FORBIDDEN: [(&str, &[&str]); 5] = [
     ("config", &LAYERS),
 ];
 
-/// Modules that may still name each other, until they are untangled; an entry whose modules no
-/// longer do fails the test, so the list only shrinks.
-const ALLOWED_CYCLES: &[(&str, &str)] = &[
-    // `Credentials` is implemented in both: SigV4 falls back to SigV2.
-    ("s3::sigv2", "s3::sigv4"),
-];
-
 /// Each module, by path without `crate::` (the root is `crate`), and the modules it names.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -50,15 +43,7 @@ fn layers_only_name_the_layers_below() {
 
 #[test]
 fn no_modules_name_each_other_in_a_cycle() {
-    let mut graph = graph();
-    for (a, b) in ALLOWED_CYCLES {
-        let ab = graph.get_mut(*a).is_some_and(|named| named.remove(*b));
-        let ba = graph.get_mut(*b).is_some_and(|named| named.remove(*a));
-        assert!(
-            ab && ba,
-            "{a} and {b} no longer name each other: drop them from ALLOWED_CYCLES"
-        );
-    }
+    let graph = graph();
     let mut done = BTreeSet::new();
     let mut cycles = Vec::new();
     for module in graph.keys() {

@@ -14,9 +14,9 @@ use crate::api::{Gateway, S3Request};
 use crate::ops::error::OpError;
 use crate::ops::lookup::find_version;
 use crate::s3::acl::{self, ADMIN_ID};
+use crate::s3::auth::Credentials;
 use crate::s3::error::S3Error;
 use crate::s3::policy::{Action, Decision, Policy, Request};
-use crate::s3::sigv4::Credentials;
 use node_rpc::record::{
     AclGrant, AclPermission, BucketRecord, Grant, KeyRecord, ObjectOwnership, ObjectRecord,
 };

@@ -2,11 +2,11 @@
 //! the body readers every handler shares.
 
 use crate::api::access::Caller;
+use crate::s3::auth::Authenticated;
 use crate::s3::checksum::{Algorithm, Digests, Expected};
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::payload::PayloadReader;
-use crate::s3::sigv4::Authenticated;
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use hyper::body::Incoming;

@@ -7,9 +7,8 @@ use crate::api::*;
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
 use crate::s3::response::{S3Response, RESPONSE_OVERRIDES};
-use crate::s3::sigv4::{
-    anonymous, claimed_key, hoist_query_headers, is_anonymous, strip_signature_params,
-};
+use crate::s3::signature::{anonymous, claimed_key, is_anonymous, strip_signature_params};
+use crate::s3::sigv4::hoist_query_headers;
 use http::request::Parts;
 use http::Method;
 use hyper::body::Incoming;

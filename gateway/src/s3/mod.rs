@@ -2,6 +2,7 @@
 //! codes and HTTP helpers. It knows nothing of the cluster behind the gateway.
 
 pub mod acl;
+pub mod auth;
 pub mod checksum;
 pub mod error;
 pub mod http;
@@ -12,6 +13,7 @@ pub mod policy;
 pub mod post_form;
 pub mod post_policy;
 pub mod response;
+pub mod signature;
 pub mod sigv2;
 pub mod sigv4;
 pub mod xml;

@@ -2,8 +2,8 @@
 //! chunk by chunk (checking chunk signatures) with its trailers kept for the checksum check.
 
 use crate::metrics::{Counted, METRICS};
+use crate::s3::auth::{Authenticated, ChunkSigner, Payload};
 use crate::s3::error::S3Error;
-use crate::s3::sigv4::{Authenticated, ChunkSigner, Payload};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

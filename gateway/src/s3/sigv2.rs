@@ -11,9 +11,9 @@
 //! bucket in front for virtual-hosted requests, and only the sub-resources listed in
 //! `SUB_RESOURCES` (botocore's list, values decoded, `=` only before a value), sorted.
 
+use crate::s3::auth::{Authenticated, Credentials, Payload};
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
-use crate::s3::sigv4::{Authenticated, Credentials, Payload};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, Utc};

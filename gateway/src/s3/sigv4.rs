@@ -1,9 +1,10 @@
-//! AWS Signature Version 4: the Authorization header, presigned URLs, and the per-chunk signatures
-//! of `aws-chunked` bodies. Signatures are compared in constant time.
+//! AWS Signature Version 4: the Authorization header and presigned URLs, whose signature seeds the
+//! per-chunk signatures of `aws-chunked` bodies (`auth::ChunkSigner`). Signatures are compared in
+//! constant time.
 
+use crate::s3::auth::{Authenticated, ChunkSigner, Credentials, Payload};
 use crate::s3::error::S3Error;
 use crate::s3::http::{header, Query};
-use crate::s3::sigv2;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -16,7 +17,6 @@ use subtle::ConstantTimeEq;
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const MAX_SKEW_SECS: i64 = 15 * 60;
 const MAX_PRESIGN_SECS: i64 = 7 * 24 * 3600;
-pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Everything but RFC 3986's unreserved characters is encoded in canonical URIs and queries.
 const STRICT: &AsciiSet = &NON_ALPHANUMERIC
@@ -27,7 +27,7 @@ const STRICT: &AsciiSet = &NON_ALPHANUMERIC
 const PATH: &AsciiSet = &STRICT.remove(b'/');
 
 /// The query parameters of a presigned URL that make its signature (one of them optional).
-const SIGNATURE_PARAMS: [&str; 7] = [
+pub(super) const QUERY_PARAMS: [&str; 7] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -46,25 +46,6 @@ const BODY_FRAMING_HEADERS: [&str; 3] = [
     "x-amz-trailer",
 ];
 
-/// An access key pair a request may be signed with.
-#[derive(Clone)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub region: String,
-}
-
-/// How the request body is protected, as the signed `x-amz-content-sha256` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// Not covered by the signature.
-    Unsigned,
-    /// Must hash to this SHA-256 (lowercase hex).
-    Sha256(String),
-    /// `aws-chunked`: each chunk signed (`signer` set) or not, optionally followed by trailers.
-    Chunked { signed: bool, trailer: bool },
-}
-
 /// The signature fields of a browser upload form, which sign its base64 policy document.
 pub enum PostSignature<'a> {
     /// `x-amz-algorithm: AWS4-HMAC-SHA256`, `x-amz-credential`, `x-amz-date`, `x-amz-signature`.
@@ -80,48 +61,8 @@ pub enum PostSignature<'a> {
     },
 }
 
-/// Whether a request carries no signature of any kind (neither an Authorization header nor a
-/// presigned URL's parameters).
-pub fn is_anonymous(parts: &Parts) -> bool {
-    const SIGNING_PARAMS: [&str; 4] = [
-        "X-Amz-Signature",
-        "X-Amz-Credential",
-        "Signature",
-        "AWSAccessKeyId",
-    ];
-    header(parts, "authorization").is_none()
-        && !Query::parse(parts.uri.query().unwrap_or(""))
-            .0
-            .iter()
-            .any(|(name, _)| SIGNING_PARAMS.contains(&name.as_str()))
-}
-
-/// An anonymous request's body: as its `x-amz-content-sha256` says (checked like a signed
-/// request's), unsigned otherwise. A body whose chunks say they are signed has no signature to
-/// check them against.
-pub fn anonymous(parts: &Parts) -> Result<Authenticated, S3Error> {
-    let payload = match header(parts, "x-amz-content-sha256") {
-        Some(value) => parse_payload(value)?,
-        None => Payload::Unsigned,
-    };
-    if matches!(payload, Payload::Chunked { signed: true, .. }) {
-        return Err(S3Error::AccessDenied("signed chunks need a signature"));
-    }
-    Ok(Authenticated {
-        payload,
-        chunk_signer: None,
-        presigned: false,
-    })
-}
-
-/// The access key id a request says it is signed with (SigV4 or SigV2), read before anything is
-/// checked so that the key's secret can be looked up; `None` when none can be read (the checks
-/// then say why).
-pub fn claimed_key(parts: &Parts) -> Option<String> {
-    sigv2::claimed_key(parts).or_else(|| claimed_v4_key(parts))
-}
-
-fn claimed_v4_key(parts: &Parts) -> Option<String> {
+/// The access key id a SigV4 request names.
+pub(super) fn claimed_key(parts: &Parts) -> Option<String> {
     let credential = match header(parts, "authorization") {
         Some(auth) => auth
             .strip_prefix(ALGORITHM)?
@@ -145,79 +86,7 @@ impl PostSignature<'_> {
     }
 }
 
-/// A request whose signature checked out.
-pub struct Authenticated {
-    pub payload: Payload,
-    /// Set for signed chunked payloads: verifies each chunk's signature in turn.
-    pub chunk_signer: Option<ChunkSigner>,
-    /// Signed as a presigned URL, whose `x-amz-*` parameters stand for headers
-    /// (`hoist_query_headers`).
-    pub presigned: bool,
-}
-
-/// Chains chunk signatures from the request's seed signature.
-pub struct ChunkSigner {
-    key: [u8; 32],
-    amz_date: String,
-    scope: String,
-    previous: String,
-}
-
-impl ChunkSigner {
-    /// Checks one chunk's signature given the SHA-256 of its data, and advances the chain.
-    pub fn verify_chunk(&mut self, signature: &str, data_sha256: &[u8]) -> bool {
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{}",
-            self.amz_date,
-            self.scope,
-            self.previous,
-            hex::encode(data_sha256)
-        );
-        self.advance(signature, &to_sign)
-    }
-
-    /// Checks the trailer signature over the trailer lines as sent (each `name:value\n`).
-    pub fn verify_trailer(&mut self, signature: &str, trailer: &[u8]) -> bool {
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{}\n{}",
-            self.amz_date,
-            self.scope,
-            self.previous,
-            hex::encode(Sha256::digest(trailer))
-        );
-        self.advance(signature, &to_sign)
-    }
-
-    fn advance(&mut self, signature: &str, to_sign: &str) -> bool {
-        let expected = hex::encode(hmac(&self.key, to_sign.as_bytes()));
-        let ok = bool::from(expected.as_bytes().ct_eq(signature.as_bytes()));
-        self.previous = expected;
-        ok
-    }
-}
-
 impl Credentials {
-    /// Verifies a request signed in its Authorization header or as a presigned URL, with
-    /// Signature Version 4 or 2; `virtual_bucket` is the bucket its host names, if any.
-    pub fn authenticate(
-        &self,
-        parts: &Parts,
-        virtual_bucket: Option<&str>,
-    ) -> Result<Authenticated, S3Error> {
-        let parsed = Query::parse(parts.uri.query().unwrap_or(""));
-        if sigv2::form(parts, &parsed).is_some() {
-            return self.check_v2(parts, &parsed, virtual_bucket);
-        }
-        let query = parsed.0;
-        if let Some(auth) = header(parts, "authorization") {
-            self.check_header_auth(parts, &query, auth)
-        } else if query.iter().any(|(k, _)| k == "X-Amz-Signature") {
-            self.check_presigned(parts, &query)
-        } else {
-            Err(S3Error::AccessDenied("anonymous requests are not allowed"))
-        }
-    }
-
     /// Checks the signature of a browser upload form over its base64 `policy` field.
     pub fn check_post_policy(
         &self,
@@ -254,7 +123,8 @@ impl Credentials {
         }
     }
 
-    fn check_header_auth(
+    /// Checks a request signed in its Authorization header, `auth`.
+    pub(super) fn check_header_auth(
         &self,
         parts: &Parts,
         query: &[(String, String)],
@@ -300,13 +170,8 @@ impl Credentials {
             &canonical_request(parts, query, signed_headers, payload_hash, false),
         );
         verify(&expected, signature)?;
-        let chunk_signer =
-            matches!(payload, Payload::Chunked { signed: true, .. }).then(|| ChunkSigner {
-                key,
-                amz_date: amz_date.to_string(),
-                scope,
-                previous: expected,
-            });
+        let chunk_signer = matches!(payload, Payload::Chunked { signed: true, .. })
+            .then(|| ChunkSigner::new(key, amz_date.to_string(), scope, expected));
         Ok(Authenticated {
             payload,
             chunk_signer,
@@ -314,7 +179,8 @@ impl Credentials {
         })
     }
 
-    fn check_presigned(
+    /// Checks a presigned URL, whose signature is in `query`.
+    pub(super) fn check_presigned(
         &self,
         parts: &Parts,
         query: &[(String, String)],
@@ -415,14 +281,6 @@ impl Credentials {
     }
 }
 
-/// Removes the parameters that made a presigned URL's signature (SigV4 or SigV2) from `query`,
-/// once checked: they are not part of the operation.
-pub fn strip_signature_params(query: &mut Query) {
-    query.0.retain(|(name, _)| {
-        !SIGNATURE_PARAMS.contains(&name.as_str()) && !sigv2::QUERY_PARAMS.contains(&name.as_str())
-    });
-}
-
 /// Moves the `x-amz-*` parameters of a presigned URL (other than its signature's) from `query`
 /// into the request's headers. S3 reads them as the headers they are named for, and SDKs put
 /// headers there when they presign: the JavaScript SDK's GET carries `x-amz-checksum-mode`, its
@@ -435,7 +293,7 @@ pub fn hoist_query_headers(parts: &mut Parts, query: &mut Query) -> Result<(), S
         (name
             .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
-            && !SIGNATURE_PARAMS.contains(&name))
+            && !QUERY_PARAMS.contains(&name))
             || matches!(name, "content-type" | "content-md5")
     };
     let (hoisted, kept) = std::mem::take(&mut query.0)
@@ -493,7 +351,8 @@ fn verify(expected: &str, given: &str) -> Result<(), S3Error> {
     }
 }
 
-fn parse_payload(value: &str) -> Result<Payload, S3Error> {
+/// How a body is protected, as an `x-amz-content-sha256` value says.
+pub(super) fn parse_payload(value: &str) -> Result<Payload, S3Error> {
     Ok(match value {
         "UNSIGNED-PAYLOAD" => Payload::Unsigned,
         "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => Payload::Chunked {
@@ -608,6 +467,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::auth::EMPTY_SHA256;
 
     fn creds() -> Credentials {
         // The example key pair of the AWS SigV4 documentation.
@@ -648,22 +508,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn documented_chunk_signature_chain() {
-        // The seed and first chunk of the AWS "Signature Calculations for the Authorization Header:
-        // Transferring Payload in Multiple Chunks" example (65536 bytes of 'a').
-        let mut signer = ChunkSigner {
-            key: creds().signing_key("20130524"),
-            amz_date: "20130524T000000Z".into(),
-            scope: "20130524/us-east-1/s3/aws4_request".into(),
-            previous: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9".into(),
-        };
-        let chunk = vec![b'a'; 65536];
-        assert!(signer.verify_chunk(
-            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
-            &Sha256::digest(&chunk)
-        ));
-        assert!(!signer.verify_chunk("00", &Sha256::digest(b"")));
+    /// Checks `parts` as `Credentials::authenticate` checks a SigV4 presigned URL.
+    fn presigned(parts: &Parts) -> Result<Authenticated, S3Error> {
+        creds().check_presigned(parts, &Query::parse(parts.uri.query().unwrap_or("")).0)
     }
 
     #[test]
@@ -686,19 +533,7 @@ mod tests {
             &now[..8]
         );
         let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
-        assert!(matches!(
-            creds().authenticate(&parts, None),
-            Err(S3Error::AccessDenied(_))
-        ));
-    }
-
-    #[test]
-    fn unsigned_requests_are_refused() {
-        let (parts, ()) = http::Request::get("/b/k").body(()).unwrap().into_parts();
-        assert!(matches!(
-            creds().authenticate(&parts, None),
-            Err(S3Error::AccessDenied(_))
-        ));
+        assert!(matches!(presigned(&parts), Err(S3Error::AccessDenied(_))));
     }
 
     fn parts_with(headers: &[(&str, &str)]) -> Parts {
@@ -751,13 +586,6 @@ mod tests {
         );
         let left: Vec<&str> = query.0.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(left, ["X-Amz-Content-Sha256", "X-Amz-Signature", "x-id"]);
-        let mut query = query;
-        strip_signature_params(&mut query);
-        let left: Vec<&str> = query.0.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(left, ["x-id"]);
-        let mut v2 = Query::parse("AWSAccessKeyId=a&Signature=s&Expires=1&versionId=v");
-        strip_signature_params(&mut v2);
-        assert_eq!(v2.0, [("versionId".to_string(), "v".to_string())]);
     }
 
     #[test]
@@ -801,7 +629,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let Err(err) = creds().authenticate(&parts, None) else {
+        let Err(err) = presigned(&parts) else {
             panic!("a presigned URL valid for more than a week was accepted");
         };
         assert_eq!(err.code(), "AuthorizationQueryParametersError");
