@@ -86,7 +86,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = policy.check(&Query::parse(query).0, "b", chrono::Utc::now());
     }
     let query = Query::parse(query);
-    let _ = gateway::fuzzing::object::version_param(&query);
+    if let Some(version) = query.get("versionId") {
+        let _ = gateway::fuzzing::http::version_id(version);
+    }
     let _ = listing::max_keys(&query);
     let _ = listing::url_encoding(&query);
     if let Some(token) = query.get("continuation-token") {

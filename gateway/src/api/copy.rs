@@ -38,12 +38,7 @@ fn copy_source(req: &S3Request) -> Result<(String, String, Option<VersionRef>), 
         ),
         None => (raw, None),
     };
-    let which = version
-        .map(|v| {
-            v.parse::<VersionRef>()
-                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
-        })
-        .transpose()?;
+    let which = version.map(crate::s3::http::version_id).transpose()?;
     let decoded = percent_decode_str(path.strip_prefix('/').unwrap_or(path))
         .decode_utf8()
         .map_err(|_| S3Error::InvalidArgument("Invalid copy source encoding".into()))?;

@@ -8,7 +8,7 @@ use crate::s3::error::S3Error;
 use crate::s3::response::{xml_response, S3Response};
 use crate::s3::xml::{parse_tree, XmlWriter};
 use futures::future::join_all;
-use node_rpc::record::{BucketRecord, VersionRef};
+use node_rpc::record::BucketRecord;
 
 const MAX_KEYS: usize = 1000;
 /// Keys deleted at once; each is one quorum commit.
@@ -111,10 +111,7 @@ async fn delete_one(
     let which = target
         .version_id
         .as_deref()
-        .map(|v| {
-            v.parse::<VersionRef>()
-                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
-        })
+        .map(crate::s3::http::version_id)
         .transpose()?;
     Ok(remove(&gw.cluster, bucket, &target.key, which, bypass).await?)
 }

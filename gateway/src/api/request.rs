@@ -5,7 +5,7 @@ use crate::api::access::Caller;
 use crate::s3::auth::Authenticated;
 use crate::s3::checksum::{Algorithm, Digests, Expected};
 use crate::s3::error::S3Error;
-use crate::s3::http::{header, Query};
+use crate::s3::http::{header, version_id, Query};
 use crate::s3::payload::PayloadReader;
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
@@ -32,13 +32,7 @@ impl S3Request {
 
     /// The version a request names with `versionId`, if any.
     pub fn version_param(&self) -> Result<Option<VersionRef>, S3Error> {
-        self.query
-            .get("versionId")
-            .map(|v| {
-                v.parse()
-                    .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
-            })
-            .transpose()
+        self.query.get("versionId").map(version_id).transpose()
     }
 
     /// The content length the client declared (the decoded length for `aws-chunked` bodies).

@@ -13,7 +13,7 @@ use crate::s3::response::{xml_response, S3Response};
 use crate::s3::xml::{parse_tree, XmlWriter};
 use http::Response;
 use node_rpc::body::empty;
-use node_rpc::record::{VersionRef, Versioning};
+use node_rpc::record::Versioning;
 
 const BODY_LIMIT: u64 = 64 * 1024;
 
@@ -88,10 +88,7 @@ pub async fn list_object_versions(
         ));
     }
     let version_ref = version_marker
-        .map(|v| {
-            v.parse::<VersionRef>()
-                .map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
-        })
+        .map(crate::s3::http::version_id)
         .transpose()?;
     let listing = list_versions(
         &gw.cluster,

@@ -3,6 +3,7 @@
 use crate::s3::error::S3Error;
 use chrono::{DateTime, Utc};
 use http::request::Parts;
+use node_rpc::record::VersionRef;
 use percent_encoding::percent_decode_str;
 
 /// A request's query parameters, decoded.
@@ -69,6 +70,11 @@ pub fn part_number(value: &str) -> Result<u32, S3Error> {
                 "Part number must be an integer between 1 and 10000, inclusive".into(),
             )
         })
+}
+
+/// A `versionId` parameter: a version's id as S3 shows it, or `null`.
+pub fn version_id(value: &str) -> Result<VersionRef, S3Error> {
+    (value.parse()).map_err(|()| S3Error::InvalidArgument("Invalid version id specified".into()))
 }
 
 /// The inclusive byte span a `Range` header asks for, or `None` for the whole object. A header that
