@@ -285,8 +285,9 @@ pub struct ObjectRecord {
     pub checksum: Option<StoredChecksum>,
     pub data_shards: u8,
     pub parity_shards: u8,
-    /// Which fragment of each part this holder keeps.
-    pub fragment: u8,
+    /// The fragment slot this holder keeps, of each part: which of the k+m fragments.
+    #[serde(rename = "fragment")]
+    pub slot: u8,
     pub parts: Vec<PartData>,
     /// The object's tag set (S3 object tagging), in the order the client gave it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -335,7 +336,7 @@ impl ObjectRecord {
             checksum: None,
             data_shards: 0,
             parity_shards: 0,
-            fragment: 0,
+            slot: 0,
             parts: Vec::new(),
             tags: Vec::new(),
             modified: None,
@@ -383,7 +384,7 @@ impl ObjectRecord {
         self.parts
             .iter()
             .filter(|p| p.inline.is_none())
-            .map(move |p| (p.fragment_id.as_str(), self.fragment))
+            .map(move |p| (p.fragment_id.as_str(), self.slot))
     }
 }
 
@@ -698,7 +699,9 @@ pub struct UploadRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
     pub version: Version,
-    pub fragment: u8,
+    /// The holder's fragment slot.
+    #[serde(rename = "fragment")]
+    pub slot: u8,
     pub part: PartData,
 }
 

@@ -75,7 +75,7 @@ impl Hint {
                 if commit.claim.take().is_some() {
                     body = serde_json::to_string(&commit).map_err(parse_error)?;
                 }
-                let fragment = commit.record.fragment;
+                let fragment = commit.record.slot;
                 commit
                     .record
                     .parts
@@ -89,7 +89,7 @@ impl Hint {
                 let record = &part.record;
                 match record.part.inline {
                     Some(_) => Vec::new(),
-                    None => vec![HintedFragment::of(&record.part, record.fragment)],
+                    None => vec![HintedFragment::of(&record.part, record.slot)],
                 }
             }
             ("PUT", "/v1/upload") => Vec::new(),
@@ -263,7 +263,7 @@ mod tests {
     fn a_commit_hint_names_the_file_fragments_of_its_record() {
         let mut record = ObjectRecord::tombstone(Version::now(), false);
         record.deleted = false;
-        record.fragment = 4;
+        record.slot = 4;
         record.parts = vec![part(false), part(true)];
         let commit = CommitRequest {
             bucket: [1; 16],

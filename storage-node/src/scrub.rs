@@ -180,7 +180,7 @@ impl Work<'_> {
                         std::thread::sleep(wait);
                     }
                 })?;
-                let name = format!("{}.{}", target.fragment_id, target.fragment);
+                let name = format!("{}.{}", target.fragment_id, target.slot);
                 match verdict {
                     Scrubbed::Corrupt => {
                         tracing::warn!(fragment = %name, "scrub: corrupt fragment file moved aside")

@@ -242,7 +242,7 @@ pub async fn store_upload_part(
             upload_id: upload_id.to_string(),
             record: PartRecord {
                 version,
-                fragment: h.slot,
+                slot: h.slot,
                 part: stored.for_holder(h.slot as usize),
             },
         };

@@ -83,10 +83,10 @@ impl<'a> PartReader<'a> {
             };
             for keeper in cluster.liveness.keepers_of(index) {
                 let mut record = self.found.record.clone();
-                record.fragment = holder.slot;
+                record.slot = holder.slot;
                 keepers.push(Source {
                     addr: nodes[keeper].addr.clone(),
-                    fragment: holder.slot,
+                    slot: holder.slot,
                     record,
                 });
             }
@@ -97,7 +97,7 @@ impl<'a> PartReader<'a> {
     /// Reads stripes up to `last` (inclusive), in order.
     pub fn fetcher(&self, last: u64) -> Fetcher<'a, '_> {
         let mut spare: Vec<Source> = self.found.sources.clone();
-        spare.sort_by_key(|s| s.fragment);
+        spare.sort_by_key(|s| s.slot);
         Fetcher {
             reader: self,
             end_offset: self.layout.frame_offset(last) + self.layout.frame_len(last) as u64,
@@ -150,7 +150,7 @@ impl Fetcher<'_, '_> {
         let mut reads: FuturesUnordered<_> = self
             .active
             .drain(..)
-            .map(|(fragment, stream)| read.next(reader, fragment, Start::Stream(stream)))
+            .map(|(slot, stream)| read.next(reader, slot, Start::Stream(stream)))
             .collect();
         let hedge = tokio::time::sleep(HEDGE_AFTER);
         tokio::pin!(hedge);
@@ -163,27 +163,27 @@ impl Fetcher<'_, '_> {
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     ))
                 })?;
-                reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
+                reads.push(read.next(reader, source.slot, Start::Open(Box::new(source))));
             }
             tokio::select! {
-                Some((fragment, stream, frame)) = reads.next() => {
+                Some((slot, stream, frame)) = reads.next() => {
                     let (Some(frame), Some(stream)) = (frame, stream) else {
-                        self.bad.insert(fragment);
-                        self.retry_later(fragment);
+                        self.bad.insert(slot);
+                        self.retry_later(slot);
                         continue;
                     };
-                    if !frame.is_intact(reader.layout.frames, stripe, fragment) {
-                        tracing::warn!(fragment, stripe, "corrupt block found on read");
-                        self.bad.insert(fragment);
+                    if !frame.is_intact(reader.layout.frames, stripe, slot) {
+                        tracing::warn!(slot, stripe, "corrupt block found on read");
+                        self.bad.insert(slot);
                         continue;
                     }
                     // A slot read twice (a hedged read, or a retry, beside the first) counts
                     // once: k frames must be k different slots.
-                    if frames[fragment as usize].is_some() {
+                    if frames[slot as usize].is_some() {
                         continue;
                     }
-                    frames[fragment as usize] = Some(frame);
-                    self.active.push((fragment, stream));
+                    frames[slot as usize] = Some(frame);
+                    self.active.push((slot, stream));
                     have += 1;
                     if have >= k {
                         return Ok(frames);
@@ -193,7 +193,7 @@ impl Fetcher<'_, '_> {
                     hedged = true;
                     crate::metrics::METRICS.hedged_fragment_reads.inc();
                     if let Some(source) = self.next_source().await {
-                        reads.push(read.next(reader, source.fragment, Start::Open(Box::new(source))));
+                        reads.push(read.next(reader, source.slot, Start::Open(Box::new(source))));
                     }
                 }
             }
@@ -201,12 +201,12 @@ impl Fetcher<'_, '_> {
     }
 
     /// Queues a source whose read failed to be opened again, unless it already was.
-    fn retry_later(&mut self, fragment: u8) {
-        if !self.retried.insert(fragment) {
+    fn retry_later(&mut self, slot: u8) {
+        if !self.retried.insert(slot) {
             return;
         }
         let sources = &self.reader.found.sources;
-        if let Some(source) = sources.iter().find(|s| s.fragment == fragment) {
+        if let Some(source) = sources.iter().find(|s| s.slot == slot) {
             self.again.push_back(source.clone());
         }
     }
@@ -228,7 +228,7 @@ impl Fetcher<'_, '_> {
                 Ok(Some(record)) if record.version == found.record.version => {
                     return Some(Source {
                         addr,
-                        fragment: record.fragment,
+                        slot: record.slot,
                         record,
                     })
                 }
@@ -264,7 +264,7 @@ impl Read {
     async fn next(
         self,
         reader: &PartReader<'_>,
-        fragment: u8,
+        slot: u8,
         start: Start,
     ) -> (u8, Option<FragmentStream>, Option<Frame>) {
         let stream = match start {
@@ -272,23 +272,20 @@ impl Read {
             Start::Open(source) => self.open(reader, &source).await,
         };
         let Some(mut stream) = stream else {
-            return (fragment, None, None);
+            return (slot, None, None);
         };
         let frame = tokio::time::timeout(self.timeout, stream.read_frame(self.len))
             .await
             .ok()
             .flatten();
-        (fragment, Some(stream), frame)
+        (slot, Some(stream), frame)
     }
 
     async fn open(self, reader: &PartReader<'_>, source: &Source) -> Option<FragmentStream> {
         let part = source.record.parts.get(reader.index)?;
         let offset = reader.layout.frame_offset(self.stripe);
         if reader.index == 0 && offset == 0 {
-            if let Some(stream) = reader
-                .found
-                .take_prefetched(source.fragment, self.end_offset)
-            {
+            if let Some(stream) = reader.found.take_prefetched(source.slot, self.end_offset) {
                 return Some(stream);
             }
         }
@@ -301,13 +298,7 @@ impl Read {
         let len = self.end_offset - offset;
         let calls = &reader.cluster.calls;
         let opened = calls
-            .fragment(
-                &source.addr,
-                &part.fragment_id,
-                source.fragment,
-                offset,
-                len,
-            )
+            .fragment(&source.addr, &part.fragment_id, source.slot, offset, len)
             .await;
         opened
             .inspect_err(

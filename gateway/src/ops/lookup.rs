@@ -77,7 +77,8 @@ type Answer = (u8, Result<Lookup, RpcError>);
 #[derive(Clone)]
 pub struct Source {
     pub addr: String,
-    pub fragment: u8,
+    /// The fragment slot it keeps.
+    pub slot: u8,
     pub record: ObjectRecord,
 }
 
@@ -185,7 +186,7 @@ pub async fn lookup(
                     purged.extend(lookup.purged);
                     let sent = lookup.record.as_ref().zip(lookup.fragment_len).zip(fragment);
                     if let Some(((record, len), stream)) = sent {
-                        prefetched.push((record.version, record.fragment, len, stream));
+                        prefetched.push((record.version, record.slot, len, stream));
                     }
                     if let (Some(record), Some(outbox)) = (&lookup.record, lookup.outbox) {
                         outboxes.push((record.version, outbox));
@@ -248,7 +249,7 @@ pub async fn lookup(
         match record {
             Some(record) if record.version == newest.version => sources.push(Source {
                 addr: holder.node.addr.clone(),
-                fragment: record.fragment,
+                slot: record.slot,
                 record,
             }),
             other => {
@@ -309,10 +310,10 @@ async fn unfinished(
     if !found.record.has_inline_parts() {
         for &slot in &found.stale {
             let mut record = found.record.clone();
-            record.fragment = slot;
+            record.slot = slot;
             found.sources.push(Source {
                 addr: holders[slot as usize].node.addr.clone(),
-                fragment: slot,
+                slot,
                 record,
             });
         }
@@ -357,7 +358,7 @@ async fn unfinished(
         .filter(|(_, record)| record.version == previous.version)
         .map(|(addr, record)| Source {
             addr,
-            fragment: record.fragment,
+            slot: record.slot,
             record,
         })
         .collect();
@@ -401,7 +402,7 @@ async fn add_hinted(cluster: &Cluster, found: &mut Found, holders: &[Holder<'_>]
     let nodes = cluster.all_nodes();
     let mut asks = Vec::new();
     for holder in holders {
-        let has_it = found.sources.iter().any(|s| s.fragment == holder.slot);
+        let has_it = found.sources.iter().any(|s| s.slot == holder.slot);
         let index = cluster.node_index(&holder.node.id);
         let Some(index) = index.filter(|&i| !has_it && cluster.liveness.is_behind(i)) else {
             continue;
@@ -418,25 +419,21 @@ async fn add_hinted(cluster: &Cluster, found: &mut Found, holders: &[Holder<'_>]
         }
     }
     for (slot, addr, hinted) in join_all(asks).await {
-        let Some(hinted) = hinted.filter(|r| r.version == version && r.fragment == slot) else {
+        let Some(hinted) = hinted.filter(|r| r.version == version && r.slot == slot) else {
             continue;
         };
-        if found.sources.iter().any(|s| s.fragment == slot) {
+        if found.sources.iter().any(|s| s.slot == slot) {
             continue;
         }
         // The slot's fragments under the revision the read serves: tags or retention may have
         // changed since. (A source's record of an older revision would be revised at `addr`,
         // which is not a holder.)
         let mut record = found.record.clone();
-        record.fragment = slot;
+        record.slot = slot;
         for (part, kept) in record.parts.iter_mut().zip(hinted.parts) {
             part.inline = kept.inline;
         }
-        found.sources.push(Source {
-            addr,
-            fragment: slot,
-            record,
-        });
+        found.sources.push(Source { addr, slot, record });
     }
 }
 
@@ -591,7 +588,7 @@ mod tests {
     }
 
     fn slots(found: &Found) -> Vec<u8> {
-        let mut slots: Vec<u8> = found.sources.iter().map(|s| s.fragment).collect();
+        let mut slots: Vec<u8> = found.sources.iter().map(|s| s.slot).collect();
         slots.sort();
         slots
     }

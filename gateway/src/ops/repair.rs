@@ -53,7 +53,7 @@ pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u6
     }
     let commits = wanted.iter().enumerate().map(|(i, &slot)| {
         let mut record = found.record.clone();
-        record.fragment = slot as u8;
+        record.slot = slot as u8;
         for (part, rebuilt) in record.parts.iter_mut().zip(&inline) {
             part.inline = rebuilt[i].as_deref().map(Inline::encode);
         }
@@ -78,7 +78,7 @@ pub async fn repair(cluster: &Cluster, found: &Found, slots: &[u8]) -> Result<u6
 /// later revision of it (tags, an Object Lock change) should have: the newest, with its own share.
 pub fn revised_for(newest: &ObjectRecord, behind: &ObjectRecord) -> ObjectRecord {
     ObjectRecord {
-        fragment: behind.fragment,
+        slot: behind.slot,
         parts: behind.parts.clone(),
         ..newest.clone()
     }
@@ -204,7 +204,7 @@ pub fn record_for_slot(records: &[Option<ObjectRecord>], slot: u8) -> Option<Obj
         })
         .collect::<Option<Vec<_>>>()?;
     Some(ObjectRecord {
-        fragment: slot,
+        slot,
         parts,
         ..any.clone()
     })

@@ -80,7 +80,7 @@ pub async fn revise_version(
             .flatten()
             .expect("commits go only to holders with the version");
         ObjectRecord {
-            fragment: record.fragment,
+            slot: record.slot,
             parts: record.parts.clone(),
             ..revised.clone()
         }

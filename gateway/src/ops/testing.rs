@@ -106,7 +106,7 @@ impl NodeCalls for Nodes {
     ) -> BoxFuture<'static, Result<(Lookup, Option<FragmentStream>), RpcError>> {
         self.answer("object+fragment", addr, |n| {
             let mut lookup = of_version(n, which);
-            let file = (lookup.record.as_ref()).and_then(|r| n.fragments.get(&r.fragment));
+            let file = (lookup.record.as_ref()).and_then(|r| n.fragments.get(&r.slot));
             lookup.fragment_len = file.map(|f| f.len() as u64);
             let stream = file.map(|f| FragmentStream::Inline(f.clone()));
             Some((lookup, stream))
@@ -235,7 +235,7 @@ pub fn version(micros: u64, k: usize, bytes: &[u8], inline: bool) -> Vec<(Object
                 size: bytes.len() as u64,
                 data_shards: k as u8,
                 parity_shards: (6 - k) as u8,
-                fragment: slot as u8,
+                slot: slot as u8,
                 parts: vec![part],
                 ..ObjectRecord::tombstone(version, false)
             };

@@ -400,7 +400,7 @@ pub fn lock_of(bucket: &BucketRecord, asked: ObjectLock, version: Version) -> Ob
 
 impl NewVersion {
     /// The record the holder of fragment slot `fragment` commits, with its own `parts`.
-    pub fn record(&self, fragment: u8, parts: Vec<PartData>) -> ObjectRecord {
+    pub fn record(&self, slot: u8, parts: Vec<PartData>) -> ObjectRecord {
         ObjectRecord {
             version: self.version,
             revision: self.replica.map_or(0, |r| r.revision),
@@ -412,7 +412,7 @@ impl NewVersion {
             checksum: self.checksum.clone(),
             data_shards: self.codec.data_shards() as u8,
             parity_shards: self.codec.parity_shards() as u8,
-            fragment,
+            slot,
             parts,
             tags: self.tags.clone(),
             modified: None,

@@ -254,7 +254,7 @@ pub(super) async fn lookup_and_fragment(
             .first()
             .filter(|p| p.inline.is_none() && !r.deleted)?;
         let len = part.layout(r.data_shards as usize).fragment_len();
-        (len <= LOOKUP_FRAGMENT_MAX).then(|| (part.fragment_id.clone(), r.fragment, len))
+        (len <= LOOKUP_FRAGMENT_MAX).then(|| (part.fragment_id.clone(), r.slot, len))
     });
     let mut fragment = None;
     if let Some((id, index, len)) = file {

@@ -24,7 +24,7 @@ pub struct ScrubTarget {
     /// The record's key: where the next batch resumes, and a checkpoint across restarts.
     pub position: Vec<u8>,
     pub fragment_id: String,
-    pub fragment: u8,
+    pub slot: u8,
     pub layout: StripeLayout,
 }
 
@@ -48,7 +48,9 @@ pub struct Damaged {
     /// The key of the record that named it, in hex.
     pub position: String,
     pub fragment_id: String,
-    pub fragment: u8,
+    /// The fragment's slot (its name in the admin API's JSON is `fragment`).
+    #[serde(rename = "fragment")]
+    pub slot: u8,
 }
 
 impl Damaged {
@@ -56,7 +58,7 @@ impl Damaged {
         Damaged {
             position: hex::encode(&target.position),
             fragment_id: target.fragment_id.clone(),
-            fragment: target.fragment,
+            slot: target.slot,
         }
     }
 }
@@ -185,7 +187,7 @@ impl Store {
                     TAG_PART => {
                         let part: PartRecord = serde_json::from_slice(&v)?;
                         let file = part.part.inline.is_none().then_some(part.part.fragment_id);
-                        file.map(|id| (id, part.fragment)).into_iter().collect()
+                        file.map(|id| (id, part.slot)).into_iter().collect()
                     }
                     TAG_HINT => serde_json::from_slice::<Hint>(&v)?
                         .fragments
@@ -230,7 +232,7 @@ impl Store {
                     continue;
                 }
                 // An unreadable record is not this pass's to fix, and must not stop it.
-                let Ok((fragment, parts, k_of)) = file_parts(tag, &v) else {
+                let Ok((slot, parts, k_of)) = file_parts(tag, &v) else {
                     tracing::warn!(key = %hex::encode(&k), "scrub: unreadable record skipped");
                     continue;
                 };
@@ -242,7 +244,7 @@ impl Store {
                     batch.push(ScrubTarget {
                         position: k.to_vec(),
                         fragment_id: part.fragment_id,
-                        fragment,
+                        slot,
                         layout,
                     });
                 }
@@ -265,7 +267,7 @@ impl Store {
         target: &ScrubTarget,
         mut on_read: impl FnMut(usize),
     ) -> Result<Scrubbed, StoreError> {
-        let (id, index) = (&target.fragment_id, target.fragment);
+        let (id, index) = (&target.fragment_id, target.slot);
         let file = match self.open_fragment(id, index) {
             Ok(file) => file,
             Err(StoreError::NoSuchFragment) => {
@@ -319,7 +321,7 @@ impl Store {
 
     /// Whether a fragment file the scrubber found damaged has been rebuilt since.
     pub fn repair_state(&self, damaged: &Damaged) -> Result<Repair, StoreError> {
-        let path = self.fragment_path(&damaged.fragment_id, damaged.fragment);
+        let path = self.fragment_path(&damaged.fragment_id, damaged.slot);
         if fs::metadata(path).is_ok() {
             return Ok(Repair::Rebuilt);
         }
@@ -346,11 +348,11 @@ impl Store {
 fn file_parts(tag: u8, value: &[u8]) -> Result<(u8, Vec<PartData>, Option<usize>), StoreError> {
     let (fragment, parts, k) = if tag == TAG_PART {
         let part: PartRecord = serde_json::from_slice(value)?;
-        (part.fragment, vec![part.part], None)
+        (part.slot, vec![part.part], None)
     } else {
         let record: ObjectRecord = serde_json::from_slice(value)?;
         let k = Some(record.data_shards as usize);
-        (record.fragment, record.parts, k)
+        (record.slot, record.parts, k)
     };
     Ok((
         fragment,
@@ -394,7 +396,7 @@ mod tests {
                 micros: 11,
                 salt: 0,
             },
-            fragment: 1,
+            slot: 1,
             part,
         };
         store.put_part("upload", &part).unwrap();

@@ -84,7 +84,7 @@ impl Store {
         }
         self.write_synced(batch)?;
         for part in parts.iter().filter(|p| p.part.inline.is_none()) {
-            self.remove_fragment(&part.part.fragment_id, part.fragment)?;
+            self.remove_fragment(&part.part.fragment_id, part.slot)?;
         }
         Ok(())
     }
@@ -101,7 +101,7 @@ impl Store {
         batch.put(&db_key, serde_json::to_vec(record)?);
         self.write_synced(batch)?;
         if let Some(old) = old.filter(|o| o.part.inline.is_none()) {
-            self.remove_fragment(&old.part.fragment_id, old.fragment)?;
+            self.remove_fragment(&old.part.fragment_id, old.slot)?;
         }
         Ok(true)
     }
@@ -256,7 +256,7 @@ mod tests {
         }
         let found = store.hinted_record("z1-n1", &BUCKET, "k", version(10));
         let found = found.unwrap().expect("the hint for z1-n1");
-        assert_eq!((found.version, found.fragment), (version(10), 1));
+        assert_eq!((found.version, found.slot), (version(10), 1));
         assert!(found.parts[0].inline.is_some(), "with its inline fragment");
         for (target, key, micros) in [("z2-n1", "k", 10), ("z1-n1", "k", 11), ("z1-n1", "j", 20)] {
             let missing = store.hinted_record(target, &BUCKET, key, version(micros));

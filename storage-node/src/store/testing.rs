@@ -19,7 +19,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
         checksum: None,
         data_shards: 4,
         parity_shards: 2,
-        fragment: 1,
+        slot: 1,
         parts: vec![PartData {
             number: 1,
             size: 3,

@@ -171,7 +171,7 @@ impl Store {
             for part in self.parts(upload_id)? {
                 writes.delete(part_key(upload_id, part.part.number));
                 if part.part.inline.is_none() {
-                    superseded.push((part.part.fragment_id, part.fragment));
+                    superseded.push((part.part.fragment_id, part.slot));
                 }
             }
         }
