@@ -348,8 +348,8 @@ pub async fn complete(
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let size: u64 = chosen.iter().map(|p| p.part.size).sum();
     let version = Replica::version_of(replica);
-    // Each holder's copy of each chosen part version (its own fragment), where it has one.
-    let copies: Vec<Vec<Option<&PartData>>> = per_holder
+    // Each holder's share of each chosen part version (its own fragment), where it has one.
+    let shares: Vec<Vec<Option<&PartData>>> = per_holder
         .iter()
         .map(|records| {
             chosen
@@ -372,14 +372,14 @@ pub async fn complete(
     let parts_of: Vec<Option<Vec<PartData>>> = holders
         .iter()
         .map(|h| match h.hint_for {
-            None => copies[h.slot as usize].iter().map(|p| p.cloned()).collect(),
+            None => shares[h.slot as usize].iter().map(|p| p.cloned()).collect(),
             Some(_) => chosen
                 .iter()
                 .enumerate()
                 .map(|(j, want)| match want.part.inline {
                     None => Some(want.part.clone()),
                     Some(_) => {
-                        let by_slot: Vec<Option<&PartData>> = copies.iter().map(|c| c[j]).collect();
+                        let by_slot: Vec<Option<&PartData>> = shares.iter().map(|c| c[j]).collect();
                         part_for_slot(&gw.cluster.codec, &by_slot, h.slot)
                     }
                 })
@@ -387,10 +387,10 @@ pub async fn complete(
         })
         .collect();
     let stored: Vec<bool> = parts_of.iter().map(Option::is_some).collect();
-    let slot_parts = |fragment: u8| {
+    let slot_parts = |slot: u8| {
         holders
             .iter()
-            .position(|h| h.slot == fragment)
+            .position(|h| h.slot == slot)
             .and_then(|at| parts_of[at].clone())
             .unwrap_or_default()
     };
@@ -413,7 +413,7 @@ pub async fn complete(
         acl: upload.acl.clone(),
         replica,
     };
-    let record_for = |fragment: u8| new.record(fragment, slot_parts(fragment));
+    let record_for = |slot: u8| new.record(slot, slot_parts(slot));
     commit_record(
         &gw.cluster,
         &bucket_record,

@@ -161,21 +161,21 @@ async fn stream_part(
     Ok(layout.fragment_len() * wanted.len() as u64)
 }
 
-/// A part as the holder of fragment `slot` records it, from its copies on the slots
-/// (`copies[i]`: slot i's, when known; all of one version): a part kept in files names the same
-/// files everywhere, while an inline part's fragment is rebuilt from k others. `None` when no copy
-/// is known, or too few inline fragments are. This is what a substitute keeping a down holder's
+/// A part as the holder of fragment `slot` records it, from the slots' shares of it
+/// (`shares[i]`: slot i's, when known; all of one version): a part kept in files names the same
+/// files everywhere, while an inline part's fragment is rebuilt from k others. `None` when no
+/// share is known, or too few inline fragments are. This is what a substitute keeping a down holder's
 /// share is sent when that share was not written while the holder was down.
-pub fn part_for_slot(codec: &Codec, copies: &[Option<&PartData>], slot: u8) -> Option<PartData> {
-    if let Some(Some(own)) = copies.get(slot as usize) {
+pub fn part_for_slot(codec: &Codec, shares: &[Option<&PartData>], slot: u8) -> Option<PartData> {
+    if let Some(Some(own)) = shares.get(slot as usize) {
         return Some((*own).clone());
     }
-    let any = *copies.iter().flatten().next()?;
+    let any = *shares.iter().flatten().next()?;
     if any.inline.is_none() {
         return Some(any.clone());
     }
     let layout = any.layout(codec.data_shards());
-    let decoded: Vec<Option<Vec<u8>>> = copies
+    let decoded: Vec<Option<Vec<u8>>> = shares
         .iter()
         .map(|c| c.and_then(|p| p.inline.as_ref()?.decode().ok()))
         .collect();
@@ -196,11 +196,11 @@ pub fn record_for_slot(records: &[Option<ObjectRecord>], slot: u8) -> Option<Obj
     let codec = &any.codec().ok()?;
     let parts = (0..any.parts.len())
         .map(|i| {
-            let copies: Vec<Option<&PartData>> = records
+            let shares: Vec<Option<&PartData>> = records
                 .iter()
                 .map(|r| r.as_ref().and_then(|r| r.parts.get(i)))
                 .collect();
-            part_for_slot(codec, &copies, slot)
+            part_for_slot(codec, &shares, slot)
         })
         .collect::<Option<Vec<_>>>()?;
     Some(ObjectRecord {

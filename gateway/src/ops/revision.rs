@@ -72,11 +72,11 @@ pub async fn revise_version(
         })
         .collect();
     let has: Vec<bool> = records.iter().map(Option::is_some).collect();
-    let record_for = |fragment: u8| {
+    let record_for = |slot: u8| {
         let record = targets
             .iter()
             .zip(&records)
-            .find_map(|(t, r)| (t.slot == fragment).then_some(r.as_ref()))
+            .find_map(|(t, r)| (t.slot == slot).then_some(r.as_ref()))
             .flatten()
             .expect("commits go only to holders with the version");
         ObjectRecord {

@@ -47,10 +47,10 @@ pub struct StoredPart {
 }
 
 impl StoredPart {
-    /// The part as holder `fragment` records it (with its own inline fragment).
-    pub fn for_holder(&self, fragment: usize) -> PartData {
+    /// The part as the holder of `slot` records it (with its own inline fragment).
+    pub fn for_holder(&self, slot: usize) -> PartData {
         let mut data = self.data.clone();
-        data.inline = self.inline.as_ref().map(|f| f[fragment].clone());
+        data.inline = self.inline.as_ref().map(|f| f[slot].clone());
         data
     }
 }
@@ -348,8 +348,7 @@ pub async fn write_object(
         acl: object.acl,
         replica: object.replica,
     };
-    let record_for =
-        |fragment: u8| new.record(fragment, vec![stored.for_holder(fragment as usize)]);
+    let record_for = |slot: u8| new.record(slot, vec![stored.for_holder(slot as usize)]);
     commit_record(
         cluster,
         bucket,
