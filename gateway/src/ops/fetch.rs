@@ -322,7 +322,7 @@ mod tests {
     use crate::ops::lookup::{lookup, Ask};
     use crate::ops::testing::{self, Node, Nodes, BUCKET, KEY};
     use std::sync::Arc;
-    use tokio::time::Instant;
+    use std::time::Instant;
 
     /// Bytes of three and a half stripes of 4 x 1 KiB.
     fn object() -> Vec<u8> {
@@ -365,24 +365,24 @@ mod tests {
         Ok((out, fetcher.bad))
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_stalled_fragment_read_is_hedged_with_another_holder() {
         let (_, cluster) = holders_of_object(|slot, node| Node {
-            fragment_delay: Duration::from_secs(if slot == 0 { 5 } else { 0 }),
+            fragment_delay: Duration::from_secs(if slot == 0 { 60 } else { 0 }),
             ..node
         });
         let start = Instant::now();
         let (bytes, bad) = read_all(&cluster).await.unwrap();
         assert!(bytes == object(), "rebuilt with a parity fragment");
-        assert_eq!(
-            start.elapsed(),
-            HEDGE_AFTER,
-            "not held up by the slow holder"
+        let took = start.elapsed();
+        assert!(
+            took >= HEDGE_AFTER && took < Duration::from_secs(10),
+            "{took:?}"
         );
         assert!(bad.is_empty(), "slow is not bad: {bad:?}");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_corrupt_frame_is_replaced_and_its_slot_noted() {
         let (_, cluster) = holders_of_object(|slot, mut node| {
             if slot == 1 {
@@ -402,7 +402,7 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_stripe_fewer_than_k_holders_can_serve_fails() {
         let (_, cluster) = holders_of_object(|slot, node| Node {
             down: slot >= 3,

@@ -551,7 +551,7 @@ mod tests {
     use std::ops::Range;
 
     use crate::ops::testing::{self, Node, Nodes, BUCKET, KEY};
-    use tokio::time::Instant;
+    use std::time::Instant;
 
     /// Made-up holders, the cluster that reads from them, and the key's holders in slot order.
     fn setup() -> (Arc<Nodes>, Cluster, Vec<String>) {
@@ -593,7 +593,7 @@ mod tests {
         slots
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_lookup_fails_without_a_read_quorum_of_answers() {
         let (nodes, cluster, holders) = setup();
         let v = testing::version(10, 2, b"small", true);
@@ -622,7 +622,7 @@ mod tests {
         assert_eq!(slots(&found), [0, 1]);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_lookup_asks_as_many_holders_as_a_read_needs_and_the_rest_after_the_hedge() {
         let (nodes, cluster, holders) = setup();
         // A small object, coded with k = R = 2: the two data holders are asked first.
@@ -635,7 +635,7 @@ mod tests {
         // The first holder is slow: the others are asked once the hedge delay has passed, and
         // two of them serve the read long before the slow one would answer.
         let slow = Node {
-            delay: Duration::from_secs(5),
+            delay: Duration::from_secs(60),
             ..Node::default()
         };
         nodes.set(
@@ -648,7 +648,11 @@ mod tests {
         let start = Instant::now();
         let found = lookup(&cluster, &BUCKET, KEY, None, Ask::Quorum).await;
         let found = found.unwrap().unwrap();
-        assert_eq!(start.elapsed(), LOOKUP_HEDGE);
+        let took = start.elapsed();
+        assert!(
+            took >= LOOKUP_HEDGE && took < Duration::from_secs(10),
+            "{took:?}"
+        );
         assert_eq!(count(&nodes, "object"), 2 + 6, "all asked after the hedge");
         assert!(!slots(&found).contains(&0) && found.sources.len() >= 2);
         assert!(
@@ -657,7 +661,7 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_holder_that_missed_the_newest_version_is_stale_and_another_is_asked() {
         let (nodes, cluster, holders) = setup();
         let old = testing::version(5, 2, b"old", true);
@@ -671,7 +675,7 @@ mod tests {
         assert_eq!(found.stale, [1]);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_unfinished_write_in_files_is_finished_by_reading_every_holder() {
         let (nodes, cluster, holders) = setup();
         // The new version's files are on every holder, but only two committed its record.
@@ -709,10 +713,10 @@ mod tests {
 
     /// Lets the undo the lookup may have started run to its end.
     async fn settle() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_inline_write_on_fewer_than_k_holders_goes_back_and_is_undone() {
         let (nodes, cluster, holders) = setup();
         let [old, _] = unfinished_inline(&nodes, &holders);
@@ -747,7 +751,7 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_pending_hint_anywhere_holds_the_undo_back() {
         let (nodes, cluster, holders) = setup();
         let [old, _] = unfinished_inline(&nodes, &holders);
@@ -760,7 +764,7 @@ mod tests {
         assert_eq!(count(&nodes, "undo"), 0);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_version_asked_for_by_id_is_never_gone_back_from() {
         let (nodes, cluster, holders) = setup();
         let [_, new] = unfinished_inline(&nodes, &holders);
@@ -784,7 +788,7 @@ mod tests {
             .finish_round(cluster.liveness.now(), keepers);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn inline_fragments_kept_as_hints_count_for_holders_that_are_behind() {
         let (nodes, cluster, holders) = setup();
         let [_, new] = unfinished_inline(&nodes, &holders);
@@ -807,7 +811,7 @@ mod tests {
         assert_eq!(count(&nodes, "undo") + count(&nodes, "before"), 0);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_version_that_holders_behind_lack_is_not_taken_for_unfinished() {
         let (nodes, cluster, holders) = setup();
         let [_, new] = unfinished_inline(&nodes, &holders);
