@@ -209,3 +209,50 @@ pub fn record_for_slot(records: &[Option<ObjectRecord>], slot: u8) -> Option<Obj
         ..any.clone()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing;
+
+    /// Each slot's share of one part of `version` (from `testing::version`).
+    fn shares(version: &[(ObjectRecord, bytes::Bytes)]) -> Vec<PartData> {
+        version.iter().map(|(r, _)| r.parts[0].clone()).collect()
+    }
+
+    #[test]
+    fn an_inline_share_is_rebuilt_from_k_others() {
+        let version = testing::version(10, 4, b"a small object kept in its records", true);
+        let all = shares(&version);
+        let codec = Codec::new(4, 2).unwrap();
+        // The holder of slot 1 is down: four other shares rebuild its own.
+        let known: Vec<Option<&PartData>> = (0..6)
+            .map(|i| (i != 1 && i != 5).then(|| &all[i]))
+            .collect();
+        let rebuilt = part_for_slot(&codec, &known, 1).unwrap();
+        assert_eq!(rebuilt, all[1]);
+        // A share that is known is taken as it is.
+        assert_eq!(part_for_slot(&codec, &known, 0).unwrap(), all[0]);
+        // Three shares are not enough.
+        let three: Vec<Option<&PartData>> = (0..6).map(|i| (i < 3).then(|| &all[i])).collect();
+        assert!(part_for_slot(&codec, &three, 4).is_none());
+    }
+
+    #[test]
+    fn a_part_in_files_is_the_same_for_every_slot() {
+        let version = testing::version(10, 4, &[3; 9000], false);
+        let all = shares(&version);
+        let codec = Codec::new(4, 2).unwrap();
+        let one: Vec<Option<&PartData>> = (0..6).map(|i| (i == 2).then(|| &all[i])).collect();
+        assert_eq!(part_for_slot(&codec, &one, 5).unwrap(), all[5]);
+        let records: Vec<Option<ObjectRecord>> = (version.iter().enumerate())
+            .map(|(i, (r, _))| (i == 2).then(|| r.clone()))
+            .collect();
+        let record = record_for_slot(&records, 5).unwrap();
+        assert_eq!((record.slot, &record.parts), (5, &version[5].0.parts));
+        assert!(
+            record_for_slot(&vec![None; 6], 5).is_none(),
+            "no share known"
+        );
+    }
+}
