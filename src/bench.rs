@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// Stop after this many seconds (or after --objects operations, whichever comes first).
     #[arg(long)]
     duration: Option<f64>,
+    /// Start at most this many operations a second, evenly spaced: a steady load rather than
+    /// as much as --concurrency allows (which then only caps the operations in flight).
+    /// Latency counts from each operation's start, not from when it was due.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Objects written before a get or mixed run (default: --objects, at most
     /// max(256 MiB / size, 2 x concurrency) and at most 10,000). With `list`: write this many first.
     #[arg(long)]
@@ -114,6 +119,8 @@ struct Run {
     keys: u64,
     limit: u64,
     deadline: Option<Instant>,
+    /// With `--rate`: when the measured phase began and the operations a second.
+    pace: Option<(Instant, f64)>,
     next: AtomicU64,
     ops: AtomicU64,
     bytes: AtomicU64,
@@ -295,6 +302,10 @@ impl Run {
         let mut stats = new_stats();
         let mut token = None;
         while let Some(i) = self.claim() {
+            if let Some((began, rate)) = self.pace {
+                let due = began + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+            }
             let start = Instant::now();
             let (op, result) = self.one(i, &mut token).await;
             let s = &mut stats[op as usize];
@@ -320,6 +331,10 @@ impl Run {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        args.rate.is_none_or(|r| r > 0.0 && r.is_finite()),
+        "--rate must be a number of operations a second above 0"
+    );
     anyhow::ensure!(
         args.size > 0 || args.workload == Workload::List,
         "--size must be at least 1 byte"
@@ -381,6 +396,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         keys,
         limit: keys,
         deadline: None,
+        pace: None,
         next: AtomicU64::new(0),
         ops: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -408,6 +424,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     run.deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    run.pace = args.rate.map(|rate| (Instant::now(), rate));
     let (report, run) = phase(run, args.concurrency, "bench").await;
     let report = Report {
         workload: args.workload,

@@ -175,15 +175,16 @@ async fn a_node_that_missed_writes_is_repaired() {
             "W=5 of 6 holders"
         );
     }
-    cluster.restart("z3-n2");
-    let files_on = |node: &str| {
+    let files_on = |cluster: &TestCluster, node: &str| {
         cluster
             .fragment_files()
             .iter()
             .filter(|f| f.to_string_lossy().contains(&format!("/{node}/")))
             .count()
     };
-    assert_eq!(files_on("z3-n2"), 0);
+    // Checked while it is down: once it is back, the heal may start at once.
+    assert_eq!(files_on(&cluster, "z3-n2"), 0);
+    cluster.restart("z3-n2");
     for (key, data) in &objects {
         let got = s3.get(key).await;
         assert!(
@@ -195,7 +196,11 @@ async fn a_node_that_missed_writes_is_repaired() {
     }
     // Four of the objects are over the inline limit: each gets its fragment file back. The
     // inline ones get their records back, which only the end of the heal shows.
-    common::wait_until(|| files_on("z3-n2") == 4, "missed fragments rebuilt").await;
+    common::wait_until(
+        || files_on(&cluster, "z3-n2") == 4,
+        "missed fragments rebuilt",
+    )
+    .await;
     common::wait_healed(&s3).await;
     // With the repaired node, any other two may now fail.
     cluster.kill("z1-n1");
