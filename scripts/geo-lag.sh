@@ -18,9 +18,10 @@ export TESSERA_ACCESS_KEY_ID=LAGKEY TESSERA_SECRET_ACCESS_KEY=lag-secret-0123456
 work=$(mktemp -d)
 dev=
 stop() {
-  [ -n "$dev" ] && kill -- "-$dev" 2>/dev/null
+  [ -z "$dev" ] && return
+  kill -- "-$dev" 2>/dev/null || true
   sleep 2
-  [ -n "$dev" ] && kill -9 -- "-$dev" 2>/dev/null
+  kill -9 -- "-$dev" 2>/dev/null || true
   dev=
 }
 trap 'stop; rm -rf "$work"' EXIT
