@@ -116,11 +116,11 @@ pub async fn lookup(
     ask: Ask,
 ) -> Result<Option<Found>, OpError> {
     let holders = cluster.holders(bucket, key);
-    // Owned futures, so that the answers not waited for can finish in the background: dropping
-    // them would also close their pooled connections mid-request.
     let fragments = ask == Ask::QuorumAndFragments;
     let everyone = ask == Ask::Everyone;
-    let ask = |h: &Holder<'_>, fragments: bool| {
+    // Owned futures, so that the answers not waited for can finish in the background: dropping
+    // them would also close their pooled connections mid-request.
+    let ask_one = |h: &Holder<'_>, fragments: bool| {
         let (calls, addr, slot) = (&cluster.calls, &h.node.addr, h.slot);
         let answer = match fragments {
             true => calls.object_and_fragment(addr, *bucket, key, which),
@@ -150,12 +150,14 @@ pub async fn lookup(
         cluster.layout.data_shards().max(quorum).min(holders.len())
     };
     let mut outstanding: BTreeSet<u8> = waiting.iter().take(first).map(|h| h.slot).collect();
-    let mut pending: FuturesUnordered<_> =
-        waiting.drain(..first).map(|h| ask(h, fragments)).collect();
+    let mut pending: FuturesUnordered<_> = waiting
+        .drain(..first)
+        .map(|h| ask_one(h, fragments))
+        .collect();
     if hear_all_up {
         // Every holder is asked at once; only the first send their fragment files along.
         outstanding.extend(waiting.iter().map(|h| h.slot));
-        pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+        pending.extend(waiting.drain(..).map(|h| ask_one(h, false)));
     }
     let hedge = tokio::time::sleep(LOOKUP_HEDGE);
     tokio::pin!(hedge);
@@ -177,7 +179,7 @@ pub async fn lookup(
     {
         let short = shortfall(&answered, pending.len(), quorum).min(waiting.len());
         outstanding.extend(waiting.iter().take(short).map(|h| h.slot));
-        pending.extend(waiting.drain(..short).map(|h| ask(h, fragments)));
+        pending.extend(waiting.drain(..short).map(|h| ask_one(h, fragments)));
         tokio::select! {
             next = pending.next() => {
                 let Some((slot, answer)) = next else { break };
@@ -197,7 +199,7 @@ pub async fn lookup(
             () = &mut hedge, if !waiting.is_empty() => {
                 crate::metrics::METRICS.hedged_lookups.inc();
                 outstanding.extend(waiting.iter().map(|h| h.slot));
-                pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+                pending.extend(waiting.drain(..).map(|h| ask_one(h, false)));
             }
             _ = recheck.tick(), if hear_all_up => {}
         }
@@ -210,7 +212,7 @@ pub async fn lookup(
         .iter()
         .any(|(_, r)| r.as_ref().map(|r| r.version) != newest_version)
     {
-        pending.extend(waiting.drain(..).map(|h| ask(h, false)));
+        pending.extend(waiting.drain(..).map(|h| ask_one(h, false)));
     }
     // A fragment file sent along by a late answer is dropped as it comes: nothing reads it.
     let late = tokio::spawn(
