@@ -26,17 +26,15 @@ stop() {
 }
 trap 'stop; rm -rf "$work"' EXIT
 
+# shellcheck source=scripts/wait-dev.sh
+. scripts/wait-dev.sh
+
 start() { # start DIR ARGS...: tessera dev on core 0 in a session of its own
   local dir=$1
   shift
   setsid taskset -c 0 "$bin" dev --data-dir "$dir" --s3-port 19500 "$@" >"$dir.log" 2>&1 &
   dev=$!
-  for _ in $(seq 600); do
-    grep -q "Stop with Ctrl-C" "$dir.log" 2>/dev/null && return
-    sleep 0.1
-  done
-  echo "tessera dev did not start: $(tail "$dir.log")" >&2
-  exit 1
+  wait_dev "$dir.log"
 }
 
 bench() { # bench ARGS...: 4 KiB PUTs into us-east-1 from core 0, the report as JSON

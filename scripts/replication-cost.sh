@@ -17,16 +17,14 @@ work=$(mktemp -d)
 dev=
 trap '[ -n "$dev" ] && kill "$dev" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
+# shellcheck source=scripts/wait-dev.sh
+. scripts/wait-dev.sh
+
 start() { # start DIR ARGS...: tessera dev, waiting for its endpoints
   local dir=$1; shift
   "$bin" dev --data-dir "$dir" --s3-port 19400 "$@" >"$dir.log" 2>&1 &
   dev=$!
-  for _ in $(seq 600); do
-    grep -q "Stop with Ctrl-C" "$dir.log" 2>/dev/null && return
-    sleep 0.1
-  done
-  echo "tessera dev did not start: $(tail "$dir.log")" >&2
-  exit 1
+  wait_dev "$dir.log"
 }
 
 stop() {
