@@ -336,6 +336,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--rate must be a number of operations a second above 0"
     );
     anyhow::ensure!(
+        args.rate.is_none() || args.workload != Workload::List,
+        "--rate paces put, get and mixed runs, not list"
+    );
+    anyhow::ensure!(
         args.size > 0 || args.workload == Workload::List,
         "--size must be at least 1 byte"
     );
