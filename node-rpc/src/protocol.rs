@@ -82,6 +82,10 @@ pub struct OutboxItem {
     pub revision: u32,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub purge: bool,
+    /// With `OutboxRequest::records`: this holder's record of the version, when it keeps that
+    /// version with its data inside the record (see `OutboxRequest::records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<ObjectRecord>,
 }
 
 impl OutboxItem {
@@ -116,6 +120,12 @@ pub struct OutboxRequest {
     /// Also count the outbox for the target from there on (`OutboxPage::backlog`): a scan.
     #[serde(default)]
     pub count: bool,
+    /// Also send, with each entry for an object whose data is inside its record (small
+    /// objects), this holder's record of that version (`OutboxItem::record`): a drainer that
+    /// hears the version from k holders sends it without looking it up. Nodes of a release
+    /// before it ignore it, and the drainer looks those versions up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub records: bool,
 }
 
 /// Asks a node for the lease on draining the outboxes for one target region (see

@@ -108,14 +108,17 @@ impl Peer {
         }
     }
 
-    /// Sends one version as a replica; the bytes sent. A version that is gone here (purged, or
-    /// a null version overwritten since it was listed or queued) is not sent: what replaced it
-    /// is sent in its own turn.
+    /// Sends one version as a replica; the bytes sent. The version is read from `records`, its
+    /// holders' records with their addresses, when k of them have it (`Found::from_records`),
+    /// and looked up otherwise. A version that is gone here (purged, or a null version
+    /// overwritten since it was listed or queued) is not sent: what replaced it is sent in its
+    /// own turn.
     pub async fn send(
         &self,
         cluster: &Arc<Cluster>,
         bucket: &BucketRecord,
         entry: &ListEntry,
+        records: Vec<(String, ObjectRecord)>,
     ) -> Result<u64, SendError> {
         let path = object_path(&bucket.name, &entry.key);
         let mut headers = replica_headers(entry);
@@ -124,10 +127,14 @@ impl Peer {
             return expect(reply, 204, "a delete").map(|()| 0);
         }
         let which = bucket.versioning.map(|_| entry.version_ref());
-        let found = match find_version(cluster, bucket, &entry.key, which, false).await {
-            Ok(found) => found,
-            Err(e) if gone(&e) => return Ok(0),
-            Err(e) => return Err(e.into()),
+        let listed = Found::from_records(cluster, &bucket.id, &entry.key, which, records);
+        let found = match listed {
+            Some(found) => found,
+            None => match find_version(cluster, bucket, &entry.key, which, false).await {
+                Ok(found) => found,
+                Err(e) if gone(&e) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            },
         };
         let record = &found.record;
         if record.version != entry.version {

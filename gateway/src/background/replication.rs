@@ -30,7 +30,7 @@ use node_rpc::cluster::RegionConfig;
 use node_rpc::protocol::{
     unix_now, BucketBacklog, LeaseAnswer, LeaseRequest, OutboxItem, OutboxReport, OutboxRequest,
 };
-use node_rpc::record::{BucketRecord, KeyRecord, Version};
+use node_rpc::record::{BucketRecord, KeyRecord, ObjectRecord, Version};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -390,6 +390,7 @@ impl Replication {
             limit: if draining { BATCH } else { 1 },
             after: None,
             count,
+            records: draining,
         };
         let mut due = Vec::new();
         let mut counting = None;
@@ -403,20 +404,30 @@ impl Replication {
             if request.count {
                 counting = Some(listing.elapsed());
             }
-            let mut merged: BTreeMap<String, OutboxItem> = BTreeMap::new();
+            let mut merged: BTreeMap<String, Listed> = BTreeMap::new();
             let mut backlog: BTreeMap<String, BucketBacklog> = BTreeMap::new();
             let mut more = false;
-            for page in pages.into_iter().flatten() {
+            for (node, page) in nodes.iter().zip(pages) {
+                let Ok(page) = page else { continue };
                 more |= page.items.len() >= BATCH;
                 for counted in page.backlog.into_iter().flatten() {
                     let sum = backlog.entry(counted.bucket.clone()).or_default();
                     sum.entries += counted.entries;
                     sum.bytes += counted.bytes;
                 }
-                merged.extend(page.items.into_iter().map(|i| (i.id.clone(), i)));
+                for item in page.items {
+                    match merged.get_mut(&item.id) {
+                        Some(listed) => listed.add(&node.addr, item),
+                        None => {
+                            let listed = Listed::new(&node.addr, item);
+                            merged.insert(listed.item.id.clone(), listed);
+                        }
+                    }
+                }
             }
             if page == 0 {
-                let oldest = (merged.values().next()).map(|i| i.entry.version.unix_millis() as u64);
+                let oldest =
+                    (merged.values().next()).map(|l| l.item.entry.version.unix_millis() as u64);
                 if count {
                     self.count(link, backlog, oldest);
                 } else if oldest.is_none() {
@@ -431,11 +442,19 @@ impl Replication {
                     // The whole outbox is in view: forget entries that are gone.
                     backoff.retain(|id, _| merged.contains_key(id));
                 }
-                due.extend(
-                    (merged.into_values())
-                        .filter(|i| backoff.get(&i.id).is_none_or(|(_, at)| *at <= now))
-                        .take(BATCH),
-                );
+                for mut listed in merged.into_values() {
+                    match backoff.get(&listed.item.id) {
+                        Some((_, at)) if *at > now => continue,
+                        // After a failure the version is looked up, not read from the
+                        // records listed: a fragment may have been bad.
+                        Some(_) => listed.records.clear(),
+                        None => {}
+                    }
+                    due.push(listed);
+                    if due.len() >= BATCH {
+                        break;
+                    }
+                }
             }
             if !due.is_empty() || !more {
                 break;
@@ -452,14 +471,14 @@ impl Replication {
                     .get(bucket)
                     .is_some_and(|b| lock(&link.buckets).took(b))
             };
-            if !due.iter().all(|i| sent(&i.bucket)) {
+            if !due.iter().all(|i| sent(&i.item.bucket)) {
                 self.sync_buckets(link).await;
             }
         }
         let sent: Vec<(OutboxItem, Result<u64, SendError>)> = futures::stream::iter(due)
-            .map(|item| async move {
-                let sent = self.send(link, &item).await;
-                (item, sent)
+            .map(|listed| async move {
+                let sent = self.send(link, &listed.item, listed.records).await;
+                (listed.item, sent)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()
@@ -532,8 +551,14 @@ impl Replication {
         note_answer(link, &link.peer.send_buckets(&[]).await)
     }
 
-    /// Sends one entry; the bytes sent.
-    async fn send(&self, link: &Link, item: &OutboxItem) -> Result<u64, SendError> {
+    /// Sends one entry, read from `records` if its holders listed enough of them; the bytes
+    /// sent.
+    async fn send(
+        &self,
+        link: &Link,
+        item: &OutboxItem,
+        records: Vec<(String, ObjectRecord)>,
+    ) -> Result<u64, SendError> {
         if item.purge {
             return link.peer.purge(&item.bucket, &item.entry).await.map(|()| 0);
         }
@@ -550,7 +575,9 @@ impl Replication {
             },
             Err(e) => return Err(e.into()),
         };
-        link.peer.send(&self.cluster, &bucket, &item.entry).await
+        link.peer
+            .send(&self.cluster, &bucket, &item.entry, records)
+            .await
     }
 
     /// Tells every node what was delivered and refused, and notes it in the link's status.
@@ -654,6 +681,41 @@ impl Replication {
     }
 }
 
+/// An outbox entry as the nodes listed it: one holder's copy of the entry, and the records of
+/// its version that holders sent along with theirs (`OutboxRequest::records`), by address.
+struct Listed {
+    item: OutboxItem,
+    records: Vec<(String, ObjectRecord)>,
+    /// Some holder lists the entry as a purge and another does not: a holder missed the purge,
+    /// and the version is looked up (which sees it purged) rather than read from the records.
+    mixed: bool,
+}
+
+impl Listed {
+    /// The first holder's copy of the entry.
+    fn new(addr: &str, mut item: OutboxItem) -> Listed {
+        let record = item.record.take();
+        Listed {
+            item,
+            records: record.map(|r| (addr.to_string(), r)).into_iter().collect(),
+            mixed: false,
+        }
+    }
+
+    /// Adds another holder's copy of the entry.
+    fn add(&mut self, addr: &str, mut item: OutboxItem) {
+        if item.purge != self.item.purge {
+            self.mixed = true;
+            self.records.clear();
+        }
+        if let Some(record) = item.record.take().filter(|_| !self.mixed) {
+            self.records.push((addr.to_string(), record));
+        }
+        // As before records were listed: the last holder's copy is the one sent and reported.
+        self.item = item;
+    }
+}
+
 /// What a pass did.
 enum Pass {
     /// Sent entries, and the target answered.
@@ -677,6 +739,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(purge: bool, listed: bool) -> OutboxItem {
+        let record = crate::ops::testing::version(1000, 2, b"x", true)
+            .swap_remove(0)
+            .0;
+        OutboxItem {
+            id: "ab".into(),
+            bucket: "b".into(),
+            entry: node_rpc::record::ListEntry::of("k".into(), &record),
+            revision: 0,
+            purge,
+            record: listed.then_some(record),
+        }
+    }
+
+    #[test]
+    fn an_entry_some_holders_list_as_a_purge_is_not_read_from_records() {
+        let mut listed = Listed::new("n1", item(false, true));
+        listed.add("n2", item(false, true));
+        assert_eq!(listed.records.len(), 2);
+        assert!(
+            listed.item.record.is_none(),
+            "records are kept beside the item"
+        );
+        listed.add("n3", item(true, false));
+        listed.add("n4", item(false, true));
+        assert!(listed.mixed);
+        assert!(listed.records.is_empty(), "a holder missed the purge");
+    }
 
     #[test]
     fn backoff_doubles_to_a_minute() {

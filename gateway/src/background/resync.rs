@@ -179,7 +179,10 @@ impl Resyncer {
         entry: &'a ListEntry,
     ) -> (&'a ListEntry, Result<Option<u64>, String>) {
         let sent = match peer.lacks(bucket, entry).await {
-            Ok(true) => peer.send(&self.cluster, bucket, entry).await.map(Some),
+            Ok(true) => peer
+                .send(&self.cluster, bucket, entry, Vec::new())
+                .await
+                .map(Some),
             Ok(false) => Ok(None),
             Err(e) => Err(e),
         };

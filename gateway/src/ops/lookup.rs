@@ -62,6 +62,60 @@ impl Found {
     }
 }
 
+impl Found {
+    /// A version read from the records that its holders sent along with something else (the
+    /// outbox's listing, `OutboxRequest::records`), each with its holder's address, without a
+    /// lookup. `None` unless k holders sent it at the newest revision among them, each from the
+    /// slot the layout gives it: a version on fewer is looked up, to be finished or undone.
+    /// The holders that sent none are asked only if a fragment turns out bad.
+    pub fn from_records(
+        cluster: &Cluster,
+        bucket: &BucketId,
+        key: &str,
+        which: Option<VersionRef>,
+        records: Vec<(String, ObjectRecord)>,
+    ) -> Option<Found> {
+        let holders = cluster.holders(bucket, key);
+        let revision = records.iter().map(|(_, r)| r.revision).max()?;
+        let mut sources: Vec<Source> = (records.into_iter())
+            .filter(|(addr, r)| {
+                let holder = holders.get(r.slot as usize);
+                r.revision == revision && holder.is_some_and(|h| h.node.addr == *addr)
+            })
+            .map(|(addr, record)| Source {
+                addr,
+                slot: record.slot,
+                record,
+            })
+            .collect();
+        sources.sort_by_key(|s| s.slot);
+        sources.dedup_by_key(|s| s.slot);
+        let record = sources.first()?.record.clone();
+        let agree = sources.iter().all(|s| s.record.version == record.version);
+        if !agree || sources.len() < record.data_shards as usize {
+            return None;
+        }
+        let unasked = (holders.iter())
+            .filter(|h| sources.iter().all(|s| s.slot != h.slot))
+            .map(|h| (h.node.addr.clone(), h.slot))
+            .collect();
+        Some(Found {
+            record,
+            sources,
+            stale: Vec::new(),
+            unasked,
+            late: tokio::spawn(async { Vec::new() }),
+            target: Target {
+                bucket: *bucket,
+                key: key.to_string(),
+                version: which,
+            },
+            prefetched: Mutex::default(),
+            outbox: None,
+        })
+    }
+}
+
 /// The object a read is for, to repair it afterwards.
 #[derive(Clone)]
 pub struct Target {
@@ -593,6 +647,56 @@ mod tests {
         let mut slots: Vec<u8> = found.sources.iter().map(|s| s.slot).collect();
         slots.sort();
         slots
+    }
+
+    /// Holders' records of `version` as a listing sends them: (address, record) for `slots`.
+    fn listed(
+        holders: &[String],
+        version: &[(ObjectRecord, Bytes)],
+        slots: &[usize],
+    ) -> Vec<(String, ObjectRecord)> {
+        (slots.iter())
+            .map(|&slot| (holders[slot].clone(), version[slot].0.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_k_holders_listed_is_read_from_their_records_without_a_call() {
+        let (nodes, cluster, holders) = setup();
+        let bytes = b"a small object, inside its records";
+        let v = testing::version(10, 2, bytes, true);
+        let records = listed(&holders, &v, &[4, 1]);
+        let found = Found::from_records(&cluster, &BUCKET, KEY, None, records).unwrap();
+        assert_eq!(slots(&found), [1, 4]);
+        let unasked: Vec<u8> = found.unasked.iter().map(|(_, slot)| *slot).collect();
+        assert_eq!(unasked, [0, 2, 3, 5], "asked only if a fragment is bad");
+        let cluster = Arc::new(cluster);
+        let body = crate::ops::read::stream(cluster, found, 0, bytes.len() as u64 - 1, None);
+        let body = http_body_util::BodyExt::collect(body.await.unwrap()).await;
+        assert_eq!(body.unwrap().to_bytes(), &bytes[..]);
+        assert_eq!(nodes.calls(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn listed_records_are_not_read_short_of_k_at_the_newest_revision_or_from_another_holder()
+    {
+        let (_nodes, cluster, holders) = setup();
+        let v = testing::version(10, 2, b"small", true);
+        let read = |records| Found::from_records(&cluster, &BUCKET, KEY, None, records);
+        assert!(read(listed(&holders, &v, &[3])).is_none(), "one of k = 2");
+        let mut elsewhere = listed(&holders, &v, &[0, 1]);
+        elsewhere[1].0 = holders[5].clone();
+        assert!(
+            read(elsewhere).is_none(),
+            "slot 1's record from the holder of slot 5"
+        );
+        let mut retagged = listed(&holders, &v, &[0, 1, 2]);
+        retagged[2].1.revision = 1;
+        assert!(read(retagged.clone()).is_none(), "one holder at revision 1");
+        retagged[0].1.revision = 1;
+        let found = read(retagged).expect("two holders at revision 1");
+        assert_eq!(slots(&found), [0, 2]);
+        assert_eq!(found.record.revision, 1);
     }
 
     #[tokio::test]

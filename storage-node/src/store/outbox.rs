@@ -6,7 +6,9 @@
 //! Beside each entry, the version's state (`TAG_OUTBOX_STATE`): the targets it is still queued for
 //! and the last refusal, which a lookup returns with the record (`x-amz-replication-status`).
 
-use super::keys::{object_key, outbox_key, outbox_prefix, outbox_state_key, parse_outbox_key};
+use super::keys::{
+    history_key, object_key, outbox_key, outbox_prefix, outbox_state_key, parse_outbox_key,
+};
 use super::versions::Writes;
 use super::{Store, StoreError};
 use crate::protocol::{
@@ -110,12 +112,17 @@ impl Store {
                 }
             }
             if !full {
+                let record = match request.records && !queued.purge && !queued.entry.deleted {
+                    true => self.queued_record(&prefix, &k)?,
+                    false => None,
+                };
                 page.items.push(OutboxItem {
                     id: hex::encode(&k),
                     bucket: queued.bucket,
                     entry: queued.entry,
                     revision: queued.revision,
                     purge: queued.purge,
+                    record,
                 });
             }
         }
@@ -131,6 +138,22 @@ impl Store {
             );
         }
         Ok(page)
+    }
+
+    /// This holder's record of the version that the outbox entry at `at` is for, if it keeps
+    /// that version with every part's fragment inside the record: what a drainer needs to
+    /// send it without a lookup (`OutboxRequest::records`).
+    fn queued_record(&self, prefix: &[u8], at: &[u8]) -> Result<Option<ObjectRecord>, StoreError> {
+        let Some((version, bucket, key)) = parse_outbox_key(prefix, at) else {
+            return Ok(None);
+        };
+        let record = match self.object(&bucket, key)? {
+            Some(current) if current.version == version => Some(current),
+            _ => self.get_json::<ObjectRecord>(&history_key(&bucket, key, version))?,
+        };
+        Ok(record.filter(|r| {
+            r.version == version && !r.deleted && r.parts.iter().all(|p| p.inline.is_some())
+        }))
     }
 
     /// Removes the entries delivered to the target and notes the refusals, with one synced write.
@@ -204,7 +227,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::record::VersionRef;
-    use crate::store::testing::{open, record, v, BUCKET};
+    use crate::store::testing::{open, record, v, versioned, write_fragment, BUCKET};
 
     fn replicate(targets: &[&str]) -> Replicate {
         Replicate {
@@ -219,6 +242,7 @@ mod tests {
             limit: 10,
             after: None,
             count: true,
+            records: false,
         };
         store.outbox(&request).unwrap()
     }
@@ -274,6 +298,7 @@ mod tests {
             limit: 10,
             after: Some(page(&store, "ap").items[0].id.clone()),
             count: false,
+            records: false,
         };
         let ap_after = store.outbox(&next).unwrap().items;
         assert_eq!(ap_after.len(), 1, "only the entry after the one given");
@@ -285,6 +310,56 @@ mod tests {
         // A report of what is gone already changes nothing.
         report(&store, "ap", &[&ap.items[0]], &[]);
         assert_eq!(state("b").unwrap().unwrap().targets, ["eu"]);
+    }
+
+    #[test]
+    fn a_listing_with_records_carries_the_holders_record_of_each_inline_version() {
+        let (_dir, store) = open();
+        let eu = replicate(&["eu"]);
+        let commit = |key: &str, record| {
+            let job = store.submit_commit(BUCKET, key.into(), record, None, Some(eu.clone()));
+            assert!(job.blocking_recv().unwrap().unwrap());
+        };
+        commit("inline", record(10, None));
+        commit("overwritten", record(20, None));
+        commit("overwritten", record(30, None));
+        let file = "0123456789abcdef0123456789abcdef";
+        write_fragment(&store, file);
+        commit("file", record(40, Some(file)));
+        commit("versioned", versioned(50, None));
+        commit("versioned", versioned(60, None));
+        let request = OutboxRequest {
+            target: "eu".into(),
+            limit: 10,
+            after: None,
+            count: false,
+            records: true,
+        };
+        let items = store.outbox(&request).unwrap().items;
+        let listed: Vec<(&str, u64, Option<u64>)> = (items.iter())
+            .map(|i| {
+                let record = i.record.as_ref().map(|r| r.version.micros);
+                (i.entry.key.as_str(), i.entry.version.micros, record)
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("inline", 10, Some(10)),
+                ("overwritten", 20, None),
+                ("overwritten", 30, Some(30)),
+                ("file", 40, None),
+                ("versioned", 50, Some(50)),
+                ("versioned", 60, Some(60)),
+            ],
+            "the exact version, current or not, only with its data inside"
+        );
+        let plain = OutboxRequest {
+            records: false,
+            ..request
+        };
+        let items = store.outbox(&plain).unwrap().items;
+        assert!(items.iter().all(|i| i.record.is_none()));
     }
 
     #[test]
