@@ -121,9 +121,10 @@ pub struct OutboxRequest {
     #[serde(default)]
     pub count: bool,
     /// Also send, with each entry for an object whose data is inside its record (small
-    /// objects), this holder's record of that version (`OutboxItem::record`): a drainer that
-    /// hears the version from k holders sends it without looking it up. Nodes of a release
-    /// before it ignore it, and the drainer looks those versions up.
+    /// objects), this holder's record of that version if it keeps one of the k data slots
+    /// (`OutboxItem::record`): a drainer that hears the version from its k data holders sends
+    /// it without looking it up. Nodes of a release before it ignore it, and the drainer looks
+    /// those versions up.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub records: bool,
 }

@@ -141,8 +141,10 @@ impl Store {
     }
 
     /// This holder's record of the version that the outbox entry at `at` is for, if it keeps
-    /// that version with every part's fragment inside the record: what a drainer needs to
-    /// send it without a lookup (`OutboxRequest::records`).
+    /// that version with every part's fragment inside the record, from one of its k data slots:
+    /// what a drainer needs to send it without a lookup (`OutboxRequest::records`). The data
+    /// slots are the object's bytes as they are, and k of them are all a drainer needs: the
+    /// holders of parity slots send none, which spares them the reads.
     fn queued_record(&self, prefix: &[u8], at: &[u8]) -> Result<Option<ObjectRecord>, StoreError> {
         let Some((version, bucket, key)) = parse_outbox_key(prefix, at) else {
             return Ok(None);
@@ -152,7 +154,8 @@ impl Store {
             _ => self.get_json::<ObjectRecord>(&history_key(&bucket, key, version))?,
         };
         Ok(record.filter(|r| {
-            r.version == version && !r.deleted && r.parts.iter().all(|p| p.inline.is_some())
+            let inline = r.parts.iter().all(|p| p.inline.is_some());
+            r.version == version && !r.deleted && inline && r.slot < r.data_shards
         }))
     }
 
@@ -328,6 +331,11 @@ mod tests {
         commit("file", record(40, Some(file)));
         commit("versioned", versioned(50, None));
         commit("versioned", versioned(60, None));
+        let parity = ObjectRecord {
+            slot: 4,
+            ..record(70, None)
+        };
+        commit("parity", parity);
         let request = OutboxRequest {
             target: "eu".into(),
             limit: 10,
@@ -351,8 +359,9 @@ mod tests {
                 ("file", 40, None),
                 ("versioned", 50, Some(50)),
                 ("versioned", 60, Some(60)),
+                ("parity", 70, None),
             ],
-            "the exact version, current or not, only with its data inside"
+            "the exact version, current or not, only with its data inside, from a data slot"
         );
         let plain = OutboxRequest {
             records: false,
