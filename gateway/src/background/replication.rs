@@ -1,11 +1,12 @@
 //! Cross-region replication's drain. Every change made in this region to a bucket that
 //! replicates is queued, by each holder that commits it, for each target region (the holders'
 //! outboxes, `storage-node/src/store/outbox.rs`). For each target, this worker reads the first
-//! entries of every node's outbox, merges the holders' copies (they share one id), sends each
-//! version to the target (`Peer::send`, 32 at once), and tells every node which entries the
-//! target took, so that they are removed everywhere; a refusal is noted on the holders (the
-//! version's `FAILED` status) and the entry stays. Once a second it also sends the target the
-//! bucket records (`sync_buckets`) and access keys (`sync_keys`) that changed.
+//! entries of every node's outbox (a small version comes with its data holders' records, so that
+//! it is sent without a lookup: `Found::from_records`), merges the holders' copies (they share
+//! one id), sends each version to the target (`Peer::send`, 32 at once), and tells every node
+//! which entries the target took, so that they are removed everywhere; a refusal is noted on
+//! the holders (the version's `FAILED` status) and the entry stays. Once a second it also sends
+//! the target the bucket records (`sync_buckets`) and access keys (`sync_keys`) that changed.
 //!
 //! Invariants:
 //! - An entry is removed only after the target answered the PUT or DELETE with success, which

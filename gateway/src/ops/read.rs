@@ -175,3 +175,27 @@ async fn stale_late(found: &mut Found) -> Vec<u8> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::{self, Nodes, BUCKET, KEY};
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_version_found_from_listed_records_streams_back_without_a_node_call() {
+        let nodes = Arc::new(Nodes::default());
+        let cluster = testing::cluster(nodes.clone());
+        let holders = testing::holders(&cluster);
+        let bytes = b"a small object, inside its records";
+        let v = testing::version(10, 2, bytes, true);
+        let records = [4, 1].map(|slot| (holders[slot].clone(), v[slot].0.clone()));
+        let found = Found::from_records(&cluster, &BUCKET, KEY, None, records.to_vec()).unwrap();
+        let end = bytes.len() as u64 - 1;
+        let body = stream(Arc::new(cluster), found, 0, end, None)
+            .await
+            .unwrap();
+        assert_eq!(body.collect().await.unwrap().to_bytes(), &bytes[..]);
+        assert_eq!(nodes.calls(), Vec::<String>::new());
+    }
+}
