@@ -60,9 +60,7 @@ impl Found {
             .position(|(s, l, _)| *s == slot && *l == len)?;
         Some(prefetched.swap_remove(at).2)
     }
-}
 
-impl Found {
     /// A version read from the records that its holders sent along with something else (the
     /// outbox's listing, `OutboxRequest::records`), each with its holder's address, without a
     /// lookup. `None` unless k holders sent it at the newest revision among them, each from the
