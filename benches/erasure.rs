@@ -47,15 +47,26 @@ fn erasure(c: &mut Criterion) {
     });
     group.finish();
 
-    // A 1 MiB object's block, and a 4 KiB object's (coded 2+4), in each frame format.
+    // A 1 MiB object's block, and a 4 KiB object's (coded 2+4), in each frame format: written,
+    // and checked by a reader.
     for (name, len) in [("256 KiB", STRIPE / 4), ("2 KiB", 2 << 10)] {
         let block = &data[..len];
         let mut group = c.benchmark_group(format!("block_hash {name}"));
         group.throughput(Throughput::Bytes(len as u64));
-        for frames in [FrameFormat::PositionFirst, FrameFormat::PositionLast] {
+        for frames in [
+            FrameFormat::PositionFirst,
+            FrameFormat::PositionLast,
+            FrameFormat::Checksummed,
+        ] {
             let format = format!("format {}", frames.number());
             group.bench_function(format, |b| {
                 b.iter(|| frames.block_hash(0, 0, black_box(block)))
+            });
+            // What a reader checks: the whole hash before format 3, its CRC32C since.
+            let hash = frames.block_hash(0, 0, block);
+            let read = format!("read check, format {}", frames.number());
+            group.bench_function(read, |b| {
+                b.iter(|| frames.reads_intact(0, 0, [black_box(block)], &hash))
             });
         }
         group.finish();

@@ -23,8 +23,11 @@ const FORMAT_1: &str = "store-format-1.tar.gz";
 /// Written by the release that made format 2 (2026-12-05), once its gateway wrote frames of
 /// format 2: the parts in fragment files and inline are of that format.
 const FORMAT_2: &str = "store-format-2.tar.gz";
+/// Written by the release that made format 3 (2026-12-05), once its gateway wrote frames of
+/// format 3.
+const FORMAT_3: &str = "store-format-3.tar.gz";
 /// The fixture `write_fixture` makes: that of the current format.
-const CURRENT: &str = FORMAT_2;
+const CURRENT: &str = FORMAT_3;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -165,6 +168,11 @@ async fn a_cluster_written_in_format_2_reads_back_in_full() {
     reads_back_in_full(FORMAT_2, FrameFormat::PositionLast).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_written_in_format_3_reads_back_in_full() {
+    reads_back_in_full(FORMAT_3, FrameFormat::Checksummed).await;
+}
+
 /// The format new parts are written in, as the gateway's status gives it.
 async fn frame_format_written(s3: &common::S3Client) -> u64 {
     let status = s3.get("/_tessera/status").await;
@@ -235,11 +243,16 @@ async fn reads_back_in_full(name: &str, frames: FrameFormat) {
     }
     let reply = s3.get(&format!("/{PLAIN}/new")).await;
     assert!(reply.status == 200 && reply.body == lined(200_000));
-    assert_eq!(frame_format_written(&s3).await, 2);
+    let newest = FrameFormat::NEWEST.number();
+    assert_eq!(frame_format_written(&s3).await, u64::from(newest));
     let status = s3.get("/_tessera/status").await;
     let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
     for node in status["nodes"].as_array().unwrap() {
-        assert_eq!(node["frame_formats"], serde_json::json!([1, 2]), "{node}");
+        assert_eq!(
+            node["frame_formats"],
+            serde_json::json!(FrameFormat::known()),
+            "{node}"
+        );
     }
     for key in ["files/300k", "inline/20k"] {
         let old = frame_formats(&cluster, &client, &bucket, key).await;

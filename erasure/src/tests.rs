@@ -305,16 +305,21 @@ fn layout_offsets_match_encoder_output() {
     assert_eq!(l.block_data_len(2, 0), 0);
     let block = [7u8; 9];
     let pieces = [&block[..2], &block[2..2], &block[2..]];
-    for frames in [FrameFormat::PositionFirst, FrameFormat::PositionLast] {
-        assert_eq!(
-            frames.block_hash_of_pieces(3, 1, pieces),
-            frames.block_hash(3, 1, &block)
-        );
+    for frames in ALL_FORMATS {
+        let hash = frames.block_hash(3, 1, &block);
+        assert_eq!(frames.block_hash_of_pieces(3, 1, pieces), hash);
+        assert!(frames.reads_intact(3, 1, pieces, &hash));
     }
 }
 
-/// The two formats as the crate's header states them, so that neither changes unnoticed:
-/// fragments already written in format 1 must keep checking.
+const ALL_FORMATS: [FrameFormat; 3] = [
+    FrameFormat::PositionFirst,
+    FrameFormat::PositionLast,
+    FrameFormat::Checksummed,
+];
+
+/// The formats as the crate's header states them, so that none changes unnoticed: fragments
+/// already written in an older format must keep checking.
 #[test]
 fn each_frame_format_hashes_as_documented() {
     let key = blake3::derive_key("tessera fragment block v1", b"");
@@ -322,15 +327,63 @@ fn each_frame_format_hashes_as_documented() {
     let position = [&5u64.to_le_bytes()[..], &[2]].concat();
     let first = blake3::keyed_hash(&key, &[&position[..], &block].concat());
     let last = blake3::keyed_hash(&key, &[&block[..], &position].concat());
+    let crc = crc32c::crc32c(&[&block[..], &position].concat());
+    let checksummed = [&last.as_bytes()[..28], &crc.to_le_bytes()].concat();
     let hash = |frames: FrameFormat| frames.block_hash(5, 2, &block);
     assert_eq!(hash(FrameFormat::PositionFirst), *first.as_bytes());
     assert_eq!(hash(FrameFormat::PositionLast), *last.as_bytes());
-    for frames in [FrameFormat::PositionFirst, FrameFormat::PositionLast] {
+    assert_eq!(hash(FrameFormat::Checksummed)[..], checksummed[..]);
+    for frames in ALL_FORMATS {
         assert_eq!(FrameFormat::from_number(frames.number()), Some(frames));
         assert!(FrameFormat::known().contains(&frames.number()));
     }
     assert_eq!(FrameFormat::default(), FrameFormat::PositionFirst);
-    assert_eq!(FrameFormat::from_number(3), None);
+    assert_eq!(FrameFormat::from_number(4), None);
+}
+
+/// A reader's check of a format 3 block looks at the CRC32C alone; it still catches a changed
+/// block, a block from another position and a changed CRC32C. Before format 3 it is the whole
+/// hash. The full check (`FragmentVerifier`, as an upload's receiver and the scrubber run it)
+/// also catches a change in format 3's blake3 part.
+#[test]
+fn a_reader_checks_a_format_3_block_by_its_crc32c() {
+    let block = object(5000);
+    for frames in ALL_FORMATS {
+        let hash = frames.block_hash(9, 4, &block);
+        let intact = |stripe, fragment, block: &[u8], hash: &[u8; HASH_LEN]| {
+            frames.reads_intact(stripe, fragment, [&block[..1000], &block[1000..]], hash)
+        };
+        assert!(intact(9, 4, &block, &hash), "{frames:?}");
+        assert!(!intact(8, 4, &block, &hash) && !intact(9, 3, &block, &hash));
+        let mut changed = block.clone();
+        changed[4321] ^= 0x10;
+        assert!(!intact(9, 4, &changed, &hash), "{frames:?}");
+        for at in [0, 27, 28, 31] {
+            let mut wrong = hash;
+            wrong[at] ^= 1;
+            let in_crc = at >= 28;
+            let read_caught = frames != FrameFormat::Checksummed || in_crc;
+            assert_eq!(
+                intact(9, 4, &block, &wrong),
+                !read_caught,
+                "{frames:?} {at}"
+            );
+            let layout = StripeLayout {
+                size: block.len() as u64,
+                data_shards: 1,
+                block_size: block.len(),
+                frames,
+            };
+            let full_check = |hash: &[u8]| {
+                let frame = [&block[..], hash].concat();
+                FragmentVerifier::new(layout, 0).update(&frame).is_ok()
+            };
+            let mut wrong = frames.block_hash(0, 0, &block);
+            assert!(full_check(&wrong));
+            wrong[at] ^= 1;
+            assert!(!full_check(&wrong), "{frames:?}: hash byte {at}");
+        }
+    }
 }
 
 /// A fragment written in one format fails in the other, and format 1 encodes, decodes and

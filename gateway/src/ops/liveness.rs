@@ -187,6 +187,16 @@ mod tests {
         );
         live.set_frame_formats(2, &[2, 200]);
         assert_eq!(live.frame_format(), FrameFormat::PositionLast);
+        for node in 0..3 {
+            live.set_frame_formats(node, &[1, 2, 3]);
+        }
+        assert_eq!(live.frame_format(), FrameFormat::Checksummed);
+        live.set_frame_formats(0, &[1, 2]);
+        assert_eq!(
+            live.frame_format(),
+            FrameFormat::PositionLast,
+            "one before 3"
+        );
         live.set_frame_formats(1, &[]);
         assert_eq!(
             live.frame_format(),

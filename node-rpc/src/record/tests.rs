@@ -147,7 +147,10 @@ fn a_part_names_its_frame_format_from_format_2_on() {
     assert!(json.contains(r#""frames":2"#), "{json}");
     assert_eq!(serde_json::from_str::<PartData>(&json).unwrap(), part);
     assert_eq!(part.layout(4).frames, FrameFormat::PositionLast);
-    let unknown = json.replace(r#""frames":2"#, r#""frames":3"#);
+    let checksummed = json.replace(r#""frames":2"#, r#""frames":3"#);
+    let checksummed = serde_json::from_str::<PartData>(&checksummed).unwrap();
+    assert_eq!(checksummed.frames, FrameFormat::Checksummed);
+    let unknown = json.replace(r#""frames":2"#, r#""frames":4"#);
     assert!(serde_json::from_str::<PartData>(&unknown).is_err());
     let before = json.replace(r#","frames":2"#, "");
     let old = serde_json::from_str::<PartData>(&before).unwrap();

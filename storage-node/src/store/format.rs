@@ -12,6 +12,11 @@
 //! that names none keeps format 1's frames, so a format 1 data dir opens with nothing to convert.
 //! A release before format 2 must not open a data dir of format 2: it would take every newer
 //! frame for a damaged one.
+//!
+//! Format 3 added frames whose hash ends in a CRC32C that readers check instead of blake3
+//! (`erasure::FrameFormat::Checksummed`); parts keep naming their own format, so a format 2 data
+//! dir opens with nothing to convert, and a release before format 3 must not open one of
+//! format 3, for the same reason.
 
 use super::StoreError;
 use std::fs::{self, File};
@@ -19,7 +24,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The format this release writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 /// The oldest format this release opens.
 const OLDEST: u32 = 1;
 
