@@ -318,7 +318,7 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     let recorded = cluster.path().join(node).join("format");
     let text = std::fs::read_to_string(&recorded).expect("the node recorded its format");
     assert_eq!(
-        text, "tessera-store-format 2\n",
+        text, "tessera-store-format 3\n",
         "recorded as the format it now holds"
     );
     cluster.kill(node);
@@ -333,7 +333,7 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     assert!(!out.status.success(), "the node started on format 99");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 2"),
+        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 3"),
         "{stderr}"
     );
     assert_eq!(
