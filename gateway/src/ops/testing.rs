@@ -207,7 +207,7 @@ pub fn version(micros: u64, k: usize, bytes: &[u8], inline: bool) -> Vec<(Object
         size: bytes.len() as u64,
         data_shards: k,
         block_size: 1024,
-        frames: FrameFormat::PositionLast,
+        frames: FrameFormat::NEWEST,
     };
     let mut files = vec![Vec::new(); 6];
     let mut encoder = codec.encoder(layout);
