@@ -457,7 +457,8 @@ impl Codec {
         }
     }
 
-    /// Checks frame count and hashes of one stripe's frames.
+    /// Checks frame count and hashes of one stripe's frames, as a reader does
+    /// (`FrameFormat::reads_intact`): a frame the fetch engine took must not fail here.
     fn verify<'a>(
         &self,
         layout: &StripeLayout,
@@ -477,8 +478,9 @@ impl Codec {
         let mut blocks = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let block = frame.and_then(|f| {
-                let ok = f.len() == block_len + HASH_LEN
-                    && layout.frames.block_hash(stripe, i, &f[..block_len]) == f[block_len..];
+                let (block, hash) = f.split_at(block_len.min(f.len()));
+                let ok = <&[u8; HASH_LEN]>::try_from(hash)
+                    .is_ok_and(|hash| layout.frames.reads_intact(stripe, i, [block], hash));
                 if !ok {
                     bad.push(i);
                 }

@@ -146,14 +146,28 @@ fn flipped_byte_is_reported_and_data_correct() {
     let l = layout(data.len());
     for (s, frames) in encode(&codec, &data, 3).iter().enumerate() {
         let s = s as u64;
-        // Flip a block byte or a hash byte, in a data or a parity frame.
-        for (frag, pos) in [(0, 0), (K - 1, l.block_len(s)), (K, 0)] {
+        // Flip a block byte or a byte of the hash's CRC32C, in a data or a parity frame; or a
+        // byte of the hash's blake3 part, which a reader does not check in format 3 (its block is
+        // sound, and decodes).
+        let crc = l.block_len(s) + HASH_LEN - 1;
+        let blake3 = l.block_len(s);
+        for (frag, pos, bad) in [
+            (0, 0, true),
+            (K - 1, crc, true),
+            (K, 0, true),
+            (1, blake3, false),
+        ] {
             let mut broken = frames[frag].to_vec();
             broken[pos] ^= 1;
             let mut given = refs(frames);
             given[frag] = Some(&broken);
+            given[if frag == 0 { 1 } else { 0 }] = None;
             let dec = codec.decode_stripe(&l, s, &given).unwrap();
-            assert_eq!(dec.bad, vec![frag]);
+            assert_eq!(
+                dec.bad,
+                if bad { vec![frag] } else { vec![] },
+                "{frag} {pos}"
+            );
             let start = l.data_offset(s) as usize;
             assert_eq!(dec.data, data[start..start + l.stripe_data_len_of(s)]);
         }

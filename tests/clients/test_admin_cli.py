@@ -38,9 +38,9 @@ def node_metric(cluster, node: str, series: str) -> float:
 
 
 def test_nodes_show_each_disk(cluster):
-    # Format 2 is written once the gateway's probe has heard every node report it.
+    # Format 3 is written once the gateway's probe has heard every node report it.
     deadline = time.monotonic() + 5
-    while (status := admin_cli(cluster, "nodes"))["frame_format"] != 2:
+    while (status := admin_cli(cluster, "nodes"))["frame_format"] != 3:
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
     nodes = status["nodes"]
@@ -48,7 +48,7 @@ def test_nodes_show_each_disk(cluster):
     for node in nodes:
         assert node["up"] is True
         assert 0 < node["disk_free_bytes"] <= node["disk_size_bytes"]
-        assert node["frame_formats"] == [1, 2]
+        assert node["frame_formats"] == [1, 2, 3]
         assert re.fullmatch(r"[0-9a-f]{16}", node["disk_id"]), node
     # The test cluster's nodes keep their data under one folder: one file system, one id.
     assert len({n["disk_id"] for n in nodes}) == 1
@@ -58,8 +58,8 @@ def test_nodes_show_each_disk(cluster):
     assert lines[0].split() == ["NODE", "ZONE", "ADDRESS", "STATE", "USED", "FREE", "SIZE",
                                 "USED%", "FRAMES"]
     nodes = lines[1:1 + len(cluster.node_ids)]
-    assert all(" up " in line and "%" in line and line.endswith("1,2") for line in nodes)
-    assert lines[1 + len(cluster.node_ids):] == ["", "new fragments are written in frame format 2"]
+    assert all(" up " in line and "%" in line and line.endswith("1,2,3") for line in nodes)
+    assert lines[1 + len(cluster.node_ids):] == ["", "new fragments are written in frame format 3"]
 
 
 def test_scrub_start_runs_a_pass_to_its_end(cluster):
