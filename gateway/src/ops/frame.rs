@@ -84,10 +84,14 @@ impl Frame {
 mod tests {
     use super::*;
 
-    /// A frame of `block`'s bytes and hash, cut into pieces at `cuts`.
-    fn cut(block: &[u8], stripe: u64, fragment: u8, cuts: &[usize]) -> Frame {
-        let mut whole = block.to_vec();
-        whole.extend_from_slice(&FrameFormat::NEWEST.block_hash(stripe, fragment as usize, block));
+    /// `block`'s bytes and its hash in format `frames`: a whole frame.
+    fn whole(frames: FrameFormat, block: &[u8], stripe: u64, fragment: u8) -> Vec<u8> {
+        let hash = frames.block_hash(stripe, fragment as usize, block);
+        [block, &hash].concat()
+    }
+
+    /// A frame's bytes, cut into pieces at `cuts`.
+    fn cut(whole: Vec<u8>, cuts: &[usize]) -> Frame {
         let whole = Bytes::from(whole);
         let mut frame = Frame::default();
         let mut at = 0;
@@ -110,7 +114,7 @@ mod tests {
             vec![101, 120],
             vec![10, 20, 30, 131],
         ] {
-            let frame = cut(&block, 7, 2, &cuts);
+            let frame = cut(whole(FrameFormat::NEWEST, &block, 7, 2), &cuts);
             assert_eq!(frame.len(), 132);
             let intact = |frames, stripe, fragment| frame.is_intact(frames, stripe, fragment);
             assert!(intact(FrameFormat::NEWEST, 7, 2), "cuts {cuts:?}");
@@ -130,13 +134,9 @@ mod tests {
     fn a_changed_byte_or_a_short_frame_fails_the_check() {
         let block = [9u8; 64];
         let frame_of = |frames: FrameFormat, flip: usize| {
-            let mut whole = block.to_vec();
-            whole.extend_from_slice(&frames.block_hash(0, 0, &block));
-            whole[flip] ^= 1;
-            let (a, b) = whole.split_at(40);
-            let mut frame = Frame::from(Bytes::copy_from_slice(a));
-            frame.push(Bytes::copy_from_slice(b));
-            frame
+            let mut bytes = whole(frames, &block, 0, 0);
+            bytes[flip] ^= 1;
+            cut(bytes, &[40])
         };
         for frames in [
             FrameFormat::PositionFirst,
