@@ -2,14 +2,14 @@
 //!
 //! An object's ETag is the MD5 of its bytes: a serial chain of 64-byte blocks that one core runs
 //! at about 600 MiB/s, which made it the largest single cost of a large PUT and a ceiling on the
-//! gateway's PUT throughput. But a gateway serves several uploads at once, and an AVX-512
-//! register holds sixteen 32-bit lanes: one hashing thread advances up to sixteen uploads' MD5s
-//! together, one block of each per step.
+//! gateway's PUT throughput. But a gateway serves several uploads at once, and a vector register
+//! holds several 32-bit lanes (sixteen in AVX-512, eight in AVX2): one hashing thread advances that
+//! many uploads' MD5s together, one block of each per step.
 //!
 //! An upload is hashed inline until it passes `INLINE_BYTES` (for a small body the trip to the
 //! thread costs more than it saves); then its state moves to the thread, and its chunks are queued
 //! there (shared, not copied). At most `MAX_QUEUED` bytes wait per upload: beyond that its reader
-//! waits, so memory per request stays bounded. Without AVX-512 every upload is hashed inline.
+//! waits, so memory per request stays bounded. Without AVX2 every upload is hashed inline.
 //!
 //! A step of the lanes costs about the same however many are busy, so the thread waits a little
 //! (`GATHER`) for every upload it serves to have bytes ready, and hashes a batch of one upload with
@@ -39,8 +39,6 @@ mod lanes {
     /// and the thread takes about this many from each upload per batch: lanes with work of the same
     /// size stay busy together, instead of one lane running on while the others idle.
     const BATCH_BYTES: usize = 256 << 10;
-    /// Uploads hashed together.
-    const LANES: usize = 16;
     /// How long the hashing thread waits for more uploads to have bytes ready when fewer are ready
     /// than there are uploads: a batch costs about the same for one upload as for sixteen, and
     /// under eight 64 MiB PUTs it held four uploads on average without the wait.
@@ -169,6 +167,7 @@ mod lanes {
 
     /// The hashing thread's queue of uploads with bytes to hash.
     struct Lanes {
+        kernel: Kernel,
         ready: Mutex<VecDeque<Arc<Upload>>>,
         wake: Condvar,
         /// Uploads hashed here, whether they have bytes ready or not.
@@ -194,14 +193,12 @@ mod lanes {
         }
     }
 
-    /// The hashing thread, started on first use; `None` where the CPU lacks AVX-512.
+    /// The hashing thread, started on first use; `None` where the CPU has no kernel.
     fn lanes() -> Option<&'static Lanes> {
         static LANES_THREAD: OnceLock<Option<&'static Lanes>> = OnceLock::new();
         *LANES_THREAD.get_or_init(|| {
-            if !std::arch::is_x86_feature_detected!("avx512f") {
-                return None;
-            }
             let lanes: &'static Lanes = Box::leak(Box::new(Lanes {
+                kernel: Kernel::detect()?,
                 ready: Mutex::default(),
                 wake: Condvar::new(),
                 uploads: AtomicUsize::new(0),
@@ -228,7 +225,8 @@ mod lanes {
                         ready = self.wake.wait(ready).expect("md5 queue lock");
                     }
                     let deadline = Instant::now() + GATHER;
-                    while ready.len() < self.uploads.load(Ordering::Relaxed).min(LANES) {
+                    let width = self.kernel.lanes();
+                    while ready.len() < self.uploads.load(Ordering::Relaxed).min(width) {
                         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                             break;
                         };
@@ -238,7 +236,7 @@ mod lanes {
                             .expect("md5 queue lock")
                             .0;
                     }
-                    let n = ready.len().min(LANES);
+                    let n = ready.len().min(width);
                     ready.drain(..n).collect()
                 };
                 let mut work: Vec<Work> = batch
@@ -258,12 +256,11 @@ mod lanes {
                     })
                     .collect();
                 if let [alone] = &mut work[..] {
-                    // A vector step costs about one and a half scalar blocks: with one lane
-                    // busy, the scalar code is faster.
+                    // A vector step costs more than a scalar block (about one and a half with
+                    // AVX-512, two with AVX2): with one lane busy, the scalar code is faster.
                     alone.hash_scalar();
                 } else {
-                    // SAFETY: `lanes()` starts this thread only where the CPU has AVX-512F.
-                    unsafe { avx512::hash(&mut work) };
+                    self.kernel.hash(&mut work);
                 }
                 for (upload, done) in batch.into_iter().zip(work) {
                     let mut q = upload.queued.lock().expect("md5 upload lock");
@@ -308,6 +305,156 @@ mod lanes {
             self.left = 0;
         }
     }
+
+    /// A vector implementation of MD5's steps. A value exists only where the CPU has its
+    /// instructions (`detect`), which is what makes `hash` safe to call.
+    #[derive(Clone, Copy)]
+    enum Kernel {
+        Avx512,
+        Avx2,
+    }
+
+    impl Kernel {
+        /// The widest kernel this CPU runs.
+        fn detect() -> Option<Kernel> {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                Some(Kernel::Avx512)
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                Some(Kernel::Avx2)
+            } else {
+                None
+            }
+        }
+
+        /// Uploads hashed together.
+        fn lanes(self) -> usize {
+            match self {
+                Kernel::Avx512 => 16,
+                Kernel::Avx2 => 8,
+            }
+        }
+
+        /// Hashes every whole block of each upload's chunks into its state (up to `lanes()`
+        /// uploads); the bytes after the last whole block become the state's unfinished block.
+        fn hash(self, work: &mut [Work]) {
+            assert!(work.len() <= self.lanes());
+            match self {
+                // SAFETY: the value exists only where `detect` found AVX-512F.
+                Kernel::Avx512 => unsafe { avx512::hash(work) },
+                // SAFETY: the value exists only where `detect` found AVX2.
+                Kernel::Avx2 => unsafe { avx2::hash(work) },
+            }
+        }
+    }
+
+    /// The uploads' states as the kernels hold them, word-major: `words[i][lane]` is word i of
+    /// that lane's state. Counts the bytes about to be hashed into each upload's length.
+    fn load_states<const N: usize>(work: &mut [Work]) -> [[u32; N]; 4] {
+        let mut words = [[0u32; N]; 4];
+        for (lane, w) in work.iter_mut().enumerate() {
+            for (word, value) in words.iter_mut().zip(w.md5.words) {
+                word[lane] = value;
+            }
+            w.md5.len += w.left as u64;
+        }
+        words
+    }
+
+    /// Puts the kernels' words back into the uploads' states.
+    fn store_states<const N: usize>(work: &mut [Work], words: [[u32; N]; 4]) {
+        for (lane, w) in work.iter_mut().enumerate() {
+            for (i, word) in words.iter().enumerate() {
+                w.md5.words[i] = word[lane];
+            }
+        }
+    }
+
+    /// Copies each upload's next whole block into its row; returns a bit per lane that had one.
+    fn next_blocks(work: &mut [Work], rows: &mut [[u8; 64]]) -> u32 {
+        let mut active = 0;
+        for (lane, (w, row)) in work.iter_mut().zip(rows).enumerate() {
+            if w.md5.next_block(&mut w.chunks, &mut w.left, row) {
+                active |= 1 << lane;
+            }
+        }
+        active
+    }
+
+    /// Per-step additive constants (RFC 1321).
+    const K: [u32; 64] = [
+        0xd76a_a478,
+        0xe8c7_b756,
+        0x2420_70db,
+        0xc1bd_ceee,
+        0xf57c_0faf,
+        0x4787_c62a,
+        0xa830_4613,
+        0xfd46_9501,
+        0x6980_98d8,
+        0x8b44_f7af,
+        0xffff_5bb1,
+        0x895c_d7be,
+        0x6b90_1122,
+        0xfd98_7193,
+        0xa679_438e,
+        0x49b4_0821,
+        0xf61e_2562,
+        0xc040_b340,
+        0x265e_5a51,
+        0xe9b6_c7aa,
+        0xd62f_105d,
+        0x0244_1453,
+        0xd8a1_e681,
+        0xe7d3_fbc8,
+        0x21e1_cde6,
+        0xc337_07d6,
+        0xf4d5_0d87,
+        0x455a_14ed,
+        0xa9e3_e905,
+        0xfcef_a3f8,
+        0x676f_02d9,
+        0x8d2a_4c8a,
+        0xfffa_3942,
+        0x8771_f681,
+        0x6d9d_6122,
+        0xfde5_380c,
+        0xa4be_ea44,
+        0x4bde_cfa9,
+        0xf6bb_4b60,
+        0xbebf_bc70,
+        0x289b_7ec6,
+        0xeaa1_27fa,
+        0xd4ef_3085,
+        0x0488_1d05,
+        0xd9d4_d039,
+        0xe6db_99e5,
+        0x1fa2_7cf8,
+        0xc4ac_5665,
+        0xf429_2244,
+        0x432a_ff97,
+        0xab94_23a7,
+        0xfc93_a039,
+        0x655b_59c3,
+        0x8f0c_cc92,
+        0xffef_f47d,
+        0x8584_5dd1,
+        0x6fa8_7e4f,
+        0xfe2c_e6e0,
+        0xa301_4314,
+        0x4e08_11a1,
+        0xf753_7e82,
+        0xbd3a_f235,
+        0x2ad7_d2bb,
+        0xeb86_d391,
+    ];
+
+    /// Per-step left rotations, four per round.
+    const S: [[u32; 4]; 4] = [
+        [7, 12, 17, 22],
+        [5, 9, 14, 20],
+        [4, 11, 16, 23],
+        [6, 10, 15, 21],
+    ];
 
     /// The MD5 of an upload's bytes, fed as they arrive.
     pub struct Md5Stream(Hashing);
@@ -403,110 +550,19 @@ mod lanes {
 
     /// Sixteen MD5s in the lanes of AVX-512 registers.
     mod avx512 {
-        use super::Work;
+        use super::{Work, K, S};
         use std::arch::x86_64::*;
 
-        /// Per-step additive constants (RFC 1321).
-        const K: [u32; 64] = [
-            0xd76a_a478,
-            0xe8c7_b756,
-            0x2420_70db,
-            0xc1bd_ceee,
-            0xf57c_0faf,
-            0x4787_c62a,
-            0xa830_4613,
-            0xfd46_9501,
-            0x6980_98d8,
-            0x8b44_f7af,
-            0xffff_5bb1,
-            0x895c_d7be,
-            0x6b90_1122,
-            0xfd98_7193,
-            0xa679_438e,
-            0x49b4_0821,
-            0xf61e_2562,
-            0xc040_b340,
-            0x265e_5a51,
-            0xe9b6_c7aa,
-            0xd62f_105d,
-            0x0244_1453,
-            0xd8a1_e681,
-            0xe7d3_fbc8,
-            0x21e1_cde6,
-            0xc337_07d6,
-            0xf4d5_0d87,
-            0x455a_14ed,
-            0xa9e3_e905,
-            0xfcef_a3f8,
-            0x676f_02d9,
-            0x8d2a_4c8a,
-            0xfffa_3942,
-            0x8771_f681,
-            0x6d9d_6122,
-            0xfde5_380c,
-            0xa4be_ea44,
-            0x4bde_cfa9,
-            0xf6bb_4b60,
-            0xbebf_bc70,
-            0x289b_7ec6,
-            0xeaa1_27fa,
-            0xd4ef_3085,
-            0x0488_1d05,
-            0xd9d4_d039,
-            0xe6db_99e5,
-            0x1fa2_7cf8,
-            0xc4ac_5665,
-            0xf429_2244,
-            0x432a_ff97,
-            0xab94_23a7,
-            0xfc93_a039,
-            0x655b_59c3,
-            0x8f0c_cc92,
-            0xffef_f47d,
-            0x8584_5dd1,
-            0x6fa8_7e4f,
-            0xfe2c_e6e0,
-            0xa301_4314,
-            0x4e08_11a1,
-            0xf753_7e82,
-            0xbd3a_f235,
-            0x2ad7_d2bb,
-            0xeb86_d391,
-        ];
-        /// Per-step left rotations, four per round.
-        const S: [[u32; 4]; 4] = [
-            [7, 12, 17, 22],
-            [5, 9, 14, 20],
-            [4, 11, 16, 23],
-            [6, 10, 15, 21],
-        ];
-
-        /// Hashes every whole block of each upload's chunks into its state (up to `LANES` uploads);
-        /// the bytes after the last whole block become the state's unfinished block.
+        /// `Kernel::hash` for sixteen lanes.
         ///
         /// # Safety
         /// The CPU must support AVX-512F.
         #[target_feature(enable = "avx512f")]
         pub unsafe fn hash(work: &mut [Work]) {
-            assert!(work.len() <= super::LANES);
-            let mut words = [[0u32; 16]; 4];
-            for (lane, w) in work.iter_mut().enumerate() {
-                for (word, value) in words.iter_mut().zip(w.md5.words) {
-                    word[lane] = value;
-                }
-                w.md5.len += w.left as u64;
-            }
-            let [mut a, mut b, mut c, mut d] = words.map(vector);
+            let [mut a, mut b, mut c, mut d] = super::load_states::<16>(work).map(vector);
             let mut blocks = Blocks([[0u8; 64]; 16]);
             loop {
-                let mut active: __mmask16 = 0;
-                for (lane, w) in work.iter_mut().enumerate() {
-                    if w.md5
-                        .next_block(&mut w.chunks, &mut w.left, &mut blocks.0[lane])
-                    {
-                        active |= 1 << lane;
-                    }
-                }
+                let active = super::next_blocks(work, &mut blocks.0) as __mmask16;
                 if active == 0 {
                     break;
                 }
@@ -519,12 +575,7 @@ mod lanes {
                 c = _mm512_mask_add_epi32(c, active, c, nc);
                 d = _mm512_mask_add_epi32(d, active, d, nd);
             }
-            let words = [a, b, c, d].map(lanes_of);
-            for (lane, w) in work.iter_mut().enumerate() {
-                for (i, word) in words.iter().enumerate() {
-                    w.md5.words[i] = word[lane];
-                }
-            }
+            super::store_states(work, [a, b, c, d].map(lanes_of));
         }
 
         /// Lane i's block in row i: the rows load as vectors.
@@ -624,6 +675,161 @@ mod lanes {
         }
     }
 
+    /// Eight MD5s in the lanes of AVX2 registers, for CPUs without AVX-512: half the lanes, and
+    /// a step takes more instructions (AVX2 has no rotate and no ternary logic).
+    mod avx2 {
+        use super::{Work, K, S};
+        use std::arch::x86_64::*;
+
+        /// `Kernel::hash` for eight lanes.
+        ///
+        /// # Safety
+        /// The CPU must support AVX2.
+        #[target_feature(enable = "avx2")]
+        pub unsafe fn hash(work: &mut [Work]) {
+            let [mut a, mut b, mut c, mut d] = super::load_states::<8>(work).map(vector);
+            let mut blocks = Blocks([[0u8; 64]; 8]);
+            loop {
+                let active = super::next_blocks(work, &mut blocks.0);
+                if active == 0 {
+                    break;
+                }
+                let mask = vector(std::array::from_fn(|lane| {
+                    if active >> lane & 1 == 1 {
+                        u32::MAX
+                    } else {
+                        0
+                    }
+                }));
+                let m = transpose(&blocks);
+                let (na, nb, nc, nd) = rounds(a, b, c, d, &m);
+                a = _mm256_add_epi32(a, _mm256_and_si256(na, mask));
+                b = _mm256_add_epi32(b, _mm256_and_si256(nb, mask));
+                c = _mm256_add_epi32(c, _mm256_and_si256(nc, mask));
+                d = _mm256_add_epi32(d, _mm256_and_si256(nd, mask));
+            }
+            super::store_states(work, [a, b, c, d].map(lanes_of));
+        }
+
+        /// Lane i's block in row i: each half of a row loads as a vector.
+        #[repr(C, align(32))]
+        struct Blocks([[u8; 64]; 8]);
+
+        /// The message words of every lane's block, word-major: `m[j]` holds word j of each row.
+        /// Each half of the rows (words 0-7, then 8-15) is an 8 x 8 transpose.
+        #[target_feature(enable = "avx2")]
+        unsafe fn transpose(blocks: &Blocks) -> [__m256i; 16] {
+            let mut m = [_mm256_setzero_si256(); 16];
+            for half in 0..2 {
+                // SAFETY: each row is 64 bytes, 32-byte aligned; a half is one vector.
+                let r: [__m256i; 8] = std::array::from_fn(|row| unsafe {
+                    _mm256_load_si256(blocks.0[row].as_ptr().add(32 * half).cast())
+                });
+                // Pairs of rows interleaved by words, then by pairs of words: t and u hold, in
+                // each 128-bit half, one word of four rows; the last step joins the halves.
+                let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+                let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+                let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+                let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+                let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+                let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+                let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+                let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+                let u = [
+                    _mm256_unpacklo_epi64(t0, t2),
+                    _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3),
+                    _mm256_unpackhi_epi64(t1, t3),
+                    _mm256_unpacklo_epi64(t4, t6),
+                    _mm256_unpackhi_epi64(t4, t6),
+                    _mm256_unpacklo_epi64(t5, t7),
+                    _mm256_unpackhi_epi64(t5, t7),
+                ];
+                // u[j] (rows 0-3) and u[j + 4] (rows 4-7) hold words j and j + 4.
+                let words = &mut m[8 * half..8 * half + 8];
+                for j in 0..4 {
+                    words[j] = _mm256_permute2x128_si256::<0x20>(u[j], u[j + 4]);
+                    words[j + 4] = _mm256_permute2x128_si256::<0x31>(u[j], u[j + 4]);
+                }
+            }
+            m
+        }
+
+        fn vector(words: [u32; 8]) -> __m256i {
+            // SAFETY: both are 32 plain bytes.
+            unsafe { std::mem::transmute(words) }
+        }
+
+        fn lanes_of(v: __m256i) -> [u32; 8] {
+            // SAFETY: both are 32 plain bytes.
+            unsafe { std::mem::transmute(v) }
+        }
+
+        /// F = b ? c : d, as d ^ (b & (c ^ d)).
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn f(b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+            _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))
+        }
+
+        /// G = d ? b : c, as c ^ (d & (b ^ c)).
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn g(b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+            _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))
+        }
+
+        /// H = b ^ c ^ d.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn h(b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+            _mm256_xor_si256(b, _mm256_xor_si256(c, d))
+        }
+
+        /// I = c ^ (b | !d).
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn i(b: __m256i, c: __m256i, d: __m256i) -> __m256i {
+            let not_d = _mm256_xor_si256(d, _mm256_set1_epi32(-1));
+            _mm256_xor_si256(c, _mm256_or_si256(b, not_d))
+        }
+
+        /// The 64 steps of one block in every lane; returns the words to add to the state.
+        #[target_feature(enable = "avx2")]
+        fn rounds(
+            mut a: __m256i,
+            mut b: __m256i,
+            mut c: __m256i,
+            mut d: __m256i,
+            m: &[__m256i; 16],
+        ) -> (__m256i, __m256i, __m256i, __m256i) {
+            // Unrolled as in the AVX-512 kernel, so that constants and shifts are immediates.
+            macro_rules! round {
+                ($f:ident, $g:expr, [$($i:literal)*]) => {$({
+                    let k = _mm256_set1_epi32(K[$i] as i32);
+                    let ahead = _mm256_add_epi32(a, _mm256_add_epi32(k, m[$g($i)]));
+                    let t = _mm256_add_epi32(ahead, $f(b, c, d));
+                    let rotated = _mm256_or_si256(
+                        _mm256_slli_epi32::<{ S[$i / 16][$i % 4] as i32 }>(t),
+                        _mm256_srli_epi32::<{ 32 - S[$i / 16][$i % 4] as i32 }>(t),
+                    );
+                    a = d;
+                    d = c;
+                    c = b;
+                    b = _mm256_add_epi32(b, rotated);
+                })*};
+            }
+            round!(f, |step: usize| step, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]);
+            round!(g, |step: usize| (5 * step + 1) % 16,
+                [16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31]);
+            round!(h, |step: usize| (3 * step + 5) % 16,
+                [32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47]);
+            round!(i, |step: usize| (7 * step) % 16,
+                [48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63]);
+            (a, b, c, d)
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -660,16 +866,24 @@ mod lanes {
         }
 
         #[test]
-        fn lanes_match_md5_with_uneven_uploads_and_chunks() {
-            if !std::arch::is_x86_feature_detected!("avx512f") {
-                return;
-            }
+        fn every_kernel_matches_md5_with_uneven_uploads_and_chunks() {
+            let kernels = [
+                (
+                    Kernel::Avx512,
+                    std::arch::is_x86_feature_detected!("avx512f"),
+                ),
+                (Kernel::Avx2, std::arch::is_x86_feature_detected!("avx2")),
+            ];
             // More uploads than lanes, of different lengths, each in chunks of odd sizes, and some
             // with a state already part-way (an unfinished block).
             let uploads: Vec<Vec<u8>> = (0..20)
                 .map(|i| data(i * 997 + i * i * 61, i as u64 + 7))
                 .collect();
-            for batch in uploads.chunks(LANES) {
+            let on_this_cpu = kernels
+                .into_iter()
+                .filter_map(|(k, found)| found.then_some(k));
+            for batch in on_this_cpu.flat_map(|k| uploads.chunks(k.lanes()).map(move |b| (k, b))) {
+                let (kernel, batch) = batch;
                 let mut work: Vec<Work> = batch
                     .iter()
                     .enumerate()
@@ -684,8 +898,7 @@ mod lanes {
                         Work::new(md5, chunks)
                     })
                     .collect();
-                // SAFETY: checked above.
-                unsafe { avx512::hash(&mut work) };
+                kernel.hash(&mut work);
                 for (w, bytes) in work.into_iter().zip(batch) {
                     assert!(w.chunks.is_empty() && w.left == 0);
                     assert_eq!(w.md5.finish(), reference(bytes), "{} bytes", bytes.len());
