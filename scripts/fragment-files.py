@@ -44,7 +44,9 @@ class GroupSync:
                     self.cv.wait()
                 covers = self.asked
             if self.libc.syncfs(self.fd) != 0:
-                raise OSError(ctypes.get_errno(), "syncfs")
+                # The writers wait on this thread: end the whole run rather than leave them.
+                print(f"syncfs: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+                os._exit(1)
             with self.cv:
                 self.done = covers
                 self.cv.notify_all()
