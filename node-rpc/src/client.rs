@@ -11,7 +11,7 @@ use crate::protocol::{
     FRAMES_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
-    BucketId, BucketRecord, Inline, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
+    BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
 };
 use crate::tls::{self, TlsError};
 use crate::ClusterConfig;
@@ -518,14 +518,7 @@ impl NodeClient {
     pub async fn commit(&self, addr: &str, commit: &CommitRequest) -> Result<bool, RpcError> {
         // Sized for its inline fragments, so that serializing does not grow and copy the buffer
         // over and over (a few percent of a gateway's CPU under small PUTs).
-        let inline: usize = commit
-            .record
-            .parts
-            .iter()
-            .filter_map(|p| p.inline.as_ref())
-            .map(Inline::json_len)
-            .sum();
-        let mut body = Vec::with_capacity(inline + 2048);
+        let mut body = Vec::with_capacity(commit.record.inline_json_len() + 2048);
         serde_json::to_writer(&mut body, commit)?;
         let body = Bytes::from(body);
         if self.hint_for.is_some() || commit.claim.is_some() {

@@ -118,7 +118,7 @@ impl Store {
             if existing.revision >= record.revision {
                 return Ok(None);
             }
-            writes.put(at.as_slice(), serde_json::to_vec(record)?);
+            writes.put(at.as_slice(), record.to_json()?);
             replaced = Some(existing.clone());
         } else {
             if !record.versioned {
@@ -132,20 +132,14 @@ impl Store {
             }
             match &current {
                 Some(cur) if cur.version > record.version => {
-                    writes.put(
-                        history_key(bucket, key, record.version),
-                        serde_json::to_vec(record)?,
-                    );
+                    writes.put(history_key(bucket, key, record.version), record.to_json()?);
                 }
                 _ => {
                     if let Some(cur) = current.as_ref().filter(|c| c.versioned || record.versioned)
                     {
-                        writes.put(
-                            history_key(bucket, key, cur.version),
-                            serde_json::to_vec(cur)?,
-                        );
+                        writes.put(history_key(bucket, key, cur.version), cur.to_json()?);
                     }
-                    writes.put(db_key.as_slice(), serde_json::to_vec(record)?);
+                    writes.put(db_key.as_slice(), record.to_json()?);
                 }
             }
         }
@@ -334,7 +328,7 @@ impl Store {
                 match history.first() {
                     Some((at, next)) => {
                         batch.delete(at);
-                        batch.put(&db_key, serde_json::to_vec(next)?);
+                        batch.put(&db_key, next.to_json()?);
                     }
                     None => batch.delete(&db_key),
                 }
@@ -393,7 +387,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put(purged_key(bucket, key, version), b"");
         batch.delete(replaced_key(bucket, key));
-        batch.put(&db_key, serde_json::to_vec(&kept.record)?);
+        batch.put(&db_key, kept.record.to_json()?);
         self.write_synced(batch)?;
         self.remove_fragments(&current)?;
         Ok(true)
