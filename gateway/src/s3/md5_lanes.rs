@@ -336,7 +336,7 @@ mod lanes {
         }
 
         /// A narrower kernel that hashes a batch it can hold faster than `self` does, timed on
-        /// this CPU (under a millisecond, once, when the thread starts). On the AMD EPYC (Zen 4)
+        /// this CPU (under a millisecond, once, as the thread is set up). On the AMD EPYC (Zen 4)
         /// cores of the project's machine, which run AVX-512 in two halves, eight uploads of
         /// 16 KiB took 45 µs in AVX-512 and 36 µs in AVX2; cores with full-width AVX-512 units
         /// may differ, since its instructions also take fewer steps per round.
