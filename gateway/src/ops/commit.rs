@@ -218,7 +218,7 @@ where
     let available = stored.iter().filter(|s| **s).count();
     quorum.require(available, holders.len(), "holders can take the write")?;
     // Boxed: a commit's future is kilobytes, and collecting them unboxed moved each one several
-    // times as the list grew (a tenth of the gateway's `memmove` under 4 KiB PUTs).
+    // times as the list grew (about a third of the gateway's `memmove` under 4 KiB PUTs).
     let calls = holders
         .iter()
         .zip(stored)

@@ -317,7 +317,7 @@ mod lanes {
 
     /// A vector implementation of MD5's steps. A value exists only where the CPU has its
     /// instructions (`detect`), which is what makes `hash` safe to call.
-    #[derive(Clone, Copy, Debug)]
+    #[derive(Clone, Copy)]
     enum Kernel {
         Avx512,
         Avx2,
