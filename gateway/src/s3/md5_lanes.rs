@@ -169,8 +169,6 @@ mod lanes {
     /// The hashing thread's queue of uploads with bytes to hash.
     struct Lanes {
         kernel: Kernel,
-        /// A narrower kernel that hashes the batches it can hold faster than `kernel` on this CPU.
-        narrow: Option<Kernel>,
         ready: Mutex<VecDeque<Arc<Upload>>>,
         wake: Condvar,
         /// Uploads hashed here, whether they have bytes ready or not.
@@ -200,10 +198,8 @@ mod lanes {
     fn lanes() -> Option<&'static Lanes> {
         static LANES_THREAD: OnceLock<Option<&'static Lanes>> = OnceLock::new();
         *LANES_THREAD.get_or_init(|| {
-            let kernel = Kernel::detect()?;
             let lanes: &'static Lanes = Box::leak(Box::new(Lanes {
-                kernel,
-                narrow: kernel.faster_narrower(),
+                kernel: Kernel::detect()?,
                 ready: Mutex::default(),
                 wake: Condvar::new(),
                 uploads: AtomicUsize::new(0),
@@ -223,6 +219,9 @@ mod lanes {
         }
 
         fn run(&self) {
+            // Timed here rather than where the thread is set up: that is an upload's task, on a
+            // runtime thread.
+            let narrow = self.kernel.faster_narrower();
             loop {
                 let batch: Vec<Arc<Upload>> = {
                     let mut ready = self.ready.lock().expect("md5 queue lock");
@@ -265,7 +264,7 @@ mod lanes {
                     // AVX-512, two with AVX2): with one lane busy, the scalar code is faster.
                     alone.hash_scalar();
                 } else {
-                    let kernel = match self.narrow {
+                    let kernel = match narrow {
                         Some(narrow) if work.len() <= narrow.lanes() => narrow,
                         _ => self.kernel,
                     };
@@ -336,7 +335,7 @@ mod lanes {
         }
 
         /// A narrower kernel that hashes a batch it can hold faster than `self` does, timed on
-        /// this CPU (under a millisecond, once, as the thread is set up). On the AMD EPYC (Zen 4)
+        /// this CPU (under a millisecond, once, as the thread starts). On the AMD EPYC (Zen 4)
         /// cores of the project's machine, which run AVX-512 in two halves, eight uploads of
         /// 16 KiB took 45 µs in AVX-512 and 36 µs in AVX2; cores with full-width AVX-512 units
         /// may differ, since its instructions also take fewer steps per round.
