@@ -515,3 +515,64 @@ async fn gathered_commits_are_each_applied_and_answered() {
         .unwrap_or_else(|| panic!("no batch of commits was counted:\n{metrics}"));
     assert!(batches.contains("status=\"200\""), "{batches}");
 }
+
+/// Many concurrent lookups at one node go out gathered into batches (`POST /v1/objects`), and
+/// each is answered as a lone `GET /v1/object` would be: the key's current record, the version
+/// asked for, or no record for a key or version the node does not have (here an older version is
+/// replaced by a newer one, as in a bucket without versioning).
+#[tokio::test(flavor = "multi_thread")]
+async fn gathered_lookups_are_each_answered() {
+    use node_rpc::record::{Version, VersionRef};
+    let cluster = TestCluster::start();
+    let (addr, secret) = cluster.first_node();
+    let secret = node_rpc::auth::ClusterSecret::new(secret);
+    let client = node_rpc::NodeClient::new(secret.clone(), std::time::Duration::from_secs(10));
+    let mut versions = Vec::new();
+    for i in 0..100 {
+        let version = Version::now();
+        let commit = empty_object(&format!("key-{i:03}"), version);
+        assert!(client.commit(&addr, &commit).await.unwrap());
+        versions.push(version);
+    }
+    let older = versions[0];
+    versions[0] = Version::now();
+    assert!(client
+        .commit(&addr, &empty_object("key-000", versions[0]))
+        .await
+        .unwrap());
+
+    // Current records, missing keys, versions by id that are and are not there, all at once.
+    let asks: Vec<(String, Option<VersionRef>)> = (0..400)
+        .map(|i| match i % 4 {
+            0 | 1 => (format!("key-{:03}", i % 100), None),
+            2 => (format!("missing-{i}"), None),
+            // Records written without versioning are the key's null version.
+            _ if i == 3 => ("key-001".to_string(), Some(VersionRef::Null)),
+            _ if i == 7 => ("key-000".to_string(), Some(VersionRef::Id(older))),
+            _ => ("key-002".to_string(), Some(VersionRef::Id(Version::now()))),
+        })
+        .collect();
+    let answers = futures::future::join_all(
+        asks.iter()
+            .map(|(key, which)| client.object(&addr, &[0x24; 16], key, *which)),
+    )
+    .await;
+    for ((key, which), answer) in asks.iter().zip(answers) {
+        let lookup = answer.unwrap_or_else(|e| panic!("{key}: {e}"));
+        let found = lookup.record.map(|r| r.version);
+        let expected = match (key.as_str(), which) {
+            (k, _) if k.starts_with("missing") => None,
+            ("key-001", Some(_)) => Some(versions[1]),
+            (_, Some(_)) => None,
+            (k, None) => Some(versions[k[4..].parse::<usize>().unwrap()]),
+        };
+        assert_eq!(found, expected, "{key} {which:?}");
+    }
+
+    let metrics = node_metrics(&addr, &secret).await;
+    let batches = metrics
+        .lines()
+        .find(|l| l.starts_with("tessera_node_calls_total{") && l.contains("call=\"lookup_batch\""))
+        .unwrap_or_else(|| panic!("no batch of lookups was counted:\n{metrics}"));
+    assert!(batches.contains("status=\"200\""), "{batches}");
+}

@@ -2,13 +2,13 @@
 
 use crate::auth::{BodyDigest, StreamKey, StreamTagger, STREAM_TAG_LEN};
 use crate::body::{empty, full, HttpBody};
-use crate::commits::{self, Gathering};
+use crate::gather::{self, Commits, Gathering, Lookups};
 use crate::protocol::{
-    parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitOutcome,
-    CommitRequest, LeaseAnswer, LeaseRequest, ListRequest, ListResponse, Lookup, OutboxPage,
-    OutboxReport, OutboxRequest, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage,
-    UndoRequest, UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER,
-    FRAMES_HEADER, HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    parse_raw_upload_answer, ClaimAnswer, ClaimRequest, ClusterSecret, CommitRequest, LeaseAnswer,
+    LeaseRequest, ListRequest, ListResponse, Lookup, LookupRequest, OutboxPage, OutboxReport,
+    OutboxRequest, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage, UndoRequest,
+    UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, FRAMES_HEADER,
+    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
 };
 use crate::record::{
     BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
@@ -524,7 +524,7 @@ impl NodeClient {
         if self.hint_for.is_some() || commit.claim.is_some() {
             return self.commit_alone(addr, body).await;
         }
-        commits::commit(self, addr, body).await
+        gather::call::<Commits>(self, addr, body).await
     }
 
     /// `POST /v1/commit` of a serialized `CommitRequest`.
@@ -532,14 +532,15 @@ impl NodeClient {
         self.call_with(addr, Method::POST, "/v1/commit", body).await
     }
 
-    /// `POST /v1/commits` of a JSON array of plain `CommitRequest`s.
-    pub(crate) async fn commit_batch(
+    /// A batch of gathered calls (see `gather`): `array` is their JSON array, and the answer
+    /// one outcome each.
+    pub(crate) async fn batch<T: DeserializeOwned>(
         &self,
         addr: &str,
+        path: &str,
         array: Bytes,
-    ) -> Result<Vec<CommitOutcome>, RpcError> {
-        self.call_with(addr, Method::POST, "/v1/commits", array)
-            .await
+    ) -> Result<Vec<T>, RpcError> {
+        self.call_with(addr, Method::POST, path, array).await
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -558,8 +559,22 @@ impl NodeClient {
         key: &str,
         version: Option<VersionRef>,
     ) -> Result<Lookup, RpcError> {
-        let query = version.map(|v| format!("version={v}"));
-        self.lookup(addr, bucket, key, query).await
+        let lookup = LookupRequest {
+            bucket: *bucket,
+            key: key.to_string(),
+            version,
+        };
+        gather::call::<Lookups>(self, addr, lookup).await
+    }
+
+    /// `object` as a call of its own.
+    pub(crate) async fn object_alone(
+        &self,
+        addr: &str,
+        lookup: LookupRequest,
+    ) -> Result<Lookup, RpcError> {
+        let query = lookup.version.map(|v| format!("version={v}"));
+        self.lookup(addr, &lookup.bucket, &lookup.key, query).await
     }
 
     /// The record of `version` of a key that the node keeps as a hint for `holder`, not yet

@@ -7,7 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod cluster;
-mod commits;
+mod gather;
 pub mod object_lock;
 pub mod protocol;
 pub mod record;

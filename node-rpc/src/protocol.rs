@@ -196,6 +196,27 @@ pub enum CommitOutcome {
     Refused { status: u16, error: String },
 }
 
+/// One lookup in `POST /v1/objects` (a JSON array of them): what `GET /v1/object/{bucket}/{key}`
+/// asks with no query but `version`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LookupRequest {
+    #[serde(with = "hex_bucket")]
+    pub bucket: BucketId,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionRef>,
+}
+
+/// One lookup's outcome in a node's answer to `POST /v1/objects`, in the order they were asked.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupOutcome {
+    /// What `GET /v1/object/...` answers.
+    Found(Box<Lookup>),
+    /// Refused, with the status and message `GET /v1/object/...` would have been answered with.
+    Refused { status: u16, error: String },
+}
+
 /// A holder's answer for the current version of a key, or for one version of it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Lookup {

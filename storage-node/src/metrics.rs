@@ -13,7 +13,7 @@ use telemetry::{Counter, Exposition, Histogram, Kind, StatusCounts};
 pub static METRICS: NodeMetrics = NodeMetrics::new();
 
 /// The calls of the node protocol, by method and first path segment after `/v1/`, as labels.
-const CALLS: [(Method, &str, &str); 28] = [
+const CALLS: [(Method, &str, &str); 29] = [
     (Method::GET, "health", "health"),
     (Method::PUT, "fragment", "fragment_write"),
     (Method::GET, "fragment", "fragment_read"),
@@ -21,6 +21,7 @@ const CALLS: [(Method, &str, &str); 28] = [
     (Method::POST, "commit", "commit"),
     (Method::POST, "commits", "commit_batch"),
     (Method::GET, "object", "lookup"),
+    (Method::POST, "objects", "lookup_batch"),
     (Method::POST, "purge", "purge"),
     (Method::GET, "digests", "digests"),
     (Method::POST, "undo", "undo"),

@@ -142,7 +142,8 @@ pub enum Ask {
     Quorum,
     /// `Quorum`, for a read of the whole object: the holders asked first also send their
     /// fragment files of the first part along with their records (objects up to 16 MiB), which
-    /// saves the stream's first round trip to each of them.
+    /// saves the stream's first round trip to each of them; unless the bucket's objects are
+    /// expected small (see `lookup`).
     QuorumAndFragments,
     /// Every holder's record (or its timeout): also sees a newer version that fewer than k
     /// holders have, an unfinished write, so that healing finishes or undoes it.
@@ -170,6 +171,7 @@ pub async fn lookup(
     let holders = cluster.holders(bucket, key);
     let fragments = ask == Ask::QuorumAndFragments;
     let everyone = ask == Ask::Everyone;
+    let expect_small = cluster.small_objects() && !cluster.lookup_width.expects_large(bucket);
     // Owned futures, so that the answers not waited for can finish in the background: dropping
     // them would also close their pooled connections mid-request.
     let ask_one = |h: &Holder<'_>, fragments: bool| {
@@ -196,15 +198,18 @@ pub async fn lookup(
     let mut waiting: VecDeque<&Holder<'_>> = order.into();
     let first = if everyone {
         holders.len()
-    } else if cluster.small_objects() && !cluster.lookup_width.expects_large(bucket) {
+    } else if expect_small {
         quorum.min(holders.len())
     } else {
         cluster.layout.data_shards().max(quorum).min(holders.len())
     };
+    // A small object's fragments are in its record, so where small ones are expected the first
+    // lookups are plain: those, a node client gathers under load (`node_rpc::gather`).
+    let first_fragments = fragments && !expect_small;
     let mut outstanding: BTreeSet<u8> = waiting.iter().take(first).map(|h| h.slot).collect();
     let mut pending: FuturesUnordered<_> = waiting
         .drain(..first)
-        .map(|h| ask_one(h, fragments))
+        .map(|h| ask_one(h, first_fragments))
         .collect();
     if hear_all_up {
         // Every holder is asked at once; only the first send their fragment files along.

@@ -15,10 +15,10 @@ use crate::hints::{self, Hint};
 use crate::metrics::{NodeMetrics, Snapshot, METRICS};
 use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, LeaseRequest, ListRequest,
-    OutboxReport, OutboxRequest, PartRequest, PurgeRequest, UndoRequest, UploadRequest,
-    VersionListRequest, HINT_QUERY,
+    Lookup, LookupOutcome, LookupRequest, OutboxReport, OutboxRequest, PartRequest, PurgeRequest,
+    UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
 };
-use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord};
+use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord, VersionRef};
 use crate::scrub::{self, ScrubSettings, Scrubber};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
@@ -101,6 +101,35 @@ fn refused(e: NodeError) -> CommitOutcome {
         status: e.status().as_u16(),
         error: e.to_string(),
     }
+}
+
+/// What `GET /v1/object/{bucket}/{key}` answers for the current version of a key, or for the
+/// version `which` names.
+fn look_up(
+    store: &Store,
+    bucket: &BucketId,
+    key: &str,
+    which: Option<VersionRef>,
+) -> Result<Lookup, NodeError> {
+    let lookup = match which {
+        Some(which) => store.object_version(bucket, key, which)?,
+        None => store.current(bucket, key)?,
+    };
+    with_outbox(store, bucket, key, lookup)
+}
+
+/// `lookup` with its record's outbox state. Only a version queued for peer regions when it was
+/// committed has one: the others, every version of a region alone, cost no read here.
+fn with_outbox(
+    store: &Store,
+    bucket: &BucketId,
+    key: &str,
+    mut lookup: Lookup,
+) -> Result<Lookup, NodeError> {
+    if let Some(record) = lookup.record.as_ref().filter(|r| r.queued) {
+        lookup.outbox = store.outbox_state(bucket, key, record.version)?;
+    }
+    Ok(lookup)
 }
 
 fn bad(msg: impl Into<String>) -> NodeError {
@@ -508,26 +537,42 @@ impl Node {
                             .await?;
                     return json(&crate::protocol::Lookup::of(record));
                 }
-                let mut lookup = match (param("version"), param("before")) {
+                let lookup = match (param("version"), param("before")) {
                     (Some(which), _) => {
                         let which = which.parse().map_err(|()| bad("bad version"))?;
-                        store.object_version(&bucket, &key, which)?
+                        look_up(&store, &bucket, &key, Some(which))?
                     }
                     (None, Some(before)) => {
                         let before = before.parse().map_err(|_| bad("bad version"))?;
-                        store.object_before(&bucket, &key, before)?
+                        with_outbox(
+                            &store,
+                            &bucket,
+                            &key,
+                            store.object_before(&bucket, &key, before)?,
+                        )?
                     }
-                    (None, None) => store.current(&bucket, &key)?,
+                    (None, None) => look_up(&store, &bucket, &key, None)?,
                 };
-                // Only a version queued for peer regions when it was committed has an outbox
-                // state: the others, every version of a region alone, cost no read here.
-                if let Some(record) = lookup.record.as_ref().filter(|r| r.queued) {
-                    lookup.outbox = store.outbox_state(&bucket, &key, record.version)?;
-                }
                 match param("fragment") {
                     Some(_) => lookup_and_fragment(store, lookup).await,
                     None => json(&lookup),
                 }
+            }
+            (Method::POST, ["v1", "objects"]) => {
+                let lookups: Vec<LookupRequest> = read_json(req)?;
+                // On the async thread, as `GET /v1/object`: at most a gateway's batch of point
+                // reads (`node_rpc::gather`).
+                let outcomes: Vec<LookupOutcome> = lookups
+                    .into_iter()
+                    .map(|l| match look_up(&store, &l.bucket, &l.key, l.version) {
+                        Ok(lookup) => LookupOutcome::Found(Box::new(lookup)),
+                        Err(e) => LookupOutcome::Refused {
+                            status: e.status().as_u16(),
+                            error: e.to_string(),
+                        },
+                    })
+                    .collect();
+                json(&outcomes)
             }
             (Method::POST, ["v1", "purge"]) => {
                 let purge: PurgeRequest = read_json(req)?;
