@@ -152,8 +152,10 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let location = self.locate(&parts);
         let bucket = location.as_ref().ok().and_then(|(b, _)| b.clone());
-        // A panic is a bug; it fails its request, not the connection or the process.
-        let handler = self.dispatch(parts, body, location, client_ip, &mut label);
+        // A panic is a bug; it fails its request, not the connection or the process. Boxed: the
+        // handler's future holds every operation's state, and moving it into the wrappers below
+        // copied it each time (a fifth of the gateway's `memmove` under 4 KiB GETs).
+        let handler = Box::pin(self.dispatch(parts, body, location, client_ip, &mut label));
         let outcome = supervisor::caught(|| resource.clone(), handler.instrument(span.clone()))
             .await
             .unwrap_or_else(|message| {
