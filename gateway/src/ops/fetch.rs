@@ -94,16 +94,59 @@ impl<'a> PartReader<'a> {
         keepers
     }
 
-    /// Reads stripes up to `last` (inclusive), in order.
+    /// Data holders up that the lookup did not wait for, as sources with another source's record
+    /// (a part's fragments share one name; each holder keeps its slot's). The lookup returns once
+    /// it has k records, and under load a data holder's often comes in a moment after a parity
+    /// holder's: reading that parity fragment instead decodes every stripe of the read (a sixth
+    /// of all stripes under 64 MiB GETs at 8 in flight, before these were tried first). A holder
+    /// without the fragment fails its read at once, and a slow one is hedged, like any source.
+    fn unheard_data_holders(&self) -> Vec<Source> {
+        let (found, k) = (self.found, self.codec.data_shards());
+        let Some(model) = found.sources.first() else {
+            return Vec::new();
+        };
+        if found.record.parts[self.index].inline.is_some() {
+            return Vec::new();
+        }
+        let target = &found.target;
+        self.cluster
+            .holders(&target.bucket, &target.key)
+            .into_iter()
+            .filter(|h| (h.slot as usize) < k && h.hint_for.is_none())
+            .filter(|h| found.unasked.iter().any(|(_, slot)| *slot == h.slot))
+            .filter(|h| self.cluster.is_up(h.node))
+            .map(|h| {
+                let mut record = model.record.clone();
+                record.slot = h.slot;
+                Source {
+                    addr: h.node.addr.clone(),
+                    slot: h.slot,
+                    record,
+                }
+            })
+            .collect()
+    }
+
+    /// Reads stripes up to `last` (inclusive), in order: from the data holders first.
     pub fn fetcher(&self, last: u64) -> Fetcher<'a, '_> {
         let mut spare: Vec<Source> = self.found.sources.clone();
         spare.sort_by_key(|s| s.slot);
+        let unheard = self.unheard_data_holders();
+        let unasked = (self.found.unasked.iter())
+            .filter(|(_, slot)| unheard.iter().all(|s| s.slot != *slot))
+            .cloned()
+            .collect();
+        let parity = spare
+            .iter()
+            .position(|s| s.slot as usize >= self.codec.data_shards())
+            .unwrap_or(spare.len());
+        spare.splice(parity..parity, unheard);
         Fetcher {
             reader: self,
             end_offset: self.layout.frame_offset(last) + self.layout.frame_len(last) as u64,
             active: Vec::new(),
             spare: spare.into(),
-            unasked: self.found.unasked.clone().into(),
+            unasked,
             keepers: self.keepers().into(),
             again: VecDeque::new(),
             retried: BTreeSet::new(),
@@ -380,6 +423,30 @@ mod tests {
             "{took:?}"
         );
         assert!(bad.is_empty(), "slow is not bad: {bad:?}");
+    }
+
+    #[tokio::test]
+    async fn a_data_holder_the_lookup_did_not_wait_for_is_read_before_parity() {
+        let slow = Duration::from_millis(60);
+        let (nodes, cluster) = holders_of_object(|slot, node| Node {
+            delay: if slot == 0 { slow } else { Duration::ZERO },
+            ..node
+        });
+        let holders = testing::holders(&cluster);
+        let (bytes, bad) = read_all(&cluster).await.unwrap();
+        assert!(bytes == object());
+        assert!(bad.is_empty(), "{bad:?}");
+        let fragment_reads: BTreeSet<String> = (nodes.calls().into_iter())
+            .filter(|c| c.starts_with("fragment "))
+            .collect();
+        let data_holders: BTreeSet<String> = holders[..4]
+            .iter()
+            .map(|a| format!("fragment {a}"))
+            .collect();
+        assert_eq!(
+            fragment_reads, data_holders,
+            "the slow holder's record came after the lookup returned, its fragment in time"
+        );
     }
 
     #[tokio::test]
