@@ -351,17 +351,12 @@ async fn the_scrubber_finds_bitrot_nobody_reads_and_the_node_is_healed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
     use node_rpc::body::{full, ChannelBody};
-    use node_rpc::client::{FragmentBody, NodeClient, RpcError};
-    use node_rpc::protocol::ClusterSecret;
+    use node_rpc::client::{FragmentBody, RpcError};
     use tokio::io::AsyncReadExt;
 
     let cluster = TestCluster::start();
     let (node, _) = cluster.nodes().remove(0);
-    let (addr, secret) = cluster.first_node();
-    let client = NodeClient::new(
-        ClusterSecret::new(secret),
-        std::time::Duration::from_secs(10),
-    );
+    let (addr, _, client) = first_node_client(&cluster);
 
     // Fragment 1 of a 32 MiB 4+2 object: 32 frames of 256 KiB and their hashes, past the 1 MiB
     // from which uploads go raw.
@@ -468,6 +463,16 @@ fn empty_object(
     }
 }
 
+/// The address of the cluster's first node, the cluster secret, and a client of the node protocol.
+fn first_node_client(
+    cluster: &TestCluster,
+) -> (String, node_rpc::auth::ClusterSecret, node_rpc::NodeClient) {
+    let (addr, secret) = cluster.first_node();
+    let secret = node_rpc::auth::ClusterSecret::new(secret);
+    let client = node_rpc::NodeClient::new(secret.clone(), std::time::Duration::from_secs(10));
+    (addr, secret, client)
+}
+
 /// `GET /metrics` of a node, with the cluster's metrics token.
 async fn node_metrics(addr: &str, secret: &node_rpc::auth::ClusterSecret) -> String {
     common::scrape(addr, &secret.metrics_token()).await
@@ -480,9 +485,7 @@ async fn node_metrics(addr: &str, secret: &node_rpc::auth::ClusterSecret) -> Str
 async fn gathered_commits_are_each_applied_and_answered() {
     use node_rpc::record::Version;
     let cluster = TestCluster::start();
-    let (addr, secret) = cluster.first_node();
-    let secret = node_rpc::auth::ClusterSecret::new(secret);
-    let client = node_rpc::NodeClient::new(secret.clone(), std::time::Duration::from_secs(10));
+    let (addr, secret, client) = first_node_client(&cluster);
     let older = Version::now();
     let newer = Version::now();
     assert!(older < newer);
@@ -524,9 +527,7 @@ async fn gathered_commits_are_each_applied_and_answered() {
 async fn gathered_lookups_are_each_answered() {
     use node_rpc::record::{Version, VersionRef};
     let cluster = TestCluster::start();
-    let (addr, secret) = cluster.first_node();
-    let secret = node_rpc::auth::ClusterSecret::new(secret);
-    let client = node_rpc::NodeClient::new(secret.clone(), std::time::Duration::from_secs(10));
+    let (addr, secret, client) = first_node_client(&cluster);
     let mut versions = Vec::new();
     for i in 0..100 {
         let version = Version::now();
