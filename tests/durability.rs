@@ -473,9 +473,16 @@ fn first_node_client(
     (addr, secret, client)
 }
 
-/// `GET /metrics` of a node, with the cluster's metrics token.
-async fn node_metrics(addr: &str, secret: &node_rpc::auth::ClusterSecret) -> String {
-    common::scrape(addr, &secret.metrics_token()).await
+/// Asserts that the node at `addr` answered calls labelled `call` (a kind of batch) with 200, as
+/// its metrics count them.
+async fn assert_batches_answered(addr: &str, secret: &node_rpc::auth::ClusterSecret, call: &str) {
+    let metrics = common::scrape(addr, &secret.metrics_token()).await;
+    let label = format!("call=\"{call}\"");
+    let batches = metrics
+        .lines()
+        .find(|l| l.starts_with("tessera_node_calls_total{") && l.contains(&label))
+        .unwrap_or_else(|| panic!("no {call} was counted:\n{metrics}"));
+    assert!(batches.contains("status=\"200\""), "{batches}");
 }
 
 /// Many concurrent commits to one node go out gathered into batches (`POST /v1/commits`), and
@@ -511,12 +518,7 @@ async fn gathered_commits_are_each_applied_and_answered() {
     expected.push("stale".into());
     assert_eq!(keys, expected);
 
-    let metrics = node_metrics(&addr, &secret).await;
-    let batches = metrics
-        .lines()
-        .find(|l| l.starts_with("tessera_node_calls_total{") && l.contains("call=\"commit_batch\""))
-        .unwrap_or_else(|| panic!("no batch of commits was counted:\n{metrics}"));
-    assert!(batches.contains("status=\"200\""), "{batches}");
+    assert_batches_answered(&addr, &secret, "commit_batch").await;
 }
 
 /// Many concurrent lookups at one node go out gathered into batches (`POST /v1/objects`), and
@@ -570,10 +572,5 @@ async fn gathered_lookups_are_each_answered() {
         assert_eq!(found, expected, "{key} {which:?}");
     }
 
-    let metrics = node_metrics(&addr, &secret).await;
-    let batches = metrics
-        .lines()
-        .find(|l| l.starts_with("tessera_node_calls_total{") && l.contains("call=\"lookup_batch\""))
-        .unwrap_or_else(|| panic!("no batch of lookups was counted:\n{metrics}"));
-    assert!(batches.contains("status=\"200\""), "{batches}");
+    assert_batches_answered(&addr, &secret, "lookup_batch").await;
 }
