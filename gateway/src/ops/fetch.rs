@@ -82,29 +82,32 @@ impl<'a> PartReader<'a> {
                 continue;
             };
             for keeper in cluster.liveness.keepers_of(index) {
-                let mut record = self.found.record.clone();
-                record.slot = holder.slot;
-                keepers.push(Source {
-                    addr: nodes[keeper].addr.clone(),
-                    slot: holder.slot,
-                    record,
-                });
+                keepers.push(self.stand_in(&nodes[keeper].addr, holder.slot));
             }
         }
         keepers
     }
 
-    /// Data holders up that the lookup did not wait for, as sources with another source's record
-    /// (a part's fragments share one name; each holder keeps its slot's). The lookup returns once
-    /// it has k records, and under load a data holder's often comes in a moment after a parity
-    /// holder's: reading that parity fragment instead decodes every stripe of the read (a sixth
-    /// of all stripes under 64 MiB GETs at 8 in flight, before these were tried first). A holder
-    /// without the fragment fails its read at once, and a slow one is hedged, like any source.
+    /// A source of `slot`'s fragment at `addr` whose own record the read does not have: the
+    /// version's record with that slot (a part's fragment files share one name).
+    fn stand_in(&self, addr: &str, slot: u8) -> Source {
+        let mut record = self.found.record.clone();
+        record.slot = slot;
+        Source {
+            addr: addr.to_string(),
+            slot,
+            record,
+        }
+    }
+
+    /// Data holders up that the lookup did not wait for, as sources (`stand_in`). The lookup
+    /// returns once it has k records, and under load a data holder's often comes in a moment after
+    /// a parity holder's: reading that parity fragment instead decodes every stripe of the read (a
+    /// sixth of all stripes under 64 MiB GETs at 8 in flight, before these were tried first). A
+    /// holder without the fragment fails its read at once, and a slow one is hedged, like any
+    /// source.
     fn unheard_data_holders(&self) -> Vec<Source> {
         let (found, k) = (self.found, self.codec.data_shards());
-        let Some(model) = found.sources.first() else {
-            return Vec::new();
-        };
         if found.record.parts[self.index].inline.is_some() {
             return Vec::new();
         }
@@ -115,15 +118,7 @@ impl<'a> PartReader<'a> {
             .filter(|h| (h.slot as usize) < k && h.hint_for.is_none())
             .filter(|h| found.unasked.iter().any(|(_, slot)| *slot == h.slot))
             .filter(|h| self.cluster.is_up(h.node))
-            .map(|h| {
-                let mut record = model.record.clone();
-                record.slot = h.slot;
-                Source {
-                    addr: h.node.addr.clone(),
-                    slot: h.slot,
-                    record,
-                }
-            })
+            .map(|h| self.stand_in(&h.node.addr, h.slot))
             .collect()
     }
 
