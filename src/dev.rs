@@ -284,6 +284,15 @@ fn s3_port(args: &DevArgs, i: usize) -> u16 {
     args.s3_port.wrapping_add(2 * i as u16)
 }
 
+/// The console port of region `i`: `--console-port` and the ones after it, else the port after
+/// the region's S3 port.
+fn console_port(args: &DevArgs, i: usize) -> u16 {
+    match args.console_port {
+        Some(port) => port.wrapping_add(2 * i as u16),
+        None => s3_port(args, i).wrapping_add(1),
+    }
+}
+
 /// Region `i`'s `[cluster.region]`: numbered from 1 in the order given, every other region a
 /// peer at its S3 endpoint.
 fn region_config(args: &DevArgs, names: &[String], i: usize, shared: &Shared) -> RegionConfig {
@@ -332,7 +341,12 @@ async fn start_region(
         .map(|first| first.wrapping_add((index * args.zones * args.nodes_per_zone) as u16));
     let mut cluster = match &previous {
         Some(p) => p.cluster.clone(),
-        None => new_cluster(args.zones, args.nodes_per_zone, node_ports)?,
+        None => new_cluster(
+            args.zones,
+            args.nodes_per_zone,
+            node_ports,
+            &gateway_ports(args),
+        )?,
     };
     if previous.is_none() {
         cluster.tls_ca = args.node_tls_ca.as_ref().map(|p| absolute(p)).transpose()?;
@@ -378,10 +392,7 @@ async fn start_region(
         connections: listener::Limits::default(),
         console_listen: Some(SocketAddr::from((
             [127, 0, 0, 1],
-            match args.console_port {
-                Some(port) => port.wrapping_add(2 * index as u16),
-                None => s3_port.wrapping_add(1),
-            },
+            console_port(args, index),
         ))),
         metrics_public: false,
         console_idle_secs: 3600,
@@ -481,10 +492,19 @@ fn prometheus_config(cluster: &ClusterConfig, console: SocketAddr) -> String {
     )
 }
 
+/// Every region's S3 and console ports: the gateways listen on them only after the nodes start,
+/// so a node picking its port at random must be kept off them.
+fn gateway_ports(args: &DevArgs) -> Vec<u16> {
+    (0..args.regions)
+        .flat_map(|i| [s3_port(args, i), console_port(args, i)])
+        .collect()
+}
+
 fn new_cluster(
     zones: usize,
     nodes_per_zone: usize,
     first_port: Option<u16>,
+    reserved: &[u16],
 ) -> anyhow::Result<ClusterConfig> {
     let mut nodes = Vec::new();
     for zone in 1..=zones {
@@ -492,7 +512,7 @@ fn new_cluster(
             let port = match first_port {
                 Some(first) => u16::try_from(usize::from(first) + nodes.len())
                     .map_err(|_| anyhow::anyhow!("--node-ports {first} leaves too few ports"))?,
-                None => free_port(&nodes)?,
+                None => free_port(&nodes, reserved)?,
             };
             nodes.push(NodeInfo {
                 id: format!("z{zone}-n{n}"),
@@ -515,12 +535,13 @@ fn new_cluster(
     })
 }
 
-/// A free port below the kernel's ephemeral range that none of `taken` has. A port from that
-/// range can be taken as the local end of any outgoing connection while its node is down (each
-/// large fragment transfer opens one), and the restarted node could then not listen on it again.
-/// A port is free until its node listens: two nodes given the same one would be one process
-/// answering for both.
-fn free_port(taken: &[NodeInfo]) -> anyhow::Result<u16> {
+/// A free port below the kernel's ephemeral range that none of `taken` has and that is not
+/// `reserved`. A port from that range can be taken as the local end of any outgoing connection
+/// while its node is down (each large fragment transfer opens one), and the restarted node could
+/// then not listen on it again. A port is free until its node listens: two nodes given the same
+/// one would be one process answering for both; a node given a gateway's port would stop that
+/// gateway from starting.
+fn free_port(taken: &[NodeInfo], reserved: &[u16]) -> anyhow::Result<u16> {
     use rand::Rng;
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -530,7 +551,7 @@ fn free_port(taken: &[NodeInfo]) -> anyhow::Result<u16> {
     for _ in 0..1_000 {
         let port = rand::thread_rng().gen_range(FIRST_PORT..below);
         let addr = format!("127.0.0.1:{port}");
-        if taken.iter().any(|n| n.addr == addr) {
+        if reserved.contains(&port) || taken.iter().any(|n| n.addr == addr) {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -593,5 +614,20 @@ async fn wait_for_port(addr: SocketAddr, what: &str, child: &mut Child) -> anyho
             anyhow::bail!("{what} did not start listening on {addr}; see its log");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_kept_off_reserved_ports() {
+        let reserved: Vec<u16> = (FIRST_PORT..u16::MAX).step_by(2).collect();
+        let cluster = new_cluster(3, 2, None, &reserved).unwrap();
+        for node in &cluster.nodes {
+            let port: u16 = node.addr.rsplit(':').next().unwrap().parse().unwrap();
+            assert!(!reserved.contains(&port), "{} was reserved", node.addr);
+        }
     }
 }
