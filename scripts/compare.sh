@@ -9,7 +9,8 @@
 # Each round starts the stores fresh in folders under $WORK (default a new temporary folder) and
 # removes them after it (KEEP=1 keeps the last). The raw reports are left in $WORK/reports. PUT
 # runs stop after DURATION or a set number of objects, whichever comes first, so that a round
-# writes at most about 15 GB to disk.
+# writes at most about 15 GB to disk. Each run starts after a `sync`, so that no store pays for
+# the writeback of another's writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-1}"
@@ -148,6 +149,9 @@ run_bench() { # store round name args...
     seaweed) port=$SEAWEED_PORT ;;
     s3rver) port=$S3RVER_PORT key=S3RVER secret=S3RVER ;;
   esac
+  # Neither peer fsyncs: what one left in the page cache unwritten would otherwise reach the
+  # disk in the next store's run, with that store's cold reads and fsyncs waiting behind it.
+  sync
   # shellcheck disable=SC2068
   TESSERA_ACCESS_KEY_ID=$key TESSERA_SECRET_ACCESS_KEY=$secret RUST_BACKTRACE=0 \
     "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-${name,,}-$round" \
