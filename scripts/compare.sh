@@ -10,11 +10,13 @@
 # removes them after it (KEEP=1 keeps the last). The raw reports are left in $WORK/reports. PUT
 # runs stop after DURATION or a set number of objects, whichever comes first, so that a round
 # writes at most about 15 GB to disk. Each run starts after a `sync`, so that no store pays for
-# the writeback of another's writes.
+# the writeback of another's writes, and each round after the first SETTLE seconds (default 370)
+# after the last one's files were deleted (see the comment in the loop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-1}"
 DURATION="${DURATION:-15}"
+SETTLE="${SETTLE:-370}"
 SEAWEED_VERSION="${SEAWEED_VERSION:-4.48}"
 S3RVER_VERSION="${S3RVER_VERSION:-3.7.1}"
 WORK="${WORK:-$(mktemp -d /tmp/tessera-compare.XXXXXX)}"
@@ -162,6 +164,15 @@ run_bench() { # store round name args...
 echo "Tessera (tessera dev, 4+2, fsync), SeaweedFS $SEAWEED_VERSION and s3rver $S3RVER_VERSION" \
   "(one copy, no fsync): $ROUNDS round(s), ${DURATION} s per workload; reports in $WORK/reports"
 for round in $(seq 1 "$ROUNDS"); do
+  if [ "$round" -gt 1 ] && [ "$SETTLE" -gt 0 ]; then
+    # The last round's stores were just removed. Without a journal, ext4 (this machine's root
+    # filesystem) will not reuse an inode freed in the last 60 s, or 6 min while its inode table
+    # block is being written, and scans past each one: every file a store creates then costs a
+    # scan of thousands (a 1 MiB PUT run, 167 against 213 MiB/s; see docs/performance.md).
+    echo "waiting ${SETTLE} s for the last round's deleted files to age (SETTLE)" >&2
+    sync
+    sleep "$SETTLE"
+  fi
   for store in "${stores[@]}"; do "start_$store"; done
   # Rotate which store goes first, so that none always meets the others' leftovers.
   first=$(((round - 1) % ${#stores[@]}))
