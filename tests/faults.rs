@@ -1103,3 +1103,39 @@ async fn full_disks_refuse_new_data_clearly_and_lose_nothing() {
     assert_eq!(reply.status, 200, "writes resume: {}", reply.text());
     read_back(&s3, &objects, "after the disks have room").await;
 }
+
+/// A listing asks only the nodes that hold a read quorum of every shard (here the first two of
+/// the layout) while every node is up and none is hinted or waits for a heal, and every node
+/// otherwise: the keys written while one of those two was down are listed while it is down,
+/// right after it returns, and once it is healed.
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_show_the_writes_a_listed_node_missed() {
+    let mut cluster = TestCluster::start();
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/lists", Bytes::new()).await.status, 200);
+    let put = |from: u32, to: u32| {
+        let s3 = &s3;
+        async move {
+            for i in from..to {
+                let reply = s3.put(&format!("/lists/k{i:03}"), Bytes::from("x")).await;
+                assert_eq!(reply.status, 200, "k{i:03}");
+            }
+        }
+    };
+    let listed = || async {
+        let reply = s3.get("/lists?list-type=2").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.text().matches("<Key>").count()
+    };
+    put(0, 10).await;
+    assert_eq!(listed().await, 10, "all up");
+    cluster.kill(NODES[0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    put(10, 20).await;
+    assert_eq!(listed().await, 20, "with {} down", NODES[0]);
+    cluster.restart(NODES[0]);
+    assert_eq!(listed().await, 20, "{} just back", NODES[0]);
+    common::wait_healed(&s3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(listed().await, 20, "{} healed", NODES[0]);
+}

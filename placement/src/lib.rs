@@ -225,6 +225,37 @@ impl Layout {
             .collect()
     }
 
+    /// Indices into `nodes()` of a set of nodes among which every shard has at least `quorum` of
+    /// its holders (at most k+m): a read of every shard that hears from all of them hears from
+    /// `quorum` holders of each. Chosen greedily, each time the node that is a holder of the most
+    /// shards still short, so it is small but not always the smallest. In a cluster of k+m nodes
+    /// every node holds every shard, and it is the first `quorum` nodes.
+    pub fn read_cover(&self, quorum: usize) -> Vec<usize> {
+        let mut short = vec![quorum.min(self.width()); self.shard_count as usize];
+        let mut cover = Vec::new();
+        let holds = |node: usize, shard: usize| self.holders(ShardId(shard as u32)).contains(&node);
+        while short.iter().any(|&s| s > 0) {
+            let gain = |node: usize| {
+                (short.iter().enumerate())
+                    .filter(|&(shard, &s)| s > 0 && holds(node, shard))
+                    .count()
+            };
+            let Some(best) = (0..self.nodes.len())
+                .filter(|n| !cover.contains(n))
+                .max_by_key(|&n| (gain(n), std::cmp::Reverse(n)))
+            else {
+                break;
+            };
+            for (shard, s) in short.iter_mut().enumerate() {
+                if *s > 0 && holds(best, shard) {
+                    *s -= 1;
+                }
+            }
+            cover.push(best);
+        }
+        cover
+    }
+
     /// Max fragments of one shard in one zone: ceil((k+m) / zones).
     pub fn zone_cap(&self) -> usize {
         self.zone_cap
@@ -327,6 +358,27 @@ mod tests {
         (0..zones)
             .flat_map(|z| (0..per_zone).map(move |n| node(z, n)))
             .collect()
+    }
+
+    #[test]
+    fn read_cover_holds_a_quorum_of_every_shard() {
+        let six = Layout::new(topo(3, 2), 4, 2, 64).unwrap();
+        assert_eq!(six.read_cover(2), vec![0, 1]);
+        for (zones, per_zone, quorum) in [(3, 4, 2), (4, 3, 3), (5, 5, 2), (3, 7, 2)] {
+            let l = Layout::new(topo(zones, per_zone), 4, 2, 256).unwrap();
+            let cover = l.read_cover(quorum);
+            assert!(
+                cover.len() < l.nodes().len(),
+                "{zones}x{per_zone}: {cover:?}"
+            );
+            for s in (0..l.shard_count()).map(ShardId) {
+                let held = l.holders(s).iter().filter(|h| cover.contains(h)).count();
+                assert!(
+                    held >= quorum,
+                    "{zones}x{per_zone}, {s:?}: {held} of {quorum}"
+                );
+            }
+        }
     }
 
     /// Invariant 1 for every shard: k+m distinct holders, at most zone_cap per zone.

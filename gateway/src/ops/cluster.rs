@@ -56,6 +56,8 @@ pub struct Cluster {
     /// This region's name and its peers', when this cluster is one region of several.
     pub region: Option<String>,
     pub peer_regions: Vec<String>,
+    /// Nodes that hold a read quorum of every shard's holders (`Layout::read_cover`).
+    read_cover: Vec<usize>,
 }
 
 /// One holder of a shard: the node and the fragment slot it keeps.
@@ -83,7 +85,9 @@ impl Cluster {
         let layout = config.layout()?;
         let width = config.data_shards + config.parity_shards;
         let small_k = read_quorum(width, config.write_quorum()).clamp(1, config.data_shards);
+        let read_cover = layout.read_cover(read_quorum(width, config.write_quorum()));
         Ok(Cluster {
+            read_cover,
             liveness: Liveness::new(layout.nodes().len()),
             layout,
             client,
@@ -282,6 +286,15 @@ impl Cluster {
 
     pub fn all_nodes(&self) -> Vec<&NodeInfo> {
         self.layout.nodes().iter().collect()
+    }
+
+    /// The nodes that hold a read quorum of every shard's holders, when hearing from them is
+    /// enough to see every acknowledged write (`Liveness::reads_settled`) and they are fewer
+    /// than all: what a listing asks first (see `ops::list`).
+    pub fn read_cover(&self) -> Option<Vec<&NodeInfo>> {
+        let nodes = self.layout.nodes();
+        (self.read_cover.len() < nodes.len() && self.liveness.reads_settled())
+            .then(|| self.read_cover.iter().map(|&i| &nodes[i]).collect())
     }
 
     /// The live bucket of that name, or `NoSuchBucket`; one made through another gateway a moment

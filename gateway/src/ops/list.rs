@@ -1,6 +1,10 @@
-//! Listing: ask every node for its sorted run of keys after the marker, merge the runs, keep the
-//! newest version of each key, drop tombstones. Version listings merge runs of (key, version)
-//! the same way, keeping every version.
+//! Listing: ask the nodes for their sorted runs of keys after the marker, merge the runs, keep
+//! the newest version of each key, drop tombstones. Version listings merge runs of (key, version)
+//! the same way, keeping every version. The nodes asked are those that hold a read quorum of
+//! every shard (two, in a cluster of k+m nodes, where every node holds every shard): they see
+//! every acknowledged write, as a lookup does. While a substitute may keep the only copies of a
+//! write's share (see `Liveness::reads_settled`), or when one of them does not answer, every
+//! node is asked.
 
 use crate::ops::cluster::Cluster;
 use crate::ops::error::OpError;
@@ -8,8 +12,10 @@ use crate::ops::quorum::Quorum;
 use node_rpc::protocol::{ListItem, ListRequest, ListResponse, VersionListRequest};
 use node_rpc::record::{BucketId, ListEntry, Version, VersionRef};
 use node_rpc::RpcError;
+use placement::NodeInfo;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::future::Future;
 
 pub struct ListQuery {
     pub prefix: String,
@@ -42,11 +48,7 @@ pub async fn list(
         delimiter: query.delimiter.clone(),
         limit: query.max_keys + 1,
     };
-    let nodes = cluster.all_nodes();
-    let answers = cluster
-        .on_all(&nodes, |n| cluster.client.list(&n.addr, &request))
-        .await;
-    let answers = enough_answers(cluster, answers)?;
+    let answers = ask_nodes(cluster, |n| cluster.client.list(&n.addr, &request)).await?;
     let mut merged: BTreeMap<String, ListItem> = BTreeMap::new();
     // Names past the end of a truncated run may be missing from it: only names up to the smallest
     // truncated run's last name are complete.
@@ -90,6 +92,22 @@ pub async fn list(
         listing.next_after = last_seen;
     }
     Ok(listing)
+}
+
+/// The answers of the read cover's nodes, or else of every node (see the module's header).
+async fn ask_nodes<'a, F, Fut>(cluster: &'a Cluster, call: F) -> Result<Vec<ListResponse>, OpError>
+where
+    F: Fn(&'a NodeInfo) -> Fut,
+    Fut: Future<Output = Result<ListResponse, RpcError>>,
+{
+    if let Some(cover) = cluster.read_cover() {
+        let answers = cluster.on_all(&cover, &call).await;
+        if answers.iter().all(Result::is_ok) {
+            return Ok(answers.into_iter().flatten().collect());
+        }
+    }
+    let answers = cluster.on_all(&cluster.all_nodes(), call).await;
+    enough_answers(cluster, answers)
 }
 
 /// The nodes' answers, when enough came: each shard has k+m holders, so with at most m nodes
@@ -151,11 +169,7 @@ pub async fn list_versions(
         delimiter: query.delimiter.clone(),
         limit: query.max_keys + 1,
     };
-    let nodes = cluster.all_nodes();
-    let answers = cluster
-        .on_all(&nodes, |n| cluster.client.list_versions(&n.addr, &request))
-        .await;
-    let answers = enough_answers(cluster, answers)?;
+    let answers = ask_nodes(cluster, |n| cluster.client.list_versions(&n.addr, &request)).await?;
     let mut merged: BTreeMap<Position, ListItem> = BTreeMap::new();
     let mut complete_up_to: Option<Position> = None;
     for answer in answers {
