@@ -32,7 +32,8 @@ pub struct FragmentFile {
     staging: Staging,
     /// Bytes already written out of the buffer.
     written: u64,
-    tmp: PathBuf,
+    /// The temporary name, until the commit renames it.
+    tmp: Option<PathBuf>,
     /// `target`'s directory (see `Store::dirs`).
     dir: Arc<File>,
     target: PathBuf,
@@ -170,7 +171,10 @@ impl FragmentFile {
             }
         }
         self.file.sync_all()?;
-        fs::rename(&self.tmp, &self.target)?;
+        if let Some(tmp) = &self.tmp {
+            fs::rename(tmp, &self.target)?;
+        }
+        self.tmp = None;
         self.dir.sync_all()?;
         Ok(())
     }
@@ -190,8 +194,9 @@ fn clear_direct(file: &File) -> std::io::Result<()> {
 
 impl Drop for FragmentFile {
     fn drop(&mut self) {
-        // After a successful commit the temporary name is gone and this is a no-op.
-        let _ = fs::remove_file(&self.tmp);
+        if let Some(tmp) = &self.tmp {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
@@ -223,7 +228,7 @@ impl Store {
             direct,
             staging: Staging::new(self.buffers.clone()),
             written: 0,
-            tmp,
+            tmp: Some(tmp),
             dir: self.fragment_dir(&target)?,
             target,
         })
