@@ -356,7 +356,7 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
 
     let cluster = TestCluster::start();
     let (node, _) = cluster.nodes().remove(0);
-    let (addr, _, client) = first_node_client(&cluster);
+    let (addr, secret, client) = first_node_client(&cluster);
 
     // Fragment 1 of a 32 MiB 4+2 object: 32 frames of 256 KiB and their hashes, past the 1 MiB
     // from which uploads go raw.
@@ -430,19 +430,101 @@ async fn raw_fragment_uploads_keep_only_whole_checked_fragments() {
         .put_fragment(&addr, &id, 1, layout, full(fragment.clone()))
         .await
         .unwrap();
-    let mut read = Vec::new();
-    match client
-        .get_fragment(&addr, &id, 1, 0, layout.fragment_len())
-        .await
-        .unwrap()
-    {
-        FragmentBody::Raw(mut io) => {
-            io.read_to_end(&mut read).await.unwrap();
+    // A raw read leaves its connection serving calls again, and the client keeps it for the
+    // next raw read: three reads take turns on one connection, and the node closes none.
+    let closed = closed_with(&addr);
+    let whole = layout.fragment_len();
+    for (offset, len) in [(0, whole), (1 << 20, 3 << 20), (0, whole)] {
+        let mut read = Vec::new();
+        match client
+            .get_fragment(&addr, &id, 1, offset, len)
+            .await
+            .unwrap()
+        {
+            FragmentBody::Raw(mut io) => {
+                io.read_to_end(&mut read).await.unwrap();
+            }
+            FragmentBody::Http { .. } => {
+                panic!("a read of 1 MiB or more has a connection of its own")
+            }
         }
-        FragmentBody::Http(_) => panic!("an 8 MiB read takes a connection of its own"),
+        let asked = &fragment[offset as usize..(offset + len) as usize];
+        assert!(read == asked, "bytes {offset}+{len} read back as sent");
     }
-    assert!(read == fragment, "the fragment reads back as sent");
+    assert_eq!(
+        closed_with(&addr),
+        closed,
+        "every raw read kept its connection"
+    );
+    let metrics = common::scrape(&addr, &secret.metrics_token()).await;
+    let resumed = (metrics.lines()).find(|l| l.starts_with("tessera_raw_reads_resumed_total{"));
+    assert!(resumed.is_some_and(|l| l.ends_with(" 3")), "{resumed:?}");
     assert_eq!(leftovers(), 0);
+}
+
+/// A GET of a whole object of 1 MiB asks its data holders for their fragments with the record,
+/// and each sends its fragment (256 KiB) raw: the reads come back whole, and every node keeps
+/// serving calls on those connections, which the gateway takes again for the next GET.
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_object_reads_take_their_fragments_raw_on_kept_connections() {
+    let cluster = TestCluster::start();
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/raw", Bytes::new()).await.status, 200);
+    let body = random_bytes(1 << 20, 31);
+    assert_eq!(s3.put("/raw/object", body.clone()).await.status, 200);
+    let nodes: Vec<(String, String)> = (cluster.nodes().into_iter())
+        .map(|(node, _)| cluster.node_addr(&node))
+        .collect();
+    let resumed = || async {
+        let mut sum = 0;
+        for (addr, secret) in &nodes {
+            let token = node_rpc::auth::ClusterSecret::new(secret.clone()).metrics_token();
+            let metrics = common::scrape(addr, &token).await;
+            let line =
+                (metrics.lines()).find(|l| l.starts_with("tessera_raw_reads_resumed_total{"));
+            sum += line
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap();
+        }
+        sum
+    };
+    let get = || async {
+        let got = s3.get("/raw/object").await;
+        assert_eq!(got.status, 200);
+        assert!(got.body[..] == body[..], "the object reads back as written");
+    };
+    // The first lookups in a new bucket expect small objects, whose fragments are inline.
+    get().await;
+    get().await;
+    let (before, closed) = (resumed().await, nodes.iter().map(|(a, _)| closed_with(a)));
+    let closed: Vec<usize> = closed.collect();
+    for _ in 0..5 {
+        get().await;
+    }
+    for ((addr, _), closed) in nodes.iter().zip(closed) {
+        assert_eq!(
+            closed_with(addr),
+            closed,
+            "no connection to {addr} was closed"
+        );
+    }
+    let raw = resumed().await - before;
+    assert!(raw >= 20, "four fragments a GET went raw: {raw} in 5 GETs");
+}
+
+/// Connections to the node at `addr` that were closed and linger in TIME_WAIT, on whichever side
+/// closed first: a raw read's, when the node closed it after the range or the client did not
+/// keep it.
+fn closed_with(addr: &str) -> usize {
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let port = format!(":{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| (f[1].ends_with(&port) || f[2].ends_with(&port)) && f[3] == "06")
+        .count()
 }
 
 /// A record as a holder commits it: an empty object's, at `version`.

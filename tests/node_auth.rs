@@ -432,7 +432,7 @@ async fn nodes_serve_tls_that_only_the_clusters_ca_passes() {
         .unwrap()
     {
         FragmentBody::Raw(mut io) => io.read_to_end(&mut read).await.unwrap(),
-        FragmentBody::Http(_) => panic!("a 2 MiB read takes a connection of its own"),
+        FragmentBody::Http { .. } => panic!("a 2 MiB read takes a connection of its own"),
     };
     assert!(read == fragment, "the fragment reads back over TLS as sent");
     let other = tls::client_config(&other_ca).unwrap();

@@ -8,8 +8,9 @@ use crate::protocol::{
     LeaseRequest, ListRequest, ListResponse, Lookup, LookupRequest, OutboxPage, OutboxReport,
     OutboxRequest, PartRequest, PurgeRequest, ScrubStatus, ShardDigest, ShardUsage, UndoRequest,
     UploadRequest, VersionListRequest, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, FRAMES_HEADER,
-    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    HINT_QUERY, RAW_FRAGMENT_PROTOCOL, RESUME_HEADER, SIZE_HEADER,
 };
+use crate::raw::{KeepFor, Kept, RawFragment, Recycling};
 use crate::record::{
     BucketId, BucketRecord, KeyRecord, PartRecord, UploadRecord, Version, VersionRef,
 };
@@ -86,6 +87,9 @@ impl RpcError {
 /// `RAW_FRAGMENT_PROTOCOL`): below it, a pooled connection's HTTP body costs less than a new
 /// connection.
 const RAW_MIN: u64 = 1 << 20;
+/// The longest record a raw lookup's answer may carry: far above any real one, but no more than
+/// a broken stream may make the gateway allocate.
+const RAW_HEAD_MAX: usize = 16 << 20;
 
 /// The body of a call, as it is signed.
 enum Outgoing {
@@ -100,15 +104,20 @@ enum Outgoing {
 
 /// A fragment range as a node sends it.
 pub enum FragmentBody {
-    /// As a response body.
-    Http(Incoming),
-    /// Alone on a connection the read has to itself, which ends after the range.
-    Raw(TokioIo<Upgraded>),
+    /// As a response body, of which `chunk` was already read.
+    Http { body: Incoming, chunk: Bytes },
+    /// Alone on a connection the read has to itself.
+    Raw(RawFragment),
 }
 
 #[derive(Clone)]
 pub struct NodeClient {
     http: Client<HttpsConnector<HttpConnector>, HttpBody>,
+    /// For the calls that ask for a raw connection (`RAW_FRAGMENT_PROTOCOL`), which leave the
+    /// pool when the node switches: it dials through `kept`, the connections that raw reads
+    /// left open.
+    raw: Client<HttpsConnector<Recycling>, HttpBody>,
+    kept: Kept,
     /// `https` when nodes serve TLS, else `http`.
     scheme: &'static str,
     secret: ClusterSecret,
@@ -200,17 +209,25 @@ impl NodeClient {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth()
         });
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let kept = Kept::default();
+        let recycling = Recycling::new(connector.clone(), kept.clone());
+        let https = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_http1()
+        };
+        let pooled = || {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(64);
+            builder
+        };
         NodeClient {
-            http,
+            http: pooled().build(https().wrap_connector(connector)),
+            raw: pooled().build(https().wrap_connector(recycling)),
+            kept,
             scheme,
             secret,
             timeout,
@@ -301,11 +318,15 @@ impl NodeClient {
                 builder = builder.header("traceparent", traceparent);
             }
             let req = builder.body(body).expect("request parts are valid");
+            let sent = match headers.iter().any(|(name, _)| *name == UPGRADE.as_str()) {
+                true => self.raw.request(req),
+                false => self.http.request(req),
+            };
             let resp = match deadline {
-                Some(limit) => tokio::time::timeout(limit, self.http.request(req))
+                Some(limit) => tokio::time::timeout(limit, sent)
                     .await
                     .map_err(|_| RpcError::Timeout)??,
-                None => self.http.request(req).await?,
+                None => sent.await?,
             };
             let status = resp.status();
             if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
@@ -486,7 +507,10 @@ impl NodeClient {
                 .send(addr, Method::GET, &path, &[], no_body(), deadline)
                 .await?
                 .into_body();
-            return Ok(FragmentBody::Http(body));
+            return Ok(FragmentBody::Http {
+                body,
+                chunk: Bytes::new(),
+            });
         }
         let resp = self
             .send(
@@ -498,13 +522,31 @@ impl NodeClient {
                 deadline,
             )
             .await?;
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(FragmentBody::Http(resp.into_body()));
+        match self.raw_answer(addr, resp).await? {
+            Ok(io) => Ok(FragmentBody::Raw(RawFragment::new(io.0, len, io.1))),
+            Err(body) => Ok(FragmentBody::Http {
+                body,
+                chunk: Bytes::new(),
+            }),
         }
+    }
+
+    /// The connection a node switched over to the raw protocol, with where it goes once its
+    /// range is read when the node serves calls on it again (`RESUME_HEADER`); or the answer's
+    /// body, from a node that did not switch.
+    async fn raw_answer(
+        &self,
+        addr: &str,
+        resp: Response<Incoming>,
+    ) -> Result<Result<(TokioIo<Upgraded>, Option<KeepFor>), Incoming>, RpcError> {
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Err(resp.into_body()));
+        }
+        let keep = (resp.headers().contains_key(RESUME_HEADER)).then(|| self.kept.for_node(addr));
         let raw = tokio::time::timeout(self.timeout, hyper::upgrade::on(resp))
             .await
             .map_err(|_| RpcError::Timeout)??;
-        Ok(FragmentBody::Raw(TokioIo::new(raw)))
+        Ok(Ok((TokioIo::new(raw), keep)))
     }
 
     pub async fn delete_fragment(&self, addr: &str, id: &str, index: u8) -> Result<(), RpcError> {
@@ -612,16 +654,30 @@ impl NodeClient {
         bucket: &BucketId,
         key: &str,
         version: Option<VersionRef>,
-    ) -> Result<(Lookup, Option<(Incoming, Bytes)>), RpcError> {
+    ) -> Result<(Lookup, Option<FragmentBody>), RpcError> {
         let query = match version {
             Some(v) => format!("fragment=1&version={v}"),
             None => "fragment=1".into(),
         };
         let path = object_path(bucket, key, Some(query));
-        let mut body = self
-            .send(addr, Method::GET, &path, &[], no_body(), Some(self.timeout))
-            .await?
-            .into_body();
+        // Over plain TCP a node sends a large fragment with `sendfile`, after the record, on the
+        // connection switched over to the raw protocol; over TLS it would have to copy it.
+        let upgrade = raw_upgrade();
+        let headers: &[_] = if self.scheme == "http" { &upgrade } else { &[] };
+        let resp = self
+            .send(
+                addr,
+                Method::GET,
+                &path,
+                headers,
+                no_body(),
+                Some(self.timeout),
+            )
+            .await?;
+        let mut body = match self.raw_answer(addr, resp).await? {
+            Ok((io, keep)) => return self.raw_lookup(io, keep).await,
+            Err(body) => body,
+        };
         // The first chunk usually holds the whole head and much of the fragment: it is kept as
         // it came, and only a head split over chunks is joined.
         let mut got = Bytes::new();
@@ -653,8 +709,39 @@ impl NodeClient {
             .await
             .map_err(|_| RpcError::Timeout)??;
         let lookup: Lookup = serde_json::from_slice(&got[4..4 + len])?;
-        let rest = lookup.fragment_len.map(|_| (body, got.split_off(4 + len)));
+        let rest = lookup.fragment_len.map(|_| FragmentBody::Http {
+            body,
+            chunk: got.split_off(4 + len),
+        });
         Ok((lookup, rest))
+    }
+
+    /// A lookup's answer on a raw connection: the record's length (4 bytes, big-endian), the
+    /// record, then the fragment (see `object_and_fragment`).
+    async fn raw_lookup(
+        &self,
+        mut io: TokioIo<Upgraded>,
+        keep: Option<KeepFor>,
+    ) -> Result<(Lookup, Option<FragmentBody>), RpcError> {
+        use tokio::io::AsyncReadExt;
+        let head = async {
+            let mut len = [0u8; 4];
+            io.read_exact(&mut len).await?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len > RAW_HEAD_MAX {
+                return Err(RpcError::Truncated);
+            }
+            let mut json = vec![0u8; len];
+            io.read_exact(&mut json).await?;
+            Ok(json)
+        };
+        let json = tokio::time::timeout(self.timeout, head)
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        let lookup: Lookup = serde_json::from_slice(&json)?;
+        let len = lookup.fragment_len.ok_or(RpcError::Truncated)?;
+        let fragment = RawFragment::new(io, len, keep);
+        Ok((lookup, Some(FragmentBody::Raw(fragment))))
     }
 
     async fn lookup(

@@ -10,6 +10,7 @@ pub mod cluster;
 mod gather;
 pub mod object_lock;
 pub mod protocol;
+pub mod raw;
 pub mod record;
 pub mod tls;
 

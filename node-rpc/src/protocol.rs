@@ -18,15 +18,22 @@ pub const BLOCK_SIZE_HEADER: &str = "x-tessera-block-size";
 pub const FRAMES_HEADER: &str = "x-tessera-frames";
 /// The protocol a large fragment transfer may switch its connection to (HTTP `Upgrade`), after
 /// the node has checked the request and answered 101:
-/// - A read: the node sends the asked range alone on the connection with `sendfile`, and closes
-///   it, so the bytes go from the page cache to the socket without passing through the node (the
-///   read path of a large GET spent a third of all CPU in the nodes, copying). Nodes that do not
-///   offer it answer with an ordinary body.
+/// - A read: the node sends the asked range alone on the connection with `sendfile`, so the bytes
+///   go from the page cache to the socket without passing through the node (the read path of a
+///   large GET spent a third of all CPU in the nodes, copying). A lookup that asks for the first
+///   fragment (`?fragment`) may switch too, when the node has a large fragment for it: the
+///   record's length (4 bytes, big-endian) and the record come first. Over plain TCP the node
+///   then serves calls on the connection again, and says so in its 101 (`RESUME_HEADER`); over
+///   TLS, and in releases before 2026-12-06, it closes it. Nodes that do not offer the switch
+///   answer with an ordinary body.
 /// - An upload: the gateway sends the fragment's bytes and then the call's stream tag (see
 ///   `auth`), and the node reads them straight into its direct-I/O buffer, then answers with one
 ///   line (`raw_upload_answer`) and closes the connection. A sender that stops early, or a tag
 ///   that does not match, leaves nothing behind, as with an HTTP upload.
 pub const RAW_FRAGMENT_PROTOCOL: &str = "tessera-fragment";
+/// In a node's 101 to a raw read: after the range, the node serves calls on the connection
+/// again, so the reader may keep it for its next raw read to that node.
+pub const RESUME_HEADER: &str = "x-tessera-resume";
 
 /// A node's answer to a raw fragment upload: an HTTP status code, a space, a message; 200 once
 /// the fragment is durable.

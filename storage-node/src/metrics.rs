@@ -61,6 +61,7 @@ pub struct NodeMetrics {
     pub fragment_bytes_written: Counter,
     pub fragment_reads: Counter,
     pub fragment_bytes_read: Counter,
+    pub raw_reads_resumed: Counter,
 }
 
 /// What the node knows when scraped, beside what it counted.
@@ -87,6 +88,7 @@ impl NodeMetrics {
             fragment_bytes_written: Counter::new(),
             fragment_reads: Counter::new(),
             fragment_bytes_read: Counter::new(),
+            raw_reads_resumed: Counter::new(),
         }
     }
 
@@ -163,6 +165,11 @@ impl NodeMetrics {
                 "tessera_fragment_read_bytes_total",
                 "Bytes of fragment files asked for by reads.",
                 &self.fragment_bytes_read,
+            ),
+            (
+                "tessera_raw_reads_resumed_total",
+                "Raw fragment reads whose connection went back to serving calls after the range.",
+                &self.raw_reads_resumed,
             ),
         ];
         for (name, help, counter) in counters {

@@ -5,8 +5,8 @@ use crate::ops::frame::Frame;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use node_rpc::client::FragmentBody;
+use node_rpc::raw::RawFragment;
 use tokio::io::AsyncReadExt;
 
 /// A fragment's frames, read in order.
@@ -19,7 +19,16 @@ pub enum FragmentStream {
     },
     /// A connection that carries only the fragment's bytes: each frame is read straight into a
     /// buffer of its own.
-    Raw(TokioIo<Upgraded>),
+    Raw(RawFragment),
+}
+
+impl From<FragmentBody> for FragmentStream {
+    fn from(body: FragmentBody) -> FragmentStream {
+        match body {
+            FragmentBody::Http { body, chunk } => FragmentStream::Remote { body, chunk },
+            FragmentBody::Raw(io) => FragmentStream::Raw(io),
+        }
+    }
 }
 
 impl FragmentStream {

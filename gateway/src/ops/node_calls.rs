@@ -7,9 +7,8 @@
 //! does not wait for finish in the background (see `ops::lookup`).
 
 use crate::ops::fragment_stream::FragmentStream;
-use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
-use node_rpc::client::{FragmentBody, NodeClient};
+use node_rpc::client::NodeClient;
 use node_rpc::protocol::{Lookup, UndoRequest};
 use node_rpc::record::{BucketId, Version, VersionRef};
 use node_rpc::RpcError;
@@ -95,8 +94,7 @@ impl NodeCalls for NodeClient {
             let (lookup, rest) = client
                 .object_and_fragment(&addr, &bucket, &key, which)
                 .await?;
-            let stream = rest.map(|(body, chunk)| FragmentStream::Remote { body, chunk });
-            Ok((lookup, stream))
+            Ok((lookup, rest.map(FragmentStream::from)))
         }
         .boxed()
     }
@@ -150,15 +148,8 @@ impl NodeCalls for NodeClient {
     ) -> BoxFuture<'static, Result<FragmentStream, RpcError>> {
         let (client, addr, id) = (self.clone(), addr.to_string(), id.to_string());
         async move {
-            Ok(
-                match client.get_fragment(&addr, &id, slot, offset, len).await? {
-                    FragmentBody::Http(body) => FragmentStream::Remote {
-                        body,
-                        chunk: Bytes::new(),
-                    },
-                    FragmentBody::Raw(io) => FragmentStream::Raw(io),
-                },
-            )
+            let body = client.get_fragment(&addr, &id, slot, offset, len).await?;
+            Ok(FragmentStream::from(body))
         }
         .boxed()
     }

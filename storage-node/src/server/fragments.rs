@@ -8,7 +8,7 @@ use crate::body::{empty, full, ChannelBody, HttpBody};
 use crate::metrics::METRICS;
 use crate::protocol::{
     raw_upload_answer, Lookup, BLOCK_SIZE_HEADER, DATA_SHARDS_HEADER, FRAMES_HEADER,
-    RAW_FRAGMENT_PROTOCOL, SIZE_HEADER,
+    RAW_FRAGMENT_PROTOCOL, RESUME_HEADER, SIZE_HEADER,
 };
 use crate::store::{FragmentFile, Store, StoreError};
 use bytes::Bytes;
@@ -34,6 +34,30 @@ const TRANSFER_STALL: Duration = Duration::from_secs(300);
 /// that of a 16 MiB object in 4+2. Larger objects take long enough to read that one more round
 /// trip does not count.
 const LOOKUP_FRAGMENT_MAX: u64 = (4 << 20) + (64 << 10);
+/// The shortest fragment a lookup sends with `sendfile` on a raw connection, when the reader asks
+/// for one, rather than in its body: below it, the copies saved cost less than the switch.
+const LOOKUP_RAW_MIN: u64 = 128 << 10;
+
+/// How a connection goes back to serving calls after a raw read took it over.
+pub(super) type ServeAgain = Arc<dyn Fn(Guarded<TcpStream>, listener::Tracker) + Send + Sync>;
+
+/// A plain connection's way back to serving calls, for a raw read to take once its range is
+/// sent: the reader can then keep the connection for its next raw read to this node instead of
+/// opening another (see `RESUME_HEADER`). Only plain connections have one: over TLS the bytes
+/// are copied, and the connection is closed after them.
+#[derive(Clone)]
+pub(super) struct Resume {
+    pub(super) serve: ServeAgain,
+    pub(super) tracker: listener::Tracker,
+}
+
+/// What a raw read sends: `head`, then `len` bytes of `file` from `offset`.
+pub(super) struct RawSend {
+    pub(super) head: Bytes,
+    pub(super) file: std::fs::File,
+    pub(super) offset: u64,
+    pub(super) len: u64,
+}
 
 /// The stripe geometry of a fragment upload, from its headers.
 pub(super) fn fragment_layout<B>(req: &Request<B>) -> Result<StripeLayout, NodeError> {
@@ -69,16 +93,21 @@ pub(super) fn wants_raw<B>(req: &Request<B>) -> bool {
         .is_some_and(|p| p == RAW_FRAGMENT_PROTOCOL)
 }
 
-pub(super) fn switching_to_raw() -> Response<HttpBody> {
+/// The 101 of a raw transfer; `resumes`: the node serves calls on the connection after it.
+pub(super) fn switching_to_raw(resumes: bool) -> Response<HttpBody> {
     let upgrade = (
         http::header::UPGRADE,
         HeaderValue::from_static(RAW_FRAGMENT_PROTOCOL),
     );
     let mut response = super::response(StatusCode::SWITCHING_PROTOCOLS, Some(upgrade), empty());
-    (response.headers_mut()).insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONNECTION,
         HeaderValue::from_static("upgrade"),
     );
+    if resumes {
+        headers.insert(RESUME_HEADER, HeaderValue::from_static("1"));
+    }
     response
 }
 
@@ -243,10 +272,13 @@ fn write_chunks(file: &mut FragmentFile, chunks: &[Bytes]) -> Result<(), StoreEr
 /// A record followed by this node's fragment file of its first part, whole, when the file is
 /// here and at most `LOOKUP_FRAGMENT_MAX` long: a reader of a whole object is spared one round
 /// trip per holder. The body is the JSON's length (4 bytes, big-endian), the JSON (whose
-/// `fragment_len` says whether the fragment follows), then the fragment's bytes.
+/// `fragment_len` says whether the fragment follows), then the fragment's bytes. With `raw` (a
+/// plain connection whose reader asked for the raw protocol), a fragment of `LOOKUP_RAW_MIN` or
+/// more is sent the same way on the connection switched over, with `sendfile`.
 pub(super) async fn lookup_and_fragment(
     store: Arc<Store>,
     mut lookup: Lookup,
+    raw: Option<(hyper::upgrade::OnUpgrade, Resume)>,
 ) -> Result<Response<HttpBody>, NodeError> {
     let file = lookup.record.as_ref().and_then(|r| {
         let part = r
@@ -256,6 +288,24 @@ pub(super) async fn lookup_and_fragment(
         let len = part.layout(r.data_shards as usize).fragment_len();
         (len <= LOOKUP_FRAGMENT_MAX).then(|| (part.fragment_id.clone(), r.slot, len))
     });
+    let raw = raw.filter(|_| file.as_ref().is_some_and(|f| f.2 >= LOOKUP_RAW_MIN));
+    if let (Some((upgrade, resume)), Some((id, index, len))) = (raw, &file) {
+        // Without the file the reader asks for the fragment as usual, and gets the error then.
+        let opened = (store.open_fragment(id, *index).ok())
+            .filter(|f| f.metadata().is_ok_and(|m| m.len() == *len));
+        if let Some(opened) = opened {
+            lookup.fragment_len = Some(*len);
+            METRICS.fragment_reads.inc();
+            METRICS.fragment_bytes_read.add(*len);
+            let send = RawSend {
+                head: lookup_head(&lookup)?.into(),
+                file: opened,
+                offset: 0,
+                len: *len,
+            };
+            return Ok(start_raw(send, upgrade, Some(resume)));
+        }
+    }
     let mut fragment = None;
     if let Some((id, index, len)) = file {
         let cached = store.read_cached_fragment(&id, index, 0, len as usize);
@@ -271,11 +321,7 @@ pub(super) async fn lookup_and_fragment(
         fragment = read.ok().filter(|bytes| bytes.len() as u64 == len);
     }
     lookup.fragment_len = fragment.as_ref().map(|f| f.len() as u64);
-    let json = serde_json::to_vec(&lookup).map_err(|e| NodeError::Store(e.into()))?;
-    let head_len = u32::try_from(json.len()).map_err(|_| bad("record too large"))?;
-    let mut head = Vec::with_capacity(4 + json.len());
-    head.extend_from_slice(&head_len.to_be_bytes());
-    head.extend_from_slice(&json);
+    let head = lookup_head(&lookup)?;
     let total = head.len() as u64 + lookup.fragment_len.unwrap_or(0);
     let (tx, body) = ChannelBody::new(2, Some(total));
     // Room for both chunks: the sends cannot fail, and the body needs no task.
@@ -286,6 +332,16 @@ pub(super) async fn lookup_and_fragment(
         let _ = tx.try_send(Ok(fragment.into()));
     }
     Ok(Response::new(body.boxed()))
+}
+
+/// A lookup's JSON behind its length (4 bytes, big-endian).
+fn lookup_head(lookup: &Lookup) -> Result<Vec<u8>, NodeError> {
+    let json = serde_json::to_vec(lookup).map_err(|e| NodeError::Store(e.into()))?;
+    let head_len = u32::try_from(json.len()).map_err(|_| bad("record too large"))?;
+    let mut head = Vec::with_capacity(4 + json.len());
+    head.extend_from_slice(&head_len.to_be_bytes());
+    head.extend_from_slice(&json);
+    Ok(head)
 }
 
 /// Streams a byte range of a fragment file from a blocking reader, `IO_CHUNK` at a time.
@@ -320,84 +376,185 @@ pub(super) async fn send_fragment(
     )))
 }
 
-/// Answers a fragment read that asked for the raw protocol: checks the range, then switches the
-/// connection over and hands it to `send_raw`.
+/// Answers a raw read: switches the connection over and hands it to `send_raw`.
 pub(super) fn start_raw(
-    store: &Store,
-    id: &str,
-    index: u8,
-    offset: u64,
-    len: u64,
+    send: RawSend,
     upgrade: hyper::upgrade::OnUpgrade,
-) -> Result<Response<HttpBody>, NodeError> {
-    let file = store.open_fragment(id, index)?;
-    let size = file.metadata().map_err(StoreError::from)?.len();
-    if offset.checked_add(len).is_none_or(|end| end > size) {
-        return Err(bad("range past the end of the fragment"));
-    }
-    tokio::spawn(send_raw(upgrade, file, offset, len));
-    Ok(switching_to_raw())
+    resume: Option<Resume>,
+) -> Response<HttpBody> {
+    let resumes = resume.is_some();
+    tokio::spawn(send_raw(upgrade, send, resume));
+    switching_to_raw(resumes)
 }
 
-/// Sends `len` bytes of `file` from `offset` alone on the connection of `upgrade`, once the reader
-/// has it, with `sendfile`, then closes the connection (see `RAW_FRAGMENT_PROTOCOL`). A failure
-/// just closes it early: the reader counts the bytes. Over TLS the bytes must pass through the
-/// node to be encrypted: they are copied instead.
-async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, file: std::fs::File, offset: u64, len: u64) {
+/// Sends `send` alone on the connection of `upgrade`, once the reader has it, with `sendfile`;
+/// then hands the connection back to serving calls (`resume`), or closes it (see
+/// `RAW_FRAGMENT_PROTOCOL`). A failure closes it early: the reader counts the bytes. Over TLS the
+/// bytes must pass through the node to be encrypted: they are copied instead.
+async fn send_raw(upgrade: hyper::upgrade::OnUpgrade, send: RawSend, resume: Option<Resume>) {
     let upgraded = upgrade
         .await
         .map(|u| u.downcast::<TokioIo<Guarded<TcpStream>>>());
-    let (socket, _slot) = match upgraded {
-        Ok(Ok(parts)) => {
-            let (stream, slot) = parts.io.into_inner().into_inner();
-            (stream.into_std(), Some(slot))
-        }
+    let parts = match upgraded {
+        Ok(Ok(parts)) => parts,
         Ok(Err(upgraded)) => {
-            if let Err(e) = copy_range(TokioIo::new(upgraded), file, offset, len).await {
+            if let Err(e) = copy_range(TokioIo::new(upgraded), send).await {
                 tracing::debug!(error = %e, "raw fragment send ended early");
             }
             return;
         }
-        Err(e) => (Err(std::io::Error::other(e)), None),
+        Err(e) => return tracing::debug!(error = %e, "raw fragment send never started"),
     };
-    let sent = tokio::task::spawn_blocking(move || {
-        let socket = socket?;
-        socket.set_nonblocking(false)?;
-        socket.set_write_timeout(Some(TRANSFER_STALL))?;
-        send_file(&socket, &file, offset, len)
-    })
-    .await;
-    if let Ok(Err(e)) = sent {
-        tracing::debug!(error = %e, "raw fragment send ended early");
+    // Bytes the reader sent after its request would be its next call: not expected, and not
+    // served (the connection is closed after the range).
+    let resume = resume.filter(|_| parts.read_buf.is_empty());
+    let mut stream = parts.io.into_inner();
+    let head = tokio::time::timeout(TRANSFER_STALL, stream.write_all(&send.head)).await;
+    if !matches!(head, Ok(Ok(()))) {
+        return tracing::debug!("raw fragment send: the record did not reach the reader");
+    }
+    // From the page cache `sendfile` cannot wait for the disk: it runs here, without the two
+    // thread switches of a blocking task.
+    let sent = match in_page_cache(&send.file, send.offset, send.len) {
+        true => send_cached(stream.get_ref(), &send).await.map(|()| stream),
+        false => tokio::task::spawn_blocking(move || {
+            send_file(stream.get_ref(), &send.file, send.offset, send.len).map(|()| stream)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+    };
+    match (sent, resume) {
+        (Ok(stream), Some(resume)) => {
+            // The transfer counts as the connection's last activity, for its idle timeout.
+            drop(resume.tracker.request());
+            METRICS.raw_reads_resumed.inc();
+            (resume.serve)(stream, resume.tracker);
+        }
+        (Ok(_), None) => {}
+        (Err(e), _) => tracing::debug!(error = %e, "raw fragment send ended early"),
     }
 }
 
-/// Copies a file range to a connection `sendfile` cannot write to, `IO_CHUNK` at a time, then
+/// Whether every page of a file range is in the page cache (`cachestat`, Linux 6.5 and later;
+/// false where the kernel lacks it).
+fn in_page_cache(file: &std::fs::File, offset: u64, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Range {
+        offset: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct CacheStat {
+        cached: u64,
+        dirty: u64,
+        writeback: u64,
+        evicted: u64,
+        recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451;
+    // A larger page size only makes this count more pages than there are, and answer false.
+    const PAGE: u64 = 4096;
+    let range = Range { offset, len };
+    let mut stat = CacheStat::default();
+    // SAFETY: `range` and `stat` are valid for the call, laid out as the kernel's
+    // `cachestat_range` and `cachestat`; the kernel writes only `stat`.
+    let done = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            &range as *const Range,
+            &mut stat as *mut CacheStat,
+            0,
+        )
+    };
+    let pages = (offset + len).div_ceil(PAGE) - offset / PAGE;
+    done == 0 && stat.cached >= pages
+}
+
+/// `sendfile` of a raw read's range from the page cache, on the runtime: each call sends what
+/// the socket takes, and a full socket is waited for like any write.
+async fn send_cached(socket: &TcpStream, send: &RawSend) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut at = libc::off_t::try_from(send.offset).map_err(std::io::Error::other)?;
+    let end = send.offset + send.len;
+    while (at as u64) < end {
+        let want = (end - at as u64).min(1 << 30) as usize;
+        tokio::time::timeout(TRANSFER_STALL, socket.writable())
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the call; `at` is a valid offset the
+            // kernel advances by the bytes sent.
+            let n =
+                unsafe { libc::sendfile(socket.as_raw_fd(), send.file.as_raw_fd(), &mut at, want) };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(n)
+        });
+        match sent {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Copies a raw read to a connection `sendfile` cannot write to, `IO_CHUNK` at a time, then
 /// closes it.
 async fn copy_range(
     mut io: TokioIo<hyper::upgrade::Upgraded>,
-    file: std::fs::File,
-    offset: u64,
-    len: u64,
+    send: RawSend,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncSeekExt;
-    let mut file = tokio::fs::File::from_std(file);
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let stalled = || std::io::Error::from(std::io::ErrorKind::TimedOut);
+    tokio::time::timeout(TRANSFER_STALL, io.write_all(&send.head))
+        .await
+        .map_err(|_| stalled())??;
+    let mut file = tokio::fs::File::from_std(send.file);
+    file.seek(std::io::SeekFrom::Start(send.offset)).await?;
     let mut chunk = vec![0u8; IO_CHUNK];
-    let mut left = len;
+    let mut left = send.len;
     while left > 0 {
         let want = usize::try_from(left).map_or(IO_CHUNK, |left| left.min(IO_CHUNK));
         file.read_exact(&mut chunk[..want]).await?;
         tokio::time::timeout(TRANSFER_STALL, io.write_all(&chunk[..want]))
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            .map_err(|_| stalled())??;
         left -= want as u64;
     }
     io.shutdown().await
 }
 
-/// `sendfile` of a file range to a blocking socket.
+/// `sendfile` of a file range to a connection, on a blocking thread (the file's pages may have to
+/// come from the disk): the socket is made blocking for it, with `TRANSFER_STALL` as its send
+/// timeout, and non-blocking again after, for the runtime that owns it.
 fn send_file(
+    socket: &TcpStream,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: `socket` keeps the descriptor open for the whole call, and `ManuallyDrop` keeps
+    // this second handle to it from closing it.
+    let blocking = std::mem::ManuallyDrop::new(unsafe {
+        std::net::TcpStream::from_raw_fd(socket.as_raw_fd())
+    });
+    blocking.set_nonblocking(false)?;
+    blocking.set_write_timeout(Some(TRANSFER_STALL))?;
+    let sent = send_range(&blocking, file, offset, len);
+    blocking.set_write_timeout(None)?;
+    blocking.set_nonblocking(true)?;
+    sent
+}
+
+/// `sendfile` of a file range to a blocking socket.
+fn send_range(
     socket: &std::net::TcpStream,
     file: &std::fs::File,
     offset: u64,

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use erasure::FrameFormat;
 use fragments::{
     fragment_layout, lookup_and_fragment, receive_fragment, receive_raw, send_fragment, start_raw,
-    switching_to_raw, wants_raw,
+    switching_to_raw, wants_raw, RawSend, Resume, ServeAgain,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -223,10 +223,11 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
         let tls = tls.clone();
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                return serve(state, stream, tracker, limits).await;
+                let again = serve_again(state.clone(), limits.clone());
+                return serve(state, stream, tracker, limits, Some(again)).await;
             };
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve(state, stream, tracker, limits).await,
+                Ok(Ok(stream)) => serve(state, stream, tracker, limits, None).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -234,12 +235,22 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     }
 }
 
-/// Serves one connection's calls.
+/// How a plain connection goes back to `serve` after a raw read took it over (see `Resume`).
+fn serve_again(state: Arc<Node>, limits: Arc<listener::Limits>) -> ServeAgain {
+    Arc::new(move |stream, tracker| {
+        let again = serve_again(state.clone(), limits.clone());
+        let served = serve(state.clone(), stream, tracker, limits.clone(), Some(again));
+        tokio::spawn(served);
+    })
+}
+
+/// Serves one connection's calls; `again`, on a plain connection, lets a raw read hand it back.
 async fn serve<S>(
     state: Arc<Node>,
     stream: S,
     tracker: listener::Tracker,
     limits: Arc<listener::Limits>,
+    again: Option<ServeAgain>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -251,6 +262,10 @@ async fn serve<S>(
         // For a call that takes the connection over (`receive_raw`), to hold a request of its
         // own there after its answer.
         req.extensions_mut().insert(tracker.clone());
+        if let Some(serve) = again.clone() {
+            let tracker = tracker.clone();
+            req.extensions_mut().insert(Resume { serve, tracker });
+        }
         async move {
             if too_large {
                 let refusal = full("request headers too large");
@@ -427,7 +442,7 @@ impl Node {
                 if let Some(upgrade) = raw {
                     let held = connection.as_ref().map(listener::Tracker::request);
                     tokio::spawn(receive_raw(upgrade, file, layout, index, key, held));
-                    return Ok(switching_to_raw());
+                    return Ok(switching_to_raw(false));
                 }
                 receive_fragment(file, layout, index, body, key).await
             }
@@ -438,8 +453,20 @@ impl Node {
                 METRICS.fragment_reads.inc();
                 METRICS.fragment_bytes_read.add(len);
                 if wants_raw(&req) {
+                    let resume = req.extensions_mut().remove::<Resume>();
                     let upgrade = hyper::upgrade::on(&mut req);
-                    return start_raw(&store, &id, index, offset, len, upgrade);
+                    let file = store.open_fragment(&id, index)?;
+                    let size = file.metadata().map_err(StoreError::from)?.len();
+                    if offset.checked_add(len).is_none_or(|end| end > size) {
+                        return Err(bad("range past the end of the fragment"));
+                    }
+                    let send = RawSend {
+                        head: Bytes::new(),
+                        file,
+                        offset,
+                        len,
+                    };
+                    return Ok(start_raw(send, upgrade, resume));
                 }
                 send_fragment(store, id, index, offset, len).await
             }
@@ -553,10 +580,16 @@ impl Node {
                     }
                     (None, None) => look_up(&store, &bucket, &key, None)?,
                 };
-                match param("fragment") {
-                    Some(_) => lookup_and_fragment(store, lookup).await,
-                    None => json(&lookup),
+                if param("fragment").is_none() {
+                    return json(&lookup);
                 }
+                // Over plain TCP only (`Resume`): over TLS the node would have to copy the bytes.
+                let raw = match wants_raw(&req) {
+                    true => req.extensions_mut().remove::<Resume>(),
+                    false => None,
+                };
+                let raw = raw.map(|resume| (hyper::upgrade::on(&mut req), resume));
+                lookup_and_fragment(store, lookup, raw).await
             }
             (Method::POST, ["v1", "objects"]) => {
                 let lookups: Vec<LookupRequest> = read_json(req)?;
