@@ -480,22 +480,13 @@ async fn send_cached(socket: &TcpStream, send: &RawSend) -> std::io::Result<()> 
     let mut at = libc::off_t::try_from(send.offset).map_err(std::io::Error::other)?;
     let end = send.offset + send.len;
     while (at as u64) < end {
-        let want = (end - at as u64).min(1 << 30) as usize;
         tokio::time::timeout(TRANSFER_STALL, socket.writable())
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
-            // SAFETY: both descriptors are open for the call; `at` is a valid offset the
-            // kernel advances by the bytes sent.
-            let n =
-                unsafe { libc::sendfile(socket.as_raw_fd(), send.file.as_raw_fd(), &mut at, want) };
-            if n < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(n)
+            send_some(socket.as_raw_fd(), &send.file, &mut at, end)
         });
         match sent {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -564,17 +555,28 @@ fn send_range(
     let mut at = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
     let end = offset + len;
     while (at as u64) < end {
-        let want = (end - at as u64).min(1 << 30) as usize;
-        // SAFETY: both descriptors are open for the call; `at` is a valid offset the kernel
-        // advances by the bytes sent.
-        let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, want) };
-        match sent {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n if n < 0 => return Err(std::io::Error::last_os_error()),
-            _ => {}
-        }
+        send_some(socket.as_raw_fd(), file, &mut at, end)?;
     }
     Ok(())
+}
+
+/// One `sendfile` call of what is left of a range up to `end`, from `at`, which the kernel
+/// advances by the bytes sent.
+fn send_some(
+    socket: std::os::fd::RawFd,
+    file: &std::fs::File,
+    at: &mut libc::off_t,
+    end: u64,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let want = (end - *at as u64).min(1 << 30) as usize;
+    // SAFETY: both descriptors are open for the call, and `at` is a valid offset.
+    let sent = unsafe { libc::sendfile(socket, file.as_raw_fd(), at, want) };
+    match sent {
+        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        n if n < 0 => Err(std::io::Error::last_os_error()),
+        n => Ok(n as usize),
+    }
 }
 
 /// `len` bytes of a fragment file from `offset` as a body, read `IO_CHUNK` at a time by a blocking
