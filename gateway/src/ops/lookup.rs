@@ -32,8 +32,9 @@ pub struct Found {
     /// Holders not waited for (slow, or not needed): asked only if the sources fall short.
     pub unasked: Vec<(String, u8)>,
     /// The answers of the holders not waited for, still arriving: read repair checks them after
-    /// the response instead of asking those holders again.
-    pub late: JoinHandle<Vec<Answer>>,
+    /// the response instead of asking those holders again. `None` when none were (most reads: a
+    /// task for nothing cost every GET a spawn).
+    pub late: Option<JoinHandle<Vec<Answer>>>,
     pub target: Target,
     /// Fragment files of the first part that holders sent along with their records (see
     /// `lookup_to_read`): fragment slot, length, and the stream of it, taken by the first read.
@@ -102,7 +103,7 @@ impl Found {
             sources,
             stale: Vec::new(),
             unasked,
-            late: tokio::spawn(async { Vec::new() }),
+            late: None,
             target: Target {
                 bucket: *bucket,
                 key: key.to_string(),
@@ -272,11 +273,13 @@ pub async fn lookup(
         pending.extend(waiting.drain(..).map(|h| ask_one(h, false)));
     }
     // A fragment file sent along by a late answer is dropped as it comes: nothing reads it.
-    let late = tokio::spawn(
-        pending
-            .map(|(slot, answer)| (slot, answer.map(|(lookup, _)| lookup)))
-            .collect::<Vec<_>>(),
-    );
+    let late = (!pending.is_empty()).then(|| {
+        tokio::spawn(
+            pending
+                .map(|(slot, answer)| (slot, answer.map(|(lookup, _)| lookup)))
+                .collect::<Vec<_>>(),
+        )
+    });
     read_quorum.require(answered.len(), holders.len(), "holders answered")?;
     // A version some holder purged is gone, even where a holder that missed the purge has it.
     for (_, record) in answered.iter_mut() {
@@ -445,7 +448,7 @@ async fn unfinished(
         // The holders of the unfinished version are not repaired over it: it is newer.
         stale: Vec::new(),
         unasked: Vec::new(),
-        late: tokio::spawn(async { Vec::new() }),
+        late: None,
         target: found.target,
         prefetched: Mutex::default(),
         // Not asked of the holders of the version gone back to.

@@ -165,7 +165,10 @@ async fn send_range(
 /// Slots among the holders `find` did not wait for whose record is missing or older: checked
 /// after the response, so that read repair also reaches holders that were slow to answer.
 async fn stale_late(found: &mut Found) -> Vec<u8> {
-    let answers = (&mut found.late).await.unwrap_or_default();
+    let answers = match found.late.as_mut() {
+        Some(late) => late.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     answers
         .into_iter()
         .filter_map(|(slot, answer)| match answer.map(|lookup| lookup.record) {
