@@ -9,7 +9,7 @@ use erasure::FrameFormat;
 use node_rpc::auth::{BodyDigest, ClusterSecret, StreamKey};
 use node_rpc::body::full;
 use node_rpc::client::{FragmentBody, NodeClient, RpcError};
-use node_rpc::protocol::{CommitRequest, BLOCK_SIZE_HEADER, FRAMES_HEADER};
+use node_rpc::protocol::{CommitRequest, BLOCK_SIZE_HEADER, FRAMES_HEADER, MAX_BATCH_ENTRIES};
 use node_rpc::protocol::{DATA_SHARDS_HEADER, RAW_FRAGMENT_PROTOCOL, SIZE_HEADER};
 use node_rpc::record::{BucketId, ObjectRecord, Version};
 use node_rpc::tls;
@@ -166,6 +166,57 @@ async fn oversized_heads_and_stalled_bodies_are_refused() {
     assert_eq!(status, 408, "half a body, then nothing: {message}");
     assert!(started.elapsed() >= Duration::from_millis(1900));
     assert!(listed_keys(&client, &addr, BUCKET).await.is_empty());
+}
+
+/// A batch of lookups or commits longer than `MAX_BATCH_ENTRIES` is refused as a whole (400)
+/// before any entry is served; one of exactly that many is answered entry by entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_batches_are_refused() {
+    let cluster = TestCluster::start();
+    let (addr, secret) = cluster.first_node();
+    let secret = ClusterSecret::new(secret);
+    let bucket = hex::encode(BUCKET);
+    let post = |path: &str, entries: Vec<String>| {
+        let body = format!("[{}]", entries.join(","));
+        let signed = secret.sign("POST", path, BodyDigest::of(body.as_bytes()));
+        let mut call = format!("POST {path} HTTP/1.1\r\nhost: node\r\n");
+        for (name, value) in &signed.headers {
+            call.push_str(&format!("{name}: {value}\r\n"));
+        }
+        call.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        call
+    };
+    let lookups = |n: usize| {
+        (0..n)
+            .map(|i| format!(r#"{{"bucket":"{bucket}","key":"k{i}"}}"#))
+            .collect()
+    };
+    let (status, message) = send_bytes(
+        &addr,
+        post("/v1/objects", lookups(MAX_BATCH_ENTRIES + 1)).as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("at most"), "{message}");
+    let (status, message) = send_bytes(
+        &addr,
+        post("/v1/objects", lookups(MAX_BATCH_ENTRIES)).as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+    let outcomes: Vec<serde_json::Value> = serde_json::from_str(&message).unwrap();
+    assert_eq!(outcomes.len(), MAX_BATCH_ENTRIES);
+
+    let commits: Vec<String> = (0..=MAX_BATCH_ENTRIES)
+        .map(|i| serde_json::to_string(&commit_of(&format!("batched/{i}"))).unwrap())
+        .collect();
+    let (status, message) = send_bytes(&addr, post("/v1/commits", commits).as_bytes()).await;
+    assert_eq!(status, 400, "{message}");
+    let client = NodeClient::new(secret, Duration::from_secs(10));
+    assert!(
+        listed_keys(&client, &addr, BUCKET).await.is_empty(),
+        "no commit of it applied"
+    );
 }
 
 /// Fragment 1 of a random object of `layout`, encoded in 4+2.

@@ -30,6 +30,7 @@ const FLIGHTS: usize = 2;
 /// Most calls in one batch, and most bytes (a record that completes a multipart upload of
 /// thousands of parts is large): more wait for the next.
 const MAX_BATCH: usize = 64;
+const _: () = assert!(MAX_BATCH <= crate::protocol::MAX_BATCH_ENTRIES);
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// A kind of call that can be gathered.

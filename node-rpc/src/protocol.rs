@@ -203,6 +203,12 @@ pub enum CommitOutcome {
     Refused { status: u16, error: String },
 }
 
+/// Most entries a node takes in one `POST /v1/objects` or `POST /v1/commits`: it serves a batch
+/// in one go on its async thread, so a batch as large as the body limit allows (over a million
+/// lookups) would hold the thread for seconds. Far above what a gateway gathers
+/// (`gather::MAX_BATCH`).
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+
 /// One lookup in `POST /v1/objects` (a JSON array of them): what `GET /v1/object/{bucket}/{key}`
 /// asks with no query but `version`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -217,17 +223,19 @@ pub struct LookupRequest {
 /// One lookup's outcome in a node's answer to `POST /v1/objects`, in the order they were asked.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LookupOutcome {
+pub enum LookupOutcome<R = ObjectRecord> {
     /// What `GET /v1/object/...` answers.
-    Found(Box<Lookup>),
+    Found(Box<Lookup<R>>),
     /// Refused, with the status and message `GET /v1/object/...` would have been answered with.
     Refused { status: u16, error: String },
 }
 
-/// A holder's answer for the current version of a key, or for one version of it.
+/// A holder's answer for the current version of a key, or for one version of it. A node may
+/// hold the record as something other than an `ObjectRecord` (`R`) that is written the same: the
+/// JSON it stores, sent as it is rather than parsed and written again.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Lookup {
-    pub record: Option<ObjectRecord>,
+pub struct Lookup<R = ObjectRecord> {
+    pub record: Option<R>,
     /// Versions deleted here for good that a stale holder could still show: those newer than the
     /// current record, or the version asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -241,9 +249,9 @@ pub struct Lookup {
     pub outbox: Option<OutboxState>,
 }
 
-impl Lookup {
+impl<R> Lookup<R> {
     /// An answer that is a record alone.
-    pub fn of(record: Option<ObjectRecord>) -> Lookup {
+    pub fn of(record: Option<R>) -> Lookup<R> {
         Lookup {
             record,
             purged: Vec::new(),

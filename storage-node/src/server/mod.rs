@@ -16,11 +16,11 @@ use crate::metrics::{NodeMetrics, Snapshot, METRICS};
 use crate::protocol::{
     unix_now, ClaimRequest, ClusterSecret, CommitOutcome, CommitRequest, LeaseRequest, ListRequest,
     Lookup, LookupOutcome, LookupRequest, OutboxReport, OutboxRequest, PartRequest, PurgeRequest,
-    UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY,
+    UndoRequest, UploadRequest, VersionListRequest, HINT_QUERY, MAX_BATCH_ENTRIES,
 };
 use crate::record::{is_fragment_id, BucketId, BucketRecord, KeyRecord, VersionRef};
 use crate::scrub::{self, ScrubSettings, Scrubber};
-use crate::store::{Store, StoreError};
+use crate::store::{FromStored, Store, StoreError, StoredRecord};
 use anyhow::Context;
 use bytes::Bytes;
 use erasure::FrameFormat;
@@ -104,15 +104,23 @@ fn refused(e: NodeError) -> CommitOutcome {
 }
 
 /// What `GET /v1/object/{bucket}/{key}` answers for the current version of a key, or for the
-/// version `which` names.
-fn look_up(
+/// version `which` names; the record parsed, or as stored when only sent on (see `FromStored`).
+fn look_up<R: FromStored>(
     store: &Store,
     bucket: &BucketId,
     key: &str,
     which: Option<VersionRef>,
-) -> Result<Lookup, NodeError> {
+) -> Result<Lookup<R>, NodeError> {
     let lookup = match which {
-        Some(which) => store.object_version(bucket, key, which)?,
+        Some(which) => {
+            let found = store.object_version(bucket, key, which)?;
+            Lookup {
+                record: found.record.map(R::from_record).transpose()?,
+                purged: found.purged,
+                fragment_len: found.fragment_len,
+                outbox: found.outbox,
+            }
+        }
         None => store.current(bucket, key)?,
     };
     with_outbox(store, bucket, key, lookup)
@@ -120,14 +128,14 @@ fn look_up(
 
 /// `lookup` with its record's outbox state. Only a version queued for peer regions when it was
 /// committed has one: the others, every version of a region alone, cost no read here.
-fn with_outbox(
+fn with_outbox<R: FromStored>(
     store: &Store,
     bucket: &BucketId,
     key: &str,
-    mut lookup: Lookup,
-) -> Result<Lookup, NodeError> {
-    if let Some(record) = lookup.record.as_ref().filter(|r| r.queued) {
-        lookup.outbox = store.outbox_state(bucket, key, record.version)?;
+    mut lookup: Lookup<R>,
+) -> Result<Lookup<R>, NodeError> {
+    if let Some(record) = lookup.record.as_ref().filter(|r| r.queued()) {
+        lookup.outbox = store.outbox_state(bucket, key, record.version())?;
     }
     Ok(lookup)
 }
@@ -508,7 +516,7 @@ impl Node {
                 json(&applied)
             }
             (Method::POST, ["v1", "commits"]) => {
-                let commits: Vec<CommitRequest> = read_json(req)?;
+                let commits: Vec<CommitRequest> = read_batch(req)?;
                 // As `/v1/commit`: a full disk refuses new data, not deletions.
                 let disk_full = if commits.iter().any(|c| !c.record.deleted) {
                     self.ensure_space().err().map(refused)
@@ -564,11 +572,16 @@ impl Node {
                             .await?;
                     return json(&crate::protocol::Lookup::of(record));
                 }
-                let lookup = match (param("version"), param("before")) {
-                    (Some(which), _) => {
-                        let which = which.parse().map_err(|()| bad("bad version"))?;
-                        look_up(&store, &bucket, &key, Some(which))?
+                let which = match param("version") {
+                    Some(which) => Some(which.parse().map_err(|()| bad("bad version"))?),
+                    None => None,
+                };
+                let fragment = param("fragment").is_some();
+                let lookup = match (which, param("before")) {
+                    (which, None) if !fragment => {
+                        return json(&look_up::<StoredRecord>(&store, &bucket, &key, which)?);
                     }
+                    (Some(which), _) => look_up(&store, &bucket, &key, Some(which))?,
                     (None, Some(before)) => {
                         let before = before.parse().map_err(|_| bad("bad version"))?;
                         with_outbox(
@@ -580,7 +593,7 @@ impl Node {
                     }
                     (None, None) => look_up(&store, &bucket, &key, None)?,
                 };
-                if param("fragment").is_none() {
+                if !fragment {
                     return json(&lookup);
                 }
                 // Over plain TCP only (`Resume`): over TLS the node would have to copy the bytes.
@@ -592,10 +605,10 @@ impl Node {
                 lookup_and_fragment(store, lookup, raw).await
             }
             (Method::POST, ["v1", "objects"]) => {
-                let lookups: Vec<LookupRequest> = read_json(req)?;
+                let lookups: Vec<LookupRequest> = read_batch(req)?;
                 // On the async thread, as `GET /v1/object`: at most a gateway's batch of point
                 // reads (`node_rpc::gather`).
-                let outcomes: Vec<LookupOutcome> = lookups
+                let outcomes: Vec<LookupOutcome<StoredRecord>> = lookups
                     .into_iter()
                     .map(|l| match look_up(&store, &l.bucket, &l.key, l.version) {
                         Ok(lookup) => LookupOutcome::Found(Box::new(lookup)),
@@ -898,6 +911,18 @@ fn read_json<T: DeserializeOwned>(req: Request<Body>) -> Result<T, NodeError> {
     // Parsed from one slice: serde_json reads a `Read` byte by byte.
     let body = req.into_body().checked()?;
     serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))
+}
+
+/// The entries of a batch call, at most `MAX_BATCH_ENTRIES`.
+fn read_batch<T: DeserializeOwned>(req: Request<Body>) -> Result<Vec<T>, NodeError> {
+    let entries: Vec<T> = read_json(req)?;
+    if entries.len() > MAX_BATCH_ENTRIES {
+        return Err(bad(format!(
+            "a batch of {} entries; at most {MAX_BATCH_ENTRIES}",
+            entries.len()
+        )));
+    }
+    Ok(entries)
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Response<HttpBody>, NodeError> {

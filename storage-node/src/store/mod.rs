@@ -36,6 +36,7 @@ mod versions;
 
 pub use fragment_file::FragmentFile;
 pub use maintenance::{Damaged, Repair, ScrubTarget, Scrubbed};
+pub use versions::{FromStored, StoredRecord};
 
 use claims::Claim;
 use fragment_file::BufferPool;
