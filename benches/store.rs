@@ -11,7 +11,7 @@ const LEN: usize = 1 << 20;
 
 fn store(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), "test").unwrap();
     let data = common::data(LEN);
     let mut group = c.benchmark_group("fragment 1 MiB");
     group.throughput(Throughput::Bytes(LEN as u64));

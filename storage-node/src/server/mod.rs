@@ -184,7 +184,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     };
     let client = NodeClient::for_cluster(&cluster).context("the cluster's tls_ca")?;
     std::fs::create_dir_all(&node.data_dir)?;
-    let store = Store::open(&node.data_dir).context("opening the node's store")?;
+    let store = Store::open(&node.data_dir, &node.id).context("opening the node's store")?;
     std::fs::write(node.data_dir.join("pid"), std::process::id().to_string())?;
     let listener = TcpListener::bind(listen)
         .await

@@ -75,7 +75,7 @@ mod tests {
     fn a_new_data_dir_is_recorded_in_the_current_format() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(recorded(dir.path()).unwrap(), None);
-        drop(Store::open(dir.path()).unwrap());
+        drop(Store::open(dir.path(), "test").unwrap());
         assert_eq!(recorded(dir.path()).unwrap(), Some(CURRENT));
         let text = fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert_eq!(text, format!("tessera-store-format {CURRENT}\n"));
@@ -84,21 +84,21 @@ mod tests {
     #[test]
     fn a_data_dir_from_before_the_format_file_is_recorded_when_opened() {
         let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path()).unwrap());
+        drop(Store::open(dir.path(), "test").unwrap());
         fs::remove_file(dir.path().join(FILE)).unwrap();
         assert_eq!(recorded(dir.path()).unwrap(), None);
-        drop(Store::open(dir.path()).unwrap());
+        drop(Store::open(dir.path(), "test").unwrap());
         assert_eq!(recorded(dir.path()).unwrap(), Some(CURRENT));
     }
 
     #[test]
     fn a_newer_or_unreadable_format_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path()).unwrap());
+        drop(Store::open(dir.path(), "test").unwrap());
         let path = dir.path().join(FILE);
         let newer = format!("tessera-store-format {}\n", CURRENT + 1);
         fs::write(&path, &newer).unwrap();
-        let Err(e) = Store::open(dir.path()) else {
+        let Err(e) = Store::open(dir.path(), "test") else {
             panic!("a newer format was opened");
         };
         assert!(matches!(e, StoreError::UnknownFormat { found, .. } if found == CURRENT + 1));
@@ -107,7 +107,7 @@ mod tests {
 
         fs::write(&path, "something else\n").unwrap();
         assert!(matches!(
-            Store::open(dir.path()),
+            Store::open(dir.path(), "test"),
             Err(StoreError::UnreadableFormat(_))
         ));
     }

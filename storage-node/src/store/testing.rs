@@ -47,7 +47,7 @@ pub(super) fn record(micros: u64, fragment_id: Option<&str>) -> ObjectRecord {
 /// A store in a fresh temporary folder, which lasts as long as the returned guard.
 pub(super) fn open() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), "test").unwrap();
     (dir, store)
 }
 

@@ -537,7 +537,7 @@ mod tests {
             "replaced fragment removed"
         );
         drop(store);
-        let reopened = Store::open(dir.path()).unwrap();
+        let reopened = Store::open(dir.path(), "test").unwrap();
         assert_eq!(
             reopened
                 .object(&BUCKET, "k")
