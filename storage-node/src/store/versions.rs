@@ -79,7 +79,11 @@ impl FromStored for StoredRecord {
     }
 
     fn from_record(record: ObjectRecord) -> Result<Self, StoreError> {
-        StoredRecord::from_stored(&record.to_json()?)
+        Ok(StoredRecord {
+            json: serde_json::value::to_raw_value(&record)?,
+            version: record.version,
+            queued: record.queued,
+        })
     }
 
     fn version(&self) -> Version {
