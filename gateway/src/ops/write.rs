@@ -12,7 +12,7 @@ use crate::ops::fanout::FanOut;
 use crate::ops::lookup::version_id;
 use crate::ops::quorum::shortfall;
 use crate::ops::replica::Replica;
-use crate::s3::checksum::{Algorithm, Digests, Expected, Verified};
+use crate::s3::checksum::{Algorithm, Checked, Digests, Expected, Verified};
 use crate::s3::error::S3Error;
 use crate::s3::payload::PayloadReader;
 use bytes::Bytes;
@@ -146,7 +146,7 @@ async fn stream_to_holders(
         .iter()
         .map(|h| (h.node.addr.as_str(), h.slot))
         .collect();
-    let (verified, outcomes) = fanout::upload(
+    let (checked, outcomes) = fanout::upload(
         cluster,
         &targets,
         &plan.fragment_id,
@@ -155,7 +155,7 @@ async fn stream_to_holders(
     )
     .await;
     // Holders that refused (say, with full disks) make the feed give up first: report why.
-    let verified = verified.map_err(|e| match e {
+    let checked = checked.map_err(|e| match e {
         OpError::Unavailable(why) => shortfall(why, &outcomes),
         other => other,
     })?;
@@ -167,10 +167,11 @@ async fn stream_to_holders(
         remove_fragments(cluster, plan.holders, &plan.fragment_id, &stored).await;
         return Err(e);
     }
-    Ok((stored, verified))
+    Ok((stored, checked.finish().await))
 }
 
-/// Feeds every stripe to the holders, holding the last one back until the payload is verified.
+/// Feeds every stripe to the holders, holding the last one back until the payload is verified;
+/// returns with the ETag's MD5 perhaps still hashing.
 async fn feed_holders(
     codec: &Codec,
     plan: &PartPlan<'_>,
@@ -179,7 +180,7 @@ async fn feed_holders(
     algorithm: Option<Algorithm>,
     mut fanout: FanOut,
     cluster: &Cluster,
-) -> Result<Verified, OpError> {
+) -> Result<Checked, OpError> {
     let mut encoder = codec.encoder(plan.layout);
     let mut digests = Digests::new(algorithm);
     let mut cipher = plan.seal.as_ref().map(PartSeal::cipher);
@@ -200,14 +201,17 @@ async fn feed_holders(
     encoder
         .finish(&mut |_, frames| ready.push(frames))
         .map_err(size_error)?;
-    let verified = digests
-        .verify(expected, checksum_trailer(payload, algorithm))
+    // The claims about the bytes are compared before the last stripe goes out. The MD5 that is
+    // only the ETag finishes later, while the holders write (see `Md5Stream`).
+    let checked = digests
+        .check(expected, checksum_trailer(payload, algorithm))?
+        .check_md5()
         .await?;
-    for frames in held.into_iter().chain(ready.drain(..)) {
+    for frames in held.into_iter().chain(ready) {
         send_stripe(&mut fanout, plan.holders, frames, cluster).await?;
     }
     fanout.finish();
-    Ok(verified)
+    Ok(checked)
 }
 
 /// Queues one stripe's frames, each holder its fragment's; fails once fewer than a write quorum

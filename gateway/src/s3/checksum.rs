@@ -343,10 +343,13 @@ impl Digests {
         expected: &Expected,
         trailer: Option<&str>,
     ) -> Result<Verified, S3Error> {
-        let md5 = self.md5.finish().await;
-        if expected.md5.as_ref().is_some_and(|m| m[..] != md5) {
-            return Err(S3Error::BadDigest("Content-MD5"));
-        }
+        let checked = self.check(expected, trailer)?.check_md5().await?;
+        Ok(checked.finish().await)
+    }
+
+    /// Compares the client's checksum, and leaves the MD5 to `Checked::finish`: a caller that
+    /// needs the MD5 only as the ETag can let it finish while it does something else.
+    pub fn check(self, expected: &Expected, trailer: Option<&str>) -> Result<Checked, S3Error> {
         let checksum = match (self.checksum, &expected.checksum) {
             (Some(sum), Some((algorithm, claimed))) => {
                 let claimed = match (claimed.as_deref(), trailer) {
@@ -376,7 +379,56 @@ impl Digests {
             }),
             _ => None,
         };
-        Ok(Verified { md5, checksum })
+        Ok(Checked {
+            md5: Md5::Hashing(self.md5),
+            claimed_md5: expected.md5.clone(),
+            checksum,
+        })
+    }
+}
+
+/// An upload whose checksum matched, with its MD5 still to finish and, if the client sent one,
+/// to compare with its Content-MD5 (`check_md5`).
+pub struct Checked {
+    md5: Md5,
+    claimed_md5: Option<Vec<u8>>,
+    checksum: Option<StoredChecksum>,
+}
+
+enum Md5 {
+    Hashing(Md5Stream),
+    Done([u8; 16]),
+}
+
+impl Checked {
+    /// Compares the MD5 with the client's Content-MD5, finishing it first; without one there is
+    /// nothing to compare, and the MD5 is left to finish when `finish` asks for it.
+    pub async fn check_md5(self) -> Result<Checked, S3Error> {
+        let Some(claimed) = &self.claimed_md5 else {
+            return Ok(self);
+        };
+        let md5 = match self.md5 {
+            Md5::Hashing(stream) => stream.finish().await,
+            Md5::Done(md5) => md5,
+        };
+        if claimed[..] != md5 {
+            return Err(S3Error::BadDigest("Content-MD5"));
+        }
+        Ok(Checked {
+            md5: Md5::Done(md5),
+            ..self
+        })
+    }
+
+    pub async fn finish(self) -> Verified {
+        let md5 = match self.md5 {
+            Md5::Hashing(stream) => stream.finish().await,
+            Md5::Done(md5) => md5,
+        };
+        Verified {
+            md5,
+            checksum: self.checksum,
+        }
     }
 }
 
@@ -460,6 +512,21 @@ mod tests {
             c.update(b"world");
             assert_eq!(c.finish(), sum(algorithm, b"hello world"));
         }
+    }
+
+    #[tokio::test]
+    async fn an_unclaimed_md5_is_finished_after_the_checksum_is_checked() {
+        let claimed = sum(Algorithm::Crc32, b"abc");
+        let expected = Expected::new(None, Some((Algorithm::Crc32, Some(claimed)))).unwrap();
+        let mut d = Digests::new(Some(Algorithm::Crc32));
+        d.update(&Bytes::from_static(b"abc")).await;
+        let checked = d.check(&expected, None).unwrap();
+        let verified = checked.check_md5().await.unwrap().finish().await;
+        assert_eq!(STANDARD.encode(verified.md5), "kAFQmDzST7DWlj99KOF/cg==");
+        assert_eq!(
+            verified.checksum.unwrap().value,
+            sum(Algorithm::Crc32, b"abc")
+        );
     }
 
     #[tokio::test]
