@@ -400,6 +400,15 @@ enum Md5 {
     Done([u8; 16]),
 }
 
+impl Md5 {
+    async fn finish(self) -> [u8; 16] {
+        match self {
+            Md5::Hashing(stream) => stream.finish().await,
+            Md5::Done(md5) => md5,
+        }
+    }
+}
+
 impl Checked {
     /// Compares the MD5 with the client's Content-MD5, finishing it first; without one there is
     /// nothing to compare, and the MD5 is left to finish when `finish` asks for it.
@@ -407,10 +416,7 @@ impl Checked {
         let Some(claimed) = &self.claimed_md5 else {
             return Ok(self);
         };
-        let md5 = match self.md5 {
-            Md5::Hashing(stream) => stream.finish().await,
-            Md5::Done(md5) => md5,
-        };
+        let md5 = self.md5.finish().await;
         if claimed[..] != md5 {
             return Err(S3Error::BadDigest("Content-MD5"));
         }
@@ -421,12 +427,8 @@ impl Checked {
     }
 
     pub async fn finish(self) -> Verified {
-        let md5 = match self.md5 {
-            Md5::Hashing(stream) => stream.finish().await,
-            Md5::Done(md5) => md5,
-        };
         Verified {
-            md5,
+            md5: self.md5.finish().await,
             checksum: self.checksum,
         }
     }
