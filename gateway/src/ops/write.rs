@@ -204,8 +204,7 @@ async fn feed_holders(
     // The claims about the bytes are compared before the last stripe goes out. The MD5 that is
     // only the ETag finishes later, while the holders write (see `Md5Stream`).
     let checked = digests
-        .check(expected, checksum_trailer(payload, algorithm))?
-        .check_md5()
+        .check(expected, checksum_trailer(payload, algorithm))
         .await?;
     for frames in held.into_iter().chain(ready) {
         send_stripe(&mut fanout, plan.holders, frames, cluster).await?;

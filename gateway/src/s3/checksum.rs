@@ -343,13 +343,17 @@ impl Digests {
         expected: &Expected,
         trailer: Option<&str>,
     ) -> Result<Verified, S3Error> {
-        let checked = self.check(expected, trailer)?.check_md5().await?;
-        Ok(checked.finish().await)
+        Ok(self.check(expected, trailer).await?.finish().await)
     }
 
-    /// Compares the client's checksum, and leaves the MD5 to `Checked::finish`: a caller that
-    /// needs the MD5 only as the ETag can let it finish while it does something else.
-    pub fn check(self, expected: &Expected, trailer: Option<&str>) -> Result<Checked, S3Error> {
+    /// Compares what the client claimed: its checksum, and its Content-MD5 if it sent one (the
+    /// MD5 finished for it). Without a Content-MD5 the MD5 is only the ETag, left to
+    /// `Checked::finish`: a caller can let it finish while it does something else.
+    pub async fn check(
+        self,
+        expected: &Expected,
+        trailer: Option<&str>,
+    ) -> Result<Checked, S3Error> {
         let checksum = match (self.checksum, &expected.checksum) {
             (Some(sum), Some((algorithm, claimed))) => {
                 let claimed = match (claimed.as_deref(), trailer) {
@@ -379,19 +383,23 @@ impl Digests {
             }),
             _ => None,
         };
-        Ok(Checked {
-            md5: Md5::Hashing(self.md5),
-            claimed_md5: expected.md5.clone(),
-            checksum,
-        })
+        let md5 = match &expected.md5 {
+            Some(claimed) => {
+                let md5 = self.md5.finish().await;
+                if claimed[..] != md5 {
+                    return Err(S3Error::BadDigest("Content-MD5"));
+                }
+                Md5::Done(md5)
+            }
+            None => Md5::Hashing(self.md5),
+        };
+        Ok(Checked { md5, checksum })
     }
 }
 
-/// An upload whose checksum matched, with its MD5 still to finish and, if the client sent one,
-/// to compare with its Content-MD5 (`check_md5`).
+/// An upload whose claims matched, with its MD5 perhaps still to finish.
 pub struct Checked {
     md5: Md5,
-    claimed_md5: Option<Vec<u8>>,
     checksum: Option<StoredChecksum>,
 }
 
@@ -410,22 +418,6 @@ impl Md5 {
 }
 
 impl Checked {
-    /// Compares the MD5 with the client's Content-MD5, finishing it first; without one there is
-    /// nothing to compare, and the MD5 is left to finish when `finish` asks for it.
-    pub async fn check_md5(self) -> Result<Checked, S3Error> {
-        let Some(claimed) = &self.claimed_md5 else {
-            return Ok(self);
-        };
-        let md5 = self.md5.finish().await;
-        if claimed[..] != md5 {
-            return Err(S3Error::BadDigest("Content-MD5"));
-        }
-        Ok(Checked {
-            md5: Md5::Done(md5),
-            ..self
-        })
-    }
-
     pub async fn finish(self) -> Verified {
         Verified {
             md5: self.md5.finish().await,
@@ -522,8 +514,12 @@ mod tests {
         let expected = Expected::new(None, Some((Algorithm::Crc32, Some(claimed)))).unwrap();
         let mut d = Digests::new(Some(Algorithm::Crc32));
         d.update(&Bytes::from_static(b"abc")).await;
-        let checked = d.check(&expected, None).unwrap();
-        let verified = checked.check_md5().await.unwrap().finish().await;
+        let checked = d.check(&expected, None).await.unwrap();
+        assert!(
+            matches!(checked.md5, Md5::Hashing(_)),
+            "no Content-MD5 to compare"
+        );
+        let verified = checked.finish().await;
         assert_eq!(STANDARD.encode(verified.md5), "kAFQmDzST7DWlj99KOF/cg==");
         assert_eq!(
             verified.checksum.unwrap().value,
