@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::proxy::Mode;
-use common::{random_bytes, TestCluster, NODES};
+use common::{random_bytes, BodySigning, TestCluster, NODES};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -315,6 +315,67 @@ async fn a_slow_then_cut_connection_to_a_node_loses_nothing() {
          acknowledged, {} refused; {} keys verified, {} concurrent reads checked",
         tally.acked, tally.refused, tally.verified, tally.reads
     );
+}
+
+/// A holder that comes back while a write that left it out is still in flight gets that write:
+/// the heal that starts as the holder answers compares it with its peers before the write reaches
+/// them, so the write's end must call for another. Before, the first heal was the only one, and
+/// with two more holders down the key had three fragments.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_holder_back_while_a_write_that_left_it_out_runs_gets_that_write() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cluster = TestCluster::start_with(&["--rpc-timeout-ms", "1500"]);
+    let proxy = cluster.proxy("z2-n1").await;
+    let s3 = cluster.client();
+    assert_eq!(s3.put("/inflight", Bytes::new()).await.status, 200);
+    let (old, new) = (random_bytes(1 << 20, 1), random_bytes(1 << 20, 2));
+    assert_eq!(s3.put("/inflight/k", old).await.status, 200);
+    proxy.set(Mode::Refuse);
+    seen_up(&s3, "z2-n1", false).await;
+    // The status asks the nodes itself; the probe, which writes go by, asks twice a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The new version's first half, then a pause with the holder back and healed.
+    let length = new.len().to_string();
+    let headers = [("content-length", length.as_str())];
+    let (headers, _) = s3.sign("PUT", "/inflight/k", &headers, &[], BodySigning::UNSIGNED);
+    let mut head = "PUT /inflight/k HTTP/1.1\r\n".to_string();
+    for (name, value) in &headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let addr = cluster.endpoint.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&new[..new.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.set(Mode::Pass);
+    seen_up(&s3, "z2-n1", true).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    common::wait_healed(&s3).await;
+    socket.write_all(&new[new.len() / 2..]).await.unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    common::wait_healed(&s3).await;
+    cluster.kill("z1-n1");
+    cluster.kill("z3-n2");
+    let got = s3.get("/inflight/k").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(got.body[..] == new[..], "the acknowledged version");
+}
+
+/// Waits until `node` answers the gateway, or stops answering.
+async fn seen_up(s3: &common::S3Client, node: &str, up: bool) {
+    let begun = Instant::now();
+    loop {
+        let status = common::node_status(s3).await;
+        if status.iter().any(|n| n["id"] == node && n["up"] == up) {
+            return;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(20), "{node} up: {up}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// An overwrite whose commit reaches only some holders (its gateway died, or holders failed, part

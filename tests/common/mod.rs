@@ -489,6 +489,12 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.print_warnings();
+            // The whole logs and the data explain a failure that happens once in a while.
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "--- the cluster's directory is kept: {}",
+                self.dir.path().display()
+            );
         }
         for child in &mut self.restarted {
             let _ = child.kill();

@@ -57,8 +57,10 @@ pub async fn watch(cluster: Arc<Cluster>, healer: Arc<Healer>) {
                 tracing::warn!(node = %nodes[index].id, damaged, "scrub found damaged fragments");
                 live.missed(index);
             }
-            if live.needs_heal(index) && heal(&healer, &nodes[index].id) {
-                live.healing(index);
+            // Taken before the heal compares anything, so that a write ending without the node
+            // from then on notes it again, for another heal.
+            if live.take_missed(index) && !heal(&healer, &nodes[index].id) {
+                live.missed(index);
             }
         }
         live.finish_round(started, keepers);

@@ -69,6 +69,35 @@ pub struct Holder<'a> {
     pub hint_for: Option<&'a NodeInfo>,
 }
 
+/// Where one write goes (`Cluster::write_holders`), in slot order.
+///
+/// The holders left out of it (down, and no substitute free) are noted as lacking a write when
+/// it ends, as this is dropped, not when it begins: a heal that starts while the write is in
+/// flight may compare the node with its peers before the write reaches them, and must then be
+/// followed by another. (Noted at the start, the probe cleared the note as that heal began, and
+/// the node never got the write: two more holders down then left too few fragments.)
+pub struct WriteTargets<'a> {
+    holders: Vec<Holder<'a>>,
+    left_out: Vec<usize>,
+    liveness: &'a Liveness,
+}
+
+impl<'a> std::ops::Deref for WriteTargets<'a> {
+    type Target = [Holder<'a>];
+
+    fn deref(&self) -> &[Holder<'a>] {
+        &self.holders
+    }
+}
+
+impl Drop for WriteTargets<'_> {
+    fn drop(&mut self) {
+        for &node in &self.left_out {
+            self.liveness.missed(node);
+        }
+    }
+}
+
 impl Cluster {
     pub fn new(config: &ClusterConfig, gateway: &GatewayConfig) -> anyhow::Result<Cluster> {
         let client = NodeClient::for_cluster(config)?;
@@ -191,8 +220,8 @@ impl Cluster {
     /// Where a write of a key goes: every holder that is up, and for each one that is down, a
     /// substitute that keeps its share as a hint (the first live non-holder on the ring, from the
     /// down holder's own zone when one is free, so that zones keep their share). A down holder
-    /// without a substitute is left out, and healed when it returns.
-    pub fn write_holders(&self, bucket: &BucketId, key: &str) -> Vec<Holder<'_>> {
+    /// without a substitute is left out, and healed when it returns (see `WriteTargets`).
+    pub fn write_holders(&self, bucket: &BucketId, key: &str) -> WriteTargets<'_> {
         let shard = self.layout.shard_of(bucket, key.as_bytes());
         let nodes = self.layout.nodes();
         let mut free: Vec<usize> = self
@@ -202,6 +231,7 @@ impl Cluster {
             .filter(|&i| self.liveness.is_up(i))
             .collect();
         let mut targets = Vec::with_capacity(self.width());
+        let mut left_out = Vec::new();
         for (slot, &holder) in self.layout.holders(shard).iter().enumerate() {
             let slot = slot as u8;
             if self.liveness.is_up(holder) {
@@ -223,10 +253,14 @@ impl Cluster {
                     slot,
                     hint_for: Some(&nodes[holder]),
                 }),
-                None => self.liveness.missed(holder),
+                None => left_out.push(holder),
             }
         }
-        targets
+        WriteTargets {
+            holders: targets,
+            left_out,
+            liveness: &self.liveness,
+        }
     }
 
     /// The client for metadata calls to a holder: a substitute keeps them as hints.
@@ -349,5 +383,31 @@ impl Cluster {
             deleted: false,
             ..BucketRecord::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::{self, Nodes, BUCKET, KEY};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_holder_left_out_of_a_write_is_noted_once_the_write_is_over() {
+        let cluster = testing::cluster(Arc::new(Nodes::default()));
+        let live = &cluster.liveness;
+        let down = cluster.node_index(&cluster.holders(&BUCKET, KEY)[2].node.id);
+        let down = down.unwrap();
+        live.set_up(down, false);
+        let targets = cluster.write_holders(&BUCKET, KEY);
+        assert_eq!(targets.len(), 5, "no substitute among six nodes");
+        assert!(targets.iter().all(|h| h.slot != 2));
+        // The node came back and a heal began (and compared) while the write was in flight.
+        live.set_up(down, true);
+        assert!(!live.take_missed(down));
+        drop(targets);
+        assert!(live.needs_heal(down), "healed again, after the write");
+        assert!(live.take_missed(down) && !live.needs_heal(down));
+        drop(cluster.write_holders(&BUCKET, KEY));
+        assert!(!live.needs_heal(down), "a write with every holder");
     }
 }

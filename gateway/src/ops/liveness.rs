@@ -17,7 +17,8 @@ use std::time::Instant;
 /// What the gateway last saw of each node, by index into the layout's node list.
 pub struct Liveness {
     up: Vec<AtomicBool>,
-    /// Set when a write went on without the node and without a substitute keeping its share.
+    /// Set when a write ended without the node and without a substitute keeping its share, or
+    /// the scrubber found damaged fragment files on it; cleared as a heal of it starts.
     missed: Vec<AtomicBool>,
     /// Fragment files the node's scrubber last reported damaged (`ScrubStatus::damaged`).
     damaged: Vec<AtomicU64>,
@@ -60,12 +61,19 @@ impl Liveness {
 
     /// True while `node` lacks writes and its heal has not started.
     pub fn needs_heal(&self, node: usize) -> bool {
-        self.missed[node].load(Ordering::Relaxed)
+        self.missed[node].load(Ordering::SeqCst)
     }
 
     /// Notes that `node` lacks a write it should hold.
     pub fn missed(&self, node: usize) {
-        self.missed[node].store(true, Ordering::Relaxed);
+        self.missed[node].store(true, Ordering::SeqCst);
+    }
+
+    /// Clears the note that `node` needs a heal, as one is about to start; returns whether it
+    /// needed one. Whatever was noted before is in the records the heal compares; a write that
+    /// ends without the node after this notes it again.
+    pub fn take_missed(&self, node: usize) -> bool {
+        self.missed[node].swap(false, Ordering::SeqCst)
     }
 
     /// Records a probe's outcome; returns whether the node was up before.
@@ -106,11 +114,6 @@ impl Liveness {
     /// Records the damaged fragment files a node reports; returns the count before.
     pub fn set_damaged(&self, node: usize, damaged: u64) -> u64 {
         self.damaged[node].swap(damaged, Ordering::Relaxed)
-    }
-
-    /// A heal of `node` has started: it no longer needs one.
-    pub fn healing(&self, node: usize) {
-        self.missed[node].store(false, Ordering::Relaxed);
     }
 
     /// Milliseconds since this gateway started: the clock of `note_hinted` and the probe rounds.
