@@ -385,29 +385,3 @@ impl Cluster {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::ops::testing::{self, Nodes, BUCKET, KEY};
-    use std::sync::Arc;
-
-    #[test]
-    fn a_holder_left_out_of_a_write_is_noted_once_the_write_is_over() {
-        let cluster = testing::cluster(Arc::new(Nodes::default()));
-        let live = &cluster.liveness;
-        let down = cluster.node_index(&cluster.holders(&BUCKET, KEY)[2].node.id);
-        let down = down.unwrap();
-        live.set_up(down, false);
-        let targets = cluster.write_holders(&BUCKET, KEY);
-        assert_eq!(targets.len(), 5, "no substitute among six nodes");
-        assert!(targets.iter().all(|h| h.slot != 2));
-        // The node came back and a heal began (and compared) while the write was in flight.
-        live.set_up(down, true);
-        assert!(!live.take_missed(down));
-        drop(targets);
-        assert!(live.needs_heal(down), "healed again, after the write");
-        assert!(live.take_missed(down) && !live.needs_heal(down));
-        drop(cluster.write_holders(&BUCKET, KEY));
-        assert!(!live.needs_heal(down), "a write with every holder");
-    }
-}
