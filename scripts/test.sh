@@ -11,8 +11,12 @@
 # TESSERA_SKIP_FUZZ=1 skips it for quick local runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step's end, in seconds from the start: what a run that nears CI's 45 minutes spent where.
+step_done() { echo "== $1 done at $SECONDS s"; }
 scripts/install-deps.sh test
+step_done "installing dependencies"
 cargo build --release --all-targets
+step_done "the release build"
 
 fuzz_pid=
 if [ "${TESSERA_SKIP_FUZZ:-0}" != 1 ]; then
@@ -23,12 +27,14 @@ if [ "${TESSERA_SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 cargo test --release --workspace
+step_done "the Rust tests"
 export TESSERA_BIN="$PWD/target/release/tessera"
 pytest_args=(-v -ra --durations=15 tests/clients)
 if [ "${TESSERA_SKIP_LARGE:-0}" != 1 ]; then
   pytest_args+=(-m "large or not large")
 fi
 .venv/bin/python -m pytest "${pytest_args[@]}" -s
+step_done "the client tests"
 
 if [ -n "$fuzz_pid" ]; then
   echo "== fuzzing (beside the tests; waiting for it to end)"

@@ -142,14 +142,24 @@ impl FrameFormat {
         if self != FrameFormat::Checksummed {
             return self.block_hash_of_pieces(stripe, fragment, pieces) == *hash;
         }
-        let crc = pieces.into_iter().fold(0, crc32c::crc32c_append);
-        let crc = crc32c::crc32c_append(crc, &position(stripe, fragment));
-        crc.to_le_bytes() == hash[BLAKE3_PART..]
+        let mut crc = crc32c();
+        for piece in pieces {
+            crc.update(piece);
+        }
+        crc.update(&position(stripe, fragment));
+        (crc.finalize() as u32).to_le_bytes() == hash[BLAKE3_PART..]
     }
 }
 
 /// The bytes of format 3's hash taken from blake3; the CRC32C follows them.
 const BLAKE3_PART: usize = HASH_LEN - 4;
+
+/// A running CRC32C. crc-fast's, which folds with VPCLMULQDQ where the CPU has it: 80-88 GB/s on
+/// 64-256 KiB against 20-23 GB/s for the `crc32c` crate used before (this machine, 2026-12-07),
+/// and every block a GET returns goes through it.
+fn crc32c() -> crc_fast::Digest {
+    crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)
+}
 
 /// A block's position as its hash takes it in.
 fn position(stripe: u64, fragment: usize) -> [u8; 9] {
@@ -280,7 +290,7 @@ struct BlockHasher {
     /// The position, still to be fed after the block (formats 2 and 3).
     position: Option<[u8; 9]>,
     /// The CRC32C so far (format 3).
-    crc: Option<u32>,
+    crc: Option<crc_fast::Digest>,
 }
 
 impl BlockHasher {
@@ -293,7 +303,7 @@ impl BlockHasher {
                 (None, None)
             }
             FrameFormat::PositionLast => (Some(position), None),
-            FrameFormat::Checksummed => (Some(position), Some(0)),
+            FrameFormat::Checksummed => (Some(position), Some(crc32c())),
         };
         BlockHasher {
             hasher,
@@ -305,7 +315,7 @@ impl BlockHasher {
     fn update(&mut self, piece: &[u8]) {
         self.hasher.update(piece);
         if let Some(crc) = &mut self.crc {
-            *crc = crc32c::crc32c_append(*crc, piece);
+            crc.update(piece);
         }
     }
 
@@ -315,7 +325,7 @@ impl BlockHasher {
         }
         let mut hash = *self.hasher.finalize().as_bytes();
         if let Some(crc) = self.crc {
-            hash[BLAKE3_PART..].copy_from_slice(&crc.to_le_bytes());
+            hash[BLAKE3_PART..].copy_from_slice(&(crc.finalize() as u32).to_le_bytes());
         }
         hash
     }

@@ -5,6 +5,7 @@ use crate::s3::md5_lanes::Md5Stream;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
+use crc_fast::CrcAlgorithm;
 use md5::Digest;
 use node_rpc::record::StoredChecksum;
 use sha1::Sha1;
@@ -85,8 +86,8 @@ impl Algorithm {
 
 enum State {
     Crc32(crc32fast::Hasher),
-    Crc32c(u32),
-    Crc64Nvme(crc64fast_nvme::Digest),
+    Crc32c(crc_fast::Digest),
+    Crc64Nvme(crc_fast::Digest),
     Sha1(Sha1),
     Sha256(Sha256),
 }
@@ -100,8 +101,10 @@ impl Checksum {
     pub fn new(algorithm: Algorithm) -> Checksum {
         let state = match algorithm {
             Algorithm::Crc32 => State::Crc32(crc32fast::Hasher::new()),
-            Algorithm::Crc32c => State::Crc32c(0),
-            Algorithm::Crc64Nvme => State::Crc64Nvme(crc64fast_nvme::Digest::new()),
+            Algorithm::Crc32c => State::Crc32c(crc_fast::Digest::new(CrcAlgorithm::Crc32Iscsi)),
+            Algorithm::Crc64Nvme => {
+                State::Crc64Nvme(crc_fast::Digest::new(CrcAlgorithm::Crc64Nvme))
+            }
             Algorithm::Sha1 => State::Sha1(Sha1::new()),
             Algorithm::Sha256 => State::Sha256(Sha256::new()),
         };
@@ -111,8 +114,7 @@ impl Checksum {
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.state {
             State::Crc32(h) => h.update(data),
-            State::Crc32c(crc) => *crc = crc32c::crc32c_append(*crc, data),
-            State::Crc64Nvme(h) => h.write(data),
+            State::Crc32c(h) | State::Crc64Nvme(h) => h.update(data),
             State::Sha1(h) => h.update(data),
             State::Sha256(h) => h.update(data),
         }
@@ -122,8 +124,8 @@ impl Checksum {
     pub fn finish(self) -> String {
         let bytes = match self.state {
             State::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
-            State::Crc32c(crc) => crc.to_be_bytes().to_vec(),
-            State::Crc64Nvme(h) => h.sum64().to_be_bytes().to_vec(),
+            State::Crc32c(h) => (h.finalize() as u32).to_be_bytes().to_vec(),
+            State::Crc64Nvme(h) => h.finalize().to_be_bytes().to_vec(),
             State::Sha1(h) => h.finalize().to_vec(),
             State::Sha256(h) => h.finalize().to_vec(),
         };
