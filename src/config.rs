@@ -34,6 +34,7 @@
 //! #                                # (0: only when asked, `tessera admin scrub start`)
 //! # scrub_bytes_per_sec = 33554432 # at most this fast
 //! # metrics_public = false  # /metrics on the node port without the metrics token
+//! # tcp_congestion_control = "reno"  # of the connections from gateways and nodes ("": the system's)
 //!
 //! [gateway]                 # run an S3 gateway
 //! listen = "0.0.0.0:9000"
@@ -51,6 +52,8 @@
 //! # sse_c_without_tls = false       # take SSE-C keys over plain HTTP (only behind a TLS proxy)
 //! # console_listen = "0.0.0.0:9001" # the operator's port: /metrics (default: none)
 //! # metrics_public = false          # /metrics without the metrics token
+//! # tcp_congestion_control = ""     # of client connections ("": the system's; "reno" for clients
+//! #                                 # on this machine or LAN, where bbr's pacing only costs)
 //!
 //! # [gateway.connections] and [node.connections]: what one listener accepts (defaults shown)
 //! # max_connections = 8192             # at once; also at most half the descriptor limit

@@ -390,6 +390,8 @@ async fn start_region(
         sse_master_key_file: None,
         sse_c_without_tls: false,
         connections: listener::Limits::default(),
+        // Its clients are on this machine, where pacing only costs (see the field).
+        tcp_congestion_control: "reno".to_string(),
         console_listen: Some(SocketAddr::from((
             [127, 0, 0, 1],
             console_port(args, index),

@@ -78,6 +78,12 @@ pub struct GatewayConfig {
     /// timeouts, header size (`[gateway.connections]`; see `listener::Limits` for each default).
     #[serde(default)]
     pub connections: listener::Limits,
+    /// TCP congestion control of client connections (`listener::set_congestion_control`), for
+    /// clients on links where `bbr`'s pacing only costs (the same machine, the same LAN): `reno`
+    /// there. Default "": the system's, which suits clients across the internet and replication
+    /// from other regions. A name the system refuses is logged and the system's kept.
+    #[serde(default)]
+    pub tcp_congestion_control: String,
     /// Address of the operator's port: the web console on `/`, Prometheus metrics on `/metrics`,
     /// over TLS when `tls_cert` is set. Default: none, no such port.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,6 +33,7 @@ pub async fn run(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let _ = listener::set_congestion_control(&listener, &config.tcp_congestion_control);
     let listener = Listener::new(listener, config.connections.clone());
     let console = match config.console_listen {
         Some(addr) => Some(

@@ -113,6 +113,42 @@ pub fn raise_descriptor_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// Sets the TCP congestion control of the connections `listener` accepts from now on (Linux's
+/// `TCP_CONGESTION` on the listening socket, which its connections inherit from their start).
+///
+/// Why a process would: with `bbr`, the congestion control some systems default to, every
+/// connection paces its sends with a timer of its own (unless the interface's queue is `fq`),
+/// which on links with microseconds of latency buys nothing and costs the sender CPU and
+/// throughput: 64 MiB GETs through a `tessera dev` cluster ran at about half the rate with the
+/// nodes' and the gateway's connections under `bbr` as under `reno` or `cubic`
+/// (docs/performance.md). It has to be set on the listening socket: a connection that started
+/// under `bbr` keeps pacing after it is switched. An unprivileged process may choose only among
+/// `net.ipv4.tcp_allowed_congestion_control` (`reno` always is). An empty name changes nothing; a
+/// name the system refuses is logged, and the connections keep the system's default (the setting
+/// is a matter of speed, so the process goes on).
+pub fn set_congestion_control(listener: &TcpListener, algorithm: &str) -> std::io::Result<()> {
+    if algorithm.is_empty() {
+        return Ok(());
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: the name is passed with its length (no terminator needed) and only read.
+    let set = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            algorithm.as_ptr().cast(),
+            algorithm.len() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(algorithm, %error, "cannot set the TCP congestion control: keeping the system's");
+        return Err(error);
+    }
+    Ok(())
+}
+
 /// A TCP listener whose `accept` never fails and hands out only connections within the limits.
 pub struct Listener {
     inner: TcpListener,
@@ -261,6 +297,48 @@ impl Throttled {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The congestion control of a connected socket, by name.
+    fn congestion_control_of(stream: &TcpStream) -> String {
+        use std::os::fd::AsRawFd;
+        let mut name = [0u8; 16];
+        let mut len = name.len() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `name` and the length it wrote.
+        let got = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                name.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
+        let name = &name[..len as usize];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        String::from_utf8_lossy(&name[..end]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_take_the_listeners_congestion_control() {
+        // One other than the system's default, so that the test sees the setting take.
+        let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+        let algorithm = if default.trim() == "reno" {
+            "cubic"
+        } else {
+            "reno"
+        };
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        set_congestion_control(&inner, algorithm).unwrap();
+        let client = TcpStream::connect(inner.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, inner.accept());
+        let (accepted, _) = accepted.unwrap();
+        assert_eq!(congestion_control_of(&accepted), algorithm);
+        drop(client);
+
+        let refused = set_congestion_control(&inner, "no-such-algorithm").unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ENOENT), "{refused}");
+    }
 
     async fn listener(limits: Limits) -> (Arc<Listener>, SocketAddr) {
         let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -61,6 +61,13 @@ pub struct NodeConfig {
     /// S3 client does.
     #[serde(default)]
     pub connections: listener::Limits,
+    /// TCP congestion control of the connections the node accepts, all from its cluster's
+    /// gateways and nodes (`listener::set_congestion_control`). Default `reno`: it never paces
+    /// its sends, which `bbr` (some systems' default) does at a cost that halved 64 MiB GETs here,
+    /// and every process may choose it. "" keeps the system's; a name the system refuses is
+    /// logged and the system's kept.
+    #[serde(default = "default_tcp_congestion_control")]
+    pub tcp_congestion_control: String,
     /// Serve `/metrics` on the node's port to anyone who reaches it. Default false: a scrape
     /// must send `Authorization: Bearer <token>`, the token derived from the cluster secret that
     /// `tessera admin metrics-token` prints.
@@ -88,6 +95,9 @@ fn default_orphan_age_secs() -> u64 {
     86_400
 }
 
+fn default_tcp_congestion_control() -> String {
+    "reno".to_string()
+}
 fn default_min_free_bytes() -> u64 {
     64 << 20
 }
@@ -108,6 +118,7 @@ impl NodeConfig {
             scrub_interval_secs: default_scrub_interval_secs(),
             scrub_bytes_per_sec: default_scrub_bytes_per_sec(),
             connections: listener::Limits::default(),
+            tcp_congestion_control: default_tcp_congestion_control(),
             metrics_public: false,
         }
     }

@@ -189,6 +189,7 @@ pub async fn run(node: NodeConfig, cluster: ClusterConfig) -> anyhow::Result<()>
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    let _ = listener::set_congestion_control(&listener, &node.tcp_congestion_control);
     let listener = Listener::new(listener, node.connections.clone());
     tracing::info!(node = %node.id, %listen, "storage node listening");
     let mut workers = Workers::default();
