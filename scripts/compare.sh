@@ -11,12 +11,17 @@
 # runs stop after DURATION or a set number of objects, whichever comes first, so that a round
 # writes at most about 15 GB to disk. Each run starts after a `sync`, so that no store pays for
 # the writeback of another's writes, and each round after the first SETTLE seconds (default 370)
-# after the last one's files were deleted (see the comment in the loop).
+# after the last one's files were deleted (see the comment in the loop). A round's stores keep
+# their data until it ends, about 43 GiB in all; a round does not start with less than NEED_GIB
+# (default 50) free under $WORK, since a store whose disk fills fails its writes (SeaweedFS with
+# 500 InternalError) and its rows would say nothing about its speed. A failed run's store log is
+# copied beside its report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-1}"
 DURATION="${DURATION:-15}"
 SETTLE="${SETTLE:-370}"
+NEED_GIB="${NEED_GIB:-50}"
 SEAWEED_VERSION="${SEAWEED_VERSION:-4.48}"
 S3RVER_VERSION="${S3RVER_VERSION:-3.7.1}"
 WORK="${WORK:-$(mktemp -d /tmp/tessera-compare.XXXXXX)}"
@@ -158,7 +163,15 @@ run_bench() { # store round name args...
   TESSERA_ACCESS_KEY_ID=$key TESSERA_SECRET_ACCESS_KEY=$secret RUST_BACKTRACE=0 \
     "$TESSERA" bench --endpoint "http://127.0.0.1:$port" --bucket "bench-${name,,}-$round" \
     --duration "$DURATION" --json $@ >"$WORK/reports/$round-$name-$store.json" \
-    2>"$WORK/reports/$round-$name-$store.err" || echo "  ($store $name: errors, see $WORK/reports)" >&2
+    2>"$WORK/reports/$round-$name-$store.err" || {
+    echo "  ($store $name: errors, see $WORK/reports)" >&2
+    cp "$WORK/$store"/*.log "$WORK/reports/$round-$name-$store.log" 2>/dev/null || true
+  }
+}
+
+# Free GiB on the filesystem of $WORK.
+free_gib() {
+  df -Pk "$WORK" | awk 'NR == 2 {print int($4 / 1048576)}'
 }
 
 echo "Tessera (tessera dev, 4+2, fsync), SeaweedFS $SEAWEED_VERSION and s3rver $S3RVER_VERSION" \
@@ -173,6 +186,10 @@ for round in $(seq 1 "$ROUNDS"); do
     sync
     sleep "$SETTLE"
   fi
+  if [ "$(free_gib)" -lt "$NEED_GIB" ]; then
+    echo "round $round needs ${NEED_GIB} GiB free under $WORK and $(free_gib) GiB are" >&2
+    exit 1
+  fi
   for store in "${stores[@]}"; do "start_$store"; done
   # Rotate which store goes first, so that none always meets the others' leftovers.
   first=$(((round - 1) % ${#stores[@]}))
@@ -183,6 +200,8 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round: $name" >&2
     for store in "${order[@]}"; do run_bench "$store" "$round" "$name" "$args"; done
   done
+  echo "round $round: the stores hold $(du -s --block-size=1G "$WORK"/{tessera,seaweed,s3rver} 2>/dev/null |
+    awk '{n += $1} END {print n}') GiB at its end" >&2
   stop_stores
 done
 
