@@ -12,7 +12,7 @@
 # writes at most about 15 GB to disk. Each run starts after a `sync`, so that no store pays for
 # the writeback of another's writes, and each round after the first SETTLE seconds (default 370)
 # after the last one's files were deleted (see the comment in the loop). A round's stores keep
-# their data until it ends, about 43 GiB in all; a round does not start with less than NEED_GIB
+# their data until it ends, 31-33 GiB in all; a round does not start with less than NEED_GIB
 # (default 50) free under $WORK, since a store whose disk fills fails its writes (SeaweedFS with
 # 500 InternalError) and its rows would say nothing about its speed. A failed run's store log is
 # copied beside its report.
