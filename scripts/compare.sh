@@ -8,14 +8,14 @@
 #   ROUNDS=4 scripts/compare.sh     # four alternating rounds, each printed, then the median
 # Each round starts the stores fresh in folders under $WORK (default a new temporary folder) and
 # removes them after it (KEEP=1 keeps the last). The raw reports are left in $WORK/reports. PUT
-# runs stop after DURATION or a set number of objects, whichever comes first, so that a round
-# writes at most about 15 GB to disk. Each run starts after a `sync`, so that no store pays for
-# the writeback of another's writes, and each round after the first SETTLE seconds (default 370)
-# after the last one's files were deleted (see the comment in the loop). A round's stores keep
-# their data until it ends, 31-33 GiB in all; a round does not start with less than NEED_GIB
-# (default 50) free under $WORK, since a store whose disk fills fails its writes (SeaweedFS with
-# 500 InternalError) and its rows would say nothing about its speed. A failed run's store log is
-# copied beside its report.
+# runs stop after DURATION or a set number of objects, whichever comes first, so that a round's
+# disk use is bounded: its stores keep their data until it ends, 31-33 GiB in all, and a round
+# does not start with less than NEED_GIB (default 50) free under $WORK, since a store whose disk
+# fills fails its writes (SeaweedFS with 500 InternalError) and its rows would say nothing about
+# its speed. A failed run's store log is copied beside its report. Each run starts after a
+# `sync`, so that no store pays for the writeback of another's writes, and each round after the
+# first SETTLE seconds (default 370) after the last one's files were deleted (see the comment in
+# the loop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-1}"
@@ -200,8 +200,9 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round: $name" >&2
     for store in "${order[@]}"; do run_bench "$store" "$round" "$name" "$args"; done
   done
-  echo "round $round: the stores hold $(du -s --block-size=1G "$WORK"/{tessera,seaweed,s3rver} 2>/dev/null |
-    awk '{n += $1} END {print n}') GiB at its end" >&2
+  held=$(du -s --block-size=1G "$WORK"/{tessera,seaweed,s3rver} 2>/dev/null |
+    awk '{n += $1} END {print n}')
+  echo "round $round: the stores hold $held GiB at its end" >&2
   stop_stores
 done
 
