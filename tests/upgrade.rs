@@ -26,8 +26,11 @@ const FORMAT_2: &str = "store-format-2.tar.gz";
 /// Written by the release that made format 3 (2026-12-05), once its gateway wrote frames of
 /// format 3.
 const FORMAT_3: &str = "store-format-3.tar.gz";
+/// Written by the release that made format 4 (2026-12-07), which marks keys with purged
+/// versions; its data is that of format 3.
+const FORMAT_4: &str = "store-format-4.tar.gz";
 /// The fixture `write_fixture` makes: that of the current format.
-const CURRENT: &str = FORMAT_3;
+const CURRENT: &str = FORMAT_4;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -171,6 +174,11 @@ async fn a_cluster_written_in_format_2_reads_back_in_full() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_written_in_format_3_reads_back_in_full() {
     reads_back_in_full(FORMAT_3, FrameFormat::Checksummed).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_written_in_format_4_reads_back_in_full() {
+    reads_back_in_full(FORMAT_4, FrameFormat::Checksummed).await;
 }
 
 /// The format new parts are written in, as the gateway's status gives it.
@@ -318,7 +326,7 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     let recorded = cluster.path().join(node).join("format");
     let text = std::fs::read_to_string(&recorded).expect("the node recorded its format");
     assert_eq!(
-        text, "tessera-store-format 3\n",
+        text, "tessera-store-format 4\n",
         "recorded as the format it now holds"
     );
     cluster.kill(node);
@@ -333,7 +341,7 @@ async fn a_node_refuses_a_data_dir_in_a_newer_format() {
     assert!(!out.status.success(), "the node started on format 99");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 3"),
+        stderr.contains("store format 99") && stderr.contains("reads formats 1 to 4"),
         "{stderr}"
     );
     assert_eq!(

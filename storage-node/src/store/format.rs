@@ -17,6 +17,12 @@
 //! (`erasure::FrameFormat::Checksummed`); parts keep naming their own format, so a format 2 data
 //! dir opens with nothing to convert, and a release before format 3 must not open one of
 //! format 3, for the same reason.
+//!
+//! Format 4 added the marker of a key with purged versions (`keys::TAG_PURGED`), which readers
+//! look up before they scan for those versions: opened, a data dir of an earlier format gets
+//! the markers of its purged versions (`Store::mark_purged_keys`) before it is recorded as
+//! format 4. A release before format 4 must not open one of format 4: it would write purges
+//! without markers, which the newer one would then not see.
 
 use super::StoreError;
 use std::fs::{self, File};
@@ -24,7 +30,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The format this release writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 /// The oldest format this release opens.
 const OLDEST: u32 = 1;
 

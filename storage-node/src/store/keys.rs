@@ -9,6 +9,7 @@
 //! | `o` | bucket, key                                   | current `ObjectRecord`|
 //! | `h` | bucket, key, 0, version inverted              | older `ObjectRecord`  |
 //! | `x` | bucket, key, 0, version inverted              | empty                 |
+//! | `x` | bucket, key, 0 (the key has purged versions)  | empty                 |
 //! | `r` | bucket, key                                   | `Replaced`            |
 //! | `u` | bucket, upload id                             | `UploadRecord`        |
 //! | `p` | upload id, `/`, part number (big-endian u32)  | `PartRecord`          |
@@ -33,7 +34,11 @@ pub(super) const TAG_KEY: u8 = b'k';
 pub(super) const TAG_HINT: u8 = b'w';
 /// Non-current versions of a key: `h`, bucket, key, 0, then the version inverted (newest first).
 pub(super) const TAG_HISTORY: u8 = b'h';
-/// Versions purged from a key, laid out as the history; the value is empty.
+/// Versions purged from a key, laid out as the history; the value is empty. The bare prefix of
+/// a key's purged versions (`purged_prefix`) is there too, from its first purge on: every read of
+/// a key asks for its purged versions, and a point lookup of that marker (answered by the bloom
+/// filters when it is absent, as it nearly always is) is far cheaper than a scan that finds none,
+/// which had to seek in every SST file (format 4; see `format`).
 pub(super) const TAG_PURGED: u8 = b'x';
 /// The version a plain overwrite with an inline record replaced, with its fragment files: `r`,
 /// bucket, key. An inline record's data exists only in the commits that carry it, so an overwrite

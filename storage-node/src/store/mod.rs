@@ -170,9 +170,6 @@ impl Store {
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, data_dir.join("meta"))?;
-        if format != Some(format::CURRENT) {
-            format::record(data_dir)?;
-        }
 
         let (commits, jobs) = mpsc::channel();
         let store = Arc::new(Store {
@@ -185,6 +182,12 @@ impl Store {
             commits,
             hint_targets: Mutex::default(),
         });
+        if format != Some(format::CURRENT) {
+            if format.unwrap_or(1) < 4 {
+                store.mark_purged_keys()?;
+            }
+            format::record(data_dir)?;
+        }
         *store.hint_targets.lock().unwrap_or_else(|p| p.into_inner()) = store.count_hints()?;
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new()

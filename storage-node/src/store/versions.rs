@@ -4,7 +4,7 @@
 
 use super::keys::{
     history_key, history_prefix, object_key, part_key, purged_key, purged_prefix, replaced_key,
-    superseded_key, upload_key, version_from_bytes, VERSION_BYTES,
+    superseded_key, upload_key, version_from_bytes, TAG_PURGED, VERSION_BYTES,
 };
 use super::{Store, StoreError};
 use crate::object_lock::now_millis;
@@ -279,7 +279,13 @@ impl Store {
         };
         let prefix = purged_prefix(bucket, key);
         let mut purged = Vec::new();
-        for entry in self.db.prefix_iterator(&prefix) {
+        // Scanned only when its marker says there is something to find (see `TAG_PURGED`).
+        let marked = self.db.get_pinned(&prefix)?.is_some();
+        for entry in marked
+            .then(|| self.db.prefix_iterator(&prefix))
+            .into_iter()
+            .flatten()
+        {
             let (k, _) = entry?;
             if !k.starts_with(&prefix) {
                 break;
@@ -435,7 +441,7 @@ impl Store {
             (None, VersionRef::Null) => None,
         };
         if let Some(version) = purged {
-            batch.put(purged_key(bucket, key, version), b"");
+            mark_purged(&mut batch, bucket, key, version);
         }
         if let (Some(replicate), Some(record)) = (replicate, &target) {
             let mut writes = Writes::default();
@@ -472,12 +478,35 @@ impl Store {
             return Ok(false);
         }
         let mut batch = WriteBatch::default();
-        batch.put(purged_key(bucket, key, version), b"");
+        mark_purged(&mut batch, bucket, key, version);
         batch.delete(replaced_key(bucket, key));
         batch.put(&db_key, kept.record.to_json()?);
         self.write_synced(batch)?;
         self.remove_fragments(&current)?;
         Ok(true)
+    }
+
+    /// Writes the marker of every key with purged versions, in a data dir of a format before 4
+    /// whose purges wrote none (see `TAG_PURGED`).
+    pub(super) fn mark_purged_keys(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut last: Option<Vec<u8>> = None;
+        for entry in self.db.prefix_iterator([TAG_PURGED]) {
+            let (k, _) = entry?;
+            if k.first() != Some(&TAG_PURGED) {
+                break;
+            }
+            // A purged version's key is its key's marker and the version. The markers are
+            // written in one batch, so a data dir of an earlier format has none yet.
+            let Some(marker) = k.len().checked_sub(VERSION_BYTES).map(|end| &k[..end]) else {
+                continue;
+            };
+            if last.as_deref() != Some(marker) {
+                batch.put(marker, b"");
+                last = Some(marker.to_vec());
+            }
+        }
+        self.write_synced(batch)
     }
 
     /// The newest version of a key older than `version` that this node has, the kept replaced
@@ -502,6 +531,13 @@ impl Store {
             outbox: None,
         })
     }
+}
+
+/// Remembers `version` of a key as purged, with the marker that tells readers the key has purged
+/// versions (see `TAG_PURGED`).
+fn mark_purged(batch: &mut WriteBatch, bucket: &BucketId, key: &str, version: Version) {
+    batch.put(purged_prefix(bucket, key), b"");
+    batch.put(purged_key(bucket, key, version), b"");
 }
 
 #[cfg(test)]
@@ -792,6 +828,35 @@ mod tests {
             [v(20)]
         );
         same(&store);
+    }
+
+    #[test]
+    fn readers_go_by_the_purge_marker_which_an_earlier_format_gets_when_opened() {
+        let (dir, store) = open();
+        for micros in [10, 20] {
+            store
+                .commit_object(&BUCKET, "k", &versioned(micros, None), None)
+                .unwrap();
+        }
+        store
+            .purge(&BUCKET, "k", VersionRef::Id(v(20)), false, None)
+            .unwrap()
+            .unwrap();
+        let purged = |store: &Store| store.current::<ObjectRecord>(&BUCKET, "k").unwrap().purged;
+        assert_eq!(purged(&store), [v(20)]);
+        // As a release before format 4 left it: the purge without its marker.
+        store.db.delete(purged_prefix(&BUCKET, "k")).unwrap();
+        assert!(purged(&store).is_empty(), "readers scan only marked keys");
+        drop(store);
+        let format = dir.path().join("format");
+        std::fs::write(&format, "tessera-store-format 3\n").unwrap();
+        let store = Store::open(dir.path(), "test").unwrap();
+        assert_eq!(purged(&store), [v(20)]);
+        let recorded = std::fs::read_to_string(&format).unwrap();
+        assert_eq!(
+            recorded,
+            format!("tessera-store-format {}\n", super::super::format::CURRENT)
+        );
     }
 
     #[test]
