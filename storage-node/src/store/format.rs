@@ -33,6 +33,9 @@ use std::path::Path;
 pub const CURRENT: u32 = 4;
 /// The oldest format this release opens.
 const OLDEST: u32 = 1;
+/// The first format whose purges mark their keys: a data dir of an earlier one is given the
+/// markers when opened (`Store::mark_purged_keys`).
+pub const PURGE_MARKERS: u32 = 4;
 
 const FILE: &str = "format";
 const PREFIX: &str = "tessera-store-format ";

@@ -183,7 +183,7 @@ impl Store {
             hint_targets: Mutex::default(),
         });
         if format != Some(format::CURRENT) {
-            if format.unwrap_or(1) < 4 {
+            if format.unwrap_or(1) < format::PURGE_MARKERS {
                 store.mark_purged_keys()?;
             }
             format::record(data_dir)?;
