@@ -45,7 +45,10 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
+use parity::Parity;
 use reed_solomon_erasure::galois_8::ReedSolomon;
+
+mod parity;
 
 pub const HASH_LEN: usize = 32;
 
@@ -412,6 +415,7 @@ impl FragmentVerifier {
 #[derive(Clone)]
 pub struct Codec {
     rs: Arc<ReedSolomon>,
+    parity: Arc<Parity>,
 }
 
 /// Verified blocks (None when missing or bad) and the indices of bad frames.
@@ -425,7 +429,11 @@ pub struct DecodedStripe {
 impl Codec {
     pub fn new(data_shards: usize, parity_shards: usize) -> Result<Codec, ErasureError> {
         let rs = ReedSolomon::new(data_shards, parity_shards)?;
-        Ok(Codec { rs: Arc::new(rs) })
+        let parity = Arc::new(Parity::new(&rs));
+        Ok(Codec {
+            rs: Arc::new(rs),
+            parity,
+        })
     }
 
     /// The codec for k+m, built once per process: each object record names its own layout, and
@@ -676,8 +684,8 @@ impl StripeEncoder {
         while !data.is_empty() {
             let block_len = self.layout.block_len(self.stripe);
             if self.frames.is_empty() {
-                // Not zeroed: data blocks fill by appending, and only what the data does not
-                // cover (parity, the padding of a short stripe) is zeroed at the flush.
+                // Not zeroed: data blocks fill by appending, the padding of a short stripe is
+                // zeroed at the flush, and parity is written whole (`Parity::encode`).
                 let frame_len = block_len + HASH_LEN;
                 self.frames = (0..self.codec.width())
                     .map(|_| BytesMut::with_capacity(frame_len))
@@ -711,14 +719,14 @@ impl StripeEncoder {
 
     fn flush_stripe(&mut self, emit: &mut dyn FnMut(u64, Vec<Bytes>)) -> Result<(), ErasureError> {
         let block_len = self.layout.block_len(self.stripe);
-        for frame in &mut self.frames {
+        let (data, parity) = self.frames.split_at_mut(self.codec.data_shards());
+        for frame in data.iter_mut() {
             frame.resize(block_len, 0);
         }
-        let (data, parity) = self.frames.split_at_mut(self.codec.data_shards());
-        let data_blocks: Vec<&[u8]> = data.iter().map(|f| &f[..block_len]).collect();
-        let mut parity_blocks: Vec<&mut [u8]> =
-            parity.iter_mut().map(|f| &mut f[..block_len]).collect();
-        self.codec.rs.encode_sep(&data_blocks, &mut parity_blocks)?;
+        let data_blocks: Vec<&[u8]> = data.iter().map(|f| &f[..]).collect();
+        self.codec
+            .parity
+            .encode(&self.codec.rs, &data_blocks, parity)?;
         let frames = std::mem::take(&mut self.frames)
             .into_iter()
             .enumerate()
