@@ -101,55 +101,6 @@ mod lanes {
             }
             out
         }
-
-        /// Copies the next whole block of `chunks` (after the unfinished one) into `block`; false
-        /// when fewer than 64 bytes are left, which then become the unfinished block. `left` counts
-        /// the bytes in `chunks`.
-        #[inline]
-        fn next_block(
-            &mut self,
-            chunks: &mut VecDeque<Bytes>,
-            left: &mut usize,
-            block: &mut [u8; 64],
-        ) -> bool {
-            if self.partial_len + *left < 64 {
-                for chunk in chunks.drain(..) {
-                    let end = self.partial_len + chunk.len();
-                    self.partial[self.partial_len..end].copy_from_slice(&chunk);
-                    self.partial_len = end;
-                }
-                *left = 0;
-                return false;
-            }
-            if self.partial_len == 0 {
-                if let Some(front) = chunks.front_mut().filter(|f| f.len() >= 64) {
-                    block.copy_from_slice(&front[..64]);
-                    front.advance(64);
-                    *left -= 64;
-                    if front.is_empty() {
-                        chunks.pop_front();
-                    }
-                    return true;
-                }
-            }
-            let mut filled = self.partial_len;
-            block[..filled].copy_from_slice(&self.partial[..filled]);
-            self.partial_len = 0;
-            while filled < 64 {
-                let Some(front) = chunks.front_mut() else {
-                    break;
-                };
-                let n = (64 - filled).min(front.len());
-                block[filled..filled + n].copy_from_slice(&front[..n]);
-                front.advance(n);
-                filled += n;
-                *left -= n;
-                if front.is_empty() {
-                    chunks.pop_front();
-                }
-            }
-            true
-        }
     }
 
     /// One upload's MD5 once the hashing thread does it.
@@ -302,10 +253,12 @@ mod lanes {
     struct Work {
         md5: State,
         chunks: VecDeque<Bytes>,
-        /// Bytes in `chunks`.
+        /// Bytes in `chunks` not yet hashed.
         left: usize,
         /// Bytes taken from the upload's queue.
         taken: usize,
+        /// Bytes of the front chunk hashed in place (see `next_block`).
+        at: usize,
     }
 
     impl Work {
@@ -316,10 +269,69 @@ mod lanes {
                 chunks,
                 left,
                 taken: left,
+                at: 0,
             }
         }
 
+        /// The next whole block of the chunks (after the state's unfinished one): where it lies
+        /// whole in the front chunk, a pointer to it there, so that the kernel loads it in place;
+        /// otherwise gathered into `row`. `None` when fewer than 64 bytes are left, which then
+        /// become the unfinished block. A block in place stays valid until the next call: its
+        /// chunk is dropped no sooner.
+        #[inline]
+        fn next_block(&mut self, row: &mut [u8; 64]) -> Option<*const u8> {
+            if self.md5.partial_len == 0 {
+                if let Some(front) = self.chunks.front().filter(|f| f.len() - self.at >= 64) {
+                    let block = front[self.at..].as_ptr();
+                    self.at += 64;
+                    self.left -= 64;
+                    return Some(block);
+                }
+            }
+            self.settle();
+            let md5 = &mut self.md5;
+            if md5.partial_len + self.left < 64 {
+                for chunk in self.chunks.drain(..) {
+                    let end = md5.partial_len + chunk.len();
+                    md5.partial[md5.partial_len..end].copy_from_slice(&chunk);
+                    md5.partial_len = end;
+                }
+                self.left = 0;
+                return None;
+            }
+            let mut filled = md5.partial_len;
+            row[..filled].copy_from_slice(&md5.partial[..filled]);
+            md5.partial_len = 0;
+            while filled < 64 {
+                let Some(front) = self.chunks.front_mut() else {
+                    break;
+                };
+                let n = (64 - filled).min(front.len());
+                row[filled..filled + n].copy_from_slice(&front[..n]);
+                front.advance(n);
+                filled += n;
+                self.left -= n;
+                if front.is_empty() {
+                    self.chunks.pop_front();
+                }
+            }
+            Some(row.as_ptr())
+        }
+
+        /// Drops from the front chunk the blocks hashed in place (`at`), and the chunk once it
+        /// is all hashed.
+        fn settle(&mut self) {
+            if let Some(front) = self.chunks.front_mut().filter(|_| self.at > 0) {
+                front.advance(self.at);
+                if front.is_empty() {
+                    self.chunks.pop_front();
+                }
+            }
+            self.at = 0;
+        }
+
         fn hash_scalar(&mut self) {
+            self.settle();
             for chunk in self.chunks.drain(..) {
                 self.md5.update(&chunk);
             }
@@ -424,13 +436,23 @@ mod lanes {
         }
     }
 
-    /// Copies each upload's next whole block into its row; returns a bit per lane that had one.
-    fn next_blocks(work: &mut [Work], rows: &mut [[u8; 64]]) -> u32 {
+    /// Points `blocks[lane]` at each upload's next whole block (in place, or gathered into its
+    /// row: see `Work::next_block`), and the lanes without one at their row; returns a bit per
+    /// lane that had one. Every pointer is to 64 readable bytes until the next call.
+    fn next_blocks<const N: usize>(
+        work: &mut [Work],
+        rows: &mut [[u8; 64]; N],
+        blocks: &mut [*const u8; N],
+    ) -> u32 {
         let mut active = 0;
-        for (lane, (w, row)) in work.iter_mut().zip(rows).enumerate() {
-            if w.md5.next_block(&mut w.chunks, &mut w.left, row) {
-                active |= 1 << lane;
-            }
+        for (lane, (row, block)) in rows.iter_mut().zip(blocks.iter_mut()).enumerate() {
+            *block = match work.get_mut(lane).and_then(|w| w.next_block(row)) {
+                Some(next) => {
+                    active |= 1 << lane;
+                    next
+                }
+                None => row.as_ptr(),
+            };
         }
         active
     }
@@ -628,15 +650,19 @@ mod lanes {
         #[target_feature(enable = "avx512f")]
         pub unsafe fn hash(work: &mut [Work]) {
             let [mut a, mut b, mut c, mut d] = super::load_states::<16>(work).map(vector);
-            let mut blocks = Blocks([[0u8; 64]; 16]);
+            let mut gathered = [[0u8; 64]; 16];
+            let mut blocks = [std::ptr::null(); 16];
             loop {
-                let active = super::next_blocks(work, &mut blocks.0) as __mmask16;
+                let active = super::next_blocks(work, &mut gathered, &mut blocks) as __mmask16;
                 if active == 0 {
                     break;
                 }
-                // SAFETY: `Blocks` is sixteen rows of 64 bytes, aligned for vectors.
-                let rows = &*(blocks.0.as_ptr() as *const [__m512i; 16]);
-                let m = transpose(*rows);
+                let mut rows = [_mm512_setzero_si512(); 16];
+                for (row, block) in rows.iter_mut().zip(blocks) {
+                    // SAFETY: `next_blocks` points every lane at 64 readable bytes.
+                    *row = _mm512_loadu_si512(block.cast());
+                }
+                let m = transpose(rows);
                 let (na, nb, nc, nd) = rounds(a, b, c, d, &m);
                 a = _mm512_mask_add_epi32(a, active, a, na);
                 b = _mm512_mask_add_epi32(b, active, b, nb);
@@ -645,10 +671,6 @@ mod lanes {
             }
             super::store_states(work, [a, b, c, d].map(lanes_of));
         }
-
-        /// Lane i's block in row i: the rows load as vectors.
-        #[repr(C, align(64))]
-        struct Blocks([[u8; 64]; 16]);
 
         /// Rows of sixteen 32-bit words become columns: row i of the result holds word i of every
         /// row, so that each step of the rounds adds one vector of message words, one per lane.
@@ -756,9 +778,10 @@ mod lanes {
         #[target_feature(enable = "avx2")]
         pub unsafe fn hash(work: &mut [Work]) {
             let [mut a, mut b, mut c, mut d] = super::load_states::<8>(work).map(vector);
-            let mut blocks = Blocks([[0u8; 64]; 8]);
+            let mut rows = [[0u8; 64]; 8];
+            let mut blocks = [std::ptr::null(); 8];
             loop {
-                let active = super::next_blocks(work, &mut blocks.0);
+                let active = super::next_blocks(work, &mut rows, &mut blocks);
                 if active == 0 {
                     break;
                 }
@@ -779,20 +802,18 @@ mod lanes {
             super::store_states(work, [a, b, c, d].map(lanes_of));
         }
 
-        /// Lane i's block in row i: each half of a row loads as a vector.
-        #[repr(C, align(32))]
-        struct Blocks([[u8; 64]; 8]);
-
-        /// The message words of every lane's block, word-major: `m[j]` holds word j of each row.
-        /// Each half of the rows (words 0-7, then 8-15) is an 8 x 8 transpose.
+        /// The message words of every lane's block (`blocks[lane]`, 64 readable bytes),
+        /// word-major: `m[j]` holds word j of each block. Each half of the blocks (words 0-7, then
+        /// 8-15) is an 8 x 8 transpose.
         #[target_feature(enable = "avx2")]
-        unsafe fn transpose(blocks: &Blocks) -> [__m256i; 16] {
+        unsafe fn transpose(blocks: &[*const u8; 8]) -> [__m256i; 16] {
             let mut m = [_mm256_setzero_si256(); 16];
             for half in 0..2 {
-                // SAFETY: each row is 64 bytes, 32-byte aligned; a half is one vector.
-                let r: [__m256i; 8] = std::array::from_fn(|row| unsafe {
-                    _mm256_load_si256(blocks.0[row].as_ptr().add(32 * half).cast())
-                });
+                let mut r = [_mm256_setzero_si256(); 8];
+                for (row, block) in r.iter_mut().zip(blocks) {
+                    // SAFETY: each block is 64 readable bytes; a half is one vector.
+                    *row = _mm256_loadu_si256(block.add(32 * half).cast());
+                }
                 // Pairs of rows interleaved by words, then by pairs of words: t and u hold, in
                 // each 128-bit half, one word of four rows; the last step joins the halves.
                 let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
