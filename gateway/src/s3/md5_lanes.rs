@@ -778,10 +778,10 @@ mod lanes {
         #[target_feature(enable = "avx2")]
         pub unsafe fn hash(work: &mut [Work]) {
             let [mut a, mut b, mut c, mut d] = super::load_states::<8>(work).map(vector);
-            let mut rows = [[0u8; 64]; 8];
+            let mut gathered = [[0u8; 64]; 8];
             let mut blocks = [std::ptr::null(); 8];
             loop {
-                let active = super::next_blocks(work, &mut rows, &mut blocks);
+                let active = super::next_blocks(work, &mut gathered, &mut blocks);
                 if active == 0 {
                     break;
                 }
