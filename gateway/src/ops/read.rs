@@ -1,6 +1,7 @@
 //! The read path's second half: stream the asked range of a version `lookup` found to the client,
-//! part by part through the fetch engine (`ops::fetch`), decrypting where it is encrypted; then
-//! repair in the background what the read found stale, missing or corrupt (`ops::repair`).
+//! part by part through the fetch engine (`ops::fetch`), decrypting where it is encrypted (a small
+//! range held inline in the records is built whole instead); then repair in the background what
+//! the read found stale, missing or corrupt (`ops::repair`).
 
 use crate::ops::cluster::Cluster;
 use crate::ops::encryption::{PartCipher, Sse, WrongKey};
@@ -9,7 +10,8 @@ use crate::ops::fetch::PartReader;
 use crate::ops::lookup::Found;
 use crate::s3::error::S3Error;
 use bytes::Bytes;
-use node_rpc::body::{ChannelBody, HttpBody};
+use erasure::Codec;
+use node_rpc::body::{full, ChannelBody, HttpBody};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
@@ -18,6 +20,12 @@ use tokio::sync::oneshot;
 /// Decoded chunks queued ahead of a slow client, each at most one block (or one stripe, when it
 /// had to be rebuilt).
 const CHUNK_DEPTH: usize = 8;
+
+/// The longest response built whole before it is answered, when every byte of it comes from the
+/// records the lookup brought (inline parts): most GETs are of small objects, and building theirs
+/// in the request spares each a task, a channel and a wake-up. Bounded because an object of many
+/// inline parts can be large; such reads stream like any other.
+const WHOLE_MAX: u64 = 256 << 10;
 
 /// Streams object bytes `[start, end]` (inclusive) as a response body, once the first of them are
 /// read: a read that cannot start is an error the caller can answer with a status. A failure
@@ -33,61 +41,132 @@ pub async fn stream(
 ) -> Result<HttpBody, OpError> {
     let codec = found.codec()?;
     let len = end + 1 - start;
+    if len <= WHOLE_MAX && all_inline(&found, start, end) {
+        return whole(cluster, &codec, found, start, end, sse).await;
+    }
     let (tx, body) = ChannelBody::new(CHUNK_DEPTH, Some(len));
     let (started, first) = oneshot::channel();
     tokio::spawn(async move {
-        let mut found = found;
         let mut tx = Out {
             tx,
             started: Some(started),
         };
         let mut bad = BTreeSet::new();
-        let mut offset = 0u64;
-        for (index, part) in found.record.parts.iter().enumerate() {
-            let (part_start, part_end) = (offset, offset + part.size);
-            offset = part_end;
-            if part_end <= start || part_start > end || part.size == 0 {
-                continue;
-            }
-            let local = (
-                start.max(part_start) - part_start,
-                end.min(part_end - 1) - part_start,
-            );
-            let reader = PartReader::new(&cluster, &codec, &found, index);
-            let cipher = match sse.as_ref().map(|sse| sse.open(part)).transpose() {
-                Ok(cipher) => cipher,
-                Err(WrongKey) => {
-                    let denied = S3Error::AccessDenied("the object's key does not open a part");
-                    tx.fail(denied.into()).await;
-                    break;
-                }
-            };
-            let sent = send_range(&reader, local.0, local.1, cipher, &mut tx, &mut bad).await;
-            if let Err(e) = sent {
-                tx.fail(e).await;
-                break;
-            }
+        let sent = send_parts(&cluster, &codec, &found, (start, end), sse, &mut tx, &mut bad).await;
+        if let Err(e) = sent {
+            tx.fail(e).await;
         }
         drop(tx);
-        let revised = crate::ops::repair::revise_sources(&cluster, &found).await;
-        if revised > 0 {
-            tracing::info!(key = %found.target.key, revised, "read repair of records behind");
-        }
-        bad.extend(found.stale.iter().copied());
-        bad.extend(stale_late(&mut found).await);
-        if !bad.is_empty() {
-            let slots: Vec<u8> = bad.into_iter().collect();
-            match crate::ops::repair::repair(&cluster, &found, &slots).await {
-                Ok(bytes) => tracing::info!(key = %found.target.key, ?slots, bytes, "read repair"),
-                Err(e) => {
-                    tracing::warn!(key = %found.target.key, ?slots, error = ?e, "read repair failed")
-                }
-            }
-        }
+        follow_up(&cluster, found, bad).await;
     });
     // No answer: the task ended without sending (the client went away).
     first.await.unwrap_or(Ok(()))?;
     Ok(body.boxed())
+}
+
+/// Reads bytes `[start, end]` whole, in the request, and leaves what the read found to repair to
+/// a task, if there is any.
+async fn whole(
+    cluster: Arc<Cluster>,
+    codec: &Codec,
+    found: Found,
+    start: u64,
+    end: u64,
+    sse: Option<Sse>,
+) -> Result<HttpBody, OpError> {
+    let mut chunks = Vec::new();
+    let mut bad = BTreeSet::new();
+    let read = send_parts(&cluster, codec, &found, (start, end), sse, &mut chunks, &mut bad).await;
+    let behind = crate::ops::repair::behind(&found).next().is_some();
+    if found.late.is_some() || !found.stale.is_empty() || !bad.is_empty() || behind {
+        tokio::spawn(async move { follow_up(&cluster, found, bad).await });
+    }
+    read.inspect_err(|e| tracing::warn!(error = ?e, "read failed"))?;
+    let bytes = match chunks.as_slice() {
+        [one] => one.clone(),
+        many => Bytes::from(many.concat()),
+    };
+    Ok(full(bytes))
+}
+
+/// Whether every part that bytes `[start, end]` touch is inline.
+fn all_inline(found: &Found, start: u64, end: u64) -> bool {
+    let mut offset = 0u64;
+    found.record.parts.iter().all(|part| {
+        let (part_start, part_end) = (offset, offset + part.size);
+        offset = part_end;
+        part_end <= start || part_start > end || part.inline.is_some()
+    })
+}
+
+/// Sends the parts' share of bytes `range` (inclusive), decrypted where `sse` says; notes in
+/// `bad` the slots that failed to serve.
+async fn send_parts(
+    cluster: &Cluster,
+    codec: &Codec,
+    found: &Found,
+    (start, end): (u64, u64),
+    sse: Option<Sse>,
+    tx: &mut impl Sink,
+    bad: &mut BTreeSet<u8>,
+) -> Result<(), OpError> {
+    let mut offset = 0u64;
+    for (index, part) in found.record.parts.iter().enumerate() {
+        let (part_start, part_end) = (offset, offset + part.size);
+        offset = part_end;
+        if part_end <= start || part_start > end || part.size == 0 {
+            continue;
+        }
+        let local = (
+            start.max(part_start) - part_start,
+            end.min(part_end - 1) - part_start,
+        );
+        let reader = PartReader::new(cluster, codec, found, index);
+        let cipher = match sse.as_ref().map(|sse| sse.open(part)).transpose() {
+            Ok(cipher) => cipher,
+            Err(WrongKey) => {
+                let denied = S3Error::AccessDenied("the object's key does not open a part");
+                return Err(denied.into());
+            }
+        };
+        if !send_range(&reader, local.0, local.1, cipher, tx, bad).await? {
+            return Ok(()); // the client went away
+        }
+    }
+    Ok(())
+}
+
+/// After a read: commits the newest revision to the sources behind it, and repairs the slots
+/// found stale (by the lookup, or by the holders it did not wait for) or bad.
+async fn follow_up(cluster: &Cluster, mut found: Found, mut bad: BTreeSet<u8>) {
+    let revised = crate::ops::repair::revise_sources(cluster, &found).await;
+    if revised > 0 {
+        tracing::info!(key = %found.target.key, revised, "read repair of records behind");
+    }
+    bad.extend(found.stale.iter().copied());
+    bad.extend(stale_late(&mut found).await);
+    if !bad.is_empty() {
+        let slots: Vec<u8> = bad.into_iter().collect();
+        match crate::ops::repair::repair(cluster, &found, &slots).await {
+            Ok(bytes) => tracing::info!(key = %found.target.key, ?slots, bytes, "read repair"),
+            Err(e) => {
+                tracing::warn!(key = %found.target.key, ?slots, error = ?e, "read repair failed")
+            }
+        }
+    }
+}
+
+/// Where a read's bytes go: a streamed body, or a whole one being built.
+trait Sink {
+    /// Sends a chunk; false when the client went away.
+    async fn send(&mut self, chunk: Bytes) -> bool;
+}
+
+impl Sink for Vec<Bytes> {
+    async fn send(&mut self, chunk: Bytes) -> bool {
+        self.push(chunk);
+        true
+    }
 }
 
 /// The sending end of a read's response body; it also tells `stream`'s caller that the first
@@ -97,15 +176,16 @@ struct Out {
     started: Option<oneshot::Sender<Result<(), OpError>>>,
 }
 
-impl Out {
-    /// Sends a chunk; false when the client went away.
+impl Sink for Out {
     async fn send(&mut self, chunk: Bytes) -> bool {
         if let Some(started) = self.started.take() {
             let _ = started.send(Ok(()));
         }
         self.tx.send(Ok(chunk)).await.is_ok()
     }
+}
 
+impl Out {
     async fn fail(&mut self, e: OpError) {
         match self.started.take() {
             Some(started) => {
@@ -124,15 +204,15 @@ impl Out {
 }
 
 /// Sends bytes `[start, end]` of `reader`'s part, decrypted when it has a cipher; notes in `bad` the
-/// slots that failed to serve.
+/// slots that failed to serve. False when the client went away.
 async fn send_range(
     reader: &PartReader<'_>,
     start: u64,
     end: u64,
     mut cipher: Option<PartCipher>,
-    tx: &mut Out,
+    tx: &mut impl Sink,
     bad: &mut BTreeSet<u8>,
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let (first, last) = reader.layout.stripes_for_range(start, end);
     let mut fetcher = reader.fetcher(last);
     for stripe in first..=last {
@@ -155,11 +235,11 @@ async fn send_range(
                 chunk = cipher.apply(stripe_start + a, &chunk);
             }
             if !tx.send(chunk).await {
-                return Ok(()); // the client went away
+                return Ok(false);
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Slots among the holders `find` did not wait for whose record is missing or older: checked
@@ -184,21 +264,84 @@ mod tests {
     use super::*;
     use crate::ops::testing::{self, Nodes, BUCKET, KEY};
     use http_body_util::BodyExt;
+    use node_rpc::record::{Inline, ObjectRecord};
 
-    #[tokio::test]
-    async fn a_version_found_from_listed_records_streams_back_without_a_node_call() {
+    /// Reads bytes `[start, end]` of a version found from the records of `slots`, each as
+    /// `alter` leaves it.
+    async fn read(
+        bytes: &[u8],
+        slots: &[usize],
+        (start, end): (u64, u64),
+        alter: impl Fn(usize, &mut ObjectRecord),
+    ) -> (Result<Bytes, OpError>, Arc<Nodes>) {
         let nodes = Arc::new(Nodes::default());
         let cluster = testing::cluster(nodes.clone());
         let holders = testing::holders(&cluster);
-        let bytes = b"a small object, inside its records";
         let v = testing::version(10, 2, bytes, true);
-        let records = [4, 1].map(|slot| (holders[slot].clone(), v[slot].0.clone()));
-        let found = Found::from_records(&cluster, &BUCKET, KEY, None, records.to_vec()).unwrap();
+        let records = (slots.iter()).map(|&slot| {
+            let mut record = v[slot].0.clone();
+            alter(slot, &mut record);
+            (holders[slot].clone(), record)
+        });
+        let found = Found::from_records(&cluster, &BUCKET, KEY, None, records.collect()).unwrap();
+        let body = stream(Arc::new(cluster), found, start, end, None).await;
+        let read = match body {
+            Ok(body) => Ok(body.collect().await.unwrap().to_bytes()),
+            Err(e) => Err(e),
+        };
+        (read, nodes)
+    }
+
+    fn object(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_version_found_from_listed_records_reads_back_without_a_node_call() {
+        let bytes = b"a small object, inside its records";
         let end = bytes.len() as u64 - 1;
-        let body = stream(Arc::new(cluster), found, 0, end, None)
-            .await
-            .unwrap();
-        assert_eq!(body.collect().await.unwrap().to_bytes(), &bytes[..]);
+        let (read, nodes) = read(bytes, &[4, 1], (0, end), |_, _| ()).await;
+        assert_eq!(read.unwrap(), &bytes[..]);
         assert_eq!(nodes.calls(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_small_read_past_a_corrupt_inline_fragment_is_rebuilt_from_another() {
+        let bytes = object(5000);
+        let corrupt = |slot, record: &mut ObjectRecord| {
+            if slot == 0 {
+                let part = &mut record.parts[0];
+                let mut fragment = part.inline.as_ref().unwrap().decode().unwrap();
+                fragment[10] ^= 1;
+                part.inline = Some(Inline::encode(&fragment));
+            }
+        };
+        for (start, end) in [(0, 4999), (1000, 3500), (4999, 4999)] {
+            let (read, _) = read(&bytes, &[0, 1, 2], (start, end), corrupt).await;
+            assert!(read.unwrap() == bytes[start as usize..=end as usize]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_read_with_fewer_than_k_good_fragments_fails_before_any_byte() {
+        let bytes = object(5000);
+        let corrupt = |slot, record: &mut ObjectRecord| {
+            if slot == 0 {
+                record.parts[0].inline = Some(Inline::encode(b"not the fragment"));
+            }
+        };
+        let (read, _) = read(&bytes, &[0, 1], (0, 4999), corrupt).await;
+        assert!(matches!(read, Err(OpError::Unavailable(_))), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn an_inline_range_longer_than_whole_max_streams() {
+        let bytes = object(WHOLE_MAX as usize + 5000);
+        let end = bytes.len() as u64 - 1;
+        for range in [(0, end), (3, end - 3), (0, WHOLE_MAX - 1)] {
+            let (read, nodes) = read(&bytes, &[1, 5], range, |_, _| ()).await;
+            assert!(read.unwrap() == bytes[range.0 as usize..=range.1 as usize]);
+            assert_eq!(nodes.calls(), Vec::<String>::new());
+        }
     }
 }

@@ -6,7 +6,7 @@ use crate::ops::cluster::{Cluster, Holder};
 use crate::ops::error::OpError;
 use crate::ops::fanout::{self, FanOut};
 use crate::ops::fetch::{self, Fetcher, PartReader};
-use crate::ops::lookup::Found;
+use crate::ops::lookup::{Found, Source};
 use bytes::Bytes;
 use erasure::Codec;
 use futures::future::join_all;
@@ -87,11 +87,7 @@ pub fn revised_for(newest: &ObjectRecord, behind: &ObjectRecord) -> ObjectRecord
 /// Commits the newest revision of `found`'s version to the sources that answered with an older
 /// one: their bytes are right, only their record is behind. Returns how many were revised.
 pub async fn revise_sources(cluster: &Cluster, found: &Found) -> usize {
-    let behind = found
-        .sources
-        .iter()
-        .filter(|s| s.record.revision < found.record.revision);
-    let commits = behind.map(|source| {
+    let commits = behind(found).map(|source| {
         let request = CommitRequest {
             bucket: found.target.bucket,
             key: found.target.key.clone(),
@@ -107,6 +103,11 @@ pub async fn revise_sources(cluster: &Cluster, found: &Found) -> usize {
         .into_iter()
         .filter(Result::is_ok)
         .count()
+}
+
+/// The sources of `found` whose record is an older revision of its version.
+pub fn behind(found: &Found) -> impl Iterator<Item = &Source> {
+    (found.sources.iter()).filter(|s| s.record.revision < found.record.revision)
 }
 
 async fn rebuild_stripe(
