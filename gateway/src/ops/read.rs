@@ -52,7 +52,16 @@ pub async fn stream(
             started: Some(started),
         };
         let mut bad = BTreeSet::new();
-        let sent = send_parts(&cluster, &codec, &found, (start, end), sse, &mut tx, &mut bad).await;
+        let sent = send_parts(
+            &cluster,
+            &codec,
+            &found,
+            (start, end),
+            sse,
+            &mut tx,
+            &mut bad,
+        )
+        .await;
         if let Err(e) = sent {
             tx.fail(e).await;
         }
@@ -76,7 +85,16 @@ async fn whole(
 ) -> Result<HttpBody, OpError> {
     let mut chunks = Vec::new();
     let mut bad = BTreeSet::new();
-    let read = send_parts(&cluster, codec, &found, (start, end), sse, &mut chunks, &mut bad).await;
+    let read = send_parts(
+        &cluster,
+        codec,
+        &found,
+        (start, end),
+        sse,
+        &mut chunks,
+        &mut bad,
+    )
+    .await;
     let behind = crate::ops::repair::behind(&found).next().is_some();
     if found.late.is_some() || !found.stale.is_empty() || !bad.is_empty() || behind {
         tokio::spawn(async move { follow_up(&cluster, found, bad).await });
