@@ -31,7 +31,8 @@ const WHOLE_MAX: u64 = 256 << 10;
 /// read: a read that cannot start is an error the caller can answer with a status. A failure
 /// part-way through ends the body with an error, so the client sees a broken transfer rather than
 /// short data. Afterwards, holders found stale, missing a fragment or holding a corrupt one are
-/// repaired in the background. An encrypted object is decrypted with the keys of `sse`.
+/// repaired in the background. An encrypted object is decrypted with the keys of `sse`. A range
+/// of at most `WHOLE_MAX` bytes held inline is read whole first instead, and a failure is an error.
 pub async fn stream(
     cluster: Arc<Cluster>,
     found: Found,
