@@ -281,9 +281,12 @@ async fn stale_late(found: &mut Found) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::lookup::{lookup, Ask};
     use crate::ops::testing::{self, Nodes, BUCKET, KEY};
     use http_body_util::BodyExt;
     use node_rpc::record::{Inline, ObjectRecord};
+    use std::time::Duration;
+    use tokio::net::TcpListener;
 
     /// Reads bytes `[start, end]` of a version found from the records of `slots`, each as
     /// `alter` leaves it.
@@ -351,6 +354,44 @@ mod tests {
         };
         let (read, _) = read(&bytes, &[0, 1], (0, 4999), corrupt).await;
         assert!(matches!(read, Err(OpError::Unavailable(_))), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn a_small_read_that_meets_a_stale_holder_repairs_it() {
+        let mut listeners = Vec::new();
+        for _ in 0..6 {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<String> = (listeners.iter())
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        let nodes = Arc::new(Nodes::default());
+        let cluster = testing::cluster_at(&addrs, nodes.clone());
+        let holders = testing::holders(&cluster);
+        let (old, new) = (testing::version(5, 2, b"old", true), object(3000));
+        let versions = testing::version(10, 2, &new, true);
+        for (slot, addr) in holders.iter().enumerate() {
+            let version = if slot == 1 { &old } else { &versions };
+            let record = Some(version[slot].0.clone());
+            nodes.set(
+                addr,
+                testing::Node {
+                    record,
+                    ..Default::default()
+                },
+            );
+        }
+        let found = lookup(&cluster, &BUCKET, KEY, None, Ask::Quorum).await;
+        let found = found.unwrap().unwrap();
+        assert_eq!(found.stale, [1]);
+        let body = stream(Arc::new(cluster), found, 0, 2999, None)
+            .await
+            .unwrap();
+        assert!(body.collect().await.unwrap().to_bytes() == new);
+        // Read repair commits the version to that holder, over the network.
+        let stale = &listeners[addrs.iter().position(|a| *a == holders[1]).unwrap()];
+        let repair = tokio::time::timeout(Duration::from_secs(10), stale.accept()).await;
+        assert!(repair.is_ok(), "no read repair reached the stale holder");
     }
 
     #[tokio::test]

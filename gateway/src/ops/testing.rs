@@ -166,10 +166,19 @@ impl NodeCalls for Nodes {
 
 /// A 4+2 cluster of six nodes in three zones, at addresses nothing listens on.
 pub fn config() -> (ClusterConfig, GatewayConfig) {
-    let nodes: Vec<_> = (0..6)
-        .map(|i| {
+    config_at(
+        &(1..=6)
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The same cluster with its nodes at `addrs`.
+fn config_at(addrs: &[String]) -> (ClusterConfig, GatewayConfig) {
+    let nodes: Vec<_> = (addrs.iter().enumerate())
+        .map(|(i, addr)| {
             serde_json::json!({"id": format!("n{i}"), "zone": format!("z{}", i / 2),
-                               "addr": format!("127.0.0.1:{}", 1 + i)})
+                               "addr": addr})
         })
         .collect();
     let config = serde_json::json!({"secret": "s", "nodes": nodes});
@@ -184,7 +193,16 @@ pub fn config() -> (ClusterConfig, GatewayConfig) {
 /// That cluster, with its read path answered by `nodes`, after one probe round that found every
 /// node up and none behind.
 pub fn cluster(nodes: Arc<Nodes>) -> Cluster {
-    let (config, gateway) = config();
+    cluster_of(config(), nodes)
+}
+
+/// The same with its nodes at `addrs`, where a test may listen: the calls outside the read path
+/// (commits: a write, a read repair) go over the network.
+pub fn cluster_at(addrs: &[String], nodes: Arc<Nodes>) -> Cluster {
+    cluster_of(config_at(addrs), nodes)
+}
+
+fn cluster_of((config, gateway): (ClusterConfig, GatewayConfig), nodes: Arc<Nodes>) -> Cluster {
     let client = NodeClient::for_cluster(&config).unwrap();
     let cluster = Cluster::with_calls(&config, &gateway, client, nodes).unwrap();
     let live = &cluster.liveness;
