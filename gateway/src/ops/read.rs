@@ -12,6 +12,7 @@ use crate::s3::error::S3Error;
 use bytes::Bytes;
 use erasure::Codec;
 use node_rpc::body::{full, ChannelBody, HttpBody};
+use node_rpc::record::PartData;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
@@ -96,8 +97,7 @@ async fn whole(
         &mut bad,
     )
     .await;
-    let behind = crate::ops::repair::behind(&found).next().is_some();
-    if found.late.is_some() || !found.stale.is_empty() || !bad.is_empty() || behind {
+    if needs_follow_up(&found, &bad) {
         tokio::spawn(async move { follow_up(&cluster, found, bad).await });
     }
     read.inspect_err(|e| tracing::warn!(error = ?e, "read failed"))?;
@@ -110,11 +110,28 @@ async fn whole(
 
 /// Whether every part that bytes `[start, end]` touch is inline.
 fn all_inline(found: &Found, start: u64, end: u64) -> bool {
+    parts_in(found, start, end).all(|(_, part, _)| part.inline.is_some())
+}
+
+/// The parts of `found` that bytes `[start, end]` touch: each with its index and the range of its
+/// own bytes asked for (inclusive).
+fn parts_in(
+    found: &Found,
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = (usize, &PartData, (u64, u64))> {
     let mut offset = 0u64;
-    found.record.parts.iter().all(|part| {
+    (found.record.parts.iter().enumerate()).filter_map(move |(index, part)| {
         let (part_start, part_end) = (offset, offset + part.size);
         offset = part_end;
-        part_end <= start || part_start > end || part.inline.is_some()
+        if part_end <= start || part_start > end || part.size == 0 {
+            return None;
+        }
+        let local = (
+            start.max(part_start) - part_start,
+            end.min(part_end - 1) - part_start,
+        );
+        Some((index, part, local))
     })
 }
 
@@ -129,17 +146,7 @@ async fn send_parts(
     tx: &mut impl Sink,
     bad: &mut BTreeSet<u8>,
 ) -> Result<(), OpError> {
-    let mut offset = 0u64;
-    for (index, part) in found.record.parts.iter().enumerate() {
-        let (part_start, part_end) = (offset, offset + part.size);
-        offset = part_end;
-        if part_end <= start || part_start > end || part.size == 0 {
-            continue;
-        }
-        let local = (
-            start.max(part_start) - part_start,
-            end.min(part_end - 1) - part_start,
-        );
+    for (index, part, local) in parts_in(found, start, end) {
         let reader = PartReader::new(cluster, codec, found, index);
         let cipher = match sse.as_ref().map(|sse| sse.open(part)).transpose() {
             Ok(cipher) => cipher,
@@ -153,6 +160,12 @@ async fn send_parts(
         }
     }
     Ok(())
+}
+
+/// Whether `follow_up` has anything to do after a read that found `bad`.
+fn needs_follow_up(found: &Found, bad: &BTreeSet<u8>) -> bool {
+    let behind = crate::ops::repair::behind(found).next().is_some();
+    behind || !bad.is_empty() || !found.stale.is_empty() || found.late.is_some()
 }
 
 /// After a read: commits the newest revision to the sources behind it, and repairs the slots
