@@ -135,8 +135,8 @@ fn parts_in(
     })
 }
 
-/// Sends the parts' share of bytes `range` (inclusive), decrypted where `sse` says; notes in
-/// `bad` the slots that failed to serve.
+/// Sends bytes `[start, end]` part by part, decrypted where `sse` says; notes in `bad` the slots
+/// that failed to serve.
 async fn send_parts(
     cluster: &Cluster,
     codec: &Codec,
