@@ -1,7 +1,6 @@
 //! What a holder stores about objects, buckets and uploads, and the ids that name them.
 
 use crate::object_lock::{BucketLock, ObjectLock};
-use base64::{engine::general_purpose::STANDARD, Engine};
 use erasure::{FrameFormat, StripeLayout};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -779,7 +778,7 @@ impl Inline {
     pub fn encode(bytes: &[u8]) -> Inline {
         let mut json = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
         json.push('"');
-        STANDARD.encode_string(bytes, &mut json);
+        base64_simd::STANDARD.encode_append(bytes, &mut json);
         json.push('"');
         Inline(RawValue::from_string(json).expect("quoted base64 is a JSON string"))
     }
@@ -789,8 +788,11 @@ impl Inline {
         self.0.get().len()
     }
 
-    pub fn decode(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        STANDARD.decode(self.base64())
+    /// The fragment's bytes; an error if the text is not canonical base64 (padded, and no bits
+    /// set past the end). SIMD, as the small GET decodes every inline fragment it serves: the
+    /// scalar decoder was 3% of the gateway's CPU under 4 KiB GETs.
+    pub fn decode(&self) -> Result<Vec<u8>, base64_simd::Error> {
+        base64_simd::STANDARD.decode_to_vec(self.base64())
     }
 
     fn base64(&self) -> &str {

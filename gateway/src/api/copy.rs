@@ -208,7 +208,7 @@ pub async fn copy_object(
     let found = source.found;
     // Asking for encryption is a change, as in S3: it rewrites an object in place encrypted.
     let encrypts = req.header("x-amz-server-side-encryption").is_some()
-        || encryption::has_customer_key(&req, SSE_C);
+        || encryption::has_customer_key(&req.parts.headers, SSE_C);
     if source.bucket == bucket
         && source.key == key
         && !source.named

@@ -31,11 +31,15 @@ struct CustomerKey {
     md5: String,
 }
 
-/// The request has one of the SSE-C headers starting with `prefix`.
-pub fn has_customer_key(req: &S3Request, prefix: &str) -> bool {
-    ["algorithm", "key", "key-MD5"]
-        .iter()
-        .any(|name| req.header(&format!("{prefix}{name}")).is_some())
+/// The request has one of the SSE-C headers starting with `prefix`. Looked for among the
+/// request's headers, whose names are lowercase, rather than by the three names: building them
+/// took every GET and PUT three allocations.
+pub fn has_customer_key(headers: &http::HeaderMap, prefix: &str) -> bool {
+    headers.iter().any(|(name, value)| {
+        let rest = name.as_str().strip_prefix(prefix);
+        rest.is_some_and(|rest| ["algorithm", "key", "key-md5"].contains(&rest))
+            && value.to_str().is_ok()
+    })
 }
 
 /// The SSE-C key in the headers starting with `prefix`, if the request has any of them.
@@ -44,7 +48,7 @@ fn customer_key(
     req: &S3Request,
     prefix: &str,
 ) -> Result<Option<CustomerKey>, S3Error> {
-    if !has_customer_key(req, prefix) {
+    if !has_customer_key(&req.parts.headers, prefix) {
         return Ok(None);
     }
     let header = |name: &str| req.header(&format!("{prefix}{name}"));
@@ -327,6 +331,39 @@ mod tests {
 
     fn config(rule: &str) -> Vec<u8> {
         format!("<ServerSideEncryptionConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule>{rule}</Rule></ServerSideEncryptionConfiguration>").into_bytes()
+    }
+
+    #[test]
+    fn customer_keys_are_seen_by_any_of_their_headers_in_any_case() {
+        let headers = |names: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for name in names {
+                map.insert(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            map
+        };
+        for name in ["algorithm", "Key", "key-MD5"] {
+            let sse_c = headers(&[
+                "host",
+                &format!("X-Amz-Server-Side-Encryption-Customer-{name}"),
+            ]);
+            assert!(has_customer_key(&sse_c, SSE_C), "{name}");
+            assert!(!has_customer_key(&sse_c, COPY_SOURCE_SSE_C), "{name}");
+            let source = headers(&[&format!(
+                "x-amz-copy-source-server-side-encryption-customer-{name}"
+            )]);
+            assert!(has_customer_key(&source, COPY_SOURCE_SSE_C), "{name}");
+            assert!(!has_customer_key(&source, SSE_C), "{name}");
+        }
+        for other in [
+            "x-amz-server-side-encryption",
+            "x-amz-server-side-encryption-customer-keys",
+        ] {
+            assert!(!has_customer_key(&headers(&[other]), SSE_C), "{other}");
+        }
     }
 
     #[test]

@@ -277,7 +277,7 @@ pub async fn complete(
     )
     .await?;
     // SSE-C headers are optional here (no bytes are read or written), but must be the upload's.
-    if encryption::has_customer_key(&req, SSE_C) {
+    if encryption::has_customer_key(&req.parts.headers, SSE_C) {
         encryption::for_read(gw, &req, upload.encryption.as_ref(), SSE_C)?;
     }
     let checksum = checksum_of(&upload);

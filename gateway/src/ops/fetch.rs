@@ -10,6 +10,7 @@ use crate::ops::lookup::{Found, Source};
 use bytes::Bytes;
 use erasure::{Codec, StripeLayout};
 use futures::stream::{FuturesUnordered, StreamExt};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -124,7 +125,10 @@ impl<'a> PartReader<'a> {
 
     /// Reads stripes up to `last` (inclusive), in order: from the data holders first.
     pub fn fetcher(&self, last: u64) -> Fetcher<'a, '_> {
-        let mut spare: Vec<Source> = self.found.sources.clone();
+        // Borrowed: a source's record carries its inline fragments, and copying them for every
+        // read showed in small GETs' profiles.
+        let mut spare: Vec<Cow<'a, Source>> =
+            self.found.sources.iter().map(Cow::Borrowed).collect();
         spare.sort_by_key(|s| s.slot);
         let unheard = self.unheard_data_holders();
         let unasked = (self.found.unasked.iter())
@@ -135,14 +139,14 @@ impl<'a> PartReader<'a> {
             .iter()
             .position(|s| s.slot as usize >= self.codec.data_shards())
             .unwrap_or(spare.len());
-        spare.splice(parity..parity, unheard);
+        spare.splice(parity..parity, unheard.into_iter().map(Cow::Owned));
         Fetcher {
             reader: self,
             end_offset: self.layout.frame_offset(last) + self.layout.frame_len(last) as u64,
             active: Vec::new(),
             spare: spare.into(),
             unasked,
-            keepers: self.keepers().into(),
+            keepers: self.keepers().into_iter().map(Cow::Owned).collect(),
             again: VecDeque::new(),
             retried: BTreeSet::new(),
             bad: BTreeSet::new(),
@@ -156,20 +160,20 @@ pub(crate) struct Fetcher<'a, 'r> {
     reader: &'r PartReader<'a>,
     end_offset: u64,
     active: Vec<(u8, FragmentStream)>,
-    spare: VecDeque<Source>,
+    spare: VecDeque<Cow<'a, Source>>,
     unasked: VecDeque<(String, u8)>,
     /// Substitutes keeping hinted fragment files for holders that are behind.
-    keepers: VecDeque<Source>,
+    keepers: VecDeque<Cow<'a, Source>>,
     /// Sources whose read failed without a corrupt frame (unreachable, stalled, cut off): each is
     /// opened once more when no other source is left. With only k holders up (a zone lost) a
     /// passing stall or a broken pooled connection must not fail the whole read.
-    again: VecDeque<Source>,
+    again: VecDeque<Cow<'a, Source>>,
     retried: BTreeSet<u8>,
     /// Slots that could not serve a valid frame.
     pub bad: BTreeSet<u8>,
 }
 
-impl Fetcher<'_, '_> {
+impl<'a> Fetcher<'a, '_> {
     /// One stripe's frames: at least k of them present and hash-verified. A read that fails, is
     /// corrupt or outlasts the node timeout is replaced by another source; when the stripe is not
     /// complete after `HEDGE_AFTER`, one more source is started beside the slow ones (a hedged
@@ -201,7 +205,7 @@ impl Fetcher<'_, '_> {
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     ))
                 })?;
-                reads.push(read.next(reader, source.slot, Start::Open(Box::new(source))));
+                reads.push(read.next(reader, source.slot, Start::Open(source)));
             }
             tokio::select! {
                 Some((slot, stream, frame)) = reads.next() => {
@@ -231,7 +235,7 @@ impl Fetcher<'_, '_> {
                     hedged = true;
                     crate::metrics::METRICS.hedged_fragment_reads.inc();
                     if let Some(source) = self.next_source().await {
-                        reads.push(read.next(reader, source.slot, Start::Open(Box::new(source))));
+                        reads.push(read.next(reader, source.slot, Start::Open(source)));
                     }
                 }
             }
@@ -243,15 +247,15 @@ impl Fetcher<'_, '_> {
         if !self.retried.insert(slot) {
             return;
         }
-        let sources = &self.reader.found.sources;
-        if let Some(source) = sources.iter().find(|s| s.slot == slot) {
-            self.again.push_back(source.clone());
+        let found: &'a Found = self.reader.found;
+        if let Some(source) = found.sources.iter().find(|s| s.slot == slot) {
+            self.again.push_back(Cow::Borrowed(source));
         }
     }
 
     /// The next holder to read from: one known to have the version, else one not yet asked, else
     /// a substitute keeping a holder's fragment, else one whose read failed, for a second try.
-    async fn next_source(&mut self) -> Option<Source> {
+    async fn next_source(&mut self) -> Option<Cow<'a, Source>> {
         if let Some(source) = self.spare.pop_front() {
             return Some(source);
         }
@@ -264,11 +268,11 @@ impl Fetcher<'_, '_> {
                 .await;
             match answer.map(|lookup| lookup.record) {
                 Ok(Some(record)) if record.version == found.record.version => {
-                    return Some(Source {
+                    return Some(Cow::Owned(Source {
                         addr,
                         slot: record.slot,
                         record,
-                    })
+                    }))
                 }
                 _ => {
                     self.bad.insert(slot);
@@ -280,9 +284,9 @@ impl Fetcher<'_, '_> {
 }
 
 /// Where a read of one stripe's frame starts: a stream already open, or a source to open.
-enum Start {
+enum Start<'a> {
     Stream(FragmentStream),
-    Open(Box<Source>),
+    Open(Cow<'a, Source>),
 }
 
 /// One stripe's frame reads: what every read of the stripe shares.
@@ -303,7 +307,7 @@ impl Read {
         self,
         reader: &PartReader<'_>,
         slot: u8,
-        start: Start,
+        start: Start<'_>,
     ) -> (u8, Option<FragmentStream>, Option<Frame>) {
         let stream = match start {
             Start::Stream(stream) => Some(stream),

@@ -129,7 +129,10 @@ pub fn evaluate_prefixed(
     etag: &str,
     modified: DateTime<Utc>,
 ) -> Condition {
-    let header = |_: &Parts, name: &str| header(parts, &format!("{prefix}{name}"));
+    let header = |_: &Parts, name: &str| match prefix {
+        "" => header(parts, name),
+        _ => header(parts, &format!("{prefix}{name}")),
+    };
     let etag_matches = |list: &str| {
         list.split(',')
             .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))

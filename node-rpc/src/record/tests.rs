@@ -125,6 +125,28 @@ fn inline_text_with_a_backslash_is_refused() {
     assert_eq!(plain.decode().unwrap(), [0, 255, 7, 252]);
 }
 
+#[test]
+fn inline_fragments_round_trip_and_only_canonical_base64_decodes() {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    // Every length around the SIMD decoder's block sizes, against the scalar reference.
+    for len in (0..200).chain([2047, 2048, 2049, 4096]) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+        let inline = Inline::encode(&bytes);
+        assert_eq!(inline.base64(), STANDARD.encode(&bytes), "{len}");
+        assert_eq!(inline.decode().unwrap(), bytes, "{len}");
+    }
+    // Unpadded, bits past the end, a character outside the alphabet, URL-safe letters, a gap.
+    for text in ["QQ", "QR==", "QUJ=", "QUJD*", "ab-_", "QUJD QUJD", "=QUJ"] {
+        let json = format!("\"{text}\"");
+        let inline: Inline = serde_json::from_str(&json).unwrap();
+        assert!(inline.decode().is_err(), "{text}");
+        assert!(
+            STANDARD.decode(text).is_err(),
+            "{text}: the reference refuses it too"
+        );
+    }
+}
+
 /// A part of three bytes, with the inline bytes and frame format given.
 fn small_part(inline: Option<Inline>, frames: FrameFormat) -> PartData {
     PartData {
