@@ -454,38 +454,51 @@ fn canonical_request(
         })
         .collect();
     pairs.sort();
-    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut headers = String::new();
-    for name in signed_headers.split(';') {
-        let values: Vec<String> = if name == "host" && parts.headers.get("host").is_none() {
-            parts
-                .uri
-                .authority()
-                .map(|a| vec![a.to_string()])
-                .unwrap_or_default()
-        } else {
-            parts
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| {
-                    String::from_utf8_lossy(v.as_bytes())
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect()
-        };
-        headers.push_str(name);
-        headers.push(':');
-        headers.push_str(&values.join(","));
-        headers.push('\n');
+    // Written into one string as it goes: it is built for every request, and a string for each
+    // header value, then one for their list, were allocations on every request.
+    let mut canonical = String::with_capacity(256);
+    canonical.push_str(parts.method.as_str());
+    canonical.push('\n');
+    canonical.push_str(&path);
+    canonical.push('\n');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            canonical.push('&');
+        }
+        canonical.push_str(k);
+        canonical.push('=');
+        canonical.push_str(v);
     }
-    format!(
-        "{}\n{path}\n{}\n{headers}\n{signed_headers}\n{payload_hash}",
-        parts.method,
-        query.join("&")
-    )
+    canonical.push('\n');
+    for name in signed_headers.split(';') {
+        canonical.push_str(name);
+        canonical.push(':');
+        if name == "host" && parts.headers.get("host").is_none() {
+            if let Some(authority) = parts.uri.authority() {
+                canonical.push_str(authority.as_str());
+            }
+        } else {
+            // Each value with its runs of whitespace made one space, the values joined by commas.
+            for (i, value) in parts.headers.get_all(name).iter().enumerate() {
+                if i > 0 {
+                    canonical.push(',');
+                }
+                let text = String::from_utf8_lossy(value.as_bytes());
+                for (j, word) in text.split_whitespace().enumerate() {
+                    if j > 0 {
+                        canonical.push(' ');
+                    }
+                    canonical.push_str(word);
+                }
+            }
+        }
+        canonical.push('\n');
+    }
+    canonical.push('\n');
+    canonical.push_str(signed_headers);
+    canonical.push('\n');
+    canonical.push_str(payload_hash);
+    canonical
 }
 
 fn signature_of(key: &[u8; 32], amz_date: &str, scope: &str, canonical: &str) -> String {
@@ -543,6 +556,30 @@ mod tests {
                 &canonical
             ),
             "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+    }
+
+    #[test]
+    fn canonical_requests_sort_the_query_and_fold_header_values() {
+        let req = http::Request::get("http://examplebucket.s3.amazonaws.com/a%20b/c~d")
+            .header("x-amz-meta-list", "one   two ")
+            .header("x-amz-meta-list", "\tthree")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let query = [("b", "2"), ("a", "1"), ("c", "x y"), ("a", "0")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            canonical_request(
+                &parts,
+                &query,
+                "host;x-amz-meta-list",
+                "UNSIGNED-PAYLOAD",
+                false
+            ),
+            "GET\n/a%20b/c~d\na=0&a=1&b=2&c=x%20y\n\
+             host:examplebucket.s3.amazonaws.com\nx-amz-meta-list:one two,three\n\n\
+             host;x-amz-meta-list\nUNSIGNED-PAYLOAD"
         );
     }
 
