@@ -205,7 +205,7 @@ impl<'a> Fetcher<'a, '_> {
                         "only {have} good fragments of {k} needed for stripe {stripe}"
                     ))
                 })?;
-                reads.push(read.next(reader, source.slot, Start::Open(source)));
+                reads.push(read.next(reader, source.slot, Start::Open(Box::new(source))));
             }
             tokio::select! {
                 Some((slot, stream, frame)) = reads.next() => {
@@ -235,7 +235,7 @@ impl<'a> Fetcher<'a, '_> {
                     hedged = true;
                     crate::metrics::METRICS.hedged_fragment_reads.inc();
                     if let Some(source) = self.next_source().await {
-                        reads.push(read.next(reader, source.slot, Start::Open(source)));
+                        reads.push(read.next(reader, source.slot, Start::Open(Box::new(source))));
                     }
                 }
             }
@@ -286,7 +286,7 @@ impl<'a> Fetcher<'a, '_> {
 /// Where a read of one stripe's frame starts: a stream already open, or a source to open.
 enum Start<'a> {
     Stream(FragmentStream),
-    Open(Cow<'a, Source>),
+    Open(Box<Cow<'a, Source>>),
 }
 
 /// One stripe's frame reads: what every read of the stripe shares.
