@@ -284,6 +284,10 @@ impl Credentials {
         }
         let key = derive_signing_key(&self.secret_access_key, date, &self.region);
         let mut kept = lock();
+        // Another request may have derived it meanwhile: one entry per key.
+        if kept.iter().any(same) {
+            return key;
+        }
         if kept.len() == SIGNING_KEYS_KEPT {
             kept.pop_front();
         }
