@@ -482,18 +482,11 @@ fn canonical_request(
                 canonical.push_str(authority.as_str());
             }
         } else {
-            // Each value with its runs of whitespace made one space, the values joined by commas.
             for (i, value) in parts.headers.get_all(name).iter().enumerate() {
                 if i > 0 {
                     canonical.push(',');
                 }
-                let text = String::from_utf8_lossy(value.as_bytes());
-                for (j, word) in text.split_whitespace().enumerate() {
-                    if j > 0 {
-                        canonical.push(' ');
-                    }
-                    canonical.push_str(word);
-                }
+                push_folded(&mut canonical, &String::from_utf8_lossy(value.as_bytes()));
             }
         }
         canonical.push('\n');
@@ -503,6 +496,17 @@ fn canonical_request(
     canonical.push('\n');
     canonical.push_str(payload_hash);
     canonical
+}
+
+/// `text` trimmed, with each run of whitespace in it made one space, as a header value goes into
+/// a canonical request.
+fn push_folded(out: &mut String, text: &str) {
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 fn signature_of(key: &[u8; 32], amz_date: &str, scope: &str, canonical: &str) -> String {
