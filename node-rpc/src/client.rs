@@ -564,7 +564,8 @@ impl NodeClient {
         serde_json::to_writer(&mut body, commit)?;
         let body = Bytes::from(body);
         if self.hint_for.is_some() || commit.claim.is_some() {
-            return self.commit_alone(addr, body).await;
+            // Boxed, as in `gather::call`: rare, and kilobytes inline.
+            return Box::pin(self.commit_alone(addr, body)).await;
         }
         gather::call::<Commits>(self, addr, body).await
     }
