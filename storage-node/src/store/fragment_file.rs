@@ -1,12 +1,14 @@
-//! Fragment files: written with direct I/O from pooled aligned buffers under a temporary name,
-//! made durable and visible by `FragmentFile::commit`, and read back whole, in ranges, or from the
-//! page cache without blocking.
+//! Fragment files: written with direct I/O from pooled aligned buffers, nameless or under a
+//! temporary name, named and made durable by `FragmentFile::commit`, and read back whole, in
+//! ranges, or from the page cache without blocking.
 
 use super::{Store, StoreError};
 use crate::record::ObjectRecord;
+use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,15 @@ const DIRECT_CHUNK: usize = 1 << 20;
 ///
 /// Bytes come in by `write`, or are read straight into the buffer (`spare`, `fill`) by a receiver
 /// that owns its connection; either way only `flush` and `commit` do I/O.
+///
+/// The file has no name until `commit` links it into place (`O_TMPFILE`): a name under
+/// `fragments/tmp/` cost a directory entry made, synced (ext4 without a journal syncs a new
+/// file's parent with it) and renamed away, for every fragment. It is still made in `tmp/`,
+/// whose inodes the filesystem allocates near one another: made in their own directories (256
+/// of them, spread over the disk) they cost the nodes more CPU, not less. Where the filesystem
+/// cannot make nameless files, or the fragment's name is taken, the file gets a name under
+/// `tmp/` and is renamed. A nameless file that a crash leaves is the filesystem's to free (its
+/// orphan list; without a journal, `fsck`).
 pub struct FragmentFile {
     file: File,
     /// Opened with O_DIRECT; false where the filesystem refused it and writes are buffered.
@@ -32,8 +43,11 @@ pub struct FragmentFile {
     staging: Staging,
     /// Bytes already written out of the buffer.
     written: u64,
-    /// The temporary name, until the commit renames it.
+    /// The temporary name, until the commit renames it; `None` for a nameless file, and once
+    /// committed.
     tmp: Option<PathBuf>,
+    /// Made with `O_TMPFILE` and not yet linked into place.
+    nameless: bool,
     /// `target`'s directory (see `Store::dirs`).
     dir: Arc<File>,
     target: PathBuf,
@@ -152,7 +166,15 @@ impl FragmentFile {
         Ok(())
     }
 
-    /// fsync, rename into place, fsync the directory: after this the fragment survives a crash.
+    /// Names the file (links a nameless one into place, or renames it from `tmp/`) and syncs it
+    /// and its directory: after this the fragment survives a crash.
+    ///
+    /// A nameless file is linked once its last byte is written, so that no reader ever finds it
+    /// short, and synced after, so that its inode goes to disk with its link: synced nameless, a
+    /// crash could leave a directory entry for an inode whose count of links on disk is zero.
+    /// Until the syncs return a crash may leave it under its name incomplete, which no record
+    /// names (records are committed after this returns) and which goes as an orphan
+    /// (`remove_orphans`); an existing file is only ever replaced by a rename.
     pub fn commit(mut self) -> Result<(), StoreError> {
         let filled = self.staging.filled;
         if !self.direct {
@@ -170,6 +192,18 @@ impl FragmentFile {
                 )?;
             }
         }
+        if self.nameless {
+            match link(&self.file, &self.target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let tmp = temporary_path(&self.target);
+                    link(&self.file, &tmp)?;
+                    self.tmp = Some(tmp);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.nameless = false;
+        }
         self.file.sync_all()?;
         if let Some(tmp) = &self.tmp {
             fs::rename(tmp, &self.target)?;
@@ -178,6 +212,67 @@ impl FragmentFile {
         self.dir.sync_all()?;
         Ok(())
     }
+}
+
+/// A name under `fragments/tmp/` for a file that becomes the fragment file `target`.
+fn temporary_path(target: &Path) -> PathBuf {
+    let fragments = target
+        .parent()
+        .and_then(Path::parent)
+        .expect("fragment paths are fragments/<dir>/<name>");
+    let name = target.file_name().expect("fragment paths have a name");
+    let mut tmp = name.to_os_string();
+    tmp.push(format!(".{:016x}", rand::random::<u64>()));
+    fragments.join("tmp").join(tmp)
+}
+
+/// A file without a name in `dir`'s filesystem (`O_TMPFILE`), for `link` to name; freed by the
+/// kernel if it is closed unnamed.
+fn create_nameless(dir: &File, direct: bool) -> std::io::Result<File> {
+    let flags = libc::O_TMPFILE
+        | libc::O_WRONLY
+        | libc::O_CLOEXEC
+        | if direct { libc::O_DIRECT } else { 0 };
+    // SAFETY: the path is a NUL-terminated literal and `dir` an open directory; the descriptor
+    // returned is new and owned by the `File` made of it.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c".".as_ptr(), flags, 0o666 as libc::c_uint) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor just opened, owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Gives a nameless file the name `path` (in the same filesystem), through its `/proc/self/fd`
+/// link: `linkat` with `AT_EMPTY_PATH` would need `CAP_DAC_READ_SEARCH`. Fails with
+/// `AlreadyExists` if `path` is taken.
+fn link(file: &File, path: &Path) -> std::io::Result<()> {
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `tmp`, opened to make nameless files in, if they can be made there and linked into place
+/// (not on filesystems without `O_TMPFILE`, nor without `/proc`).
+pub(super) fn nameless_files_in(tmp: &Path) -> Option<File> {
+    let dir = File::open(tmp).ok()?;
+    let probe = tmp.join("nameless-probe");
+    link(&create_nameless(&dir, false).ok()?, &probe).ok()?;
+    fs::remove_file(&probe).ok()?;
+    Some(dir)
 }
 
 /// Turns O_DIRECT off for the rest of a file's writes.
@@ -205,31 +300,44 @@ impl Store {
         self.fragments.join(&id[..2]).join(format!("{id}.{index}"))
     }
 
-    /// Starts a fragment file under a temporary name; `FragmentFile::commit` makes it durable.
+    /// Starts a fragment file, nameless where the filesystem allows; `FragmentFile::commit` names
+    /// it and makes it durable.
     pub fn create_fragment(&self, id: &str, index: u8) -> Result<FragmentFile, StoreError> {
-        let tmp = self
-            .fragments
-            .join("tmp")
-            .join(format!("{id}.{index}.{:016x}", rand::random::<u64>()));
-        let direct = File::options()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&tmp);
-        let (file, direct) = match direct {
+        self.create_fragment_file(id, index, self.nameless_in.as_ref())
+    }
+
+    /// A fragment file made nameless in `nameless_in`, or else under a temporary name.
+    fn create_fragment_file(
+        &self,
+        id: &str,
+        index: u8,
+        nameless_in: Option<&File>,
+    ) -> Result<FragmentFile, StoreError> {
+        let target = self.fragment_path(id, index);
+        let dir = self.fragment_dir(&target)?;
+        let mut tmp = None;
+        let mut open = |direct: bool| match nameless_in {
+            Some(tmp_dir) => create_nameless(tmp_dir, direct),
+            None => File::options()
+                .write(true)
+                .create_new(true)
+                .custom_flags(if direct { libc::O_DIRECT } else { 0 })
+                .open(tmp.get_or_insert_with(|| temporary_path(&target))),
+        };
+        let (file, direct) = match open(true) {
             Ok(file) => (file, true),
-            // Filesystems without direct I/O (tmpfs) take buffered writes.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (File::create(&tmp)?, false),
+            // Filesystems without direct I/O take buffered writes.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(false)?, false),
             Err(e) => return Err(e.into()),
         };
-        let target = self.fragment_path(id, index);
         Ok(FragmentFile {
             file,
             direct,
             staging: Staging::new(self.buffers.clone()),
             written: 0,
-            tmp: Some(tmp),
-            dir: self.fragment_dir(&target)?,
+            tmp,
+            nameless: nameless_in.is_some(),
+            dir,
             target,
         })
     }
@@ -333,39 +441,68 @@ mod tests {
     use crate::record::fragment_id;
     use crate::store::testing::open;
 
+    /// Both ways of making a file: under `tmp/`, and nameless where the filesystem allows.
+    fn both_ways(store: &Store) -> Vec<Option<&File>> {
+        let mut ways = vec![None];
+        if let Some(tmp_dir) = &store.nameless_in {
+            ways.push(Some(tmp_dir));
+        }
+        ways
+    }
+
     #[test]
     fn fragments_of_any_length_and_chunking_read_back() {
         let (_dir, store) = open();
-        for len in [1, 4096, 5000, DIRECT_CHUNK, 2 * DIRECT_CHUNK + 4096 * 3 + 7] {
-            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            let id = fragment_id(&[&len.to_le_bytes()]);
-            let mut file = store.create_fragment(&id, 2).unwrap();
-            for chunk in data.chunks(65_537) {
-                file.write(chunk).unwrap();
+        for nameless_in in both_ways(&store) {
+            let nameless = nameless_in.is_some();
+            for len in [1, 4096, 5000, DIRECT_CHUNK, 2 * DIRECT_CHUNK + 4096 * 3 + 7] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let id = fragment_id(&[&len.to_le_bytes(), &[nameless as u8]]);
+                let mut file = store.create_fragment_file(&id, 2, nameless_in).unwrap();
+                for chunk in data.chunks(65_537) {
+                    file.write(chunk).unwrap();
+                }
+                file.commit().unwrap();
+                let back = store.read_fragment(&id, 2, 0, len as u64).unwrap();
+                assert!(back == data, "{len} bytes read back (nameless: {nameless})");
             }
-            file.commit().unwrap();
-            let back = store.read_fragment(&id, 2, 0, len as u64).unwrap();
-            assert!(back == data, "{len} bytes read back");
         }
     }
 
     #[test]
     fn unfinished_fragments_never_appear() {
         let (dir, store) = open();
-        let id = fragment_id(&[b"x"]);
-        let mut file = store.create_fragment(&id, 0).unwrap();
-        file.write(b"partial").unwrap();
-        drop(file);
-        assert!(!store.fragment_path(&id, 0).exists());
-        assert!(matches!(
-            store.read_fragment(&id, 0, 0, 1),
-            Err(StoreError::NoSuchFragment)
-        ));
-        assert_eq!(
-            fs::read_dir(dir.path().join("fragments/tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
+        let tmp = dir.path().join("fragments/tmp");
+        for nameless_in in both_ways(&store) {
+            let nameless = nameless_in.is_some();
+            let id = fragment_id(&[b"x", &[nameless as u8]]);
+            let mut file = store.create_fragment_file(&id, 0, nameless_in).unwrap();
+            file.write(b"partial").unwrap();
+            assert_eq!(fs::read_dir(&tmp).unwrap().count(), usize::from(!nameless));
+            drop(file);
+            assert!(!store.fragment_path(&id, 0).exists());
+            assert!(matches!(
+                store.read_fragment(&id, 0, 0, 1),
+                Err(StoreError::NoSuchFragment)
+            ));
+            assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_fragment_committed_again_replaces_the_old_one_whole() {
+        let (dir, store) = open();
+        for nameless_in in both_ways(&store) {
+            let nameless = nameless_in.is_some();
+            let id = fragment_id(&[b"again", &[nameless as u8]]);
+            for data in [&b"the first version"[..], &[7u8; 5000][..]] {
+                let mut file = store.create_fragment_file(&id, 3, nameless_in).unwrap();
+                file.write(data).unwrap();
+                file.commit().unwrap();
+                assert_eq!(store.read_fragment(&id, 3, 0, 1 << 20).unwrap(), data);
+            }
+            let tmp = dir.path().join("fragments/tmp");
+            assert_eq!(fs::read_dir(tmp).unwrap().count(), 0);
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! One node's disk: fragment files plus RocksDB metadata.
 //!
 //! Invariants:
-//! - A fragment file is only ever visible under its final name complete and fsynced: it is written
-//!   under `fragments/tmp/`, fsynced, renamed, and the directory fsynced. `tmp/` is emptied on open.
+//! - A fragment file is only ever visible under its final name complete, and durable once its
+//!   commit returns: it is written without a name (`O_TMPFILE`, or under `fragments/tmp/` where
+//!   the filesystem cannot), linked (or renamed) into place, fsynced, and the directory fsynced.
+//!   A crash before the syncs return may leave it incomplete under its name, unnamed by any
+//!   record: an orphan. An existing file is only replaced by a rename. `tmp/` is emptied on open.
 //! - Every metadata write is a synced RocksDB write, except the removal queue's deletions, which
 //!   a crash only makes happen twice; a record only replaces an older version.
 //! - Every change to a key's records (commit, purge, undo, expiry of its replaced version) holds
@@ -97,6 +100,9 @@ pub struct Store {
     /// committed fragment's name durable: opening the directory for every fragment was a
     /// path walk and two system calls more per fragment.
     dirs: Mutex<HashMap<PathBuf, Arc<File>>>,
+    /// `fragments/tmp/`, where new fragment files are made without a name; `None` where the
+    /// filesystem cannot (`fragment_file::nameless_files_in`).
+    nameless_in: Option<File>,
     commits: mpsc::Sender<CommitJob>,
     /// Pending hints by the node they are for, kept beside the hints themselves (read from them
     /// at open, then counted as they come and go): a node's health reports them twice a second
@@ -179,6 +185,7 @@ impl Store {
             claims: Mutex::default(),
             buffers: BufferPool::default(),
             dirs: Mutex::default(),
+            nameless_in: fragment_file::nameless_files_in(&tmp),
             commits,
             hint_targets: Mutex::default(),
         });
