@@ -43,14 +43,20 @@ pub struct FragmentFile {
     staging: Staging,
     /// Bytes already written out of the buffer.
     written: u64,
-    /// The temporary name, until the commit renames it; `None` for a nameless file, and once
-    /// committed.
-    tmp: Option<PathBuf>,
-    /// Made with `O_TMPFILE` and not yet linked into place.
-    nameless: bool,
+    name: Name,
     /// `target`'s directory (see `Store::dirs`).
     dir: Arc<File>,
     target: PathBuf,
+}
+
+/// Where a fragment file is until its commit has put it in place.
+enum Name {
+    /// Made with `O_TMPFILE`, not linked anywhere yet.
+    Nameless,
+    /// Under `fragments/tmp/`, to be renamed into place; removed if the file is dropped.
+    Temporary(PathBuf),
+    /// Under its own name.
+    Placed,
 }
 
 /// Direct-I/O buffers kept for the next fragments: a fresh megabyte costs page faults and the
@@ -192,23 +198,22 @@ impl FragmentFile {
                 )?;
             }
         }
-        if self.nameless {
-            match link(&self.file, &self.target) {
-                Ok(()) => {}
+        if let Name::Nameless = self.name {
+            self.name = match link(&self.file, &self.target) {
+                Ok(()) => Name::Placed,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let tmp = temporary_path(&self.target);
                     link(&self.file, &tmp)?;
-                    self.tmp = Some(tmp);
+                    Name::Temporary(tmp)
                 }
                 Err(e) => return Err(e.into()),
-            }
-            self.nameless = false;
+            };
         }
         self.file.sync_all()?;
-        if let Some(tmp) = &self.tmp {
+        if let Name::Temporary(tmp) = &self.name {
             fs::rename(tmp, &self.target)?;
+            self.name = Name::Placed;
         }
-        self.tmp = None;
         self.dir.sync_all()?;
         Ok(())
     }
@@ -289,7 +294,7 @@ fn clear_direct(file: &File) -> std::io::Result<()> {
 
 impl Drop for FragmentFile {
     fn drop(&mut self) {
-        if let Some(tmp) = &self.tmp {
+        if let Name::Temporary(tmp) = &self.name {
             let _ = fs::remove_file(tmp);
         }
     }
@@ -335,8 +340,7 @@ impl Store {
             direct,
             staging: Staging::new(self.buffers.clone()),
             written: 0,
-            tmp,
-            nameless: nameless_in.is_some(),
+            name: tmp.map_or(Name::Nameless, Name::Temporary),
             dir,
             target,
         })
