@@ -323,11 +323,19 @@ impl Store {
         let mut tmp = None;
         let mut open = |direct: bool| match nameless_in {
             Some(tmp_dir) => create_nameless(tmp_dir, direct),
-            None => File::options()
-                .write(true)
-                .create_new(true)
-                .custom_flags(if direct { libc::O_DIRECT } else { 0 })
-                .open(tmp.get_or_insert_with(|| temporary_path(&target))),
+            None => {
+                let tmp = tmp.get_or_insert_with(|| temporary_path(&target));
+                if direct {
+                    File::options()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_DIRECT)
+                        .open(tmp)
+                } else {
+                    // The refused direct open may have made the file already.
+                    File::create(tmp)
+                }
+            }
         };
         let (file, direct) = match open(true) {
             Ok(file) => (file, true),
